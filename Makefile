@@ -1,0 +1,62 @@
+# chopin.h - build, run and test.
+#   make          every example, release build, into build/
+#   make run      the example app (examples/bench.c) on port 3000
+#   make test     unit tests, warning checks, black-box tests (release and
+#                 ASan+UBSan builds); the last line is "N passed, N failed"
+#   make bench    wrk figures (bench/wrk.sh)
+CC      ?= cc
+CLANG   ?= clang
+CXX     ?= g++
+WARN     = -std=c99 -Wall -Wextra -Wpedantic
+RELEASE  = -O3 -march=native -DNDEBUG
+DEBUG    = -O1 -g -fno-omit-frame-pointer
+SAN      = -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LIBS     = -pthread
+
+EXAMPLES = $(patsubst examples/%.c,build/%,$(wildcard examples/*.c))
+
+.PHONY: all run test unit blackbox warnings bench clean
+all: $(EXAMPLES)
+
+build:
+	@mkdir -p build
+
+build/%: examples/%.c chopin.h | build
+	$(CC) $(WARN) $(RELEASE) $< -o $@ $(LIBS)
+
+build/bench-asan: examples/bench.c chopin.h | build
+	$(CC) $(WARN) $(DEBUG) $(SAN) $< -o $@ $(LIBS)
+
+build/unit: tests/unit.c chopin.h | build
+	$(CC) $(WARN) $(DEBUG) $(SAN) $< -o $@ $(LIBS)
+
+build/blackbox: tests/blackbox.c | build
+	$(CC) $(WARN) -D_GNU_SOURCE -O1 -g $< -o $@ $(LIBS)
+
+run: build/bench
+	./build/bench
+
+# Every example must compile without a warning as C99 (gcc, clang) and C++.
+warnings: | build
+	@for f in examples/*.c; do \
+	  $(CC) $(WARN) -Werror -O2 -fsyntax-only $$f || exit 1; \
+	  if command -v $(CLANG) >/dev/null; then $(CLANG) $(WARN) -Werror -O2 -fsyntax-only $$f || exit 1; fi; \
+	  $(CXX) -x c++ -Wall -Wextra -Wpedantic -Werror -O2 -fsyntax-only $$f || exit 1; \
+	done
+	@echo "warnings: none (gcc, clang, g++)"
+
+unit: build/unit
+	./build/unit
+
+blackbox: build/bench build/bench-asan build/blackbox
+	./build/blackbox ./build/bench
+	ASAN_OPTIONS=detect_leaks=1 ./build/blackbox ./build/bench-asan
+
+test: warnings
+	@bash tests/run.sh
+
+bench: build/bench
+	bash bench/wrk.sh
+
+clean:
+	rm -rf build

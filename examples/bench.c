@@ -1,0 +1,82 @@
+/* bench.c - the example app that `make run`, the black-box tests and the
+   benchmarks talk to.
+
+     GET  /plaintext   static FastRoute: "Hello, World!"
+     GET  /json        dynamic FastRoute: {"message":"Hello, World!"},
+                       serialized per request by the worker's JSON writer
+     GET  /            a welcome text, through the router
+     POST /echo        the request body back, with the request's Content-Type
+     GET  /users/:id   {"id":"<id>"}, through the router with a parameter
+
+   Environment: PORT (default 3000), HOST (default 0.0.0.0), CHOPIN_WORKERS,
+   SERVER_MODE=performance|standard, REUSEPORT=true|false. */
+#define CHOPIN_IMPLEMENTATION
+#include "../chopin.h"
+
+#include <stdio.h>
+
+static void json_hello(ch_json *j, void *user)
+{
+    (void)user;
+    ch_json_object_begin(j);
+    ch_json_key(j, "message");
+    ch_json_str(j, "Hello, World!");
+    ch_json_object_end(j);
+}
+
+static void welcome(ch_req *req, ch_res *res)
+{
+    (void)req;
+    ch_res_text(res, 200, "Welcome to chopin.h. Try /plaintext, /json, /users/42 or POST /echo.\n");
+}
+
+static void echo(ch_req *req, ch_res *res)
+{
+    ch_str type = ch_req_header(req, "Content-Type");
+    if (type.ptr) ch_res_headern(res, "Content-Type", 12, type.ptr, type.len);
+    /* the body points into the read buffer, valid until we return */
+    ch_res_send(res, 200, NULL, req->body, req->body_len);
+}
+
+static void user_by_id(ch_req *req, ch_res *res)
+{
+    ch_str id = ch_req_param(req, "id");
+    ch_json *j = ch_res_json(res, 200);
+    ch_json_object_begin(j);
+    ch_json_key(j, "id");
+    ch_json_strn(j, id.ptr, id.len);
+    ch_json_object_end(j);
+}
+
+int main(void)
+{
+    const ch_config *used;
+    ch_app *app = ch_app_new();
+    if (!app) {
+        fprintf(stderr, "chopin: out of memory\n");
+        return 1;
+    }
+    ch_fast_text(app, "/plaintext", "Hello, World!");
+    ch_fast_json_fn(app, "/json", json_hello, NULL);
+    ch_get(app, "/", welcome, NULL);
+    ch_post(app, "/echo", echo, NULL);
+    ch_get(app, "/users/:id", user_by_id, NULL);
+
+    if (ch_listen(app, NULL) != 0) {
+        fprintf(stderr, "chopin: %s\n", ch_error(app));
+        ch_app_free(app);
+        return 1;
+    }
+    used = ch_config_used(app);
+    printf("chopin listening on http://%s%s%s:%d (mode %s, %d worker%s)\n", strchr(used->host, ':') ? "[" : "",
+           used->host, strchr(used->host, ':') ? "]" : "", used->port,
+           used->mode == CH_MODE_STANDARD ? "standard" : "performance", used->workers, used->workers == 1 ? "" : "s");
+    fflush(stdout);
+    if (ch_serve(app) != 0) {
+        fprintf(stderr, "chopin: %s\n", ch_error(app));
+        ch_app_free(app);
+        return 1;
+    }
+    ch_app_free(app);
+    return 0;
+}

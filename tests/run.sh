@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every test suite, each of which ends with "N passed, N failed",
+# and prints the sum as the last line. Exit status 1 if anything failed.
+set -u
+cd "$(dirname "$0")/.."
+if ! make -s build/unit build/bench build/bench-asan build/blackbox; then
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+passed=0
+failed=0
+suite() {
+  local name=$1 log
+  shift
+  log=$(mktemp)
+  echo "== $name"
+  "$@" 2>&1 | tee "$log"
+  local last
+  last=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+  if [ -z "$last" ]; then
+    echo "!! $name ended without a result line"
+    failed=$((failed + 1))
+  else
+    passed=$((passed + $(echo "$last" | cut -d' ' -f1)))
+    failed=$((failed + $(echo "$last" | cut -d' ' -f3)))
+  fi
+  rm -f "$log"
+}
+suite "unit tests (ASan+UBSan)" ./build/unit
+suite "black-box, release build" ./build/blackbox ./build/bench
+suite "black-box, ASan+UBSan build" env ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 ./build/blackbox ./build/bench-asan
+echo
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
