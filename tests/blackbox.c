@@ -898,7 +898,8 @@ static enum parse_result decode_chunked(const char *p, size_t n, struct response
                   : (ch >= 'A' && ch <= 'F') ? ch - 'A' + 10 : -1;
 
             if (v < 0 || digits >= 15) {
-                fail("bad chunk size line \"%s\" in response", esc(p + pos, (size_t)(eol - (p + pos))));
+                fail("bad chunk size line \"%s\" in response",
+                     esc(p + pos, (size_t)(eol - (p + pos))));
                 return PARSE_ERROR;
             }
             size = size * 16 + (size_t)v;
@@ -1297,8 +1298,8 @@ out:
 }
 
 /* Server, Date and Content-Length on all kinds of responses.  The reader
- * already checks every response; this case makes the check explicit over
- * 1xx-free successes, errors, HEAD and a rejection. */
+ * already checks every final response it parses; this case makes the check
+ * explicit over each route, a 404, a 405, a HEAD and a 400 rejection. */
 static int case_standard_headers_everywhere(void)
 {
     static const char *const requests[] = {
@@ -1404,7 +1405,8 @@ static int case_http10_keep_alive(void)
         }
     }
     /* a plain HTTP/1.0 request then ends the connection */
-    if (request_expect(&c, "GET /json HTTP/1.0\r\n\r\n", 200, "application/json", JSON_HELLO) != 0 ||
+    if (request_expect(&c, "GET /json HTTP/1.0\r\n\r\n", 200, "application/json",
+                       JSON_HELLO) != 0 ||
         wait_closed(&c) != 0) {
         fail_ctx("final HTTP/1.0 request without keep-alive");
         goto out;
@@ -1422,7 +1424,8 @@ static int case_http11_connection_close(void)
     int rc = -1;
 
     if (conn_open(&c) != 0 ||
-        (r = exchange(&c, "GET /plaintext HTTP/1.1\r\n" HOST "Connection: close\r\n\r\n")) == NULL ||
+        (r = exchange(&c, "GET /plaintext HTTP/1.1\r\n" HOST
+                          "Connection: close\r\n\r\n")) == NULL ||
         expect(r, 200, "text/plain", HELLO) != 0)
         goto out;
     if (!has_token(resp_header(r, "Connection"), "close")) {
@@ -1492,7 +1495,8 @@ static int check_split_pair(const char *first, const char *first_type, const cha
             fail_ctx("first response");
             goto next;
         }
-        if ((r = read_response(&c, 0)) == NULL || expect(r, 200, "application/json", JSON_HELLO) != 0) {
+        if ((r = read_response(&c, 0)) == NULL ||
+            expect(r, 200, "application/json", JSON_HELLO) != 0) {
             fail_ctx("second response");
             goto next;
         }
@@ -1707,13 +1711,16 @@ static const struct rejection rejections[] = {
            POST_ECHO "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 400, 0),
     REJECT("reject_transfer_encoding_gzip", POST_ECHO "Transfer-Encoding: gzip\r\n\r\n", 400, 0),
     REJECT("reject_chunked_on_http10",
-           "POST /echo HTTP/1.0\r\n" HOST "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+           "POST /echo HTTP/1.0\r\n" HOST "Transfer-Encoding: chunked\r\n\r\n"
+           "5\r\nhello\r\n0\r\n\r\n",
            400, 0),
     /* chunked framing */
     REJECT("reject_bad_chunk_size",
            POST_ECHO "Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", 400, 0),
     REJECT("reject_chunk_size_overflow",
-           POST_ECHO "Transfer-Encoding: chunked\r\n\r\nffffffffffffffffffff\r\nhello\r\n", 400, 413),
+           POST_ECHO "Transfer-Encoding: chunked\r\n\r\n"
+           "ffffffffffffffffffff\r\nhello\r\n", /* 20 hex digits */
+           400, 413),
     REJECT("reject_chunk_data_without_crlf",
            POST_ECHO "Transfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n", 400, 0),
     /* versions */
@@ -1794,7 +1801,7 @@ static int case_client_rst_after_full_request(void)
 
     for (i = 0; i < 12; i++) {
         const char *req = i % 2 ? GET_PLAINTEXT
-                                : POST_ECHO "Content-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello";
+                                : POST_ECHO "Content-Length: 5\r\n\r\nhello";
 
         if (conn_open(&c) != 0 || send_all(&c, req, strlen(req)) != 0) {
             conn_close(&c);
@@ -1818,8 +1825,8 @@ static int case_client_rst_during_large_response(void)
 
     fill_pattern(data, size, 7);
     memset(&req, 0, sizeof req);
-    sb_printf(&req, POST_ECHO "Content-Type: application/octet-stream\r\nContent-Length: %zu\r\n\r\n",
-              size);
+    sb_printf(&req, POST_ECHO "Content-Type: application/octet-stream\r\n"
+                              "Content-Length: %zu\r\n\r\n", size);
     sb_add(&req, data, size);
     if (conn_open(&c) == 0 && send_all(&c, req.data, req.len) == 0 &&
         (c.len > c.off || conn_fill(&c) > 0))
@@ -1847,12 +1854,12 @@ static int case_concurrent_1000_connections(void)
     long long deadline = now_ms() + 30 * 1000;
     int i, remaining = N, rc = -1;
 
+    for (i = 0; cs != NULL && i < N; i++)
+        cs[i].fd = -1;
     if (!cs || !sent || !done || !pfds || !index) {
         fail("out of memory");
         goto out;
     }
-    for (i = 0; i < N; i++)
-        cs[i].fd = -1;
     for (i = 0; i < N; i++) {
         cs[i].fd = connect_start(g_port);
         if (cs[i].fd < 0) {
