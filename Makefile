@@ -3,7 +3,8 @@
 #   make run      the example app (examples/bench.c) on port 3000
 #   make test     unit tests, warning checks, black-box tests (release and
 #                 ASan+UBSan builds); the last line is "N passed, N failed"
-#   make bench    wrk figures (bench/wrk.sh)
+#   make wrk      quick wrk figures beside nginx (bench/wrk.sh)
+# Each further area (benchmarks, fuzzing, ...) keeps its targets in mk/NAME.mk.
 CC      ?= cc
 CLANG   ?= clang
 CXX     ?= g++
@@ -15,7 +16,7 @@ LIBS     = -pthread
 
 EXAMPLES = $(patsubst examples/%.c,build/%,$(wildcard examples/*.c))
 
-.PHONY: all run test unit blackbox warnings bench clean
+.PHONY: all run test unit blackbox warnings wrk clean
 all: $(EXAMPLES)
 
 build:
@@ -55,8 +56,10 @@ blackbox: build/bench build/bench-asan build/blackbox
 test: warnings
 	@bash tests/run.sh
 
-bench: build/bench
+wrk: build/bench
 	bash bench/wrk.sh
 
 clean:
 	rm -rf build
+
+include $(wildcard mk/*.mk)

@@ -397,10 +397,11 @@ static void chi_buf_free(chi_buf *b)
     b->len = b->cap = 0;
 }
 
-/* Appends without a capacity check: the caller reserved the room. */
+/* Appends without a capacity check: the caller reserved the room. An empty
+   piece may have a NULL pointer, which memcpy must never see. */
 static char *chi_put(char *p, const char *s, size_t n)
 {
-    memcpy(p, s, n);
+    if (n) memcpy(p, s, n);
     return p + n;
 }
 

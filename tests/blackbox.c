@@ -2039,11 +2039,25 @@ static const struct {
 
 static int g_passed, g_failed;
 static const char *volatile g_case_name = "(startup)";
+static const char *g_death_case;  /* the case during which the server died */
 
-static void begin_case(const char *name)
+static int end_case(int rc);
+
+/*
+ * Start a case.  Returns 1 when it should run.  Once the server has died
+ * there is nothing to test: the case fails here, naming the case that
+ * killed the server, and returns 0.
+ */
+static int begin_case(const char *name)
 {
     g_case_name = name;
     clear_reason();
+    if (g_death_case != NULL) {
+        fail("not run: the server died during %s", g_death_case);
+        end_case(-1);
+        return 0;
+    }
+    return 1;
 }
 
 /* Print the case's line.  A server that died during the case fails it. */
@@ -2057,6 +2071,7 @@ static int end_case(int rc)
         sleep_us(10 * 1000);
     if (!g_stopping && !g_death_reported && g_server_pid > 0 && !server_alive()) {
         g_death_reported = 1;
+        g_death_case = g_case_name;
         rc = -1;
         fail_ctx("the server died (%s)", describe_status(g_server_status));
     }
@@ -2157,26 +2172,26 @@ int main(int argc, char **argv)
     }
 
     for (i = 0; i < sizeof simple_cases / sizeof simple_cases[0]; i++) {
-        begin_case(simple_cases[i].name);
-        end_case(simple_request(simple_cases[i].request, simple_cases[i].status,
-                                simple_cases[i].content_type, simple_cases[i].body));
+        if (begin_case(simple_cases[i].name))
+            end_case(simple_request(simple_cases[i].request, simple_cases[i].status,
+                                    simple_cases[i].content_type, simple_cases[i].body));
     }
     for (i = 0; i < sizeof method_cases / sizeof method_cases[0]; i++) {
-        begin_case(method_cases[i].name);
-        end_case(check_method_not_allowed(method_cases[i].request, method_cases[i].allowed));
+        if (begin_case(method_cases[i].name))
+            end_case(check_method_not_allowed(method_cases[i].request, method_cases[i].allowed));
     }
     for (i = 0; i < sizeof function_cases / sizeof function_cases[0]; i++) {
-        begin_case(function_cases[i].name);
-        end_case(function_cases[i].fn());
+        if (begin_case(function_cases[i].name))
+            end_case(function_cases[i].fn());
     }
     for (i = 0; i < sizeof rejections / sizeof rejections[0]; i++) {
-        begin_case(rejections[i].name);
-        end_case(check_rejection(rejections[i].request, rejections[i].len, rejections[i].status,
-                                 rejections[i].alt_status));
+        if (begin_case(rejections[i].name))
+            end_case(check_rejection(rejections[i].request, rejections[i].len,
+                                     rejections[i].status, rejections[i].alt_status));
     }
     for (i = 0; i < sizeof late_cases / sizeof late_cases[0]; i++) {
-        begin_case(late_cases[i].name);
-        end_case(late_cases[i].fn());
+        if (begin_case(late_cases[i].name))
+            end_case(late_cases[i].fn());
     }
 
     stop_server();

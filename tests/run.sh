@@ -29,6 +29,13 @@ suite() {
 suite "unit tests (ASan+UBSan)" ./build/unit
 suite "black-box, release build" ./build/blackbox ./build/bench
 suite "black-box, ASan+UBSan build" env ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 ./build/blackbox ./build/bench-asan
+suite "black-box, standard mode" env SERVER_MODE=standard ./build/blackbox ./build/bench
+# further suites: each tests/suites/*.sh calls `suite NAME COMMAND...`
+for f in tests/suites/*.sh; do
+  [ -e "$f" ] || continue
+  # shellcheck source=/dev/null
+  . "$f"
+done
 echo
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
