@@ -234,17 +234,18 @@ static void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((forma
 
 static void sb_printf(struct sbuf *b, const char *fmt, ...)
 {
+    char text[1024]; /* every formatted piece in this file is short */
     va_list ap;
     int n;
 
     va_start(ap, fmt);
-    n = vsnprintf(NULL, 0, fmt, ap);
+    n = vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
-    sb_reserve(b, (size_t)n);
-    va_start(ap, fmt);
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
+    if (n < 0 || (size_t)n >= sizeof text) {
+        fprintf(stderr, "blackbox: sb_printf piece too long\n");
+        exit(2);
+    }
+    sb_add(b, text, (size_t)n);
 }
 
 static void sb_free(struct sbuf *b)
