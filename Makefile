@@ -40,9 +40,9 @@ run: build/bench
 # Every example must compile without a warning as C99 (gcc, clang) and C++.
 warnings: | build
 	@for f in examples/*.c; do \
-	  $(CC) $(WARN) -Werror -O2 -fsyntax-only $$f || exit 1; \
-	  if command -v $(CLANG) >/dev/null; then $(CLANG) $(WARN) -Werror -O2 -fsyntax-only $$f || exit 1; fi; \
-	  $(CXX) -x c++ -Wall -Wextra -Wpedantic -Werror -O2 -fsyntax-only $$f || exit 1; \
+	  $(CC) $(WARN) -Werror -O3 -c -o /dev/null $$f || exit 1; \
+	  if command -v $(CLANG) >/dev/null; then $(CLANG) $(WARN) -Werror -O3 -c -o /dev/null $$f || exit 1; fi; \
+	  $(CXX) -x c++ -Wall -Wextra -Wpedantic -Werror -O2 -c -o /dev/null $$f || exit 1; \
 	done
 	@echo "warnings: none (gcc, clang, g++)"
 

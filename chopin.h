@@ -64,6 +64,9 @@
        CHOPIN_MAX_PENDING      1048576 unsent response bytes after which a
                                        connection stops being read
        CHOPIN_SERVER_NAME      "chopin"  value of the Server header
+       CHOPIN_NO_AUTH          compile out the bearer-token middleware
+       CHOPIN_NO_ACCESS_LOG    compile out the access log after-hook
+       CHOPIN_NO_TIMING        compile out the Server-Timing middleware
 
    LIMITS AND TIMEOUTS (ch_config fields; 0 means the default shown)
        max_header_size   16 KiB   request line + headers; over it: 431
@@ -167,6 +170,19 @@ typedef struct ch_param {
     ch_str value;
 } ch_param;
 
+/* The common request headers, found in O(1): the parser recognises them by
+   name (a switch on the length, then at most three comparisons) and notes
+   where each one is, so ch_req_common(req, CH_H_COOKIE) is an array read. */
+typedef enum ch_hdr {
+    CH_H_HOST, CH_H_CONTENT_TYPE, CH_H_CONTENT_LENGTH, CH_H_TRANSFER_ENCODING,
+    CH_H_CONNECTION, CH_H_EXPECT, CH_H_AUTHORIZATION, CH_H_ACCEPT,
+    CH_H_ACCEPT_ENCODING, CH_H_ACCEPT_LANGUAGE, CH_H_COOKIE, CH_H_USER_AGENT,
+    CH_H_ORIGIN, CH_H_REFERER, CH_H_IF_NONE_MATCH, CH_H_IF_MODIFIED_SINCE,
+    CH_H_X_FORWARDED_FOR, CH_H_X_FORWARDED_PROTO, CH_H_X_REAL_IP,
+    CH_H_X_REQUEST_ID, CH_H_CACHE_CONTROL, CH_H_UPGRADE, CH_H_RANGE,
+    CH_H_COUNT
+} ch_hdr;
+
 /* A parsed request. Every ch_str points into the read buffer. */
 typedef struct ch_req {
     ch_method method;
@@ -177,11 +193,16 @@ typedef struct ch_req {
     int version_minor;       /* 1 for HTTP/1.1, 0 for HTTP/1.0 */
     int header_count;
     ch_header headers[CHOPIN_MAX_HEADERS];
+    unsigned char common[CH_H_COUNT]; /* 1 + index in headers of the first
+                                         line with that name, 0 if none */
     const char *body;        /* decoded body (chunked is already decoded) */
     size_t body_len;
     int param_count;
     ch_param params[CHOPIN_MAX_PARAMS];
     void *user;              /* the pointer given when the route was added */
+    void *ctx;               /* free for middleware to pass data to the handler;
+                                NULL at the start of every request */
+    const void *conn;        /* internal: the connection's peer address */
 } ch_req;
 
 typedef struct ch_app ch_app;
@@ -224,6 +245,67 @@ CHOPIN_API int ch_post(ch_app *app, const char *pattern, ch_handler h, void *use
 CHOPIN_API int ch_put(ch_app *app, const char *pattern, ch_handler h, void *user);
 CHOPIN_API int ch_delete(ch_app *app, const char *pattern, ch_handler h, void *user);
 
+CHOPIN_API int ch_patch(ch_app *app, const char *pattern, ch_handler h, void *user);
+CHOPIN_API int ch_any(ch_app *app, const char *pattern, ch_handler h, void *user); /* every method */
+
+/* Middleware: plain functions run before the handler, in the order added:
+   first the app's (ch_use, for every routed request, 404 and 405 included),
+   then the route's group's, outermost group first. One returns CH_NEXT to go
+   on, or fills the response and returns CH_DONE to stop the chain (an auth
+   check answering 401, say). FastRoutes skip middleware: that is their point.
+   After-hooks (ch_after) see every finished response, FastRoutes included:
+   status, bytes and duration, for access logs and metrics. A middleware can
+   also ask, with ch_res_on_finish, to be called back just before its
+   response is written (to add a header that depends on the handler). */
+#define CH_NEXT 0
+#define CH_DONE 1
+typedef int (*ch_middleware)(ch_req *req, ch_res *res, void *user);
+typedef void (*ch_after_fn)(const ch_req *req, const ch_res *res, void *user);
+typedef void (*ch_finish_fn)(ch_req *req, ch_res *res, void *user);
+typedef struct ch_group ch_group;
+
+CHOPIN_API int ch_use(ch_app *app, ch_middleware mw, void *user);
+CHOPIN_API int ch_after(ch_app *app, ch_after_fn fn, void *user);
+/* A group: routes under a shared prefix with shared middleware. Groups nest;
+   a group with the prefix "" gives middleware to just the routes added to it. */
+CHOPIN_API ch_group *ch_group_new(ch_app *app, const char *prefix);
+CHOPIN_API ch_group *ch_group_sub(ch_group *parent, const char *prefix);
+CHOPIN_API int ch_group_use(ch_group *g, ch_middleware mw, void *user);
+CHOPIN_API int ch_group_route(ch_group *g, ch_method method, const char *pattern, ch_handler h, void *user);
+CHOPIN_API int ch_res_on_finish(ch_res *res, ch_finish_fn fn, void *user);
+/* For after-hooks: the finished response. */
+CHOPIN_API int ch_res_status_code(const ch_res *res);
+CHOPIN_API size_t ch_res_bytes(const ch_res *res);   /* head and body as sent */
+CHOPIN_API double ch_res_seconds(const ch_res *res); /* dispatch to written */
+
+/* Shipped middleware; each can be compiled out with its CHOPIN_NO_* macro.
+   Bearer auth: ch_use or ch_group_use(g, ch_mw_bearer, &bearer) with a
+   ch_bearer that holds the token, or a verify function that returns 0 (let
+   in), 401 or 403. Missing or wrong credentials get 401 with
+   WWW-Authenticate, a refusal by verify gets 403, both with the pre-built
+   JSON bodies. */
+#ifndef CHOPIN_NO_AUTH
+typedef struct ch_bearer {
+    const char *token;
+    int (*verify)(const char *token, size_t len, ch_req *req, void *user);
+    void *user;
+} ch_bearer;
+CHOPIN_API int ch_mw_bearer(ch_req *req, ch_res *res, void *user);
+#endif
+/* Access log, an after-hook: ch_after(app, ch_access_log, NULL) logs to
+   stdout, or pass a pointer to an int fd. One line per request, kept in the
+   worker's buffer and written at most once a second or per 32 KiB, so the
+   loop never waits on the log per request:
+   127.0.0.1 [Mon, 23 Nov 2026 10:00:00 GMT] "GET /json HTTP/1.1" 200 150 12us */
+#ifndef CHOPIN_NO_ACCESS_LOG
+CHOPIN_API void ch_access_log(const ch_req *req, const ch_res *res, void *user);
+#endif
+/* Request timing: adds "Server-Timing: app;dur=0.042" (milliseconds spent
+   from this middleware to the end of the handler). */
+#ifndef CHOPIN_NO_TIMING
+CHOPIN_API int ch_mw_timing(ch_req *req, ch_res *res, void *user);
+#endif
+
 /* Running. ch_run = ch_listen + ch_serve. ch_listen resolves the
    configuration and binds the sockets (so a port in use fails here);
    ch_config_used then tells what was chosen (the real port with PORT=0).
@@ -236,9 +318,26 @@ CHOPIN_API int ch_run(ch_app *app, const ch_config *cfg);
 CHOPIN_API void ch_stop(ch_app *app);
 
 /* Request helpers. A missing header or parameter gives {NULL, 0}. */
-CHOPIN_API ch_str ch_req_header(const ch_req *req, const char *name);
+CHOPIN_API ch_str ch_req_header(const ch_req *req, const char *name); /* any case */
+CHOPIN_API ch_str ch_req_common(const ch_req *req, ch_hdr which);    /* O(1) */
 CHOPIN_API ch_str ch_req_param(const ch_req *req, const char *name);
 CHOPIN_API int ch_str_eq(ch_str s, const char *cstr);
+/* The client's address as text ("127.0.0.1", "::1"); returns its length. */
+CHOPIN_API size_t ch_req_remote_addr(const ch_req *req, char *out, size_t cap);
+
+/* Query strings and cookies are parsed only when asked, value by value.
+   ch_req_query and ch_req_cookie copy the percent-decoded value of `name`
+   into out (NUL-terminated) and return its length, or CH_ABSENT, CH_BAD
+   (a bad %-escape) or CH_TOO_LONG. In a query '+' means a space. */
+#define CH_ABSENT (-1)
+#define CH_BAD (-2)
+#define CH_TOO_LONG (-3)
+CHOPIN_API long ch_req_query(const ch_req *req, const char *name, char *out, size_t cap);
+CHOPIN_API long ch_req_cookie(const ch_req *req, const char *name, char *out, size_t cap);
+CHOPIN_API long ch_url_decode(const char *in, size_t len, char *out, size_t cap, int plus_is_space);
+/* Walks "a=1&b=2" (a query or a form body): returns 1 and the next raw
+   (still encoded) key and value, or 0 at the end. */
+CHOPIN_API int ch_form_next(ch_str *rest, ch_str *key, ch_str *value);
 
 /* Response. Unless set, the status is 200 and the body empty. A body given by
    pointer (ch_res_send, ch_res_text) is copied when the handler returns, so it
@@ -252,6 +351,8 @@ CHOPIN_API void ch_res_text(ch_res *res, int status, const char *text);
 CHOPIN_API int ch_res_body(ch_res *res, const char *content_type, const void *body, size_t len);
 CHOPIN_API ch_json *ch_res_json(ch_res *res, int status); /* body = the writer's output */
 CHOPIN_API void ch_res_error(ch_res *res, int status);    /* {"detail":"..."} body */
+CHOPIN_API int ch_res_printf(ch_res *res, int status, const char *content_type, const char *fmt, ...);
+CHOPIN_API int ch_res_redirect(ch_res *res, int status, const char *location); /* 301/302/303/307/308 */
 
 /* JSON writer. Commas and nesting are tracked for you. */
 CHOPIN_API void ch_json_init(ch_json *j);
@@ -860,6 +961,45 @@ static ch_method chi_method_of(const char *m, size_t n)
     return CH_OTHER;
 }
 
+/* The common header names, grouped by length: chi_header_id switches on the
+   length and compares with the few names of that length. Names are given in
+   lower case; ch_hdr values follow the same order as CH_H_*. */
+typedef struct chi_hname {
+    const char *name;
+    ch_hdr id;
+} chi_hname;
+
+static int chi_header_id(const char *name, size_t len)
+{
+    static const chi_hname by_len[][3] = {
+        /* 4 */ {{"host", CH_H_HOST}, {NULL, CH_H_COUNT}, {NULL, CH_H_COUNT}},
+        /* 5 */ {{"range", CH_H_RANGE}, {NULL, CH_H_COUNT}, {NULL, CH_H_COUNT}},
+        /* 6 */ {{"accept", CH_H_ACCEPT}, {"cookie", CH_H_COOKIE}, {"expect", CH_H_EXPECT}},
+        /* 7 */ {{"referer", CH_H_REFERER}, {"upgrade", CH_H_UPGRADE}, {NULL, CH_H_COUNT}},
+        /* 8 */ {{NULL, CH_H_COUNT}, {NULL, CH_H_COUNT}, {NULL, CH_H_COUNT}},
+        /* 9 */ {{"x-real-ip", CH_H_X_REAL_IP}, {NULL, CH_H_COUNT}, {NULL, CH_H_COUNT}},
+        /* 10 */ {{"connection", CH_H_CONNECTION}, {"user-agent", CH_H_USER_AGENT}, {NULL, CH_H_COUNT}},
+        /* 11 */ {{NULL, CH_H_COUNT}, {NULL, CH_H_COUNT}, {NULL, CH_H_COUNT}},
+        /* 12 */ {{"content-type", CH_H_CONTENT_TYPE}, {"x-request-id", CH_H_X_REQUEST_ID}, {NULL, CH_H_COUNT}},
+        /* 13 */ {{"authorization", CH_H_AUTHORIZATION}, {"cache-control", CH_H_CACHE_CONTROL},
+                  {"if-none-match", CH_H_IF_NONE_MATCH}},
+        /* 14 */ {{"content-length", CH_H_CONTENT_LENGTH}, {NULL, CH_H_COUNT}, {NULL, CH_H_COUNT}},
+        /* 15 */ {{"accept-encoding", CH_H_ACCEPT_ENCODING}, {"accept-language", CH_H_ACCEPT_LANGUAGE},
+                  {"x-forwarded-for", CH_H_X_FORWARDED_FOR}},
+        /* 16 */ {{NULL, CH_H_COUNT}, {NULL, CH_H_COUNT}, {NULL, CH_H_COUNT}},
+        /* 17 */ {{"transfer-encoding", CH_H_TRANSFER_ENCODING}, {"if-modified-since", CH_H_IF_MODIFIED_SINCE},
+                  {"x-forwarded-proto", CH_H_X_FORWARDED_PROTO}},
+    };
+    int i;
+    if (len < 4 || len > 17) return -1;
+    for (i = 0; i < 3; i++) {
+        const chi_hname *c = &by_len[len - 4][i];
+        if (!c->name) break;
+        if (chi_lower(name[0]) == c->name[0] && chi_ieq(name, c->name, len)) return (int)c->id;
+    }
+    return -1;
+}
+
 /* Content-Length: 1*DIGIT, or a list of identical values ("5, 5"), which
    RFC 9112 6.3 allows us to read as one. Returns 0 and the value, -1 when
    invalid. A value too large for 64 bits is returned as UINT64_MAX, which
@@ -1009,12 +1149,13 @@ static int chi_parse_version(const char *p, const char *end, int *minor)
 static long chi_parse_head(const char *buf, size_t len, const chi_limits *lim, ch_req *req, chi_head *h)
 {
     const char *p = buf, *end = buf + len, *s;
-    int host_count = 0, cl_seen = 0, te_seen = 0, r;
+    int host_count = 0, cl_seen = 0, te_seen = 0, r, id;
     uint64_t cl = 0;
     chi_conn_tokens conn = {0, 0};
     chi_te_tokens te = {0, 0};
 
     req->header_count = 0;
+    memset(req->common, 0, sizeof req->common);
     h->expect_continue = 0;
 
     /* RFC 9112 2.2: empty lines before the request-line are ignored */
@@ -1086,42 +1227,39 @@ static long chi_parse_head(const char *buf, size_t len, const chi_limits *lim, c
         req->headers[req->header_count].name = chi_str(name, nlen);
         req->headers[req->header_count].value = chi_str(value, vlen);
         req->header_count++;
+        id = chi_header_id(name, nlen);
+        if (id < 0) continue;
+        if (!req->common[id]) req->common[id] = (unsigned char)req->header_count;
 
         /* the few fields that decide framing and the connection's fate */
-        switch (nlen) {
-        case 4:
-            if (chi_ieq(name, "host", 4)) {
-                size_t i;
-                host_count++;
-                for (i = 0; i < vlen; i++)
-                    if (!chi_is((unsigned char)value[i], CHI_HOST)) return -400;
-            }
+        switch (id) {
+        case CH_H_HOST: {
+            size_t i;
+            host_count++;
+            for (i = 0; i < vlen; i++)
+                if (!chi_is((unsigned char)value[i], CHI_HOST)) return -400;
             break;
-        case 6:
-            if (chi_ieq(name, "expect", 6)) {
-                if (vlen == 12 && chi_ieq(value, "100-continue", 12))
-                    h->expect_continue = 1;
-                else
-                    return -417;
-            }
+        }
+        case CH_H_EXPECT:
+            if (vlen == 12 && chi_ieq(value, "100-continue", 12))
+                h->expect_continue = 1;
+            else
+                return -417;
             break;
-        case 10:
-            if (chi_ieq(name, "connection", 10)) chi_each_token(value, vlen, chi_conn_token, &conn);
+        case CH_H_CONNECTION:
+            chi_each_token(value, vlen, chi_conn_token, &conn);
             break;
-        case 14:
-            if (chi_ieq(name, "content-length", 14)) {
-                uint64_t v;
-                if (chi_parse_length(value, vlen, &v) < 0) return -400;
-                if (cl_seen && v != cl) return -400;
-                cl = v;
-                cl_seen = 1;
-            }
+        case CH_H_CONTENT_LENGTH: {
+            uint64_t v;
+            if (chi_parse_length(value, vlen, &v) < 0) return -400;
+            if (cl_seen && v != cl) return -400;
+            cl = v;
+            cl_seen = 1;
             break;
-        case 17:
-            if (chi_ieq(name, "transfer-encoding", 17)) {
-                te_seen = 1;
-                chi_each_token(value, vlen, chi_te_token, &te);
-            }
+        }
+        case CH_H_TRANSFER_ENCODING:
+            te_seen = 1;
+            chi_each_token(value, vlen, chi_te_token, &te);
             break;
         default:
             break;
@@ -1412,7 +1550,27 @@ typedef struct chi_fast {
 typedef struct chi_route {
     ch_handler handler;
     void *user;
+    ch_group *group;                /* its middleware, or NULL */
 } chi_route;
+
+typedef struct chi_mw {
+    ch_middleware fn;
+    void *user;
+} chi_mw;
+
+typedef struct chi_after {
+    ch_after_fn fn;
+    void *user;
+} chi_after;
+
+struct ch_group {
+    ch_app *app;
+    ch_group *parent;
+    char prefix[256];               /* the whole prefix, parents' included */
+    chi_mw *mw;
+    int nmw;
+    ch_group *next;                 /* every group of the app, for freeing */
+};
 
 typedef struct chi_node {
     char *seg;                      /* static segment text (children only) */
@@ -1584,6 +1742,11 @@ struct ch_app {
     chi_fast *fast;
     int nfast;
     chi_node *root;
+    chi_mw *mw;              /* global middleware */
+    int nmw;
+    chi_after *after;        /* after-hooks */
+    int nafter;
+    ch_group *groups;
     int reg_failed;          /* a route could not be added: ch_listen fails */
     char err[256];
     ch_config cfg;           /* resolved by ch_listen */
@@ -1633,6 +1796,14 @@ CHOPIN_API void ch_app_free(ch_app *app)
     if (app->stop_fd > 0) close(app->stop_fd);
     chi_node_free(app->root);
     CHOPIN_FREE(app->fast);
+    CHOPIN_FREE(app->mw);
+    CHOPIN_FREE(app->after);
+    while (app->groups) {
+        ch_group *g = app->groups;
+        app->groups = g->next;
+        CHOPIN_FREE(g->mw);
+        CHOPIN_FREE(g);
+    }
     CHOPIN_FREE(app);
 }
 
@@ -1687,7 +1858,7 @@ CHOPIN_API int ch_fast_json_fn(ch_app *app, const char *path, ch_json_fn fn, voi
               : chi_reg_error(app, "no function", path ? path : "(null)");
 }
 
-CHOPIN_API int ch_route(ch_app *app, ch_method method, const char *pattern, ch_handler h, void *user)
+static int chi_add_route(ch_app *app, ch_group *g, ch_method method, const char *pattern, ch_handler h, void *user)
 {
     chi_node *n;
     const char *err = NULL;
@@ -1701,21 +1872,140 @@ CHOPIN_API int ch_route(ch_app *app, ch_method method, const char *pattern, ch_h
         return chi_reg_error(app, "a FastRoute already has this path", pattern);
     n->routes[method].handler = h;
     n->routes[method].user = user;
+    n->routes[method].group = g;
     n->methods |= 1u << method;
     return 0;
+}
+
+CHOPIN_API int ch_route(ch_app *app, ch_method method, const char *pattern, ch_handler h, void *user)
+{
+    return chi_add_route(app, NULL, method, pattern, h, user);
+}
+
+CHOPIN_API int ch_any(ch_app *app, const char *pattern, ch_handler h, void *user)
+{
+    int m;
+    for (m = 0; m < CH_METHOD_COUNT; m++)
+        if (ch_route(app, (ch_method)m, pattern, h, user) < 0) return -1;
+    return 0;
+}
+
+/* Grows an array of n items of `size` bytes by one; NULL when out of memory. */
+static void *chi_grow(void *arr, int n, size_t size)
+{
+    return CHOPIN_REALLOC(arr, size * (size_t)(n + 1));
+}
+
+CHOPIN_API int ch_use(ch_app *app, ch_middleware mw, void *user)
+{
+    chi_mw *a = (chi_mw *)chi_grow(app->mw, app->nmw, sizeof *a);
+    if (!mw || !a) return chi_reg_error(app, mw ? "out of memory" : "no function", "(middleware)");
+    app->mw = a;
+    a[app->nmw].fn = mw;
+    a[app->nmw++].user = user;
+    return 0;
+}
+
+CHOPIN_API int ch_after(ch_app *app, ch_after_fn fn, void *user)
+{
+    chi_after *a = (chi_after *)chi_grow(app->after, app->nafter, sizeof *a);
+    if (!fn || !a) return chi_reg_error(app, fn ? "out of memory" : "no function", "(after-hook)");
+    app->after = a;
+    a[app->nafter].fn = fn;
+    a[app->nafter++].user = user;
+    return 0;
+}
+
+static ch_group *chi_group_make(ch_app *app, ch_group *parent, const char *prefix)
+{
+    ch_group *g;
+    size_t have = parent ? strlen(parent->prefix) : 0, add;
+    if (!prefix || (prefix[0] && prefix[0] != '/')) {
+        chi_reg_error(app, "a group prefix must be empty or start with '/'", prefix ? prefix : "(null)");
+        return NULL;
+    }
+    add = strlen(prefix);
+    while (add && prefix[add - 1] == '/') add--; /* "/api/" + "/x" must not give "//x" */
+    if (have + add >= sizeof g->prefix) {
+        chi_reg_error(app, "group prefix too long", prefix);
+        return NULL;
+    }
+    g = (ch_group *)CHOPIN_MALLOC(sizeof *g);
+    if (!g) {
+        chi_reg_error(app, "out of memory", prefix);
+        return NULL;
+    }
+    memset(g, 0, sizeof *g);
+    g->app = app;
+    g->parent = parent;
+    if (parent) memcpy(g->prefix, parent->prefix, have);
+    memcpy(g->prefix + have, prefix, add);
+    g->next = app->groups;
+    app->groups = g;
+    return g;
+}
+
+CHOPIN_API ch_group *ch_group_new(ch_app *app, const char *prefix) { return chi_group_make(app, NULL, prefix); }
+
+CHOPIN_API ch_group *ch_group_sub(ch_group *parent, const char *prefix)
+{
+    return parent ? chi_group_make(parent->app, parent, prefix) : NULL;
+}
+
+CHOPIN_API int ch_group_use(ch_group *g, ch_middleware mw, void *user)
+{
+    chi_mw *a;
+    if (!g) return -1;
+    a = (chi_mw *)chi_grow(g->mw, g->nmw, sizeof *a);
+    if (!mw || !a) return chi_reg_error(g->app, mw ? "out of memory" : "no function", g->prefix);
+    g->mw = a;
+    a[g->nmw].fn = mw;
+    a[g->nmw++].user = user;
+    return 0;
+}
+
+CHOPIN_API int ch_group_route(ch_group *g, ch_method method, const char *pattern, ch_handler h, void *user)
+{
+    char full[512];
+    size_t plen, len;
+    if (!g) return -1;
+    if (!pattern || pattern[0] != '/') return chi_reg_error(g->app, "a route pattern must start with '/'", pattern ? pattern : "(null)");
+    plen = strlen(g->prefix);
+    len = (plen && pattern[1] == 0) ? 0 : strlen(pattern); /* "/api" + "/" is "/api" */
+    if (plen + len >= sizeof full) return chi_reg_error(g->app, "pattern too long", pattern);
+    memcpy(full, g->prefix, plen);
+    memcpy(full + plen, pattern, len);
+    full[plen + len] = 0;
+    return chi_add_route(g->app, g, method, full, h, user);
 }
 
 CHOPIN_API int ch_get(ch_app *app, const char *p, ch_handler h, void *u) { return ch_route(app, CH_GET, p, h, u); }
 CHOPIN_API int ch_post(ch_app *app, const char *p, ch_handler h, void *u) { return ch_route(app, CH_POST, p, h, u); }
 CHOPIN_API int ch_put(ch_app *app, const char *p, ch_handler h, void *u) { return ch_route(app, CH_PUT, p, h, u); }
 CHOPIN_API int ch_delete(ch_app *app, const char *p, ch_handler h, void *u) { return ch_route(app, CH_DELETE, p, h, u); }
+CHOPIN_API int ch_patch(ch_app *app, const char *p, ch_handler h, void *u) { return ch_route(app, CH_PATCH, p, h, u); }
 
-/* >>request ---------------------------------------------------------------- */
+/* >>request ----------------------------------------------------------------
+   Lookups on a parsed request. Nothing here runs unless a handler asks:
+   query strings and cookies are scanned and decoded on demand. */
+
+/* The client's address, kept per connection; req->conn points at it. */
+typedef struct chi_peer {
+    unsigned char addr[16];  /* 4 bytes for IPv4, 16 for IPv6 */
+    unsigned char family;    /* AF_INET, AF_INET6, or 0 if unknown */
+} chi_peer;
+
+CHOPIN_API ch_str ch_req_common(const ch_req *req, ch_hdr which)
+{
+    if ((int)which < 0 || which >= CH_H_COUNT || !req->common[which]) return chi_str(NULL, 0);
+    return req->headers[req->common[which] - 1].value;
+}
 
 CHOPIN_API ch_str ch_req_header(const ch_req *req, const char *name)
 {
     size_t n = strlen(name);
-    int i;
+    int i, id = chi_header_id(name, n);
+    if (id >= 0) return ch_req_common(req, (ch_hdr)id);
     for (i = 0; i < req->header_count; i++) {
         const ch_header *h = &req->headers[i];
         size_t k;
@@ -1724,6 +2014,97 @@ CHOPIN_API ch_str ch_req_header(const ch_req *req, const char *name)
         if (k == n) return h->value;
     }
     return chi_str(NULL, 0);
+}
+
+/* Percent-decoding (RFC 3986 2.1). Returns the decoded length, CH_BAD for
+   a '%' not followed by two hex digits, CH_TOO_LONG when out is too small
+   (out always gets a NUL terminator when cap > 0). */
+CHOPIN_API long ch_url_decode(const char *in, size_t len, char *out, size_t cap, int plus_is_space)
+{
+    size_t i, n = 0;
+    for (i = 0; i < len; i++) {
+        char c = in[i];
+        if (c == '%') {
+            int hi, lo;
+            if (i + 2 >= len) return CH_BAD;
+            hi = chi_hexval((unsigned char)in[i + 1]);
+            lo = chi_hexval((unsigned char)in[i + 2]);
+            if (hi < 0 || lo < 0) return CH_BAD;
+            c = (char)(hi * 16 + lo);
+            i += 2;
+        } else if (c == '+' && plus_is_space) {
+            c = ' ';
+        }
+        if (n + 1 >= cap) return CH_TOO_LONG;
+        out[n++] = c;
+    }
+    if (cap) out[n] = 0;
+    return (long)n;
+}
+
+CHOPIN_API int ch_form_next(ch_str *rest, ch_str *key, ch_str *value)
+{
+    while (rest->len) {
+        const char *p = rest->ptr, *amp = (const char *)memchr(p, '&', rest->len), *eq;
+        size_t n = amp ? (size_t)(amp - p) : rest->len;
+        rest->ptr += amp ? n + 1 : n;
+        rest->len -= amp ? n + 1 : n;
+        if (n == 0) continue; /* "a=1&&b=2" */
+        eq = (const char *)memchr(p, '=', n);
+        *key = chi_str(p, eq ? (size_t)(eq - p) : n);
+        *value = eq ? chi_str(eq + 1, (size_t)(p + n - eq - 1)) : chi_str(p + n, 0);
+        return 1;
+    }
+    return 0;
+}
+
+/* Does the encoded `raw` decode to exactly `name`? */
+static int chi_decoded_equals(ch_str raw, const char *name, int plus_is_space)
+{
+    char tmp[256];
+    long n = ch_url_decode(raw.ptr, raw.len, tmp, sizeof tmp, plus_is_space);
+    return n >= 0 && (size_t)n == strlen(name) && memcmp(tmp, name, (size_t)n) == 0;
+}
+
+CHOPIN_API long ch_req_query(const ch_req *req, const char *name, char *out, size_t cap)
+{
+    ch_str rest = req->query, k, v;
+    while (ch_form_next(&rest, &k, &v))
+        if (chi_decoded_equals(k, name, 1)) return ch_url_decode(v.ptr, v.len, out, cap, 1);
+    return CH_ABSENT;
+}
+
+/* Cookie: a=1; b="two" (RFC 6265 4.2.1); a quoted value loses its quotes. */
+CHOPIN_API long ch_req_cookie(const ch_req *req, const char *name, char *out, size_t cap)
+{
+    ch_str all = ch_req_common(req, CH_H_COOKIE);
+    const char *p = all.ptr, *end = all.ptr + all.len;
+    size_t nlen = strlen(name);
+    while (p && p < end) {
+        const char *semi = (const char *)memchr(p, ';', (size_t)(end - p)), *stop = semi ? semi : end, *eq;
+        while (p < stop && (*p == ' ' || *p == '\t')) p++;
+        eq = (const char *)memchr(p, '=', (size_t)(stop - p));
+        if (eq && (size_t)(eq - p) == nlen && memcmp(p, name, nlen) == 0) {
+            const char *v = eq + 1, *ve = stop;
+            while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+            if (ve - v >= 2 && v[0] == '"' && ve[-1] == '"') {
+                v++;
+                ve--;
+            }
+            return ch_url_decode(v, (size_t)(ve - v), out, cap, 0);
+        }
+        p = semi ? semi + 1 : end;
+    }
+    return CH_ABSENT;
+}
+
+CHOPIN_API size_t ch_req_remote_addr(const ch_req *req, char *out, size_t cap)
+{
+    const chi_peer *c = (const chi_peer *)req->conn;
+    if (!cap) return 0;
+    out[0] = 0;
+    if (!c || !c->family || !inet_ntop(c->family, c->addr, out, (socklen_t)cap)) return 0;
+    return strlen(out);
 }
 
 CHOPIN_API ch_str ch_req_param(const ch_req *req, const char *name)
@@ -1741,6 +2122,8 @@ CHOPIN_API ch_str ch_req_param(const ch_req *req, const char *name)
    framing headers (Content-Length, Transfer-Encoding, Connection, Date,
    Server) belong to the server. */
 
+#define CHI_MAX_FINISHERS 4
+
 struct ch_res {
     chi_worker *w;
     int status;
@@ -1749,7 +2132,20 @@ struct ch_res {
     const char *body;        /* by reference, copied at finish */
     size_t body_len;
     int body_is_json;        /* the body is the worker's JSON writer output */
+    int nfinish;
+    ch_finish_fn finish[CHI_MAX_FINISHERS];
+    void *finish_user[CHI_MAX_FINISHERS];
+    int64_t start_ns, end_ns; /* read only when after-hooks want them */
+    int64_t timing_ns;        /* set by ch_mw_timing */
+    size_t bytes;             /* bytes this response took in the output */
 };
+
+static int64_t chi_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 static ch_json *chi_worker_json(chi_worker *w);
 
@@ -1761,7 +2157,20 @@ static void chi_res_reset(ch_res *res)
     res->body = NULL;
     res->body_len = 0;
     res->body_is_json = 0;
+    res->nfinish = 0;
 }
+
+CHOPIN_API int ch_res_on_finish(ch_res *res, ch_finish_fn fn, void *user)
+{
+    if (!fn || res->nfinish == CHI_MAX_FINISHERS) return -1;
+    res->finish[res->nfinish] = fn;
+    res->finish_user[res->nfinish++] = user;
+    return 0;
+}
+
+CHOPIN_API int ch_res_status_code(const ch_res *res) { return res->status; }
+CHOPIN_API size_t ch_res_bytes(const ch_res *res) { return res->bytes; }
+CHOPIN_API double ch_res_seconds(const ch_res *res) { return (double)(res->end_ns - res->start_ns) / 1e9; }
 
 CHOPIN_API void ch_res_status(ch_res *res, int status) { res->status = status; }
 
@@ -1829,6 +2238,39 @@ CHOPIN_API ch_json *ch_res_json(ch_res *res, int status)
     chi_res_set_ctype(res, "application/json", 16);
     res->body_is_json = 1;
     return j;
+}
+
+CHOPIN_API int ch_res_printf(ch_res *res, int status, const char *content_type, const char *fmt, ...)
+{
+    ch_json *j = chi_worker_json(res->w);
+    va_list ap;
+    int n;
+    ch_json_reset(j);
+    va_start(ap, fmt);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0 || chi_json_reserve(j, (size_t)n + 1) < 0) return -1;
+    va_start(ap, fmt);
+    vsnprintf(j->buf, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    j->len = (size_t)n;
+    res->status = status;
+    if (content_type) chi_res_set_ctype(res, content_type, strlen(content_type));
+    res->body_is_json = 1;
+    return 0;
+}
+
+CHOPIN_API int ch_res_redirect(ch_res *res, int status, const char *location)
+{
+    if (ch_res_header(res, "Location", location) < 0) {
+        ch_res_error(res, 500); /* a Location with CR or LF is never sent */
+        return -1;
+    }
+    res->status = status;
+    res->body = NULL;
+    res->body_len = 0;
+    res->body_is_json = 0;
+    return 0;
 }
 
 CHOPIN_API void ch_res_error(ch_res *res, int status)
@@ -1988,6 +2430,7 @@ typedef struct chi_conn {
     int continue_sent;
     int chunk_active;
     chi_chunked chunk;
+    chi_peer peer;
 } chi_conn;
 
 typedef struct chi_fast_copy {
@@ -2019,9 +2462,24 @@ struct chi_worker {
     ch_json json;
     ch_req req;
     ch_res res;
+    chi_buf log;             /* access log lines not yet written */
+    int log_fd;
 };
 
 static ch_json *chi_worker_json(chi_worker *w) { return &w->json; }
+
+/* Writes the buffered access log. A log that cannot take it (a full pipe)
+   loses those lines rather than stall the worker. */
+static void chi_log_flush(chi_worker *w)
+{
+    size_t off = 0;
+    while (off < w->log.len) {
+        ssize_t r = write(w->log_fd, w->log.ptr + off, w->log.len - off);
+        if (r <= 0 && errno != EINTR) break;
+        if (r > 0) off += (size_t)r;
+    }
+    w->log.len = 0;
+}
 
 /* The Date is patched into the shared prefix and into every FastRoute copy,
    all of which start with "HTTP/1.1 200 OK\r\n" + common. */
@@ -2216,12 +2674,16 @@ static void chi_fast_respond(chi_worker *w, int i, int send_body, int keep_alive
     chi_write_response(w, 200, f->ctype, strlen(f->ctype), "", 0, body, body_len, send_body, keep_alive, minor);
 }
 
-static void chi_res_finish(chi_worker *w, const ch_req *req, int keep_alive)
+static void chi_res_finish(chi_worker *w, ch_req *req, int keep_alive)
 {
     ch_res *res = &w->res;
-    const char *body = res->body_is_json ? w->json.buf : res->body;
-    size_t body_len = res->body_is_json ? w->json.len : res->body_len;
-    int status = res->status;
+    const char *body;
+    size_t body_len;
+    int status, i;
+    for (i = 0; i < res->nfinish; i++) res->finish[i](req, res, res->finish_user[i]);
+    body = res->body_is_json ? w->json.buf : res->body;
+    body_len = res->body_is_json ? w->json.len : res->body_len;
+    status = res->status;
     if (status < 200 || status > 599 || (res->body_is_json && (w->json.failed || w->json.depth != 0))) {
         chi_write_error(w, 500, "", 0, req->method != CH_HEAD, keep_alive, req->version_minor);
         return;
@@ -2232,57 +2694,200 @@ static void chi_res_finish(chi_worker *w, const ch_req *req, int keep_alive)
 }
 
 /* >>dispatch ---------------------------------------------------------------
-   FastRoutes first (GET and HEAD only), then the router. */
+   FastRoutes first (GET and HEAD only, no middleware). Everything else goes
+   through the app's middleware, the router (404, 405 and OPTIONS are
+   answered here), the route's group middleware, then the handler; the
+   response is written when the chain ends. After-hooks see both kinds. */
 
-static void chi_dispatch(chi_worker *w, ch_req *req, int keep_alive)
+static int chi_run_group_mw(ch_group *g, ch_req *req, ch_res *res)
+{
+    int i;
+    if (g->parent && chi_run_group_mw(g->parent, req, res) == CH_DONE) return CH_DONE;
+    for (i = 0; i < g->nmw; i++)
+        if (g->mw[i].fn(req, res, g->mw[i].user) == CH_DONE) return CH_DONE;
+    return CH_NEXT;
+}
+
+/* Fills w->res for a routed request. */
+static void chi_route_request(chi_worker *w, ch_req *req)
 {
     ch_app *app = w->app;
-    int send_body = req->method != CH_HEAD, i, m;
+    ch_res *res = &w->res;
     chi_node *node;
-    char allow[96];
-    size_t allow_len;
-
-    if (req->method == CH_GET || req->method == CH_HEAD) {
-        for (i = 0; i < app->nfast; i++) {
-            const chi_fast *f = &app->fast[i];
-            if (f->path_len == req->path.len && memcmp(f->path, req->path.ptr, f->path_len) == 0) {
-                chi_fast_respond(w, i, send_body, keep_alive, req->version_minor);
-                return;
-            }
-        }
-    }
+    const chi_route *route;
+    int i, m;
+    for (i = 0; i < app->nmw; i++)
+        if (app->mw[i].fn(req, res, app->mw[i].user) == CH_DONE) return;
     if (req->method == CH_OTHER) {
-        chi_write_error(w, 501, "", 0, 1, keep_alive, req->version_minor);
+        ch_res_error(res, 501);
         return;
     }
     if (req->path.len == 1 && req->path.ptr[0] == '*') { /* OPTIONS * */
-        chi_write_response(w, 200, "", 0, "", 0, "", 0, 0, keep_alive, req->version_minor);
+        res->status = 200;
         return;
     }
     req->param_count = 0;
     node = chi_node_match(app->root, req->path.ptr + 1, req->path.ptr + req->path.len, req);
     if (!node) {
-        chi_write_error(w, 404, "", 0, send_body, keep_alive, req->version_minor);
+        ch_res_error(res, 404);
         return;
     }
     m = req->method;
     if (!node->routes[m].handler && m == CH_HEAD && node->routes[CH_GET].handler) m = CH_GET;
     if (!node->routes[m].handler) {
-        memcpy(allow, "Allow: ", 7);
-        allow_len = 7 + chi_allow_list(node->methods | node->fast_methods, allow + 7);
-        memcpy(allow + allow_len, "\r\n", 2);
-        allow_len += 2;
+        char allow[96];
+        size_t n = chi_allow_list(node->methods | node->fast_methods, allow);
         if (m == CH_OPTIONS)
-            chi_write_response(w, 200, "", 0, allow, allow_len, "", 0, 0, keep_alive, req->version_minor);
+            res->status = 200;
         else
-            chi_write_error(w, 405, allow, allow_len, send_body, keep_alive, req->version_minor);
+            ch_res_error(res, 405);
+        ch_res_headern(res, "Allow", 5, allow, n);
         return;
     }
-    chi_res_reset(&w->res);
-    req->user = node->routes[m].user;
-    node->routes[m].handler(req, &w->res);
-    chi_res_finish(w, req, keep_alive);
+    route = &node->routes[m];
+    if (route->group && chi_run_group_mw(route->group, req, res) == CH_DONE) return;
+    req->user = route->user;
+    route->handler(req, res);
 }
+
+static void chi_run_after(chi_worker *w, const ch_req *req, size_t out_before)
+{
+    ch_app *app = w->app;
+    int i;
+    w->res.bytes = w->out.len - out_before;
+    w->res.end_ns = chi_now_ns();
+    for (i = 0; i < app->nafter; i++) app->after[i].fn(req, &w->res, app->after[i].user);
+}
+
+static void chi_dispatch(chi_worker *w, ch_req *req, int keep_alive)
+{
+    ch_app *app = w->app;
+    size_t out_before = w->out.len;
+    int i;
+    if (req->method == CH_GET || req->method == CH_HEAD) {
+        for (i = 0; i < app->nfast; i++) {
+            const chi_fast *f = &app->fast[i];
+            if (f->path_len == req->path.len && memcmp(f->path, req->path.ptr, f->path_len) == 0) {
+                if (app->nafter) w->res.start_ns = chi_now_ns();
+                chi_fast_respond(w, i, req->method != CH_HEAD, keep_alive, req->version_minor);
+                if (app->nafter) {
+                    w->res.status = 200;
+                    chi_run_after(w, req, out_before);
+                }
+                return;
+            }
+        }
+    }
+    chi_res_reset(&w->res);
+    if (app->nafter) w->res.start_ns = chi_now_ns();
+    chi_route_request(w, req);
+    chi_res_finish(w, req, keep_alive);
+    if (app->nafter) chi_run_after(w, req, out_before);
+}
+
+/* >>middleware ---------------------------------------------------------------
+   The three that ship with chopin.h. Each is an ordinary middleware or
+   after-hook, written with the public API only: read them as examples. */
+
+#ifndef CHOPIN_NO_AUTH
+/* Compares without stopping at the first difference, so the time taken
+   does not tell an attacker how much of a guess was right. */
+static int chi_same_secret(const char *a, size_t alen, const char *b, size_t blen)
+{
+    unsigned char diff = (unsigned char)(alen != blen);
+    size_t i;
+    for (i = 0; i < alen && i < blen; i++) diff |= (unsigned char)(a[i] ^ b[i]);
+    return diff == 0;
+}
+
+static int chi_auth_fail(ch_res *res, int status, const char *challenge)
+{
+    ch_res_error(res, status);
+    if (challenge) ch_res_header(res, "WWW-Authenticate", challenge);
+    return CH_DONE;
+}
+
+CHOPIN_API int ch_mw_bearer(ch_req *req, ch_res *res, void *user)
+{
+    const ch_bearer *cfg = (const ch_bearer *)user;
+    ch_str auth = ch_req_common(req, CH_H_AUTHORIZATION);
+    const char *tok;
+    size_t len;
+    if (!cfg || auth.len < 7 || !chi_ieq(auth.ptr, "bearer ", 7)) return chi_auth_fail(res, 401, "Bearer");
+    tok = auth.ptr + 7;
+    len = auth.len - 7;
+    while (len && *tok == ' ') {
+        tok++;
+        len--;
+    }
+    if (len == 0) return chi_auth_fail(res, 401, "Bearer");
+    if (cfg->verify) {
+        int verdict = cfg->verify(tok, len, req, cfg->user);
+        if (verdict == 0) return CH_NEXT;
+        if (verdict == 403) return chi_auth_fail(res, 403, NULL);
+        return chi_auth_fail(res, 401, "Bearer error=\"invalid_token\"");
+    }
+    if (cfg->token && chi_same_secret(tok, len, cfg->token, strlen(cfg->token))) return CH_NEXT;
+    return chi_auth_fail(res, 401, "Bearer error=\"invalid_token\"");
+}
+#endif
+
+#ifndef CHOPIN_NO_TIMING
+static void chi_timing_finish(ch_req *req, ch_res *res, void *user)
+{
+    char v[48], *p;
+    int64_t us = (chi_now_ns() - res->timing_ns) / 1000;
+    (void)req;
+    (void)user;
+    if (us < 0) us = 0;
+    p = chi_put(v, "app;dur=", 8);
+    p += chi_utoa((uint64_t)(us / 1000), p);
+    *p++ = '.';
+    *p++ = (char)('0' + us % 1000 / 100);
+    *p++ = (char)('0' + us % 100 / 10);
+    *p++ = (char)('0' + us % 10);
+    ch_res_headern(res, "Server-Timing", 13, v, (size_t)(p - v));
+}
+
+CHOPIN_API int ch_mw_timing(ch_req *req, ch_res *res, void *user)
+{
+    (void)req;
+    (void)user;
+    res->timing_ns = chi_now_ns();
+    ch_res_on_finish(res, chi_timing_finish, NULL);
+    return CH_NEXT;
+}
+#endif
+
+#ifndef CHOPIN_NO_ACCESS_LOG
+#define CHI_LOG_FLUSH (32 * 1024)
+
+CHOPIN_API void ch_access_log(const ch_req *req, const ch_res *res, void *user)
+{
+    chi_worker *w = res->w;
+    char *p;
+    int64_t us = (res->end_ns - res->start_ns) / 1000;
+    w->log_fd = user ? *(const int *)user : 1;
+    if (chi_buf_reserve(&w->log, 64 + CHI_DATE_LEN + req->method_name.len + req->target.len + 64) < 0) return;
+    p = w->log.ptr + w->log.len;
+    p += ch_req_remote_addr(req, p, 46);
+    p = chi_put(p, " [", 2);
+    p = chi_put(p, w->common + CHI_DATE_AT, CHI_DATE_LEN);
+    p = chi_put(p, "] \"", 3);
+    p = chi_put(p, req->method_name.ptr, req->method_name.len);
+    *p++ = ' ';
+    p = chi_put(p, req->target.ptr, req->target.len); /* no space, quote or CTL: the parser saw to it */
+    p = chi_put(p, req->version_minor ? " HTTP/1.1\" " : " HTTP/1.0\" ", 11);
+    p += chi_utoa((uint64_t)res->status, p);
+    *p++ = ' ';
+    p += chi_utoa(res->bytes, p);
+    *p++ = ' ';
+    p += chi_utoa((uint64_t)(us < 0 ? 0 : us), p);
+    p = chi_put(p, "us\n", 3);
+    w->log.len = (size_t)(p - w->log.ptr);
+    if (w->log.len >= CHI_LOG_FLUSH) chi_log_flush(w);
+}
+#endif
 
 /* >>connection ---------------------------------------------------------------
    The state machine of one connection:
@@ -2408,6 +3013,8 @@ static size_t chi_process(chi_worker *w, chi_conn *c, char *buf, size_t len)
         }
         c->continue_sent = 0;
         keep_alive = h.keep_alive && !w->stopping;
+        req->conn = &c->peer;
+        req->ctx = NULL;
         chi_dispatch(w, req, keep_alive);
         off += total;
         if (!keep_alive) {
@@ -2627,7 +3234,18 @@ static void chi_resume_accept(chi_worker *w)
     if (chi_poll_add(w->ep, w->listen_fd, CHI_EV_READ, CHI_TAG_LISTEN, w->listen_shared) == 0) w->accepting = 1;
 }
 
-static int chi_conn_open(chi_worker *w, int fd)
+static void chi_conn_set_peer(chi_conn *c, const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET6) {
+        memcpy(c->peer.addr, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
+        c->peer.family = AF_INET6;
+    } else if (ss->ss_family == AF_INET) {
+        memcpy(c->peer.addr, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+        c->peer.family = AF_INET;
+    }
+}
+
+static int chi_conn_open(chi_worker *w, int fd, const struct sockaddr_storage *peer)
 {
     chi_conn *c;
     int one = 1;
@@ -2650,6 +3268,7 @@ static int chi_conn_open(chi_worker *w, int fd)
     c->fd = fd;
     c->events = CHI_EV_READ;
     c->queue = CHI_Q_NONE;
+    chi_conn_set_peer(c, peer);
     if (chi_poll_add(w->ep, fd, CHI_EV_READ, (uint64_t)fd, 0) < 0) {
         c->next = w->free_conns;
         w->free_conns = c;
@@ -2667,11 +3286,14 @@ static void chi_on_accept(chi_worker *w)
     int i;
     for (i = 0; i < 64; i++) {
         int fd;
+        struct sockaddr_storage peer;
+        socklen_t peer_len = sizeof peer;
         if (w->nconns >= w->app->cfg.max_connections) {
             chi_pause_accept(w); /* new clients wait in the backlog */
             return;
         }
-        fd = accept4(w->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        peer.ss_family = AF_UNSPEC;
+        fd = accept4(w->listen_fd, (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
@@ -2682,7 +3304,7 @@ static void chi_on_accept(chi_worker *w)
             }
             return;
         }
-        if (chi_conn_open(w, fd) < 0) close(fd);
+        if (chi_conn_open(w, fd, &peer) < 0) close(fd);
     }
 }
 
@@ -2704,6 +3326,7 @@ static void chi_on_tick(chi_worker *w)
     chi_drain_counter(w->tick_fd);
     chi_read_clock(w);
     chi_refresh_date(w);
+    if (w->log.len) chi_log_flush(w);
     chi_expire_all(w);
     chi_resume_accept(w);
 }
@@ -2745,6 +3368,8 @@ static void chi_worker_cleanup(chi_worker *w)
     ch_json_free(&w->json);
     chi_buf_free(&w->res.ctype);
     chi_buf_free(&w->res.headers);
+    if (w->log.len) chi_log_flush(w);
+    chi_buf_free(&w->log);
 }
 
 static int chi_worker_init(chi_worker *w, ch_app *app, int id, int listen_fd, int shared)
