@@ -372,6 +372,49 @@ CHOPIN_API void ch_json_double(ch_json *j, double v);   /* NaN, inf: null */
 CHOPIN_API void ch_json_bool(ch_json *j, int v);
 CHOPIN_API void ch_json_null(ch_json *j);
 
+/* JSON reader: a strict tokenizer (RFC 8259) over the body, in the manner of
+   jsmn. Tokens are slices of the source, in document order: an object is
+   followed by its members (key, value, key, value...), an array by its items.
+   Nothing is allocated: the caller gives the token array, and both the token
+   count and the nesting depth are bounded. On malformed input it returns -1
+   with err_pos (the byte offset) and err (what was wrong), which a handler
+   can put in its 400 answer. Duplicate keys are kept; lookups find the first. */
+typedef enum ch_jtype {
+    CH_JSON_NONE, CH_JSON_OBJECT, CH_JSON_ARRAY, CH_JSON_STRING, CH_JSON_NUMBER,
+    CH_JSON_TRUE, CH_JSON_FALSE, CH_JSON_NULL
+} ch_jtype;
+
+typedef struct ch_jtok {
+    ch_jtype type;
+    uint32_t start, end;   /* the value's bytes; a string's without quotes */
+    uint32_t count;        /* members of an object, items of an array */
+    uint32_t next;         /* the token after this value and all inside it */
+} ch_jtok;
+
+typedef struct ch_jdoc {
+    const char *src;
+    size_t len;
+    ch_jtok *tok;
+    int ntok;
+    size_t err_pos;
+    const char *err;       /* NULL when the document is valid */
+} ch_jdoc;
+
+/* Returns the number of tokens (the root is token 0), or -1. max_depth 0
+   means 32. */
+CHOPIN_API int ch_json_parse(ch_jdoc *doc, const char *src, size_t len, ch_jtok *tok, int max_tok, int max_depth);
+CHOPIN_API ch_jtype ch_json_type(const ch_jdoc *doc, int t);
+CHOPIN_API int ch_json_find(const ch_jdoc *doc, int object, const char *key);  /* value token or -1 */
+CHOPIN_API int ch_json_at(const ch_jdoc *doc, int array, int index);          /* item token or -1 */
+CHOPIN_API int ch_json_path(const ch_jdoc *doc, int root, const char *path);   /* "a.b.0.c", or -1 */
+/* Getters return 0, or -1 when the token is missing or of another type (or
+   the number does not fit); ch_json_get_str returns the unescaped length,
+   CH_BAD or CH_TOO_LONG, and always NUL-terminates out. */
+CHOPIN_API long ch_json_get_str(const ch_jdoc *doc, int t, char *out, size_t cap);
+CHOPIN_API int ch_json_get_int(const ch_jdoc *doc, int t, long long *out);
+CHOPIN_API int ch_json_get_double(const ch_jdoc *doc, int t, double *out);
+CHOPIN_API int ch_json_get_bool(const ch_jdoc *doc, int t, int *out);
+
 #ifdef __cplusplus
 }
 #endif
@@ -393,6 +436,8 @@ CHOPIN_API void ch_json_null(ch_json *j);
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <locale.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -635,6 +680,21 @@ static int chi_hexval(unsigned char c)
     if (c >= '0' && c <= '9') return c - '0';
     c = (unsigned char)(c | 0x20);
     return (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+}
+
+/* A decimal number from lo to hi, digits only. */
+static int chi_parse_int(const char *s, long lo, long hi, long *out)
+{
+    long v = 0;
+    if (!*s) return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9') return -1;
+        v = v * 10 + (*s - '0');
+        if (v > hi) return -1;
+    }
+    if (v < lo) return -1;
+    *out = v;
+    return 0;
 }
 
 static ch_str chi_str(const char *p, size_t n)
@@ -905,6 +965,399 @@ CHOPIN_API void ch_json_null(ch_json *j)
 {
     chi_json_sep(j);
     chi_json_raw(j, "null", 4);
+}
+
+/* >>json reader --------------------------------------------------------------
+   A recursive-descent validator that records a token per value. Recursion
+   is bounded by max_depth, so hostile nesting cannot exhaust the stack. */
+
+typedef struct chi_jp {
+    ch_jdoc *doc;
+    const char *s;
+    size_t pos, len;
+    int max_tok, depth, max_depth;
+} chi_jp;
+
+static int chi_jp_fail(chi_jp *p, const char *why)
+{
+    if (!p->doc->err) {
+        p->doc->err = why;
+        p->doc->err_pos = p->pos;
+    }
+    return -1;
+}
+
+static void chi_jp_ws(chi_jp *p)
+{
+    while (p->pos < p->len) {
+        char c = p->s[p->pos];
+        if (c != ' ' && c != '\t' && c != '\n' && c != '\r') break;
+        p->pos++;
+    }
+}
+
+static int chi_jp_new(chi_jp *p, ch_jtype type, size_t start)
+{
+    ch_jtok *t;
+    if (p->doc->ntok >= p->max_tok) return chi_jp_fail(p, "too many values");
+    t = &p->doc->tok[p->doc->ntok];
+    t->type = type;
+    t->start = (uint32_t)start;
+    t->end = (uint32_t)start;
+    t->count = 0;
+    t->next = 0;
+    return p->doc->ntok++;
+}
+
+static int chi_jp_hex4(const char *s, unsigned *out)
+{
+    int i;
+    *out = 0;
+    for (i = 0; i < 4; i++) {
+        int d = chi_hexval((unsigned char)s[i]);
+        if (d < 0) return -1;
+        *out = *out * 16 + (unsigned)d;
+    }
+    return 0;
+}
+
+/* A string, from its opening quote: escapes and UTF-8 are checked here, so
+   ch_json_get_str can unescape without failing. */
+static int chi_jp_string(chi_jp *p)
+{
+    int t = chi_jp_new(p, CH_JSON_STRING, ++p->pos);
+    if (t < 0) return -1;
+    while (p->pos < p->len) {
+        unsigned char c = (unsigned char)p->s[p->pos];
+        if (c == '"') {
+            p->doc->tok[t].end = (uint32_t)p->pos++;
+            return t;
+        }
+        if (c < 0x20) return chi_jp_fail(p, "control character in a string");
+        if (c == '\\') {
+            unsigned u, lo;
+            if (p->pos + 1 >= p->len) break;
+            c = (unsigned char)p->s[p->pos + 1];
+            if (c != 'u') {
+                if (!strchr("\"\\/bfnrt", c) || c == 0) return chi_jp_fail(p, "bad escape");
+                p->pos += 2;
+                continue;
+            }
+            if (p->pos + 6 > p->len || chi_jp_hex4(p->s + p->pos + 2, &u) < 0) return chi_jp_fail(p, "bad \\u escape");
+            p->pos += 6;
+            if (u >= 0xDC00 && u <= 0xDFFF) return chi_jp_fail(p, "lone low surrogate");
+            if (u >= 0xD800 && u <= 0xDBFF) {
+                if (p->pos + 6 > p->len || p->s[p->pos] != '\\' || p->s[p->pos + 1] != 'u' ||
+                    chi_jp_hex4(p->s + p->pos + 2, &lo) < 0 || lo < 0xDC00 || lo > 0xDFFF)
+                    return chi_jp_fail(p, "lone high surrogate");
+                p->pos += 6;
+            }
+            continue;
+        }
+        if (c >= 0x80) {
+            size_t n = chi_utf8_len((const unsigned char *)p->s + p->pos, p->len - p->pos);
+            if (!n) return chi_jp_fail(p, "invalid UTF-8");
+            p->pos += n;
+            continue;
+        }
+        p->pos++;
+    }
+    return chi_jp_fail(p, "unterminated string");
+}
+
+static int chi_jp_digits(chi_jp *p)
+{
+    size_t start = p->pos;
+    while (p->pos < p->len && p->s[p->pos] >= '0' && p->s[p->pos] <= '9') p->pos++;
+    return p->pos > start ? 0 : -1;
+}
+
+static int chi_jp_number(chi_jp *p)
+{
+    int t = chi_jp_new(p, CH_JSON_NUMBER, p->pos);
+    if (t < 0) return -1;
+    if (p->s[p->pos] == '-') p->pos++;
+    if (p->pos < p->len && p->s[p->pos] == '0')
+        p->pos++; /* no leading zeros */
+    else if (chi_jp_digits(p) < 0)
+        return chi_jp_fail(p, "bad number");
+    if (p->pos < p->len && p->s[p->pos] == '.') {
+        p->pos++;
+        if (chi_jp_digits(p) < 0) return chi_jp_fail(p, "bad number");
+    }
+    if (p->pos < p->len && (p->s[p->pos] == 'e' || p->s[p->pos] == 'E')) {
+        p->pos++;
+        if (p->pos < p->len && (p->s[p->pos] == '+' || p->s[p->pos] == '-')) p->pos++;
+        if (chi_jp_digits(p) < 0) return chi_jp_fail(p, "bad number");
+    }
+    p->doc->tok[t].end = (uint32_t)p->pos;
+    return t;
+}
+
+static int chi_jp_value(chi_jp *p);
+
+/* An object or an array, from its opening bracket. */
+static int chi_jp_container(chi_jp *p, int is_object)
+{
+    char close = is_object ? '}' : ']';
+    int t = chi_jp_new(p, is_object ? CH_JSON_OBJECT : CH_JSON_ARRAY, p->pos);
+    if (t < 0) return -1;
+    if (++p->depth > p->max_depth) return chi_jp_fail(p, "nested too deep");
+    p->pos++;
+    chi_jp_ws(p);
+    if (p->pos < p->len && p->s[p->pos] == close) {
+        p->pos++;
+    } else {
+        for (;;) {
+            if (is_object) {
+                chi_jp_ws(p);
+                if (p->pos >= p->len || p->s[p->pos] != '"') return chi_jp_fail(p, "expected a key");
+                if (chi_jp_string(p) < 0) return -1;
+                chi_jp_ws(p);
+                if (p->pos >= p->len || p->s[p->pos] != ':') return chi_jp_fail(p, "expected ':'");
+                p->pos++;
+            }
+            if (chi_jp_value(p) < 0) return -1;
+            p->doc->tok[t].count++;
+            chi_jp_ws(p);
+            if (p->pos < p->len && p->s[p->pos] == ',') {
+                p->pos++;
+                continue;
+            }
+            if (p->pos < p->len && p->s[p->pos] == close) {
+                p->pos++;
+                break;
+            }
+            return chi_jp_fail(p, is_object ? "expected ',' or '}'" : "expected ',' or ']'");
+        }
+    }
+    p->depth--;
+    p->doc->tok[t].end = (uint32_t)p->pos;
+    return t;
+}
+
+static int chi_jp_literal(chi_jp *p, const char *word, ch_jtype type)
+{
+    size_t n = strlen(word);
+    int t;
+    if (p->len - p->pos < n || memcmp(p->s + p->pos, word, n) != 0) return chi_jp_fail(p, "unexpected character");
+    t = chi_jp_new(p, type, p->pos);
+    if (t < 0) return -1;
+    p->pos += n;
+    p->doc->tok[t].end = (uint32_t)p->pos;
+    return t;
+}
+
+static int chi_jp_value(chi_jp *p)
+{
+    int t;
+    chi_jp_ws(p);
+    if (p->pos >= p->len) return chi_jp_fail(p, "unexpected end");
+    switch (p->s[p->pos]) {
+    case '{': t = chi_jp_container(p, 1); break;
+    case '[': t = chi_jp_container(p, 0); break;
+    case '"': t = chi_jp_string(p); break;
+    case 't': t = chi_jp_literal(p, "true", CH_JSON_TRUE); break;
+    case 'f': t = chi_jp_literal(p, "false", CH_JSON_FALSE); break;
+    case 'n': t = chi_jp_literal(p, "null", CH_JSON_NULL); break;
+    default:
+        if (p->s[p->pos] == '-' || (p->s[p->pos] >= '0' && p->s[p->pos] <= '9'))
+            t = chi_jp_number(p);
+        else
+            return chi_jp_fail(p, "unexpected character");
+    }
+    if (t >= 0) p->doc->tok[t].next = (uint32_t)p->doc->ntok;
+    return t;
+}
+
+CHOPIN_API int ch_json_parse(ch_jdoc *doc, const char *src, size_t len, ch_jtok *tok, int max_tok, int max_depth)
+{
+    chi_jp p;
+    memset(doc, 0, sizeof *doc);
+    doc->src = src;
+    doc->len = len;
+    doc->tok = tok;
+    p.doc = doc;
+    p.s = src;
+    p.pos = 0;
+    p.len = len;
+    p.max_tok = max_tok;
+    p.depth = 0;
+    p.max_depth = max_depth > 0 ? max_depth : 32;
+    if (len > 0xFFFFFFF0u) return chi_jp_fail(&p, "document too large");
+    if (chi_jp_value(&p) < 0) return -1;
+    chi_jp_ws(&p);
+    if (p.pos != len) return chi_jp_fail(&p, "trailing characters");
+    return doc->ntok;
+}
+
+static int chi_jt_ok(const ch_jdoc *d, int t) { return d && !d->err && t >= 0 && t < d->ntok; }
+
+CHOPIN_API ch_jtype ch_json_type(const ch_jdoc *d, int t) { return chi_jt_ok(d, t) ? d->tok[t].type : CH_JSON_NONE; }
+
+/* Unescapes a string token into out. The token was validated by the parser. */
+CHOPIN_API long ch_json_get_str(const ch_jdoc *d, int t, char *out, size_t cap)
+{
+    const char *s, *end;
+    size_t n = 0;
+    if (cap) out[0] = 0;
+    if (ch_json_type(d, t) != CH_JSON_STRING) return CH_BAD;
+    s = d->src + d->tok[t].start;
+    end = d->src + d->tok[t].end;
+    while (s < end) {
+        char enc[4];
+        size_t k = 1;
+        unsigned u;
+        if (*s != '\\') {
+            enc[0] = *s++;
+        } else {
+            char e = s[1];
+            s += 2;
+            switch (e) {
+            case 'b': enc[0] = '\b'; break;
+            case 'f': enc[0] = '\f'; break;
+            case 'n': enc[0] = '\n'; break;
+            case 'r': enc[0] = '\r'; break;
+            case 't': enc[0] = '\t'; break;
+            case 'u':
+                chi_jp_hex4(s, &u);
+                s += 4;
+                if (u >= 0xD800 && u <= 0xDBFF) { /* a pair, checked by the parser */
+                    unsigned lo;
+                    chi_jp_hex4(s + 2, &lo);
+                    s += 6;
+                    u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
+                }
+                /* UTF-8 encoding of the code point */
+                if (u < 0x80) {
+                    enc[0] = (char)u;
+                } else if (u < 0x800) {
+                    enc[0] = (char)(0xC0 | (u >> 6));
+                    enc[1] = (char)(0x80 | (u & 0x3F));
+                    k = 2;
+                } else if (u < 0x10000) {
+                    enc[0] = (char)(0xE0 | (u >> 12));
+                    enc[1] = (char)(0x80 | ((u >> 6) & 0x3F));
+                    enc[2] = (char)(0x80 | (u & 0x3F));
+                    k = 3;
+                } else {
+                    enc[0] = (char)(0xF0 | (u >> 18));
+                    enc[1] = (char)(0x80 | ((u >> 12) & 0x3F));
+                    enc[2] = (char)(0x80 | ((u >> 6) & 0x3F));
+                    enc[3] = (char)(0x80 | (u & 0x3F));
+                    k = 4;
+                }
+                break;
+            default: enc[0] = e; break; /* " \ / */
+            }
+        }
+        if (n + k >= cap) return CH_TOO_LONG;
+        memcpy(out + n, enc, k);
+        n += k;
+    }
+    out[n] = 0;
+    return (long)n;
+}
+
+/* Does string token t spell `key`? Escaped keys are unescaped first. */
+static int chi_jt_key_is(const ch_jdoc *d, int t, const char *key)
+{
+    const ch_jtok *k = &d->tok[t];
+    size_t n = strlen(key), len = k->end - k->start;
+    char tmp[256];
+    long m;
+    if (!memchr(d->src + k->start, '\\', len)) return len == n && memcmp(d->src + k->start, key, n) == 0;
+    m = ch_json_get_str(d, t, tmp, sizeof tmp);
+    return m >= 0 && (size_t)m == n && memcmp(tmp, key, n) == 0;
+}
+
+CHOPIN_API int ch_json_find(const ch_jdoc *d, int obj, const char *key)
+{
+    uint32_t i, t;
+    if (ch_json_type(d, obj) != CH_JSON_OBJECT) return -1;
+    t = (uint32_t)obj + 1;
+    for (i = 0; i < d->tok[obj].count; i++) {
+        uint32_t value = t + 1;
+        if (chi_jt_key_is(d, (int)t, key)) return (int)value;
+        t = d->tok[value].next;
+    }
+    return -1;
+}
+
+CHOPIN_API int ch_json_at(const ch_jdoc *d, int arr, int index)
+{
+    uint32_t i, t;
+    if (ch_json_type(d, arr) != CH_JSON_ARRAY || index < 0 || (uint32_t)index >= d->tok[arr].count) return -1;
+    t = (uint32_t)arr + 1;
+    for (i = 0; i < (uint32_t)index; i++) t = d->tok[t].next;
+    return (int)t;
+}
+
+CHOPIN_API int ch_json_path(const ch_jdoc *d, int t, const char *path)
+{
+    char seg[256];
+    while (*path && t >= 0) {
+        const char *dot = strchr(path, '.');
+        size_t n = dot ? (size_t)(dot - path) : strlen(path);
+        if (n >= sizeof seg) return -1;
+        memcpy(seg, path, n);
+        seg[n] = 0;
+        if (ch_json_type(d, t) == CH_JSON_ARRAY) {
+            long idx;
+            if (chi_parse_int(seg, 0, 0x7FFFFFFF, &idx) < 0) return -1;
+            t = ch_json_at(d, t, (int)idx);
+        } else {
+            t = ch_json_find(d, t, seg);
+        }
+        path += n + (dot ? 1 : 0);
+    }
+    return t;
+}
+
+CHOPIN_API int ch_json_get_int(const ch_jdoc *d, int t, long long *out)
+{
+    const char *s, *end;
+    int neg;
+    unsigned long long v = 0, limit;
+    if (ch_json_type(d, t) != CH_JSON_NUMBER) return -1;
+    s = d->src + d->tok[t].start;
+    end = d->src + d->tok[t].end;
+    neg = *s == '-';
+    s += neg;
+    limit = neg ? (unsigned long long)LLONG_MAX + 1 : (unsigned long long)LLONG_MAX;
+    for (; s < end; s++) {
+        if (*s < '0' || *s > '9') return -1; /* a fraction or exponent */
+        if (v > (limit - (unsigned)(*s - '0')) / 10) return -1;
+        v = v * 10 + (unsigned)(*s - '0');
+    }
+    *out = neg ? (v == (unsigned long long)LLONG_MAX + 1 ? LLONG_MIN : -(long long)v) : (long long)v;
+    return 0;
+}
+
+CHOPIN_API int ch_json_get_double(const ch_jdoc *d, int t, double *out)
+{
+    char tmp[512];
+    size_t n, i;
+    const char *point = localeconv()->decimal_point;
+    if (ch_json_type(d, t) != CH_JSON_NUMBER) return -1;
+    n = d->tok[t].end - d->tok[t].start;
+    if (n >= sizeof tmp) return -1;
+    memcpy(tmp, d->src + d->tok[t].start, n);
+    tmp[n] = 0;
+    /* strtod reads the locale's decimal point; JSON's is always '.' */
+    if (point && point[0] != '.')
+        for (i = 0; i < n; i++)
+            if (tmp[i] == '.') tmp[i] = point[0];
+    *out = strtod(tmp, NULL);
+    return 0;
+}
+
+CHOPIN_API int ch_json_get_bool(const ch_jdoc *d, int t, int *out)
+{
+    ch_jtype ty = ch_json_type(d, t);
+    if (ty != CH_JSON_TRUE && ty != CH_JSON_FALSE) return -1;
+    *out = ty == CH_JSON_TRUE;
+    return 0;
 }
 
 /* >>parser -----------------------------------------------------------------
@@ -3050,31 +3503,42 @@ static int chi_keep_rest(chi_conn *c, const char *buf, size_t len, size_t used, 
 
 static void chi_after_io(chi_worker *w, chi_conn *c);
 
-/* Sends the batch of answers in w->out: one send() per read batch. */
+/* Sends the batch of answers in w->out: one send() per read batch. When the
+   socket took all of it and requests were held back (CHI_F_BACKLOG), they
+   are answered at once: no write event will come to resume them. */
 static void chi_flush(chi_worker *w, chi_conn *c)
 {
-    if (w->out.len) {
-        size_t sent = 0;
-        if (chi_pending(c) == 0) {
-            ssize_t r = chi_send(c->fd, w->out.ptr, w->out.len);
-            if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+    for (;;) {
+        if (w->out.len) {
+            size_t sent = 0;
+            if (chi_pending(c) == 0) {
+                ssize_t r = chi_send(c->fd, w->out.ptr, w->out.len);
+                if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+                    w->out.len = 0;
+                    chi_close(w, c);
+                    return;
+                }
+                sent = r < 0 ? 0 : (size_t)r;
+                if (c->out.len) { /* all of the earlier output had gone */
+                    c->out.len = 0;
+                    c->out_off = 0;
+                }
+            }
+            if (sent < w->out.len && chi_buf_append(&c->out, w->out.ptr + sent, w->out.len - sent) < 0) {
                 w->out.len = 0;
                 chi_close(w, c);
                 return;
             }
-            sent = r < 0 ? 0 : (size_t)r;
-            if (c->out.len) { /* all of the earlier output had gone */
-                c->out.len = 0;
-                c->out_off = 0;
-            }
+            w->out.len = 0;
+            if (w->out.cap > CHI_OUT_KEEP) chi_buf_free(&w->out); /* a huge answer does not stay */
         }
-        if (sent < w->out.len && chi_buf_append(&c->out, w->out.ptr + sent, w->out.len - sent) < 0) {
+        if (!(c->flags & CHI_F_BACKLOG) || chi_pending(c) != 0) break;
+        c->flags &= ~(unsigned)CHI_F_BACKLOG;
+        if (chi_keep_rest(c, c->in.ptr, c->in.len, chi_process(w, c, c->in.ptr, c->in.len), 0) < 0) {
             w->out.len = 0;
             chi_close(w, c);
             return;
         }
-        w->out.len = 0;
-        if (w->out.cap > CHI_OUT_KEEP) chi_buf_free(&w->out); /* a huge answer does not stay */
     }
     chi_after_io(w, c);
 }
@@ -3118,7 +3582,10 @@ static void chi_on_readable(chi_worker *w, chi_conn *c)
         chi_after_io(w, c);
         return;
     }
-    chi_touch(w, c);
+    /* a request head must be whole within request_timeout of its first
+       byte: bytes dribbled into an unfinished head are not progress, so a
+       slowloris client is cut off; body bytes are progress */
+    if (from_scratch || c->want || c->chunk_active) chi_touch(w, c);
     if (from_scratch) {
         buf = w->scratch;
         len = (size_t)n;
@@ -3147,17 +3614,8 @@ static void chi_on_writable(chi_worker *w, chi_conn *c)
     if (chi_pending(c) == 0) {
         chi_buf_free(&c->out);
         c->out_off = 0;
-        if ((c->flags & CHI_F_BACKLOG) && c->in.len) {
-            /* requests held back while the output was over the limit */
-            c->flags &= ~(unsigned)CHI_F_BACKLOG;
-            if (chi_keep_rest(c, c->in.ptr, c->in.len, chi_process(w, c, c->in.ptr, c->in.len), 0) < 0) {
-                w->out.len = 0;
-                chi_close(w, c);
-                return;
-            }
-            chi_flush(w, c);
-            return;
-        }
+        chi_flush(w, c); /* answers the requests held back, if any */
+        return;
     }
     chi_after_io(w, c);
 }
@@ -3417,6 +3875,8 @@ static void *chi_worker_main(void *arg)
                 chi_on_conn_event(w, (int)tag, ev[i].flags);
             }
         }
+        /* below max_connections again: accept at once, not on the next tick */
+        if (!w->accepting) chi_resume_accept(w);
     }
     return NULL;
 }
@@ -3425,20 +3885,6 @@ static void *chi_worker_main(void *arg)
    The zero config is resolved here, in one place: explicit fields, then the
    environment, then defaults. A value that cannot be used is an error with
    a message, never silently replaced. */
-
-static int chi_parse_int(const char *s, long lo, long hi, long *out)
-{
-    long v = 0;
-    if (!*s) return -1;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9') return -1;
-        v = v * 10 + (*s - '0');
-        if (v > hi) return -1;
-    }
-    if (v < lo) return -1;
-    *out = v;
-    return 0;
-}
 
 static int chi_parse_bool(const char *s, int *out)
 {

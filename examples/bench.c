@@ -6,7 +6,9 @@
                        serialized per request by the worker's JSON writer
      GET  /            a welcome text, through the router
      POST /echo        the request body back, with the request's Content-Type
-     GET  /users/:id   {"id":"<id>"}, through the router with a parameter
+     GET  /users/:id   {"id":"<id>"}, through the router with a parameter and
+                       one middleware (Server-Timing), the routed case of the
+                       benchmarks
 
    Environment: PORT (default 3000), HOST (default 0.0.0.0), CHOPIN_WORKERS,
    SERVER_MODE=performance|standard, REUSEPORT=true|false. */
@@ -51,6 +53,7 @@ static void user_by_id(ch_req *req, ch_res *res)
 int main(void)
 {
     const ch_config *used;
+    ch_group *users;
     ch_app *app = ch_app_new();
     if (!app) {
         fprintf(stderr, "chopin: out of memory\n");
@@ -60,7 +63,9 @@ int main(void)
     ch_fast_json_fn(app, "/json", json_hello, NULL);
     ch_get(app, "/", welcome, NULL);
     ch_post(app, "/echo", echo, NULL);
-    ch_get(app, "/users/:id", user_by_id, NULL);
+    users = ch_group_new(app, "/users");
+    ch_group_use(users, ch_mw_timing, NULL);
+    ch_group_route(users, CH_GET, "/:id", user_by_id, NULL);
 
     if (ch_listen(app, NULL) != 0) {
         fprintf(stderr, "chopin: %s\n", ch_error(app));
