@@ -1415,8 +1415,8 @@ static ch_method chi_method_of(const char *m, size_t n)
 }
 
 /* The common header names, grouped by length: chi_header_id switches on the
-   length and compares with the few names of that length. Names are given in
-   lower case; ch_hdr values follow the same order as CH_H_*. */
+   length and compares with the few (at most four) names of that length.
+   Names are given in lower case; empty slots are zero. */
 typedef struct chi_hname {
     const char *name;
     ch_hdr id;
@@ -1424,28 +1424,28 @@ typedef struct chi_hname {
 
 static int chi_header_id(const char *name, size_t len)
 {
-    static const chi_hname by_len[][3] = {
-        /* 4 */ {{"host", CH_H_HOST}, {NULL, CH_H_COUNT}, {NULL, CH_H_COUNT}},
-        /* 5 */ {{"range", CH_H_RANGE}, {NULL, CH_H_COUNT}, {NULL, CH_H_COUNT}},
-        /* 6 */ {{"accept", CH_H_ACCEPT}, {"cookie", CH_H_COOKIE}, {"expect", CH_H_EXPECT}},
-        /* 7 */ {{"referer", CH_H_REFERER}, {"upgrade", CH_H_UPGRADE}, {NULL, CH_H_COUNT}},
-        /* 8 */ {{NULL, CH_H_COUNT}, {NULL, CH_H_COUNT}, {NULL, CH_H_COUNT}},
-        /* 9 */ {{"x-real-ip", CH_H_X_REAL_IP}, {NULL, CH_H_COUNT}, {NULL, CH_H_COUNT}},
-        /* 10 */ {{"connection", CH_H_CONNECTION}, {"user-agent", CH_H_USER_AGENT}, {NULL, CH_H_COUNT}},
-        /* 11 */ {{NULL, CH_H_COUNT}, {NULL, CH_H_COUNT}, {NULL, CH_H_COUNT}},
-        /* 12 */ {{"content-type", CH_H_CONTENT_TYPE}, {"x-request-id", CH_H_X_REQUEST_ID}, {NULL, CH_H_COUNT}},
+    static const chi_hname by_len[][4] = {
+        /* 4 */ {{"host", CH_H_HOST}},
+        /* 5 */ {{"range", CH_H_RANGE}},
+        /* 6 */ {{"accept", CH_H_ACCEPT}, {"cookie", CH_H_COOKIE}, {"expect", CH_H_EXPECT}, {"origin", CH_H_ORIGIN}},
+        /* 7 */ {{"referer", CH_H_REFERER}, {"upgrade", CH_H_UPGRADE}},
+        /* 8 */ {{NULL, CH_H_COUNT}},
+        /* 9 */ {{"x-real-ip", CH_H_X_REAL_IP}},
+        /* 10 */ {{"connection", CH_H_CONNECTION}, {"user-agent", CH_H_USER_AGENT}},
+        /* 11 */ {{NULL, CH_H_COUNT}},
+        /* 12 */ {{"content-type", CH_H_CONTENT_TYPE}, {"x-request-id", CH_H_X_REQUEST_ID}},
         /* 13 */ {{"authorization", CH_H_AUTHORIZATION}, {"cache-control", CH_H_CACHE_CONTROL},
                   {"if-none-match", CH_H_IF_NONE_MATCH}},
-        /* 14 */ {{"content-length", CH_H_CONTENT_LENGTH}, {NULL, CH_H_COUNT}, {NULL, CH_H_COUNT}},
+        /* 14 */ {{"content-length", CH_H_CONTENT_LENGTH}},
         /* 15 */ {{"accept-encoding", CH_H_ACCEPT_ENCODING}, {"accept-language", CH_H_ACCEPT_LANGUAGE},
                   {"x-forwarded-for", CH_H_X_FORWARDED_FOR}},
-        /* 16 */ {{NULL, CH_H_COUNT}, {NULL, CH_H_COUNT}, {NULL, CH_H_COUNT}},
+        /* 16 */ {{NULL, CH_H_COUNT}},
         /* 17 */ {{"transfer-encoding", CH_H_TRANSFER_ENCODING}, {"if-modified-since", CH_H_IF_MODIFIED_SINCE},
                   {"x-forwarded-proto", CH_H_X_FORWARDED_PROTO}},
     };
     int i;
     if (len < 4 || len > 17) return -1;
-    for (i = 0; i < 3; i++) {
+    for (i = 0; i < 4; i++) {
         const chi_hname *c = &by_len[len - 4][i];
         if (!c->name) break;
         if (chi_lower(name[0]) == c->name[0] && chi_ieq(name, c->name, len)) return (int)c->id;

@@ -678,6 +678,488 @@ static void test_port_in_use(void)
     ch_app_free(b);
 }
 
+/* ---- header lookup, query, cookies, percent-decoding ---- */
+
+static void parse_or_die(const char *raw, ch_req *req)
+{
+    chi_head h;
+    long r = chi_parse_head(raw, strlen(raw), &lim, req, &h);
+    CHECK(r > 0);
+}
+
+static void test_header_lookup(void)
+{
+    ch_req req;
+    parse_or_die("GET /?a=1 HTTP/1.1\r\nHost: h\r\nCONTENT-TYPE: text/x\r\nX-Custom: yes\r\nCookie: a=1\r\n"
+                 "Cookie: b=2\r\nX-Request-Id: r1\r\nIf-None-Match: \"e\"\r\nX-Forwarded-Proto: https\r\n\r\n",
+                 &req);
+    CHECK(ch_str_eq(ch_req_common(&req, CH_H_CONTENT_TYPE), "text/x"));
+    CHECK(ch_str_eq(ch_req_common(&req, CH_H_HOST), "h"));
+    CHECK(ch_str_eq(ch_req_common(&req, CH_H_COOKIE), "a=1")); /* the first line of a name */
+    CHECK(ch_str_eq(ch_req_common(&req, CH_H_X_REQUEST_ID), "r1"));
+    CHECK(ch_str_eq(ch_req_common(&req, CH_H_IF_NONE_MATCH), "\"e\""));
+    CHECK(ch_str_eq(ch_req_common(&req, CH_H_X_FORWARDED_PROTO), "https"));
+    CHECK(ch_req_common(&req, CH_H_AUTHORIZATION).ptr == NULL);
+    CHECK(ch_req_common(&req, CH_H_COUNT).ptr == NULL);
+    CHECK(ch_str_eq(ch_req_header(&req, "content-type"), "text/x"));
+    CHECK(ch_str_eq(ch_req_header(&req, "x-custom"), "yes"));
+    CHECK(ch_req_header(&req, "x-missing").ptr == NULL);
+}
+
+static void test_header_ids(void)
+{
+    static const char *names[CH_H_COUNT] = {
+        "Host", "Content-Type", "Content-Length", "Transfer-Encoding", "Connection", "Expect", "Authorization",
+        "Accept", "Accept-Encoding", "Accept-Language", "Cookie", "User-Agent", "Origin", "Referer",
+        "If-None-Match", "If-Modified-Since", "X-Forwarded-For", "X-Forwarded-Proto", "X-Real-IP",
+        "X-Request-Id", "Cache-Control", "Upgrade", "Range"};
+    int i;
+    for (i = 0; i < CH_H_COUNT; i++) CHECK(chi_header_id(names[i], strlen(names[i])) == i);
+    CHECK(chi_header_id("Hosts", 5) == -1);
+    CHECK(chi_header_id("X-Request-Ie", 12) == -1);
+    CHECK(chi_header_id("", 0) == -1);
+}
+
+static void test_url_decode(void)
+{
+    char out[16];
+    CHECK(ch_url_decode("a%20b+c", 7, out, sizeof out, 1) == 5 && strcmp(out, "a b c") == 0);
+    CHECK(ch_url_decode("a%20b+c", 7, out, sizeof out, 0) == 5 && strcmp(out, "a b+c") == 0);
+    CHECK(ch_url_decode("%41%c3%A9", 9, out, sizeof out, 0) == 3 && strcmp(out, "A\xc3\xa9") == 0);
+    CHECK(ch_url_decode("%00", 3, out, sizeof out, 0) == 1 && out[0] == 0);
+    CHECK(ch_url_decode("%", 1, out, sizeof out, 0) == CH_BAD);
+    CHECK(ch_url_decode("%4", 2, out, sizeof out, 0) == CH_BAD);
+    CHECK(ch_url_decode("%zz", 3, out, sizeof out, 0) == CH_BAD);
+    CHECK(ch_url_decode("ab%4g", 5, out, sizeof out, 0) == CH_BAD);
+    CHECK(ch_url_decode("0123456789abcdef", 16, out, sizeof out, 0) == CH_TOO_LONG);
+    CHECK(ch_url_decode("", 0, out, sizeof out, 0) == 0 && out[0] == 0);
+}
+
+static void test_query(void)
+{
+    ch_req req;
+    char out[64];
+    ch_str rest, k, v;
+    int n = 0;
+    parse_or_die("GET /s?q=hello+world&empty=&flag&%6Eame=J%C3%BCrgen&&q=second HTTP/1.1\r\nHost: h\r\n\r\n", &req);
+    CHECK(ch_req_query(&req, "q", out, sizeof out) == 11 && strcmp(out, "hello world") == 0);
+    CHECK(ch_req_query(&req, "empty", out, sizeof out) == 0 && out[0] == 0);
+    CHECK(ch_req_query(&req, "flag", out, sizeof out) == 0);
+    CHECK(ch_req_query(&req, "name", out, sizeof out) == 7 && strcmp(out, "J\xc3\xbcrgen") == 0);
+    /* a bad %-escape never gets this far: the parser refuses the target */
+    CHECK(ch_req_query(&req, "missing", out, sizeof out) == CH_ABSENT);
+    CHECK(ch_req_query(&req, "q", out, 4) == CH_TOO_LONG);
+    rest = req.query;
+    while (ch_form_next(&rest, &k, &v)) n++;
+    CHECK(n == 5);
+    parse_or_die("GET /s HTTP/1.1\r\nHost: h\r\n\r\n", &req);
+    CHECK(ch_req_query(&req, "q", out, sizeof out) == CH_ABSENT);
+}
+
+static void test_cookies(void)
+{
+    ch_req req;
+    char out[64];
+    parse_or_die("GET / HTTP/1.1\r\nHost: h\r\nCookie: sid=abc123; theme=\"dark\";  lang=fr%2DCA ;x=a%zz\r\n\r\n", &req);
+    CHECK(ch_req_cookie(&req, "sid", out, sizeof out) == 6 && strcmp(out, "abc123") == 0);
+    CHECK(ch_req_cookie(&req, "theme", out, sizeof out) == 4 && strcmp(out, "dark") == 0);
+    CHECK(ch_req_cookie(&req, "lang", out, sizeof out) == 5 && strcmp(out, "fr-CA") == 0);
+    CHECK(ch_req_cookie(&req, "x", out, sizeof out) == CH_BAD);
+    CHECK(ch_req_cookie(&req, "si", out, sizeof out) == CH_ABSENT);
+    CHECK(ch_req_cookie(&req, "nope", out, sizeof out) == CH_ABSENT);
+    parse_or_die("GET / HTTP/1.1\r\nHost: h\r\n\r\n", &req);
+    CHECK(ch_req_cookie(&req, "sid", out, sizeof out) == CH_ABSENT);
+}
+
+/* ---- JSON reader ---- */
+
+static void test_json_reader_valid(void)
+{
+    const char *src = " {\"a\": [1, -2.5e3, true, false, null, {\"b\": \"x\\\"y\\u00e9\\ud83c\\udfb9\\n\"}], "
+                      "\"n\": -9223372036854775808, \"big\": 9223372036854775808, \"e\\u0073c\": 0, \"s\": \"\"} ";
+    ch_jtok tok[32];
+    ch_jdoc d;
+    char out[32];
+    long long i;
+    double x;
+    int b, t;
+    CHECK(ch_json_parse(&d, src, strlen(src), tok, 32, 0) == 19);
+    CHECK(ch_json_type(&d, 0) == CH_JSON_OBJECT && tok[0].count == 5);
+    t = ch_json_find(&d, 0, "a");
+    CHECK(ch_json_type(&d, t) == CH_JSON_ARRAY && tok[t].count == 6);
+    CHECK(ch_json_get_int(&d, ch_json_at(&d, t, 0), &i) == 0 && i == 1);
+    CHECK(ch_json_get_int(&d, ch_json_at(&d, t, 1), &i) == -1); /* not an integer */
+    CHECK(ch_json_get_double(&d, ch_json_at(&d, t, 1), &x) == 0 && x == -2500.0);
+    CHECK(ch_json_get_bool(&d, ch_json_at(&d, t, 2), &b) == 0 && b == 1);
+    CHECK(ch_json_get_bool(&d, ch_json_at(&d, t, 3), &b) == 0 && b == 0);
+    CHECK(ch_json_type(&d, ch_json_at(&d, t, 4)) == CH_JSON_NULL);
+    CHECK(ch_json_at(&d, t, 6) == -1);
+    CHECK(ch_json_get_str(&d, ch_json_path(&d, 0, "a.5.b"), out, sizeof out) == 10);
+    CHECK(strcmp(out, "x\"y\xc3\xa9\xf0\x9f\x8e\xb9\n") == 0);
+    CHECK(ch_json_get_int(&d, ch_json_find(&d, 0, "n"), &i) == 0 && i == LLONG_MIN);
+    CHECK(ch_json_get_int(&d, ch_json_find(&d, 0, "big"), &i) == -1); /* out of range */
+    CHECK(ch_json_find(&d, 0, "esc") >= 0);                          /* an escaped key */
+    CHECK(ch_json_get_str(&d, ch_json_find(&d, 0, "s"), out, sizeof out) == 0);
+    CHECK(ch_json_find(&d, 0, "missing") == -1);
+    CHECK(ch_json_path(&d, 0, "a.9") == -1 && ch_json_path(&d, 0, "a.x") == -1);
+    CHECK(ch_json_get_str(&d, ch_json_path(&d, 0, "a.5.b"), out, 4) == CH_TOO_LONG);
+    CHECK(ch_json_get_str(&d, ch_json_find(&d, 0, "n"), out, sizeof out) == CH_BAD);
+    CHECK(ch_json_parse(&d, "0", 1, tok, 1, 0) == 1 && ch_json_type(&d, 0) == CH_JSON_NUMBER);
+    CHECK(ch_json_parse(&d, "[]", 2, tok, 1, 0) == 1 && tok[0].count == 0);
+}
+
+static void test_json_reader_invalid(void)
+{
+    static const char *bad[] = {
+        "", " ", "{", "}", "[1,]", "[,1]", "{\"a\":1,}", "{\"a\" 1}", "{a:1}", "{\"a\":}", "[1 2]",
+        "01", "-", "1.", ".5", "1e", "1e+", "+1", "0x10", "NaN", "Infinity", "tru", "nul", "truex",
+        "\"abc", "\"a\\x\"", "\"\\u12\"", "\"\\u12g4\"", "\"\\ud800\"", "\"\\udc00\"", "\"\\ud800\\u0041\"",
+        "\"a\x01\"", "\"\xff\"", "\"\xc3(\"", "[1]x", "{} {}", "[\"a\"]]", "'a'", "[1,\n", "\"\\",
+    };
+    ch_jtok tok[64];
+    ch_jdoc d;
+    size_t i;
+    char deep[200];
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int r = ch_json_parse(&d, bad[i], strlen(bad[i]), tok, 64, 0);
+        if (r != -1 || !d.err) {
+            printf("  accepted bad JSON #%u: %s\n", (unsigned)i, bad[i]);
+            CHECK(r == -1 && d.err);
+        }
+    }
+    CHECK(ch_json_parse(&d, "[1, 2, x]", 9, tok, 64, 0) == -1 && d.err_pos == 7);
+    /* depth and token limits */
+    memset(deep, '[', 100);
+    memset(deep + 100, ']', 100);
+    CHECK(ch_json_parse(&d, deep, 200, tok, 64, 0) == -1 && strstr(d.err, "deep"));
+    CHECK(ch_json_parse(&d, deep + 90, 20, tok, 64, 0) == 10);
+    CHECK(ch_json_parse(&d, "[1,2,3,4,5]", 11, tok, 5, 0) == -1 && strstr(d.err, "too many"));
+    /* getters on a failed document refuse */
+    CHECK(ch_json_type(&d, 0) == CH_JSON_NONE);
+}
+
+/* Random documents: written by the writer, read back by the reader. */
+static unsigned rt_seed = 4242;
+static unsigned rt_rand(void)
+{
+    rt_seed = rt_seed * 1103515245u + 12345u;
+    return rt_seed >> 16;
+}
+
+static void rt_write(ch_json *j, int depth)
+{
+    unsigned kind = depth > 4 ? rt_rand() % 5 : rt_rand() % 7, i, n;
+    char s[12];
+    switch (kind) {
+    case 0: ch_json_int(j, (long long)rt_rand() * (rt_rand() % 2 ? -1 : 1)); break;
+    case 1: ch_json_double(j, (double)rt_rand() / 7.0); break;
+    case 2: ch_json_bool(j, (int)(rt_rand() % 2)); break;
+    case 3: ch_json_null(j); break;
+    case 4:
+        for (i = 0; i < sizeof s - 1; i++) s[i] = (char)(rt_rand() % 128);
+        ch_json_strn(j, s, sizeof s - 1);
+        break;
+    case 5:
+        ch_json_array_begin(j);
+        for (n = rt_rand() % 4, i = 0; i < n; i++) rt_write(j, depth + 1);
+        ch_json_array_end(j);
+        break;
+    default:
+        ch_json_object_begin(j);
+        for (n = rt_rand() % 4, i = 0; i < n; i++) {
+            char key[8];
+            snprintf(key, sizeof key, "k%u", i);
+            ch_json_key(j, key);
+            rt_write(j, depth + 1);
+        }
+        ch_json_object_end(j);
+    }
+}
+
+static void test_json_round_trip(void)
+{
+    ch_json j;
+    ch_jtok tok[512];
+    ch_jdoc d;
+    int i;
+    ch_json_init(&j);
+    for (i = 0; i < 2000; i++) {
+        ch_json_reset(&j);
+        rt_write(&j, 0);
+        if (j.failed || ch_json_parse(&d, j.buf, j.len, tok, 512, 16) < 0) {
+            printf("  round trip failed: %.*s (%s at %u)\n", (int)j.len, j.buf, d.err, (unsigned)d.err_pos);
+            CHECK(0);
+            break;
+        }
+    }
+    /* a string survives exactly, every byte value below 0x80 included */
+    {
+        char raw[128], back[256];
+        int k;
+        for (k = 0; k < 128; k++) raw[k] = (char)k;
+        ch_json_reset(&j);
+        ch_json_strn(&j, raw, 128);
+        CHECK(ch_json_parse(&d, j.buf, j.len, tok, 4, 0) == 1);
+        CHECK(ch_json_get_str(&d, 0, back, sizeof back) == 128 && memcmp(back, raw, 128) == 0);
+    }
+    ch_json_free(&j);
+}
+
+/* ---- routing, middleware and responses, on a worker without sockets ---- */
+
+static chi_worker *test_worker(ch_app *app)
+{
+    static chi_worker w;
+    memset(&w, 0, sizeof w);
+    w.app = app;
+    w.res.w = &w;
+    memcpy(w.common, CHI_SERVER_LINE "Date: ", CHI_DATE_AT);
+    chi_format_date(784111777, w.common + CHI_DATE_AT);
+    memcpy(w.common + CHI_DATE_AT + CHI_DATE_LEN, "\r\n", 2);
+    return &w;
+}
+
+static void free_test_worker(chi_worker *w)
+{
+    chi_buf_free(&w->out);
+    ch_json_free(&w->json);
+    chi_buf_free(&w->res.ctype);
+    chi_buf_free(&w->res.headers);
+}
+
+/* Routes `raw` and returns the response as written, NUL-terminated. */
+static const char *respond(chi_worker *w, const char *raw)
+{
+    chi_head h;
+    CHECK(chi_parse_head(raw, strlen(raw), &lim, &w->req, &h) > 0);
+    w->req.body = NULL;
+    w->req.body_len = 0;
+    w->req.ctx = NULL;
+    w->out.len = 0;
+    chi_dispatch(w, &w->req, 1);
+    chi_buf_append(&w->out, "", 1);
+    return w->out.ptr;
+}
+
+static char trail[64];
+static int mw_mark(ch_req *req, ch_res *res, void *user)
+{
+    (void)res;
+    strcat(trail, (const char *)user);
+    req->ctx = (void *)user;
+    return CH_NEXT;
+}
+static int mw_stop(ch_req *req, ch_res *res, void *user)
+{
+    (void)req;
+    (void)user;
+    strcat(trail, "!");
+    ch_res_error(res, 403);
+    return CH_DONE;
+}
+static void h_ctx(ch_req *req, ch_res *res)
+{
+    strcat(trail, "H");
+    ch_res_text(res, 200, req->ctx ? (const char *)req->ctx : "-");
+}
+static void fin_header(ch_req *req, ch_res *res, void *user)
+{
+    (void)req;
+    (void)user;
+    ch_res_header(res, "X-Finished", "1");
+}
+static int mw_finisher(ch_req *req, ch_res *res, void *user)
+{
+    (void)req;
+    (void)user;
+    ch_res_on_finish(res, fin_header, NULL);
+    return CH_NEXT;
+}
+static int after_calls, after_status;
+static size_t after_bytes;
+static void after_hook(const ch_req *req, const ch_res *res, void *user)
+{
+    (void)req;
+    (void)user;
+    after_calls++;
+    after_status = ch_res_status_code(res);
+    after_bytes = ch_res_bytes(res);
+    CHECK(ch_res_seconds(res) >= 0);
+}
+
+static void test_dispatch_404_405_options(void)
+{
+    ch_app *app = ch_app_new();
+    chi_worker *w;
+    const char *r;
+    ch_get(app, "/items/:id", h_ctx, NULL);
+    ch_delete(app, "/items/:id", h_ctx, NULL);
+    ch_fast_text(app, "/fast", "F");
+    w = test_worker(app);
+    CHECK(chi_build_fast(w) == 0);
+    r = respond(w, "GET /nope HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(strncmp(r, "HTTP/1.1 404 Not Found\r\n", 24) == 0 && strstr(r, "{\"detail\":\"Not Found\"}"));
+    r = respond(w, "POST /items/1 HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(strncmp(r, "HTTP/1.1 405 ", 13) == 0 && strstr(r, "\r\nAllow: GET, HEAD, DELETE, OPTIONS\r\n"));
+    r = respond(w, "OPTIONS /items/1 HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(strncmp(r, "HTTP/1.1 200 OK\r\n", 17) == 0 && strstr(r, "\r\nAllow: GET, HEAD, DELETE, OPTIONS\r\n"));
+    CHECK(strstr(r, "Content-Length: 0\r\n") != NULL);
+    r = respond(w, "PUT /fast HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(strncmp(r, "HTTP/1.1 405 ", 13) == 0 && strstr(r, "\r\nAllow: GET, HEAD, OPTIONS\r\n"));
+    r = respond(w, "HEAD /items/1 HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(strncmp(r, "HTTP/1.1 200 OK\r\n", 17) == 0 && strstr(r, "Content-Length: 1\r\n") &&
+          strcmp(r + strlen(r) - 4, "\r\n\r\n") == 0);
+    r = respond(w, "BREW /items/1 HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(strncmp(r, "HTTP/1.1 501 ", 13) == 0);
+    r = respond(w, "GET /fast HTTP/1.0\r\n\r\n"); /* answered as kept alive: 1.0 must be told */
+    CHECK(strncmp(r, "HTTP/1.1 200 OK\r\n", 17) == 0 && strstr(r, "\r\nConnection: keep-alive\r\n"));
+    free_test_worker(w);
+    ch_json_free(&w->json);
+    chi_buf_free(&w->fast_bytes);
+    CHOPIN_FREE(w->fast);
+    ch_app_free(app);
+}
+
+static void test_middleware_order(void)
+{
+    ch_app *app = ch_app_new();
+    ch_group *outer, *inner, *locked;
+    chi_worker *w;
+    const char *r;
+    ch_use(app, mw_mark, (void *)"g");
+    outer = ch_group_new(app, "/api/");
+    ch_group_use(outer, mw_mark, (void *)"o");
+    inner = ch_group_sub(outer, "/v1");
+    ch_group_use(inner, mw_mark, (void *)"i");
+    ch_group_use(inner, mw_finisher, NULL);
+    ch_group_route(inner, CH_GET, "/x", h_ctx, NULL);
+    ch_group_route(inner, CH_GET, "/", h_ctx, NULL);
+    locked = ch_group_new(app, "");
+    ch_group_use(locked, mw_stop, NULL);
+    ch_group_route(locked, CH_GET, "/secret", h_ctx, NULL);
+    ch_get(app, "/open", h_ctx, NULL);
+    ch_after(app, after_hook, NULL);
+    w = test_worker(app);
+    CHECK(chi_build_fast(w) == 0);
+
+    trail[0] = 0;
+    r = respond(w, "GET /api/v1/x HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(strcmp(trail, "goiH") == 0);
+    CHECK(strstr(r, "\r\nX-Finished: 1\r\n") != NULL);
+    CHECK(strcmp(r + strlen(r) - 1, "i") == 0); /* ctx from the last middleware */
+    CHECK(after_calls == 1 && after_status == 200 && after_bytes == strlen(r));
+    trail[0] = 0;
+    respond(w, "GET /api/v1 HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(strcmp(trail, "goiH") == 0);
+    trail[0] = 0;
+    r = respond(w, "GET /secret HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(strcmp(trail, "g!") == 0 && strncmp(r, "HTTP/1.1 403 ", 13) == 0);
+    CHECK(after_calls == 3 && after_status == 403);
+    trail[0] = 0;
+    r = respond(w, "GET /open HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(strcmp(trail, "gH") == 0 && strstr(r, "X-Finished") == NULL);
+    trail[0] = 0;
+    respond(w, "GET /missing HTTP/1.1\r\nHost: h\r\n\r\n"); /* app middleware sees 404s too */
+    CHECK(strcmp(trail, "g") == 0 && after_status == 404);
+    free_test_worker(w);
+    CHOPIN_FREE(w->fast);
+    ch_app_free(app);
+}
+
+static void h_headers(ch_req *req, ch_res *res)
+{
+    (void)req;
+    CHECK(ch_res_header(res, "X-Ok", "fine value\twith tab") == 0);
+    CHECK(ch_res_header(res, "X-Bad", "a\r\nSet-Cookie: x=1") == -1);
+    CHECK(ch_res_header(res, "X-Bad", "a\nb") == -1);
+    CHECK(ch_res_headern(res, "X-Bad", 5, "a\0b", 3) == -1);
+    CHECK(ch_res_header(res, "X Bad", "v") == -1);
+    CHECK(ch_res_header(res, "X-Bad\r\nY", "v") == -1);
+    CHECK(ch_res_header(res, "", "v") == -1);
+    CHECK(ch_res_header(res, "Content-Length", "5") == -1);
+    CHECK(ch_res_header(res, "transfer-encoding", "chunked") == -1);
+    CHECK(ch_res_header(res, "Connection", "close") == -1);
+    CHECK(ch_res_header(res, "Content-Type", "text/csv") == 0);
+    ch_res_printf(res, 201, NULL, "n=%d", 42);
+}
+
+static void h_redirect(ch_req *req, ch_res *res)
+{
+    (void)req;
+    CHECK(ch_res_redirect(res, 302, "/login\r\nX-Evil: 1") == -1);
+    ch_res_redirect(res, 303, "/next");
+}
+
+static void test_response_headers(void)
+{
+    ch_app *app = ch_app_new();
+    chi_worker *w;
+    const char *r;
+    ch_get(app, "/h", h_headers, NULL);
+    ch_get(app, "/r", h_redirect, NULL);
+    w = test_worker(app);
+    CHECK(chi_build_fast(w) == 0);
+    r = respond(w, "GET /h HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(strncmp(r, "HTTP/1.1 201 Created\r\n", 22) == 0);
+    CHECK(strstr(r, "\r\nX-Ok: fine value\twith tab\r\n") && strstr(r, "\r\nContent-Type: text/csv\r\n"));
+    CHECK(strstr(r, "X-Bad") == NULL && strstr(r, "Set-Cookie") == NULL && strstr(r, "chunked") == NULL);
+    CHECK(strstr(r, "\r\nContent-Length: 4\r\n") && strcmp(r + strlen(r) - 4, "n=42") == 0);
+    r = respond(w, "GET /r HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(strncmp(r, "HTTP/1.1 303 See Other\r\n", 24) == 0 && strstr(r, "\r\nLocation: /next\r\n"));
+    CHECK(strstr(r, "X-Evil") == NULL);
+    free_test_worker(w);
+    CHOPIN_FREE(w->fast);
+    ch_app_free(app);
+}
+
+static int verify_admin(const char *tok, size_t len, ch_req *req, void *user)
+{
+    (void)req;
+    (void)user;
+    if (len == 5 && memcmp(tok, "admin", 5) == 0) return 0;
+    if (len == 4 && memcmp(tok, "user", 4) == 0) return 403;
+    return 401;
+}
+
+static void test_bearer(void)
+{
+    ch_app *app = ch_app_new();
+    ch_bearer tok, ver;
+    ch_group *a, *b;
+    chi_worker *w;
+    const char *r;
+    memset(&tok, 0, sizeof tok);
+    memset(&ver, 0, sizeof ver);
+    tok.token = "s3cret";
+    ver.verify = verify_admin;
+    a = ch_group_new(app, "/a");
+    ch_group_use(a, ch_mw_bearer, &tok);
+    ch_group_route(a, CH_GET, "/x", h_ctx, NULL);
+    b = ch_group_new(app, "/b");
+    ch_group_use(b, ch_mw_bearer, &ver);
+    ch_group_route(b, CH_GET, "/x", h_ctx, NULL);
+    w = test_worker(app);
+    CHECK(chi_build_fast(w) == 0);
+    r = respond(w, "GET /a/x HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(strncmp(r, "HTTP/1.1 401 ", 13) == 0 && strstr(r, "WWW-Authenticate: Bearer\r\n") &&
+          strstr(r, "{\"detail\":\"Authentication required\"}"));
+    r = respond(w, "GET /a/x HTTP/1.1\r\nHost: h\r\nAuthorization: Basic czNjcmV0\r\n\r\n");
+    CHECK(strncmp(r, "HTTP/1.1 401 ", 13) == 0);
+    r = respond(w, "GET /a/x HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer s3cre\r\n\r\n");
+    CHECK(strncmp(r, "HTTP/1.1 401 ", 13) == 0 && strstr(r, "invalid_token"));
+    r = respond(w, "GET /a/x HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer s3cret!\r\n\r\n");
+    CHECK(strncmp(r, "HTTP/1.1 401 ", 13) == 0);
+    r = respond(w, "GET /a/x HTTP/1.1\r\nHost: h\r\nAuthorization: bearer s3cret\r\n\r\n");
+    CHECK(strncmp(r, "HTTP/1.1 200 ", 13) == 0);
+    r = respond(w, "GET /b/x HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer user\r\n\r\n");
+    CHECK(strncmp(r, "HTTP/1.1 403 ", 13) == 0 && strstr(r, "{\"detail\":\"Permission denied\"}"));
+    r = respond(w, "GET /b/x HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer admin\r\n\r\n");
+    CHECK(strncmp(r, "HTTP/1.1 200 ", 13) == 0);
+    free_test_worker(w);
+    CHOPIN_FREE(w->fast);
+    ch_app_free(app);
+}
+
 int main(void)
 {
     run("itoa", test_itoa);
@@ -699,6 +1181,18 @@ int main(void)
     run("router: matching and precedence", test_router_match);
     run("router: registration errors", test_router_errors);
     run("router: Allow list", test_allow_list);
+    run("request: common headers in O(1)", test_header_lookup);
+    run("request: common header ids", test_header_ids);
+    run("request: percent-decoding", test_url_decode);
+    run("request: lazy query parsing", test_query);
+    run("request: cookies", test_cookies);
+    run("json reader: valid documents and getters", test_json_reader_valid);
+    run("json reader: malformed input, depth and size limits", test_json_reader_invalid);
+    run("json: writer to reader round trip", test_json_round_trip);
+    run("dispatch: 404, 405 with Allow, OPTIONS, HEAD, 501", test_dispatch_404_405_options);
+    run("middleware: order, groups, ctx, stop, finishers, after-hooks", test_middleware_order);
+    run("response: header validation, printf, redirect", test_response_headers);
+    run("middleware: bearer auth 401/403", test_bearer);
     run("config: environment", test_config_env);
     run("config: port in use", test_port_in_use);
     printf("%d passed, %d failed\n", g_passed, g_failed);
