@@ -31,6 +31,12 @@ build/bench-asan: examples/bench.c chopin.h | build
 build/unit: tests/unit.c chopin.h | build
 	$(CC) $(WARN) $(DEBUG) $(SAN) $< -o $@ $(LIBS)
 
+build/rest_blackbox: tests/rest_blackbox.c | build
+	$(CC) $(WARN) -D_GNU_SOURCE -O1 -g $< -o $@ $(LIBS)
+
+build/rest-asan: examples/rest.c chopin.h | build
+	$(CC) $(WARN) $(DEBUG) $(SAN) $< -o $@ $(LIBS)
+
 build/blackbox: tests/blackbox.c | build
 	$(CC) $(WARN) -D_GNU_SOURCE -O1 -g $< -o $@ $(LIBS)
 

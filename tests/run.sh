@@ -3,7 +3,7 @@
 # and prints the sum as the last line. Exit status 1 if anything failed.
 set -u
 cd "$(dirname "$0")/.."
-if ! make -s build/unit build/bench build/bench-asan build/blackbox; then
+if ! make -s all build/unit build/bench-asan build/blackbox build/rest_blackbox build/rest-asan; then
   echo "0 passed, 1 failed"
   exit 1
 fi
@@ -30,6 +30,7 @@ suite "unit tests (ASan+UBSan)" ./build/unit
 suite "black-box, release build" ./build/blackbox ./build/bench
 suite "black-box, ASan+UBSan build" env ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 ./build/blackbox ./build/bench-asan
 suite "black-box, standard mode" env SERVER_MODE=standard ./build/blackbox ./build/bench
+suite "todo API (examples/rest.c), ASan+UBSan build" ./build/rest_blackbox ./build/rest-asan
 # further suites: each tests/suites/*.sh calls `suite NAME COMMAND...`
 for f in tests/suites/*.sh; do
   [ -e "$f" ] || continue
