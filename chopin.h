@@ -36,7 +36,11 @@
        by a callback into the worker's JSON writer (ch_fast_json_fn).
      - Router routes: method + pattern with :name parameters and a trailing
        *name wildcard (ch_route, ch_get, ch_post, ...), answered by a handler
-       that fills a response. 404 and 405 (with Allow) come for free.
+       that fills a response. 404, 405 (with Allow) and OPTIONS come for free.
+   Around the router: route groups, middleware chains and after-hooks (bearer
+   auth, access log and request timing ship with it), O(1) lookup of common
+   request headers, lazy query and cookie decoding, a JSON writer and a
+   strict zero-copy JSON reader.
 
    RUN-TIME CONFIGURATION
    ch_run() and ch_listen() take a ch_config; a zeroed struct (or NULL) is a
@@ -77,8 +81,27 @@
        request_timeout      30 s  a request or response that makes no progress
        shutdown_timeout     10 s  grace period for in-flight requests
 
+   READING THIS FILE
+   Each section starts with a banner you can search for, and a few lines on
+   what it does and why, in the order a request meets them:
+     >>api           the public declarations (this is all a user needs)
+     >>platform      includes, allocator and assert hooks, defaults
+     >>utilities     byte buffer, itoa, the Date header, character classes
+     >>json          the JSON writer        >>json reader  the JSON tokenizer
+     >>parser        request line and headers (RFC 9112), stateless
+     >>chunked       the in-place chunked decoder
+     >>responses     status lines and the pre-built error responses
+     >>routes        FastRoutes and the router's segment tree
+     >>app, >>request, >>response API     what handlers call
+     >>poller        the epoll backend behind five functions
+     >>worker state  per-thread state, the Date cache, timeout queues
+     >>dispatch, >>middleware             from a parsed request to bytes
+     >>connection    read, answer every request, write once, close
+     >>accept, >>worker loop, >>config, >>listen, >>run
+
    NOT YET
-   kqueue (BSD/macOS) backend, middleware, streaming responses, HTTP/2, TLS.
+   kqueue (BSD/macOS) backend, streaming responses (chunked, SSE), rate
+   limiting, CORS, HTTP/2, TLS.
 
    LICENSE
    MIT or public domain, your choice: see the end of the file.
@@ -426,7 +449,7 @@ CHOPIN_API int ch_json_get_bool(const ch_jdoc *doc, int t, int *out);
 #if defined(CHOPIN_IMPLEMENTATION) && !defined(CHOPIN_IMPLEMENTATION_DONE)
 #define CHOPIN_IMPLEMENTATION_DONE
 
-/* >>platform ---------------------------------------------------------------
+/* >>platform ----------------------------------------------------------------
    Everything below is private: `static`, with the prefix chi_. Only Linux
    (epoll) is implemented; the poller sits behind five functions (see
    >>poller) so a kqueue backend can be added without touching the rest. */
@@ -502,7 +525,7 @@ CHOPIN_API int ch_json_get_bool(const ch_jdoc *doc, int t, int *out);
 static int chi_def(int v, int d) { return v ? v : d; }
 static size_t chi_defz(size_t v, size_t d) { return v ? v : d; }
 
-/* >>utilities --------------------------------------------------------------
+/* >>utilities ---------------------------------------------------------------
    A growable byte buffer, integer formatting, the Date header, and the
    character classes of RFC 9110/9112 as one lookup table. */
 
@@ -711,7 +734,7 @@ CHOPIN_API int ch_str_eq(ch_str s, const char *cstr)
     return s.len == n && (n == 0 || memcmp(s.ptr, cstr, n) == 0);
 }
 
-/* >>json -------------------------------------------------------------------
+/* >>json --------------------------------------------------------------------
    The JSON writer appends to one growable buffer. `fresh` has a bit per
    nesting level saying "no item written here yet", so the writer knows where
    a comma goes; `after_key` says a value completes a "key": pair. Strings are
@@ -967,7 +990,7 @@ CHOPIN_API void ch_json_null(ch_json *j)
     chi_json_raw(j, "null", 4);
 }
 
-/* >>json reader --------------------------------------------------------------
+/* >>json reader -------------------------------------------------------------
    A recursive-descent validator that records a token per value. Recursion
    is bounded by max_depth, so hostile nesting cannot exhaust the stack. */
 
@@ -1360,7 +1383,7 @@ CHOPIN_API int ch_json_get_bool(const ch_jdoc *d, int t, int *out)
     return 0;
 }
 
-/* >>parser -----------------------------------------------------------------
+/* >>parser ------------------------------------------------------------------
    chi_parse_head is a stateless function over the bytes received so far, in
    the manner of picohttpparser: it returns the length of a complete request
    head, 0 when more bytes are needed, or -status for a request that must be
@@ -1737,7 +1760,7 @@ static long chi_parse_head(const char *buf, size_t len, const chi_limits *lim, c
     return (long)(p - buf);
 }
 
-/* >>chunked ----------------------------------------------------------------
+/* >>chunked -----------------------------------------------------------------
    The chunked decoder is a resumable state machine over the buffer. It
    decodes in place: chunk data is moved down over the chunk-size lines, so
    the body ends up contiguous right after the head (the handler sees one
@@ -1872,7 +1895,7 @@ static int chi_chunked_decode(chi_chunked *ck, char *buf, size_t len, uint64_t m
     return ck->state == CHI_CK_DONE;
 }
 
-/* >>responses --------------------------------------------------------------
+/* >>responses ---------------------------------------------------------------
    A response is laid out as
        status line | Server | Date | Content-Type | Content-Length |
        the handler's headers | Connection (when needed) | CRLF | body
@@ -1977,7 +2000,7 @@ static size_t chi_status_line(int status, char *out)
     return 15 + rl;
 }
 
-/* >>routes -----------------------------------------------------------------
+/* >>routes ------------------------------------------------------------------
    FastRoutes are a flat array of exact paths checked before anything else.
    A static one keeps its whole response as bytes, built at start-up; each
    worker keeps its own copy and patches the Date into it once a second, so
@@ -2185,7 +2208,7 @@ static size_t chi_allow_list(unsigned methods, char *out)
     return n;
 }
 
-/* >>app --------------------------------------------------------------------
+/* >>app ---------------------------------------------------------------------
    The application holds what is shared read-only by every worker once the
    server runs: the routes, the limits, the resolved configuration. */
 
@@ -2438,7 +2461,7 @@ CHOPIN_API int ch_put(ch_app *app, const char *p, ch_handler h, void *u) { retur
 CHOPIN_API int ch_delete(ch_app *app, const char *p, ch_handler h, void *u) { return ch_route(app, CH_DELETE, p, h, u); }
 CHOPIN_API int ch_patch(ch_app *app, const char *p, ch_handler h, void *u) { return ch_route(app, CH_PATCH, p, h, u); }
 
-/* >>request ----------------------------------------------------------------
+/* >>request -----------------------------------------------------------------
    Lookups on a parsed request. Nothing here runs unless a handler asks:
    query strings and cookies are scanned and decoded on demand. */
 
@@ -2568,7 +2591,7 @@ CHOPIN_API ch_str ch_req_param(const ch_req *req, const char *name)
     return chi_str(NULL, 0);
 }
 
-/* >>response API -----------------------------------------------------------
+/* >>response API ------------------------------------------------------------
    A handler fills the worker's ch_res; when it returns, chi_res_finish lays
    the response out in the output buffer. Header names and values are
    checked: a CR, LF or other control byte is refused, never written, and the
@@ -2744,7 +2767,7 @@ CHOPIN_API void ch_res_error(ch_res *res, int status)
     }
 }
 
-/* >>poller -----------------------------------------------------------------
+/* >>poller ------------------------------------------------------------------
    The only code that knows it runs on epoll. The rest of the server sees:
    create, add, modify, delete, wait; a ticker that fires once a second; and
    a waker another thread can poke. A kqueue backend implements the same
@@ -2849,7 +2872,7 @@ static void chi_wake(int fd)
     (void)r;
 }
 
-/* >>worker state -----------------------------------------------------------
+/* >>worker state ------------------------------------------------------------
    A worker owns everything its connections touch. Connections sit in a table
    indexed by file descriptor, and in one of three timeout queues, each kept
    in order of last activity: touching a connection moves it to the tail (at
@@ -2994,7 +3017,7 @@ static void chi_q_set(chi_worker *w, chi_conn *c, int q)
     chi_q_append(w, c, q);
 }
 
-/* >>responses, assembled ----------------------------------------------------- */
+/* >>responses, assembled ------------------------------------------------- */
 
 static const char *chi_connection_line(int keep_alive, int minor, size_t *len)
 {
@@ -3146,7 +3169,7 @@ static void chi_res_finish(chi_worker *w, ch_req *req, int keep_alive)
         chi_write_error(w, 500, "", 0, req->method != CH_HEAD, 0, req->version_minor);
 }
 
-/* >>dispatch ---------------------------------------------------------------
+/* >>dispatch ----------------------------------------------------------------
    FastRoutes first (GET and HEAD only, no middleware). Everything else goes
    through the app's middleware, the router (404, 405 and OPTIONS are
    answered here), the route's group middleware, then the handler; the
@@ -3238,7 +3261,7 @@ static void chi_dispatch(chi_worker *w, ch_req *req, int keep_alive)
     if (app->nafter) chi_run_after(w, req, out_before);
 }
 
-/* >>middleware ---------------------------------------------------------------
+/* >>middleware --------------------------------------------------------------
    The three that ship with chopin.h. Each is an ordinary middleware or
    after-hook, written with the public API only: read them as examples. */
 
@@ -3342,7 +3365,7 @@ CHOPIN_API void ch_access_log(const ch_req *req, const ch_res *res, void *user)
 }
 #endif
 
-/* >>connection ---------------------------------------------------------------
+/* >>connection --------------------------------------------------------------
    The state machine of one connection:
      readable  -> read (into scratch, or after the unfinished request kept
                   in c->in) -> answer every complete request -> keep the
@@ -3675,7 +3698,7 @@ static void chi_expire_all(chi_worker *w)
     }
 }
 
-/* >>accept ------------------------------------------------------------------ */
+/* >>accept --------------------------------------------------------------- */
 
 static void chi_pause_accept(chi_worker *w)
 {
@@ -3766,7 +3789,7 @@ static void chi_on_accept(chi_worker *w)
     }
 }
 
-/* >>worker loop --------------------------------------------------------------- */
+/* >>worker loop ---------------------------------------------------------- */
 
 static void chi_begin_shutdown(chi_worker *w)
 {
@@ -3881,7 +3904,7 @@ static void *chi_worker_main(void *arg)
     return NULL;
 }
 
-/* >>config -------------------------------------------------------------------
+/* >>config ------------------------------------------------------------------
    The zero config is resolved here, in one place: explicit fields, then the
    environment, then defaults. A value that cannot be used is an error with
    a message, never silently replaced. */
@@ -3988,7 +4011,7 @@ static int chi_resolve_config(ch_app *app, const ch_config *in)
     return 0;
 }
 
-/* >>listen ---------------------------------------------------------------------
+/* >>listen ------------------------------------------------------------------
    Sockets are bound before any worker starts, so a port in use or a bad
    address is reported by ch_listen's return value. */
 
@@ -4104,7 +4127,7 @@ CHOPIN_API void ch_stop(ch_app *app)
     if (app && app->stop_fd >= 0) chi_wake(app->stop_fd);
 }
 
-/* >>run ------------------------------------------------------------------------
+/* >>run ---------------------------------------------------------------------
    The calling thread starts the workers and then only waits: for SIGINT or
    SIGTERM (blocked and read through a signalfd, so no global handler state is
    needed) or for ch_stop. It then wakes every worker, which stops accepting,
