@@ -665,28 +665,57 @@ static void chi_format_date(int64_t t, char out[CHI_DATE_LEN])
      URI    bytes allowed in a request-target (RFC 3986, without '#')
      VALUE  field-value bytes: VCHAR, obs-text, SP, HTAB (RFC 9110 5.5)
      HEX    hexadecimal digits
-     HOST   bytes of uri-host [":" port], IP literals included */
-enum { CHI_TOKEN = 1, CHI_URI = 2, CHI_VALUE = 4, CHI_HEX = 8, CHI_HOST = 16 };
+     HOST   bytes of uri-host [":" port], IP literals included
+     PATH   URI bytes that need no second look: all but '%' and '?'
+     JSON   bytes a JSON string holds as they are: 0x20-0x7F but '"', '\\' */
+enum { CHI_TOKEN = 1, CHI_URI = 2, CHI_VALUE = 4, CHI_HEX = 8, CHI_HOST = 16, CHI_PATH = 32, CHI_JSON = 64 };
 static const unsigned char chi_cclass[256] = {
-     0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0,
-     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-     4,23, 4, 5,23,23,23,23,22,22,23,23,22,23,23, 6,
-    31,31,31,31,31,31,31,31,31,31,22,22, 4,22, 4, 6,
-     6,31,31,31,31,31,31,23,23,23,23,23,23,23,23,23,
-    23,23,23,23,23,23,23,23,23,23,23,22, 4,22, 5,23,
-     5,31,31,31,31,31,31,23,23,23,23,23,23,23,23,23,
-    23,23,23,23,23,23,23,23,23,23,23, 4, 5, 4,23, 0,
-     4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4,
-     4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4,
-     4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4,
-     4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4,
-     4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4,
-     4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4,
-     4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4,
-     4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4,
+     0,  0,  0,  0,  0,  0,  0,  0,  0,  4,  0,  0,  0,  0,  0,  0,
+     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+    68,119,  4, 69,119, 87,119,119,118,118,119,119,118,119,119,102,
+   127,127,127,127,127,127,127,127,127,127,118,118, 68,118, 68, 70,
+   102,127,127,127,127,127,127,119,119,119,119,119,119,119,119,119,
+   119,119,119,119,119,119,119,119,119,119,119,118,  4,118, 69,119,
+    69,127,127,127,127,127,127,119,119,119,119,119,119,119,119,119,
+   119,119,119,119,119,119,119,119,119,119,119, 68, 69, 68,119, 64,
+     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,
+     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,
+     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,
+     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,
+     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,
+     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,
+     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,
+     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,
 };
 
 static int chi_is(unsigned char c, int cls) { return (chi_cclass[c] & cls) != 0; }
+
+/* Eight bytes at a time ("SWAR": SIMD within a register). The classic
+   bit tricks answer, for a whole 64-bit word, "is any byte below n?" and
+   "is any byte zero?" exactly; the scanners below use them to skip words that
+   need no per-byte look, and fall back to the table for the word that does. */
+#define CHI_ONES 0x0101010101010101ULL
+#define CHI_HIGHS 0x8080808080808080ULL
+static uint64_t chi_load8(const char *p)
+{
+    uint64_t x;
+    memcpy(&x, p, 8); /* compiles to one unaligned load */
+    return x;
+}
+static uint64_t chi_has_below(uint64_t x, unsigned n) { return (x - CHI_ONES * n) & ~x & CHI_HIGHS; }
+static uint64_t chi_has_byte(uint64_t x, unsigned b) { return chi_has_below(x ^ (CHI_ONES * b), 1); }
+
+/* Skips field-value bytes; stops at CR or any byte a value may not hold. */
+static const char *chi_skip_value(const char *p, const char *end)
+{
+    while (end - p >= 8) {
+        uint64_t x = chi_load8(p);
+        if (chi_has_below(x, 0x20) | chi_has_byte(x, 0x7f)) break; /* HTAB, CR, CTL or DEL */
+        p += 8;
+    }
+    while (p < end && chi_is((unsigned char)*p, CHI_VALUE)) p++;
+    return p;
+}
 static char chi_lower(char c) { return (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c; }
 
 /* Case-insensitive comparison of n bytes with a lower-case literal. */
@@ -759,7 +788,8 @@ CHOPIN_API void ch_json_free(ch_json *j)
     ch_json_init(j);
 }
 
-static int chi_json_reserve(ch_json *j, size_t extra)
+/* The slow path of chi_json_reserve: grow the buffer. */
+static int chi_json_grow(ch_json *j, size_t extra)
 {
     chi_buf b;
     if (j->failed) return -1;
@@ -775,11 +805,21 @@ static int chi_json_reserve(ch_json *j, size_t extra)
     return 0;
 }
 
+static int chi_json_reserve(ch_json *j, size_t extra)
+{
+    return j->cap - j->len >= extra && !j->failed ? 0 : chi_json_grow(j, extra);
+}
+
 static void chi_json_raw(ch_json *j, const char *s, size_t n)
 {
     if (chi_json_reserve(j, n) < 0) return;
     memcpy(j->buf + j->len, s, n);
     j->len += n;
+}
+
+static void chi_json_char(ch_json *j, char c)
+{
+    if (chi_json_reserve(j, 1) == 0) j->buf[j->len++] = c;
 }
 
 static int chi_json_in_array(const ch_json *j)
@@ -802,7 +842,7 @@ static void chi_json_sep_for(ch_json *j, int is_key)
     if (j->fresh & bit)
         j->fresh &= ~bit;
     else
-        chi_json_raw(j, ",", 1);
+        chi_json_char(j, ',');
 }
 
 static void chi_json_sep(ch_json *j) { chi_json_sep_for(j, 0); }
@@ -814,7 +854,7 @@ static void chi_json_open(ch_json *j, char c)
         j->failed = 1;
         return;
     }
-    chi_json_raw(j, &c, 1);
+    chi_json_char(j, c);
     j->fresh |= (uint64_t)1 << j->depth;
     if (c == '[')
         j->arrays |= (uint64_t)1 << j->depth;
@@ -831,7 +871,7 @@ static void chi_json_close(ch_json *j, char c)
     }
     j->depth--;
     j->fresh &= ~((uint64_t)1 << j->depth);
-    chi_json_raw(j, &c, 1);
+    chi_json_char(j, c);
 }
 
 CHOPIN_API void ch_json_object_begin(ch_json *j) { chi_json_open(j, '{'); }
@@ -857,58 +897,66 @@ static size_t chi_utf8_len(const unsigned char *s, size_t n)
     return 4;
 }
 
-/* Writes a quoted, escaped string. Runs of bytes that need no escape are
-   copied in one memcpy. */
+/* Writes a quoted, escaped string. One capacity check covers the worst
+   case; words of eight bytes that need no escape are copied whole. */
 static void chi_json_quoted(ch_json *j, const char *str, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *s = (const unsigned char *)str;
-    size_t i = 0, run;
+    size_t i = 0;
+    char *o;
     /* worst case: every byte becomes \u00XX (6 bytes) or U+FFFD (6 bytes) */
     if (n > ((size_t)-1 - 2) / 6 || chi_json_reserve(j, n * 6 + 2) < 0) {
         j->failed = 1;
         return;
     }
-    j->buf[j->len++] = '"';
+    o = j->buf + j->len;
+    *o++ = '"';
     while (i < n) {
-        char *o;
-        for (run = i; run < n && s[run] >= 0x20 && s[run] < 0x80 && s[run] != '"' && s[run] != '\\'; run++) {}
-        memcpy(j->buf + j->len, s + i, run - i);
-        j->len += run - i;
-        i = run;
+        unsigned char c;
+        while (n - i >= 8) {
+            uint64_t x = chi_load8(str + i);
+            /* a control byte, a byte >= 0x80, '"' or '\\' needs a closer look */
+            if (chi_has_below(x, 0x20) | (x & CHI_HIGHS) | chi_has_byte(x, '"') | chi_has_byte(x, '\\')) break;
+            memcpy(o, str + i, 8);
+            o += 8;
+            i += 8;
+        }
+        while (i < n && chi_is(s[i], CHI_JSON)) *o++ = (char)s[i++]; /* the tail of a run */
         if (i == n) break;
-        o = j->buf + j->len;
-        if (s[i] >= 0x80) {
+        c = s[i];
+        if (c >= 0x80) {
             size_t u = chi_utf8_len(s + i, n - i);
             if (u) {
                 memcpy(o, s + i, u);
-                j->len += u;
+                o += u;
                 i += u;
             } else {
                 memcpy(o, "\\ufffd", 6);
-                j->len += 6;
+                o += 6;
                 i++;
             }
             continue;
         }
-        o[0] = '\\';
-        switch (s[i]) {
-        case '"': o[1] = '"'; j->len += 2; break;
-        case '\\': o[1] = '\\'; j->len += 2; break;
-        case '\b': o[1] = 'b'; j->len += 2; break;
-        case '\f': o[1] = 'f'; j->len += 2; break;
-        case '\n': o[1] = 'n'; j->len += 2; break;
-        case '\r': o[1] = 'r'; j->len += 2; break;
-        case '\t': o[1] = 't'; j->len += 2; break;
+        *o++ = '\\';
+        switch (c) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '\b': *o++ = 'b'; break;
+        case '\f': *o++ = 'f'; break;
+        case '\n': *o++ = 'n'; break;
+        case '\r': *o++ = 'r'; break;
+        case '\t': *o++ = 't'; break;
         default:
-            memcpy(o + 1, "u00", 3);
-            o[4] = hex[s[i] >> 4];
-            o[5] = hex[s[i] & 15];
-            j->len += 6;
+            memcpy(o, "u00", 3);
+            o[3] = hex[c >> 4];
+            o[4] = hex[c & 15];
+            o += 5;
         }
         i++;
     }
-    j->buf[j->len++] = '"';
+    *o++ = '"';
+    j->len = (size_t)(o - j->buf);
 }
 
 CHOPIN_API void ch_json_keyn(ch_json *j, const char *key, size_t len)
@@ -919,7 +967,7 @@ CHOPIN_API void ch_json_keyn(ch_json *j, const char *key, size_t len)
     }
     chi_json_sep_for(j, 1);
     chi_json_quoted(j, key, len);
-    chi_json_raw(j, ":", 1);
+    chi_json_char(j, ':');
     j->after_key = 1;
 }
 
@@ -1437,41 +1485,78 @@ static ch_method chi_method_of(const char *m, size_t n)
     return CH_OTHER;
 }
 
-/* The common header names, grouped by length: chi_header_id switches on the
-   length and compares with the few (at most four) names of that length.
-   Names are given in lower case; empty slots are zero. */
-typedef struct chi_hname {
-    const char *name;
-    ch_hdr id;
-} chi_hname;
+/* The common header names as a generated switch: on the length, then on the
+   first letter, then one comparison. Header names are tokens, so OR-ing 0x20
+   into each byte lower-cases letters and cannot turn any other token byte
+   into a letter or '-': the comparison is exact. */
+static int chi_is_name(const char *s, const char *lower, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if ((s[i] | 0x20) != lower[i]) return 0;
+    return 1;
+}
+
+/* id if name (of len bytes, as the case label says) is `lower`, else -1 */
+static int chi_name_id(const char *name, const char *lower, size_t len, ch_hdr id)
+{
+    return chi_is_name(name, lower, len) ? (int)id : -1;
+}
 
 static int chi_header_id(const char *name, size_t len)
 {
-    static const chi_hname by_len[][4] = {
-        /* 4 */ {{"host", CH_H_HOST}},
-        /* 5 */ {{"range", CH_H_RANGE}},
-        /* 6 */ {{"accept", CH_H_ACCEPT}, {"cookie", CH_H_COOKIE}, {"expect", CH_H_EXPECT}, {"origin", CH_H_ORIGIN}},
-        /* 7 */ {{"referer", CH_H_REFERER}, {"upgrade", CH_H_UPGRADE}},
-        /* 8 */ {{NULL, CH_H_COUNT}},
-        /* 9 */ {{"x-real-ip", CH_H_X_REAL_IP}},
-        /* 10 */ {{"connection", CH_H_CONNECTION}, {"user-agent", CH_H_USER_AGENT}},
-        /* 11 */ {{NULL, CH_H_COUNT}},
-        /* 12 */ {{"content-type", CH_H_CONTENT_TYPE}, {"x-request-id", CH_H_X_REQUEST_ID}},
-        /* 13 */ {{"authorization", CH_H_AUTHORIZATION}, {"cache-control", CH_H_CACHE_CONTROL},
-                  {"if-none-match", CH_H_IF_NONE_MATCH}},
-        /* 14 */ {{"content-length", CH_H_CONTENT_LENGTH}},
-        /* 15 */ {{"accept-encoding", CH_H_ACCEPT_ENCODING}, {"accept-language", CH_H_ACCEPT_LANGUAGE},
-                  {"x-forwarded-for", CH_H_X_FORWARDED_FOR}},
-        /* 16 */ {{NULL, CH_H_COUNT}},
-        /* 17 */ {{"transfer-encoding", CH_H_TRANSFER_ENCODING}, {"if-modified-since", CH_H_IF_MODIFIED_SINCE},
-                  {"x-forwarded-proto", CH_H_X_FORWARDED_PROTO}},
-    };
-    int i;
-    if (len < 4 || len > 17) return -1;
-    for (i = 0; i < 4; i++) {
-        const chi_hname *c = &by_len[len - 4][i];
-        if (!c->name) break;
-        if (chi_lower(name[0]) == c->name[0] && chi_ieq(name, c->name, len)) return (int)c->id;
+    switch (len) {
+    case 4: return chi_name_id(name, "host", len, CH_H_HOST);
+    case 5: return chi_name_id(name, "range", len, CH_H_RANGE);
+    case 6:
+        switch (name[0] | 0x20) {
+        case 'a': return chi_name_id(name, "accept", len, CH_H_ACCEPT);
+        case 'c': return chi_name_id(name, "cookie", len, CH_H_COOKIE);
+        case 'e': return chi_name_id(name, "expect", len, CH_H_EXPECT);
+        case 'o': return chi_name_id(name, "origin", len, CH_H_ORIGIN);
+        }
+        break;
+    case 7:
+        switch (name[0] | 0x20) {
+        case 'r': return chi_name_id(name, "referer", len, CH_H_REFERER);
+        case 'u': return chi_name_id(name, "upgrade", len, CH_H_UPGRADE);
+        }
+        break;
+    case 9: return chi_name_id(name, "x-real-ip", len, CH_H_X_REAL_IP);
+    case 10:
+        switch (name[0] | 0x20) {
+        case 'c': return chi_name_id(name, "connection", len, CH_H_CONNECTION);
+        case 'u': return chi_name_id(name, "user-agent", len, CH_H_USER_AGENT);
+        }
+        break;
+    case 12:
+        switch (name[0] | 0x20) {
+        case 'c': return chi_name_id(name, "content-type", len, CH_H_CONTENT_TYPE);
+        case 'x': return chi_name_id(name, "x-request-id", len, CH_H_X_REQUEST_ID);
+        }
+        break;
+    case 13:
+        switch (name[0] | 0x20) {
+        case 'a': return chi_name_id(name, "authorization", len, CH_H_AUTHORIZATION);
+        case 'c': return chi_name_id(name, "cache-control", len, CH_H_CACHE_CONTROL);
+        case 'i': return chi_name_id(name, "if-none-match", len, CH_H_IF_NONE_MATCH);
+        }
+        break;
+    case 14: return chi_name_id(name, "content-length", len, CH_H_CONTENT_LENGTH);
+    case 15:
+        switch (name[0] | 0x20) {
+        case 'a': return (name[7] | 0x20) == 'e' ? chi_name_id(name, "accept-encoding", len, CH_H_ACCEPT_ENCODING)
+                                                 : chi_name_id(name, "accept-language", len, CH_H_ACCEPT_LANGUAGE);
+        case 'x': return chi_name_id(name, "x-forwarded-for", len, CH_H_X_FORWARDED_FOR);
+        }
+        break;
+    case 17:
+        switch (name[0] | 0x20) {
+        case 't': return chi_name_id(name, "transfer-encoding", len, CH_H_TRANSFER_ENCODING);
+        case 'i': return chi_name_id(name, "if-modified-since", len, CH_H_IF_MODIFIED_SINCE);
+        case 'x': return chi_name_id(name, "x-forwarded-proto", len, CH_H_X_FORWARDED_PROTO);
+        }
+        break;
     }
     return -1;
 }
@@ -1545,53 +1630,38 @@ static void chi_te_token(const char *t, size_t n, void *ctx)
     if (n == 7 && chi_ieq(t, "chunked", 7)) te->chunked++;
 }
 
-/* Splits the request-target into path and query. Origin-form ("/a?b") is
-   the usual case; absolute-form ("http://host/a") must be accepted by a
-   server (RFC 9112 3.2.2); "*" only goes with OPTIONS. Returns 0 or -400. */
-static int chi_split_target(ch_req *req)
+/* Splits the request-target into path and query (q: the first '?', or
+   NULL). Origin-form ("/a?b") is the usual case; absolute-form
+   ("http://host/a") must be accepted by a server (RFC 9112 3.2.2); "*" only
+   goes with OPTIONS. Returns 0 or -400. */
+static int chi_split_target(ch_req *req, const char *q)
 {
-    const char *t = req->target.ptr, *q, *end = t + req->target.len;
-    size_t i;
-    for (i = 0; i < req->target.len; i++) {
-        if (t[i] == '%' && (i + 2 >= req->target.len || chi_hexval((unsigned char)t[i + 1]) < 0 ||
-                            chi_hexval((unsigned char)t[i + 2]) < 0))
-            return -400;
-    }
+    const char *t = req->target.ptr, *end = t + req->target.len, *auth;
     if (t[0] == '*') {
         if (req->target.len != 1 || req->method != CH_OPTIONS) return -400;
-        req->path = req->target;
-        req->query = chi_str(end, 0);
-        return 0;
-    }
-    if (t[0] != '/') {
-        size_t skip;
+        q = NULL;
+    } else if (t[0] != '/') {
+        /* absolute-form: skip "http://authority"; the path starts after it */
         if (req->target.len >= 7 && chi_ieq(t, "http://", 7))
-            skip = 7;
+            t += 7;
         else if (req->target.len >= 8 && chi_ieq(t, "https://", 8))
-            skip = 8;
+            t += 8;
         else
             return -400;
-        t += skip;
+        auth = t;
         while (t < end && *t != '/' && *t != '?') {
             if (!chi_is((unsigned char)*t, CHI_HOST)) return -400;
             t++;
         }
-        if (t == req->target.ptr + skip) return -400; /* no authority */
-        if (t == end || *t == '?') {
-            /* "http://h" and "http://h?x" mean the path "/" */
+        if (t == auth) return -400;
+        if (t == end || *t == '?') { /* "http://h" and "http://h?x" mean the path "/" */
             req->path = chi_str("/", 1);
-            req->query = t == end ? chi_str(end, 0) : chi_str(t + 1, (size_t)(end - t - 1));
+            req->query = q ? chi_str(q + 1, (size_t)(end - q - 1)) : chi_str(end, 0);
             return 0;
         }
     }
-    q = (const char *)memchr(t, '?', (size_t)(end - t));
-    if (q) {
-        req->path = chi_str(t, (size_t)(q - t));
-        req->query = chi_str(q + 1, (size_t)(end - q - 1));
-    } else {
-        req->path = chi_str(t, (size_t)(end - t));
-        req->query = chi_str(end, 0);
-    }
+    req->path = chi_str(t, (size_t)((q ? q : end) - t));
+    req->query = q ? chi_str(q + 1, (size_t)(end - q - 1)) : chi_str(end, 0);
     return 0;
 }
 
@@ -1624,7 +1694,7 @@ static int chi_parse_version(const char *p, const char *end, int *minor)
 
 static long chi_parse_head(const char *buf, size_t len, const chi_limits *lim, ch_req *req, chi_head *h)
 {
-    const char *p = buf, *end = buf + len, *s;
+    const char *p = buf, *end = buf + len, *s, *q = NULL;
     int host_count = 0, cl_seen = 0, te_seen = 0, r, id;
     uint64_t cl = 0;
     chi_conn_tokens conn = {0, 0};
@@ -1638,19 +1708,42 @@ static long chi_parse_head(const char *buf, size_t len, const chi_limits *lim, c
     while (end - p >= 2 && p[0] == '\r' && p[1] == '\n') p += 2;
     if (p == end || (end - p == 1 && *p == '\r')) return chi_need_more(len, lim);
 
-    /* method SP */
+    /* method SP ("GET " is common enough for a fast path) */
     s = p;
-    while (p < end && chi_is((unsigned char)*p, CHI_TOKEN) && p - s <= CHI_MAX_METHOD_LEN) p++;
-    if (p - s > CHI_MAX_METHOD_LEN) return -501;
-    if (p == end) return chi_need_more(len, lim);
-    if (*p != ' ' || p == s) return -400;
+    if (end - p >= 4 && memcmp(p, "GET ", 4) == 0) {
+        p += 3;
+        req->method = CH_GET;
+    } else {
+        const char *stop = end - p > CHI_MAX_METHOD_LEN ? p + CHI_MAX_METHOD_LEN + 1 : end;
+        while (p < stop && chi_is((unsigned char)*p, CHI_TOKEN)) p++;
+        if (p - s > CHI_MAX_METHOD_LEN) return -501;
+        if (p == end) return chi_need_more(len, lim);
+        if (*p != ' ' || p == s) return -400;
+        req->method = chi_method_of(s, (size_t)(p - s));
+    }
     req->method_name = chi_str(s, (size_t)(p - s));
-    req->method = chi_method_of(s, (size_t)(p - s));
     p++;
 
-    /* request-target SP */
+    /* request-target SP, in one pass: '%' must start a %XX escape, and the
+       first '?' starts the query */
     s = p;
-    while (p < end && chi_is((unsigned char)*p, CHI_URI)) p++;
+    for (;;) {
+        while (p < end && chi_is((unsigned char)*p, CHI_PATH)) p++;
+        if (p == end || (size_t)(p - s) > lim->max_target) break;
+        if (*p == '?') {
+            if (!q) q = p;
+            p++;
+        } else if (*p == '%') {
+            if (end - p < 3) { /* an escape cut by the end of the bytes so far */
+                if (end - p == 2 && !chi_is((unsigned char)p[1], CHI_HEX)) return -400;
+                return chi_need_more(len, lim);
+            }
+            if (!chi_is((unsigned char)p[1], CHI_HEX) || !chi_is((unsigned char)p[2], CHI_HEX)) return -400;
+            p += 3;
+        } else {
+            break;
+        }
+    }
     if ((size_t)(p - s) > lim->max_target) return -414;
     if (p == end) return chi_need_more(len, lim);
     if (*p != ' ' || p == s) return -400;
@@ -1658,11 +1751,15 @@ static long chi_parse_head(const char *buf, size_t len, const chi_limits *lim, c
     p++;
 
     /* HTTP-version CRLF */
-    r = chi_parse_version(p, end, &req->version_minor);
-    if (r < 0) return r;
-    if (r == 0) return chi_need_more(len, lim);
+    if (end - p >= 10 && memcmp(p, "HTTP/1.1\r\n", 10) == 0) {
+        req->version_minor = 1;
+    } else {
+        r = chi_parse_version(p, end, &req->version_minor);
+        if (r < 0) return r;
+        if (r == 0) return chi_need_more(len, lim);
+    }
     p += 10;
-    r = chi_split_target(req);
+    r = chi_split_target(req, q);
     if (r < 0) return r;
 
     /* field lines, up to the empty line */
@@ -1687,7 +1784,7 @@ static long chi_parse_head(const char *buf, size_t len, const chi_limits *lim, c
         p++;
         while (p < end && (*p == ' ' || *p == '\t')) p++;
         value = p;
-        while (p < end && chi_is((unsigned char)*p, CHI_VALUE)) p++;
+        p = chi_skip_value(p, end);
         if (p == end) return chi_need_more(len, lim);
         /* CR must end the line: a bare CR, a lone LF, NUL or any other
            control byte in a value is refused */
