@@ -1,7 +1,8 @@
 /*
  * tests/blackbox.c - black-box HTTP/1.1 tests for a server built on chopin.h
  *
- *     build/blackbox build/bench
+ *     build/blackbox build/bench                   the conformance suite
+ *     build/blackbox --fixture build/fixture       the hardening suite
  *
  * The harness starts the server binary named on the command line on a free
  * port (environment PORT=<port> and HOST=127.0.0.1, the rest inherited),
@@ -13,20 +14,42 @@
  * and finally "N passed, N failed".  The exit status is 0 when no case
  * failed and 1 otherwise.
  *
+ * The conformance suite runs against the example app (examples/bench.c).
+ * Each case is named after the rule it checks, "RFC9112-6.3-cl-te-conflict"
+ * being RFC 9112 section 6.3; rules of the application itself (its routes)
+ * are named after the RFC 9110 method or status they exercise.  After every
+ * hostile case the harness checks that the server still answers a fresh
+ * request.
+ *
+ * The hardening suite (--fixture) runs against tests/fixtures/server.c, a
+ * server with 2-second timeouts: slowloris, idle, stalled-body and
+ * stalled-reader timeouts, max_connections, running out of descriptors
+ * (EMFILE), bounded memory for a client that does not read, resets and
+ * half-closes, interrupted system calls, and graceful shutdown under load.
+ * It restarts the fixture with other settings where a case needs them, and
+ * checks the server's open descriptors (/proc/PID/fd) and memory
+ * (/proc/PID/status) from outside.
+ *
+ * Environment: BLACKBOX_TIME_SCALE=N multiplies every timeout of the
+ * harness (for a server under valgrind); BLACKBOX_ONLY=text runs only the
+ * cases whose name contains text.
+ *
  * The file reads top to bottom:
  *   1. utilities: clocks, failure reasons, escaping, a growable buffer
- *   2. the server process: start, liveness, stop
+ *   2. the server process: start, liveness, stop, /proc figures
  *   3. connections: connect_to, send_all, send_slow, wait_closed
  *   4. the response reader: one HTTP/1.1 response out of a connection buffer
  *   5. expectations and request helpers
- *   6. the cases, grouped like the contract
- *   7. the case runner and main
+ *   6. the conformance cases, grouped like the contract
+ *   7. the hardening cases (--fixture)
+ *   8. the case runner and main
  *
  * Nothing waits forever: every socket wait goes through poll() with a
  * timeout, and alarm() guards the whole run.
  */
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -46,11 +69,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#define IO_TIMEOUT_MS 5000        /* longest wait for any single socket event */
-#define START_TIMEOUT_MS 10000    /* time the server gets to start listening */
-#define CLOSE_TIMEOUT_MS 2000     /* time the server gets to close after a final response */
-#define SHUTDOWN_TIMEOUT_MS 5000  /* time the server gets to exit on SIGTERM */
-#define WATCHDOG_SECONDS 120      /* the whole suite must end within this */
+/* Timeouts, all multiplied by $BLACKBOX_TIME_SCALE (default 1). */
+static int g_scale = 1;
+#define IO_TIMEOUT_MS (5000 * g_scale)        /* longest wait for any single socket event */
+#define START_TIMEOUT_MS (10000 * g_scale)    /* time the server gets to start listening */
+#define CLOSE_TIMEOUT_MS (2000 * g_scale)     /* time the server gets to close after a final response */
+#define SHUTDOWN_TIMEOUT_MS (5000 * g_scale)  /* time the server gets to exit on SIGTERM */
+#define WATCHDOG_SECONDS (240 * g_scale)      /* the whole suite must end within this */
 #define MAX_HEAD_BYTES (64 * 1024) /* longest response head we accept */
 #define MAX_HEADERS 64            /* most response header lines we keep */
 
@@ -337,6 +362,66 @@ static void stop_server(void)
     }
 }
 
+/* Descriptors the server has open (/proc/PID/fd), or -1. */
+static int server_fd_count(void)
+{
+    char path[64];
+    DIR *d;
+    struct dirent *e;
+    int n = 0;
+
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)g_server_pid);
+    d = opendir(path);
+    if (d == NULL)
+        return -1;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+/* The server's resident memory in KiB (VmRSS of /proc/PID/status), or -1. */
+static long server_rss_kib(void)
+{
+    char path[64], line[256];
+    FILE *f;
+    long kib = -1;
+
+    snprintf(path, sizeof path, "/proc/%d/status", (int)g_server_pid);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    while (fgets(line, sizeof line, f) != NULL)
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            kib = strtol(line + 6, NULL, 10);
+    fclose(f);
+    return kib;
+}
+
+/* CPU time the server has used (user + system) in ms, or -1. */
+static long long server_cpu_ms(void)
+{
+    char path[64], buf[1024], *p;
+    unsigned long long utime, stime;
+    FILE *f;
+    size_t n;
+    long hz = sysconf(_SC_CLK_TCK);
+
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)g_server_pid);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    p = strrchr(buf, ')'); /* the command name may hold spaces */
+    if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+                            &utime, &stime) != 2)
+        return -1;
+    return (long long)((utime + stime) * 1000 / (unsigned long long)(hz > 0 ? hz : 100));
+}
+
 /* A plain blocking connect, used only to see whether the server listens. */
 static int try_connect(int port)
 {
@@ -355,11 +440,24 @@ static int try_connect(int port)
     return ok;
 }
 
+/*
+ * How the next start_server() runs the server: extra environment
+ * ("NAME=value" strings, NULL-terminated) and, when non-zero, a soft and
+ * hard RLIMIT_NOFILE for the server alone.
+ */
+static const char *const *g_server_env;
+static long g_server_nofile;
+static const char *g_server_path;
+
 /* fork/exec the server and wait until it accepts connections. */
 static int start_server(const char *path)
 {
     char port_str[16];
     long long deadline;
+
+    g_server_path = path;
+    g_server_exited = 0;
+    g_death_reported = 0;
 
     g_port = pick_free_port();
     if (g_port <= 0)
@@ -373,12 +471,21 @@ static int start_server(const char *path)
         return fail("fork: %s", strerror(errno));
     if (g_server_pid == 0) {
         char *child_argv[2];
+        int i;
 
         /* The harness ignores SIGPIPE; the server must get the default so
          * that a server which forgets to handle it is caught. */
         signal(SIGPIPE, SIG_DFL);
         setenv("PORT", port_str, 1);
         setenv("HOST", "127.0.0.1", 1);
+        for (i = 0; g_server_env != NULL && g_server_env[i] != NULL; i++)
+            putenv((char *)g_server_env[i]);
+        if (g_server_nofile > 0) {
+            struct rlimit rl;
+
+            rl.rlim_cur = rl.rlim_max = (rlim_t)g_server_nofile;
+            setrlimit(RLIMIT_NOFILE, &rl);
+        }
         child_argv[0] = (char *)path;
         child_argv[1] = NULL;
         execv(path, child_argv);
@@ -430,6 +537,8 @@ static int wait_for(int fd, short events, long timeout_ms)
  * each write leaves as its own segment: the split and slow cases rely on
  * it).  Returns the fd, connected or still connecting, or -1.
  */
+static int g_rcvbuf; /* when set, SO_RCVBUF of the next connections */
+
 static int connect_start(int port)
 {
     struct sockaddr_in addr;
@@ -442,6 +551,8 @@ static int connect_start(int port)
     }
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (g_rcvbuf > 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &g_rcvbuf, sizeof g_rcvbuf);
     memset(&addr, 0, sizeof addr);
     addr.sin_family = AF_INET;
     addr.sin_port = htons((uint16_t)port);
@@ -1188,19 +1299,66 @@ static const struct {
     const char *content_type;
     const char *body;
 } simple_cases[] = {
-    {"get_plaintext", GET_PLAINTEXT, 200, "text/plain", HELLO},
-    {"get_json", GET_JSON, 200, "application/json", JSON_HELLO},
-    {"get_users_id", "GET /users/42 HTTP/1.1\r\n" HOST "\r\n", 200, "application/json",
+    {"RFC9110-9.3.1-get-plaintext", GET_PLAINTEXT, 200, "text/plain", HELLO},
+    {"RFC9110-9.3.1-get-json", GET_JSON, 200, "application/json", JSON_HELLO},
+    {"RFC9110-9.3.1-get-route-parameter", "GET /users/42 HTTP/1.1\r\n" HOST "\r\n", 200, "application/json",
      "{\"id\":\"42\"}"},
-    {"get_users_id_word", "GET /users/chopin HTTP/1.1\r\n" HOST "\r\n", 200,
+    {"RFC9110-9.3.1-get-route-parameter-word", "GET /users/chopin HTTP/1.1\r\n" HOST "\r\n", 200,
      "application/json", "{\"id\":\"chopin\"}"},
-    {"post_echo",
+    {"RFC9110-9.3.3-post-echo-content-length",
      POST_ECHO "Content-Type: application/x-chopin-test\r\nContent-Length: 11\r\n\r\nhello world",
      200, "application/x-chopin-test", "hello world"},
-    {"post_echo_empty_body", POST_ECHO "Content-Type: text/plain\r\nContent-Length: 0\r\n\r\n",
+    {"RFC9110-8.6-post-content-length-zero", POST_ECHO "Content-Type: text/plain\r\nContent-Length: 0\r\n\r\n",
      200, "text/plain", ""},
-    {"unknown_path_404", "GET /no/such/path HTTP/1.1\r\n" HOST "\r\n", 404, "application/json",
+    {"RFC9110-15.5.5-unknown-path-404", "GET /no/such/path HTTP/1.1\r\n" HOST "\r\n", 404, "application/json",
      "{\"detail\":\"Not Found\"}"},
+    /* what a server must accept (RFC 9110, RFC 9112) */
+    {"RFC9112-2.2-leading-empty-line-ignored", "\r\n" GET_PLAINTEXT, 200, "text/plain", HELLO},
+    {"RFC9112-3.2.2-absolute-form-accepted", "GET http://localhost/plaintext HTTP/1.1\r\n" HOST "\r\n", 200,
+     "text/plain", HELLO},
+    {"RFC9112-3.2.2-absolute-form-https-port-query",
+     "GET https://localhost:8443/users/5?x=1 HTTP/1.1\r\n" HOST "\r\n", 200, "application/json", "{\"id\":\"5\"}"},
+    {"RFC9112-3.2.2-absolute-form-scheme-case-insensitive",
+     "GET HTTP://localhost/plaintext HTTP/1.1\r\n" HOST "\r\n", 200, "text/plain", HELLO},
+    {"RFC9112-3.2-http10-without-host", "GET /plaintext HTTP/1.0\r\n\r\n", 200, "text/plain", HELLO},
+    {"RFC9112-3.2-empty-host-value", "GET /plaintext HTTP/1.1\r\nHost:\r\n\r\n", 200, "text/plain", HELLO},
+    {"RFC9112-3.2-host-ipv6-literal-and-port", "GET /plaintext HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", 200,
+     "text/plain", HELLO},
+    {"RFC9110-2.5-http-1.2-served-as-1.1", "GET /plaintext HTTP/1.2\r\n" HOST "\r\n", 200, "text/plain", HELLO},
+    {"RFC9110-5.5-obs-text-in-field-value", "GET /plaintext HTTP/1.1\r\n" HOST "X-A: caf\xe9 \xff\r\n\r\n", 200,
+     "text/plain", HELLO},
+    {"RFC9112-5-empty-field-value", "GET /plaintext HTTP/1.1\r\n" HOST "X-Empty:\r\n\r\n", 200, "text/plain", HELLO},
+    {"RFC9110-5.1-field-names-case-insensitive",
+     "POST /echo HTTP/1.1\r\nhOsT: localhost\r\ncOnTeNt-TyPe: text/x-case\r\ncontent-length: 5\r\n\r\nhello", 200,
+     "text/x-case", "hello"},
+    {"RFC9112-5.1-ows-trimmed-around-value",
+     POST_ECHO "Content-Type: \t text/x-ows \t \r\nContent-Length:   2  \r\n\r\nhi", 200, "text/x-ows", "hi"},
+    {"RFC9112-6.3-content-length-leading-zeros", POST_ECHO "Content-Type: text/plain\r\nContent-Length: 005\r\n\r\nhello",
+     200, "text/plain", "hello"},
+    {"RFC9110-8.6-content-length-list-identical",
+     POST_ECHO "Content-Type: text/plain\r\nContent-Length: 5, 5\r\n\r\nhello", 200, "text/plain", "hello"},
+    {"RFC9112-6.1-te-chunked-case-insensitive",
+     POST_ECHO "Content-Type: text/plain\r\nTransfer-Encoding: CHUNKED\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 200,
+     "text/plain", "hello"},
+    {"RFC9112-6.1-te-chunked-with-ows",
+     POST_ECHO "Content-Type: text/plain\r\nTransfer-Encoding:\t chunked \r\n\r\n5\r\nhello\r\n0\r\n\r\n", 200,
+     "text/plain", "hello"},
+    {"RFC9112-7.1-chunk-size-uppercase-hex-leading-zeros",
+     POST_ECHO "Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n00A\r\n0123456789\r\n0000\r\n\r\n",
+     200, "text/plain", "0123456789"},
+    {"RFC9112-7.1.1-chunk-ext-bws-and-quoted-string",
+     POST_ECHO "Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+     "5 ;a=b ; c=\"x;y \\\" z\"\r\nhello\r\n0;last\r\n\r\n", 200, "text/plain", "hello"},
+    {"RFC9112-7.1-empty-chunked-body", POST_ECHO "Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+     200, "text/plain", ""},
+    {"RFC9112-7.1.2-several-trailer-fields",
+     POST_ECHO "Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nA: 1\r\nB:\r\nC: x y\r\n\r\n",
+     200, "text/plain", "ok"},
+    {"RFC9110-9.3.7-options-asterisk", "OPTIONS * HTTP/1.1\r\n" HOST "\r\n", 200, NULL, ""},
+    {"RFC9110-15.6.2-unknown-method-501", "PROPFIND /plaintext HTTP/1.1\r\n" HOST "\r\n", 501, "application/json",
+     "{\"detail\":\"Not Implemented\"}"},
+    {"RFC9110-9.1-method-names-case-sensitive", "get /plaintext HTTP/1.1\r\n" HOST "\r\n", 501, "application/json",
+     "{\"detail\":\"Not Implemented\"}"},
 };
 
 static int case_get_root(void)
@@ -1231,10 +1389,11 @@ static const struct {
     const char *request;
     const char *allowed; /* a method the Allow header must list */
 } method_cases[] = {
-    {"delete_users_id_405_allow_get", "DELETE /users/1 HTTP/1.1\r\n" HOST "\r\n", "GET"},
-    {"post_plaintext_405_allow_get",
+    {"RFC9110-15.5.6-405-allow-delete-route", "DELETE /users/1 HTTP/1.1\r\n" HOST "\r\n", "GET"},
+    {"RFC9110-15.5.6-405-allow-post-fastroute",
      "POST /plaintext HTTP/1.1\r\n" HOST "Content-Length: 0\r\n\r\n", "GET"},
-    {"get_echo_405_allow_post", "GET /echo HTTP/1.1\r\n" HOST "\r\n", "POST"},
+    {"RFC9110-15.5.6-405-allow-get-post-only", "GET /echo HTTP/1.1\r\n" HOST "\r\n", "POST"},
+    {"RFC9110-15.5.6-405-allow-trace", "TRACE /users/1 HTTP/1.1\r\n" HOST "\r\n", "GET"},
 };
 
 static int check_method_not_allowed(const char *request, const char *allowed)
@@ -1662,6 +1821,457 @@ static int case_duplicate_identical_content_length(void)
                           200, "text/plain", "hello");
 }
 
+/* ---- More methods, framing and persistence ------------------------- */
+
+/* HEAD on a router route: the GET's Content-Length, no body; a GET pipelined
+ * behind it proves that no body was sent. */
+static int case_head_router_route(void)
+{
+    static const char pair[] = "HEAD /users/77 HTTP/1.1\r\n" HOST "\r\n" GET_PLAINTEXT;
+    struct conn c;
+    struct response *r;
+    char get_length[32];
+    int rc = -1;
+
+    if (conn_open(&c) != 0 || (r = exchange(&c, "GET /users/77 HTTP/1.1\r\n" HOST "\r\n")) == NULL ||
+        expect(r, 200, "application/json", "{\"id\":\"77\"}") != 0)
+        goto out;
+    snprintf(get_length, sizeof get_length, "%s", resp_header(r, "Content-Length"));
+    if (send_all(&c, pair, sizeof pair - 1) != 0 || (r = read_response(&c, 1)) == NULL ||
+        expect(r, 200, "application/json", "") != 0) {
+        fail_ctx("HEAD /users/77");
+        goto out;
+    }
+    if (strcmp(show(resp_header(r, "Content-Length")), get_length) != 0) {
+        fail("HEAD Content-Length \"%s\" differs from GET's \"%s\"", show(resp_header(r, "Content-Length")),
+             get_length);
+        goto out;
+    }
+    if ((r = read_response(&c, 0)) == NULL || expect(r, 200, "text/plain", HELLO) != 0) {
+        fail_ctx("GET pipelined after HEAD (did HEAD send a body?)");
+        goto out;
+    }
+    rc = 0;
+out:
+    conn_close(&c);
+    return rc;
+}
+
+/* OPTIONS on a route: 200 with Allow, and the connection stays usable. */
+static int case_options_route_allow(void)
+{
+    struct conn c;
+    struct response *r;
+    const char *allow;
+    int rc = -1;
+
+    if (conn_open(&c) != 0 || (r = exchange(&c, "OPTIONS /users/1 HTTP/1.1\r\n" HOST "\r\n")) == NULL ||
+        expect(r, 200, NULL, "") != 0)
+        goto out;
+    allow = resp_header(r, "Allow");
+    if (!has_token(allow, "GET") || !has_token(allow, "HEAD") || !has_token(allow, "OPTIONS")) {
+        fail("expected Allow to list GET, HEAD and OPTIONS, got \"%s\"", show(allow));
+        goto out;
+    }
+    if (request_expect(&c, GET_PLAINTEXT, 200, "text/plain", HELLO) != 0) {
+        fail_ctx("GET after OPTIONS on the same connection");
+        goto out;
+    }
+    rc = 0;
+out:
+    conn_close(&c);
+    return rc;
+}
+
+/* Answers that are not framing errors (404, 405, 501) keep the connection. */
+static int case_errors_keep_connection(void)
+{
+    static const char *const requests[] = {
+        "GET /missing HTTP/1.1\r\n" HOST "\r\n",
+        "PUT /plaintext HTTP/1.1\r\n" HOST "Content-Length: 3\r\n\r\nabc",
+        "BREW /pot HTTP/1.1\r\n" HOST "\r\n",
+    };
+    static const int status[] = {404, 405, 501};
+    struct conn c;
+    struct response *r;
+    size_t i;
+    int rc = -1;
+
+    if (conn_open(&c) != 0)
+        goto out;
+    for (i = 0; i < 3; i++) {
+        if ((r = exchange(&c, requests[i])) == NULL || expect_error_json(r, status[i], 0) != 0 ||
+            has_token(resp_header(r, "Connection"), "close")) {
+            if (g_reason[0] == '\0')
+                fail("the %d answer closes the connection", status[i]);
+            goto out;
+        }
+        if (request_expect(&c, GET_PLAINTEXT, 200, "text/plain", HELLO) != 0) {
+            fail_ctx("GET after the %d on the same connection", status[i]);
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    conn_close(&c);
+    return rc;
+}
+
+/* "Connection: close" ends the connection after that response: a request
+ * pipelined behind it is never answered. */
+static int case_close_ignores_pipelined_rest(void)
+{
+    static const char both[] = "GET /plaintext HTTP/1.1\r\n" HOST "Connection: close\r\n\r\n" GET_JSON;
+    struct conn c;
+    struct response *r;
+    int rc = -1;
+
+    if (conn_open(&c) != 0 || send_all(&c, both, sizeof both - 1) != 0 || (r = read_response(&c, 0)) == NULL ||
+        expect(r, 200, "text/plain", HELLO) != 0)
+        goto out;
+    if (!has_token(resp_header(r, "Connection"), "close")) {
+        fail("expected \"Connection: close\", got \"%s\"", show(resp_header(r, "Connection")));
+        goto out;
+    }
+    while (!c.eof && !c.reset) {
+        if (conn_fill(&c) < 0)
+            goto out;
+    }
+    if (c.len > c.off) {
+        fail("bytes after the closing response: \"%s\"", esc(c.buf + c.off, c.len - c.off));
+        goto out;
+    }
+    rc = 0;
+out:
+    conn_close(&c);
+    return rc;
+}
+
+/* Connection options are case-insensitive tokens in a list. */
+static int case_connection_tokens(void)
+{
+    struct conn c;
+    struct response *r;
+    int rc = -1;
+
+    if (conn_open(&c) != 0 ||
+        (r = exchange(&c, "GET /plaintext HTTP/1.0\r\nConnection: foo, Keep-Alive\r\n\r\n")) == NULL ||
+        expect(r, 200, "text/plain", HELLO) != 0)
+        goto out;
+    if (!has_token(resp_header(r, "Connection"), "keep-alive")) {
+        fail("HTTP/1.0 \"Connection: foo, Keep-Alive\": expected keep-alive, got \"%s\"",
+             show(resp_header(r, "Connection")));
+        goto out;
+    }
+    if ((r = exchange(&c, "GET /plaintext HTTP/1.1\r\n" HOST "Connection: keep-alive,, CLOSE\r\n\r\n")) == NULL ||
+        expect(r, 200, "text/plain", HELLO) != 0)
+        goto out;
+    if (!has_token(resp_header(r, "Connection"), "close")) {
+        fail("\"Connection: keep-alive,, CLOSE\": expected close, got \"%s\"", show(resp_header(r, "Connection")));
+        goto out;
+    }
+    rc = wait_closed(&c);
+out:
+    conn_close(&c);
+    return rc;
+}
+
+/* A request without Content-Length or Transfer-Encoding has no body: the
+ * bytes after its head are the next request (RFC 9112 6.3, rule 7). */
+static int case_no_framing_no_body(void)
+{
+    static const char both[] = POST_ECHO "Content-Type: text/plain\r\n\r\n" GET_PLAINTEXT;
+    struct conn c;
+    struct response *r;
+    int rc = -1;
+
+    if (conn_open(&c) != 0 || send_all(&c, both, sizeof both - 1) != 0 || (r = read_response(&c, 0)) == NULL ||
+        expect(r, 200, "text/plain", "") != 0)
+        goto out;
+    if ((r = read_response(&c, 0)) == NULL || expect(r, 200, "text/plain", HELLO) != 0) {
+        fail_ctx("the GET behind the body-less POST");
+        goto out;
+    }
+    rc = 0;
+out:
+    conn_close(&c);
+    return rc;
+}
+
+/* A GET may carry a body framed by Content-Length: it is consumed, not
+ * taken for the next request. */
+static int case_get_with_body(void)
+{
+    static const char both[] = "GET /plaintext HTTP/1.1\r\n" HOST "Content-Length: 26\r\n\r\n"
+                               "GET /json HTTP/1.1\r\nX: y\r\n" GET_PLAINTEXT;
+    struct conn c;
+    struct response *r;
+    int rc = -1;
+
+    if (conn_open(&c) != 0 || send_all(&c, both, sizeof both - 1) != 0)
+        goto out;
+    if ((r = read_response(&c, 0)) == NULL || expect(r, 200, "text/plain", HELLO) != 0 ||
+        (r = read_response(&c, 0)) == NULL || expect(r, 200, "text/plain", HELLO) != 0) {
+        fail_ctx("the body must not be read as a request");
+        goto out;
+    }
+    rc = 0;
+out:
+    conn_close(&c);
+    return rc;
+}
+
+/* Expect: 100-continue in HTTP/1.0 is ignored: no interim response. */
+static int case_expect_100_http10_ignored(void)
+{
+    static const char head[] = "POST /echo HTTP/1.0\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n"
+                               "Expect: 100-continue\r\n\r\n";
+    struct conn c;
+    struct response *r;
+    int rc = -1;
+
+    if (conn_open(&c) != 0 || send_all(&c, head, sizeof head - 1) != 0)
+        goto out;
+    if (wait_for(c.fd, POLLIN, 300) > 0) {
+        conn_recv_some(&c);
+        if (c.len > c.off && strncmp(c.buf + c.off, "HTTP/1.1 100", 12) == 0) {
+            fail("a 100 Continue was sent to an HTTP/1.0 client");
+            goto out;
+        }
+    }
+    if (send_all(&c, "hello", 5) != 0 || (r = read_response(&c, 0)) == NULL ||
+        expect(r, 200, "text/plain", "hello") != 0)
+        goto out;
+    rc = 0;
+out:
+    conn_close(&c);
+    return rc;
+}
+
+/* The body sent without waiting for 100 Continue: a 100 may come first,
+ * then the 200; a chunked body works the same. */
+static int case_expect_100_body_without_waiting(void)
+{
+    static const char *const requests[] = {
+        POST_ECHO "Content-Type: text/plain\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello",
+        POST_ECHO "Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n"
+                  "5\r\nhello\r\n0\r\n\r\n",
+    };
+    struct conn c;
+    struct response *r;
+    int i, rc = -1;
+
+    if (conn_open(&c) != 0)
+        goto out;
+    for (i = 0; i < 2; i++) {
+        if ((r = exchange(&c, requests[i])) == NULL)
+            goto out;
+        if (r->status == 100 && (r = read_response(&c, 0)) == NULL)
+            goto out;
+        if (expect(r, 200, "text/plain", "hello") != 0) {
+            fail_ctx("request %d", i + 1);
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    conn_close(&c);
+    return rc;
+}
+
+/* A pipelined request in a test script: the bytes, whether it is HEAD, and
+ * what to expect (NULL content_type / body: not checked). */
+struct preq {
+    const char *request;
+    int head;
+    int status;
+    const char *content_type;
+    const char *body;
+};
+
+static const struct preq pipeline16[] = {
+    {GET_PLAINTEXT, 0, 200, "text/plain", HELLO},
+    {GET_JSON, 0, 200, "application/json", JSON_HELLO},
+    {POST_ECHO "Content-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello", 0, 200, "text/plain", "hello"},
+    {"HEAD /plaintext HTTP/1.1\r\n" HOST "\r\n", 1, 200, "text/plain", ""},
+    {"GET /users/abc HTTP/1.1\r\n" HOST "\r\n", 0, 200, "application/json", "{\"id\":\"abc\"}"},
+    {POST_ECHO "Content-Type: text/x-c\r\nTransfer-Encoding: chunked\r\n\r\n5;e=1\r\nhello\r\n2\r\n, \r\n"
+               "6\r\nworld!\r\n0\r\nT: v\r\n\r\n", 0, 200, "text/x-c", "hello, world!"},
+    {"GET /nope HTTP/1.1\r\n" HOST "\r\n", 0, 404, "application/json", NULL},
+    {"OPTIONS /users/1 HTTP/1.1\r\n" HOST "\r\n", 0, 200, NULL, ""},
+    {"GET http://localhost/plaintext HTTP/1.1\r\n" HOST "\r\n", 0, 200, "text/plain", HELLO},
+    {"DELETE /users/1 HTTP/1.1\r\n" HOST "\r\n", 0, 405, "application/json", NULL},
+    {POST_ECHO "Content-Type: text/plain\r\nContent-Length: 0\r\n\r\n", 0, 200, "text/plain", ""},
+    {"GET /users/16 HTTP/1.1\r\n" HOST "\r\n", 0, 200, "application/json", "{\"id\":\"16\"}"},
+    {"HEAD /json HTTP/1.1\r\n" HOST "\r\n", 1, 200, "application/json", ""},
+    {"PROPFIND /x HTTP/1.1\r\n" HOST "\r\n", 0, 501, "application/json", NULL},
+    {POST_ECHO "Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 0, 200, "text/plain", ""},
+    {"GET /plaintext HTTP/1.1\r\n" HOST "\r\n", 0, 200, "text/plain", HELLO},
+};
+#define PIPELINE16_N ((int)(sizeof pipeline16 / sizeof pipeline16[0]))
+
+/* Reads n responses for script[0..n) (indices modulo the script length). */
+static int read_script_responses(struct conn *c, const struct preq *script, int script_len, int n)
+{
+    int i;
+
+    for (i = 0; i < n; i++) {
+        const struct preq *q = &script[i % script_len];
+        struct response *r = read_response(c, q->head);
+
+        if (r == NULL || expect(r, q->status, q->content_type, q->body) != 0)
+            return fail_ctx("response %d of %d", i + 1, n);
+    }
+    return 0;
+}
+
+/*
+ * n pipelined requests (the script, repeated) split into two writes at each
+ * cut in cuts[0..ncuts), all on ONE connection: write the first part, give
+ * the server 0.5 ms to read it alone, write the rest, read all n answers.
+ * Every answer is checked, so a request mis-framed at any cut shows.
+ */
+static int check_pipeline_cuts(const struct preq *script, int script_len, int n, const size_t *cuts, size_t ncuts)
+{
+    struct sbuf all;
+    struct conn c;
+    size_t k;
+    int i, rc = -1;
+
+    memset(&all, 0, sizeof all);
+    for (i = 0; i < n; i++)
+        sb_add(&all, script[i % script_len].request, strlen(script[i % script_len].request));
+    if (conn_open(&c) != 0)
+        goto out;
+    for (k = 0; k < ncuts; k++) {
+        size_t cut = cuts[k];
+
+        if (send_all(&c, all.data, cut) != 0)
+            goto fail_cut;
+        sleep_us(500);
+        if (send_all(&c, all.data + cut, all.len - cut) != 0 ||
+            read_script_responses(&c, script, script_len, n) != 0)
+            goto fail_cut;
+        if (c.len != c.off) {
+            fail("%zu unexpected bytes after the last response: \"%s\"", c.len - c.off,
+                 esc(c.buf + c.off, c.len - c.off));
+            goto fail_cut;
+        }
+    }
+    rc = 0;
+    goto out;
+fail_cut:
+    fail_ctx("split after byte %zu of %zu (\"...%s\" | \"%s...\")", cuts[k], all.len,
+             esc(all.data + (cuts[k] > 24 ? cuts[k] - 24 : 0), cuts[k] > 24 ? 24 : cuts[k]),
+             esc(all.data + cuts[k], all.len - cuts[k] < 24 ? all.len - cuts[k] : 24));
+out:
+    conn_close(&c);
+    sb_free(&all);
+    return rc;
+}
+
+/* 16 different requests pipelined, split at every byte (on one connection). */
+static int case_pipeline16_split_every_byte(void)
+{
+    size_t total = 0, i, *cuts;
+    int rc;
+
+    for (i = 0; i < (size_t)PIPELINE16_N; i++)
+        total += strlen(pipeline16[i].request);
+    cuts = xrealloc(NULL, total * sizeof *cuts);
+    for (i = 1; i < total; i++)
+        cuts[i - 1] = i;
+    rc = check_pipeline_cuts(pipeline16, PIPELINE16_N, PIPELINE16_N, cuts, total - 1);
+    free(cuts);
+    return rc;
+}
+
+/*
+ * 100 pipelined requests (the 16 above, repeated), split at a sample of
+ * cuts: every byte of the first two and last two requests, the three bytes
+ * on each side of every boundary between requests, and every 11th byte
+ * elsewhere.
+ */
+static int case_pipeline100_split_sampled(void)
+{
+    enum { N = 100 };
+    size_t start[N + 1], total = 0, ncuts = 0, i, *cuts;
+    int k, rc;
+
+    for (k = 0; k < N; k++) {
+        start[k] = total;
+        total += strlen(pipeline16[k % PIPELINE16_N].request);
+    }
+    start[N] = total;
+    cuts = xrealloc(NULL, total * sizeof *cuts);
+    for (i = 1; i < total; i++) {
+        int keep = i < start[2] || i >= start[N - 2] || i % 11 == 0;
+
+        for (k = 1; k < N && !keep; k++)
+            keep = i + 3 >= start[k] && i <= start[k] + 3;
+        if (keep)
+            cuts[ncuts++] = i;
+    }
+    printf("# %zu cuts of %zu bytes\n", ncuts, total);
+    rc = check_pipeline_cuts(pipeline16, PIPELINE16_N, N, cuts, ncuts);
+    free(cuts);
+    return rc;
+}
+
+/*
+ * Answers over the 1 MiB output limit: a 1.5 MiB echo with a GET right
+ * behind it in the same write, then 48 pipelined 96 KiB echoes.  The server
+ * holds requests back while its unsent output is over the limit and must
+ * resume them, whether the socket took the output at once or later.
+ */
+static int case_pipeline_over_output_limit(void)
+{
+    size_t big = 1536u << 10, small = 96u << 10, i;
+    unsigned char *data = xrealloc(NULL, big);
+    struct sbuf req;
+    struct conn c;
+    struct response *r;
+    int rc = -1;
+
+    fill_pattern(data, big, 99);
+    memset(&req, 0, sizeof req);
+    sb_printf(&req, POST_ECHO "Content-Type: application/octet-stream\r\nContent-Length: %zu\r\n\r\n", big);
+    sb_add(&req, data, big);
+    sb_add(&req, GET_PLAINTEXT, strlen(GET_PLAINTEXT));
+    g_rcvbuf = 8 << 20; /* room for the whole answer: the server's send() may take it at once */
+    rc = conn_open(&c);
+    g_rcvbuf = 0;
+    if (rc != 0 || send_all(&c, req.data, req.len) != 0)
+        goto out;
+    rc = -1;
+    if ((r = read_response(&c, 0)) == NULL || expect(r, 200, "application/octet-stream", NULL) != 0 ||
+        expect_body_bytes(r, data, big) != 0 || (r = read_response(&c, 0)) == NULL ||
+        expect(r, 200, "text/plain", HELLO) != 0) {
+        fail_ctx("a 1.5 MiB echo and a GET in one write");
+        goto out;
+    }
+    req.len = 0;
+    for (i = 0; i < 48; i++) {
+        sb_printf(&req, POST_ECHO "Content-Type: application/octet-stream\r\nContent-Length: %zu\r\n\r\n", small);
+        sb_add(&req, data + i * 1024, small);
+    }
+    if (send_all(&c, req.data, req.len) != 0)
+        goto out;
+    for (i = 0; i < 48; i++) {
+        if ((r = read_response(&c, 0)) == NULL || expect(r, 200, "application/octet-stream", NULL) != 0 ||
+            expect_body_bytes(r, data + i * 1024, small) != 0) {
+            fail_ctx("echo %zu of 48", i + 1);
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    conn_close(&c);
+    sb_free(&req);
+    free(data);
+    return rc;
+}
+
 /* ---- Rejections ------------------------------------------------------ */
 
 /*
@@ -1682,56 +2292,159 @@ struct rejection {
 
 static const struct rejection rejections[] = {
     /* request line */
-    REJECT("reject_request_line_without_version", "GET /\r\n" HOST "\r\n", 400, 0),
-    REJECT("reject_two_spaces_in_request_line", "GET  / HTTP/1.1\r\n" HOST "\r\n", 400, 0),
-    REJECT("reject_garbage_request", "\x01\x02\x03\r\n\r\n", 400, 0),
+    REJECT("RFC9112-3-request-line-without-version", "GET /\r\n" HOST "\r\n", 400, 0),
+    REJECT("RFC9112-3-two-spaces-in-request-line", "GET  / HTTP/1.1\r\n" HOST "\r\n", 400, 0),
+    REJECT("RFC9112-2.2-garbage-bytes", "\x01\x02\x03\r\n\r\n", 400, 0),
     /* request target */
-    REJECT("reject_control_byte_in_target", "GET /a\x01" "b HTTP/1.1\r\n" HOST "\r\n", 400, 0),
-    REJECT("reject_space_in_target", "GET /a b HTTP/1.1\r\n" HOST "\r\n", 400, 0),
-    REJECT("reject_del_in_target", "GET /a\x7f" "b HTTP/1.1\r\n" HOST "\r\n", 400, 0),
+    REJECT("RFC9112-3.2-control-byte-in-target", "GET /a\x01" "b HTTP/1.1\r\n" HOST "\r\n", 400, 0),
+    REJECT("RFC9112-3.2-space-in-target", "GET /a b HTTP/1.1\r\n" HOST "\r\n", 400, 0),
+    REJECT("RFC9112-3.2-del-in-target", "GET /a\x7f" "b HTTP/1.1\r\n" HOST "\r\n", 400, 0),
     /* header names */
-    REJECT("reject_space_in_header_name", "GET / HTTP/1.1\r\n" HOST "Ho st: x\r\n\r\n", 400, 0),
-    REJECT("reject_del_in_header_name", "GET / HTTP/1.1\r\n" HOST "X-A\x7f" "B: x\r\n\r\n", 400, 0),
-    REJECT("reject_whitespace_before_colon_host", "GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400, 0),
-    REJECT("reject_whitespace_before_colon", "GET / HTTP/1.1\r\n" HOST "X-A : x\r\n\r\n", 400, 0),
+    REJECT("RFC9110-5.1-space-in-field-name", "GET / HTTP/1.1\r\n" HOST "Ho st: x\r\n\r\n", 400, 0),
+    REJECT("RFC9110-5.1-del-in-field-name", "GET / HTTP/1.1\r\n" HOST "X-A\x7f" "B: x\r\n\r\n", 400, 0),
+    REJECT("RFC9112-5.1-space-before-colon-host", "GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400, 0),
+    REJECT("RFC9112-5.1-space-before-colon", "GET / HTTP/1.1\r\n" HOST "X-A : x\r\n\r\n", 400, 0),
     /* header values */
-    REJECT("reject_nul_in_header_value", "GET / HTTP/1.1\r\n" HOST "X-A: a\0b\r\n\r\n", 400, 0),
-    REJECT("reject_bare_cr_in_header_value", "GET / HTTP/1.1\r\n" HOST "X-A: a\rb\r\n\r\n", 400, 0),
-    REJECT("reject_obs_fold", "GET / HTTP/1.1\r\n" HOST "X-A: a\r\n b\r\n\r\n", 400, 0),
+    REJECT("RFC9110-5.5-nul-in-field-value", "GET / HTTP/1.1\r\n" HOST "X-A: a\0b\r\n\r\n", 400, 0),
+    REJECT("RFC9112-2.2-bare-cr-in-field-value", "GET / HTTP/1.1\r\n" HOST "X-A: a\rb\r\n\r\n", 400, 0),
+    REJECT("RFC9112-5.2-obs-fold", "GET / HTTP/1.1\r\n" HOST "X-A: a\r\n b\r\n\r\n", 400, 0),
     /* Host */
-    REJECT("reject_missing_host_http11", "GET / HTTP/1.1\r\n\r\n", 400, 0),
-    REJECT("reject_two_host_headers", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, 0),
+    REJECT("RFC9112-3.2-missing-host", "GET / HTTP/1.1\r\n\r\n", 400, 0),
+    REJECT("RFC9112-3.2-two-host-fields", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, 0),
     /* Content-Length */
-    REJECT("reject_content_length_not_a_number", POST_ECHO "Content-Length: abc\r\n\r\n", 400, 0),
-    REJECT("reject_content_length_negative", POST_ECHO "Content-Length: -1\r\n\r\n", 400, 0),
-    REJECT("reject_content_length_two_numbers", POST_ECHO "Content-Length: 1 2\r\n\r\n", 400, 0),
-    REJECT("reject_conflicting_content_lengths",
+    REJECT("RFC9110-8.6-content-length-not-a-number", POST_ECHO "Content-Length: abc\r\n\r\n", 400, 0),
+    REJECT("RFC9110-8.6-content-length-negative", POST_ECHO "Content-Length: -1\r\n\r\n", 400, 0),
+    REJECT("RFC9110-8.6-content-length-two-numbers", POST_ECHO "Content-Length: 1 2\r\n\r\n", 400, 0),
+    REJECT("RFC9112-6.3-duplicate-cl-differing",
            POST_ECHO "Content-Length: 5\r\nContent-Length: 6\r\n\r\n", 400, 0),
     /* Transfer-Encoding */
-    REJECT("reject_content_length_with_chunked",
+    REJECT("RFC9112-6.3-cl-te-conflict",
            POST_ECHO "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 400, 0),
-    REJECT("reject_transfer_encoding_gzip", POST_ECHO "Transfer-Encoding: gzip\r\n\r\n", 400, 0),
-    REJECT("reject_chunked_on_http10",
+    REJECT("RFC9112-6.1-te-gzip-only", POST_ECHO "Transfer-Encoding: gzip\r\n\r\n", 400, 0),
+    REJECT("RFC9112-6.1-te-in-http10",
            "POST /echo HTTP/1.0\r\n" HOST "Transfer-Encoding: chunked\r\n\r\n"
            "5\r\nhello\r\n0\r\n\r\n",
            400, 0),
     /* chunked framing */
-    REJECT("reject_bad_chunk_size",
+    REJECT("RFC9112-7.1-chunk-size-not-hex",
            POST_ECHO "Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", 400, 0),
-    REJECT("reject_chunk_size_overflow",
+    REJECT("RFC9112-7.1-chunk-size-overflow",
            POST_ECHO "Transfer-Encoding: chunked\r\n\r\n"
            "ffffffffffffffffffff\r\nhello\r\n", /* 20 hex digits */
            400, 413),
-    REJECT("reject_chunk_data_without_crlf",
+    REJECT("RFC9112-7.1-chunk-data-without-crlf",
            POST_ECHO "Transfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n", 400, 0),
     /* versions */
-    REJECT("reject_http2_version_505", "GET / HTTP/2.0\r\n" HOST "\r\n", 505, 0),
-    REJECT("reject_http_1_10", "GET / HTTP/1.10\r\n" HOST "\r\n", 400, 505),
-    REJECT("reject_httx_protocol", "GET / HTTX/1.1\r\n" HOST "\r\n", 400, 0),
+    REJECT("RFC9110-15.6.6-http2-version-505", "GET / HTTP/2.0\r\n" HOST "\r\n", 505, 0),
+    REJECT("RFC9112-2.3-version-two-digit-minor", "GET / HTTP/1.10\r\n" HOST "\r\n", 400, 505),
+    REJECT("RFC9112-2.3-wrong-protocol-name", "GET / HTTX/1.1\r\n" HOST "\r\n", 400, 0),
     /* limits: the body is never sent, so the answer must come right away */
-    REJECT("reject_body_over_limit_413",
+    REJECT("RFC9110-15.5.14-content-length-over-limit-413",
            POST_ECHO "Content-Type: application/octet-stream\r\nContent-Length: 9000000\r\n\r\n",
            413, 0),
+
+    /* ---- request line (RFC 9112 section 3) ---- */
+    REJECT("RFC9112-3-tab-as-separator", "GET\t/ HTTP/1.1\r\n" HOST "\r\n", 400, 0),
+    REJECT("RFC9112-3-space-after-version", "GET / HTTP/1.1 \r\n" HOST "\r\n", 400, 0),
+    REJECT("RFC9112-3-empty-method", " / HTTP/1.1\r\n" HOST "\r\n", 400, 0),
+    REJECT("RFC9112-3-method-not-a-token", "G(T / HTTP/1.1\r\n" HOST "\r\n", 400, 0),
+    REJECT("RFC9112-3-method-over-32-bytes-501",
+           "ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFGHIJ / HTTP/1.1\r\n" HOST "\r\n", 501, 0),
+    REJECT("RFC9112-2.2-nul-in-method", "GE\0T / HTTP/1.1\r\n" HOST "\r\n", 400, 0),
+    REJECT("RFC9112-2.2-bare-lf-line-ends", "GET / HTTP/1.1\n" HOST "\n", 400, 0),
+    REJECT("RFC9112-2.2-bare-lf-after-field", "GET / HTTP/1.1\r\nHost: localhost\n\r\n", 400, 0),
+    REJECT("RFC9112-2.2-bare-cr-in-request-line", "GET /\r HTTP/1.1\r\n" HOST "\r\n", 400, 0),
+    REJECT("RFC9112-2.2-cr-without-lf-after-version", "GET / HTTP/1.1\rX" HOST "\r\n", 400, 0),
+    REJECT("RFC9112-2.2-whitespace-before-first-field", "GET / HTTP/1.1\r\n " HOST "\r\n", 400, 0),
+    /* ---- versions (RFC 9112 section 2.3) ---- */
+    REJECT("RFC9112-2.3-lowercase-protocol-name", "GET / http/1.1\r\n" HOST "\r\n", 400, 0),
+    REJECT("RFC9112-2.3-version-without-minor", "GET / HTTP/1\r\n" HOST "\r\n", 400, 0),
+    REJECT("RFC9110-15.6.6-http09-version-505", "GET / HTTP/0.9\r\n" HOST "\r\n", 505, 0),
+    REJECT("RFC9110-15.6.6-http3-version-505", "GET / HTTP/3.0\r\n" HOST "\r\n", 505, 0),
+    /* ---- request target (RFC 9112 section 3.2, RFC 3986) ---- */
+    REJECT("RFC9112-2.2-nul-in-target", "GET /a\0b HTTP/1.1\r\n" HOST "\r\n", 400, 0),
+    REJECT("RFC9112-3.2-non-ascii-in-target", "GET /caf\xc3\xa9 HTTP/1.1\r\n" HOST "\r\n", 400, 0),
+    REJECT("RFC3986-3.5-fragment-in-target", "GET /a#frag HTTP/1.1\r\n" HOST "\r\n", 400, 0),
+    REJECT("RFC3986-2.1-bad-percent-encoding", "GET /%zz HTTP/1.1\r\n" HOST "\r\n", 400, 0),
+    REJECT("RFC3986-2.1-truncated-percent-encoding", "GET /a%4 HTTP/1.1\r\n" HOST "\r\n", 400, 0),
+    REJECT("RFC9112-3.2-relative-target", "GET a/b HTTP/1.1\r\n" HOST "\r\n", 400, 0),
+    REJECT("RFC9112-3.2.3-authority-form-with-get", "GET localhost:80 HTTP/1.1\r\n" HOST "\r\n", 400, 0),
+    REJECT("RFC9112-3.2.4-asterisk-form-with-get", "GET * HTTP/1.1\r\n" HOST "\r\n", 400, 0),
+    REJECT("RFC9112-3.2.2-absolute-form-unknown-scheme", "GET ftp://localhost/ HTTP/1.1\r\n" HOST "\r\n", 400, 0),
+    REJECT("RFC9112-3.2.2-absolute-form-empty-authority", "GET http:///plaintext HTTP/1.1\r\n" HOST "\r\n", 400, 0),
+    /* ---- Host (RFC 9112 section 3.2) ---- */
+    REJECT("RFC9112-3.2-host-with-space", "GET / HTTP/1.1\r\nHost: local host\r\n\r\n", 400, 0),
+    REJECT("RFC9112-3.2-host-with-slash", "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400, 0),
+    REJECT("RFC9112-3.2-host-with-at-sign-userinfo", "GET / HTTP/1.1\r\nHost: user@h\r\n\r\n", 400, 0),
+    REJECT("RFC9112-3.2-two-host-fields-http10", "GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", 400, 0),
+    /* ---- field lines (RFC 9112 section 5, RFC 9110 section 5) ---- */
+    REJECT("RFC9112-5-field-line-without-colon", "GET / HTTP/1.1\r\n" HOST "X-A value\r\n\r\n", 400, 0),
+    REJECT("RFC9112-5-empty-field-name", "GET / HTTP/1.1\r\n" HOST ": value\r\n\r\n", 400, 0),
+    REJECT("RFC9112-5.1-tab-before-colon", "GET / HTTP/1.1\r\n" HOST "X-A\t: x\r\n\r\n", 400, 0),
+    REJECT("RFC9112-5.2-obs-fold-with-tab", "GET / HTTP/1.1\r\n" HOST "X-A: a\r\n\tb\r\n\r\n", 400, 0),
+    REJECT("RFC9110-5.5-control-byte-in-field-value", "GET / HTTP/1.1\r\n" HOST "X-A: a\x01" "b\r\n\r\n", 400, 0),
+    REJECT("RFC9110-5.5-del-in-field-value", "GET / HTTP/1.1\r\n" HOST "X-A: a\x7f" "b\r\n\r\n", 400, 0),
+    REJECT("RFC9110-5.5-escape-in-field-value", "GET / HTTP/1.1\r\n" HOST "X-A: \x1b[31m\r\n\r\n", 400, 0),
+    REJECT("RFC9110-5.5-bare-lf-in-field-value", "GET / HTTP/1.1\r\n" HOST "X-A: a\nb\r\n\r\n", 400, 0),
+    REJECT("RFC9110-5.1-non-ascii-field-name", "GET / HTTP/1.1\r\n" HOST "X-\xc3\xa9: 1\r\n\r\n", 400, 0),
+    /* ---- Content-Length (RFC 9110 section 8.6, RFC 9112 section 6.3) ---- */
+    REJECT("RFC9110-8.6-content-length-plus-sign", POST_ECHO "Content-Length: +5\r\n\r\nhello", 400, 0),
+    REJECT("RFC9110-8.6-content-length-hex", POST_ECHO "Content-Length: 0x5\r\n\r\nhello", 400, 0),
+    REJECT("RFC9110-8.6-content-length-empty", POST_ECHO "Content-Length:\r\n\r\n", 400, 0),
+    REJECT("RFC9110-8.6-content-length-decimal-point", POST_ECHO "Content-Length: 5.0\r\n\r\nhello", 400, 0),
+    REJECT("RFC9110-8.6-content-length-list-differing", POST_ECHO "Content-Length: 5, 6\r\n\r\nhello", 400, 0),
+    REJECT("RFC9110-8.6-content-length-list-empty-member", POST_ECHO "Content-Length: 5,\r\n\r\nhello", 400, 0),
+    REJECT("RFC9110-15.5.14-content-length-overflow-413",
+           POST_ECHO "Content-Length: 99999999999999999999999\r\n\r\n", 413, 0),
+    /* ---- Transfer-Encoding: smuggling vectors (RFC 9112 sections 6.1, 6.3) ---- */
+    REJECT("RFC9112-6.3-te-cl-conflict",
+           POST_ECHO "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400, 0),
+    REJECT("RFC9112-6.3-te-cl-zero-conflict",
+           POST_ECHO "Content-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, 0),
+    REJECT("RFC9112-6.1-te-chunked-not-last",
+           POST_ECHO "Transfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n", 400, 501),
+    REJECT("RFC9112-6.1-te-gzip-then-chunked",
+           POST_ECHO "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 400, 501),
+    REJECT("RFC9112-6.1-te-chunked-twice",
+           POST_ECHO "Transfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n", 400, 0),
+    REJECT("RFC9112-6.1-te-two-fields",
+           POST_ECHO "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, 0),
+    REJECT("RFC9112-6.1-te-identity", POST_ECHO "Transfer-Encoding: identity\r\n\r\n", 400, 501),
+    REJECT("RFC9112-6.1-te-xchunked", POST_ECHO "Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", 400, 501),
+    REJECT("RFC9112-6.1-te-empty-value", POST_ECHO "Transfer-Encoding:\r\n\r\n", 400, 0),
+    REJECT("RFC9112-6.1-te-quoted-chunked",
+           POST_ECHO "Transfer-Encoding: \"chunked\"\r\n\r\n0\r\n\r\n", 400, 501),
+    REJECT("RFC9112-6.1-te-space-before-colon",
+           POST_ECHO "Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n", 400, 0),
+    REJECT("RFC9112-6.1-te-vertical-tab", POST_ECHO "Transfer-Encoding:\x0b" "chunked\r\n\r\n0\r\n\r\n", 400, 0),
+    REJECT("RFC9112-6.1-te-obs-fold", POST_ECHO "Transfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n", 400, 0),
+    /* ---- chunked framing (RFC 9112 section 7.1) ---- */
+    REJECT("RFC9112-7.1-chunk-size-missing", POST_ECHO "Transfer-Encoding: chunked\r\n\r\n\r\nhello\r\n0\r\n\r\n", 400, 0),
+    REJECT("RFC9112-7.1-chunk-size-leading-space", POST_ECHO "Transfer-Encoding: chunked\r\n\r\n 5\r\nhello\r\n0\r\n\r\n", 400, 0),
+    REJECT("RFC9112-7.1-chunk-size-negative", POST_ECHO "Transfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n", 400, 0),
+    REJECT("RFC9112-7.1-chunk-size-0x-prefix", POST_ECHO "Transfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n", 400, 0),
+    REJECT("RFC9112-7.1-chunk-size-bare-lf", POST_ECHO "Transfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n", 400, 0),
+    REJECT("RFC9112-7.1-chunk-data-longer-than-size", POST_ECHO "Transfer-Encoding: chunked\r\n\r\n3\r\nhello\r\n0\r\n\r\n", 400, 0),
+    REJECT("RFC9112-7.1-chunk-data-bare-lf", POST_ECHO "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\n0\r\n\r\n", 400, 0),
+    REJECT("RFC9112-7.1.1-chunk-ext-control-byte",
+           POST_ECHO "Transfer-Encoding: chunked\r\n\r\n5;a\x01\r\nhello\r\n0\r\n\r\n", 400, 0),
+    REJECT("RFC9112-7.1.1-chunk-ext-without-semicolon",
+           POST_ECHO "Transfer-Encoding: chunked\r\n\r\n5 x\r\nhello\r\n0\r\n\r\n", 400, 0),
+    REJECT("RFC9112-7.1.2-trailer-name-with-space",
+           POST_ECHO "Transfer-Encoding: chunked\r\n\r\n0\r\nBad Trailer: 1\r\n\r\n", 400, 0),
+    REJECT("RFC9112-7.1.2-trailer-obs-fold",
+           POST_ECHO "Transfer-Encoding: chunked\r\n\r\n0\r\nA: 1\r\n folded\r\n\r\n", 400, 0),
+    REJECT("RFC9112-7.1.2-trailer-control-byte",
+           POST_ECHO "Transfer-Encoding: chunked\r\n\r\n0\r\nA: 1\x01\r\n\r\n", 400, 0),
+    REJECT("RFC9112-7.1-last-chunk-bare-cr",
+           POST_ECHO "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\r", 400, 0),
+    REJECT("RFC9110-15.5.14-chunk-size-over-limit-413",
+           POST_ECHO "Transfer-Encoding: chunked\r\n\r\n900000\r\n", 413, 0),
+    /* ---- expectations (RFC 9110 section 10.1.1) ---- */
+    REJECT("RFC9110-10.1.1-expect-100-oversized-body-413-no-100",
+           POST_ECHO "Expect: 100-continue\r\nContent-Length: 9000000\r\n\r\n", 413, 0),
+    REJECT("RFC9110-10.1.1-unknown-expectation-417",
+           POST_ECHO "Expect: something-else\r\nContent-Length: 5\r\n\r\nhello", 417, 0),
 };
 
 /* A 10 KiB request target. */
@@ -1956,6 +2669,7 @@ out:
 /* ---- Shutdown -------------------------------------------------------- */
 
 static int g_stopping; /* the server is meant to exit now */
+static const char *g_death_case;  /* the case during which the server died */
 
 /* SIGTERM with an idle keep-alive connection open: exit status 0 within 5 s. */
 static int case_sigterm_exits_cleanly(void)
@@ -1990,8 +2704,991 @@ out:
     return rc;
 }
 
+/* ---- More limits and half-close (conformance) ------------------------- */
+
+/* 65 header lines: over CHOPIN_MAX_HEADERS (64). */
+static int case_reject_too_many_fields(void)
+{
+    struct sbuf req;
+    int i, rc;
+
+    memset(&req, 0, sizeof req);
+    sb_printf(&req, "GET /plaintext HTTP/1.1\r\n" HOST);
+    for (i = 0; i < 65; i++)
+        sb_printf(&req, "X-F%d: %d\r\n", i, i);
+    sb_printf(&req, "\r\n");
+    rc = check_rejection(req.data, req.len, 431, 0);
+    sb_free(&req);
+    return rc;
+}
+
+/* One 20 KiB field line that never ends: 431 without waiting for its CRLF. */
+static int case_reject_unterminated_long_line(void)
+{
+    struct sbuf req;
+    int rc;
+
+    memset(&req, 0, sizeof req);
+    sb_printf(&req, "GET /plaintext HTTP/1.1\r\n" HOST "X-Long: ");
+    sb_fill(&req, 'v', 20 * 1024);
+    rc = check_rejection(req.data, req.len, 431, 0);
+    sb_free(&req);
+    return rc;
+}
+
+/* A target of exactly 8 KiB is within the limit: routed (404), not 414. */
+static int case_target_at_limit(void)
+{
+    struct sbuf req;
+    int rc;
+
+    memset(&req, 0, sizeof req);
+    sb_printf(&req, "GET /");
+    sb_fill(&req, 'a', 8 * 1024 - 1);
+    sb_printf(&req, " HTTP/1.1\r\n" HOST "\r\n");
+    rc = simple_request(req.data, 404, "application/json", NULL);
+    sb_free(&req);
+    return rc;
+}
+
+/* A client that shuts its write side after its requests still gets every
+ * answer, then the server closes. */
+static int check_half_close(const char *requests, size_t len, int n, const unsigned char *echo, size_t echo_len)
+{
+    struct conn c;
+    struct response *r;
+    int i, rc = -1;
+
+    if (conn_open(&c) != 0 || send_all(&c, requests, len) != 0)
+        goto out;
+    if (shutdown(c.fd, SHUT_WR) != 0) {
+        fail("shutdown(SHUT_WR): %s", strerror(errno));
+        goto out;
+    }
+    for (i = 0; i < n; i++) {
+        if ((r = read_response(&c, 0)) == NULL || r->status != 200 ||
+            (echo != NULL && expect_body_bytes(r, echo, echo_len) != 0)) {
+            if (r != NULL && r->status != 200)
+                fail("expected 200, got \"%s\"", show(r->status_line));
+            fail_ctx("answer %d of %d after the half-close", i + 1, n);
+            goto out;
+        }
+    }
+    rc = wait_closed(&c);
+out:
+    conn_close(&c);
+    return rc;
+}
+
+static int case_half_close_after_requests(void)
+{
+    static const char three[] = GET_PLAINTEXT GET_JSON "GET /users/3 HTTP/1.1\r\n" HOST "\r\n";
+    size_t size = 2u << 20;
+    unsigned char *data;
+    struct sbuf req;
+    int rc;
+
+    if (check_half_close(GET_PLAINTEXT, strlen(GET_PLAINTEXT), 1, NULL, 0) != 0)
+        return fail_ctx("one GET");
+    if (check_half_close(three, sizeof three - 1, 3, NULL, 0) != 0)
+        return fail_ctx("three pipelined GETs");
+    data = xrealloc(NULL, size);
+    fill_pattern(data, size, 5);
+    memset(&req, 0, sizeof req);
+    sb_printf(&req, POST_ECHO "Content-Length: %zu\r\n\r\n", size);
+    sb_add(&req, data, size);
+    rc = check_half_close(req.data, req.len, 1, data, size);
+    sb_free(&req);
+    free(data);
+    return rc == 0 ? 0 : fail_ctx("a 2 MiB echo");
+}
+
 /* ==================================================================== */
-/* 7. The case runner and main                                           */
+/* 7. The hardening cases (--fixture)                                    */
+/* ==================================================================== */
+
+/*
+ * The fixture (tests/fixtures/server.c) runs with idle_timeout 2 s,
+ * request_timeout 2 s and shutdown_timeout 3 s unless a group restarts it
+ * with other settings.  chopin checks timeouts on a 1-second tick, so a
+ * 2-second timeout fires 1 to 3 seconds after the last progress; the cases
+ * accept 0.9 to 4.5 s.  BLACKBOX_SANITIZED=1 says the server is an ASan
+ * build, whose memory figures mean nothing (its allocator quarantines freed
+ * blocks): memory is then reported, not checked.
+ */
+#define FIX_MIN_MS 900
+#define FIX_MAX_MS (4500 * g_scale)
+#define BIG_SEED 2463534242u      /* tests/fixtures/server.c fills /big with this stream */
+
+static int g_base_fds = -1;       /* the fixture's descriptors when idle */
+
+static int sanitized(void)
+{
+    const char *v = getenv("BLACKBOX_SANITIZED");
+
+    return v != NULL && *v != '\0' && strcmp(v, "0") != 0;
+}
+
+/*
+ * Wait until the server closes c, keeping what it sends in c->buf.  Returns
+ * the ms it took, or -1 (and a reason) when still open after max_ms.
+ */
+static long long wait_close_keep(struct conn *c, long long start, long max_ms)
+{
+    long long deadline = start + max_ms;
+
+    while (!c->eof && !c->reset) {
+        long left = (long)(deadline - now_ms());
+        long n;
+
+        if (left <= 0) {
+            fail("the server had not closed the connection %ld ms later", max_ms);
+            return -1;
+        }
+        if (wait_for(c->fd, POLLIN, left) < 0) {
+            fail("poll: %s", strerror(errno));
+            return -1;
+        }
+        n = conn_recv_some(c);
+        if (n == RECV_ERROR && !c->reset) {
+            fail("recv: %s", strerror(c->err));
+            return -1;
+        }
+    }
+    return now_ms() - start;
+}
+
+/* The server's descriptor count returns to `want` within max_ms. */
+static int fds_return_to(int want, long max_ms)
+{
+    long long deadline = now_ms() + max_ms;
+    int n;
+
+    while ((n = server_fd_count()) != want && now_ms() < deadline)
+        sleep_us(20 * 1000);
+    if (n != want)
+        return fail("the server has %d descriptors open, expected %d", n, want);
+    return 0;
+}
+
+/* SIGTERM, then wait (bounded) for the exit.  *took_ms: how long it took. */
+static int sigterm_and_wait(long max_ms, long long *took_ms, int want_status_zero)
+{
+    long long start = now_ms();
+
+    if (!server_alive())
+        return fail("the server is not running (%s)", describe_status(g_server_status));
+    g_stopping = 1;
+    kill(g_server_pid, SIGTERM);
+    while (server_alive() && now_ms() - start < max_ms)
+        sleep_us(5 * 1000);
+    if (took_ms != NULL)
+        *took_ms = now_ms() - start;
+    if (server_alive()) {
+        stop_server();
+        return fail("the server was still running %ld ms after SIGTERM (killed it)", max_ms);
+    }
+    if (want_status_zero && (!WIFEXITED(g_server_status) || WEXITSTATUS(g_server_status) != 0))
+        return fail("expected exit status 0 after SIGTERM, got %s", describe_status(g_server_status));
+    return 0;
+}
+
+/* Stop the running server (if any) and start the fixture with `env`. */
+static int restart_fixture(const char *const *env, long nofile)
+{
+    if (server_alive()) {
+        g_stopping = 1;
+        stop_server();
+    }
+    g_stopping = 0;
+    g_death_case = NULL;
+    g_server_env = env;
+    g_server_nofile = nofile;
+    if (start_server(g_server_path) != 0)
+        return -1;
+    sleep_us(100 * 1000);
+    g_base_fds = server_fd_count();
+    printf("# the fixture holds %d descriptors when idle\n", g_base_fds);
+    return 0;
+}
+
+/* ---- Timeouts ---------------------------------------------------------- */
+
+/* A keep-alive connection after a request, and one that never sends a byte:
+ * both closed after idle_timeout. */
+static int case_idle_timeouts(void)
+{
+    struct conn a, b;
+    long long start, ta, tb;
+    int rc = -1;
+
+    memset(&b, 0, sizeof b);
+    b.fd = -1;
+    if (conn_open(&a) != 0 || request_expect(&a, GET_PLAINTEXT, 200, "text/plain", HELLO) != 0 ||
+        conn_open(&b) != 0)
+        goto out;
+    start = now_ms();
+    if ((ta = wait_close_keep(&a, start, FIX_MAX_MS)) < 0) {
+        fail_ctx("the keep-alive connection after its request");
+        goto out;
+    }
+    if ((tb = wait_close_keep(&b, start, FIX_MAX_MS)) < 0) {
+        fail_ctx("the connection that sent nothing");
+        goto out;
+    }
+    printf("# idle keep-alive closed after %lld ms, silent connection after %lld ms\n", ta, tb);
+    if (ta < FIX_MIN_MS || tb < FIX_MIN_MS) {
+        fail("closed too early (%lld / %lld ms) for a 2 s idle timeout", ta, tb);
+        goto out;
+    }
+    if (a.len != a.off || b.len != b.off) {
+        fail("an idle connection got bytes before the close: \"%s\"", a.len != a.off ? esc(a.buf + a.off, a.len - a.off)
+                                                                                     : esc(b.buf + b.off, b.len - b.off));
+        goto out;
+    }
+    rc = 0;
+out:
+    conn_close(&a);
+    conn_close(&b);
+    return rc;
+}
+
+/*
+ * Slowloris: a head dribbled one byte every 200 ms never completes (it is
+ * 200 bytes long: 40 s); the server must answer 408 and close once
+ * request_timeout has passed since its first byte, progress or not.
+ */
+static int case_slowloris_header_timeout(void)
+{
+    struct sbuf head;
+    struct conn c;
+    struct response *r;
+    long long start, took = -1;
+    size_t i = 0;
+    int rc = -1;
+
+    memset(&head, 0, sizeof head);
+    sb_printf(&head, "GET /plaintext HTTP/1.1\r\n" HOST "X-Slow: ");
+    sb_fill(&head, 'z', 200 - head.len);
+    if (conn_open(&c) != 0)
+        goto out;
+    start = now_ms();
+    while (!c.eof && !c.reset && now_ms() - start < FIX_MAX_MS + 1500) {
+        if (i < head.len && send(c.fd, head.data + i, 1, MSG_NOSIGNAL) == 1)
+            i++;
+        if (wait_for(c.fd, POLLIN, 200) > 0 && conn_recv_some(&c) == RECV_ERROR && !c.reset) {
+            fail("recv: %s", strerror(c.err));
+            goto out;
+        }
+        if (c.len > c.off && took < 0)
+            took = now_ms() - start;
+    }
+    if (took < 0) {
+        fail("no answer after %lld ms of dribbling (%zu bytes sent): a slowloris client is never cut off",
+             now_ms() - start, i);
+        goto out;
+    }
+    printf("# 408 after %lld ms and %zu dribbled bytes\n", took, i);
+    if ((r = read_response(&c, 0)) == NULL || expect_error_json(r, 408, 0) != 0)
+        goto out;
+    if (took < FIX_MIN_MS || took > FIX_MAX_MS) {
+        fail("the 408 came after %lld ms; expected %d to %d ms", took, FIX_MIN_MS, FIX_MAX_MS);
+        goto out;
+    }
+    if (wait_close_keep(&c, now_ms(), CLOSE_TIMEOUT_MS) < 0)
+        goto out;
+    rc = 0;
+out:
+    conn_close(&c);
+    sb_free(&head);
+    return rc == 0 ? fresh_plaintext_ok() : rc;
+}
+
+/* A body that stops coming: 408 after request_timeout. */
+static int case_body_stall_timeout(void)
+{
+    static const char part[] = POST_ECHO "Content-Length: 100\r\n\r\nonly ten b";
+    struct conn c;
+    struct response *r;
+    long long start, took;
+    int rc = -1;
+
+    if (conn_open(&c) != 0 || send_all(&c, part, sizeof part - 1) != 0)
+        goto out;
+    start = now_ms();
+    if ((took = wait_close_keep(&c, start, FIX_MAX_MS)) < 0)
+        goto out;
+    printf("# 408 and close after %lld ms\n", took);
+    if ((r = read_response(&c, 0)) == NULL || expect_error_json(r, 408, 0) != 0)
+        goto out;
+    if (took < FIX_MIN_MS) {
+        fail("closed after %lld ms: too early for a 2 s timeout", took);
+        goto out;
+    }
+    rc = 0;
+out:
+    conn_close(&c);
+    return rc == 0 ? fresh_plaintext_ok() : rc;
+}
+
+/* A body that keeps coming, slowly (one byte every 350 ms, 4.2 s in all):
+ * the body timeout counts from the last progress, so it completes. */
+static int case_body_slow_progress(void)
+{
+    static const char head[] = POST_ECHO "Content-Type: text/plain\r\nContent-Length: 12\r\n\r\n";
+    struct conn c;
+    struct response *r;
+    int rc = -1;
+
+    if (conn_open(&c) == 0 && send_all(&c, head, sizeof head - 1) == 0 &&
+        send_slow(&c, "slow but on!", 12, 350 * 1000) == 0 && (r = read_response(&c, 0)) != NULL)
+        rc = expect(r, 200, "text/plain", "slow but on!");
+    conn_close(&c);
+    return rc;
+}
+
+/* A client that asks for 32 MiB and stops reading: closed after
+ * request_timeout without progress, its descriptor released. */
+static int case_write_stall_timeout(void)
+{
+    struct conn c;
+    long long start, took;
+    int rc = -1;
+
+    g_rcvbuf = 64 << 10; /* a small window, so the server's send stalls early */
+    rc = conn_open(&c);
+    g_rcvbuf = 0;
+    if (rc != 0 || send_all(&c, "GET /big?n=33554432 HTTP/1.1\r\n" HOST "\r\n", 40 + sizeof HOST - 1) != 0 ||
+        conn_fill(&c) <= 0) /* the answer has started: the server holds the connection */
+        goto out;
+    rc = -1;
+    if (server_fd_count() <= g_base_fds) {
+        fail("the server holds %d descriptors while answering, no more than when idle (%d)", server_fd_count(),
+             g_base_fds);
+        goto out;
+    }
+    start = now_ms();
+    while (server_fd_count() > g_base_fds && now_ms() - start < FIX_MAX_MS)
+        sleep_us(20 * 1000);
+    took = now_ms() - start;
+    if (server_fd_count() > g_base_fds) {
+        fail("the server still holds the connection %lld ms after the client stopped reading", took);
+        goto out;
+    }
+    printf("# the stalled reader was dropped after %lld ms\n", took);
+    if (took < FIX_MIN_MS) {
+        fail("dropped after %lld ms: too early for a 2 s timeout", took);
+        goto out;
+    }
+    rc = 0;
+out:
+    conn_close(&c);
+    return rc == 0 ? fresh_plaintext_ok() : rc;
+}
+
+/* ---- Memory bound for clients that send without reading ---------------- */
+
+/*
+ * 8 clients pipeline GET /big?n=65536 requests without reading any answer,
+ * for 1.5 s each: the server reads a client only while that client's unsent
+ * output is under 1 MiB, so its memory grows by about 8 x (1 MiB + 64 KiB),
+ * not by the 100s of MiB the answers would take.
+ */
+static int case_memory_bound_no_reader(void)
+{
+    enum { N = 8 };
+    static const char req[] = "GET /big?n=65536 HTTP/1.1\r\n" HOST "\r\n";
+    struct conn cs[N];
+    size_t sent[N];
+    long before, peak = 0, rss;
+    long long start;
+    int i, rc = -1;
+
+    for (i = 0; i < N; i++)
+        cs[i].fd = -1, cs[i].buf = NULL;
+    before = server_rss_kib();
+    g_rcvbuf = 64 << 10;
+    for (i = 0; i < N; i++) {
+        sent[i] = 0;
+        if (conn_open(&cs[i]) != 0) {
+            g_rcvbuf = 0;
+            goto out;
+        }
+    }
+    g_rcvbuf = 0;
+    start = now_ms();
+    while (now_ms() - start < 1500) {
+        for (i = 0; i < N; i++) {
+            ssize_t w = send(cs[i].fd, req, sizeof req - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+            if (w > 0)
+                sent[i] += (size_t)w;
+        }
+        sleep_us(2000);
+        rss = server_rss_kib();
+        if (rss > peak)
+            peak = rss;
+    }
+    printf("# RSS %ld KiB before, peak %ld KiB (+%ld KiB) while %d clients sent %zu KiB each without reading\n",
+           before, peak, peak - before, N, sent[0] / 1024);
+    if (!sanitized() && peak - before > 24 * 1024) {
+        fail("the server grew by %ld KiB for %d clients that do not read", peak - before, N);
+        goto out;
+    }
+    rc = 0;
+out:
+    for (i = 0; i < N; i++)
+        conn_reset(&cs[i]);
+    if (rc == 0 && fds_return_to(g_base_fds, 3000) != 0)
+        rc = -1;
+    return rc == 0 ? fresh_plaintext_ok() : rc;
+}
+
+/* ---- Faults ------------------------------------------------------------ */
+
+/* Resets in the middle of a head, a body, a chunked body and a response;
+ * a close (FIN, unread data: the kernel sends RST) in the middle of a 32 MiB
+ * response, so the server writes to a dead socket (no SIGPIPE may kill it).
+ * Every descriptor comes back. */
+static int case_resets_and_dead_sockets(void)
+{
+    static const char *const partial[] = {
+        "GET /plaintext HTTP/1.1\r\nHost: loc",
+        POST_ECHO "Content-Length: 1048576\r\n\r\nthe first bytes of a long body",
+        POST_ECHO "Transfer-Encoding: chunked\r\n\r\n100000\r\nsome of a 1 MiB chunk",
+        POST_ECHO "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nTrailer-Cut-Sh",
+    };
+    struct conn c;
+    size_t i;
+    int k;
+
+    for (i = 0; i < sizeof partial / sizeof partial[0]; i++) {
+        if (conn_open(&c) != 0 || send_all(&c, partial[i], strlen(partial[i])) != 0) {
+            conn_close(&c);
+            return fail_ctx("partial request %zu", i + 1);
+        }
+        sleep_us(20 * 1000);
+        conn_reset(&c);
+    }
+    for (k = 0; k < 2; k++) { /* k = 0: RST; k = 1: close with unread data */
+        if (conn_open(&c) != 0 || send_all(&c, "GET /big?n=33554432 HTTP/1.1\r\n" HOST "\r\n", 40 + sizeof HOST - 1) != 0 ||
+            conn_fill(&c) <= 0) {
+            conn_close(&c);
+            return fail_ctx("the 32 MiB response did not start");
+        }
+        while (c.len < (256u << 10) && conn_fill(&c) > 0) {
+        }
+        if (k == 0)
+            conn_reset(&c);
+        else
+            conn_close(&c);
+    }
+    if (fds_return_to(g_base_fds, 3000) != 0)
+        return -1;
+    return fresh_plaintext_ok();
+}
+
+/* A client that half-closes after a request still gets its answer. */
+static int case_fixture_half_close(void)
+{
+    return case_half_close_after_requests();
+}
+
+/*
+ * Interrupted system calls: a second process sends the server SIGUSR1
+ * (caught without SA_RESTART) every millisecond and SIGSTOP / SIGCONT every
+ * 50 ms for 2 s, while this one makes requests, a 1 MiB echo among them.
+ */
+static int case_interrupted_syscalls(void)
+{
+    size_t size = 1u << 20;
+    unsigned char *data = xrealloc(NULL, size);
+    struct sbuf req;
+    struct conn c;
+    struct response *r;
+    pid_t killer;
+    int n = 0, status, rc = -1;
+
+    fill_pattern(data, size, 11);
+    memset(&req, 0, sizeof req);
+    sb_printf(&req, POST_ECHO "Content-Length: %zu\r\n\r\n", size);
+    sb_add(&req, data, size);
+    fflush(stdout);
+    killer = fork();
+    if (killer < 0) {
+        fail("fork: %s", strerror(errno));
+        goto out;
+    }
+    if (killer == 0) {
+        long long end = now_ms() + 2000;
+        int i = 0;
+
+        while (now_ms() < end) {
+            kill(g_server_pid, SIGUSR1);
+            if (++i % 50 == 0) {
+                kill(g_server_pid, SIGSTOP);
+                sleep_us(2000);
+                kill(g_server_pid, SIGCONT);
+            }
+            sleep_us(1000);
+        }
+        kill(g_server_pid, SIGCONT);
+        _exit(0);
+    }
+    if (conn_open(&c) != 0)
+        goto reap;
+    while (waitpid(killer, &status, WNOHANG) == 0) {
+        if (n % 10 == 9) {
+            if (send_all(&c, req.data, req.len) != 0 || (r = read_response(&c, 0)) == NULL ||
+                expect(r, 200, NULL, NULL) != 0 || expect_body_bytes(r, data, size) != 0) {
+                fail_ctx("the 1 MiB echo, request %d", n + 1);
+                goto reap;
+            }
+        } else if (request_expect(&c, GET_PLAINTEXT, 200, "text/plain", HELLO) != 0) {
+            fail_ctx("request %d", n + 1);
+            goto reap;
+        }
+        n++;
+    }
+    killer = -1;
+    printf("# %d requests while the server was being interrupted\n", n);
+    rc = 0;
+reap:
+    if (killer > 0) {
+        kill(killer, SIGKILL);
+        waitpid(killer, &status, 0);
+    }
+    if (server_alive())
+        kill(g_server_pid, SIGCONT);
+    conn_close(&c);
+out:
+    sb_free(&req);
+    free(data);
+    return rc;
+}
+
+/* After all the faults: every descriptor is back, and the server serves. */
+static int case_descriptors_back(void)
+{
+    if (fds_return_to(g_base_fds, 6000) != 0)
+        return -1;
+    return fresh_plaintext_ok();
+}
+
+/* The fixture exits with status 0 on SIGTERM (an ASan build also checks
+ * for leaks then). */
+static int case_fixture_exits_cleanly(void)
+{
+    return sigterm_and_wait(SHUTDOWN_TIMEOUT_MS, NULL, 1);
+}
+
+/* ---- max_connections --------------------------------------------------- */
+
+static const char *const env_maxconn[] = {"FIXTURE_MAX_CONNECTIONS=8", "CHOPIN_WORKERS=1",
+                                          "FIXTURE_IDLE_TIMEOUT=30", NULL};
+
+/*
+ * At max_connections (8, one worker) a ninth client is not refused and does
+ * not disturb the eight: it waits in the listen backlog and is served as
+ * soon as one of the eight leaves.
+ */
+static int case_max_connections(void)
+{
+    enum { N = 8 };
+    struct conn cs[N], extra;
+    struct response *r;
+    long long start;
+    int i, rc = -1;
+
+    for (i = 0; i < N; i++)
+        cs[i].fd = -1, cs[i].buf = NULL;
+    extra.fd = -1;
+    extra.buf = NULL;
+    if (restart_fixture(env_maxconn, 0) != 0)
+        return -1;
+    for (i = 0; i < N; i++) {
+        if (conn_open(&cs[i]) != 0 || request_expect(&cs[i], GET_PLAINTEXT, 200, "text/plain", HELLO) != 0) {
+            fail_ctx("connection %d of %d", i + 1, N);
+            goto out;
+        }
+    }
+    if (conn_open(&extra) != 0 || send_all(&extra, GET_PLAINTEXT, strlen(GET_PLAINTEXT)) != 0)
+        goto out;
+    if (wait_for(extra.fd, POLLIN, 1000) != 0) {
+        fail("the 9th connection was answered (or closed) while 8 were open: max_connections is not enforced");
+        goto out;
+    }
+    for (i = 0; i < N; i++) {
+        if (request_expect(&cs[i], GET_JSON, 200, "application/json", JSON_HELLO) != 0) {
+            fail_ctx("connection %d, at the limit", i + 1);
+            goto out;
+        }
+    }
+    conn_close(&cs[0]);
+    start = now_ms();
+    if ((r = read_response(&extra, 0)) == NULL || expect(r, 200, "text/plain", HELLO) != 0) {
+        fail_ctx("the waiting connection after one left");
+        goto out;
+    }
+    printf("# the waiting connection was served %lld ms after a slot freed\n", now_ms() - start);
+    rc = 0;
+out:
+    for (i = 0; i < N; i++)
+        conn_close(&cs[i]);
+    conn_close(&extra);
+    return rc;
+}
+
+/* ---- Out of descriptors (EMFILE) --------------------------------------- */
+
+static const char *const env_emfile[] = {"CHOPIN_WORKERS=1", "FIXTURE_IDLE_TIMEOUT=30", NULL};
+
+/*
+ * The fixture under RLIMIT_NOFILE = 64 and 100 clients: accept() fails with
+ * EMFILE once the table is full.  The server must neither crash nor spin (CPU
+ * is measured for 2 s while the rest wait), keep serving the connections it
+ * has, and serve the waiting ones once descriptors are free again.
+ */
+static int case_emfile(void)
+{
+    enum { N = 100 };
+    struct conn *cs = calloc(N, sizeof *cs);
+    char *answered = calloc(N, 1);
+    long long cpu0, cpu1, t0, t1, deadline;
+    int i, n_answered = 0, rc = -1;
+
+    if (cs == NULL || answered == NULL) {
+        fail("out of memory");
+        goto out;
+    }
+    for (i = 0; i < N; i++)
+        cs[i].fd = -1;
+    if (restart_fixture(env_emfile, 64) != 0)
+        goto out;
+    for (i = 0; i < N; i++) {
+        cs[i].fd = connect_to(g_port); /* completes in the kernel's backlog */
+        if (cs[i].fd < 0 || send_all(&cs[i], GET_PLAINTEXT, strlen(GET_PLAINTEXT)) != 0) {
+            fail_ctx("client %d of %d", i + 1, N);
+            goto out;
+        }
+    }
+    deadline = now_ms() + 1500;
+    while (now_ms() < deadline) {
+        for (i = 0; i < N; i++) {
+            if (answered[i] || wait_for(cs[i].fd, POLLIN, 0) <= 0)
+                continue;
+            conn_recv_some(&cs[i]);
+            if (parse_response(&cs[i], 0) == PARSE_DONE) {
+                if (expect(&cs[i].resp, 200, "text/plain", HELLO) != 0) {
+                    fail_ctx("client %d", i + 1);
+                    goto out;
+                }
+                answered[i] = 1;
+                n_answered++;
+            } else if (cs[i].eof || cs[i].reset) {
+                fail("client %d was closed without an answer", i + 1);
+                goto out;
+            }
+        }
+        sleep_us(10 * 1000);
+    }
+    if (n_answered == 0 || n_answered == N) {
+        fail("%d of %d clients answered under a 64-descriptor limit; expected some to wait", n_answered, N);
+        goto out;
+    }
+    cpu0 = server_cpu_ms();
+    t0 = now_ms();
+    sleep_us(2000 * 1000);
+    cpu1 = server_cpu_ms();
+    t1 = now_ms();
+    printf("# %d of %d answered; while the rest waited the server used %lld ms of CPU in %lld ms\n", n_answered, N,
+           cpu1 - cpu0, t1 - t0);
+    if (cpu1 - cpu0 > (t1 - t0) / 5) {
+        fail("the server used %lld ms of CPU in %lld ms while out of descriptors: accept() spins", cpu1 - cpu0,
+             t1 - t0);
+        goto out;
+    }
+    for (i = 0; i < N; i++) { /* the served ones still work, then leave */
+        if (!answered[i])
+            continue;
+        if (request_expect(&cs[i], GET_JSON, 200, "application/json", JSON_HELLO) != 0) {
+            fail_ctx("client %d, served before the limit, asked again", i + 1);
+            goto out;
+        }
+        conn_close(&cs[i]);
+    }
+    for (i = 0; i < N; i++) {
+        struct response *r;
+
+        if (answered[i])
+            continue;
+        if ((r = read_response(&cs[i], 0)) == NULL || expect(r, 200, "text/plain", HELLO) != 0) {
+            fail_ctx("client %d, which waited for a descriptor", i + 1);
+            goto out;
+        }
+        conn_close(&cs[i]);
+    }
+    rc = fresh_plaintext_ok();
+out:
+    for (i = 0; cs != NULL && i < N; i++)
+        conn_close(&cs[i]);
+    free(cs);
+    free(answered);
+    return rc;
+}
+
+/* ---- Graceful shutdown ------------------------------------------------- */
+
+static const char *const env_shutdown[] = {"CHOPIN_WORKERS=1", "FIXTURE_IDLE_TIMEOUT=30", NULL};
+
+/*
+ * SIGTERM under load, one worker, shutdown_timeout 3 s.  From t = 0, 16
+ * clients loop on GET /plaintext; at 200 ms a client asks for 4 MiB and
+ * reads it slowly; at 300 ms GET /sleep?ms=1000 holds the worker in its
+ * handler; at 500 ms comes SIGTERM.  Then:
+ *   - every answer the 16 got is whole, and each connection ends cleanly,
+ *     never inside an answer (a request still unread in the socket when the
+ *     worker stops is dropped with the connection, as nginx does);
+ *   - the request in its handler completes with 200;
+ *   - the 4 MiB answer completes intact;
+ *   - 2 idle keep-alive connections are closed;
+ *   - the process exits with status 0 within the grace period.
+ */
+static int case_graceful_shutdown_under_load(void)
+{
+    enum { NL = 16, NI = 2, BIG = 4 << 20 };
+    static const char sleep_req[] = "GET /sleep?ms=1000 HTTP/1.1\r\n" HOST "\r\n";
+    static const char big_req[] = "GET /big?n=4194304 HTTP/1.1\r\n" HOST "\r\n";
+    struct conn load[NL], idle[NI], slp, big;
+    char busy[NL], done[NL];
+    unsigned char *want = NULL;
+    struct response *r;
+    long long start, t, sigterm_at = 0, exit_ms = -1, last_big_read = 0, big_at = -1;
+    int i, k, total = 0, ended = 0, rc = -1, big_ok = 0, sent_big = 0, sent_sleep = 0;
+
+    for (i = 0; i < NL; i++)
+        load[i].fd = -1, load[i].buf = NULL;
+    for (i = 0; i < NI; i++)
+        idle[i].fd = -1, idle[i].buf = NULL;
+    slp.fd = big.fd = -1;
+    slp.buf = big.buf = NULL;
+    if (restart_fixture(env_shutdown, 0) != 0)
+        return -1;
+    for (i = 0; i < NI; i++)
+        if (conn_open(&idle[i]) != 0 || request_expect(&idle[i], GET_PLAINTEXT, 200, "text/plain", HELLO) != 0)
+            goto out;
+    for (i = 0; i < NL; i++) {
+        if (conn_open(&load[i]) != 0)
+            goto out;
+        busy[i] = done[i] = 0;
+    }
+    g_rcvbuf = 256 << 10; /* the 4 MiB answer comes in slowly */
+    rc = conn_open(&big);
+    g_rcvbuf = 0;
+    if (rc != 0 || conn_open(&slp) != 0) {
+        rc = -1;
+        goto out;
+    }
+    rc = -1;
+    start = now_ms();
+    while ((t = now_ms() - start) < 8000 * g_scale) {
+        struct pollfd pf[NL];
+
+        if (!sent_big && t >= 200) {
+            if (send_all(&big, big_req, sizeof big_req - 1) != 0)
+                goto out;
+            sent_big = 1;
+        }
+        if (!sent_sleep && t >= 300) {
+            if (send_all(&slp, sleep_req, sizeof sleep_req - 1) != 0)
+                goto out;
+            sent_sleep = 1;
+        }
+        if (sigterm_at == 0 && t >= 500) {
+            sigterm_at = now_ms();
+            g_stopping = 1;
+            kill(g_server_pid, SIGTERM);
+        }
+        for (i = 0; i < NL; i++) { /* load: one request at a time per connection */
+            if (!done[i] && !busy[i]) {
+                if (send(load[i].fd, GET_PLAINTEXT, strlen(GET_PLAINTEXT), MSG_NOSIGNAL) < 0) {
+                    if (sigterm_at == 0) {
+                        fail("load client %d: send: %s before SIGTERM", i + 1, strerror(errno));
+                        goto out;
+                    }
+                    done[i] = 1;
+                    ended++;
+                } else {
+                    busy[i] = 1;
+                }
+            }
+            pf[i].fd = done[i] ? -1 : load[i].fd;
+            pf[i].events = POLLIN;
+            pf[i].revents = 0;
+        }
+        if (poll(pf, NL, 10) < 0 && errno != EINTR) {
+            fail("poll: %s", strerror(errno));
+            goto out;
+        }
+        for (i = 0; i < NL; i++) {
+            if (done[i] || pf[i].revents == 0)
+                continue;
+            if (conn_recv_some(&load[i]) == RECV_ERROR && !load[i].reset) {
+                fail("load client %d: recv: %s", i + 1, strerror(load[i].err));
+                goto out;
+            }
+            for (;;) {
+                enum parse_result pr = parse_response(&load[i], 0);
+
+                if (pr == PARSE_ERROR) {
+                    fail_ctx("load client %d", i + 1);
+                    goto out;
+                }
+                if (pr == PARSE_MORE)
+                    break;
+                if (expect(&load[i].resp, 200, "text/plain", HELLO) != 0) {
+                    fail_ctx("load client %d", i + 1);
+                    goto out;
+                }
+                total++;
+                busy[i] = 0;
+            }
+            if (load[i].eof || load[i].reset) {
+                if (sigterm_at == 0) {
+                    fail("load client %d was closed before SIGTERM", i + 1);
+                    goto out;
+                }
+                if (load[i].len != load[i].off) {
+                    fail("load client %d: the connection ended inside an answer: \"%s\"", i + 1,
+                         esc(load[i].buf + load[i].off, load[i].len - load[i].off));
+                    goto out;
+                }
+                done[i] = 1;
+                ended++;
+            }
+        }
+        if (sent_big && !big_ok && now_ms() - last_big_read >= 50) { /* the big answer, read slowly */
+            last_big_read = now_ms();
+            conn_recv_some(&big); /* one recv() per 50 ms: at most the 256 KiB window */
+            if (parse_response(&big, 0) == PARSE_DONE) {
+                if (want == NULL) {
+                    want = xrealloc(NULL, BIG);
+                    fill_pattern(want, BIG, BIG_SEED);
+                }
+                if (expect(&big.resp, 200, "application/octet-stream", NULL) != 0 ||
+                    expect_body_bytes(&big.resp, want, BIG) != 0) {
+                    fail_ctx("the 4 MiB answer in flight at SIGTERM");
+                    goto out;
+                }
+                big_ok = 1;
+                big_at = now_ms() - start;
+            } else if (big.eof || big.reset) {
+                fail("the 4 MiB answer in flight at SIGTERM was cut after %zu bytes", big.len);
+                goto out;
+            }
+        }
+        if (sigterm_at != 0 && exit_ms < 0 && !server_alive())
+            exit_ms = now_ms() - sigterm_at;
+        if (exit_ms >= 0 && ended == NL && big_ok)
+            break;
+    }
+    if (exit_ms < 0) {
+        if (sigterm_and_wait(SHUTDOWN_TIMEOUT_MS, NULL, 1) != 0)
+            goto out;
+        exit_ms = now_ms() - sigterm_at;
+    }
+    if (!WIFEXITED(g_server_status) || WEXITSTATUS(g_server_status) != 0) {
+        fail("expected exit status 0 after SIGTERM, got %s", describe_status(g_server_status));
+        goto out;
+    }
+    if ((r = read_response(&slp, 0)) == NULL || expect(r, 200, "text/plain; charset=utf-8", "slept") != 0) {
+        fail_ctx("the request in its handler at SIGTERM");
+        goto out;
+    }
+    if (!big_ok) {
+        fail("the 4 MiB answer in flight at SIGTERM did not complete (%zu bytes came)", big.len);
+        goto out;
+    }
+    for (k = 0; k < NI; k++) {
+        if (wait_closed(&idle[k]) != 0) {
+            fail_ctx("idle connection %d", k + 1);
+            goto out;
+        }
+    }
+    if (ended != NL) {
+        fail("%d of %d load connections were still open after the exit", NL - ended, NL);
+        goto out;
+    }
+    printf("# %d answers to the load; SIGTERM at %lld ms; 4 MiB answer done at %lld ms; exit %lld ms after "
+           "SIGTERM\n", total, sigterm_at - start, big_at, exit_ms);
+    if (exit_ms > 3000 + 1500 * g_scale) {
+        fail("the server took %lld ms to exit; the grace period is 3 s", exit_ms);
+        goto out;
+    }
+    if (big_at <= sigterm_at - start) {
+        fail("the 4 MiB answer was done before SIGTERM: the case tested nothing in flight");
+        goto out;
+    }
+    rc = 0;
+out:
+    for (i = 0; i < NL; i++)
+        conn_close(&load[i]);
+    for (i = 0; i < NI; i++)
+        conn_close(&idle[i]);
+    conn_close(&slp);
+    conn_close(&big);
+    free(want);
+    return rc;
+}
+
+static const char *const env_grace[] = {"CHOPIN_WORKERS=1", "FIXTURE_REQUEST_TIMEOUT=30",
+                                        "FIXTURE_SHUTDOWN_TIMEOUT=2", NULL};
+
+/*
+ * The grace period bounds the wait: a client that stopped reading a 32 MiB
+ * answer and one that sent half a request hold the server for
+ * shutdown_timeout (2 s here; request_timeout is 30 s), not longer.
+ */
+static int case_shutdown_grace_period(void)
+{
+    struct conn a, b;
+    long long took = -1;
+    int rc = -1;
+
+    a.fd = b.fd = -1;
+    a.buf = b.buf = NULL;
+    if (restart_fixture(env_grace, 0) != 0)
+        return -1;
+    g_rcvbuf = 64 << 10;
+    rc = conn_open(&a);
+    g_rcvbuf = 0;
+    if (rc != 0 || send_all(&a, "GET /big?n=33554432 HTTP/1.1\r\n" HOST "\r\n", 40 + sizeof HOST - 1) != 0 ||
+        conn_open(&b) != 0 || send_all(&b, "GET /plaintext HTTP/1.1\r\nHo", 27) != 0) {
+        rc = -1;
+        goto out;
+    }
+    rc = -1;
+    sleep_us(300 * 1000);
+    if (sigterm_and_wait(SHUTDOWN_TIMEOUT_MS, &took, 1) != 0)
+        goto out;
+    printf("# exit %lld ms after SIGTERM with a stalled reader and a half-sent request\n", took);
+    if (took < 500) {
+        fail("exited after %lld ms: it did not wait for the requests in flight", took);
+        goto out;
+    }
+    if (took > 2000 + 1500 * g_scale) {
+        fail("exited after %lld ms: the grace period is 2 s", took);
+        goto out;
+    }
+    rc = 0;
+out:
+    conn_close(&a);
+    conn_close(&b);
+    return rc;
+}
+
+/* ==================================================================== */
+/* 8. The case runner and main                                           */
 /* ==================================================================== */
 
 static const struct {
@@ -1999,27 +3696,40 @@ static const struct {
     int (*fn)(void);
 } function_cases[] = {
     /* routes */
-    {"get_root", case_get_root},
-    {"head_same_length_no_body", case_head_has_no_body},
-    {"standard_headers_on_every_response", case_standard_headers_everywhere},
+    {"RFC9110-9.3.1-get-root", case_get_root},
+    {"RFC9110-9.3.2-head-same-length-no-body", case_head_has_no_body},
+    {"RFC9110-6.6.1-date-server-length-on-every-response", case_standard_headers_everywhere},
     /* connection semantics */
-    {"keep_alive_100_sequential_requests", case_keep_alive_100_sequential},
-    {"http10_closes_by_default", case_http10_closes_by_default},
-    {"http10_keep_alive", case_http10_keep_alive},
-    {"http11_connection_close", case_http11_connection_close},
+    {"RFC9112-9.3-http11-persistent-100-sequential", case_keep_alive_100_sequential},
+    {"RFC9112-9.3-http10-closes-by-default", case_http10_closes_by_default},
+    {"RFC9112-9.3-http10-keep-alive", case_http10_keep_alive},
+    {"RFC9112-9.6-http11-connection-close", case_http11_connection_close},
     /* pipelining */
-    {"pipeline_100_requests_in_one_write", case_pipeline_100_in_one_write},
-    {"pipeline_split_at_every_byte", case_pipeline_split_at_every_byte},
-    {"pipeline_post_echo_split_at_every_byte", case_pipeline_post_echo_split_at_every_byte},
+    {"RFC9112-9.3.2-pipeline-100-in-one-write", case_pipeline_100_in_one_write},
+    {"RFC9112-9.3.2-pipeline-pair-split-at-every-byte", case_pipeline_split_at_every_byte},
+    {"RFC9112-9.3.2-pipeline-post-pair-split-at-every-byte", case_pipeline_post_echo_split_at_every_byte},
     /* slow clients */
-    {"slow_client_byte_by_byte", case_slow_client_byte_by_byte},
-    {"slow_client_post_body_byte_by_byte", case_slow_client_post_body},
+    {"RFC9112-2.2-request-byte-by-byte", case_slow_client_byte_by_byte},
+    {"RFC9112-6.2-body-byte-by-byte", case_slow_client_post_body},
     /* bodies */
-    {"echo_4mib_content_length", case_echo_4mib_content_length},
-    {"echo_chunked_extensions_and_trailer", case_echo_chunked_extensions_trailer},
-    {"echo_3mib_chunked_64kib_chunks", case_echo_3mib_chunked},
-    {"expect_100_continue", case_expect_100_continue},
-    {"duplicate_identical_content_length", case_duplicate_identical_content_length},
+    {"RFC9112-6.2-content-length-body-4mib", case_echo_4mib_content_length},
+    {"RFC9112-7.1-chunked-extensions-and-trailer", case_echo_chunked_extensions_trailer},
+    {"RFC9112-7.1-chunked-body-3mib", case_echo_3mib_chunked},
+    {"RFC9110-10.1.1-expect-100-continue", case_expect_100_continue},
+    {"RFC9112-6.3-duplicate-identical-content-length", case_duplicate_identical_content_length},
+    /* more methods, framing and persistence */
+    {"RFC9110-9.3.2-head-router-route", case_head_router_route},
+    {"RFC9110-9.3.7-options-route-allow", case_options_route_allow},
+    {"RFC9112-9.3-404-405-501-keep-connection", case_errors_keep_connection},
+    {"RFC9112-9.6-close-ignores-pipelined-rest", case_close_ignores_pipelined_rest},
+    {"RFC9110-7.6.1-connection-tokens-case-insensitive-list", case_connection_tokens},
+    {"RFC9112-6.3-no-length-means-no-body", case_no_framing_no_body},
+    {"RFC9112-6.3-get-body-framed-by-content-length", case_get_with_body},
+    {"RFC9110-10.1.1-expect-100-ignored-in-http10", case_expect_100_http10_ignored},
+    {"RFC9110-10.1.1-expect-100-body-without-waiting", case_expect_100_body_without_waiting},
+    {"RFC9112-9.3.2-pipeline-16-mixed-split-at-every-byte", case_pipeline16_split_every_byte},
+    {"RFC9112-9.3.2-pipeline-100-mixed-split-sampled", case_pipeline100_split_sampled},
+    {"RFC9112-9.3.2-pipeline-answers-over-output-limit", case_pipeline_over_output_limit},
 };
 
 static const struct {
@@ -2027,21 +3737,52 @@ static const struct {
     int (*fn)(void);
 } late_cases[] = {
     /* rejections built at run time */
-    {"reject_long_target_414", case_reject_long_target_414},
-    {"reject_header_block_over_16kib_431", case_reject_header_block_431},
+    {"RFC9112-3-target-over-8kib-414", case_reject_long_target_414},
+    {"RFC6585-5-header-block-over-16kib-431", case_reject_header_block_431},
+    {"RFC6585-5-more-than-64-field-lines-431", case_reject_too_many_fields},
+    {"RFC6585-5-unterminated-20kib-field-line-431", case_reject_unterminated_long_line},
+    {"RFC9110-15.5.15-target-of-8kib-within-limit", case_target_at_limit},
+    {"RFC9112-9.6-half-close-after-requests-answered", case_half_close_after_requests},
     /* faults */
-    {"client_half_request_then_close", case_client_half_request_then_close},
-    {"client_rst_after_full_request", case_client_rst_after_full_request},
-    {"client_rst_during_large_response", case_client_rst_during_large_response},
-    {"concurrent_1000_connections", case_concurrent_1000_connections},
+    {"RFC9112-9.6-client-closes-mid-request", case_client_half_request_then_close},
+    {"RFC9112-9.6-client-resets-after-request", case_client_rst_after_full_request},
+    {"RFC9112-9.6-client-resets-mid-response", case_client_rst_during_large_response},
+    {"RFC9112-9.3-1000-concurrent-connections", case_concurrent_1000_connections},
     /* shutdown: must stay last */
-    {"sigterm_exits_cleanly", case_sigterm_exits_cleanly},
+    {"shutdown-sigterm-exits-cleanly", case_sigterm_exits_cleanly},
+};
+
+/* The hardening suite: tests/fixtures/server.c, restarted where needed. */
+static const struct {
+    const char *name;
+    int (*fn)(void);
+} fixture_cases[] = {
+    /* timeouts (idle 2 s, request 2 s) */
+    {"timeout-idle-keepalive-and-silent-connections", case_idle_timeouts},
+    {"timeout-slowloris-head-408", case_slowloris_header_timeout},
+    {"timeout-stalled-body-408", case_body_stall_timeout},
+    {"timeout-slow-body-with-progress-completes", case_body_slow_progress},
+    {"timeout-client-stops-reading-dropped", case_write_stall_timeout},
+    /* memory */
+    {"memory-bounded-for-clients-that-do-not-read", case_memory_bound_no_reader},
+    /* faults */
+    {"fault-resets-mid-head-body-response-no-sigpipe", case_resets_and_dead_sockets},
+    {"fault-half-close-after-requests-answered", case_fixture_half_close},
+    {"fault-interrupted-syscalls-eintr-sigstop", case_interrupted_syscalls},
+    {"fault-every-descriptor-released", case_descriptors_back},
+    {"fixture-exits-cleanly", case_fixture_exits_cleanly},
+    /* limits: each restarts the fixture */
+    {"limit-max-connections-excess-waits-in-backlog", case_max_connections},
+    {"fixture-exits-cleanly-after-max-connections", case_fixture_exits_cleanly},
+    {"limit-emfile-no-spin-and-recovers", case_emfile},
+    {"fixture-exits-cleanly-after-emfile", case_fixture_exits_cleanly},
+    /* shutdown */
+    {"shutdown-graceful-under-load", case_graceful_shutdown_under_load},
+    {"shutdown-grace-period-bounds-stalled-clients", case_shutdown_grace_period},
 };
 
 static int g_passed, g_failed;
 static const char *volatile g_case_name = "(startup)";
-static const char *g_death_case;  /* the case during which the server died */
-
 static int end_case(int rc);
 
 /*
@@ -2051,6 +3792,10 @@ static int end_case(int rc);
  */
 static int begin_case(const char *name)
 {
+    const char *only = getenv("BLACKBOX_ONLY");
+
+    if (only != NULL && *only != '\0' && strstr(name, only) == NULL && strcmp(name, "server_starts") != 0)
+        return 0;
     g_case_name = name;
     clear_reason();
     if (g_death_case != NULL) {
@@ -2151,10 +3896,15 @@ int main(int argc, char **argv)
     struct sigaction sa;
     size_t i;
 
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s SERVER_BINARY\n", argv[0]);
+    const char *scale = getenv("BLACKBOX_TIME_SCALE");
+    int fixture = argc == 3 && strcmp(argv[1], "--fixture") == 0;
+
+    if (argc != 2 && !fixture) {
+        fprintf(stderr, "usage: %s [--fixture] SERVER_BINARY\n", argv[0]);
         return 2;
     }
+    if (scale != NULL && atoi(scale) > 0)
+        g_scale = atoi(scale);
     setvbuf(stdout, NULL, _IOLBF, 0);
 
     memset(&sa, 0, sizeof sa);
@@ -2165,11 +3915,21 @@ int main(int argc, char **argv)
     alarm(WATCHDOG_SECONDS);
     raise_fd_limit(); /* before the fork, so the server gets the higher limit too */
 
+    g_server_path = argv[argc - 1];
     begin_case("server_starts");
-    if (end_case(start_server(argv[1])) != 0) {
+    if (end_case(fixture ? restart_fixture(NULL, 0) : start_server(argv[1])) != 0) {
         stop_server();
         printf("%d passed, %d failed\n", g_passed, g_failed);
         return 1;
+    }
+    if (fixture) {
+        for (i = 0; i < sizeof fixture_cases / sizeof fixture_cases[0]; i++) {
+            if (begin_case(fixture_cases[i].name))
+                end_case(fixture_cases[i].fn());
+        }
+        stop_server();
+        printf("%d passed, %d failed\n", g_passed, g_failed);
+        return g_failed == 0 ? 0 : 1;
     }
 
     for (i = 0; i < sizeof simple_cases / sizeof simple_cases[0]; i++) {
