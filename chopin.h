@@ -2762,6 +2762,20 @@ static int chi_res_set_ctype(ch_res *res, const char *v, size_t n)
     return chi_buf_append(&res->ctype, v, n);
 }
 
+/* Appends "name: value\r\n" as it is: for bytes already known to be valid. */
+static int chi_res_put_header(ch_res *res, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    char *p;
+    if (chi_buf_reserve(&res->headers, nlen + vlen + 4) < 0) return -1;
+    p = res->headers.ptr + res->headers.len;
+    p = chi_put(p, name, nlen);
+    p = chi_put(p, ": ", 2);
+    p = chi_put(p, value, vlen);
+    p = chi_put(p, "\r\n", 2);
+    res->headers.len = (size_t)(p - res->headers.ptr);
+    return 0;
+}
+
 CHOPIN_API int ch_res_headern(ch_res *res, const char *name, size_t nlen, const char *value, size_t vlen)
 {
     size_t i;
@@ -2775,12 +2789,7 @@ CHOPIN_API int ch_res_headern(ch_res *res, const char *name, size_t nlen, const 
         (nlen == 6 && chi_ieq(name, "server", 6)))
         return -1;
     if (nlen == 12 && chi_ieq(name, "content-type", 12)) return chi_res_set_ctype(res, value, vlen);
-    if (chi_buf_reserve(&res->headers, nlen + vlen + 4) < 0) return -1;
-    chi_buf_append(&res->headers, name, nlen);
-    chi_buf_append(&res->headers, ": ", 2);
-    chi_buf_append(&res->headers, value, vlen);
-    chi_buf_append(&res->headers, "\r\n", 2);
-    return 0;
+    return chi_res_put_header(res, name, nlen, value, vlen);
 }
 
 CHOPIN_API int ch_res_header(ch_res *res, const char *name, const char *value)
@@ -3323,7 +3332,7 @@ static void chi_route_request(chi_worker *w, ch_req *req)
             res->status = 200;
         else
             ch_res_error(res, 405);
-        ch_res_headern(res, "Allow", 5, allow, n);
+        chi_res_put_header(res, "Allow", 5, allow, n);
         return;
     }
     route = &node->routes[m];
@@ -3428,7 +3437,7 @@ static void chi_timing_finish(ch_req *req, ch_res *res, void *user)
     *p++ = (char)('0' + us % 1000 / 100);
     *p++ = (char)('0' + us % 100 / 10);
     *p++ = (char)('0' + us % 10);
-    ch_res_headern(res, "Server-Timing", 13, v, (size_t)(p - v));
+    chi_res_put_header(res, "Server-Timing", 13, v, (size_t)(p - v)); /* our own bytes: no check */
 }
 
 CHOPIN_API int ch_mw_timing(ch_req *req, ch_res *res, void *user)
