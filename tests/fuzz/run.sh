@@ -5,7 +5,8 @@
 # a working corpus that grows between runs (build/fuzz/corpus/TARGET). A
 # crash or a failed property leaves its input in build/fuzz/artifacts/.
 # FUZZ_JOBS targets run at once (default: the number of CPUs); FUZZ_NICE=1
-# runs them under nice -n 19. Last line: "N passed, N failed".
+# runs them under nice -n 19; FUZZ_LOGS names the folder for the logs
+# (default build/fuzz/logs). Last line: "N passed, N failed".
 set -u
 cd "$(dirname "$0")/../.."
 secs=${1:-60}
@@ -17,7 +18,8 @@ fi
 jobs=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 1)}
 nice=()
 [ "${FUZZ_NICE:-0}" = 1 ] && nice=(nice -n 19)
-mkdir -p build/fuzz/artifacts build/fuzz/logs
+logs=${FUZZ_LOGS:-build/fuzz/logs}
+mkdir -p build/fuzz/artifacts "$logs"
 
 max_len() {
   case $1 in
@@ -36,7 +38,7 @@ dict() {
 }
 
 run_one() {
-  local t=$1 log=build/fuzz/logs/$1.log
+  local t=$1 log=$logs/$1.log
   mkdir -p "build/fuzz/corpus/$t" "tests/fuzz/corpus/$t"
   # shellcheck disable=SC2046
   "${nice[@]}" "build/fuzz/$t" -max_total_time="$secs" -max_len="$(max_len "$t")" -timeout=25 \
@@ -48,8 +50,8 @@ run_one() {
 pids=()
 for t in "${targets[@]}"; do
   if [ ! -x "build/fuzz/$t" ]; then
-    echo "missing build/fuzz/$t (make fuzz-build)" >"build/fuzz/logs/$t.log"
-    echo 1 >"build/fuzz/logs/$t.log.rc"
+    echo "missing build/fuzz/$t (make fuzz-build)" >"$logs/$t.log"
+    echo 1 >"$logs/$t.log.rc"
     continue
   fi
   run_one "$t" &
@@ -61,7 +63,7 @@ wait
 passed=0
 failed=0
 for t in "${targets[@]}"; do
-  log=build/fuzz/logs/$t.log
+  log=$logs/$t.log
   rc=$(cat "$log.rc" 2>/dev/null || echo 1)
   done_line=$(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -n 1)
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
