@@ -31,7 +31,7 @@ typedef struct fz {
     size_t n;
 } fz;
 
-static unsigned fz_byte(fz *f)
+static inline unsigned fz_byte(fz *f)
 {
     unsigned b;
     if (f->n == 0) return 0;
@@ -42,7 +42,7 @@ static unsigned fz_byte(fz *f)
 }
 
 /* Up to max bytes (as many as the first byte says, mod max + 1). */
-static size_t fz_take(fz *f, size_t max, const uint8_t **out)
+static inline size_t fz_take(fz *f, size_t max, const uint8_t **out)
 {
     size_t k = fz_byte(f);
     if (max < 255) k %= max + 1;
@@ -55,7 +55,7 @@ static size_t fz_take(fz *f, size_t max, const uint8_t **out)
 
 /* A heap copy of exactly n bytes (at least 1 allocated), so that ASan sees
    any read past the end. */
-static char *fz_dup(const void *p, size_t n)
+static inline char *fz_dup(const void *p, size_t n)
 {
     char *d = (char *)malloc(n ? n : 1);
     if (n) memcpy(d, p, n);
@@ -63,7 +63,7 @@ static char *fz_dup(const void *p, size_t n)
 }
 
 /* A deterministic list of cut points in (0, len), from a seed. */
-static size_t fz_cuts(uint32_t seed, size_t len, size_t *cuts, size_t max)
+static inline size_t fz_cuts(uint32_t seed, size_t len, size_t *cuts, size_t max)
 {
     size_t k = 0, i;
     uint32_t x = seed * 2654435761u + 1;
@@ -90,7 +90,7 @@ static size_t fz_cuts(uint32_t seed, size_t len, size_t *cuts, size_t max)
 
 /* RFC 3629 UTF-8: the length of the valid sequence at s, or 0. Written
    apart from chopin.h's own, to check it. */
-static size_t ref_utf8_len(const unsigned char *s, size_t n)
+static inline size_t ref_utf8_len(const unsigned char *s, size_t n)
 {
     unsigned c = s[0], cp;
     size_t len, i;
@@ -114,7 +114,7 @@ static size_t ref_utf8_len(const unsigned char *s, size_t n)
    decodes strings: ref_json_string() reads one from s[*pos] (at the quote)
    into out (if not NULL; room for len bytes is enough) and returns the
    decoded length, or -1. */
-static long ref_json_string(const char *s, size_t len, size_t *pos, char *out)
+static inline long ref_json_string(const char *s, size_t len, size_t *pos, char *out)
 {
     size_t i = *pos, n = 0;
     if (i >= len || s[i] != '"') return -1;
@@ -190,13 +190,13 @@ static long ref_json_string(const char *s, size_t len, size_t *pos, char *out)
     return -1;
 }
 
-static void ref_json_ws(const char *s, size_t len, size_t *pos)
+static inline void ref_json_ws(const char *s, size_t len, size_t *pos)
 {
     while (*pos < len && (s[*pos] == ' ' || s[*pos] == '\t' || s[*pos] == '\n' || s[*pos] == '\r')) (*pos)++;
 }
 
 /* One value at s[*pos]; returns 0 or -1. depth counts open containers. */
-static int ref_json_value(const char *s, size_t len, size_t *pos, int depth, int max_depth)
+static inline int ref_json_value(const char *s, size_t len, size_t *pos, int depth, int max_depth)
 {
     size_t i;
     ref_json_ws(s, len, pos);
@@ -264,7 +264,7 @@ static int ref_json_value(const char *s, size_t len, size_t *pos, int depth, int
 }
 
 /* A whole document: one value with optional whitespace around it. */
-static int ref_json_valid(const char *s, size_t len, int max_depth)
+static inline int ref_json_valid(const char *s, size_t len, int max_depth)
 {
     size_t pos = 0;
     if (ref_json_value(s, len, &pos, 0, max_depth) < 0) return 0;
