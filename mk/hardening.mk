@@ -59,7 +59,7 @@ build/idlemem: tests/soak/idlemem.c | build
 	$(CC) $(WARN) -D_GNU_SOURCE -O2 $< -o $@
 
 soak: build/soak $(SOAK_SERVER)
-	./build/soak --requests $(SOAK_REQUESTS) ./$(SOAK_SERVER)
+	./build/soak --requests $(SOAK_REQUESTS) $(if $(findstring asan,$(SOAK_SERVER)),--sanitized) ./$(SOAK_SERVER)
 
 idle-mem: build/idlemem build/bench
 	./build/idlemem --conns $(IDLE_CONNS) ./build/bench
