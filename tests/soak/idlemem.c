@@ -11,7 +11,10 @@
  * connection open. Once all N are idle it measures again and prints the RSS
  * growth per connection, then closes them and checks that the descriptors
  * return. Kernel socket buffers are not process memory and are not counted;
- * the server's own per-connection state and its connection table are.
+ * the server's own per-connection state and its connection table are. The
+ * RSS is the server's plus its children's (a server that forks workers, as
+ * nginx does, can be measured the same way through a wrapper script that
+ * reads PORT).
  * The server must allow N + a few descriptors (chopin raises its soft limit
  * to the hard one) and keep idle connections longer than the run
  * (idle_timeout: 60 s by default).
@@ -58,16 +61,39 @@ static int dial(void)
     return fd;
 }
 
-static long rss_kib(void)
+static long rss_of(int pid)
 {
     char path[64], line[256];
     long kib = -1;
     FILE *f;
-    snprintf(path, sizeof path, "/proc/%d/status", (int)g_pid);
+    snprintf(path, sizeof path, "/proc/%d/status", pid);
     if (!(f = fopen(path, "r"))) return -1;
     while (fgets(line, sizeof line, f))
         if (strncmp(line, "VmRSS:", 6) == 0) kib = strtol(line + 6, NULL, 10);
     fclose(f);
+    return kib;
+}
+
+/* The RSS of the server and of its child processes (a server that forks
+   workers, such as nginx, for comparison). */
+static long rss_kib(void)
+{
+    long kib = rss_of((int)g_pid);
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        char path[300], buf[512], *p;
+        FILE *f;
+        int ppid = 0;
+        if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        if (!(f = fopen(path, "r"))) continue;
+        buf[fread(buf, 1, sizeof buf - 1, f)] = 0;
+        fclose(f);
+        p = strrchr(buf, ')');
+        if (p && sscanf(p + 2, "%*c %d", &ppid) == 1 && ppid == (int)g_pid) kib += rss_of(atoi(e->d_name));
+    }
+    if (d) closedir(d);
     return kib;
 }
 
