@@ -3917,11 +3917,20 @@ static void chi_begin_shutdown(chi_worker *w)
     while ((c = w->qhead[CHI_Q_LINGER])) chi_close(w, c);
 }
 
-static void chi_on_tick(chi_worker *w)
+/* The tick is handled in two halves around the I/O of its batch: the clock
+   first, so that bytes which came while the worker was late (descheduled,
+   stopped, busy in a handler) count as progress at the current time; the
+   timeouts last, so that a connection whose data is already waiting is
+   served rather than expired. */
+static void chi_tick_clock(chi_worker *w)
 {
     chi_drain_counter(w->tick_fd);
     chi_read_clock(w);
     chi_refresh_date(w);
+}
+
+static void chi_tick_expire(chi_worker *w)
+{
     if (w->log.len) chi_log_flush(w);
     chi_expire_all(w);
     chi_resume_accept(w);
@@ -3998,14 +4007,17 @@ static void *chi_worker_main(void *arg)
     chi_worker *w = (chi_worker *)arg;
     chi_event ev[CHI_MAX_EVENTS];
     while (!w->stopping || (w->nconns > 0 && w->now < w->stop_deadline)) {
-        int n = chi_poll_wait(w->ep, ev, CHI_MAX_EVENTS, -1), i;
+        int n = chi_poll_wait(w->ep, ev, CHI_MAX_EVENTS, -1), i, tick = 0;
         if (n < 0) break;
+        for (i = 0; i < n; i++)
+            if (ev[i].tag == CHI_TAG_TICK) tick = 1;
+        if (tick) chi_tick_clock(w);
         for (i = 0; i < n; i++) {
             uint64_t tag = ev[i].tag;
             if (tag == CHI_TAG_LISTEN) {
                 if (w->accepting) chi_on_accept(w);
             } else if (tag == CHI_TAG_TICK) {
-                chi_on_tick(w);
+                /* after this batch's I/O, below */
             } else if (tag == CHI_TAG_WAKE) {
                 chi_drain_counter(w->wake_fd);
                 chi_begin_shutdown(w);
@@ -4013,6 +4025,7 @@ static void *chi_worker_main(void *arg)
                 chi_on_conn_event(w, (int)tag, ev[i].flags);
             }
         }
+        if (tick) chi_tick_expire(w);
         /* below max_connections again: accept at once, not on the next tick */
         if (!w->accepting) chi_resume_accept(w);
     }
