@@ -50,7 +50,12 @@ warnings: | build
 	  if command -v $(CLANG) >/dev/null; then $(CLANG) $(WARN) -Werror -O3 -c -o /dev/null $$f || exit 1; fi; \
 	  $(CXX) -x c++ -Wall -Wextra -Wpedantic -Werror -O2 -c -o /dev/null $$f || exit 1; \
 	done
-	@echo "warnings: none (gcc, clang, g++)"
+	@$(CC) $(WARN) -Werror -O2 -c -o /dev/null -DCHOPIN_STATIC examples/hello.c
+	@$(CC) $(WARN) -Werror -O2 -c -o /dev/null -DCHOPIN_NO_AUTH -DCHOPIN_NO_ACCESS_LOG -DCHOPIN_NO_TIMING examples/hello.c
+	@$(CC) $(WARN) -Werror -O2 -c -o /dev/null '-DCHOPIN_MALLOC(n)=malloc(n)' '-DCHOPIN_REALLOC(p,n)=realloc(p,n)' \
+	  '-DCHOPIN_FREE(p)=free(p)' '-DCHOPIN_ASSERT(c)=((void)0)' examples/hello.c
+	@! $(CC) $(WARN) -c -o /dev/null '-DCHOPIN_MALLOC(n)=malloc(n)' examples/hello.c 2>/dev/null # all or none
+	@echo "warnings: none (gcc, clang, g++; CHOPIN_STATIC, CHOPIN_NO_*, a user allocator)"
 
 unit: build/unit
 	./build/unit

@@ -120,7 +120,11 @@
 
 #ifndef CHOPIN_API
 #ifdef CHOPIN_STATIC
+#if defined(__GNUC__) || defined(__clang__)
+#define CHOPIN_API static __attribute__((unused)) /* no warning for what you don't call */
+#else
 #define CHOPIN_API static
+#endif
 #else
 #define CHOPIN_API extern
 #endif
@@ -1903,6 +1907,7 @@ static void chi_chunked_init(chi_chunked *ck, size_t body_start)
    needed, or -400 / -413 / -431. */
 static int chi_chunked_decode(chi_chunked *ck, char *buf, size_t len, uint64_t max_body, size_t max_trailer)
 {
+    CHOPIN_ASSERT(ck->dst <= ck->src); /* decoding only ever moves data down */
     while (ck->src < len) {
         unsigned char c = (unsigned char)buf[ck->src];
         switch (ck->state) {
@@ -3107,6 +3112,7 @@ static void chi_q_unlink(chi_worker *w, chi_conn *c)
 
 static void chi_q_append(chi_worker *w, chi_conn *c, int q)
 {
+    CHOPIN_ASSERT(q >= 0 && q < CHI_Q_COUNT && c->queue == CHI_Q_NONE);
     c->queue = q;
     c->last_active = w->now;
     c->next = NULL;
@@ -3492,6 +3498,7 @@ CHOPIN_API void ch_access_log(const ch_req *req, const ch_res *res, void *user)
 
 static void chi_close(chi_worker *w, chi_conn *c)
 {
+    CHOPIN_ASSERT(w->conns[c->fd] == c);
     chi_q_unlink(w, c);
     close(c->fd); /* also removes it from the epoll set */
     w->conns[c->fd] = NULL;
@@ -3657,6 +3664,7 @@ static void chi_flush(chi_worker *w, chi_conn *c)
                     return;
                 }
                 sent = r < 0 ? 0 : (size_t)r;
+            CHOPIN_ASSERT(sent <= w->out.len);
                 if (c->out.len) { /* all of the earlier output had gone */
                     c->out.len = 0;
                     c->out_off = 0;
