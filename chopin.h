@@ -1797,10 +1797,18 @@ static long chi_parse_head(const char *buf, size_t len, const chi_limits *lim, c
         if (p == end) return chi_need_more(len, lim);
         if (*p != ':' || p == name) return -400; /* includes space before ':' */
         nlen = (size_t)(p - name);
+        id = chi_header_id(name, nlen);
         p++;
         while (p < end && (*p == ' ' || *p == '\t')) p++;
         value = p;
-        p = chi_skip_value(p, end);
+        /* a Host value is checked as it is scanned: only host bytes, then
+           optional whitespace, may come before the CR */
+        if (id == CH_H_HOST) {
+            p = chi_skip_class(p, end, CHI_HOST);
+            while (p < end && (*p == ' ' || *p == '\t')) p++;
+        } else {
+            p = chi_skip_value(p, end);
+        }
         if (p == end) return chi_need_more(len, lim);
         /* CR must end the line: a bare CR, a lone LF, NUL or any other
            control byte in a value is refused */
@@ -1816,15 +1824,13 @@ static long chi_parse_head(const char *buf, size_t len, const chi_limits *lim, c
         req->headers[req->header_count].name = chi_str(name, nlen);
         req->headers[req->header_count].value = chi_str(value, vlen);
         req->header_count++;
-        id = chi_header_id(name, nlen);
         if (id < 0) continue;
         if (!req->common[id]) req->common[id] = (unsigned char)req->header_count;
 
         /* the few fields that decide framing and the connection's fate */
         switch (id) {
         case CH_H_HOST:
-            host_count++;
-            if (chi_skip_class(value, value + vlen, CHI_HOST) != value + vlen) return -400;
+            host_count++; /* its bytes were checked above */
             break;
         case CH_H_EXPECT:
             if (vlen == 12 && chi_ieq(value, "100-continue", 12))
