@@ -1681,7 +1681,8 @@ static int chi_split_target(ch_req *req, const char *q)
     return 0;
 }
 
-/* Used when the bytes ran out: too much without a complete head is 431. */
+/* Used when the bytes (or the max_header window) ran out: a head that does
+   not fit in the window is 431. */
 static long chi_need_more(size_t len, const chi_limits *lim)
 {
     return len > lim->max_header ? -431 : 0;
@@ -1710,7 +1711,10 @@ static int chi_parse_version(const char *p, const char *end, int *minor)
 
 static long chi_parse_head(const char *buf, size_t len, const chi_limits *lim, ch_req *req, chi_head *h)
 {
-    const char *p = buf, *end = buf + len, *s, *q = NULL;
+    /* Only the first max_header bytes are looked at: a head must fit in
+       them, final CRLF included. So the answer never depends on how the
+       bytes were split: a prefix gives "need more", or the same answer. */
+    const char *p = buf, *end = buf + (len > lim->max_header ? lim->max_header : len), *s, *q = NULL;
     int host_count = 0, cl_seen = 0, te_seen = 0, r, id;
     uint64_t cl = 0;
     chi_conn_tokens conn = {0, 0};
@@ -1782,7 +1786,6 @@ static long chi_parse_head(const char *buf, size_t len, const chi_limits *lim, c
     for (;;) {
         const char *name, *value, *vend;
         size_t nlen, vlen;
-        if ((size_t)(p - buf) > lim->max_header) return -431;
         if (p == end) return chi_need_more(len, lim);
         if (*p == '\r') {
             if (p + 1 == end) return chi_need_more(len, lim);
