@@ -15,7 +15,7 @@
      framed by its Content-Length;
    - ASan/UBSan see no fault in the server's buffers.
 
-   FUZZ_STRICT_ERROR_CODES (off): the parser checks max_header_size only at
+   FUZZ_STRICT_ERROR_CODES (on since ff5a4a5 fixed it; -DFUZZ_STRICT_ERROR_CODES=0 for an older chopin.h): the parser checks max_header_size only at
    the start of each field line, so a head that outgrows it in a field line
    that is also wrong gets 431 when the server has read only part of it but
    400 (or 413, 417) when it reads it whole, and a head of max_header_size
@@ -36,7 +36,7 @@
 #include <sys/socket.h>
 
 #ifndef FUZZ_STRICT_ERROR_CODES
-#define FUZZ_STRICT_ERROR_CODES 0
+#define FUZZ_STRICT_ERROR_CODES 1
 #endif
 
 static ch_app *g_app;
