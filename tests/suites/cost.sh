@@ -1,0 +1,4 @@
+# Sourced by tests/run.sh: the deterministic cost budget (bench/cost.sh).
+# Instructions (callgrind) and syscalls (strace) per request against
+# bench/budget.txt; a figure more than 10% over its budget fails.
+suite "cost budget (callgrind, strace)" bash bench/cost.sh --check
