@@ -852,7 +852,10 @@ static void chi_json_sep_for(ch_json *j, int is_key)
         j->after_key = 0;
         return;
     }
-    if (j->depth == 0) return;
+    if (j->depth == 0) {
+        if (j->len) j->failed = 1; /* a second top-level value */
+        return;
+    }
     if (!is_key && !chi_json_in_array(j)) j->failed = 1;
     bit = (uint64_t)1 << (j->depth - 1);
     if (j->fresh & bit)
@@ -1198,8 +1201,10 @@ static int chi_jp_container(chi_jp *p, int is_object)
         for (;;) {
             if (is_object) {
                 chi_jp_ws(p);
+                int key;
                 if (p->pos >= p->len || p->s[p->pos] != '"') return chi_jp_fail(p, "expected a key");
-                if (chi_jp_string(p) < 0) return -1;
+                if ((key = chi_jp_string(p)) < 0) return -1;
+                p->doc->tok[key].next = (uint32_t)key + 1; /* its value follows */
                 chi_jp_ws(p);
                 if (p->pos >= p->len || p->s[p->pos] != ':') return chi_jp_fail(p, "expected ':'");
                 p->pos++;
@@ -1338,10 +1343,14 @@ CHOPIN_API long ch_json_get_str(const ch_jdoc *d, int t, char *out, size_t cap)
             default: enc[0] = e; break; /* " \ / */
             }
         }
-        if (n + k >= cap) return CH_TOO_LONG;
+        if (n + k >= cap) {
+            if (cap) out[n] = 0;
+            return CH_TOO_LONG;
+        }
         memcpy(out + n, enc, k);
         n += k;
     }
+    if (!cap) return CH_TOO_LONG; /* no room even for the terminator */
     out[n] = 0;
     return (long)n;
 }
@@ -2618,24 +2627,30 @@ CHOPIN_API ch_str ch_req_header(const ch_req *req, const char *name)
 CHOPIN_API long ch_url_decode(const char *in, size_t len, char *out, size_t cap, int plus_is_space)
 {
     size_t i, n = 0;
+    long rc = 0;
     for (i = 0; i < len; i++) {
         char c = in[i];
         if (c == '%') {
             int hi, lo;
-            if (i + 2 >= len) return CH_BAD;
+            rc = CH_BAD;
+            if (i + 2 >= len) break;
             hi = chi_hexval((unsigned char)in[i + 1]);
             lo = chi_hexval((unsigned char)in[i + 2]);
-            if (hi < 0 || lo < 0) return CH_BAD;
+            if (hi < 0 || lo < 0) break;
             c = (char)(hi * 16 + lo);
+            rc = 0;
             i += 2;
         } else if (c == '+' && plus_is_space) {
             c = ' ';
         }
-        if (n + 1 >= cap) return CH_TOO_LONG;
+        if (n + 1 >= cap) {
+            rc = CH_TOO_LONG;
+            break;
+        }
         out[n++] = c;
     }
-    if (cap) out[n] = 0;
-    return (long)n;
+    if (cap) out[n] = 0; /* terminated even when the value is refused */
+    return rc ? rc : (long)n;
 }
 
 CHOPIN_API int ch_form_next(ch_str *rest, ch_str *key, ch_str *value)

@@ -474,6 +474,10 @@ static void test_json_structure(void)
     ch_json_array_begin(&j);
     ch_json_object_end(&j); /* the wrong closer */
     CHECK(j.failed);
+    ch_json_reset(&j);
+    ch_json_int(&j, 1);
+    ch_json_str(&j, "x"); /* a second top-level value */
+    CHECK(j.failed);
     ch_json_free(&j);
 }
 
@@ -755,7 +759,10 @@ static void test_url_decode(void)
     CHECK(ch_url_decode("%4", 2, out, sizeof out, 0) == CH_BAD);
     CHECK(ch_url_decode("%zz", 3, out, sizeof out, 0) == CH_BAD);
     CHECK(ch_url_decode("ab%4g", 5, out, sizeof out, 0) == CH_BAD);
-    CHECK(ch_url_decode("0123456789abcdef", 16, out, sizeof out, 0) == CH_TOO_LONG);
+    CHECK(ch_url_decode("0123456789abcdef", 16, out, sizeof out, 0) == CH_TOO_LONG && strlen(out) == 15);
+    memset(out, 'X', sizeof out);
+    CHECK(ch_url_decode("ab%zz", 5, out, sizeof out, 0) == CH_BAD && strlen(out) < sizeof out);
+    CHECK(ch_url_decode("abc", 3, out, 0, 0) == CH_TOO_LONG);
     CHECK(ch_url_decode("", 0, out, sizeof out, 0) == 0 && out[0] == 0);
 }
 
@@ -828,6 +835,8 @@ static void test_json_reader_valid(void)
     CHECK(ch_json_path(&d, 0, "a.9") == -1 && ch_json_path(&d, 0, "a.x") == -1);
     CHECK(ch_json_get_str(&d, ch_json_path(&d, 0, "a.5.b"), out, 4) == CH_TOO_LONG);
     CHECK(ch_json_get_str(&d, ch_json_find(&d, 0, "n"), out, sizeof out) == CH_BAD);
+    CHECK(ch_json_get_str(&d, ch_json_find(&d, 0, "s"), out, 0) == CH_TOO_LONG); /* cap 0: nothing written */
+    CHECK(tok[1].next == 2); /* a key's next is its value */
     CHECK(ch_json_parse(&d, "0", 1, tok, 1, 0) == 1 && ch_json_type(&d, 0) == CH_JSON_NUMBER);
     CHECK(ch_json_parse(&d, "[]", 2, tok, 1, 0) == 1 && tok[0].count == 0);
 }
