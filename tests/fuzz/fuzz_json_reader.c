@@ -8,21 +8,21 @@
      for every token; chopin's policies, shared by the reference: UTF-8 is
      checked, lone surrogate escapes are refused);
    - on success the tokens are consistent: each lies in the source, `next`
-     skips exactly the value's subtree, `count` is the number of children,
+     skips exactly the value's subtree (a key's is the index after it), `count` is the number of children,
      keys are strings; every string unescapes (ch_json_get_str) to what the
      reference decodes; numbers read back (get_int agrees with strtoll when
      it succeeds); find / at / path never step outside the tokens;
    - with too few tokens it fails cleanly, never writes past them.
 
-   FUZZ_GET_STR_CAP0 (off): ch_json_get_str(doc, t, out, 0) on an empty
-   string writes out[0] (reported to the lead; see tests/fuzz/README.md).
-   Build with -DFUZZ_GET_STR_CAP0=1 once that is fixed. */
+   FUZZ_GET_STR_CAP0 (on since 136cccb fixed it; -DFUZZ_GET_STR_CAP0=0 for
+   an older chopin.h): ch_json_get_str(doc, t, out, 0) on an empty string
+   wrote out[0]. */
 #include "fuzz_common.h"
 
 #include <errno.h>
 
 #ifndef FUZZ_GET_STR_CAP0
-#define FUZZ_GET_STR_CAP0 0
+#define FUZZ_GET_STR_CAP0 1
 #endif
 
 static const char *g_src;
@@ -44,9 +44,7 @@ static uint32_t walk(const ch_jdoc *d, uint32_t t, int depth)
         for (i = 0; i < k->count; i++) {
             if (k->type == CH_JSON_OBJECT) {
                 FUZZ_CHECK(d->tok[c].type == CH_JSON_STRING);
-                /* a key's `next` is left 0 (keys are read apart from values); only
-                   values promise it, so either is accepted */
-                FUZZ_CHECK(d->tok[c].next == c + 1 || d->tok[c].next == 0);
+                FUZZ_CHECK(d->tok[c].next == c + 1); /* 0 before 136cccb */
                 c++;
                 FUZZ_CHECK(ch_json_find(d, (int)t, "") >= -1);
             }

@@ -17,14 +17,12 @@
      body is split, and its decoded body equals the chunk data. */
 #include "fuzz_common.h"
 
-/* FUZZ_STRICT_ERROR_CODES (on since ff5a4a5 fixed it; -DFUZZ_STRICT_ERROR_CODES=0 for an older chopin.h): max_header_size is checked only at the
-   start of each field line, so (a) a head that outgrows it in a field line
-   that is also wrong (a bad byte: 400, a Content-Length over the limit: 413,
-   an unknown Expect: 417) parses as -431 at a prefix but as the other error
-   whole, and (b) a head of max_header_size + 1 or + 2 bytes (its empty last
-   line starting at the limit) is accepted whole but -431 at a prefix
-   (reported to the lead, see tests/fuzz/README.md). Build with -DFUZZ_STRICT_ERROR_CODES=1
-   to require the prefix result to equal the whole one there too. */
+/* FUZZ_STRICT_ERROR_CODES (on; -DFUZZ_STRICT_ERROR_CODES=0 for a chopin.h
+   older than ff5a4a5): before ff5a4a5 max_header_size was checked only at
+   the start of each field line, so (a) a head that outgrew it in a field
+   line that was also wrong (400, 413, 417) parsed as -431 at a prefix but
+   as the other error whole, and (b) a head of max_header_size + 1 or + 2
+   bytes was accepted whole but -431 at a prefix (tests/fuzz/README.md). */
 #ifndef FUZZ_STRICT_ERROR_CODES
 #define FUZZ_STRICT_ERROR_CODES 1
 #endif

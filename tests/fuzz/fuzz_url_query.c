@@ -15,14 +15,13 @@
    - ch_req_query returns the value of the first key that decodes to the
      name, decoded like ch_url_decode, or CH_ABSENT.
 
-   FUZZ_EXPECT_NUL_ON_ERROR (off): the documentation says out always gets a
-   NUL terminator when cap > 0, but on CH_TOO_LONG and CH_BAD it does not
-   (reported to the lead; see tests/fuzz/README.md). Build with
-   -DFUZZ_EXPECT_NUL_ON_ERROR=1 once that is fixed. */
+   - out always gets a NUL terminator when cap > 0, on CH_TOO_LONG and
+     CH_BAD too (FUZZ_EXPECT_NUL_ON_ERROR: a finding fixed in 136cccb; on by
+     default, -DFUZZ_EXPECT_NUL_ON_ERROR=0 for an older chopin.h). */
 #include "fuzz_common.h"
 
 #ifndef FUZZ_EXPECT_NUL_ON_ERROR
-#define FUZZ_EXPECT_NUL_ON_ERROR 0
+#define FUZZ_EXPECT_NUL_ON_ERROR 1
 #endif
 
 /* The reference decoding; returns -2 (bad) or the length. out: len bytes. */
