@@ -78,7 +78,10 @@
        max_body_size      8 MiB   request body; over it: 413
        max_connections   10000    per worker; at the limit accept pauses
        idle_timeout         60 s  keep-alive connection with no request
-       request_timeout      30 s  a request or response that makes no progress
+       header_timeout       20 s  a request head must be whole this long after
+                                  its first byte (slowloris)
+       body_timeout         30 s  a request body that makes no progress: 408
+       write_timeout        30 s  a client that takes none of our answer
        shutdown_timeout     10 s  grace period for in-flight requests
 
    READING THIS FILE
@@ -178,8 +181,10 @@ typedef struct ch_config {
     size_t max_target_size;  /* 0: 8 KiB */
     size_t max_body_size;    /* 0: 8 MiB */
     int max_connections;     /* 0: 10000 per worker */
-    int idle_timeout;        /* seconds; 0: 60 */
-    int request_timeout;     /* seconds; 0: 30 */
+    int idle_timeout;        /* seconds; 0: 60 (keep-alive, no request yet) */
+    int header_timeout;      /* seconds; 0: 20 (a head, from its first byte) */
+    int body_timeout;        /* seconds; 0: 30 (a body that makes no progress) */
+    int write_timeout;       /* seconds; 0: 30 (an answer the client won't take) */
     int shutdown_timeout;    /* seconds; 0: 10 */
     int backlog;             /* 0: 4096 (the kernel caps it at somaxconn) */
     int ignore_env;          /* non-zero: do not read the environment */
@@ -518,7 +523,9 @@ CHOPIN_API int ch_json_get_bool(const ch_jdoc *doc, int t, int *out);
 #define CHI_DEFAULT_MAX_BODY (8 * 1024 * 1024)
 #define CHI_DEFAULT_MAX_CONNS 10000
 #define CHI_DEFAULT_IDLE_TIMEOUT 60
-#define CHI_DEFAULT_REQUEST_TIMEOUT 30
+#define CHI_DEFAULT_HEADER_TIMEOUT 20
+#define CHI_DEFAULT_BODY_TIMEOUT 30
+#define CHI_DEFAULT_WRITE_TIMEOUT 30
 #define CHI_DEFAULT_SHUTDOWN_TIMEOUT 10
 #define CHI_DEFAULT_BACKLOG 4096
 #define CHI_LINGER_TIMEOUT 5          /* seconds a closing socket is drained */
@@ -3024,7 +3031,17 @@ static void chi_wake(int fd)
    connections keep no buffers: input is read into the worker's scratch
    buffer and only the bytes of an unfinished request are copied aside. */
 
-enum { CHI_Q_IDLE, CHI_Q_ACTIVE, CHI_Q_LINGER, CHI_Q_COUNT, CHI_Q_NONE = CHI_Q_COUNT };
+/* The timeout queues: what a connection is waiting for decides its queue,
+   and each queue has its own timeout. */
+enum {
+    CHI_Q_IDLE,   /* a new request (idle_timeout) */
+    CHI_Q_HEAD,   /* the rest of a request head (header_timeout) */
+    CHI_Q_BODY,   /* more of a request body (body_timeout) */
+    CHI_Q_WRITE,  /* the client to take our answer (write_timeout) */
+    CHI_Q_LINGER, /* the client to close after our last answer */
+    CHI_Q_COUNT,
+    CHI_Q_NONE = CHI_Q_COUNT
+};
 
 enum {
     CHI_F_CLOSING = 1,       /* close once the output is written */
@@ -3661,7 +3678,7 @@ static int chi_keep_rest(chi_conn *c, const char *buf, size_t len, size_t used, 
     }
     if (from_scratch) {
         c->in.len = 0;
-        if (chi_buf_reserve(&c->in, rest > c->want ? rest : c->want) < 0) return -1;
+        if (chi_buf_reserve(&c->in, rest) < 0) return -1;
         memcpy(c->in.ptr, buf + used, rest);
     } else if (used) {
         memmove(c->in.ptr, c->in.ptr + used, rest);
@@ -3732,9 +3749,9 @@ static void chi_on_readable(chi_worker *w, chi_conn *c)
     if (from_scratch) {
         n = chi_recv(c->fd, w->scratch, CHOPIN_READ_SIZE);
     } else {
-        size_t need = c->want > c->in.len ? c->want - c->in.len : 0;
-        if (need < 4096) need = 4096;
-        if (c->in.cap - c->in.len < 4096 && chi_buf_reserve(&c->in, need) < 0) {
+        /* the buffer grows (doubling) as a body arrives: a declared
+           Content-Length reserves nothing the client has not sent */
+        if (c->in.cap - c->in.len < 4096 && chi_buf_reserve(&c->in, c->in.cap ? c->in.cap : 4096) < 0) {
             chi_close(w, c);
             return;
         }
@@ -3752,7 +3769,7 @@ static void chi_on_readable(chi_worker *w, chi_conn *c)
         chi_after_io(w, c);
         return;
     }
-    /* a request head must be whole within request_timeout of its first
+    /* a request head must be whole within header_timeout of its first
        byte: bytes dribbled into an unfinished head are not progress, so a
        slowloris client is cut off; body bytes are progress */
     if (from_scratch || c->want || c->chunk_active) chi_touch(w, c);
@@ -3814,7 +3831,14 @@ static void chi_after_io(chi_worker *w, chi_conn *c)
         }
         c->events = ev;
     }
-    q = (c->flags & CHI_F_LINGER) ? CHI_Q_LINGER : (chi_pending(c) || c->in.len) ? CHI_Q_ACTIVE : CHI_Q_IDLE;
+    if (c->flags & CHI_F_LINGER)
+        q = CHI_Q_LINGER;
+    else if (chi_pending(c))
+        q = CHI_Q_WRITE;
+    else if (c->in.len)
+        q = (c->want || c->chunk_active) ? CHI_Q_BODY : CHI_Q_HEAD;
+    else
+        q = CHI_Q_IDLE;
     if (q == CHI_Q_IDLE && w->stopping) {
         chi_close(w, c);
         return;
@@ -3825,12 +3849,12 @@ static void chi_after_io(chi_worker *w, chi_conn *c)
 /* A timeout: a stalled request gets 408; anything else just closes. */
 static void chi_expire(chi_worker *w, chi_conn *c)
 {
-    if (c->queue == CHI_Q_ACTIVE && chi_pending(c) == 0 && c->in.len) {
+    if ((c->queue == CHI_Q_HEAD || c->queue == CHI_Q_BODY) && chi_pending(c) == 0) {
         chi_write_error(w, 408, "", 0, 1, 0, 1);
         c->flags |= CHI_F_CLOSING | CHI_F_LINGER_AFTER;
         chi_buf_free(&c->in);
         chi_flush(w, c);
-        if (w->conns[c->fd] == c && c->queue == CHI_Q_ACTIVE) chi_close(w, c); /* could not even send */
+        if (w->conns[c->fd] == c && c->queue != CHI_Q_LINGER) chi_close(w, c); /* could not even send */
         return;
     }
     chi_close(w, c);
@@ -4019,7 +4043,9 @@ static int chi_worker_init(chi_worker *w, ch_app *app, int id, int listen_fd, in
     w->tick_fd = w->wake_fd = -1;
     w->res.w = w;
     w->timeouts[CHI_Q_IDLE] = app->cfg.idle_timeout;
-    w->timeouts[CHI_Q_ACTIVE] = app->cfg.request_timeout;
+    w->timeouts[CHI_Q_HEAD] = app->cfg.header_timeout;
+    w->timeouts[CHI_Q_BODY] = app->cfg.body_timeout;
+    w->timeouts[CHI_Q_WRITE] = app->cfg.write_timeout;
     w->timeouts[CHI_Q_LINGER] = CHI_LINGER_TIMEOUT;
     memcpy(w->common, CHI_SERVER_LINE "Date: ", CHI_DATE_AT);
     memcpy(w->common + CHI_DATE_AT + CHI_DATE_LEN, "\r\n", 2);
@@ -4161,7 +4187,9 @@ static int chi_resolve_config(ch_app *app, const ch_config *in)
     c.max_body_size = chi_defz(c.max_body_size, CHI_DEFAULT_MAX_BODY);
     c.max_connections = chi_def(c.max_connections, CHI_DEFAULT_MAX_CONNS);
     c.idle_timeout = chi_def(c.idle_timeout, CHI_DEFAULT_IDLE_TIMEOUT);
-    c.request_timeout = chi_def(c.request_timeout, CHI_DEFAULT_REQUEST_TIMEOUT);
+    c.header_timeout = chi_def(c.header_timeout, CHI_DEFAULT_HEADER_TIMEOUT);
+    c.body_timeout = chi_def(c.body_timeout, CHI_DEFAULT_BODY_TIMEOUT);
+    c.write_timeout = chi_def(c.write_timeout, CHI_DEFAULT_WRITE_TIMEOUT);
     c.shutdown_timeout = chi_def(c.shutdown_timeout, CHI_DEFAULT_SHUTDOWN_TIMEOUT);
     c.backlog = chi_def(c.backlog, CHI_DEFAULT_BACKLOG);
     app->cfg = c;
