@@ -20,6 +20,7 @@
 # latest.tsv (every run). Environment:
 #   DURATION=5 ROUNDS=3 CONNS=64 SERVERS="chopin nginx h2o node"
 #   MODES="pinned shared" SYS_DURATION=3 HYPERFINE=1 RESULTS=bench/results
+#   BENCH_REF=<commit>: measure that commit's chopin.h, not the working tree
 #   FOREIGN_MAX=10 ATTEMPTS=3 QUIET_WAIT=30 PATIENCE=1200: before each run the
 #   script waits (up to QUIET_WAIT s) until other processes (and the
 #   hypervisor's steal time) use less than FOREIGN_MAX% of a CPU; a run during
@@ -83,6 +84,24 @@ else
 fi
 
 tmp=$(mktemp -d)
+# The run uses copies of the binaries, so that a rebuild of build/ by anyone
+# during the run changes nothing, and records what they were built from.
+# BENCH_REF=<commit> measures that commit's chopin.h and example app (built
+# with the Makefile's release flags) instead of the working tree.
+if [ -n "${BENCH_REF:-}" ]; then
+  mkdir -p "$tmp/src/examples"
+  git show "$BENCH_REF:chopin.h" >"$tmp/src/chopin.h" && git show "$BENCH_REF:examples/bench.c" >"$tmp/src/examples/bench.c" &&
+    make -s -C "$tmp/src" -f "$PWD/Makefile" build/bench || { say "cannot build $BENCH_REF"; exit 1; }
+  cp "$tmp/src/build/bench" "$tmp/chopin-bench"
+  built_from="chopin.h $(git log -1 --format='%h (%cs)' "$BENCH_REF")"
+  src=$tmp/src/chopin.h
+else
+  cp build/bench "$tmp/chopin-bench"
+  built_from="chopin.h $(git log -1 --format='%h (%cs)' 2>/dev/null)$(git diff --quiet HEAD -- chopin.h examples/bench.c 2>/dev/null || echo ' + uncommitted changes')"
+  src=chopin.h
+fi
+cp build/client "$tmp/client" || exit 1
+built_from="$built_from (sha256 of chopin.h $(sha256sum "$src" | cut -c1-12)), built with $(${CC:-cc} --version | head -n 1)"
 roots=()
 cleanup() {
   local p
@@ -169,7 +188,7 @@ start_server() { # name workers pin(0/1)
   [ "$3" = 1 ] && pin=(taskset -c "$SERVER_CPU")
   case $name in
     chopin)
-      PORT=$port HOST=127.0.0.1 CHOPIN_WORKERS=$workers SERVER_MODE=performance "${pin[@]}" ./build/bench \
+      PORT=$port HOST=127.0.0.1 CHOPIN_WORKERS=$workers SERVER_MODE=performance "${pin[@]}" "$tmp/chopin-bench" \
         >"$tmp/chopin.log" 2>&1 &
       ;;
     nginx)
@@ -223,10 +242,11 @@ to_us() {
 }
 
 # One wrk run against a server; prints
-#   req/s  requests  cpu-us/request  p50-us  p99-us  errors  foreign
+#   req/s  requests  cpu-us/request  p50-us  p99-us  errors  foreign  wrk-cpu
 # foreign: CPU time that neither the server nor wrk used during the run
 # (user + system of the whole machine, /proc/stat), in % of one CPU: another
-# process competing with the benchmark.
+# process competing with the benchmark. wrk-cpu: wrk's own CPU time in % of
+# one CPU (near 100 per wrk thread: the load generator is the bottleneck).
 run_wrk() { # name path depth seconds mode
   local name=$1 path=$2 depth=$3 secs=$4 mode=$5 port out c0 c1 m0 m1 wrk_s req rps p50 p99 err
   local args=(-c"$CONNS" -d"${secs}s" --latency) client=()
@@ -248,19 +268,19 @@ run_wrk() { # name path depth seconds mode
   p99=$(to_us "$(echo "$out" | awk '$1 == "99%" {print $2}')")
   # wrk's percentiles break down on very fast pipelined runs (75% and up
   # print 0.00us): such a distribution is not reported
-  [ "$p99" -lt "$p50" ] && p50=-1 && p99=-1
+  if [ "$p99" -lt "$p50" ] || [ "$p50" -le 0 ]; then p50=-1; p99=-1; fi
   err=$(echo "$out" | awk '/Non-2xx/ {e += $NF} /Socket errors/ {gsub(/,/, ""); e += $4 + $6 + $8 + $10} END {print e + 0}')
   if [ -z "$req" ] || [ -z "$rps" ] || [ "$req" = 0 ]; then
     say "wrk failed against $name $path:"
     echo "$out" >&2
-    echo "0 0 0 0 0 1 0"
+    echo "0 0 0 0 0 1 0 0"
     return
   fi
   [ "$err" -gt 0 ] && say "$name $path depth $depth: $err errors"
   awk -v rps="$rps" -v req="$req" -v c0="$c0" -v c1="$c1" -v hz="$HZ" -v p50="$p50" -v p99="$p99" -v err="$err" \
     -v m0="$m0" -v m1="$m1" -v wrk="$wrk_s" -v secs="$secs" 'BEGIN {
       f = ((m1 - m0) - (c1 - c0)) / hz - wrk; if (f < 0) f = 0
-      printf "%.0f %d %.3f %d %d %d %.0f\n", rps, req, (c1 - c0) * 1e6 / hz / req, p50, p99, err, 100 * f / secs }'
+      printf "%.0f %d %.3f %d %d %d %.0f %.0f\n", rps, req, (c1 - c0) * 1e6 / hz / req, p50, p99, err, 100 * f / secs, 100 * wrk / secs }'
 }
 
 # Syscalls per request: perf counts the sys_enter tracepoint in the kernel
@@ -281,7 +301,7 @@ shape_of() { [ "$1" = 1 ] && echo keep-alive || echo "pipelined-$1"; }
 
 # ---------------------------------------------------------------- the run
 mkdir -p "$RESULTS"
-runs=$tmp/runs.tsv     # mode route shape round server rps requests cpu p50 p99 errors foreign% attempts
+runs=$tmp/runs.tsv     # mode route shape round server rps requests cpu p50 p99 errors foreign% wrk-cpu% attempts
 sys=$tmp/sys.tsv       # mode route shape server syscalls/request
 notes=$tmp/notes.txt
 : >"$runs"
@@ -345,7 +365,7 @@ for mode in $MODES; do
     # 200,000 requests over 64 keep-alive connections, as one timed command
     hf_cmds=()
     for s in "${servers[@]}"; do
-      hf_cmds+=(-n "$s" "taskset -c $CLIENT_CPU build/client -p $(port_of "$s") -P /plaintext -n 200000 -c 64 -q")
+      hf_cmds+=(-n "$s" "taskset -c $CLIENT_CPU $tmp/client -p $(port_of "$s") -P /plaintext -n 200000 -c 64 -q")
     done
     [ "$patience" -gt 0 ] && patience=$((patience - $(wait_quiet "$patience")))
     for s in "${servers[@]}"; do echo "$s $(cpu_ticks ${PIDS[$s]})" >>"$tmp/hf.cpu0"; done
@@ -369,7 +389,7 @@ fi
 
 # ---------------------------------------------------------------- report
 cp "$runs" "$RESULTS/latest.tsv"
-# medians: mode route shape server rps cpu p50 p99 errors syscalls clean-rounds rounds
+# medians: mode route shape server rps cpu p50 p99 errors syscalls clean-rounds rounds wrk-cpu
 summary=$tmp/summary.tsv
 awk -F'\t' -v OFS='\t' -v max="$FOREIGN_MAX" '
   function median(list,   v, n, i, j, t) {
@@ -387,7 +407,7 @@ awk -F'\t' -v OFS='\t' -v max="$FOREIGN_MAX" '
     k = $1 FS $2 FS $3 FS $5
     if (!(k in all)) order[++n] = k
     all[k]++
-    row = " " $6 "|" $8 "|" $9 "|" $10
+    row = " " $6 "|" $8 "|" $9 "|" $10 "|" $13
     if ($12 <= max) { clean[k] = clean[k] row; nc[k]++ } else dirty[k] = dirty[k] row
     err[k] += $11
   }
@@ -401,7 +421,7 @@ awk -F'\t' -v OFS='\t' -v max="$FOREIGN_MAX" '
       k = order[i]
       use = nc[k] ? clean[k] : dirty[k]   # undisturbed rounds when there are any
       print k, median(pick(use, 1)), median(pick(use, 2)), valid(pick(use, 3)), valid(pick(use, 4)), err[k], \
-            (k in sys) ? sys[k] : "-", nc[k] + 0, all[k]
+            (k in sys) ? sys[k] : "-", nc[k] + 0, all[k], median(pick(use, 5))
     }
   }' "$sys" "$runs" >"$summary"
 
@@ -410,7 +430,7 @@ md=$RESULTS/latest.md
 cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
 machine="$(nproc) CPUs ($cpu_model), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) RAM, Linux $(uname -r)"
 versions() {
-  echo "chopin.h $(git log -1 --format='%h (%cs)' 2>/dev/null)$(git diff --quiet HEAD -- chopin.h 2>/dev/null || echo ' + uncommitted changes'), built with $(${CC:-cc} --version | head -n 1)"
+  echo "$built_from"
   command -v nginx >/dev/null && echo "$(nginx -v 2>&1 | sed 's/^nginx version: //')"
   command -v h2o >/dev/null && echo "h2o $(h2o --version | head -n 1 | awk '{print $3}')"
   command -v node >/dev/null && echo "Node.js $(node --version)"
@@ -435,10 +455,11 @@ hf_rows() { [ -s "$1" ] && tail -n +2 "$1" | awk -F, '{printf "%s\t%s\t%s\n", $1
   echo "wrk's percentile table came out broken (it prints 0.00us from 75% up on the fastest pipelined runs)."
   echo "Quiet rounds: rounds during which other processes used at most ${FOREIGN_MAX}% of a CPU; the medians"
   echo "are taken over those when there are any (each run waits up to ${QUIET_WAIT} s for quiet and is repeated"
-  echo "up to ${ATTEMPTS} times while disturbed)."
+  echo "up to ${ATTEMPTS} times while disturbed). wrk CPU: wrk's own CPU time in % of one CPU; near 100%"
+  echo "with one wrk thread (pinned), the load generator, not the server, sets the req/s."
   echo
-  echo "| server | route | shape | mode | req/s | CPU µs/request | p50 | p99 | syscalls/request | req/s vs nginx | CPU vs nginx | quiet rounds |"
-  echo "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| server | route | shape | mode | req/s | CPU µs/request | p50 | p99 | syscalls/request | req/s vs nginx | CPU vs nginx | wrk CPU | quiet rounds |"
+  echo "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   awk -F'\t' '
     function commas(x,   s, r) { s = sprintf("%.0f", x); r = ""; while (length(s) > 3) { r = "," substr(s, length(s) - 2) r; s = substr(s, 1, length(s) - 3) }; return s r }
     function lat(us) { return us < 0 ? "n/a" : us >= 1000 ? sprintf("%.2f ms", us / 1000) : sprintf("%d µs", us) }
@@ -449,8 +470,8 @@ hf_rows() { [ -s "$1" ] && tail -n +2 "$1" | awk -F, '{printf "%s\t%s\t%s\n", $1
         rr = (k in nr) && nr[k] > 0 ? sprintf("%.2f×", f[5] / nr[k]) : "-"
         cr = (k in nc) && nc[k] > 0 ? sprintf("%.2f×", f[6] / nc[k]) : "-"
         name = f[4] == "chopin" ? "**chopin.h**" : f[4]
-        printf "| %s | %s | %s | %s | %s%s | %.2f | %s | %s | %s | %s | %s | %d/%d |\n", name, f[2], f[3], f[1],
-               commas(f[5]), (f[9] > 0 ? " (" f[9] " errors)" : ""), f[6], lat(f[7]), lat(f[8]), f[10], rr, cr, f[11], f[12]
+        printf "| %s | %s | %s | %s | %s%s | %.2f | %s | %s | %s | %s | %s | %d%% | %d/%d |\n", name, f[2], f[3], f[1],
+               commas(f[5]), (f[9] > 0 ? " (" f[9] " errors)" : ""), f[6], lat(f[7]), lat(f[8]), f[10], rr, cr, f[13], f[11], f[12]
       }
     }' "$summary"
   echo
@@ -500,7 +521,7 @@ hf_rows() { [ -s "$1" ] && tail -n +2 "$1" | awk -F, '{printf "%s\t%s\t%s\n", $1
   echo "## Conditions"
   echo
   sed 's/^/- /' "$notes"
-  awk -F'\t' -v max="$FOREIGN_MAX" '{ n++; f += $12; if ($13 > 1) again++; if ($12 > max) still++ }
+  awk -F'\t' -v max="$FOREIGN_MAX" '{ n++; f += $12; if ($14 > 1) again++; if ($12 > max) still++ }
     END { if (n) printf "- other processes used %.0f%% of a CPU on average during the %d measured runs; %d runs were repeated because others used more than %d%%, %d stayed over it after %s attempts\n", f / n, n, again, max, still, "'"$ATTEMPTS"'" }' "$runs"
   echo "- waiting for quiet and repeating cost $((PATIENCE - patience)) s of the ${PATIENCE} s allowed"
   versions | sed 's/^/- /'
