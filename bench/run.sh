@@ -116,7 +116,8 @@ trap 'exit 130' INT TERM
 # ---------------------------------------------------------------- /proc
 # A process and all its descendants (nginx's workers, Node's cluster).
 tree() {
-  cat /proc/[0-9]*/stat 2>/dev/null | awk -v root="$1" '
+  # (processes that exit meanwhile make cat fail: that is no error here)
+  { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v root="$1" '
     { s = $0; sub(/.*\) /, "", s); split(s, a, " "); parent[$1] = a[2] }
     END {
       t[root] = 1
@@ -129,7 +130,7 @@ tree() {
 # process's line sums all its threads).
 cpu_ticks() {
   local p
-  for p in "$@"; do cat "/proc/$p/stat" 2>/dev/null; done |
+  for p in "$@"; do cat "/proc/$p/stat" 2>/dev/null || true; done |
     awk '{ s = $0; sub(/.*\) /, "", s); split(s, a, " "); t += a[12] + a[13] } END { print t + 0 }'
 }
 HZ=$(getconf CLK_TCK)
@@ -220,6 +221,7 @@ start_server() { # name workers pin(0/1)
   fi
   sleep 0.3
   PIDS[$name]=$(tree "${ROOT[$name]}" | tr '\n' ' ')
+  return 0
 }
 
 stop_servers() {
@@ -318,7 +320,9 @@ for mode in $MODES; do
   echo "mode $mode: background CPU use before the runs ${busy}% of both CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)" >>"$notes"
   [ "$busy" -gt 10 ] && say "WARNING: the machine is busy (${busy}% CPU before the run); ratios in one run still compare"
   servers=()
-  for s in "${active[@]}"; do start_server "$s" "$workers" "$pin" && servers+=("$s"); done
+  for s in "${active[@]}"; do
+    if start_server "$s" "$workers" "$pin"; then servers+=("$s"); else echo "mode $mode: $s did not start" >>"$notes"; fi
+  done
   # warm-up (Node's JIT, every server's caches)
   for s in "${servers[@]}"; do
     for path in /plaintext /json; do run_wrk "$s" "$path" 1 1 "$mode" >/dev/null; done
