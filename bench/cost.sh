@@ -182,7 +182,7 @@ if [ "$MODE" = --profile ]; then
       callgrind_annotate --threshold=100 --show-percs=no "$tmp/cg.$f" 2>/dev/null |
         awk '/^-- Auto-annotated source:/ {exit} $1 ~ /^[0-9][0-9,]*$/ && $2 ~ /:/ {v = $1; gsub(/,/, "", v); k = $2; sub(/^.*\//, "", k); print v "\t" k}' >"$tmp/fn.$f"
       callgrind_annotate --auto=yes --show-percs=no --threshold=100 "$tmp/cg.$f" 2>/dev/null |
-        awk '/^-- Auto-annotated source:/ {src = ($0 ~ /chopin\.h/)} src && /^ *[0-9][0-9,]* +[^ ]/ && !/=>/ {
+        awk '/^-- Auto-annotated source:/ {src = ($0 ~ /chopin\.h/)} src && /^ *[0-9][0-9,]* +[^ ]/ && !/=>/ && !/events annotated/ {
                v = $1; gsub(/,/, "", v); line = $0; sub(/^ *[0-9,]+ +/, "", line); print v "\t" line }' >"$tmp/ln.$f"
     done
     echo
