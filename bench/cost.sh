@@ -30,7 +30,7 @@
 # syscalls per second of run, well under 0.01 of the printed figures.
 #
 # Environment: COST_REQUESTS (N, default 32000), COST_WARMUP (W, 2000),
-# COST_CPU (the CPU both run on, default 0), COST_TOLERANCE (percent, 10),
+# COST_CPU (the CPU both run on, default the first allowed), COST_TOLERANCE (percent, 10),
 # COST_BUDGET (the budget file), COST_SERVER (another build of the example
 # app to measure, e.g. one of an older commit, built with the same flags).
 set -uo pipefail
@@ -45,7 +45,9 @@ PROFILE_CASE=${2:-plaintext.keepalive}
 PROFILE_LINES=${3:-25}
 N=${COST_REQUESTS:-32000}
 W=${COST_WARMUP:-2000}
-CPU=${COST_CPU:-0}
+# the first CPU this process may run on (0 on most machines)
+CPU=${COST_CPU:-$(awk '/^Cpus_allowed_list/ {split($2, a, /[-,]/); print a[1]}' /proc/self/status)}
+CPU=${CPU:-0}
 TOLERANCE=${COST_TOLERANCE:-10}
 BUDGET=${COST_BUDGET:-bench/budget.txt}
 SERVER=${COST_SERVER:-build/bench-cost}

@@ -19,6 +19,7 @@
 # Writes bench/results/latest.md (tables), latest.svg (bar chart) and
 # latest.tsv (every run). Environment:
 #   DURATION=5 ROUNDS=3 CONNS=64 SERVERS="chopin nginx h2o node"
+#   SERVER_CPU=1 CLIENT_CPU=0 (pinned mode)
 #   MODES="pinned shared" SYS_DURATION=3 HYPERFINE=1 RESULTS=bench/results
 #   BENCH_REF=<commit>: measure that commit's chopin.h, not the working tree
 #   FOREIGN_MAX=10 ATTEMPTS=3 QUIET_WAIT=30 PATIENCE=1200: before each run the
@@ -38,8 +39,8 @@ MODES=${MODES:-"pinned shared"}
 SYS_DURATION=${SYS_DURATION:-3}
 HYPERFINE=${HYPERFINE:-1}
 RESULTS=${RESULTS:-bench/results}
-SERVER_CPU=1
-CLIENT_CPU=0
+SERVER_CPU=${SERVER_CPU:-1}
+CLIENT_CPU=${CLIENT_CPU:-0}
 BASE_PORT=${BASE_PORT:-18080}
 FOREIGN_MAX=${FOREIGN_MAX:-10}  # % of one CPU that other processes may use during a run
 ATTEMPTS=${ATTEMPTS:-3}         # runs of one measurement at most, while disturbed
