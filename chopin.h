@@ -44,7 +44,10 @@
 
    RUN-TIME CONFIGURATION
    ch_run() and ch_listen() take a ch_config; a zeroed struct (or NULL) is a
-   good default. The environment overrides it (unless cfg.ignore_env is set):
+   good default. Precedence, field by field: a value set in code wins; the
+   environment fills only the fields left at zero (unless cfg.ignore_env is
+   set); the default fills the rest. So cfg.host = "127.0.0.1" stays private
+   under an inherited HOST=0.0.0.0. The variables:
        PORT=3000                       0-65535; 0 picks a free port
        HOST=0.0.0.0                    an IPv4 or IPv6 address (::1) or a name
        SERVER_MODE=performance         performance: one worker per CPU, each
@@ -4121,52 +4124,85 @@ static int chi_usable_cpus(void)
     return n > 0 ? (int)n : 1;
 }
 
+/* Precedence, for every field: a non-zero value set in code wins; the
+   environment fills only what the program left at zero; the default fills
+   the rest. So a program that sets cfg.host = "127.0.0.1" stays private even
+   when it inherits HOST=0.0.0.0 (common in containers). Each step below
+   reads one variable for one field that is still zero. */
+static int chi_env_port(ch_app *app, ch_config *c)
+{
+    const char *v = getenv("PORT");
+    long n;
+    if (c->port != 0 || !v) return 0;
+    if (chi_parse_int(v, 0, 65535, &n) < 0) {
+        chi_set_error(app, "invalid PORT '%s': expected a number from 0 to 65535", v);
+        return -1;
+    }
+    c->port = n ? (int)n : CH_PORT_ANY;
+    return 0;
+}
+
+static int chi_env_host(ch_app *app, ch_config *c)
+{
+    const char *v = getenv("HOST");
+    if (c->host || !v) return 0;
+    if (!*v || strlen(v) >= sizeof app->host) {
+        chi_set_error(app, "invalid HOST '%s': expected an address such as 0.0.0.0 or ::1", v);
+        return -1;
+    }
+    c->host = v;
+    return 0;
+}
+
+static int chi_env_mode(ch_app *app, ch_config *c)
+{
+    const char *v = getenv("SERVER_MODE");
+    if (c->mode != CH_MODE_DEFAULT || !v) return 0;
+    if (strlen(v) == 11 && chi_ieq(v, "performance", 11))
+        c->mode = CH_MODE_PERFORMANCE;
+    else if (strlen(v) == 8 && chi_ieq(v, "standard", 8))
+        c->mode = CH_MODE_STANDARD;
+    else {
+        chi_set_error(app, "invalid SERVER_MODE '%s': expected performance or standard", v);
+        return -1;
+    }
+    return 0;
+}
+
+static int chi_env_workers(ch_app *app, ch_config *c)
+{
+    const char *v = getenv("CHOPIN_WORKERS");
+    long n;
+    if (c->workers != 0 || !v) return 0;
+    if (chi_parse_int(v, 1, 1024, &n) < 0) {
+        chi_set_error(app, "invalid CHOPIN_WORKERS '%s': expected a number from 1 to 1024", v);
+        return -1;
+    }
+    c->workers = (int)n;
+    return 0;
+}
+
+static int chi_env_reuseport(ch_app *app, ch_config *c)
+{
+    const char *v = getenv("REUSEPORT");
+    if (c->reuseport != 0 || !v) return 0;
+    if (chi_parse_bool(v, &c->reuseport) < 0) {
+        chi_set_error(app, "invalid REUSEPORT '%s': expected true or false", v);
+        return -1;
+    }
+    return 0;
+}
+
 static int chi_resolve_config(ch_app *app, const ch_config *in)
 {
     ch_config c;
-    const char *v;
-    long n;
     if (in)
         c = *in;
     else
         memset(&c, 0, sizeof c);
-    if (!c.ignore_env) {
-        if ((v = getenv("PORT")) != NULL) {
-            if (chi_parse_int(v, 0, 65535, &n) < 0) {
-                chi_set_error(app, "invalid PORT '%s': expected a number from 0 to 65535", v);
-                return -1;
-            }
-            c.port = n ? (int)n : CH_PORT_ANY;
-        }
-        if ((v = getenv("HOST")) != NULL) {
-            if (!*v || strlen(v) >= sizeof app->host) {
-                chi_set_error(app, "invalid HOST '%s': expected an address such as 0.0.0.0 or ::1", v);
-                return -1;
-            }
-            c.host = v;
-        }
-        if ((v = getenv("SERVER_MODE")) != NULL) {
-            if (strlen(v) == 11 && chi_ieq(v, "performance", 11))
-                c.mode = CH_MODE_PERFORMANCE;
-            else if (strlen(v) == 8 && chi_ieq(v, "standard", 8))
-                c.mode = CH_MODE_STANDARD;
-            else {
-                chi_set_error(app, "invalid SERVER_MODE '%s': expected performance or standard", v);
-                return -1;
-            }
-        }
-        if ((v = getenv("CHOPIN_WORKERS")) != NULL) {
-            if (chi_parse_int(v, 1, 1024, &n) < 0) {
-                chi_set_error(app, "invalid CHOPIN_WORKERS '%s': expected a number from 1 to 1024", v);
-                return -1;
-            }
-            c.workers = (int)n;
-        }
-        if ((v = getenv("REUSEPORT")) != NULL && chi_parse_bool(v, &c.reuseport) < 0) {
-            chi_set_error(app, "invalid REUSEPORT '%s': expected true or false", v);
-            return -1;
-        }
-    }
+    if (!c.ignore_env && (chi_env_port(app, &c) < 0 || chi_env_host(app, &c) < 0 || chi_env_mode(app, &c) < 0 ||
+                          chi_env_workers(app, &c) < 0 || chi_env_reuseport(app, &c) < 0))
+        return -1;
     if (c.port < CH_PORT_ANY || c.port > 65535 || c.workers < 0 || c.workers > 1024) {
         chi_set_error(app, "invalid ch_config: port or workers out of range");
         return -1;

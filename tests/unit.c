@@ -686,6 +686,48 @@ static void test_config_env(void)
     unsetenv("REUSEPORT");
 }
 
+/* Bug (issue 9.1): the environment used to override values set in code, so
+   a private service listened publicly under an inherited HOST=0.0.0.0. */
+static void test_config_code_beats_env(void)
+{
+    ch_app *app = ch_app_new();
+    ch_config cfg;
+    const ch_config *used;
+    setenv("HOST", "0.0.0.0", 1);
+    setenv("PORT", "1", 1);                 /* would fail to bind as non-root, or clash */
+    setenv("CHOPIN_WORKERS", "7", 1);
+    setenv("SERVER_MODE", "garbage", 1);    /* not read at all: the field is set */
+    setenv("REUSEPORT", "true", 1);
+    memset(&cfg, 0, sizeof cfg);
+    cfg.host = "127.0.0.1";
+    cfg.port = CH_PORT_ANY;
+    cfg.workers = 2;
+    cfg.mode = CH_MODE_PERFORMANCE;
+    cfg.reuseport = CH_NO;
+    CHECK(ch_listen(app, &cfg) == 0);
+    used = ch_config_used(app);
+    CHECK(used && strcmp(used->host, "127.0.0.1") == 0);
+    CHECK(used && used->port != 1 && used->workers == 2 && used->reuseport == CH_NO &&
+          used->mode == CH_MODE_PERFORMANCE);
+    ch_app_free(app);
+    /* fields left at zero are still filled from the environment */
+    setenv("SERVER_MODE", "standard", 1);
+    setenv("PORT", "0", 1);
+    unsetenv("CHOPIN_WORKERS");
+    app = ch_app_new();
+    memset(&cfg, 0, sizeof cfg);
+    cfg.host = "127.0.0.1";
+    CHECK(ch_listen(app, &cfg) == 0);
+    used = ch_config_used(app);
+    CHECK(used && used->mode == CH_MODE_STANDARD && used->workers == 1 && used->reuseport == CH_YES &&
+          strcmp(used->host, "127.0.0.1") == 0);
+    ch_app_free(app);
+    unsetenv("HOST");
+    unsetenv("PORT");
+    unsetenv("SERVER_MODE");
+    unsetenv("REUSEPORT");
+}
+
 static void test_port_in_use(void)
 {
     ch_app *a = ch_app_new(), *b = ch_app_new();
@@ -1228,6 +1270,7 @@ int main(void)
     run("response: header validation, printf, redirect", test_response_headers);
     run("middleware: bearer auth 401/403", test_bearer);
     run("config: environment", test_config_env);
+    run("config: values set in code beat the environment", test_config_code_beats_env);
     run("config: port in use", test_port_in_use);
     printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed ? 1 : 0;
