@@ -2,7 +2,9 @@
 #   make          every example, release build, into build/
 #   make run      the example app (examples/bench.c) on port 3000
 #   make test     unit tests, warning checks, black-box tests (release and
-#                 ASan+UBSan builds); the last line is "N passed, N failed"
+#                 ASan+UBSan builds, every backend); the last line is
+#                 "N passed, N failed"
+#   make check    the fast loop: warnings, unit tests, black-box (release)
 #   make wrk      quick wrk figures beside nginx (bench/wrk.sh)
 # Each further area (benchmarks, fuzzing, ...) keeps its targets in mk/NAME.mk.
 CC      ?= cc
@@ -16,7 +18,7 @@ LIBS     = -pthread
 
 EXAMPLES = $(patsubst examples/%.c,build/%,$(wildcard examples/*.c))
 
-.PHONY: all run test unit blackbox warnings wrk clean
+.PHONY: all run test check unit blackbox warnings wrk clean
 all: $(EXAMPLES)
 
 build:
@@ -55,7 +57,12 @@ warnings: | build
 	@$(CC) $(WARN) -Werror -O2 -c -o /dev/null '-DCHOPIN_MALLOC(n)=malloc(n)' '-DCHOPIN_REALLOC(p,n)=realloc(p,n)' \
 	  '-DCHOPIN_FREE(p)=free(p)' '-DCHOPIN_ASSERT(c)=((void)0)' examples/hello.c
 	@! $(CC) $(WARN) -c -o /dev/null '-DCHOPIN_MALLOC(n)=malloc(n)' examples/hello.c 2>/dev/null # all or none
-	@echo "warnings: none (gcc, clang, g++; CHOPIN_STATIC, CHOPIN_NO_*, a user allocator)"
+	@for b in -DCHOPIN_USE_EPOLL -DCHOPIN_USE_POLL '-DCHOPIN_USE_KQUEUE -Itests/kqueue'; do \
+	  $(CC) $(WARN) -Werror -O2 -c -o /dev/null $$b examples/bench.c || exit 1; \
+	  $(CXX) -x c++ -Wall -Wextra -Wpedantic -Werror -O2 -c -o /dev/null $$b examples/bench.c || exit 1; \
+	done
+	@! $(CC) $(WARN) -c -o /dev/null -DCHOPIN_USE_POLL -DCHOPIN_USE_EPOLL examples/hello.c 2>/dev/null # one backend
+	@echo "warnings: none (gcc, clang, g++; CHOPIN_STATIC, CHOPIN_NO_*, a user allocator, each backend)"
 
 unit: build/unit
 	./build/unit
@@ -66,6 +73,10 @@ blackbox: build/bench build/bench-asan build/blackbox
 
 test: warnings
 	@bash tests/run.sh
+
+check: warnings build/unit build/bench build/blackbox
+	./build/unit
+	./build/blackbox ./build/bench
 
 wrk: build/bench
 	bash bench/wrk.sh

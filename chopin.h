@@ -24,10 +24,20 @@
    implementation file (it defines _GNU_SOURCE there), or build with
    -D_GNU_SOURCE.
 
+   VERSION 0.2.0 (CHOPIN_VERSION_MAJOR/MINOR/PATCH, CHOPIN_VERSION_STRING)
+     0.2.0  the header in three layers (core, OS seam, server); kqueue and
+            poll backends beside epoll; embedding in the caller's loop
+            (ch_poll); values set in code beat the environment; request
+            header and parameter storage outside ch_req (no layout option
+            can differ between files); 100 header lines by default
+     0.1.0  the server core, the framework layer (router, groups,
+            middleware, JSON in and out), benchmarks and hardening
+
    WHAT IT IS
    A shared-nothing, thread-per-core server. Each worker thread owns its own
-   listening socket (SO_REUSEPORT), its own epoll loop, its own connections
-   and buffers: nothing is locked on the request path. Requests are parsed in
+   listening socket (SO_REUSEPORT), its own event loop (epoll on Linux,
+   kqueue on macOS and the BSDs, poll(2) elsewhere), its own connections and
+   buffers: nothing is locked on the request path. Requests are parsed in
    place (zero copy), strictly by RFC 9112; every complete request in a read is
    answered and the answers of one read leave in one write. Routes come in two
    kinds:
@@ -41,6 +51,29 @@
    auth, access log and request timing ship with it), O(1) lookup of common
    request headers, lazy query and cookie decoding, a JSON writer and a
    strict zero-copy JSON reader.
+
+   THREE WAYS TO RUN
+     ch_run(app, cfg)       listen, then serve until SIGINT/SIGTERM or ch_stop
+     ch_listen + ch_serve   the same in two steps (ch_listen reports a port in
+                            use; ch_config_used tells the port PORT=0 chose)
+     ch_listen + ch_poll    embedded in the caller's own loop (a game engine,
+                            a GUI, a daemon): each ch_poll(app, ms) call runs
+                            what is ready and returns within ms; ch_poll_fd
+                            gives a descriptor to watch (one loop, no signals)
+
+   PLATFORMS AND BACKENDS
+   Chosen by platform, or forced with one of these (every file that has the
+   implementation; a wrong one fails to compile, never silently):
+       CHOPIN_USE_EPOLL     Linux (the default there)
+       CHOPIN_USE_KQUEUE    macOS, FreeBSD, OpenBSD, NetBSD, DragonFly (the
+                            default there)
+       CHOPIN_USE_POLL      plain POSIX poll(2): any other Unix (the default
+                            there), and a fallback that works everywhere
+   macOS's SO_REUSEPORT does not balance connections between sockets, so
+   there (and on OpenBSD and NetBSD) REUSEPORT defaults to false and the
+   workers share one listener. Only Linux is tested by running: epoll and
+   poll natively, kqueue through a kqueue-over-epoll emulation in tests/
+   (see README.md, "Platforms").
 
    RUN-TIME CONFIGURATION
    ch_run() and ch_listen() take a ch_config; a zeroed struct (or NULL) is a
@@ -57,15 +90,19 @@
        REUSEPORT=true|false            false: the workers share one listener
    An invalid value makes ch_listen() fail with a message from ch_error().
 
-   COMPILE-TIME OPTIONS (define before including; only the implementation
-   file needs them, except CHOPIN_STATIC/CHOPIN_API, which every file needs)
+   COMPILE-TIME OPTIONS (define before including). Every file that includes
+   chopin.h must agree on CHOPIN_STATIC and CHOPIN_API; the others matter
+   only where CHOPIN_IMPLEMENTATION is defined (no public struct depends on
+   them, so two files cannot disagree on a layout).
        CHOPIN_STATIC                   make every function static
        CHOPIN_API                      linkage of the API (default: extern)
        CHOPIN_MALLOC(n)                allocator; define MALLOC, REALLOC and
        CHOPIN_REALLOC(p, n)            FREE together or none of them
        CHOPIN_FREE(p)                  (default: malloc, realloc, free)
        CHOPIN_ASSERT(c)                default: assert(c)
-       CHOPIN_MAX_HEADERS      64      request header lines kept per request
+       CHOPIN_USE_EPOLL, CHOPIN_USE_KQUEUE, CHOPIN_USE_POLL   see above
+       CHOPIN_MAX_HEADERS      100     request header lines kept per request
+                                       (1-254); more: 431
        CHOPIN_MAX_PARAMS       8       route parameters per request
        CHOPIN_READ_SIZE        65536   bytes a worker reads per read() call
        CHOPIN_MAX_PENDING      1048576 unsent response bytes after which a
@@ -74,6 +111,9 @@
        CHOPIN_NO_AUTH          compile out the bearer-token middleware
        CHOPIN_NO_ACCESS_LOG    compile out the access log after-hook
        CHOPIN_NO_TIMING        compile out the Server-Timing middleware
+       CHOPIN_CORE_ONLY        compile only layer 1, the core (parser, JSON,
+                               router...): no system call, no server; for
+                               tests, fuzzing and reuse
 
    LIMITS AND TIMEOUTS (ch_config fields; 0 means the default shown)
        max_header_size   16 KiB   request line + headers; over it: 431
@@ -88,26 +128,47 @@
        shutdown_timeout     10 s  grace period for in-flight requests
 
    READING THIS FILE
-   Each section starts with a banner you can search for, and a few lines on
-   what it does and why, in the order a request meets them:
+   The implementation is three layers; each uses only what is above it. Each
+   section starts with a banner you can search for (">>parser") and a few
+   lines on what it does and why. docs/TOUR.md is a guided reading.
      >>api           the public declarations (this is all a user needs)
-     >>platform      includes, allocator and assert hooks, defaults
-     >>utilities     byte buffer, itoa, the Date header, character classes
-     >>json          the JSON writer        >>json reader  the JSON tokenizer
+   Layer 1, the core: plain C over bytes, no system call
+     >>core          C library includes, allocator and assert hooks, limits
+     >>utilities     byte buffer, itoa, the Date format, character classes
+     >>json          the JSON writer
+     >>json reader   the JSON tokenizer
      >>parser        request line and headers (RFC 9112), stateless
      >>chunked       the in-place chunked decoder
-     >>responses     status lines and the pre-built error responses
-     >>routes        FastRoutes and the router's segment tree
-     >>app, >>request, >>response API     what handlers call
-     >>poller        the epoll backend behind five functions
-     >>worker state  per-thread state, the Date cache, timeout queues
-     >>dispatch, >>middleware             from a parsed request to bytes
+     >>responses     reason phrases and the one writer of every response head
+     >>routes        FastRoute records and the router's segment tree
+     >>request       header, parameter, query and cookie lookups
+   Layer 2, the OS seam: all that asks the kernel
+     >>os            backend choice, clock, sockets, listen, accept, threads
+     >>os epoll      the poll set, waker, ticker and signals on Linux
+     >>os kqueue     ... on macOS and the BSDs
+     >>os poll       ... with plain poll(2)
+   Layer 3, the server
+     >>structs       every private server type: app, group, response,
+                     connection, worker
+     >>app           building the application: routes, groups, middleware
+     >>response API  what handlers call to answer
+     >>worker state  the Date cache and the timeout queues
+     >>answers       writing heads and bodies into the worker's output
+     >>dispatch      from a parsed request to bytes: FastRoutes, middleware,
+                     router, handler, after-hooks
+     >>middleware    bearer auth, Server-Timing, access log
      >>connection    read, answer every request, write once, close
-     >>accept, >>worker loop, >>config, >>listen, >>run
+     >>accept        new connections, pausing at the limits
+     >>worker loop   one pass: wait, I/O, tick
+     >>config        ch_config + environment + defaults, resolved once
+     >>listen        binding before any worker starts
+     >>run           threads, signals, graceful stop
+     >>embed         ch_poll: the server inside the caller's loop
 
    NOT YET
-   kqueue (BSD/macOS) backend, streaming responses (chunked, SSE), rate
-   limiting, CORS, HTTP/2, TLS.
+   Answering later and streaming (chunked, SSE), WebSocket, static files,
+   streamed uploads, rate limiting, CORS, metrics, HTTP/2, TLS (put a proxy
+   in front).
 
    LICENSE
    MIT or public domain, your choice: see the end of the file.
@@ -115,7 +176,7 @@
 #ifndef CHOPIN_H
 #define CHOPIN_H
 
-/* The implementation needs GNU/POSIX declarations (accept4, clock_gettime);
+/* The implementation needs GNU/POSIX declarations (accept4, sched_getaffinity);
    they must be requested before the first system header is seen. */
 #if defined(CHOPIN_IMPLEMENTATION) && !defined(_GNU_SOURCE)
 #define _GNU_SOURCE
@@ -123,6 +184,11 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#define CHOPIN_VERSION_MAJOR 0
+#define CHOPIN_VERSION_MINOR 2
+#define CHOPIN_VERSION_PATCH 0
+#define CHOPIN_VERSION_STRING "0.2.0"
 
 #ifndef CHOPIN_API
 #ifdef CHOPIN_STATIC
@@ -134,13 +200,6 @@
 #else
 #define CHOPIN_API extern
 #endif
-#endif
-
-#ifndef CHOPIN_MAX_HEADERS
-#define CHOPIN_MAX_HEADERS 64
-#endif
-#ifndef CHOPIN_MAX_PARAMS
-#define CHOPIN_MAX_PARAMS 8
 #endif
 
 #ifdef __cplusplus
@@ -227,13 +286,14 @@ typedef struct ch_req {
     ch_str query;            /* after '?', without it; empty if none */
     int version_minor;       /* 1 for HTTP/1.1, 0 for HTTP/1.0 */
     int header_count;
-    ch_header headers[CHOPIN_MAX_HEADERS];
+    ch_header *headers;      /* header_count lines, in the worker's storage
+                                (CHOPIN_MAX_HEADERS of them at most) */
     unsigned char common[CH_H_COUNT]; /* 1 + index in headers of the first
                                          line with that name, 0 if none */
     const char *body;        /* decoded body (chunked is already decoded) */
     size_t body_len;
     int param_count;
-    ch_param params[CHOPIN_MAX_PARAMS];
+    ch_param *params;        /* param_count route parameters */
     void *user;              /* the pointer given when the route was added */
     void *ctx;               /* free for middleware to pass data to the handler;
                                 NULL at the start of every request */
@@ -352,6 +412,22 @@ CHOPIN_API int ch_serve(ch_app *app);
 CHOPIN_API int ch_run(ch_app *app, const ch_config *cfg);
 CHOPIN_API void ch_stop(ch_app *app);
 
+/* Embedding: the server inside the caller's own loop (a game engine, a GUI,
+   a daemon that owns its main loop). After ch_listen, call ch_poll again and
+   again from one thread: it runs what is ready and returns within
+   timeout_ms (0: do not wait). It serves with one event loop on the calling
+   thread (standard mode: cfg.workers must be 0 or 1) and installs no signal
+   handling. Returns 0 while serving, 1 once the server has stopped (after
+   ch_stop and the graceful drain; the app can then be freed), -1 on an error
+   (see ch_error). ch_poll_fd gives a descriptor that becomes readable when
+   ch_poll has work, to put in the caller's own poll/select/epoll set (valid
+   from ch_app_new on); it is -1 with the poll backend: call ch_poll on a
+   timer there. */
+CHOPIN_API int ch_poll(ch_app *app, int timeout_ms);
+CHOPIN_API int ch_poll_fd(const ch_app *app);
+/* The event backend this build uses: "epoll", "kqueue" or "poll". */
+CHOPIN_API const char *ch_backend(void);
+
 /* Request helpers. A missing header or parameter gives {NULL, 0}. */
 CHOPIN_API ch_str ch_req_header(const ch_req *req, const char *name); /* any case */
 CHOPIN_API ch_str ch_req_common(const ch_req *req, ch_hdr which);    /* O(1) */
@@ -455,43 +531,27 @@ CHOPIN_API int ch_json_get_bool(const ch_jdoc *doc, int t, int *out);
 #endif
 #endif /* CHOPIN_H */
 
+
 /* ======================================================================== */
 /*                            IMPLEMENTATION                                */
 /* ======================================================================== */
 #if defined(CHOPIN_IMPLEMENTATION) && !defined(CHOPIN_IMPLEMENTATION_DONE)
 #define CHOPIN_IMPLEMENTATION_DONE
 
-/* >>platform ----------------------------------------------------------------
-   Everything below is private: `static`, with the prefix chi_. Only Linux
-   (epoll) is implemented; the poller sits behind five functions (see
-   >>poller) so a kqueue backend can be added without touching the rest. */
-#if !defined(__linux__)
-#error "chopin.h: only the Linux epoll backend exists so far"
-#endif
+/* >>core ----------------------------------------------------------------------
+   LAYER 1, THE CORE. From here to >>os everything is plain C over bytes: no
+   system call, only the C library's memory, string and number functions, so
+   the parser, the JSON code and the router can be read, tested and fuzzed on
+   their own (CHOPIN_CORE_ONLY stops after this layer; tests/layers.sh builds
+   it so and checks that no OS header was included). Everything below is
+   private: `static`, with the prefix chi_. */
 
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <locale.h>
-#include <netdb.h>
-#include <pthread.h>
 #include <stdarg.h>
-#include <sched.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
-#include <sys/resource.h>
-#include <sys/signalfd.h>
-#include <sys/socket.h>
-#include <sys/timerfd.h>
 
 #ifndef CHOPIN_ASSERT
 #include <assert.h>
@@ -508,6 +568,17 @@ CHOPIN_API int ch_json_get_bool(const ch_jdoc *doc, int t, int *out);
 #error "chopin.h: define CHOPIN_MALLOC, CHOPIN_REALLOC and CHOPIN_FREE together, or none"
 #endif
 
+/* Compile-time sizes (see the doc block). Only this file's implementation
+   uses them: no public struct is sized by them. */
+#ifndef CHOPIN_MAX_HEADERS
+#define CHOPIN_MAX_HEADERS 100
+#endif
+#if CHOPIN_MAX_HEADERS < 1 || CHOPIN_MAX_HEADERS > 254
+#error "chopin.h: CHOPIN_MAX_HEADERS must be 1 to 254 (ch_req.common keeps 1 + an index in a byte)"
+#endif
+#ifndef CHOPIN_MAX_PARAMS
+#define CHOPIN_MAX_PARAMS 8
+#endif
 #ifndef CHOPIN_READ_SIZE
 #define CHOPIN_READ_SIZE 65536
 #endif
@@ -518,7 +589,7 @@ CHOPIN_API int ch_json_get_bool(const ch_jdoc *doc, int t, int *out);
 #define CHOPIN_SERVER_NAME "chopin"
 #endif
 
-/* Defaults for a zeroed ch_config, resolved in one place (chi_resolve_config). */
+/* Defaults for a zeroed ch_config, resolved in one place (>>config). */
 #define CHI_DEFAULT_PORT 3000
 #define CHI_DEFAULT_HOST "0.0.0.0"
 #define CHI_DEFAULT_MAX_HEADER (16 * 1024)
@@ -531,13 +602,21 @@ CHOPIN_API int ch_json_get_bool(const ch_jdoc *doc, int t, int *out);
 #define CHI_DEFAULT_WRITE_TIMEOUT 30
 #define CHI_DEFAULT_SHUTDOWN_TIMEOUT 10
 #define CHI_DEFAULT_BACKLOG 4096
+
+/* Limits, named once. */
+#define CHI_MAX_WORKERS 1024          /* CHOPIN_WORKERS; also the listener array */
+#define CHI_MAX_LISTENERS CHI_MAX_WORKERS
+#define CHI_ACCEPT_BATCH 64           /* accepts per listener wake-up */
 #define CHI_LINGER_TIMEOUT 5          /* seconds a closing socket is drained */
 #define CHI_LINGER_MAX (256 * 1024)   /* bytes drained before giving up */
 #define CHI_MAX_METHOD_LEN 32         /* longer method tokens get 501 */
 #define CHI_OUT_KEEP (256 * 1024)     /* the worker's output buffer shrinks back to this */
-
-static int chi_def(int v, int d) { return v ? v : d; }
-static size_t chi_defz(size_t v, size_t d) { return v ? v : d; }
+#define CHI_MAX_PREFIX 256            /* a group's whole prefix, parents' included */
+#define CHI_MAX_PATTERN 512           /* a group's prefix + a route pattern */
+#define CHI_MAX_HOST 256              /* HOST / cfg.host */
+#define CHI_ERROR_LEN 256             /* ch_error's message */
+#define CHI_MAX_FINISHERS 4           /* ch_res_on_finish calls per response */
+#define CHI_JSON_NUMBER_MAX 512       /* bytes of a number ch_json_get_double reads */
 
 /* >>utilities ---------------------------------------------------------------
    A growable byte buffer, integer formatting, the Date header, and the
@@ -1297,6 +1376,58 @@ static int chi_jt_ok(const ch_jdoc *d, int t) { return d && !d->err && t >= 0 &&
 
 CHOPIN_API ch_jtype ch_json_type(const ch_jdoc *d, int t) { return chi_jt_ok(d, t) ? d->tok[t].type : CH_JSON_NONE; }
 
+/* Unescapes one character of a validated string at *s into enc (1 to 4
+   UTF-8 bytes); returns how many. */
+static size_t chi_jt_unescape(const char **sp, char enc[4])
+{
+    const char *s = *sp;
+    size_t k = 1;
+    unsigned u;
+    if (*s != '\\') {
+        enc[0] = *s;
+        *sp = s + 1;
+        return 1;
+    }
+    switch (s[1]) {
+    case 'b': enc[0] = '\b'; break;
+    case 'f': enc[0] = '\f'; break;
+    case 'n': enc[0] = '\n'; break;
+    case 'r': enc[0] = '\r'; break;
+    case 't': enc[0] = '\t'; break;
+    case 'u':
+        chi_jp_hex4(s + 2, &u);
+        s += 4;
+        if (u >= 0xD800 && u <= 0xDBFF) { /* a pair, checked by the parser */
+            unsigned lo;
+            chi_jp_hex4(s + 4, &lo);
+            s += 6;
+            u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
+        }
+        if (u < 0x80) { /* the code point as UTF-8 */
+            enc[0] = (char)u;
+        } else if (u < 0x800) {
+            enc[0] = (char)(0xC0 | (u >> 6));
+            enc[1] = (char)(0x80 | (u & 0x3F));
+            k = 2;
+        } else if (u < 0x10000) {
+            enc[0] = (char)(0xE0 | (u >> 12));
+            enc[1] = (char)(0x80 | ((u >> 6) & 0x3F));
+            enc[2] = (char)(0x80 | (u & 0x3F));
+            k = 3;
+        } else {
+            enc[0] = (char)(0xF0 | (u >> 18));
+            enc[1] = (char)(0x80 | ((u >> 12) & 0x3F));
+            enc[2] = (char)(0x80 | ((u >> 6) & 0x3F));
+            enc[3] = (char)(0x80 | (u & 0x3F));
+            k = 4;
+        }
+        break;
+    default: enc[0] = s[1]; break; /* " \ / */
+    }
+    *sp = s + 2;
+    return k;
+}
+
 /* Unescapes a string token into out. The token was validated by the parser. */
 CHOPIN_API long ch_json_get_str(const ch_jdoc *d, int t, char *out, size_t cap)
 {
@@ -1308,51 +1439,7 @@ CHOPIN_API long ch_json_get_str(const ch_jdoc *d, int t, char *out, size_t cap)
     end = d->src + d->tok[t].end;
     while (s < end) {
         char enc[4];
-        size_t k = 1;
-        unsigned u;
-        if (*s != '\\') {
-            enc[0] = *s++;
-        } else {
-            char e = s[1];
-            s += 2;
-            switch (e) {
-            case 'b': enc[0] = '\b'; break;
-            case 'f': enc[0] = '\f'; break;
-            case 'n': enc[0] = '\n'; break;
-            case 'r': enc[0] = '\r'; break;
-            case 't': enc[0] = '\t'; break;
-            case 'u':
-                chi_jp_hex4(s, &u);
-                s += 4;
-                if (u >= 0xD800 && u <= 0xDBFF) { /* a pair, checked by the parser */
-                    unsigned lo;
-                    chi_jp_hex4(s + 2, &lo);
-                    s += 6;
-                    u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
-                }
-                /* UTF-8 encoding of the code point */
-                if (u < 0x80) {
-                    enc[0] = (char)u;
-                } else if (u < 0x800) {
-                    enc[0] = (char)(0xC0 | (u >> 6));
-                    enc[1] = (char)(0x80 | (u & 0x3F));
-                    k = 2;
-                } else if (u < 0x10000) {
-                    enc[0] = (char)(0xE0 | (u >> 12));
-                    enc[1] = (char)(0x80 | ((u >> 6) & 0x3F));
-                    enc[2] = (char)(0x80 | (u & 0x3F));
-                    k = 3;
-                } else {
-                    enc[0] = (char)(0xF0 | (u >> 18));
-                    enc[1] = (char)(0x80 | ((u >> 12) & 0x3F));
-                    enc[2] = (char)(0x80 | ((u >> 6) & 0x3F));
-                    enc[3] = (char)(0x80 | (u & 0x3F));
-                    k = 4;
-                }
-                break;
-            default: enc[0] = e; break; /* " \ / */
-            }
-        }
+        size_t k = chi_jt_unescape(&s, enc);
         if (n + k >= cap) {
             if (cap) out[n] = 0;
             return CH_TOO_LONG;
@@ -1365,30 +1452,37 @@ CHOPIN_API long ch_json_get_str(const ch_jdoc *d, int t, char *out, size_t cap)
     return (long)n;
 }
 
-/* Does string token t spell `key`? Escaped keys are unescaped first. */
-static int chi_jt_key_is(const ch_jdoc *d, int t, const char *key)
+/* Does string token t spell key[0, n)? Escapes are decoded on the fly, so a
+   key of any length compares (no buffer, no silent "not found"). */
+static int chi_jt_key_is(const ch_jdoc *d, int t, const char *key, size_t n)
 {
     const ch_jtok *k = &d->tok[t];
-    size_t n = strlen(key), len = k->end - k->start;
-    char tmp[256];
-    long m;
-    if (!memchr(d->src + k->start, '\\', len)) return len == n && memcmp(d->src + k->start, key, n) == 0;
-    m = ch_json_get_str(d, t, tmp, sizeof tmp);
-    return m >= 0 && (size_t)m == n && memcmp(tmp, key, n) == 0;
+    const char *s = d->src + k->start, *end = d->src + k->end;
+    size_t len = k->end - k->start, at = 0;
+    if (!memchr(s, '\\', len)) return len == n && memcmp(s, key, n) == 0;
+    while (s < end) {
+        char enc[4];
+        size_t m = chi_jt_unescape(&s, enc);
+        if (at + m > n || memcmp(key + at, enc, m) != 0) return 0;
+        at += m;
+    }
+    return at == n;
 }
 
-CHOPIN_API int ch_json_find(const ch_jdoc *d, int obj, const char *key)
+static int chi_json_findn(const ch_jdoc *d, int obj, const char *key, size_t n)
 {
     uint32_t i, t;
     if (ch_json_type(d, obj) != CH_JSON_OBJECT) return -1;
     t = (uint32_t)obj + 1;
     for (i = 0; i < d->tok[obj].count; i++) {
         uint32_t value = t + 1;
-        if (chi_jt_key_is(d, (int)t, key)) return (int)value;
+        if (chi_jt_key_is(d, (int)t, key, n)) return (int)value;
         t = d->tok[value].next;
     }
     return -1;
 }
+
+CHOPIN_API int ch_json_find(const ch_jdoc *d, int obj, const char *key) { return chi_json_findn(d, obj, key, strlen(key)); }
 
 CHOPIN_API int ch_json_at(const ch_jdoc *d, int arr, int index)
 {
@@ -1399,21 +1493,30 @@ CHOPIN_API int ch_json_at(const ch_jdoc *d, int arr, int index)
     return (int)t;
 }
 
+/* An array index: digits only, below 2^31. */
+static int chi_path_index(const char *s, size_t n)
+{
+    long v = 0;
+    size_t i;
+    if (n == 0) return -1;
+    for (i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return -1;
+        v = v * 10 + (s[i] - '0');
+        if (v > 0x7FFFFFFF) return -1;
+    }
+    return (int)v;
+}
+
 CHOPIN_API int ch_json_path(const ch_jdoc *d, int t, const char *path)
 {
-    char seg[256];
     while (*path && t >= 0) {
         const char *dot = strchr(path, '.');
         size_t n = dot ? (size_t)(dot - path) : strlen(path);
-        if (n >= sizeof seg) return -1;
-        memcpy(seg, path, n);
-        seg[n] = 0;
         if (ch_json_type(d, t) == CH_JSON_ARRAY) {
-            long idx;
-            if (chi_parse_int(seg, 0, 0x7FFFFFFF, &idx) < 0) return -1;
-            t = ch_json_at(d, t, (int)idx);
+            int idx = chi_path_index(path, n);
+            t = idx < 0 ? -1 : ch_json_at(d, t, idx);
         } else {
-            t = ch_json_find(d, t, seg);
+            t = chi_json_findn(d, t, path, n);
         }
         path += n + (dot ? 1 : 0);
     }
@@ -1442,7 +1545,7 @@ CHOPIN_API int ch_json_get_int(const ch_jdoc *d, int t, long long *out)
 
 CHOPIN_API int ch_json_get_double(const ch_jdoc *d, int t, double *out)
 {
-    char tmp[512];
+    char tmp[CHI_JSON_NUMBER_MAX];
     size_t n, i;
     const char *point = localeconv()->decimal_point;
     if (ch_json_type(d, t) != CH_JSON_NUMBER) return -1;
@@ -1728,27 +1831,24 @@ static int chi_parse_version(const char *p, const char *end, int *minor)
     return 1;
 }
 
-static long chi_parse_head(const char *buf, size_t len, const chi_limits *lim, ch_req *req, chi_head *h)
+/* chi_parse_head is a sequence of steps, each over the cursor *pp: a step
+   returns 1 when its part is complete (and moves the cursor past it), 0 when
+   the bytes ran out first, or -status when the part is malformed. */
+/* A step's "not whole yet" (0) or refusal (-status) as chi_parse_head's answer. */
+static long chi_step_end(int step, size_t len, const chi_limits *lim) { return step == 0 ? chi_need_more(len, lim) : step; }
+
+/* What the field lines said about framing and the connection. */
+typedef struct chi_fields {
+    int host_count, cl_seen, te_seen;
+    uint64_t cl;
+    chi_conn_tokens conn;
+    chi_te_tokens te;
+} chi_fields;
+
+/* method SP ("GET " is common enough for a fast path) */
+static int chi_parse_method(const char **pp, const char *end, ch_req *req)
 {
-    /* Only the first max_header bytes are looked at: a head must fit in
-       them, final CRLF included. So the answer never depends on how the
-       bytes were split: a prefix gives "need more", or the same answer. */
-    const char *p = buf, *end = buf + (len > lim->max_header ? lim->max_header : len), *s, *q = NULL;
-    int host_count = 0, cl_seen = 0, te_seen = 0, r, id;
-    uint64_t cl = 0;
-    chi_conn_tokens conn = {0, 0};
-    chi_te_tokens te = {0, 0};
-
-    req->header_count = 0;
-    memset(req->common, 0, sizeof req->common);
-    h->expect_continue = 0;
-
-    /* RFC 9112 2.2: empty lines before the request-line are ignored */
-    while (end - p >= 2 && p[0] == '\r' && p[1] == '\n') p += 2;
-    if (p == end || (end - p == 1 && *p == '\r')) return chi_need_more(len, lim);
-
-    /* method SP ("GET " is common enough for a fast path) */
-    s = p;
+    const char *p = *pp, *s = p;
     if (end - p >= 4 && memcmp(p, "GET ", 4) == 0) {
         p += 3;
         req->method = CH_GET;
@@ -1756,26 +1856,30 @@ static long chi_parse_head(const char *buf, size_t len, const chi_limits *lim, c
         const char *stop = end - p > CHI_MAX_METHOD_LEN ? p + CHI_MAX_METHOD_LEN + 1 : end;
         while (p < stop && chi_is((unsigned char)*p, CHI_TOKEN)) p++;
         if (p - s > CHI_MAX_METHOD_LEN) return -501;
-        if (p == end) return chi_need_more(len, lim);
+        if (p == end) return 0;
         if (*p != ' ' || p == s) return -400;
         req->method = chi_method_of(s, (size_t)(p - s));
     }
     req->method_name = chi_str(s, (size_t)(p - s));
-    p++;
+    *pp = p + 1;
+    return 1;
+}
 
-    /* request-target SP, in one pass: '%' must start a %XX escape, and the
-       first '?' starts the query */
-    s = p;
+/* request-target SP, in one pass: '%' must start a %XX escape, and the
+   first '?' starts the query (*q). */
+static int chi_parse_target(const char **pp, const char *end, const chi_limits *lim, ch_req *req, const char **q)
+{
+    const char *p = *pp, *s = p;
     for (;;) {
         p = chi_skip_class(p, end, CHI_PATH);
         if (p == end || (size_t)(p - s) > lim->max_target) break;
         if (*p == '?') {
-            if (!q) q = p;
+            if (!*q) *q = p;
             p++;
         } else if (*p == '%') {
             if (end - p < 3) { /* an escape cut by the end of the bytes so far */
                 if (end - p == 2 && !chi_is((unsigned char)p[1], CHI_HEX)) return -400;
-                return chi_need_more(len, lim);
+                return 0;
             }
             if (!chi_is((unsigned char)p[1], CHI_HEX) || !chi_is((unsigned char)p[2], CHI_HEX)) return -400;
             p += 3;
@@ -1784,118 +1888,159 @@ static long chi_parse_head(const char *buf, size_t len, const chi_limits *lim, c
         }
     }
     if ((size_t)(p - s) > lim->max_target) return -414;
-    if (p == end) return chi_need_more(len, lim);
+    if (p == end) return 0;
     if (*p != ' ' || p == s) return -400;
     req->target = chi_str(s, (size_t)(p - s));
-    p++;
+    *pp = p + 1;
+    return 1;
+}
 
-    /* HTTP-version CRLF */
-    if (end - p >= 10 && memcmp(p, "HTTP/1.1\r\n", 10) == 0) {
+/* HTTP-version CRLF */
+static int chi_parse_version_line(const char **pp, const char *end, ch_req *req)
+{
+    if (end - *pp >= 10 && memcmp(*pp, "HTTP/1.1\r\n", 10) == 0) {
         req->version_minor = 1;
     } else {
-        r = chi_parse_version(p, end, &req->version_minor);
-        if (r < 0) return r;
-        if (r == 0) return chi_need_more(len, lim);
+        int r = chi_parse_version(*pp, end, &req->version_minor);
+        if (r <= 0) return r;
     }
-    p += 10;
-    r = chi_split_target(req, q);
-    if (r < 0) return r;
+    *pp += 10;
+    return 1;
+}
 
-    /* field lines, up to the empty line */
-    for (;;) {
-        const char *name, *value, *vend;
-        size_t nlen, vlen;
-        if (p == end) return chi_need_more(len, lim);
-        if (*p == '\r') {
-            if (p + 1 == end) return chi_need_more(len, lim);
-            if (p[1] != '\n') return -400;
-            p += 2;
-            break;
-        }
-        /* a line that starts with whitespace is obs-fold (RFC 9112 5.2) */
-        if (*p == ' ' || *p == '\t') return -400;
-        name = p;
-        p = chi_skip_class(p, end, CHI_TOKEN);
-        if (p == end) return chi_need_more(len, lim);
-        if (*p != ':' || p == name) return -400; /* includes space before ':' */
-        nlen = (size_t)(p - name);
-        id = chi_header_id(name, nlen);
-        p++;
-        while (p < end && (*p == ' ' || *p == '\t')) p++;
-        value = p;
-        /* a Host value is checked as it is scanned: only host bytes, then
-           optional whitespace, may come before the CR */
-        if (id == CH_H_HOST) {
-            p = chi_skip_class(p, end, CHI_HOST);
-            while (p < end && (*p == ' ' || *p == '\t')) p++;
-        } else {
-            p = chi_skip_value(p, end);
-        }
-        if (p == end) return chi_need_more(len, lim);
-        /* CR must end the line: a bare CR, a lone LF, NUL or any other
-           control byte in a value is refused */
-        if (*p != '\r') return -400;
-        if (p + 1 == end) return chi_need_more(len, lim);
+/* The few fields that decide framing and the connection's fate. */
+static int chi_note_field(int id, const char *value, size_t vlen, chi_head *h, chi_fields *f)
+{
+    switch (id) {
+    case CH_H_HOST:
+        f->host_count++; /* its bytes were checked as they were scanned */
+        break;
+    case CH_H_EXPECT:
+        if (vlen == 12 && chi_ieq(value, "100-continue", 12))
+            h->expect_continue = 1;
+        else
+            return -417;
+        break;
+    case CH_H_CONNECTION:
+        chi_each_token(value, vlen, chi_conn_token, &f->conn);
+        break;
+    case CH_H_CONTENT_LENGTH: {
+        uint64_t v;
+        if (chi_parse_length(value, vlen, &v) < 0) return -400;
+        if (f->cl_seen && v != f->cl) return -400;
+        f->cl = v;
+        f->cl_seen = 1;
+        break;
+    }
+    case CH_H_TRANSFER_ENCODING:
+        f->te_seen = 1;
+        chi_each_token(value, vlen, chi_te_token, &f->te);
+        break;
+    default:
+        break;
+    }
+    return 1;
+}
+
+/* One field line, or the empty line that ends the head (returns 2). */
+static int chi_parse_field(const char **pp, const char *end, ch_req *req, chi_head *h, chi_fields *f)
+{
+    const char *p = *pp, *name, *value, *vend;
+    size_t nlen, vlen;
+    int id;
+    if (p == end) return 0;
+    if (*p == '\r') {
+        if (p + 1 == end) return 0;
         if (p[1] != '\n') return -400;
-        vend = p;
-        while (vend > value && (vend[-1] == ' ' || vend[-1] == '\t')) vend--;
-        vlen = (size_t)(vend - value);
-        p += 2;
-
-        if (req->header_count == CHOPIN_MAX_HEADERS) return -431;
-        req->headers[req->header_count].name = chi_str(name, nlen);
-        req->headers[req->header_count].value = chi_str(value, vlen);
-        req->header_count++;
-        if (id < 0) continue;
-        if (!req->common[id]) req->common[id] = (unsigned char)req->header_count;
-
-        /* the few fields that decide framing and the connection's fate */
-        switch (id) {
-        case CH_H_HOST:
-            host_count++; /* its bytes were checked above */
-            break;
-        case CH_H_EXPECT:
-            if (vlen == 12 && chi_ieq(value, "100-continue", 12))
-                h->expect_continue = 1;
-            else
-                return -417;
-            break;
-        case CH_H_CONNECTION:
-            chi_each_token(value, vlen, chi_conn_token, &conn);
-            break;
-        case CH_H_CONTENT_LENGTH: {
-            uint64_t v;
-            if (chi_parse_length(value, vlen, &v) < 0) return -400;
-            if (cl_seen && v != cl) return -400;
-            cl = v;
-            cl_seen = 1;
-            break;
-        }
-        case CH_H_TRANSFER_ENCODING:
-            te_seen = 1;
-            chi_each_token(value, vlen, chi_te_token, &te);
-            break;
-        default:
-            break;
-        }
+        *pp = p + 2;
+        return 2;
     }
+    /* a line that starts with whitespace is obs-fold (RFC 9112 5.2) */
+    if (*p == ' ' || *p == '\t') return -400;
+    name = p;
+    p = chi_skip_class(p, end, CHI_TOKEN);
+    if (p == end) return 0;
+    if (*p != ':' || p == name) return -400; /* includes space before ':' */
+    nlen = (size_t)(p - name);
+    id = chi_header_id(name, nlen);
+    p++;
+    while (p < end && (*p == ' ' || *p == '\t')) p++;
+    value = p;
+    /* a Host value is checked as it is scanned: only host bytes, then
+       optional whitespace, may come before the CR */
+    if (id == CH_H_HOST) {
+        p = chi_skip_class(p, end, CHI_HOST);
+        while (p < end && (*p == ' ' || *p == '\t')) p++;
+    } else {
+        p = chi_skip_value(p, end);
+    }
+    if (p == end) return 0;
+    /* CR must end the line: a bare CR, a lone LF, NUL or any other control
+       byte in a value is refused */
+    if (*p != '\r') return -400;
+    if (p + 1 == end) return 0;
+    if (p[1] != '\n') return -400;
+    vend = p;
+    while (vend > value && (vend[-1] == ' ' || vend[-1] == '\t')) vend--;
+    vlen = (size_t)(vend - value);
+    *pp = p + 2;
 
+    if (req->header_count == CHOPIN_MAX_HEADERS) return -431;
+    req->headers[req->header_count].name = chi_str(name, nlen);
+    req->headers[req->header_count].value = chi_str(value, vlen);
+    req->header_count++;
+    if (id < 0) return 1;
+    if (!req->common[id]) req->common[id] = (unsigned char)req->header_count;
+    return chi_note_field(id, value, vlen, h, f);
+}
+
+/* After the head: Host, then the body's framing and keep-alive. */
+static long chi_decide_framing(const ch_req *req, const chi_limits *lim, const chi_fields *f, chi_head *h)
+{
     /* RFC 9112 3.2: exactly one Host in HTTP/1.1, at most one in 1.0 */
-    if (host_count > 1 || (host_count == 0 && req->version_minor == 1)) return -400;
+    if (f->host_count > 1 || (f->host_count == 0 && req->version_minor == 1)) return -400;
     h->body_kind = CHI_BODY_NONE;
     h->content_length = 0;
-    if (te_seen) {
-        /* chunked must be the only coding; TE with CL, or in HTTP/1.0,
-           is a framing error (RFC 9112 6.1, 6.3) */
-        if (te.count != 1 || te.chunked != 1 || cl_seen || req->version_minor == 0) return -400;
+    if (f->te_seen) {
+        /* chunked must be the only coding; TE with CL, or in HTTP/1.0, is a
+           framing error (RFC 9112 6.1, 6.3) */
+        if (f->te.count != 1 || f->te.chunked != 1 || f->cl_seen || req->version_minor == 0) return -400;
         h->body_kind = CHI_BODY_CHUNKED;
-    } else if (cl_seen) {
-        if (cl > lim->max_body) return -413;
-        h->content_length = cl;
-        if (cl > 0) h->body_kind = CHI_BODY_LENGTH;
+    } else if (f->cl_seen) {
+        if (f->cl > lim->max_body) return -413;
+        h->content_length = f->cl;
+        if (f->cl > 0) h->body_kind = CHI_BODY_LENGTH;
     }
-    h->keep_alive = req->version_minor == 1 ? !conn.close : (conn.keep_alive && !conn.close);
-    return (long)(p - buf);
+    h->keep_alive = req->version_minor == 1 ? !f->conn.close : (f->conn.keep_alive && !f->conn.close);
+    return 1;
+}
+
+static long chi_parse_head(const char *buf, size_t len, const chi_limits *lim, ch_req *req, chi_head *h)
+{
+    /* Only the first max_header bytes are looked at: a head must fit in
+       them, final CRLF included. So the answer never depends on how the
+       bytes were split: a prefix gives "need more", or the same answer. */
+    const char *p = buf, *end = buf + (len > lim->max_header ? lim->max_header : len), *q = NULL;
+    chi_fields f;
+    int step;
+    long r;
+    memset(&f, 0, sizeof f);
+    req->header_count = 0;
+    memset(req->common, 0, sizeof req->common);
+    h->expect_continue = 0;
+
+    /* RFC 9112 2.2: empty lines before the request-line are ignored */
+    while (end - p >= 2 && p[0] == '\r' && p[1] == '\n') p += 2;
+    if (p == end || (end - p == 1 && *p == '\r')) return chi_need_more(len, lim);
+
+    if ((step = chi_parse_method(&p, end, req)) <= 0) return chi_step_end(step, len, lim);
+    if ((step = chi_parse_target(&p, end, lim, req, &q)) <= 0) return chi_step_end(step, len, lim);
+    if ((step = chi_parse_version_line(&p, end, req)) <= 0) return chi_step_end(step, len, lim);
+    if ((step = chi_split_target(req, q)) < 0) return step;
+    while ((step = chi_parse_field(&p, end, req, h, &f)) != 2)
+        if (step <= 0) return chi_step_end(step, len, lim);
+    r = chi_decide_framing(req, lim, &f, h);
+    return r < 0 ? r : (long)(p - buf);
 }
 
 /* >>chunked -----------------------------------------------------------------
@@ -1931,103 +2076,123 @@ static void chi_chunked_init(chi_chunked *ck, size_t body_start)
     ck->src = ck->dst = body_start;
 }
 
+/* The size line: hex digits, optional extensions, CRLF. One byte at a time;
+   returns 0 to go on or -status. */
+static int chi_ck_size_byte(chi_chunked *ck, unsigned char c, uint64_t max_body)
+{
+    int d;
+    switch (ck->state) {
+    case CHI_CK_SIZE_FIRST:
+    case CHI_CK_SIZE:
+        d = chi_hexval(c);
+        if (d >= 0) {
+            if (ck->size > (UINT64_MAX >> 4)) return -400; /* overflow */
+            ck->size = ck->size * 16 + (unsigned)d;
+            ck->state = CHI_CK_SIZE;
+        } else if (ck->state == CHI_CK_SIZE_FIRST) {
+            return -400;
+        } else if (c == '\r') {
+            ck->state = CHI_CK_SIZE_LF;
+        } else if (c == ';' || c == ' ' || c == '\t') {
+            ck->state = c == ';' ? CHI_CK_EXT : CHI_CK_EXT_WS;
+        } else {
+            return -400;
+        }
+        return 0;
+    case CHI_CK_EXT_WS: /* BWS before ';' */
+        if (c == ';')
+            ck->state = CHI_CK_EXT;
+        else if (c != ' ' && c != '\t')
+            return -400;
+        return 0;
+    case CHI_CK_EXT: /* chunk-ext: no control bytes but HTAB */
+        if (c == '\r')
+            ck->state = CHI_CK_SIZE_LF;
+        else if (!chi_is(c, CHI_VALUE))
+            return -400;
+        return 0;
+    default: /* CHI_CK_SIZE_LF */
+        if (c != '\n') return -400;
+        if (ck->size > max_body - ck->total) return -413;
+        ck->line = 0;
+        ck->state = ck->size ? CHI_CK_DATA : CHI_CK_TRAILER_START;
+        return 0;
+    }
+}
+
+/* Chunk data: moved down over the size lines already read. */
+static void chi_ck_data(chi_chunked *ck, char *buf, size_t len)
+{
+    size_t n = len - ck->src;
+    if ((uint64_t)n > ck->size) n = (size_t)ck->size;
+    if (ck->dst != ck->src) memmove(buf + ck->dst, buf + ck->src, n);
+    ck->dst += n;
+    ck->src += n;
+    ck->size -= n;
+    ck->total += n;
+    if (ck->size == 0) ck->state = CHI_CK_DATA_CR;
+}
+
+/* The CRLF after chunk data, the trailer section and the final CRLF.
+   Returns 0 to go on, 1 at the end of the message, or -400. */
+static int chi_ck_frame_byte(chi_chunked *ck, unsigned char c)
+{
+    switch (ck->state) {
+    case CHI_CK_DATA_CR:
+        if (c != '\r') return -400;
+        ck->state = CHI_CK_DATA_LF;
+        return 0;
+    case CHI_CK_DATA_LF:
+        if (c != '\n') return -400;
+        ck->state = CHI_CK_SIZE_FIRST;
+        return 0;
+    case CHI_CK_TRAILER_START:
+        if (c == '\r')
+            ck->state = CHI_CK_END_LF;
+        else if (chi_is(c, CHI_TOKEN))
+            ck->state = CHI_CK_TRAILER_NAME;
+        else
+            return -400;
+        return 0;
+    case CHI_CK_TRAILER_NAME:
+        if (c == ':')
+            ck->state = CHI_CK_TRAILER_VALUE;
+        else if (!chi_is(c, CHI_TOKEN))
+            return -400;
+        return 0;
+    case CHI_CK_TRAILER_VALUE:
+        if (c == '\r')
+            ck->state = CHI_CK_TRAILER_LF;
+        else if (!chi_is(c, CHI_VALUE))
+            return -400;
+        return 0;
+    case CHI_CK_TRAILER_LF:
+        if (c != '\n') return -400;
+        ck->state = CHI_CK_TRAILER_START;
+        return 0;
+    default: /* CHI_CK_END_LF */
+        if (c != '\n') return -400;
+        ck->state = CHI_CK_DONE;
+        return 1;
+    }
+}
+
 /* Returns 1 when the last chunk and trailers are in, 0 when more bytes are
    needed, or -400 / -413 / -431. */
 static int chi_chunked_decode(chi_chunked *ck, char *buf, size_t len, uint64_t max_body, size_t max_trailer)
 {
     CHOPIN_ASSERT(ck->dst <= ck->src); /* decoding only ever moves data down */
-    while (ck->src < len) {
+    while (ck->src < len && ck->state != CHI_CK_DONE) {
         unsigned char c = (unsigned char)buf[ck->src];
-        switch (ck->state) {
-        case CHI_CK_SIZE_FIRST:
-        case CHI_CK_SIZE: {
-            int d = chi_hexval(c);
-            if (d >= 0) {
-                if (ck->size > (UINT64_MAX >> 4)) return -400; /* overflow */
-                ck->size = ck->size * 16 + (unsigned)d;
-                ck->state = CHI_CK_SIZE;
-            } else if (ck->state == CHI_CK_SIZE_FIRST) {
-                return -400;
-            } else if (c == '\r') {
-                ck->state = CHI_CK_SIZE_LF;
-            } else if (c == ';' || c == ' ' || c == '\t') {
-                ck->state = c == ';' ? CHI_CK_EXT : CHI_CK_EXT_WS;
-            } else {
-                return -400;
-            }
-            break;
+        int r;
+        if (ck->state == CHI_CK_DATA) {
+            chi_ck_data(ck, buf, len);
+            continue;
         }
-        case CHI_CK_EXT_WS: /* BWS before ';' */
-            if (c == ';')
-                ck->state = CHI_CK_EXT;
-            else if (c != ' ' && c != '\t')
-                return -400;
-            break;
-        case CHI_CK_EXT: /* chunk-ext: no control bytes but HTAB */
-            if (c == '\r')
-                ck->state = CHI_CK_SIZE_LF;
-            else if (!chi_is(c, CHI_VALUE))
-                return -400;
-            break;
-        case CHI_CK_SIZE_LF:
-            if (c != '\n') return -400;
-            if (ck->size > max_body - ck->total) return -413;
-            ck->line = 0;
-            ck->state = ck->size ? CHI_CK_DATA : CHI_CK_TRAILER_START;
-            break;
-        case CHI_CK_DATA: {
-            size_t n = len - ck->src;
-            if ((uint64_t)n > ck->size) n = (size_t)ck->size;
-            if (ck->dst != ck->src) memmove(buf + ck->dst, buf + ck->src, n);
-            ck->dst += n;
-            ck->src += n;
-            ck->size -= n;
-            ck->total += n;
-            if (ck->size == 0) ck->state = CHI_CK_DATA_CR;
-            continue; /* src already advanced */
-        }
-        case CHI_CK_DATA_CR:
-            if (c != '\r') return -400;
-            ck->state = CHI_CK_DATA_LF;
-            break;
-        case CHI_CK_DATA_LF:
-            if (c != '\n') return -400;
-            ck->state = CHI_CK_SIZE_FIRST;
-            break;
-        case CHI_CK_TRAILER_START:
-            if (c == '\r') {
-                ck->state = CHI_CK_END_LF;
-            } else if (chi_is(c, CHI_TOKEN)) {
-                ck->state = CHI_CK_TRAILER_NAME;
-            } else {
-                return -400;
-            }
-            break;
-        case CHI_CK_TRAILER_NAME:
-            if (c == ':')
-                ck->state = CHI_CK_TRAILER_VALUE;
-            else if (!chi_is(c, CHI_TOKEN))
-                return -400;
-            break;
-        case CHI_CK_TRAILER_VALUE:
-            if (c == '\r')
-                ck->state = CHI_CK_TRAILER_LF;
-            else if (!chi_is(c, CHI_VALUE))
-                return -400;
-            break;
-        case CHI_CK_TRAILER_LF:
-            if (c != '\n') return -400;
-            ck->state = CHI_CK_TRAILER_START;
-            break;
-        case CHI_CK_END_LF:
-            if (c != '\n') return -400;
-            ck->src++;
-            ck->state = CHI_CK_DONE;
-            return 1;
-        default:
-            return 1;
-        }
+        r = ck->state <= CHI_CK_SIZE_LF ? chi_ck_size_byte(ck, c, max_body) : chi_ck_frame_byte(ck, c);
+        if (r < 0) return r;
         ck->src++;
+        if (r == 1) return 1;
         if (ck->state <= CHI_CK_SIZE_LF && ++ck->line > CHI_CK_MAX_LINE) return -400;
         if (ck->state >= CHI_CK_TRAILER_START && ++ck->trailer > max_trailer) return -431;
     }
@@ -2035,12 +2200,14 @@ static int chi_chunked_decode(chi_chunked *ck, char *buf, size_t len, uint64_t m
 }
 
 /* >>responses ---------------------------------------------------------------
-   A response is laid out as
-       status line | Server | Date | Content-Type | Content-Length |
-       the handler's headers | Connection (when needed) | CRLF | body
-   and written straight into the worker's output buffer. The common errors are
-   pre-built byte arrays: status line, Content-Type and Content-Length in one
-   literal, and a small JSON body (tests/unit.c checks each length). */
+   One writer lays out every response head, in this order:
+       status line | Server | Date | Content-Type | the handler's headers |
+       Connection (when needed) | framing | CRLF
+   Routed answers and errors are written by it per request; FastRoutes and
+   100 Continue are written by it once, at start-up, and then copied. It is
+   given the "Server: ...\r\nDate: ...\r\n" bytes rather than a clock, so it
+   stays in the core. Error bodies, {"detail":"<reason phrase>"}, are made
+   from the same reason table: one copy of each phrase, no counted lengths. */
 
 static const char *chi_reason(int status)
 {
@@ -2086,43 +2253,71 @@ static const char *chi_reason(int status)
     }
 }
 
-typedef struct chi_prebuilt {
-    int status;
-    const char *head; /* status line, Content-Type, Content-Length */
-    const char *body;
-} chi_prebuilt;
 
-#define CHI_JSON_CT "Content-Type: application/json\r\n"
-static const chi_prebuilt chi_errors[] = {
-    {400, "HTTP/1.1 400 Bad Request\r\n" CHI_JSON_CT "Content-Length: 24\r\n", "{\"detail\":\"Bad Request\"}"},
-    {401, "HTTP/1.1 401 Unauthorized\r\n" CHI_JSON_CT "Content-Length: 36\r\n", "{\"detail\":\"Authentication required\"}"},
-    {403, "HTTP/1.1 403 Forbidden\r\n" CHI_JSON_CT "Content-Length: 30\r\n", "{\"detail\":\"Permission denied\"}"},
-    {404, "HTTP/1.1 404 Not Found\r\n" CHI_JSON_CT "Content-Length: 22\r\n", "{\"detail\":\"Not Found\"}"},
-    {405, "HTTP/1.1 405 Method Not Allowed\r\n" CHI_JSON_CT "Content-Length: 31\r\n", "{\"detail\":\"Method Not Allowed\"}"},
-    {408, "HTTP/1.1 408 Request Timeout\r\n" CHI_JSON_CT "Content-Length: 28\r\n", "{\"detail\":\"Request Timeout\"}"},
-    {413, "HTTP/1.1 413 Content Too Large\r\n" CHI_JSON_CT "Content-Length: 30\r\n", "{\"detail\":\"Content Too Large\"}"},
-    {414, "HTTP/1.1 414 URI Too Long\r\n" CHI_JSON_CT "Content-Length: 25\r\n", "{\"detail\":\"URI Too Long\"}"},
-    {417, "HTTP/1.1 417 Expectation Failed\r\n" CHI_JSON_CT "Content-Length: 31\r\n", "{\"detail\":\"Expectation Failed\"}"},
-    {429, "HTTP/1.1 429 Too Many Requests\r\n" CHI_JSON_CT "Content-Length: 30\r\n", "{\"detail\":\"Too Many Requests\"}"},
-    {431, "HTTP/1.1 431 Request Header Fields Too Large\r\n" CHI_JSON_CT "Content-Length: 44\r\n", "{\"detail\":\"Request Header Fields Too Large\"}"},
-    {500, "HTTP/1.1 500 Internal Server Error\r\n" CHI_JSON_CT "Content-Length: 34\r\n", "{\"detail\":\"Internal Server Error\"}"},
-    {501, "HTTP/1.1 501 Not Implemented\r\n" CHI_JSON_CT "Content-Length: 28\r\n", "{\"detail\":\"Not Implemented\"}"},
-    {503, "HTTP/1.1 503 Service Unavailable\r\n" CHI_JSON_CT "Content-Length: 32\r\n", "{\"detail\":\"Service Unavailable\"}"},
-    {505, "HTTP/1.1 505 HTTP Version Not Supported\r\n" CHI_JSON_CT "Content-Length: 39\r\n", "{\"detail\":\"HTTP Version Not Supported\"}"},
-};
-
-static const chi_prebuilt *chi_prebuilt_for(int status)
+/* The end of a Content-Length line and of the head: "N\r\n\r\n". Also used
+   per request after a dynamic FastRoute's pre-built head. */
+static char *chi_head_length_end(char *p, uint64_t length)
 {
-    size_t i;
-    for (i = 0; i < sizeof chi_errors / sizeof chi_errors[0]; i++)
-        if (chi_errors[i].status == status) return &chi_errors[i];
-    return NULL;
+    p += chi_utoa(length, p);
+    return chi_put(p, "\r\n\r\n", 4);
 }
 
-/* The part every response shares, kept per worker so the Date can be
-   patched in place once a second: "Server: chopin\r\nDate: ...\r\n". */
+/* The lines every response shares, kept per worker so the Date can be
+   patched in place once a second: "Server: chopin\r\nDate: <29 bytes>\r\n". */
 #define CHI_SERVER_LINE "Server: " CHOPIN_SERVER_NAME "\r\n"
-#define CHI_COMMON_LEN (sizeof(CHI_SERVER_LINE) - 1 + 6 + CHI_DATE_LEN + 2)
+#define CHI_DATE_AT (sizeof(CHI_SERVER_LINE) - 1 + 6)
+#define CHI_COMMON_LEN (CHI_DATE_AT + CHI_DATE_LEN + 2)
+
+static void chi_common_init(char common[CHI_COMMON_LEN])
+{
+    memcpy(common, CHI_SERVER_LINE "Date: ", CHI_DATE_AT);
+    memset(common + CHI_DATE_AT, ' ', CHI_DATE_LEN);
+    memcpy(common + CHI_DATE_AT + CHI_DATE_LEN, "\r\n", 2);
+}
+
+/* How the body is framed (RFC 9112 6). */
+enum {
+    CHI_FRAME_LENGTH,      /* Content-Length: length */
+    CHI_FRAME_LENGTH_OPEN, /* "Content-Length: " and stop: the caller writes the
+                              digits per request (dynamic FastRoutes) */
+    CHI_FRAME_NONE         /* 1xx, 204, 304: no framing header */
+};
+
+typedef struct chi_head_spec {
+    int status;
+    int keep_alive, minor;     /* decide the Connection line */
+    const char *common;        /* "Server: ...\r\nDate: ...\r\n", or NULL */
+    size_t common_len;
+    const char *ctype;         /* Content-Type value; ctype_len 0: none */
+    size_t ctype_len;
+    const char *extra;         /* "Name: value\r\n" lines, as they are */
+    size_t extra_len;
+    int framing;
+    uint64_t length;           /* with CHI_FRAME_LENGTH */
+} chi_head_spec;
+
+/* Statuses that never have a body nor Content-Length (RFC 9110 8.6). */
+static int chi_status_has_body(int status) { return status >= 200 && status != 204 && status != 304; }
+
+static const char *chi_connection_line(int keep_alive, int minor, size_t *len)
+{
+    if (!keep_alive) {
+        *len = 19;
+        return "Connection: close\r\n";
+    }
+    if (minor == 0) {
+        *len = 24;
+        return "Connection: keep-alive\r\n";
+    }
+    *len = 0;
+    return "";
+}
+
+/* An upper bound on what chi_head_put writes for spec. */
+static size_t chi_head_size(const chi_head_spec *h)
+{
+    return 64 + h->common_len + 16 + h->ctype_len + 2 + h->extra_len + 24 + 16 + 20 + 4;
+}
 
 /* Writes "HTTP/1.1 NNN Reason\r\n"; `out` needs 64 bytes. */
 static size_t chi_status_line(int status, char *out)
@@ -2137,6 +2332,47 @@ static size_t chi_status_line(int status, char *out)
     memcpy(out + 13, reason, rl);
     memcpy(out + 13 + rl, "\r\n", 2);
     return 15 + rl;
+}
+
+/* The one head writer: p has chi_head_size(h) bytes of room. Returns the
+   end of what it wrote. */
+static char *chi_head_put(char *p, const chi_head_spec *h)
+{
+    size_t conn_len;
+    const char *conn = chi_connection_line(h->keep_alive, h->minor, &conn_len);
+    p += chi_status_line(h->status, p);
+    p = chi_put(p, h->common, h->common_len);
+    if (h->ctype_len) {
+        p = chi_put(p, "Content-Type: ", 14);
+        p = chi_put(p, h->ctype, h->ctype_len);
+        p = chi_put(p, "\r\n", 2);
+    }
+    p = chi_put(p, h->extra, h->extra_len);
+    p = chi_put(p, conn, conn_len);
+    if (h->framing == CHI_FRAME_NONE || !chi_status_has_body(h->status)) return chi_put(p, "\r\n", 2);
+    p = chi_put(p, "Content-Length: ", 16);
+    if (h->framing == CHI_FRAME_LENGTH_OPEN) return p;
+    return chi_head_length_end(p, h->length);
+}
+
+/* {"detail":"..."}: the body of every error the server or ch_res_error
+   writes: the reason phrase, but for the two that tell a client what to do.
+   `out` needs CHI_ERROR_BODY_MAX bytes. */
+#define CHI_ERROR_BODY_MAX 64
+static const char *chi_error_detail(int status)
+{
+    if (status == 401) return "Authentication required";
+    if (status == 403) return "Permission denied";
+    return chi_reason(status);
+}
+
+static size_t chi_error_body(int status, char *out)
+{
+    const char *reason = chi_error_detail(status);
+    char *p = chi_put(out, "{\"detail\":\"", 11);
+    p = chi_put(p, reason, strlen(reason)); /* no phrase needs JSON escaping */
+    p = chi_put(p, "\"}", 2);
+    return (size_t)(p - out);
 }
 
 /* >>routes ------------------------------------------------------------------
@@ -2167,25 +2403,6 @@ typedef struct chi_route {
     void *user;
     ch_group *group;                /* its middleware, or NULL */
 } chi_route;
-
-typedef struct chi_mw {
-    ch_middleware fn;
-    void *user;
-} chi_mw;
-
-typedef struct chi_after {
-    ch_after_fn fn;
-    void *user;
-} chi_after;
-
-struct ch_group {
-    ch_app *app;
-    ch_group *parent;
-    char prefix[256];               /* the whole prefix, parents' included */
-    chi_mw *mw;
-    int nmw;
-    ch_group *next;                 /* every group of the app, for freeing */
-};
 
 typedef struct chi_node {
     char *seg;                      /* static segment text (children only) */
@@ -2347,11 +2564,1480 @@ static size_t chi_allow_list(unsigned methods, char *out)
     return n;
 }
 
-/* >>app ---------------------------------------------------------------------
-   The application holds what is shared read-only by every worker once the
-   server runs: the routes, the limits, the resolved configuration. */
+/* >>request -----------------------------------------------------------------
+   Lookups on a parsed request. Nothing here runs unless a handler asks:
+   query strings and cookies are scanned and decoded on demand. */
+
+/* The client's address, kept per connection; req->conn points at it. The
+   OS seam fills it from a socket address and turns it into text. */
+typedef struct chi_peer {
+    unsigned char addr[16];  /* 4 bytes for IPv4, 16 for IPv6 */
+    unsigned char family;    /* 4, 6, or 0 if unknown */
+} chi_peer;
+
+/* Where a request's header lines and route parameters are kept: ch_req
+   points into it (one per worker), so no public struct is sized by
+   CHOPIN_MAX_HEADERS or CHOPIN_MAX_PARAMS. */
+typedef struct chi_req_store {
+    ch_header headers[CHOPIN_MAX_HEADERS];
+    ch_param params[CHOPIN_MAX_PARAMS];
+} chi_req_store;
+
+static void chi_req_bind(ch_req *req, chi_req_store *st)
+{
+    memset(req, 0, sizeof *req);
+    req->headers = st->headers;
+    req->params = st->params;
+}
+
+CHOPIN_API ch_str ch_req_common(const ch_req *req, ch_hdr which)
+{
+    if ((int)which < 0 || which >= CH_H_COUNT || !req->common[which]) return chi_str(NULL, 0);
+    return req->headers[req->common[which] - 1].value;
+}
+
+CHOPIN_API ch_str ch_req_header(const ch_req *req, const char *name)
+{
+    size_t n = strlen(name);
+    int i, id = chi_header_id(name, n);
+    if (id >= 0) return ch_req_common(req, (ch_hdr)id);
+    for (i = 0; i < req->header_count; i++) {
+        const ch_header *h = &req->headers[i];
+        size_t k;
+        if (h->name.len != n) continue;
+        for (k = 0; k < n && chi_lower(h->name.ptr[k]) == chi_lower(name[k]); k++) {}
+        if (k == n) return h->value;
+    }
+    return chi_str(NULL, 0);
+}
+
+/* Decodes the byte at in[*i] ('%XX', '+' as a space when asked, or itself)
+   into *c and moves *i past it. Returns 0, or -1 for a bad escape. */
+static int chi_url_byte(const char *in, size_t len, size_t *i, int plus_is_space, char *c)
+{
+    *c = in[*i];
+    if (*c == '%') {
+        int hi, lo;
+        if (*i + 2 >= len) return -1;
+        hi = chi_hexval((unsigned char)in[*i + 1]);
+        lo = chi_hexval((unsigned char)in[*i + 2]);
+        if (hi < 0 || lo < 0) return -1;
+        *c = (char)(hi * 16 + lo);
+        *i += 2;
+    } else if (*c == '+' && plus_is_space) {
+        *c = ' ';
+    }
+    (*i)++;
+    return 0;
+}
+
+/* Percent-decoding (RFC 3986 2.1). Returns the decoded length, CH_BAD for
+   a '%' not followed by two hex digits, CH_TOO_LONG when out is too small
+   (out always gets a NUL terminator when cap > 0). */
+CHOPIN_API long ch_url_decode(const char *in, size_t len, char *out, size_t cap, int plus_is_space)
+{
+    size_t i = 0, n = 0;
+    long rc = 0;
+    while (i < len) {
+        char c;
+        if (chi_url_byte(in, len, &i, plus_is_space, &c) < 0) {
+            rc = CH_BAD;
+            break;
+        }
+        if (n + 1 >= cap) {
+            rc = CH_TOO_LONG;
+            break;
+        }
+        out[n++] = c;
+    }
+    if (cap) out[n] = 0; /* terminated even when the value is refused */
+    return rc ? rc : (long)n;
+}
+
+CHOPIN_API int ch_form_next(ch_str *rest, ch_str *key, ch_str *value)
+{
+    while (rest->len) {
+        const char *p = rest->ptr, *amp = (const char *)memchr(p, '&', rest->len), *eq;
+        size_t n = amp ? (size_t)(amp - p) : rest->len;
+        rest->ptr += amp ? n + 1 : n;
+        rest->len -= amp ? n + 1 : n;
+        if (n == 0) continue; /* "a=1&&b=2" */
+        eq = (const char *)memchr(p, '=', n);
+        *key = chi_str(p, eq ? (size_t)(eq - p) : n);
+        *value = eq ? chi_str(eq + 1, (size_t)(p + n - eq - 1)) : chi_str(p + n, 0);
+        return 1;
+    }
+    return 0;
+}
+
+/* Does the encoded `raw` decode to exactly `name`? Decoded on the fly: a
+   key of any length compares, and a bad escape never matches. */
+static int chi_decoded_equals(ch_str raw, const char *name, int plus_is_space)
+{
+    size_t i = 0, n = 0, len = strlen(name);
+    while (i < raw.len) {
+        char c;
+        if (chi_url_byte(raw.ptr, raw.len, &i, plus_is_space, &c) < 0 || n >= len || name[n] != c) return 0;
+        n++;
+    }
+    return n == len;
+}
+
+CHOPIN_API long ch_req_query(const ch_req *req, const char *name, char *out, size_t cap)
+{
+    ch_str rest = req->query, k, v;
+    while (ch_form_next(&rest, &k, &v))
+        if (chi_decoded_equals(k, name, 1)) return ch_url_decode(v.ptr, v.len, out, cap, 1);
+    return CH_ABSENT;
+}
+
+/* Cookie: a=1; b="two" (RFC 6265 4.2.1); a quoted value loses its quotes. */
+CHOPIN_API long ch_req_cookie(const ch_req *req, const char *name, char *out, size_t cap)
+{
+    ch_str all = ch_req_common(req, CH_H_COOKIE);
+    const char *p = all.ptr, *end = all.ptr + all.len;
+    size_t nlen = strlen(name);
+    while (p && p < end) {
+        const char *semi = (const char *)memchr(p, ';', (size_t)(end - p)), *stop = semi ? semi : end, *eq;
+        while (p < stop && (*p == ' ' || *p == '\t')) p++;
+        eq = (const char *)memchr(p, '=', (size_t)(stop - p));
+        if (eq && (size_t)(eq - p) == nlen && memcmp(p, name, nlen) == 0) {
+            const char *v = eq + 1, *ve = stop;
+            while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+            if (ve - v >= 2 && v[0] == '"' && ve[-1] == '"') {
+                v++;
+                ve--;
+            }
+            return ch_url_decode(v, (size_t)(ve - v), out, cap, 0);
+        }
+        p = semi ? semi + 1 : end;
+    }
+    return CH_ABSENT;
+}
+
+
+CHOPIN_API ch_str ch_req_param(const ch_req *req, const char *name)
+{
+    int i;
+    for (i = 0; i < req->param_count; i++)
+        if (ch_str_eq(req->params[i].name, name)) return req->params[i].value;
+    return chi_str(NULL, 0);
+}
+
+#ifndef CHOPIN_CORE_ONLY
+/* >>os ------------------------------------------------------------------------
+   LAYER 2, THE OS SEAM. Everything the server asks of the kernel is here and
+   nowhere else: the clock, sockets (listen, accept, options, send, receive,
+   close), threads, the CPU count and the descriptor limit; and, in one block
+   per backend, the poll set, the waker, the ticker and the stop signals. The
+   backend is chosen by platform or forced with CHOPIN_USE_EPOLL,
+   CHOPIN_USE_KQUEUE or CHOPIN_USE_POLL; above this section nothing knows
+   which one runs.
+
+   The I/O boundary speaks in results, not in errno: a receive or send
+   returns bytes, CHI_IO_EOF, CHI_IO_AGAIN or CHI_IO_ERROR, and the server
+   reacts in one place per result (>>connection: chi_conn_received,
+   chi_conn_sent). A readiness backend calls those after recv/send; a
+   completion backend (io_uring: "these bytes arrived", "that send finished")
+   would call the same functions from its completions. */
+
+#if (defined(CHOPIN_USE_EPOLL) + defined(CHOPIN_USE_KQUEUE) + defined(CHOPIN_USE_POLL)) > 1
+#error "chopin.h: define at most one of CHOPIN_USE_EPOLL, CHOPIN_USE_KQUEUE, CHOPIN_USE_POLL"
+#endif
+#if defined(CHOPIN_USE_EPOLL)
+#define CHI_OS_EPOLL 1
+#elif defined(CHOPIN_USE_KQUEUE)
+#define CHI_OS_KQUEUE 1
+#elif defined(CHOPIN_USE_POLL)
+#define CHI_OS_POLL 1
+#elif defined(__linux__)
+#define CHI_OS_EPOLL 1
+#elif defined(__APPLE__) || defined(__FreeBSD__) || defined(__OpenBSD__) || defined(__NetBSD__) || defined(__DragonFly__)
+#define CHI_OS_KQUEUE 1
+#else
+#define CHI_OS_POLL 1
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#if defined(__linux__)
+#include <sched.h>
+#endif
+
+/* Where SO_REUSEPORT spreads connections over the sockets that share a port
+   (Linux, FreeBSD's SO_REUSEPORT_LB, DragonFly), each worker has its own
+   listener. Elsewhere (macOS, OpenBSD, NetBSD) the last socket bound gets
+   every connection, so the workers share one listener instead. */
+#if defined(__linux__) || defined(__DragonFly__) || defined(SO_REUSEPORT_LB)
+#define CHI_REUSEPORT_BALANCES 1
+#else
+#define CHI_REUSEPORT_BALANCES 0
+#endif
+#if defined(SO_REUSEPORT_LB)
+#define CHI_SO_REUSEPORT SO_REUSEPORT_LB
+#elif defined(SO_REUSEPORT)
+#define CHI_SO_REUSEPORT SO_REUSEPORT
+#endif
+
+/* A write to a dead peer must be an error, not SIGPIPE: per call where the
+   flag exists, per socket (SO_NOSIGPIPE) on macOS. */
+#if defined(MSG_NOSIGNAL)
+#define CHI_SEND_FLAGS MSG_NOSIGNAL
+#else
+#define CHI_SEND_FLAGS 0
+#endif
+
+/* Results of the I/O calls (a count of bytes is >= 0). */
+#define CHI_IO_EOF 0
+#define CHI_IO_AGAIN (-1)   /* would block: wait for the poller */
+#define CHI_IO_ERROR (-2)   /* the connection is dead */
+#define CHI_IO_NOFD (-3)    /* accept: out of descriptors or memory */
+
+/* Event flags and tags, the same for every backend. A tag is a
+   connection's descriptor or one of the CHI_TAG_* values; every tag fits in
+   32 bits, so it fits a kqueue udata even on 32-bit systems. */
+#define CHI_EV_READ 1u
+#define CHI_EV_WRITE 2u
+#define CHI_EV_ERROR 4u     /* error or hang-up: the next read or write tells */
+#define CHI_TAG_BASE ((uint64_t)1 << 31)
+#define CHI_TAG_LISTEN (CHI_TAG_BASE + 0)
+#define CHI_TAG_TICK (CHI_TAG_BASE + 1)
+#define CHI_TAG_WAKE (CHI_TAG_BASE + 2)
+#define CHI_TAG_SIGNAL (CHI_TAG_BASE + 3)
+#define CHI_TAG_STOP (CHI_TAG_BASE + 4)
+#define CHI_MAX_EVENTS 256
+
+typedef struct chi_event {
+    uint64_t tag;
+    unsigned flags;
+} chi_event;
+
+static int64_t chi_os_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int64_t chi_os_wall_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec;
+}
+
+static const char *chi_os_error_text(void) { return strerror(errno); }
+
+CHOPIN_API const char *ch_backend(void)
+{
+#if defined(CHI_OS_EPOLL)
+    return "epoll";
+#elif defined(CHI_OS_KQUEUE)
+    return "kqueue";
+#else
+    return "poll";
+#endif
+}
+
+static int chi_os_would_block(void) { return errno == EAGAIN || errno == EWOULDBLOCK; }
+
+static long chi_os_recv(int fd, char *p, size_t n)
+{
+    ssize_t r;
+    do {
+        r = read(fd, p, n);
+    } while (r < 0 && errno == EINTR);
+    if (r >= 0) return (long)r;
+    return chi_os_would_block() ? CHI_IO_AGAIN : CHI_IO_ERROR;
+}
+
+static long chi_os_send(int fd, const char *p, size_t n)
+{
+    ssize_t r;
+    do {
+        r = send(fd, p, n, CHI_SEND_FLAGS);
+    } while (r < 0 && errno == EINTR);
+    if (r >= 0) return (long)r;
+    return chi_os_would_block() ? CHI_IO_AGAIN : CHI_IO_ERROR;
+}
+
+static void chi_os_close(int fd) { close(fd); }
+
+static int chi_os_shutdown_write(int fd) { return shutdown(fd, SHUT_WR); }
+
+/* Writes all of p (a log): returns 0, or -1 when the descriptor will not take
+   it now (a full pipe: the caller drops the lines rather than stall). */
+static int chi_os_write_all(int fd, const char *p, size_t n)
+{
+    size_t off = 0;
+    while (off < n) {
+        ssize_t r = write(fd, p + off, n - off);
+        if (r <= 0 && errno != EINTR) return -1;
+        if (r > 0) off += (size_t)r;
+    }
+    return 0;
+}
+
+static int chi_os_set_nonblock_cloexec(int fd)
+{
+    int fl = fcntl(fd, F_GETFL, 0);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return -1;
+    return fcntl(fd, F_SETFD, FD_CLOEXEC);
+}
+
+static void chi_os_peer_from(chi_peer *peer, const struct sockaddr_storage *ss)
+{
+    peer->family = 0;
+    if (ss->ss_family == AF_INET6) {
+        memcpy(peer->addr, &((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr, 16);
+        peer->family = 6;
+    } else if (ss->ss_family == AF_INET) {
+        memcpy(peer->addr, &((const struct sockaddr_in *)(const void *)ss)->sin_addr, 4);
+        peer->family = 4;
+    }
+}
+
+/* The peer as text ("127.0.0.1", "::1"); returns its length. */
+static size_t chi_os_peer_text(const chi_peer *peer, char *out, size_t cap)
+{
+    if (!cap) return 0;
+    out[0] = 0;
+    if (!peer || !peer->family ||
+        !inet_ntop(peer->family == 6 ? AF_INET6 : AF_INET, peer->addr, out, (socklen_t)cap))
+        return 0;
+    return strlen(out);
+}
+
+/* A new connection, non-blocking and close-on-exec, with its options set.
+   Returns its descriptor or a CHI_IO_* result. accept4 does it in one call
+   where it exists; plain POSIX (and the poll backend, to test that path on
+   Linux) takes accept + fcntl. */
+static int chi_os_accept(int lfd, chi_peer *peer)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    int fd, one = 1;
+    memset(&ss, 0, sizeof ss);
+    for (;;) {
+#if defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC) && !defined(CHI_OS_POLL)
+        fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+#else
+        fd = accept(lfd, (struct sockaddr *)&ss, &len);
+        if (fd >= 0 && chi_os_set_nonblock_cloexec(fd) < 0) {
+            close(fd);
+            return CHI_IO_ERROR;
+        }
+#endif
+        if (fd >= 0) break;
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) return CHI_IO_NOFD;
+        return chi_os_would_block() ? CHI_IO_AGAIN : CHI_IO_ERROR;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+#if !defined(MSG_NOSIGNAL) && defined(SO_NOSIGPIPE)
+    setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+#endif
+    chi_os_peer_from(peer, &ss);
+    return fd;
+}
+
+static int chi_os_cpu_count(void)
+{
+    long n;
+#if defined(__linux__) && defined(CPU_COUNT)
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+#endif
+    n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+/* A server wants as many descriptors as the hard limit allows. */
+static void chi_os_raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+typedef pthread_t chi_thread;
+static int chi_os_thread_start(chi_thread *t, void *(*fn)(void *), void *arg) { return pthread_create(t, NULL, fn, arg) == 0 ? 0 : -1; }
+static void chi_os_thread_join(chi_thread t) { pthread_join(t, NULL); }
+
+/* Listening sockets. */
+typedef struct chi_listen_req {
+    const char *host;
+    int port;                /* 0: any free port (then set to the one chosen) */
+    int count;               /* sockets to open: one per worker, or one */
+    int reuseport;           /* set SO_REUSEPORT on each */
+    int backlog;
+} chi_listen_req;
+
+static int chi_os_open_listener(const struct addrinfo *ai, int reuseport, int backlog, int do_listen)
+{
+    int one = 1, fd = socket(ai->ai_family, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    if (chi_os_set_nonblock_cloexec(fd) < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+#ifdef CHI_SO_REUSEPORT
+        (reuseport && setsockopt(fd, SOL_SOCKET, CHI_SO_REUSEPORT, &one, sizeof one) < 0) ||
+#endif
+        bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || (do_listen && listen(fd, backlog) < 0)) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+#ifndef CHI_SO_REUSEPORT
+    (void)reuseport;
+#endif
+    return fd;
+}
+
+/* The port the kernel chose for fd, written into ai for the next sockets. */
+static int chi_os_take_port(int fd, struct addrinfo *ai, int *port)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) return -1;
+    if (ss.ss_family == AF_INET6) {
+        *port = ntohs(((struct sockaddr_in6 *)(void *)&ss)->sin6_port);
+        ((struct sockaddr_in6 *)(void *)ai->ai_addr)->sin6_port = htons((uint16_t)*port);
+    } else {
+        *port = ntohs(((struct sockaddr_in *)(void *)&ss)->sin_port);
+        ((struct sockaddr_in *)(void *)ai->ai_addr)->sin_port = htons((uint16_t)*port);
+    }
+    return 0;
+}
+
+static int chi_os_listen_fail(struct addrinfo *ai, const int *fds, int opened, char *err, size_t errcap)
+{
+    snprintf(err, errcap, "%s", strerror(errno));
+    while (opened-- > 0) close(fds[opened]);
+    freeaddrinfo(ai);
+    return -1;
+}
+
+/* Opens r->count listeners into fds. Returns 0, or -1 with the reason in
+   err (the sockets opened so far are closed). SO_REUSEPORT would let us
+   join another server already on the port, so a plain bind first checks
+   that the port is free. */
+static int chi_os_listen(chi_listen_req *r, int *fds, char *err, size_t errcap)
+{
+    struct addrinfo hints, *ai = NULL;
+    char port[16];
+    int i, rc;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    snprintf(port, sizeof port, "%d", r->port);
+    rc = getaddrinfo(r->host, port, &hints, &ai);
+    if (rc != 0) {
+        snprintf(err, errcap, "%s", gai_strerror(rc));
+        return -1;
+    }
+    if (r->reuseport && r->port != 0) {
+        int probe = chi_os_open_listener(ai, 0, 0, 0);
+        if (probe < 0) return chi_os_listen_fail(ai, fds, 0, err, errcap);
+        close(probe);
+    }
+    for (i = 0; i < r->count; i++) {
+        fds[i] = chi_os_open_listener(ai, r->reuseport, r->backlog, 1);
+        if (fds[i] < 0) return chi_os_listen_fail(ai, fds, i, err, errcap);
+        if (i == 0 && r->port == 0 && chi_os_take_port(fds[0], ai, &r->port) < 0)
+            return chi_os_listen_fail(ai, fds, 1, err, errcap);
+    }
+    freeaddrinfo(ai);
+    return 0;
+}
+
+#if defined(CHI_OS_EPOLL)
+/* >>os epoll ------------------------------------------------------------------
+   Linux. Every source of events is a descriptor in the epoll set: sockets,
+   an eventfd for the waker, a timerfd for the ticker and a signalfd for the
+   stop signals (blocked in the mask, so they queue there instead of running
+   a handler). Level-triggered throughout: a connection with input left is
+   reported again, which keeps the server's bookkeeping simple. */
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+
+/* Each object below has an `open` flag, so closing one that is zeroed, or
+   whose open failed, does nothing (and never closes descriptor 0). */
+typedef struct chi_poller {
+    int fd, open;
+} chi_poller;
+
+static int chi_poller_open(chi_poller *p)
+{
+    p->fd = epoll_create1(EPOLL_CLOEXEC);
+    p->open = p->fd >= 0;
+    return p->open ? 0 : -1;
+}
+
+static void chi_poller_close(chi_poller *p)
+{
+    if (p->open) close(p->fd);
+    p->open = 0;
+}
+
+static int chi_poller_ctl(chi_poller *p, int op, int fd, unsigned ev, uint64_t tag, int exclusive)
+{
+    struct epoll_event e;
+    memset(&e, 0, sizeof e);
+    e.events = ((ev & CHI_EV_READ) ? (uint32_t)EPOLLIN : 0u) | ((ev & CHI_EV_WRITE) ? (uint32_t)EPOLLOUT : 0u);
+#ifdef EPOLLEXCLUSIVE
+    /* a listener shared by several workers wakes one of them, not all */
+    if (exclusive) e.events |= (uint32_t)EPOLLEXCLUSIVE;
+#else
+    (void)exclusive;
+#endif
+    e.data.u64 = tag;
+    return epoll_ctl(p->fd, op, fd, &e);
+}
+
+static int chi_poller_add(chi_poller *p, int fd, unsigned ev, uint64_t tag, int exclusive)
+{
+    return chi_poller_ctl(p, EPOLL_CTL_ADD, fd, ev, tag, exclusive);
+}
+
+static int chi_poller_mod(chi_poller *p, int fd, unsigned old_ev, unsigned ev, uint64_t tag)
+{
+    (void)old_ev;
+    return chi_poller_ctl(p, EPOLL_CTL_MOD, fd, ev, tag, 0);
+}
+
+static int chi_poller_del(chi_poller *p, int fd, unsigned old_ev)
+{
+    (void)old_ev;
+    return chi_poller_ctl(p, EPOLL_CTL_DEL, fd, 0, 0, 0);
+}
+
+static void chi_poller_forget(chi_poller *p, int fd)
+{
+    (void)p; /* closing the descriptor takes it out of the set */
+    (void)fd;
+}
+
+static int chi_poller_wait(chi_poller *p, chi_event *out, int max, int timeout_ms)
+{
+    struct epoll_event ev[CHI_MAX_EVENTS];
+    int n, i;
+    if (max > CHI_MAX_EVENTS) max = CHI_MAX_EVENTS;
+    n = epoll_wait(p->fd, ev, max, timeout_ms);
+    for (i = 0; i < n; i++) {
+        uint32_t e = ev[i].events;
+        out[i].tag = ev[i].data.u64;
+        out[i].flags = ((e & EPOLLIN) ? CHI_EV_READ : 0u) | ((e & EPOLLOUT) ? CHI_EV_WRITE : 0u) |
+                       ((e & (EPOLLERR | EPOLLHUP)) ? CHI_EV_ERROR : 0u);
+    }
+    return n < 0 ? (errno == EINTR ? 0 : -1) : n;
+}
+
+static int chi_poller_fd(const chi_poller *p) { return p->open ? p->fd : -1; }
+
+/* Reads a timerfd or eventfd counter so it stops being readable. */
+static void chi_drain_counter(int fd)
+{
+    uint64_t v;
+    ssize_t r = read(fd, &v, sizeof v);
+    (void)r;
+}
+
+typedef struct chi_waker {
+    int fd, open;
+} chi_waker;
+
+static int chi_waker_open(chi_waker *wk, chi_poller *p, uint64_t tag)
+{
+    wk->open = 0;
+    wk->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (wk->fd < 0) return -1;
+    if (chi_poller_add(p, wk->fd, CHI_EV_READ, tag, 0) < 0) {
+        close(wk->fd);
+        return -1;
+    }
+    wk->open = 1;
+    return 0;
+}
+
+static void chi_waker_wake(chi_waker *wk)
+{
+    uint64_t one = 1;
+    ssize_t r = write(wk->fd, &one, sizeof one);
+    (void)r;
+}
+
+static void chi_waker_drain(chi_waker *wk) { chi_drain_counter(wk->fd); }
+
+static void chi_waker_close(chi_waker *wk)
+{
+    if (wk->open) close(wk->fd);
+    wk->open = 0;
+}
+
+typedef struct chi_ticker {
+    int fd, open;
+} chi_ticker;
+
+static int chi_ticker_open(chi_ticker *t, chi_poller *p, int ms, uint64_t tag)
+{
+    struct itimerspec its;
+    t->open = 0;
+    t->fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (t->fd < 0) return -1;
+    memset(&its, 0, sizeof its);
+    its.it_interval.tv_sec = ms / 1000;
+    its.it_interval.tv_nsec = (long)(ms % 1000) * 1000000;
+    its.it_value = its.it_interval;
+    if (timerfd_settime(t->fd, 0, &its, NULL) < 0 || chi_poller_add(p, t->fd, CHI_EV_READ, tag, 0) < 0) {
+        close(t->fd);
+        return -1;
+    }
+    t->open = 1;
+    return 0;
+}
+
+static void chi_ticker_drain(chi_ticker *t) { chi_drain_counter(t->fd); }
+
+static void chi_ticker_close(chi_ticker *t)
+{
+    if (t->open) close(t->fd);
+    t->open = 0;
+}
+
+typedef struct chi_signals {
+    int fd, open;
+    sigset_t set, old;
+} chi_signals;
+
+static int chi_signals_open(chi_signals *s, chi_poller *p, const int *signos, int n, uint64_t tag)
+{
+    int i;
+    sigemptyset(&s->set);
+    for (i = 0; i < n; i++) sigaddset(&s->set, signos[i]);
+    /* blocked before any worker starts, so every thread inherits the mask */
+    pthread_sigmask(SIG_BLOCK, &s->set, &s->old);
+    s->open = 0;
+    s->fd = signalfd(-1, &s->set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (s->fd < 0 || chi_poller_add(p, s->fd, CHI_EV_READ, tag, 0) < 0) {
+        if (s->fd >= 0) close(s->fd);
+        pthread_sigmask(SIG_SETMASK, &s->old, NULL);
+        return -1;
+    }
+    s->open = 1;
+    return 0;
+}
+
+static int chi_signals_read(chi_signals *s)
+{
+    struct signalfd_siginfo si;
+    if (read(s->fd, &si, sizeof si) != (ssize_t)sizeof si) return 0;
+    return (int)si.ssi_signo;
+}
+
+static void chi_signals_close(chi_signals *s)
+{
+    struct timespec zero = {0, 0};
+    if (!s->open) return;
+    close(s->fd);
+    s->open = 0;
+    /* a signal that stopped us has been read; drop any other, restore the mask */
+    while (sigtimedwait(&s->set, NULL, &zero) > 0) {}
+    pthread_sigmask(SIG_SETMASK, &s->old, NULL);
+}
+#endif /* CHI_OS_EPOLL */
+
+#if defined(CHI_OS_KQUEUE)
+/* >>os kqueue -----------------------------------------------------------------
+   kqueue backend: macOS, FreeBSD, OpenBSD, NetBSD, DragonFly.
+   What differs from epoll, and why:
+   - Interest is kept per (fd, filter): reading and writing are two notes,
+     EVFILT_READ and EVFILT_WRITE, added and deleted one by one. That is why
+     chi_poller_mod and chi_poller_del are told what was registered before. A
+     peer that left shows as EV_EOF on a note and becomes CHI_EV_ERROR: the next
+     read or write tells whether it was a clean close or a reset.
+   - On FreeBSD and macOS every change to a note replaces its udata (on NetBSD
+     and OpenBSD only EV_ADD does), so every change here passes the tag again.
+   - The ticker and the waker need no descriptor of their own: EVFILT_TIMER fires
+     every `ms` and counts missed expirations itself, and EVFILT_USER is an event
+     that another thread triggers with NOTE_TRIGGER. Systems without EVFILT_USER
+     (older NetBSD and OpenBSD) get a nonblocking self-pipe instead.
+   - Signals: EVFILT_SIGNAL records each attempt to deliver a signal, even a
+     blocked one, and leaves the signal pending. We block SIGINT/SIGTERM so they
+     neither kill the process nor interrupt a worker, and take a pending one back
+     with sigpending() + sigwait() (macOS has no sigtimedwait).
+   - No EPOLLEXCLUSIVE, and SO_REUSEPORT on macOS and the BSDs lets several
+     sockets bind one port without spreading connections among them (FreeBSD's
+     SO_REUSEPORT_LB does): there the workers share one listener, each kqueue
+     wakes for a new connection, and the losers' accept() says EAGAIN.
+   - kqueue() has no portable close-on-exec flag (kqueuex, kqueue1 are not
+     everywhere), so fcntl sets it. */
+#include <sys/types.h>
+#include <sys/event.h>
+#include <sys/time.h>
+
+#define CHI_KQ_MAX_SIGNALS 8
+
+/* udata is a void * (intptr_t on NetBSD before 10): a tag fits in 32 bits */
+#define CHI_KQ_UDATA(tag) ((void *)(uintptr_t)(tag))
+
+typedef struct chi_poller {
+    int kq;
+    int open; /* so closing a zeroed or failed poller does nothing */
+} chi_poller;
+
+static int chi_poller_open(chi_poller *p)
+{
+    p->open = 0;
+    p->kq = kqueue();
+    if (p->kq < 0) return -1;
+    if (fcntl(p->kq, F_SETFD, FD_CLOEXEC) < 0) {
+        int e = errno;
+        close(p->kq);
+        p->kq = -1;
+        errno = e;
+        return -1;
+    }
+    p->open = 1;
+    return 0;
+}
+
+static void chi_poller_close(chi_poller *p)
+{
+    if (p->open) close(p->kq); /* drops every note on it */
+    p->open = 0;
+    p->kq = -1;
+}
+
+/* Applies a change list. With no room for events, kevent fails with errno on
+   the first change it cannot apply. */
+static int chi_kq_apply(int kq, const struct kevent *ch, int n)
+{
+    if (n == 0) return 0;
+    return kevent(kq, ch, n, NULL, 0, NULL) < 0 ? -1 : 0;
+}
+
+/* Adds the filters in ev (again, so a kept one takes the tag), deletes the ones
+   that were in old_ev and are not in ev. */
+static int chi_kq_interest(chi_poller *p, int fd, unsigned old_ev, unsigned ev, uint64_t tag)
+{
+    struct kevent ch[2];
+    int n = 0;
+    /* EV_SET may evaluate its first argument more than once: no n++ inside */
+    if ((ev | old_ev) & CHI_EV_READ) {
+        EV_SET(&ch[n], (uintptr_t)fd, EVFILT_READ, (ev & CHI_EV_READ) ? EV_ADD : EV_DELETE, 0, 0, CHI_KQ_UDATA(tag));
+        n++;
+    }
+    if ((ev | old_ev) & CHI_EV_WRITE) {
+        EV_SET(&ch[n], (uintptr_t)fd, EVFILT_WRITE, (ev & CHI_EV_WRITE) ? EV_ADD : EV_DELETE, 0, 0, CHI_KQ_UDATA(tag));
+        n++;
+    }
+    return chi_kq_apply(p->kq, ch, n);
+}
+
+static int chi_poller_add(chi_poller *p, int fd, unsigned ev, uint64_t tag, int exclusive)
+{
+    (void)exclusive; /* no wake-one flag in kqueue: every poller sharing the listener wakes */
+    return chi_kq_interest(p, fd, 0, ev, tag);
+}
+
+static int chi_poller_mod(chi_poller *p, int fd, unsigned old_ev, unsigned ev, uint64_t tag)
+{
+    return chi_kq_interest(p, fd, old_ev, ev, tag);
+}
+
+static int chi_poller_del(chi_poller *p, int fd, unsigned old_ev)
+{
+    return chi_kq_interest(p, fd, old_ev, 0, 0);
+}
+
+static void chi_poller_forget(chi_poller *p, int fd)
+{
+    (void)p; /* close() removes the fd's notes */
+    (void)fd;
+}
+
+static int chi_poller_wait(chi_poller *p, chi_event *out, int max, int timeout_ms)
+{
+    struct kevent ev[CHI_MAX_EVENTS];
+    struct timespec ts, *tsp = NULL;
+    int n, i;
+    if (max > CHI_MAX_EVENTS) max = CHI_MAX_EVENTS;
+    if (max <= 0) return 0;
+    if (timeout_ms >= 0) {
+        ts.tv_sec = (time_t)(timeout_ms / 1000);
+        ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
+        tsp = &ts;
+    }
+    n = kevent(p->kq, NULL, 0, ev, max, tsp);
+    if (n < 0) return errno == EINTR ? 0 : -1;
+    for (i = 0; i < n; i++) {
+        /* the ticker, the waker and signals read as "readable", as their fds do on epoll */
+        unsigned f = ev[i].filter == EVFILT_WRITE ? CHI_EV_WRITE : CHI_EV_READ;
+        if (ev[i].flags & (EV_EOF | EV_ERROR)) f |= CHI_EV_ERROR;
+        out[i].tag = (uint64_t)(uintptr_t)ev[i].udata;
+        out[i].flags = f;
+    }
+    return n;
+}
+
+static int chi_poller_fd(const chi_poller *p) { return p->open ? p->kq : -1; }
+
+#ifdef EVFILT_USER
+typedef struct chi_waker {
+    int kq;
+    uint64_t tag; /* also the note's ident: tags are unique on a poller */
+} chi_waker;
+
+static int chi_waker_open(chi_waker *wk, chi_poller *p, uint64_t tag)
+{
+    struct kevent ch;
+    wk->kq = p->kq;
+    wk->tag = tag;
+    EV_SET(&ch, (uintptr_t)tag, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0, CHI_KQ_UDATA(tag));
+    return chi_kq_apply(wk->kq, &ch, 1);
+}
+
+static void chi_waker_wake(chi_waker *wk)
+{
+    struct kevent ch; /* kevent on another thread's kqueue is safe, and never blocks with no event list */
+    EV_SET(&ch, (uintptr_t)wk->tag, EVFILT_USER, 0, NOTE_TRIGGER, 0, CHI_KQ_UDATA(wk->tag));
+    (void)chi_kq_apply(wk->kq, &ch, 1);
+}
+
+static void chi_waker_drain(chi_waker *wk) { (void)wk; /* EV_CLEAR reset it when it was reported */ }
+
+static void chi_waker_close(chi_waker *wk)
+{
+    struct kevent ch;
+    EV_SET(&ch, (uintptr_t)wk->tag, EVFILT_USER, EV_DELETE, 0, 0, CHI_KQ_UDATA(wk->tag));
+    (void)chi_kq_apply(wk->kq, &ch, 1);
+}
+#else
+typedef struct chi_waker {
+    int rd, wr; /* a self-pipe, both ends nonblocking */
+    int open;   /* so closing a zeroed or failed waker closes nothing */
+} chi_waker;
+
+static int chi_waker_open(chi_waker *wk, chi_poller *p, uint64_t tag)
+{
+    struct kevent ch;
+    int fds[2], i;
+    wk->rd = wk->wr = -1;
+    wk->open = 0;
+    if (pipe(fds) < 0) return -1;
+    for (i = 0; i < 2; i++)
+        if (fcntl(fds[i], F_SETFL, O_NONBLOCK) < 0 || fcntl(fds[i], F_SETFD, FD_CLOEXEC) < 0) break;
+    EV_SET(&ch, (uintptr_t)fds[0], EVFILT_READ, EV_ADD, 0, 0, CHI_KQ_UDATA(tag));
+    if (i < 2 || chi_kq_apply(p->kq, &ch, 1) < 0) {
+        int e = errno;
+        close(fds[0]);
+        close(fds[1]);
+        errno = e;
+        return -1;
+    }
+    wk->rd = fds[0];
+    wk->wr = fds[1];
+    wk->open = 1;
+    return 0;
+}
+
+static void chi_waker_wake(chi_waker *wk)
+{
+    char one = 1;
+    ssize_t r = write(wk->wr, &one, 1); /* EAGAIN: the pipe is full, a wake is pending anyway */
+    (void)r;
+}
+
+static void chi_waker_drain(chi_waker *wk)
+{
+    char buf[64];
+    while (read(wk->rd, buf, sizeof buf) > 0) {}
+}
+
+static void chi_waker_close(chi_waker *wk)
+{
+    if (wk->open) {
+        close(wk->rd); /* drops its note */
+        close(wk->wr);
+    }
+    wk->rd = wk->wr = -1;
+    wk->open = 0;
+}
+#endif
+
+typedef struct chi_ticker {
+    int kq;
+    uint64_t tag; /* also the timer's ident */
+} chi_ticker;
+
+static int chi_ticker_open(chi_ticker *t, chi_poller *p, int ms, uint64_t tag)
+{
+    struct kevent ch;
+    t->kq = p->kq;
+    t->tag = tag;
+    /* data is the period; milliseconds are the default unit on every kqueue */
+    EV_SET(&ch, (uintptr_t)tag, EVFILT_TIMER, EV_ADD, 0, ms, CHI_KQ_UDATA(tag));
+    return chi_kq_apply(t->kq, &ch, 1);
+}
+
+static void chi_ticker_drain(chi_ticker *t) { (void)t; /* a timer note resets when reported */ }
+
+static void chi_ticker_close(chi_ticker *t)
+{
+    struct kevent ch;
+    EV_SET(&ch, (uintptr_t)t->tag, EVFILT_TIMER, EV_DELETE, 0, 0, CHI_KQ_UDATA(t->tag));
+    (void)chi_kq_apply(t->kq, &ch, 1);
+}
+
+typedef struct chi_signals {
+    int kq;
+    int n, blocked;
+    int signos[CHI_KQ_MAX_SIGNALS];
+    sigset_t set, old; /* ours, and the mask to restore */
+} chi_signals;
+
+static int chi_signals_open(chi_signals *s, chi_poller *p, const int *signos, int n, uint64_t tag)
+{
+    struct kevent ch[CHI_KQ_MAX_SIGNALS];
+    int i, rc;
+    s->kq = p->kq;
+    s->n = s->blocked = 0;
+    if (n < 0 || n > CHI_KQ_MAX_SIGNALS) {
+        errno = EINVAL;
+        return -1;
+    }
+    sigemptyset(&s->set);
+    for (i = 0; i < n; i++) {
+        if (sigaddset(&s->set, signos[i]) < 0) return -1;
+        s->signos[i] = signos[i];
+        EV_SET(&ch[i], (uintptr_t)signos[i], EVFILT_SIGNAL, EV_ADD, 0, 0, CHI_KQ_UDATA(tag));
+    }
+    /* notes first, then the mask: a signal in between is recorded, not lost */
+    if (chi_kq_apply(s->kq, ch, n) < 0) return -1;
+    s->n = n;
+    rc = pthread_sigmask(SIG_BLOCK, &s->set, &s->old);
+    if (rc != 0) {
+        for (i = 0; i < n; i++) EV_SET(&ch[i], (uintptr_t)signos[i], EVFILT_SIGNAL, EV_DELETE, 0, 0, CHI_KQ_UDATA(tag));
+        (void)chi_kq_apply(s->kq, ch, n);
+        s->n = 0;
+        errno = rc;
+        return -1;
+    }
+    s->blocked = 1;
+    return 0;
+}
+
+/* kqueue left the signal pending: take one of ours back, without blocking. */
+static int chi_signals_read(chi_signals *s)
+{
+    sigset_t pending, one;
+    int i, sig = 0;
+    if (sigpending(&pending) < 0) return 0;
+    for (i = 0; i < s->n; i++) {
+        if (sigismember(&pending, s->signos[i]) != 1) continue;
+        sigemptyset(&one);
+        sigaddset(&one, s->signos[i]);
+        if (sigwait(&one, &sig) == 0) return sig; /* pending, so it returns at once */
+    }
+    return 0;
+}
+
+static void chi_signals_close(chi_signals *s)
+{
+    struct kevent ch[CHI_KQ_MAX_SIGNALS];
+    int i;
+    for (i = 0; i < s->n; i++) EV_SET(&ch[i], (uintptr_t)s->signos[i], EVFILT_SIGNAL, EV_DELETE, 0, 0, NULL);
+    (void)chi_kq_apply(s->kq, ch, s->n);
+    if (s->blocked) {
+        while (chi_signals_read(s) != 0) {} /* pending ones would fire once unblocked */
+        pthread_sigmask(SIG_SETMASK, &s->old, NULL);
+    }
+    s->n = s->blocked = 0;
+}
+#endif /* CHI_OS_KQUEUE */
+
+#if defined(CHI_OS_POLL)
+/* >>os poll -------------------------------------------------------------------
+   poll backend: the plain POSIX fallback, for systems with neither epoll nor
+   kqueue (illumos and Solaris, AIX, Haiku, Cygwin, ...), or CHOPIN_USE_POLL.
+   What differs, and why:
+   - poll(2) gets the whole array of watched fds on every wait and the kernel
+     scans it, so a wait costs O(n) in registered fds, not O(ready ones). Fine
+     for hundreds of connections; epoll and kqueue are there for many more.
+   - The poller keeps that array itself: a struct pollfd and a tag per slot,
+     plus an fd -> slot index; removing a slot moves the last one into it. A
+     quiet fd (ev 0) is parked under a negative fd number, which poll skips, so
+     a hang-up on it is not reported on every wait.
+   - POSIX has no timer or event descriptors: the waker is a nonblocking
+     self-pipe, and the ticker is only a deadline the poller remembers
+     (CLOCK_MONOTONIC): wait shortens its timeout to meet it and reports a tick.
+   - Nor a signal descriptor: a helper thread blocks in sigwait() and writes each
+     signal number into a pipe the poller watches. No handler, no global. It
+     sees signals sent to the process (kill), as a server's stop signals are,
+     not ones sent to another thread (raise, pthread_kill).
+   - No wake-one flag: every poller watching a shared listener wakes for a new
+     connection and the losers' accept() says EAGAIN. No descriptor to embed. */
+#include <poll.h>
+
+#define CHI_PL_MAX_SIGNALS 8
+
+typedef struct chi_poller {
+    struct pollfd *fds; /* fds[i].fd < 0: registered but quiet, as ~fd */
+    uint64_t *tags;
+    int n, cap;
+    int *slot; /* fd -> its index in fds + 1; 0: not registered */
+    int nslot;
+    int scan;           /* where the next wait starts looking: more than max ready take turns */
+    int tick_ms;        /* 0: no ticker */
+    uint64_t tick_tag;
+    long long tick_next; /* CLOCK_MONOTONIC, in ms */
+} chi_poller;
+
+static long long chi_pl_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int chi_poller_open(chi_poller *p)
+{
+    memset(p, 0, sizeof *p);
+    return 0;
+}
+
+static void chi_poller_close(chi_poller *p)
+{
+    CHOPIN_FREE(p->fds);
+    CHOPIN_FREE(p->tags);
+    CHOPIN_FREE(p->slot);
+    memset(p, 0, sizeof *p);
+}
+
+static short chi_pl_mask(unsigned ev)
+{
+    return (short)(((ev & CHI_EV_READ) ? POLLIN : 0) | ((ev & CHI_EV_WRITE) ? POLLOUT : 0));
+}
+
+static int chi_pl_find(const chi_poller *p, int fd)
+{
+    return fd >= 0 && fd < p->nslot ? p->slot[fd] - 1 : -1;
+}
+
+/* Room for one more slot and for fd in the index. */
+static int chi_pl_grow(chi_poller *p, int fd)
+{
+    if (p->n == p->cap) {
+        int cap = p->cap ? p->cap * 2 : 16;
+        struct pollfd *fds = (struct pollfd *)CHOPIN_REALLOC(p->fds, sizeof *fds * (size_t)cap);
+        uint64_t *tags;
+        if (!fds) return -1;
+        p->fds = fds;
+        tags = (uint64_t *)CHOPIN_REALLOC(p->tags, sizeof *tags * (size_t)cap);
+        if (!tags) return -1;
+        p->tags = tags;
+        p->cap = cap;
+    }
+    if (fd >= p->nslot) {
+        int len = fd + 1 > p->nslot * 2 ? fd + 1 : p->nslot * 2;
+        int *slot = (int *)CHOPIN_REALLOC(p->slot, sizeof *slot * (size_t)len);
+        if (!slot) return -1;
+        memset(slot + p->nslot, 0, sizeof *slot * (size_t)(len - p->nslot));
+        p->slot = slot;
+        p->nslot = len;
+    }
+    return 0;
+}
+
+static int chi_poller_add(chi_poller *p, int fd, unsigned ev, uint64_t tag, int exclusive)
+{
+    (void)exclusive; /* poll cannot wake just one poller */
+    if (fd < 0) {
+        errno = EBADF;
+        return -1;
+    }
+    if (chi_pl_find(p, fd) >= 0) {
+        errno = EEXIST;
+        return -1;
+    }
+    if (chi_pl_grow(p, fd) < 0) {
+        errno = ENOMEM;
+        return -1;
+    }
+    p->fds[p->n].fd = ev ? fd : ~fd;
+    p->fds[p->n].events = chi_pl_mask(ev);
+    p->fds[p->n].revents = 0;
+    p->tags[p->n] = tag;
+    p->slot[fd] = ++p->n;
+    return 0;
+}
+
+static int chi_poller_mod(chi_poller *p, int fd, unsigned old_ev, unsigned ev, uint64_t tag)
+{
+    int i = chi_pl_find(p, fd);
+    (void)old_ev;
+    if (i < 0) {
+        errno = ENOENT;
+        return -1;
+    }
+    p->fds[i].fd = ev ? fd : ~fd;
+    p->fds[i].events = chi_pl_mask(ev);
+    p->fds[i].revents = 0;
+    p->tags[i] = tag;
+    return 0;
+}
+
+static int chi_poller_del(chi_poller *p, int fd, unsigned old_ev)
+{
+    int i = chi_pl_find(p, fd), last;
+    (void)old_ev;
+    if (i < 0) {
+        errno = ENOENT;
+        return -1;
+    }
+    last = --p->n;
+    if (i != last) { /* the last slot fills the hole */
+        int moved = p->fds[last].fd < 0 ? ~p->fds[last].fd : p->fds[last].fd;
+        p->fds[i] = p->fds[last];
+        p->tags[i] = p->tags[last];
+        p->slot[moved] = i + 1;
+    }
+    p->slot[fd] = 0;
+    return 0;
+}
+
+static void chi_poller_forget(chi_poller *p, int fd)
+{
+    (void)chi_poller_del(p, fd, 0); /* poll would report a closed fd as POLLNVAL forever */
+}
+
+static int chi_poller_wait(chi_poller *p, chi_event *out, int max, int timeout_ms)
+{
+    int r, k = 0, j;
+    if (max > CHI_MAX_EVENTS) max = CHI_MAX_EVENTS;
+    if (max <= 0) return 0;
+    if (p->tick_ms) {
+        long long left = p->tick_next - chi_pl_now_ms();
+        int t = left <= 0 ? 0 : left > p->tick_ms ? p->tick_ms : (int)left;
+        if (timeout_ms < 0 || t < timeout_ms) timeout_ms = t;
+    }
+    r = poll(p->fds, (nfds_t)p->n, timeout_ms);
+    if (r < 0) return errno == EINTR ? 0 : -1;
+    if (p->tick_ms) {
+        long long now = chi_pl_now_ms();
+        if (now >= p->tick_next) {
+            out[k].tag = p->tick_tag;
+            out[k++].flags = CHI_EV_READ;
+            p->tick_next += p->tick_ms;
+            if (p->tick_next <= now) p->tick_next = now + p->tick_ms; /* fell behind: skip, as timerfd counts */
+        }
+    }
+    for (j = 0; r > 0 && j < p->n; j++) {
+        int i = (p->scan + j) % p->n;
+        short re = p->fds[i].revents;
+        unsigned f = 0;
+        if (!re) continue;
+        if (k == max) { /* full: the next wait starts here */
+            p->scan = i;
+            return k;
+        }
+        if (re & POLLIN) f |= CHI_EV_READ;
+        if (re & POLLOUT) f |= CHI_EV_WRITE;
+        if (re & (POLLERR | POLLHUP | POLLNVAL)) f |= CHI_EV_ERROR;
+        out[k].tag = p->tags[i];
+        out[k++].flags = f;
+        r--;
+    }
+    return k;
+}
+
+static int chi_poller_fd(const chi_poller *p)
+{
+    (void)p; /* nothing to embed: the array lives in this process */
+    return -1;
+}
+
+/* A pipe with both ends nonblocking and close-on-exec (pipe2 is not in older POSIX). */
+static int chi_pl_pipe(int fds[2])
+{
+    int i;
+    if (pipe(fds) < 0) return -1;
+    for (i = 0; i < 2; i++) {
+        if (fcntl(fds[i], F_SETFL, O_NONBLOCK) < 0 || fcntl(fds[i], F_SETFD, FD_CLOEXEC) < 0) {
+            int e = errno;
+            close(fds[0]);
+            close(fds[1]);
+            errno = e;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+typedef struct chi_waker {
+    int rd, wr;
+    chi_poller *p;
+} chi_waker;
+
+static int chi_waker_open(chi_waker *wk, chi_poller *p, uint64_t tag)
+{
+    int fds[2];
+    wk->rd = wk->wr = -1;
+    wk->p = NULL;
+    if (chi_pl_pipe(fds) < 0) return -1;
+    if (chi_poller_add(p, fds[0], CHI_EV_READ, tag, 0) < 0) {
+        int e = errno;
+        close(fds[0]);
+        close(fds[1]);
+        errno = e;
+        return -1;
+    }
+    wk->rd = fds[0];
+    wk->wr = fds[1];
+    wk->p = p;
+    return 0;
+}
+
+static void chi_waker_wake(chi_waker *wk)
+{
+    char one = 1;
+    ssize_t r = write(wk->wr, &one, 1); /* EAGAIN: the pipe is full, a wake is pending anyway */
+    (void)r;
+}
+
+static void chi_waker_drain(chi_waker *wk)
+{
+    char buf[64];
+    while (read(wk->rd, buf, sizeof buf) > 0) {}
+}
+
+static void chi_waker_close(chi_waker *wk)
+{
+    if (wk->p) { /* set by a successful open only: a zeroed waker closes nothing */
+        chi_poller_forget(wk->p, wk->rd);
+        close(wk->rd);
+        close(wk->wr);
+    }
+    wk->rd = wk->wr = -1;
+    wk->p = NULL;
+}
+
+typedef struct chi_ticker {
+    chi_poller *p;
+} chi_ticker;
+
+static int chi_ticker_open(chi_ticker *t, chi_poller *p, int ms, uint64_t tag)
+{
+    t->p = NULL;
+    if (ms <= 0 || p->tick_ms) { /* one ticker per poller: it is a field of the poller */
+        errno = ms <= 0 ? EINVAL : EBUSY;
+        return -1;
+    }
+    p->tick_ms = ms;
+    p->tick_tag = tag;
+    p->tick_next = chi_pl_now_ms() + ms;
+    t->p = p;
+    return 0;
+}
+
+static void chi_ticker_drain(chi_ticker *t) { (void)t; /* the wait that reported it moved the deadline on */ }
+
+static void chi_ticker_close(chi_ticker *t)
+{
+    if (t->p) t->p->tick_ms = 0;
+    t->p = NULL;
+}
+
+/* What the signal thread shares with chi_signals_close: on the heap, so the
+   chi_signals itself may move after open. */
+typedef struct chi_pl_sigctx {
+    sigset_t set;
+    int wr;
+    int stop;
+    pthread_mutex_t mu;
+} chi_pl_sigctx;
+
+typedef struct chi_signals {
+    chi_poller *p;
+    int rd, wr;
+    int n;
+    int signos[CHI_PL_MAX_SIGNALS];
+    sigset_t set, old;
+    int blocked, running;
+    pthread_t thread;
+    chi_pl_sigctx *ctx;
+} chi_signals;
+
+static void *chi_pl_sigthread(void *arg)
+{
+    chi_pl_sigctx *c = (chi_pl_sigctx *)arg;
+    for (;;) {
+        int sig = 0, stop;
+        if (sigwait(&c->set, &sig) != 0) break;
+        pthread_mutex_lock(&c->mu);
+        stop = c->stop;
+        pthread_mutex_unlock(&c->mu);
+        if (stop) break;
+        {
+            unsigned char b = (unsigned char)sig;
+            ssize_t r = write(c->wr, &b, 1); /* full (255 unread): one more changes nothing */
+            (void)r;
+        }
+    }
+    return NULL;
+}
+
+/* Takes back pending ones of our signals (sigtimedwait is not on macOS). */
+static int chi_pl_sigtake(const chi_signals *s)
+{
+    sigset_t pending, one;
+    int i, sig = 0;
+    if (sigpending(&pending) < 0) return 0;
+    for (i = 0; i < s->n; i++) {
+        if (sigismember(&pending, s->signos[i]) != 1) continue;
+        sigemptyset(&one);
+        sigaddset(&one, s->signos[i]);
+        if (sigwait(&one, &sig) == 0) return sig;
+    }
+    return 0;
+}
+
+static void chi_signals_close(chi_signals *s)
+{
+    if (s->running) {
+        pthread_mutex_lock(&s->ctx->mu);
+        s->ctx->stop = 1;
+        pthread_mutex_unlock(&s->ctx->mu);
+        pthread_kill(s->thread, s->signos[0]); /* ends its sigwait */
+        pthread_join(s->thread, NULL);
+        s->running = 0;
+    }
+    if (s->ctx) {
+        pthread_mutex_destroy(&s->ctx->mu);
+        CHOPIN_FREE(s->ctx);
+        s->ctx = NULL;
+    }
+    if (s->p) chi_poller_forget(s->p, s->rd);
+    if (s->n > 0) { /* past the checks of open: rd and wr are pipe ends or -1 */
+        if (s->rd >= 0) close(s->rd);
+        if (s->wr >= 0) close(s->wr);
+    }
+    s->rd = s->wr = -1;
+    s->p = NULL;
+    if (s->blocked) {
+        while (chi_pl_sigtake(s) != 0) {} /* pending ones would fire once unblocked */
+        pthread_sigmask(SIG_SETMASK, &s->old, NULL);
+        s->blocked = 0;
+    }
+    s->n = 0;
+}
+
+static int chi_signals_open(chi_signals *s, chi_poller *p, const int *signos, int n, uint64_t tag)
+{
+    sigset_t all, mine;
+    int fds[2], i, rc;
+    memset(s, 0, sizeof *s);
+    s->rd = s->wr = -1;
+    if (n <= 0 || n > CHI_PL_MAX_SIGNALS) { /* the thread needs a signal to be stopped with */
+        errno = EINVAL;
+        return -1;
+    }
+    sigemptyset(&s->set);
+    for (i = 0; i < n; i++) {
+        if (sigaddset(&s->set, signos[i]) < 0) return -1;
+        s->signos[i] = signos[i];
+    }
+    s->n = n;
+    if ((rc = pthread_sigmask(SIG_BLOCK, &s->set, &s->old)) != 0) {
+        errno = rc;
+        return -1;
+    }
+    s->blocked = 1;
+    if (chi_pl_pipe(fds) < 0) goto fail;
+    s->rd = fds[0];
+    s->wr = fds[1];
+    if (chi_poller_add(p, s->rd, CHI_EV_READ, tag, 0) < 0) goto fail;
+    s->p = p;
+    s->ctx = (chi_pl_sigctx *)CHOPIN_MALLOC(sizeof *s->ctx);
+    if (!s->ctx) {
+        errno = ENOMEM;
+        goto fail;
+    }
+    s->ctx->set = s->set;
+    s->ctx->wr = s->wr;
+    s->ctx->stop = 0;
+    pthread_mutex_init(&s->ctx->mu, NULL);
+    /* the helper starts with every signal blocked, so it takes only the ones it sigwaits for */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &mine);
+    rc = pthread_create(&s->thread, NULL, chi_pl_sigthread, s->ctx);
+    pthread_sigmask(SIG_SETMASK, &mine, NULL);
+    if (rc != 0) {
+        errno = rc;
+        goto fail;
+    }
+    s->running = 1;
+    return 0;
+fail:
+    rc = errno;
+    chi_signals_close(s);
+    errno = rc;
+    return -1;
+}
+
+static int chi_signals_read(chi_signals *s)
+{
+    unsigned char b;
+    return read(s->rd, &b, 1) == 1 ? (int)b : 0;
+}
+#endif /* CHI_OS_POLL */
+
+/* >>structs -------------------------------------------------------------------
+   LAYER 3, THE SERVER. Its private types come first, all of them, so no
+   function below uses a type defined further down:
+     ch_group, chi_mw, chi_after   what the application registered
+     ch_app                        shared read-only by the workers once running
+     ch_res                        the response a handler fills (one per worker)
+     chi_conn                      one client connection
+     chi_worker                    one thread's loop and everything it owns */
 
 typedef struct chi_worker chi_worker;
+
+typedef struct chi_mw {
+    ch_middleware fn;
+    void *user;
+} chi_mw;
+
+typedef struct chi_after {
+    ch_after_fn fn;
+    void *user;
+} chi_after;
+
+struct ch_group {
+    ch_app *app;
+    ch_group *parent;
+    char prefix[CHI_MAX_PREFIX];               /* the whole prefix, parents' included */
+    chi_mw *mw;
+    int nmw;
+    ch_group *next;                 /* every group of the app, for freeing */
+};
+
 
 struct ch_app {
     chi_fast *fast;
@@ -2363,16 +4049,122 @@ struct ch_app {
     int nafter;
     ch_group *groups;
     int reg_failed;          /* a route could not be added: ch_listen fails */
-    char err[256];
+    char err[CHI_ERROR_LEN];
     ch_config cfg;           /* resolved by ch_listen */
-    char host[256];
+    char host[CHI_MAX_HOST];
     chi_limits lim;
-    int listen_fds[1024];
+    int listen_fds[CHI_MAX_LISTENERS];
     int nlisten;
     int listening;
-    int stop_fd;             /* eventfd written by ch_stop */
+    chi_poller ctl;          /* the main thread's: stop requests, signals */
+    chi_waker stop;          /* poked by ch_stop */
+    int ctl_open, stop_open;
     chi_worker *workers;
+    int embedded;            /* ch_poll runs workers[0] on the caller's thread */
 };
+
+/* The response a handler fills; chi_res_finish lays it out in the output
+   buffer when the handler returns. */
+struct ch_res {
+    chi_worker *w;
+    int status;
+    chi_buf ctype;           /* Content-Type value; empty: none */
+    chi_buf headers;         /* "Name: value\r\n" lines from the handler */
+    const char *body;        /* by reference, copied at finish */
+    size_t body_len;
+    int body_is_json;        /* the body is the worker's JSON writer output */
+    int nfinish;
+    ch_finish_fn finish[CHI_MAX_FINISHERS];
+    void *finish_user[CHI_MAX_FINISHERS];
+    int64_t start_ns, end_ns; /* read only when after-hooks want them */
+    int64_t timing_ns;        /* set by ch_mw_timing */
+    size_t bytes;             /* bytes this response took in the output */
+    char err_body[CHI_ERROR_BODY_MAX]; /* ch_res_error's body */
+};
+
+/* The timeout queues: what a connection is waiting for decides its queue,
+   and each queue has its own timeout. */
+enum {
+    CHI_Q_IDLE,   /* a new request (idle_timeout) */
+    CHI_Q_HEAD,   /* the rest of a request head (header_timeout) */
+    CHI_Q_BODY,   /* more of a request body (body_timeout) */
+    CHI_Q_WRITE,  /* the client to take our answer (write_timeout) */
+    CHI_Q_LINGER, /* the client to close after our last answer */
+    CHI_Q_COUNT,
+    CHI_Q_NONE = CHI_Q_COUNT
+};
+
+enum {
+    CHI_F_CLOSING = 1,       /* close once the output is written */
+    CHI_F_LINGER_AFTER = 2,  /* ... and drain the input before closing */
+    CHI_F_LINGER = 4,        /* write side shut, draining the input */
+    CHI_F_PEER_EOF = 8,      /* the client will send nothing more */
+    CHI_F_BACKLOG = 16       /* input left unprocessed: output over the limit */
+};
+
+typedef struct chi_conn {
+    int fd;
+    unsigned flags;
+    unsigned events;         /* interest registered with the poller */
+    int queue;
+    int64_t last_active;     /* worker clock, seconds */
+    struct chi_conn *prev, *next;
+    chi_buf in;              /* an unfinished request (and what follows it) */
+    chi_buf out;             /* response bytes the socket has not taken */
+    size_t out_off;
+    size_t scanned;          /* bytes of an unfinished head already parsed */
+    size_t want;             /* bytes the unfinished request needs in all */
+    size_t drained;          /* bytes thrown away while lingering */
+    int continue_sent;
+    int chunk_active;
+    chi_chunked chunk;
+    chi_peer peer;
+} chi_conn;
+
+/* A worker's copy of one FastRoute's response: off into fast_bytes, the
+   whole length, and the head's (a dynamic one ends at "Content-Length: "). */
+typedef struct chi_fast_copy {
+    size_t off, len, head_len;
+} chi_fast_copy;
+
+struct chi_worker {
+    ch_app *app;
+    int id;
+    chi_poller own_poller;   /* its own, unless it runs in the caller's loop */
+    chi_poller *poller;      /* &own_poller, or the app's (embedded) */
+    chi_ticker ticker;
+    chi_waker waker;         /* wakes the worker to stop (threaded only) */
+    int ticker_open, waker_open;
+    int listen_fd, listen_shared, accepting;
+    int64_t accept_pause_until;
+    chi_thread thread;
+    int started;
+    chi_conn **conns;        /* indexed by fd */
+    size_t conns_cap;
+    chi_conn *free_conns;
+    int nconns;
+    chi_conn *qhead[CHI_Q_COUNT], *qtail[CHI_Q_COUNT];
+    int timeouts[CHI_Q_COUNT];
+    int64_t now;             /* CLOCK_MONOTONIC seconds, read once a tick */
+    int stopping;
+    int64_t stop_deadline;
+    char *scratch;           /* CHOPIN_READ_SIZE bytes */
+    chi_buf out;             /* responses of the current read batch */
+    char common[CHI_COMMON_LEN]; /* "Server: ...\r\nDate: ...\r\n" */
+    chi_buf fast_bytes;      /* each FastRoute's response (or prefix) */
+    chi_fast_copy *fast;
+    ch_json json;
+    ch_req req;
+    chi_req_store req_store; /* req's header lines and parameters */
+    ch_res res;
+    chi_buf log;             /* access log lines not yet written */
+    int log_fd;
+};
+
+/* >>app ---------------------------------------------------------------------
+   Building the application: what is added here is shared read-only by every
+   worker once the server runs. A registration error is kept and reported by
+   ch_listen, so the calls may go unchecked. */
 
 static void chi_set_error(ch_app *app, const char *fmt, ...)
 {
@@ -2395,20 +4187,20 @@ CHOPIN_API ch_app *ch_app_new(void)
     if (!app) return NULL;
     memset(app, 0, sizeof *app);
     app->root = chi_node_new();
-    app->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (!app->root || app->stop_fd < 0) {
+    if (app->root && chi_poller_open(&app->ctl) == 0) {
+        app->ctl_open = 1;
+        app->stop_open = chi_waker_open(&app->stop, &app->ctl, CHI_TAG_STOP) == 0;
+    }
+    if (!app->stop_open) {
         ch_app_free(app);
         return NULL;
     }
     return app;
 }
 
-CHOPIN_API void ch_app_free(ch_app *app)
+/* What registration allocated; ch_app_free (>>run) calls it last. */
+static void chi_app_free_routes(ch_app *app)
 {
-    int i;
-    if (!app) return;
-    for (i = 0; i < app->nlisten; i++) close(app->listen_fds[i]);
-    if (app->stop_fd > 0) close(app->stop_fd);
     chi_node_free(app->root);
     CHOPIN_FREE(app->fast);
     CHOPIN_FREE(app->mw);
@@ -2419,7 +4211,6 @@ CHOPIN_API void ch_app_free(ch_app *app)
         CHOPIN_FREE(g->mw);
         CHOPIN_FREE(g);
     }
-    CHOPIN_FREE(app);
 }
 
 CHOPIN_API const char *ch_error(const ch_app *app) { return app ? app->err : "out of memory"; }
@@ -2581,7 +4372,7 @@ CHOPIN_API int ch_group_use(ch_group *g, ch_middleware mw, void *user)
 
 CHOPIN_API int ch_group_route(ch_group *g, ch_method method, const char *pattern, ch_handler h, void *user)
 {
-    char full[512];
+    char full[CHI_MAX_PATTERN];
     size_t plen, len;
     if (!g) return -1;
     if (!pattern || pattern[0] != '/') return chi_reg_error(g->app, "a route pattern must start with '/'", pattern ? pattern : "(null)");
@@ -2600,142 +4391,6 @@ CHOPIN_API int ch_put(ch_app *app, const char *p, ch_handler h, void *u) { retur
 CHOPIN_API int ch_delete(ch_app *app, const char *p, ch_handler h, void *u) { return ch_route(app, CH_DELETE, p, h, u); }
 CHOPIN_API int ch_patch(ch_app *app, const char *p, ch_handler h, void *u) { return ch_route(app, CH_PATCH, p, h, u); }
 
-/* >>request -----------------------------------------------------------------
-   Lookups on a parsed request. Nothing here runs unless a handler asks:
-   query strings and cookies are scanned and decoded on demand. */
-
-/* The client's address, kept per connection; req->conn points at it. */
-typedef struct chi_peer {
-    unsigned char addr[16];  /* 4 bytes for IPv4, 16 for IPv6 */
-    unsigned char family;    /* AF_INET, AF_INET6, or 0 if unknown */
-} chi_peer;
-
-CHOPIN_API ch_str ch_req_common(const ch_req *req, ch_hdr which)
-{
-    if ((int)which < 0 || which >= CH_H_COUNT || !req->common[which]) return chi_str(NULL, 0);
-    return req->headers[req->common[which] - 1].value;
-}
-
-CHOPIN_API ch_str ch_req_header(const ch_req *req, const char *name)
-{
-    size_t n = strlen(name);
-    int i, id = chi_header_id(name, n);
-    if (id >= 0) return ch_req_common(req, (ch_hdr)id);
-    for (i = 0; i < req->header_count; i++) {
-        const ch_header *h = &req->headers[i];
-        size_t k;
-        if (h->name.len != n) continue;
-        for (k = 0; k < n && chi_lower(h->name.ptr[k]) == chi_lower(name[k]); k++) {}
-        if (k == n) return h->value;
-    }
-    return chi_str(NULL, 0);
-}
-
-/* Percent-decoding (RFC 3986 2.1). Returns the decoded length, CH_BAD for
-   a '%' not followed by two hex digits, CH_TOO_LONG when out is too small
-   (out always gets a NUL terminator when cap > 0). */
-CHOPIN_API long ch_url_decode(const char *in, size_t len, char *out, size_t cap, int plus_is_space)
-{
-    size_t i, n = 0;
-    long rc = 0;
-    for (i = 0; i < len; i++) {
-        char c = in[i];
-        if (c == '%') {
-            int hi, lo;
-            rc = CH_BAD;
-            if (i + 2 >= len) break;
-            hi = chi_hexval((unsigned char)in[i + 1]);
-            lo = chi_hexval((unsigned char)in[i + 2]);
-            if (hi < 0 || lo < 0) break;
-            c = (char)(hi * 16 + lo);
-            rc = 0;
-            i += 2;
-        } else if (c == '+' && plus_is_space) {
-            c = ' ';
-        }
-        if (n + 1 >= cap) {
-            rc = CH_TOO_LONG;
-            break;
-        }
-        out[n++] = c;
-    }
-    if (cap) out[n] = 0; /* terminated even when the value is refused */
-    return rc ? rc : (long)n;
-}
-
-CHOPIN_API int ch_form_next(ch_str *rest, ch_str *key, ch_str *value)
-{
-    while (rest->len) {
-        const char *p = rest->ptr, *amp = (const char *)memchr(p, '&', rest->len), *eq;
-        size_t n = amp ? (size_t)(amp - p) : rest->len;
-        rest->ptr += amp ? n + 1 : n;
-        rest->len -= amp ? n + 1 : n;
-        if (n == 0) continue; /* "a=1&&b=2" */
-        eq = (const char *)memchr(p, '=', n);
-        *key = chi_str(p, eq ? (size_t)(eq - p) : n);
-        *value = eq ? chi_str(eq + 1, (size_t)(p + n - eq - 1)) : chi_str(p + n, 0);
-        return 1;
-    }
-    return 0;
-}
-
-/* Does the encoded `raw` decode to exactly `name`? */
-static int chi_decoded_equals(ch_str raw, const char *name, int plus_is_space)
-{
-    char tmp[256];
-    long n = ch_url_decode(raw.ptr, raw.len, tmp, sizeof tmp, plus_is_space);
-    return n >= 0 && (size_t)n == strlen(name) && memcmp(tmp, name, (size_t)n) == 0;
-}
-
-CHOPIN_API long ch_req_query(const ch_req *req, const char *name, char *out, size_t cap)
-{
-    ch_str rest = req->query, k, v;
-    while (ch_form_next(&rest, &k, &v))
-        if (chi_decoded_equals(k, name, 1)) return ch_url_decode(v.ptr, v.len, out, cap, 1);
-    return CH_ABSENT;
-}
-
-/* Cookie: a=1; b="two" (RFC 6265 4.2.1); a quoted value loses its quotes. */
-CHOPIN_API long ch_req_cookie(const ch_req *req, const char *name, char *out, size_t cap)
-{
-    ch_str all = ch_req_common(req, CH_H_COOKIE);
-    const char *p = all.ptr, *end = all.ptr + all.len;
-    size_t nlen = strlen(name);
-    while (p && p < end) {
-        const char *semi = (const char *)memchr(p, ';', (size_t)(end - p)), *stop = semi ? semi : end, *eq;
-        while (p < stop && (*p == ' ' || *p == '\t')) p++;
-        eq = (const char *)memchr(p, '=', (size_t)(stop - p));
-        if (eq && (size_t)(eq - p) == nlen && memcmp(p, name, nlen) == 0) {
-            const char *v = eq + 1, *ve = stop;
-            while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
-            if (ve - v >= 2 && v[0] == '"' && ve[-1] == '"') {
-                v++;
-                ve--;
-            }
-            return ch_url_decode(v, (size_t)(ve - v), out, cap, 0);
-        }
-        p = semi ? semi + 1 : end;
-    }
-    return CH_ABSENT;
-}
-
-CHOPIN_API size_t ch_req_remote_addr(const ch_req *req, char *out, size_t cap)
-{
-    const chi_peer *c = (const chi_peer *)req->conn;
-    if (!cap) return 0;
-    out[0] = 0;
-    if (!c || !c->family || !inet_ntop(c->family, c->addr, out, (socklen_t)cap)) return 0;
-    return strlen(out);
-}
-
-CHOPIN_API ch_str ch_req_param(const ch_req *req, const char *name)
-{
-    int i;
-    for (i = 0; i < req->param_count; i++)
-        if (ch_str_eq(req->params[i].name, name)) return req->params[i].value;
-    return chi_str(NULL, 0);
-}
-
 /* >>response API ------------------------------------------------------------
    A handler fills the worker's ch_res; when it returns, chi_res_finish lays
    the response out in the output buffer. Header names and values are
@@ -2743,32 +4398,13 @@ CHOPIN_API ch_str ch_req_param(const ch_req *req, const char *name)
    framing headers (Content-Length, Transfer-Encoding, Connection, Date,
    Server) belong to the server. */
 
-#define CHI_MAX_FINISHERS 4
-
-struct ch_res {
-    chi_worker *w;
-    int status;
-    chi_buf ctype;           /* Content-Type value; empty: none */
-    chi_buf headers;         /* "Name: value\r\n" lines from the handler */
-    const char *body;        /* by reference, copied at finish */
-    size_t body_len;
-    int body_is_json;        /* the body is the worker's JSON writer output */
-    int nfinish;
-    ch_finish_fn finish[CHI_MAX_FINISHERS];
-    void *finish_user[CHI_MAX_FINISHERS];
-    int64_t start_ns, end_ns; /* read only when after-hooks want them */
-    int64_t timing_ns;        /* set by ch_mw_timing */
-    size_t bytes;             /* bytes this response took in the output */
-};
-
-static int64_t chi_now_ns(void)
+/* The client's address: the one request call that needs the OS. */
+CHOPIN_API size_t ch_req_remote_addr(const ch_req *req, char *out, size_t cap)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    return chi_os_peer_text((const chi_peer *)req->conn, out, cap);
 }
 
-static ch_json *chi_worker_json(chi_worker *w);
+static ch_json *chi_worker_json(chi_worker *w) { return &w->json; }
 
 static void chi_res_reset(ch_res *res)
 {
@@ -2905,244 +4541,43 @@ CHOPIN_API int ch_res_redirect(ch_res *res, int status, const char *location)
 
 CHOPIN_API void ch_res_error(ch_res *res, int status)
 {
-    const chi_prebuilt *pb = chi_prebuilt_for(status);
     res->status = status;
     chi_res_set_ctype(res, "application/json", 16);
     res->body_is_json = 0;
-    if (pb) {
-        res->body = pb->body;
-        res->body_len = strlen(pb->body);
-    } else {
-        ch_json *j = ch_res_json(res, status);
-        ch_json_object_begin(j);
-        ch_json_key(j, "detail");
-        ch_json_str(j, chi_reason(status));
-        ch_json_object_end(j);
-    }
-}
-
-/* >>poller ------------------------------------------------------------------
-   The only code that knows it runs on epoll. The rest of the server sees:
-   create, add, modify, delete, wait; a ticker that fires once a second; and
-   a waker another thread can poke. A kqueue backend implements the same
-   functions with EVFILT_READ/WRITE, EVFILT_TIMER and EVFILT_USER. Events
-   carry a 64-bit tag: a connection's fd, or one of the CHI_TAG_* values. */
-
-#define CHI_EV_READ 1u
-#define CHI_EV_WRITE 2u
-#define CHI_EV_ERROR 4u
-#define CHI_TAG_LISTEN ((uint64_t)1 << 40)
-#define CHI_TAG_TICK (CHI_TAG_LISTEN + 1)
-#define CHI_TAG_WAKE (CHI_TAG_LISTEN + 2)
-#define CHI_MAX_EVENTS 256
-
-typedef struct chi_event {
-    uint64_t tag;
-    unsigned flags;
-} chi_event;
-
-static int chi_poll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
-
-static uint32_t chi_epoll_mask(unsigned ev)
-{
-    return ((ev & CHI_EV_READ) ? EPOLLIN : 0u) | ((ev & CHI_EV_WRITE) ? EPOLLOUT : 0u);
-}
-
-static int chi_poll_ctl(int ep, int op, int fd, unsigned ev, uint64_t tag, int exclusive)
-{
-    struct epoll_event e;
-    memset(&e, 0, sizeof e);
-    e.events = chi_epoll_mask(ev);
-#ifdef EPOLLEXCLUSIVE
-    /* a listener shared by several workers wakes one of them, not all */
-    if (exclusive) e.events |= EPOLLEXCLUSIVE;
-#else
-    (void)exclusive;
-#endif
-    e.data.u64 = tag;
-    return epoll_ctl(ep, op, fd, &e);
-}
-
-static int chi_poll_add(int ep, int fd, unsigned ev, uint64_t tag, int exclusive)
-{
-    return chi_poll_ctl(ep, EPOLL_CTL_ADD, fd, ev, tag, exclusive);
-}
-static int chi_poll_mod(int ep, int fd, unsigned ev, uint64_t tag) { return chi_poll_ctl(ep, EPOLL_CTL_MOD, fd, ev, tag, 0); }
-static int chi_poll_del(int ep, int fd) { return chi_poll_ctl(ep, EPOLL_CTL_DEL, fd, 0, 0, 0); }
-
-static int chi_poll_wait(int ep, chi_event *out, int max, int timeout_ms)
-{
-    struct epoll_event ev[CHI_MAX_EVENTS];
-    int n, i;
-    if (max > CHI_MAX_EVENTS) max = CHI_MAX_EVENTS;
-    n = epoll_wait(ep, ev, max, timeout_ms);
-    for (i = 0; i < n; i++) {
-        out[i].tag = ev[i].data.u64;
-        out[i].flags = ((ev[i].events & EPOLLIN) ? CHI_EV_READ : 0u) | ((ev[i].events & EPOLLOUT) ? CHI_EV_WRITE : 0u) |
-                       ((ev[i].events & (EPOLLERR | EPOLLHUP)) ? CHI_EV_ERROR : 0u);
-    }
-    return n < 0 ? (errno == EINTR ? 0 : -1) : n;
-}
-
-/* A timerfd that fires every second: it drives the Date cache and timeouts. */
-static int chi_ticker_open(int ep)
-{
-    struct itimerspec its;
-    int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    if (fd < 0) return -1;
-    memset(&its, 0, sizeof its);
-    its.it_interval.tv_sec = 1;
-    its.it_value.tv_sec = 1;
-    if (timerfd_settime(fd, 0, &its, NULL) < 0 || chi_poll_add(ep, fd, CHI_EV_READ, CHI_TAG_TICK, 0) < 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-/* Reads a timerfd or eventfd counter so it stops being readable. */
-static void chi_drain_counter(int fd)
-{
-    uint64_t v;
-    ssize_t r = read(fd, &v, sizeof v);
-    (void)r;
-}
-
-static int chi_waker_open(int ep)
-{
-    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (fd < 0) return -1;
-    if (chi_poll_add(ep, fd, CHI_EV_READ, CHI_TAG_WAKE, 0) < 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-static void chi_wake(int fd)
-{
-    uint64_t one = 1;
-    ssize_t r = write(fd, &one, sizeof one);
-    (void)r;
+    res->body = res->err_body;
+    res->body_len = chi_error_body(status, res->err_body);
 }
 
 /* >>worker state ------------------------------------------------------------
    A worker owns everything its connections touch. Connections sit in a table
-   indexed by file descriptor, and in one of three timeout queues, each kept
-   in order of last activity: touching a connection moves it to the tail (at
+   indexed by file descriptor, and in one of the timeout queues, each kept in
+   order of last activity: touching a connection moves it to the tail (at
    most once per second), so expiring is popping from the head. Idle
    connections keep no buffers: input is read into the worker's scratch
    buffer and only the bytes of an unfinished request are copied aside. */
-
-/* The timeout queues: what a connection is waiting for decides its queue,
-   and each queue has its own timeout. */
-enum {
-    CHI_Q_IDLE,   /* a new request (idle_timeout) */
-    CHI_Q_HEAD,   /* the rest of a request head (header_timeout) */
-    CHI_Q_BODY,   /* more of a request body (body_timeout) */
-    CHI_Q_WRITE,  /* the client to take our answer (write_timeout) */
-    CHI_Q_LINGER, /* the client to close after our last answer */
-    CHI_Q_COUNT,
-    CHI_Q_NONE = CHI_Q_COUNT
-};
-
-enum {
-    CHI_F_CLOSING = 1,       /* close once the output is written */
-    CHI_F_LINGER_AFTER = 2,  /* ... and drain the input before closing */
-    CHI_F_LINGER = 4,        /* write side shut, draining the input */
-    CHI_F_PEER_EOF = 8,      /* the client will send nothing more */
-    CHI_F_BACKLOG = 16       /* input left unprocessed: output over the limit */
-};
-
-typedef struct chi_conn {
-    int fd;
-    unsigned flags;
-    unsigned events;         /* interest registered with the poller */
-    int queue;
-    int64_t last_active;     /* worker clock, seconds */
-    struct chi_conn *prev, *next;
-    chi_buf in;              /* an unfinished request (and what follows it) */
-    chi_buf out;             /* response bytes the socket has not taken */
-    size_t out_off;
-    size_t scanned;          /* bytes of an unfinished head already parsed */
-    size_t want;             /* bytes the unfinished request needs in all */
-    size_t drained;          /* bytes thrown away while lingering */
-    int continue_sent;
-    int chunk_active;
-    chi_chunked chunk;
-    chi_peer peer;
-} chi_conn;
-
-typedef struct chi_fast_copy {
-    size_t off, len, head_len;
-} chi_fast_copy;
-
-struct chi_worker {
-    ch_app *app;
-    int id;
-    int ep, tick_fd, wake_fd;
-    int listen_fd, listen_shared, accepting;
-    int64_t accept_pause_until;
-    pthread_t thread;
-    int started;
-    chi_conn **conns;        /* indexed by fd */
-    size_t conns_cap;
-    chi_conn *free_conns;
-    int nconns;
-    chi_conn *qhead[CHI_Q_COUNT], *qtail[CHI_Q_COUNT];
-    int timeouts[CHI_Q_COUNT];
-    int64_t now;             /* CLOCK_MONOTONIC seconds, read once a tick */
-    int stopping;
-    int64_t stop_deadline;
-    char *scratch;           /* CHOPIN_READ_SIZE bytes */
-    chi_buf out;             /* responses of the current read batch */
-    char common[CHI_COMMON_LEN]; /* "Server: ...\r\nDate: ...\r\n" */
-    chi_buf fast_bytes;      /* each FastRoute's response (or prefix) */
-    chi_fast_copy *fast;
-    ch_json json;
-    ch_req req;
-    ch_res res;
-    chi_buf log;             /* access log lines not yet written */
-    int log_fd;
-};
-
-static ch_json *chi_worker_json(chi_worker *w) { return &w->json; }
 
 /* Writes the buffered access log. A log that cannot take it (a full pipe)
    loses those lines rather than stall the worker. */
 static void chi_log_flush(chi_worker *w)
 {
-    size_t off = 0;
-    while (off < w->log.len) {
-        ssize_t r = write(w->log_fd, w->log.ptr + off, w->log.len - off);
-        if (r <= 0 && errno != EINTR) break;
-        if (r > 0) off += (size_t)r;
-    }
+    chi_os_write_all(w->log_fd, w->log.ptr, w->log.len);
     w->log.len = 0;
 }
 
 /* The Date is patched into the shared prefix and into every FastRoute copy,
-   all of which start with "HTTP/1.1 200 OK\r\n" + common. */
-#define CHI_OK_LINE "HTTP/1.1 200 OK\r\n"
-#define CHI_DATE_AT (sizeof(CHI_SERVER_LINE) - 1 + 6)
+   each of which starts with "HTTP/1.1 200 OK\r\n" + common. */
+#define CHI_OK_LINE_LEN 17 /* "HTTP/1.1 200 OK\r\n" */
 
 static void chi_refresh_date(chi_worker *w)
 {
-    struct timespec ts;
     int i;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    chi_format_date((int64_t)ts.tv_sec, w->common + CHI_DATE_AT);
-    for (i = 0; i < w->app->nfast; i++)
-        memcpy(w->fast_bytes.ptr + w->fast[i].off + sizeof(CHI_OK_LINE) - 1 + CHI_DATE_AT,
-               w->common + CHI_DATE_AT, CHI_DATE_LEN);
+    chi_format_date(chi_os_wall_seconds(), w->common + CHI_DATE_AT);
+    for (i = 0; w->fast && i < w->app->nfast; i++)
+        memcpy(w->fast_bytes.ptr + w->fast[i].off + CHI_OK_LINE_LEN + CHI_DATE_AT, w->common + CHI_DATE_AT,
+               CHI_DATE_LEN);
 }
 
-static void chi_read_clock(chi_worker *w)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    w->now = (int64_t)ts.tv_sec;
-}
+static void chi_read_clock(chi_worker *w) { w->now = chi_os_now_ns() / 1000000000; }
 
 /* Timeout queues: intrusive doubly linked lists. */
 static void chi_q_unlink(chi_worker *w, chi_conn *c)
@@ -3182,79 +4617,67 @@ static void chi_q_set(chi_worker *w, chi_conn *c, int q)
     chi_q_append(w, c, q);
 }
 
-/* >>responses, assembled ------------------------------------------------- */
+/* >>answers -------------------------------------------------------------------
+   Writing answers into the worker's output buffer (w->out), which leaves in
+   one send per read batch. Every head comes from the core's one writer,
+   chi_head_put, with this worker's "Server/Date" lines: per request for
+   routed answers and errors, once at start-up for FastRoutes, whose bytes
+   are then copied (the Date patched in once a second). */
 
-static const char *chi_connection_line(int keep_alive, int minor, size_t *len)
+static chi_head_spec chi_spec(const chi_worker *w, int status, int keep_alive, int minor)
 {
-    if (!keep_alive) {
-        *len = 19;
-        return "Connection: close\r\n";
-    }
-    if (minor == 0) {
-        *len = 24;
-        return "Connection: keep-alive\r\n";
-    }
-    *len = 0;
-    return "";
+    chi_head_spec h;
+    memset(&h, 0, sizeof h);
+    h.status = status;
+    h.keep_alive = keep_alive;
+    h.minor = minor;
+    h.common = w->common;
+    h.common_len = CHI_COMMON_LEN;
+    h.framing = CHI_FRAME_LENGTH;
+    return h;
 }
 
-/* The general layout; every argument may be empty. Returns -1 when out of memory. */
-static int chi_write_response(chi_worker *w, int status, const char *ctype, size_t ctype_len, const char *extra,
-                              size_t extra_len, const char *body, size_t body_len, int send_body, int keep_alive,
-                              int minor)
+/* A head and, unless HEAD or a status without one, the body. Returns -1
+   when out of memory. */
+static int chi_write_response(chi_worker *w, const chi_head_spec *h, const char *body, size_t body_len, int send_body)
 {
     char *p;
-    size_t conn_len;
-    const char *conn = chi_connection_line(keep_alive, minor, &conn_len);
-    int has_length = status >= 200 && status != 204 && status != 304;
-    if (chi_buf_reserve(&w->out, 64 + CHI_COMMON_LEN + 16 + ctype_len + 40 + extra_len + conn_len + 2 + body_len) < 0)
-        return -1;
-    p = w->out.ptr + w->out.len;
-    p += chi_status_line(status, p);
-    p = chi_put(p, w->common, CHI_COMMON_LEN);
-    if (ctype_len) {
-        p = chi_put(p, "Content-Type: ", 14);
-        p = chi_put(p, ctype, ctype_len);
-        p = chi_put(p, "\r\n", 2);
-    }
-    if (has_length) {
-        p = chi_put(p, "Content-Length: ", 16);
-        p += chi_utoa(body_len, p);
-        p = chi_put(p, "\r\n", 2);
-    }
-    p = chi_put(p, extra, extra_len);
-    p = chi_put(p, conn, conn_len);
-    p = chi_put(p, "\r\n", 2);
-    if (send_body && has_length) p = chi_put(p, body, body_len);
+    if (chi_buf_reserve(&w->out, chi_head_size(h) + body_len) < 0) return -1;
+    p = chi_head_put(w->out.ptr + w->out.len, h);
+    if (send_body && chi_status_has_body(h->status)) p = chi_put(p, body, body_len);
     w->out.len = (size_t)(p - w->out.ptr);
     return 0;
 }
 
-/* A pre-built error: its status line, type and length are one literal. */
+/* An error answer: {"detail":"<reason>"} as JSON, with `extra` headers. */
 static void chi_write_error(chi_worker *w, int status, const char *extra, size_t extra_len, int send_body,
                             int keep_alive, int minor)
 {
-    const chi_prebuilt *pb = chi_prebuilt_for(status);
-    size_t hl, bl, conn_len;
-    const char *conn;
-    char *p;
-    if (!pb) pb = chi_prebuilt_for(500);
-    hl = strlen(pb->head);
-    bl = strlen(pb->body);
-    conn = chi_connection_line(keep_alive, minor, &conn_len);
-    if (chi_buf_reserve(&w->out, hl + CHI_COMMON_LEN + extra_len + conn_len + 2 + bl) < 0) return;
-    p = w->out.ptr + w->out.len;
-    p = chi_put(p, pb->head, hl);
-    p = chi_put(p, w->common, CHI_COMMON_LEN);
-    p = chi_put(p, extra, extra_len);
-    p = chi_put(p, conn, conn_len);
-    p = chi_put(p, "\r\n", 2);
-    if (send_body) p = chi_put(p, pb->body, bl);
-    w->out.len = (size_t)(p - w->out.ptr);
+    char body[CHI_ERROR_BODY_MAX];
+    chi_head_spec h = chi_spec(w, status, keep_alive, minor);
+    h.ctype = "application/json";
+    h.ctype_len = 16;
+    h.extra = extra;
+    h.extra_len = extra_len;
+    h.length = chi_error_body(status, body);
+    chi_write_response(w, &h, body, (size_t)h.length, send_body);
 }
 
-/* Builds this worker's copy of every FastRoute: a static route's whole
-   response, a dynamic route's header up to the Content-Length value. */
+/* "HTTP/1.1 100 Continue": the client may send the body now. */
+static void chi_write_continue(chi_worker *w)
+{
+    chi_head_spec h;
+    memset(&h, 0, sizeof h);
+    h.status = 100;
+    h.keep_alive = 1;
+    h.minor = 1;
+    h.framing = CHI_FRAME_NONE;
+    chi_write_response(w, &h, NULL, 0, 0);
+}
+
+/* Builds this worker's copy of every FastRoute for HTTP/1.1 keep-alive: a
+   static route's whole response, a dynamic route's head up to the
+   Content-Length value. */
 static int chi_build_fast(chi_worker *w)
 {
     int i;
@@ -3264,19 +4687,16 @@ static int chi_build_fast(chi_worker *w)
     for (i = 0; i < app->nfast; i++) {
         const chi_fast *f = &app->fast[i];
         chi_buf *b = &w->fast_bytes;
-        char num[24];
+        chi_head_spec h = chi_spec(w, 200, 1, 1);
+        h.ctype = f->ctype;
+        h.ctype_len = strlen(f->ctype);
+        h.framing = f->body ? CHI_FRAME_LENGTH : CHI_FRAME_LENGTH_OPEN;
+        h.length = f->body_len;
+        if (chi_buf_reserve(b, chi_head_size(&h) + f->body_len) < 0) return -1;
         w->fast[i].off = b->len;
-        if (chi_buf_append(b, CHI_OK_LINE, sizeof(CHI_OK_LINE) - 1) < 0 || chi_buf_append(b, w->common, CHI_COMMON_LEN) < 0 ||
-            chi_buf_append(b, "Content-Type: ", 14) < 0 || chi_buf_append(b, f->ctype, strlen(f->ctype)) < 0 ||
-            chi_buf_append(b, "\r\nContent-Length: ", 18) < 0)
-            return -1;
-        if (f->body) {
-            if (chi_buf_append(b, num, chi_utoa(f->body_len, num)) < 0 || chi_buf_append(b, "\r\n\r\n", 4) < 0) return -1;
-            w->fast[i].head_len = b->len - w->fast[i].off;
-            if (chi_buf_append(b, f->body, f->body_len) < 0) return -1;
-        } else {
-            w->fast[i].head_len = b->len - w->fast[i].off;
-        }
+        b->len = (size_t)(chi_head_put(b->ptr + b->len, &h) - b->ptr);
+        w->fast[i].head_len = b->len - w->fast[i].off;
+        if (f->body) b->len = (size_t)(chi_put(b->ptr + b->len, f->body, f->body_len) - b->ptr);
         w->fast[i].len = b->len - w->fast[i].off;
     }
     return 0;
@@ -3289,6 +4709,7 @@ static void chi_fast_respond(chi_worker *w, int i, int send_body, int keep_alive
     const char *bytes = w->fast_bytes.ptr + fc->off;
     const char *body = f->body;
     size_t body_len = f->body_len;
+    chi_head_spec h;
     if (f->fn) {
         ch_json_reset(&w->json);
         f->fn(&w->json, f->user);
@@ -3305,33 +4726,38 @@ static void chi_fast_respond(chi_worker *w, int i, int send_body, int keep_alive
             chi_buf_append(&w->out, bytes, send_body ? fc->len : fc->head_len);
         } else if (chi_buf_reserve(&w->out, fc->len + 24 + body_len) == 0) {
             char *p = chi_put(w->out.ptr + w->out.len, bytes, fc->len);
-            p += chi_utoa(body_len, p);
-            p = chi_put(p, "\r\n\r\n", 4);
+            p = chi_head_length_end(p, body_len);
             if (send_body) p = chi_put(p, body, body_len);
             w->out.len = (size_t)(p - w->out.ptr);
         }
         return;
     }
-    chi_write_response(w, 200, f->ctype, strlen(f->ctype), "", 0, body, body_len, send_body, keep_alive, minor);
+    h = chi_spec(w, 200, keep_alive, minor);
+    h.ctype = f->ctype;
+    h.ctype_len = strlen(f->ctype);
+    h.length = body_len;
+    chi_write_response(w, &h, body, body_len, send_body);
 }
 
+/* Lays out the response a handler filled. */
 static void chi_res_finish(chi_worker *w, ch_req *req, int keep_alive)
 {
     ch_res *res = &w->res;
-    const char *body;
-    size_t body_len;
-    int status, i;
+    int i, send_body = req->method != CH_HEAD;
+    chi_head_spec h;
     for (i = 0; i < res->nfinish; i++) res->finish[i](req, res, res->finish_user[i]);
-    body = res->body_is_json ? w->json.buf : res->body;
-    body_len = res->body_is_json ? w->json.len : res->body_len;
-    status = res->status;
-    if (status < 200 || status > 599 || (res->body_is_json && (w->json.failed || w->json.depth != 0))) {
-        chi_write_error(w, 500, "", 0, req->method != CH_HEAD, keep_alive, req->version_minor);
+    if (res->status < 200 || res->status > 599 || (res->body_is_json && (w->json.failed || w->json.depth != 0))) {
+        chi_write_error(w, 500, "", 0, send_body, keep_alive, req->version_minor);
         return;
     }
-    if (chi_write_response(w, status, res->ctype.ptr, res->ctype.len, res->headers.ptr, res->headers.len, body,
-                           body_len, req->method != CH_HEAD, keep_alive, req->version_minor) < 0)
-        chi_write_error(w, 500, "", 0, req->method != CH_HEAD, 0, req->version_minor);
+    h = chi_spec(w, res->status, keep_alive, req->version_minor);
+    h.ctype = res->ctype.ptr;
+    h.ctype_len = res->ctype.len;
+    h.extra = res->headers.ptr;
+    h.extra_len = res->headers.len;
+    h.length = res->body_is_json ? w->json.len : res->body_len;
+    if (chi_write_response(w, &h, res->body_is_json ? w->json.buf : res->body, (size_t)h.length, send_body) < 0)
+        chi_write_error(w, 500, "", 0, send_body, 0, req->version_minor);
 }
 
 /* >>dispatch ----------------------------------------------------------------
@@ -3396,7 +4822,7 @@ static void chi_run_after(chi_worker *w, const ch_req *req, size_t out_before)
     ch_app *app = w->app;
     int i;
     w->res.bytes = w->out.len - out_before;
-    w->res.end_ns = chi_now_ns();
+    w->res.end_ns = chi_os_now_ns();
     for (i = 0; i < app->nafter; i++) app->after[i].fn(req, &w->res, app->after[i].user);
 }
 
@@ -3409,7 +4835,7 @@ static void chi_dispatch(chi_worker *w, ch_req *req, int keep_alive)
         for (i = 0; i < app->nfast; i++) {
             const chi_fast *f = &app->fast[i];
             if (f->path_len == req->path.len && memcmp(f->path, req->path.ptr, f->path_len) == 0) {
-                if (app->nafter) w->res.start_ns = chi_now_ns();
+                if (app->nafter) w->res.start_ns = chi_os_now_ns();
                 chi_fast_respond(w, i, req->method != CH_HEAD, keep_alive, req->version_minor);
                 if (app->nafter) {
                     w->res.status = 200;
@@ -3420,7 +4846,7 @@ static void chi_dispatch(chi_worker *w, ch_req *req, int keep_alive)
         }
     }
     chi_res_reset(&w->res);
-    if (app->nafter) w->res.start_ns = chi_now_ns();
+    if (app->nafter) w->res.start_ns = chi_os_now_ns();
     chi_route_request(w, req);
     chi_res_finish(w, req, keep_alive);
     if (app->nafter) chi_run_after(w, req, out_before);
@@ -3477,7 +4903,7 @@ CHOPIN_API int ch_mw_bearer(ch_req *req, ch_res *res, void *user)
 static void chi_timing_finish(ch_req *req, ch_res *res, void *user)
 {
     char v[48], *p;
-    int64_t us = (chi_now_ns() - res->timing_ns) / 1000;
+    int64_t us = (chi_os_now_ns() - res->timing_ns) / 1000;
     (void)req;
     (void)user;
     if (us < 0) us = 0;
@@ -3494,7 +4920,7 @@ CHOPIN_API int ch_mw_timing(ch_req *req, ch_res *res, void *user)
 {
     (void)req;
     (void)user;
-    res->timing_ns = chi_now_ns();
+    res->timing_ns = chi_os_now_ns();
     ch_res_on_finish(res, chi_timing_finish, NULL);
     return CH_NEXT;
 }
@@ -3532,43 +4958,30 @@ CHOPIN_API void ch_access_log(const ch_req *req, const ch_res *res, void *user)
 
 /* >>connection --------------------------------------------------------------
    The state machine of one connection:
-     readable  -> read (into scratch, or after the unfinished request kept
-                  in c->in) -> answer every complete request -> keep the
-                  unfinished rest -> write all answers in one send()
+     received  -> bytes arrived (into scratch, or after the unfinished
+                  request kept in c->in) -> answer every complete request ->
+                  keep the unfinished rest -> write all answers in one send
      writable  -> send what the socket did not take before
      closing   -> after the last byte: close, or shut the write side and
                   drain the input for a while ("lingering close"), so the
-                  client reads our answer rather than a reset. */
+                  client reads our answer rather than a reset.
+   The entry points take I/O results (bytes, CHI_IO_EOF, CHI_IO_AGAIN,
+   CHI_IO_ERROR), not readiness: chi_on_readable and chi_on_writable do the
+   readiness backends' recv and send, and call chi_conn_received and
+   chi_conn_sent with what happened. */
 
 static void chi_close(chi_worker *w, chi_conn *c)
 {
     CHOPIN_ASSERT(w->conns[c->fd] == c);
     chi_q_unlink(w, c);
-    close(c->fd); /* also removes it from the epoll set */
+    chi_poller_forget(w->poller, c->fd);
+    chi_os_close(c->fd);
     w->conns[c->fd] = NULL;
     chi_buf_free(&c->in);
     chi_buf_free(&c->out);
     c->next = w->free_conns;
     w->free_conns = c;
     w->nconns--;
-}
-
-static ssize_t chi_send(int fd, const char *p, size_t n)
-{
-    ssize_t r;
-    do {
-        r = send(fd, p, n, MSG_NOSIGNAL); /* a dead peer is an error, not SIGPIPE */
-    } while (r < 0 && errno == EINTR);
-    return r;
-}
-
-static ssize_t chi_recv(int fd, char *p, size_t n)
-{
-    ssize_t r;
-    do {
-        r = read(fd, p, n);
-    } while (r < 0 && errno == EINTR);
-    return r;
 }
 
 static size_t chi_pending(const chi_conn *c) { return c->out.len - c->out_off; }
@@ -3583,8 +4996,45 @@ static void chi_reject(chi_worker *w, chi_conn *c, int status, int minor)
 static void chi_maybe_continue(chi_worker *w, chi_conn *c, const ch_req *req, const chi_head *h)
 {
     if (h->expect_continue && req->version_minor == 1 && !c->continue_sent) {
-        chi_buf_append(&w->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        chi_write_continue(w);
         c->continue_sent = 1;
+    }
+}
+
+/* The body of the request whose head (hl bytes) starts p[0, n). Returns 1
+   with req->body set and *total the request's whole length, 0 when more
+   bytes are needed (c->want or the chunked state say how far), or -status. */
+static int chi_request_body(chi_worker *w, chi_conn *c, char *p, size_t n, size_t hl, const chi_head *h, size_t *total)
+{
+    ch_req *req = &w->req;
+    int r;
+    switch (h->body_kind) {
+    case CHI_BODY_NONE:
+        req->body = p + hl;
+        req->body_len = 0;
+        *total = hl;
+        return 1;
+    case CHI_BODY_LENGTH:
+        if (n - hl < h->content_length) {
+            c->want = hl + (size_t)h->content_length;
+            return 0;
+        }
+        req->body = p + hl;
+        req->body_len = (size_t)h->content_length;
+        *total = hl + req->body_len;
+        return 1;
+    default: /* chunked, decoded in place */
+        if (!c->chunk_active) {
+            chi_chunked_init(&c->chunk, hl);
+            c->chunk_active = 1;
+        }
+        r = chi_chunked_decode(&c->chunk, p, n, w->app->lim.max_body, w->app->lim.max_header);
+        if (r <= 0) return r;
+        c->chunk_active = 0;
+        req->body = p + hl;
+        req->body_len = c->chunk.dst - hl;
+        *total = c->chunk.src;
+        return 1;
     }
 }
 
@@ -3598,17 +5048,16 @@ static size_t chi_process(chi_worker *w, chi_conn *c, char *buf, size_t len)
     c->want = 0;
     while (off < len) {
         char *p = buf + off;
-        size_t n = len - off, total;
+        size_t n = len - off, total = 0;
         chi_head h;
         long hl;
-        int keep_alive;
+        int keep_alive, r;
         if (w->out.len + chi_pending(c) > CHOPIN_MAX_PENDING) {
             c->flags |= CHI_F_BACKLOG; /* resumed once the output drains */
             break;
         }
         /* an unfinished head is parsed again only once a new line came in */
-        if (c->scanned && n > c->scanned && n <= lim->max_target &&
-            !memchr(p + c->scanned, '\n', n - c->scanned))
+        if (c->scanned && n > c->scanned && n <= lim->max_target && !memchr(p + c->scanned, '\n', n - c->scanned))
             break;
         hl = chi_parse_head(p, n, lim, req, &h);
         if (hl == 0) {
@@ -3620,38 +5069,14 @@ static size_t chi_process(chi_worker *w, chi_conn *c, char *buf, size_t len)
             chi_reject(w, c, (int)-hl, 1);
             return len;
         }
-        if (h.body_kind == CHI_BODY_NONE) {
-            req->body = p + hl;
-            req->body_len = 0;
-            total = (size_t)hl;
-        } else if (h.body_kind == CHI_BODY_LENGTH) {
-            if (n - (size_t)hl < h.content_length) {
-                c->want = (size_t)hl + (size_t)h.content_length;
-                chi_maybe_continue(w, c, req, &h);
-                break;
-            }
-            req->body = p + hl;
-            req->body_len = (size_t)h.content_length;
-            total = (size_t)hl + req->body_len;
-        } else {
-            int r;
-            if (!c->chunk_active) {
-                chi_chunked_init(&c->chunk, (size_t)hl);
-                c->chunk_active = 1;
-            }
-            r = chi_chunked_decode(&c->chunk, p, n, lim->max_body, lim->max_header);
-            if (r < 0) {
-                chi_reject(w, c, -r, 1);
-                return len;
-            }
-            if (r == 0) {
-                chi_maybe_continue(w, c, req, &h);
-                break;
-            }
-            c->chunk_active = 0;
-            req->body = p + hl;
-            req->body_len = c->chunk.dst - (size_t)hl;
-            total = c->chunk.src;
+        r = chi_request_body(w, c, p, n, (size_t)hl, &h, &total);
+        if (r < 0) {
+            chi_reject(w, c, -r, 1);
+            return len;
+        }
+        if (r == 0) {
+            chi_maybe_continue(w, c, req, &h);
+            break;
         }
         c->continue_sent = 0;
         keep_alive = h.keep_alive && !w->stopping;
@@ -3690,33 +5115,76 @@ static int chi_keep_rest(chi_conn *c, const char *buf, size_t len, size_t used, 
     return 0;
 }
 
-static void chi_after_io(chi_worker *w, chi_conn *c);
+/* After every read or write: close if done, else register the interest the
+   connection now has and put it in the right timeout queue. */
+static void chi_after_io(chi_worker *w, chi_conn *c)
+{
+    unsigned ev = 0;
+    int q;
+    if (chi_pending(c) == 0 && (c->flags & CHI_F_CLOSING) && !(c->flags & CHI_F_LINGER)) {
+        if (!(c->flags & CHI_F_LINGER_AFTER) || (c->flags & CHI_F_PEER_EOF) || chi_os_shutdown_write(c->fd) < 0) {
+            chi_close(w, c);
+            return;
+        }
+        c->flags |= CHI_F_LINGER;
+    }
+    if (chi_pending(c)) ev |= CHI_EV_WRITE;
+    if ((c->flags & CHI_F_LINGER) ||
+        (!(c->flags & (CHI_F_CLOSING | CHI_F_BACKLOG)) && chi_pending(c) < CHOPIN_MAX_PENDING))
+        ev |= CHI_EV_READ;
+    if (ev != c->events) {
+        if (chi_poller_mod(w->poller, c->fd, c->events, ev, (uint64_t)c->fd) < 0) {
+            chi_close(w, c);
+            return;
+        }
+        c->events = ev;
+    }
+    if (c->flags & CHI_F_LINGER)
+        q = CHI_Q_LINGER;
+    else if (chi_pending(c))
+        q = CHI_Q_WRITE;
+    else if (c->in.len)
+        q = (c->want || c->chunk_active) ? CHI_Q_BODY : CHI_Q_HEAD;
+    else
+        q = CHI_Q_IDLE;
+    if (q == CHI_Q_IDLE && w->stopping) {
+        chi_close(w, c);
+        return;
+    }
+    chi_q_set(w, c, q);
+}
 
-/* Sends the batch of answers in w->out: one send() per read batch. When the
-   socket took all of it and requests were held back (CHI_F_BACKLOG), they
-   are answered at once: no write event will come to resume them. */
+/* Drops the batch being written and the connection with it. */
+static void chi_drop(chi_worker *w, chi_conn *c)
+{
+    w->out.len = 0;
+    chi_close(w, c);
+}
+
+/* Sends the batch of answers in w->out: one send per read batch. What the
+   socket does not take waits in c->out. When it took everything and
+   requests were held back (CHI_F_BACKLOG), they are answered at once: no
+   write event will come to resume them. */
 static void chi_flush(chi_worker *w, chi_conn *c)
 {
     for (;;) {
         if (w->out.len) {
             size_t sent = 0;
             if (chi_pending(c) == 0) {
-                ssize_t r = chi_send(c->fd, w->out.ptr, w->out.len);
-                if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-                    w->out.len = 0;
-                    chi_close(w, c);
+                long r = chi_os_send(c->fd, w->out.ptr, w->out.len);
+                if (r == CHI_IO_ERROR) {
+                    chi_drop(w, c);
                     return;
                 }
                 sent = r < 0 ? 0 : (size_t)r;
-            CHOPIN_ASSERT(sent <= w->out.len);
+                CHOPIN_ASSERT(sent <= w->out.len);
                 if (c->out.len) { /* all of the earlier output had gone */
                     c->out.len = 0;
                     c->out_off = 0;
                 }
             }
             if (sent < w->out.len && chi_buf_append(&c->out, w->out.ptr + sent, w->out.len - sent) < 0) {
-                w->out.len = 0;
-                chi_close(w, c);
+                chi_drop(w, c);
                 return;
             }
             w->out.len = 0;
@@ -3725,46 +5193,54 @@ static void chi_flush(chi_worker *w, chi_conn *c)
         if (!(c->flags & CHI_F_BACKLOG) || chi_pending(c) != 0) break;
         c->flags &= ~(unsigned)CHI_F_BACKLOG;
         if (chi_keep_rest(c, c->in.ptr, c->in.len, chi_process(w, c, c->in.ptr, c->in.len), 0) < 0) {
-            w->out.len = 0;
-            chi_close(w, c);
+            chi_drop(w, c);
             return;
         }
     }
     chi_after_io(w, c);
 }
 
-/* Reads an unfinished request further, or a new batch into scratch. */
-static void chi_on_readable(chi_worker *w, chi_conn *c)
+/* A lingering connection: what arrives is thrown away until the client
+   closes, or sends too much. */
+static void chi_linger_received(chi_worker *w, chi_conn *c, long n)
+{
+    if (n == CHI_IO_AGAIN) return;
+    if (n <= 0 || (c->drained += (size_t)n) > CHI_LINGER_MAX) chi_close(w, c);
+}
+
+/* Where the next bytes go: the worker's scratch buffer when no request is
+   unfinished (idle connections own no buffer), else after the unfinished
+   request in c->in, which grows by doubling as a body arrives: a declared
+   Content-Length reserves nothing the client has not sent. */
+static int chi_conn_rbuf(chi_worker *w, chi_conn *c, char **buf, size_t *cap)
+{
+    if (c->in.len == 0 || (c->flags & CHI_F_LINGER)) {
+        *buf = w->scratch;
+        *cap = CHOPIN_READ_SIZE;
+        return 0;
+    }
+    if (c->in.cap - c->in.len < 4096 && chi_buf_reserve(&c->in, c->in.cap ? c->in.cap : 4096) < 0) return -1;
+    *buf = c->in.ptr + c->in.len;
+    *cap = c->in.cap - c->in.len;
+    return 0;
+}
+
+/* n bytes arrived in the buffer chi_conn_rbuf gave, or an I/O result. */
+static void chi_conn_received(chi_worker *w, chi_conn *c, long n)
 {
     int from_scratch = c->in.len == 0;
     char *buf;
     size_t len;
-    ssize_t n;
     if (c->flags & CHI_F_LINGER) {
-        n = chi_recv(c->fd, w->scratch, CHOPIN_READ_SIZE);
-        if (n <= 0 && (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))) {
-            chi_close(w, c);
-        } else if (n > 0 && (c->drained += (size_t)n) > CHI_LINGER_MAX) {
-            chi_close(w, c);
-        }
+        chi_linger_received(w, c, n);
         return;
     }
-    if (from_scratch) {
-        n = chi_recv(c->fd, w->scratch, CHOPIN_READ_SIZE);
-    } else {
-        /* the buffer grows (doubling) as a body arrives: a declared
-           Content-Length reserves nothing the client has not sent */
-        if (c->in.cap - c->in.len < 4096 && chi_buf_reserve(&c->in, c->in.cap ? c->in.cap : 4096) < 0) {
-            chi_close(w, c);
-            return;
-        }
-        n = chi_recv(c->fd, c->in.ptr + c->in.len, c->in.cap - c->in.len);
-    }
-    if (n < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK) chi_close(w, c);
+    if (n == CHI_IO_AGAIN) return;
+    if (n == CHI_IO_ERROR) {
+        chi_close(w, c);
         return;
     }
-    if (n == 0) {
+    if (n == CHI_IO_EOF) {
         /* the client is done sending; an unfinished request is dropped, and
            answers already made still go out (a half-closed client) */
         c->flags |= CHI_F_PEER_EOF | CHI_F_CLOSING;
@@ -3785,22 +5261,22 @@ static void chi_on_readable(chi_worker *w, chi_conn *c)
         len = c->in.len;
     }
     if (chi_keep_rest(c, buf, len, chi_process(w, c, buf, len), from_scratch) < 0) {
-        w->out.len = 0;
-        chi_close(w, c);
+        chi_drop(w, c);
         return;
     }
     chi_flush(w, c);
 }
 
-static void chi_on_writable(chi_worker *w, chi_conn *c)
+/* The socket took n bytes of c->out, or an I/O result. */
+static void chi_conn_sent(chi_worker *w, chi_conn *c, long n)
 {
-    ssize_t r = chi_send(c->fd, c->out.ptr + c->out_off, chi_pending(c));
-    if (r < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK) chi_close(w, c);
+    if (n == CHI_IO_AGAIN) return;
+    if (n < 0) {
+        chi_close(w, c);
         return;
     }
     chi_touch(w, c);
-    c->out_off += (size_t)r;
+    c->out_off += (size_t)n;
     if (chi_pending(c) == 0) {
         chi_buf_free(&c->out);
         c->out_off = 0;
@@ -3810,43 +5286,22 @@ static void chi_on_writable(chi_worker *w, chi_conn *c)
     chi_after_io(w, c);
 }
 
-/* After every read or write: close if done, else register the interest the
-   connection now has and put it in the right timeout queue. */
-static void chi_after_io(chi_worker *w, chi_conn *c)
+/* Readiness: the socket has bytes (or an error, or EOF) for us. */
+static void chi_on_readable(chi_worker *w, chi_conn *c)
 {
-    unsigned ev = 0;
-    int q;
-    if (chi_pending(c) == 0 && (c->flags & CHI_F_CLOSING) && !(c->flags & CHI_F_LINGER)) {
-        if (!(c->flags & CHI_F_LINGER_AFTER) || (c->flags & CHI_F_PEER_EOF) || shutdown(c->fd, SHUT_WR) < 0) {
-            chi_close(w, c);
-            return;
-        }
-        c->flags |= CHI_F_LINGER;
-    }
-    if (chi_pending(c)) ev |= CHI_EV_WRITE;
-    if ((c->flags & CHI_F_LINGER) ||
-        (!(c->flags & (CHI_F_CLOSING | CHI_F_BACKLOG)) && chi_pending(c) < CHOPIN_MAX_PENDING))
-        ev |= CHI_EV_READ;
-    if (ev != c->events) {
-        if (chi_poll_mod(w->ep, c->fd, ev, (uint64_t)c->fd) < 0) {
-            chi_close(w, c);
-            return;
-        }
-        c->events = ev;
-    }
-    if (c->flags & CHI_F_LINGER)
-        q = CHI_Q_LINGER;
-    else if (chi_pending(c))
-        q = CHI_Q_WRITE;
-    else if (c->in.len)
-        q = (c->want || c->chunk_active) ? CHI_Q_BODY : CHI_Q_HEAD;
-    else
-        q = CHI_Q_IDLE;
-    if (q == CHI_Q_IDLE && w->stopping) {
+    char *buf;
+    size_t cap;
+    if (chi_conn_rbuf(w, c, &buf, &cap) < 0) {
         chi_close(w, c);
         return;
     }
-    chi_q_set(w, c, q);
+    chi_conn_received(w, c, chi_os_recv(c->fd, buf, cap));
+}
+
+/* Readiness: the socket takes more of what it did not take before. */
+static void chi_on_writable(chi_worker *w, chi_conn *c)
+{
+    chi_conn_sent(w, c, chi_os_send(c->fd, c->out.ptr + c->out_off, chi_pending(c)));
 }
 
 /* A timeout: a stalled request gets 408; anything else just closes. */
@@ -3872,12 +5327,16 @@ static void chi_expire_all(chi_worker *w)
     }
 }
 
-/* >>accept --------------------------------------------------------------- */
+/* >>accept --------------------------------------------------------------------
+   New connections, up to CHI_ACCEPT_BATCH per wake-up. At max_connections
+   the listener leaves the poll set and new clients wait in the kernel's
+   backlog; out of descriptors, accepting pauses for a second rather than
+   spin on a listener that stays readable. */
 
 static void chi_pause_accept(chi_worker *w)
 {
     if (!w->accepting) return;
-    chi_poll_del(w->ep, w->listen_fd);
+    chi_poller_del(w->poller, w->listen_fd, CHI_EV_READ);
     w->accepting = 0;
 }
 
@@ -3886,34 +5345,28 @@ static void chi_resume_accept(chi_worker *w)
     if (w->accepting || w->stopping || w->listen_fd < 0 || w->now < w->accept_pause_until ||
         w->nconns >= w->app->cfg.max_connections)
         return;
-    if (chi_poll_add(w->ep, w->listen_fd, CHI_EV_READ, CHI_TAG_LISTEN, w->listen_shared) == 0) w->accepting = 1;
+    if (chi_poller_add(w->poller, w->listen_fd, CHI_EV_READ, CHI_TAG_LISTEN, w->listen_shared) == 0) w->accepting = 1;
 }
 
-static void chi_conn_set_peer(chi_conn *c, const struct sockaddr_storage *ss)
+/* The connection table grows (doubling) to hold descriptor fd. */
+static int chi_conns_fit(chi_worker *w, int fd)
 {
-    if (ss->ss_family == AF_INET6) {
-        memcpy(c->peer.addr, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
-        c->peer.family = AF_INET6;
-    } else if (ss->ss_family == AF_INET) {
-        memcpy(c->peer.addr, &((const struct sockaddr_in *)ss)->sin_addr, 4);
-        c->peer.family = AF_INET;
-    }
+    size_t cap = w->conns_cap ? w->conns_cap : 1024;
+    chi_conn **t;
+    if ((size_t)fd < w->conns_cap) return 0;
+    while (cap <= (size_t)fd) cap *= 2;
+    t = (chi_conn **)CHOPIN_REALLOC(w->conns, sizeof *t * cap);
+    if (!t) return -1;
+    memset(t + w->conns_cap, 0, sizeof *t * (cap - w->conns_cap));
+    w->conns = t;
+    w->conns_cap = cap;
+    return 0;
 }
 
-static int chi_conn_open(chi_worker *w, int fd, const struct sockaddr_storage *peer)
+static int chi_conn_open(chi_worker *w, int fd, const chi_peer *peer)
 {
     chi_conn *c;
-    int one = 1;
-    if ((size_t)fd >= w->conns_cap) {
-        size_t cap = w->conns_cap ? w->conns_cap : 1024;
-        chi_conn **t;
-        while (cap <= (size_t)fd) cap *= 2;
-        t = (chi_conn **)CHOPIN_REALLOC(w->conns, sizeof *t * cap);
-        if (!t) return -1;
-        memset(t + w->conns_cap, 0, sizeof *t * (cap - w->conns_cap));
-        w->conns = t;
-        w->conns_cap = cap;
-    }
+    if (chi_conns_fit(w, fd) < 0) return -1;
     c = w->free_conns;
     if (c)
         w->free_conns = c->next;
@@ -3923,13 +5376,12 @@ static int chi_conn_open(chi_worker *w, int fd, const struct sockaddr_storage *p
     c->fd = fd;
     c->events = CHI_EV_READ;
     c->queue = CHI_Q_NONE;
-    chi_conn_set_peer(c, peer);
-    if (chi_poll_add(w->ep, fd, CHI_EV_READ, (uint64_t)fd, 0) < 0) {
+    c->peer = *peer;
+    if (chi_poller_add(w->poller, fd, CHI_EV_READ, (uint64_t)fd, 0) < 0) {
         c->next = w->free_conns;
         w->free_conns = c;
         return -1;
     }
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     w->conns[fd] = c;
     w->nconns++;
     chi_q_append(w, c, CHI_Q_IDLE);
@@ -3939,31 +5391,28 @@ static int chi_conn_open(chi_worker *w, int fd, const struct sockaddr_storage *p
 static void chi_on_accept(chi_worker *w)
 {
     int i;
-    for (i = 0; i < 64; i++) {
+    for (i = 0; i < CHI_ACCEPT_BATCH; i++) {
+        chi_peer peer;
         int fd;
-        struct sockaddr_storage peer;
-        socklen_t peer_len = sizeof peer;
         if (w->nconns >= w->app->cfg.max_connections) {
             chi_pause_accept(w); /* new clients wait in the backlog */
             return;
         }
-        peer.ss_family = AF_UNSPEC;
-        fd = accept4(w->listen_fd, (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED) continue;
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                /* out of descriptors: stop asking for a second instead of
-                   spinning on a listener that stays readable */
-                w->accept_pause_until = w->now + 1;
-                chi_pause_accept(w);
-            }
-            return;
+        fd = chi_os_accept(w->listen_fd, &peer);
+        if (fd == CHI_IO_NOFD) {
+            w->accept_pause_until = w->now + 1;
+            chi_pause_accept(w);
         }
-        if (chi_conn_open(w, fd, &peer) < 0) close(fd);
+        if (fd < 0) return;
+        if (chi_conn_open(w, fd, &peer) < 0) chi_os_close(fd);
     }
 }
 
-/* >>worker loop ---------------------------------------------------------- */
+/* >>worker loop -----------------------------------------------------------------
+   One pass of a worker: wait for events, read the clock if the ticker
+   fired, do the batch's I/O, then the tick's timeouts. A threaded worker
+   runs passes until it has stopped; an embedded one runs one pass per
+   ch_poll call. */
 
 static void chi_begin_shutdown(chi_worker *w)
 {
@@ -3983,7 +5432,7 @@ static void chi_begin_shutdown(chi_worker *w)
    served rather than expired. */
 static void chi_tick_clock(chi_worker *w)
 {
-    chi_drain_counter(w->tick_fd);
+    chi_ticker_drain(&w->ticker);
     chi_read_clock(w);
     chi_refresh_date(w);
 }
@@ -4006,6 +5455,46 @@ static void chi_on_conn_event(chi_worker *w, int fd, unsigned flags)
     if ((flags & (CHI_EV_WRITE | CHI_EV_ERROR)) && (c->events & CHI_EV_WRITE)) chi_on_writable(w, c);
 }
 
+static void chi_on_event(chi_worker *w, const chi_event *ev)
+{
+    if (ev->tag == CHI_TAG_LISTEN) {
+        if (w->accepting) chi_on_accept(w);
+    } else if (ev->tag == CHI_TAG_TICK) {
+        /* its two halves run around the batch: see chi_worker_pass */
+    } else if (ev->tag == CHI_TAG_WAKE) {
+        chi_waker_drain(&w->waker);
+        chi_begin_shutdown(w);
+    } else if (ev->tag == CHI_TAG_STOP) { /* embedded: ch_stop pokes the app's waker */
+        chi_waker_drain(&w->app->stop);
+        chi_begin_shutdown(w);
+    } else {
+        chi_on_conn_event(w, (int)ev->tag, ev->flags);
+    }
+}
+
+/* Until it has stopped: stopping, and every connection done or out of
+   grace. */
+static int chi_worker_running(const chi_worker *w)
+{
+    return !w->stopping || (w->nconns > 0 && w->now < w->stop_deadline);
+}
+
+/* One pass. Returns 0, or -1 when the poller fails. */
+static int chi_worker_pass(chi_worker *w, int timeout_ms)
+{
+    chi_event ev[CHI_MAX_EVENTS];
+    int n = chi_poller_wait(w->poller, ev, CHI_MAX_EVENTS, timeout_ms), i, tick = 0;
+    if (n < 0) return -1;
+    for (i = 0; i < n; i++)
+        if (ev[i].tag == CHI_TAG_TICK) tick = 1;
+    if (tick) chi_tick_clock(w);
+    for (i = 0; i < n; i++) chi_on_event(w, &ev[i]);
+    if (tick) chi_tick_expire(w);
+    /* below max_connections again: accept at once, not on the next tick */
+    if (!w->accepting) chi_resume_accept(w);
+    return 0;
+}
+
 static void chi_worker_cleanup(chi_worker *w)
 {
     size_t i;
@@ -4019,10 +5508,12 @@ static void chi_worker_cleanup(chi_worker *w)
     CHOPIN_FREE(w->conns);
     w->conns = NULL;
     w->conns_cap = 0;
-    if (w->tick_fd >= 0) close(w->tick_fd);
-    if (w->wake_fd >= 0) close(w->wake_fd);
-    if (w->ep >= 0) close(w->ep);
-    w->tick_fd = w->wake_fd = w->ep = -1;
+    if (w->accepting) chi_pause_accept(w);
+    if (w->ticker_open) chi_ticker_close(&w->ticker);
+    if (w->waker_open) chi_waker_close(&w->waker);
+    if (w->poller == &w->own_poller) chi_poller_close(&w->own_poller);
+    w->ticker_open = w->waker_open = 0;
+    w->poller = NULL;
     CHOPIN_FREE(w->scratch);
     w->scratch = NULL;
     chi_buf_free(&w->out);
@@ -4036,29 +5527,38 @@ static void chi_worker_cleanup(chi_worker *w)
     chi_buf_free(&w->log);
 }
 
-static int chi_worker_init(chi_worker *w, ch_app *app, int id, int listen_fd, int shared)
+/* Sets up a worker around a poller: its own (threaded), or the app's
+   (embedded: then ch_stop reaches it through the app's waker and it needs
+   none of its own). Returns 0, or -1 (cleanup undoes what was done). */
+static int chi_worker_init(chi_worker *w, ch_app *app, int id, int listen_fd, int shared, chi_poller *poller)
 {
     memset(w, 0, sizeof *w);
     w->app = app;
     w->id = id;
     w->listen_fd = listen_fd;
     w->listen_shared = shared;
-    w->tick_fd = w->wake_fd = -1;
     w->res.w = w;
+    chi_req_bind(&w->req, &w->req_store);
     w->timeouts[CHI_Q_IDLE] = app->cfg.idle_timeout;
     w->timeouts[CHI_Q_HEAD] = app->cfg.header_timeout;
     w->timeouts[CHI_Q_BODY] = app->cfg.body_timeout;
     w->timeouts[CHI_Q_WRITE] = app->cfg.write_timeout;
     w->timeouts[CHI_Q_LINGER] = CHI_LINGER_TIMEOUT;
-    memcpy(w->common, CHI_SERVER_LINE "Date: ", CHI_DATE_AT);
-    memcpy(w->common + CHI_DATE_AT + CHI_DATE_LEN, "\r\n", 2);
-    w->ep = chi_poll_create();
+    chi_common_init(w->common);
+    if (poller) {
+        w->poller = poller;
+    } else {
+        if (chi_poller_open(&w->own_poller) < 0) return -1;
+        w->poller = &w->own_poller;
+        if (chi_waker_open(&w->waker, w->poller, CHI_TAG_WAKE) < 0) return -1;
+        w->waker_open = 1;
+    }
     w->scratch = (char *)CHOPIN_MALLOC(CHOPIN_READ_SIZE);
-    if (w->ep < 0 || !w->scratch || (w->tick_fd = chi_ticker_open(w->ep)) < 0 ||
-        (w->wake_fd = chi_waker_open(w->ep)) < 0 || chi_build_fast(w) < 0)
-        return -1;
+    if (!w->scratch || chi_ticker_open(&w->ticker, w->poller, 1000, CHI_TAG_TICK) < 0) return -1;
+    w->ticker_open = 1;
     chi_read_clock(w);
-    chi_refresh_date(w);
+    chi_refresh_date(w); /* before the FastRoutes are built: they copy it */
+    if (chi_build_fast(w) < 0) return -1;
     chi_resume_accept(w);
     return w->accepting ? 0 : -1;
 }
@@ -4066,37 +5566,15 @@ static int chi_worker_init(chi_worker *w, ch_app *app, int id, int listen_fd, in
 static void *chi_worker_main(void *arg)
 {
     chi_worker *w = (chi_worker *)arg;
-    chi_event ev[CHI_MAX_EVENTS];
-    while (!w->stopping || (w->nconns > 0 && w->now < w->stop_deadline)) {
-        int n = chi_poll_wait(w->ep, ev, CHI_MAX_EVENTS, -1), i, tick = 0;
-        if (n < 0) break;
-        for (i = 0; i < n; i++)
-            if (ev[i].tag == CHI_TAG_TICK) tick = 1;
-        if (tick) chi_tick_clock(w);
-        for (i = 0; i < n; i++) {
-            uint64_t tag = ev[i].tag;
-            if (tag == CHI_TAG_LISTEN) {
-                if (w->accepting) chi_on_accept(w);
-            } else if (tag == CHI_TAG_TICK) {
-                /* after this batch's I/O, below */
-            } else if (tag == CHI_TAG_WAKE) {
-                chi_drain_counter(w->wake_fd);
-                chi_begin_shutdown(w);
-            } else {
-                chi_on_conn_event(w, (int)tag, ev[i].flags);
-            }
-        }
-        if (tick) chi_tick_expire(w);
-        /* below max_connections again: accept at once, not on the next tick */
-        if (!w->accepting) chi_resume_accept(w);
-    }
+    while (chi_worker_running(w))
+        if (chi_worker_pass(w, -1) < 0) break;
     return NULL;
 }
 
 /* >>config ------------------------------------------------------------------
-   The zero config is resolved here, in one place: explicit fields, then the
-   environment, then defaults. A value that cannot be used is an error with
-   a message, never silently replaced. */
+   The zero config is resolved here, in one place: fields set in code, then
+   the environment for the fields left at zero, then defaults. A value that
+   cannot be used is an error with a message, never silently replaced. */
 
 static int chi_parse_bool(const char *s, int *out)
 {
@@ -4113,15 +5591,6 @@ static int chi_parse_bool(const char *s, int *out)
         }
     }
     return -1;
-}
-
-static int chi_usable_cpus(void)
-{
-    cpu_set_t set;
-    long n;
-    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
-    n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
 }
 
 /* Precedence, for every field: a non-zero value set in code wins; the
@@ -4174,8 +5643,8 @@ static int chi_env_workers(ch_app *app, ch_config *c)
     const char *v = getenv("CHOPIN_WORKERS");
     long n;
     if (c->workers != 0 || !v) return 0;
-    if (chi_parse_int(v, 1, 1024, &n) < 0) {
-        chi_set_error(app, "invalid CHOPIN_WORKERS '%s': expected a number from 1 to 1024", v);
+    if (chi_parse_int(v, 1, CHI_MAX_WORKERS, &n) < 0) {
+        chi_set_error(app, "invalid CHOPIN_WORKERS '%s': expected a number from 1 to %d", v, CHI_MAX_WORKERS);
         return -1;
     }
     c->workers = (int)n;
@@ -4193,6 +5662,31 @@ static int chi_env_reuseport(ch_app *app, ch_config *c)
     return 0;
 }
 
+static int chi_def(int v, int d) { return v ? v : d; }
+static size_t chi_defz(size_t v, size_t d) { return v ? v : d; }
+
+/* The defaults, for whatever neither the code nor the environment set. */
+static void chi_config_defaults(ch_config *c)
+{
+    if (c->mode == CH_MODE_DEFAULT) c->mode = CH_MODE_PERFORMANCE;
+    if (c->workers == 0) c->workers = c->mode == CH_MODE_STANDARD ? 1 : chi_os_cpu_count();
+    if (c->workers > CHI_MAX_WORKERS) c->workers = CHI_MAX_WORKERS;
+    /* one listener per worker where the kernel balances them (see >>os) */
+    if (c->reuseport == 0) c->reuseport = (c->mode == CH_MODE_STANDARD || !CHI_REUSEPORT_BALANCES) ? CH_NO : CH_YES;
+    if (c->port == 0) c->port = CHI_DEFAULT_PORT;
+    c->max_header_size = chi_defz(c->max_header_size, CHI_DEFAULT_MAX_HEADER);
+    c->max_target_size = chi_defz(c->max_target_size, CHI_DEFAULT_MAX_TARGET);
+    c->max_body_size = chi_defz(c->max_body_size, CHI_DEFAULT_MAX_BODY);
+    c->max_connections = chi_def(c->max_connections, CHI_DEFAULT_MAX_CONNS);
+    c->idle_timeout = chi_def(c->idle_timeout, CHI_DEFAULT_IDLE_TIMEOUT);
+    c->header_timeout = chi_def(c->header_timeout, CHI_DEFAULT_HEADER_TIMEOUT);
+    c->body_timeout = chi_def(c->body_timeout, CHI_DEFAULT_BODY_TIMEOUT);
+    c->write_timeout = chi_def(c->write_timeout, CHI_DEFAULT_WRITE_TIMEOUT);
+    c->shutdown_timeout = chi_def(c->shutdown_timeout, CHI_DEFAULT_SHUTDOWN_TIMEOUT);
+    c->backlog = chi_def(c->backlog, CHI_DEFAULT_BACKLOG);
+}
+
+/* Code, then environment, then defaults (see the precedence note above). */
 static int chi_resolve_config(ch_app *app, const ch_config *in)
 {
     ch_config c;
@@ -4203,31 +5697,21 @@ static int chi_resolve_config(ch_app *app, const ch_config *in)
     if (!c.ignore_env && (chi_env_port(app, &c) < 0 || chi_env_host(app, &c) < 0 || chi_env_mode(app, &c) < 0 ||
                           chi_env_workers(app, &c) < 0 || chi_env_reuseport(app, &c) < 0))
         return -1;
-    if (c.port < CH_PORT_ANY || c.port > 65535 || c.workers < 0 || c.workers > 1024) {
+    if (c.port < CH_PORT_ANY || c.port > 65535 || c.workers < 0 || c.workers > CHI_MAX_WORKERS) {
         chi_set_error(app, "invalid ch_config: port or workers out of range");
         return -1;
     }
-    if (c.mode == CH_MODE_DEFAULT) c.mode = CH_MODE_PERFORMANCE;
     if (c.mode == CH_MODE_STANDARD && c.workers > 1) {
         chi_set_error(app, "standard mode runs one event loop: CHOPIN_WORKERS must be 1 or unset");
         return -1;
     }
-    if (c.workers == 0) c.workers = c.mode == CH_MODE_STANDARD ? 1 : chi_usable_cpus();
-    if (c.workers > 1024) c.workers = 1024;
-    if (c.reuseport == 0) c.reuseport = c.mode == CH_MODE_STANDARD ? CH_NO : CH_YES;
-    if (c.port == 0) c.port = CHI_DEFAULT_PORT;
+    if (c.host && strlen(c.host) >= sizeof app->host) {
+        chi_set_error(app, "invalid host: longer than %d bytes", CHI_MAX_HOST - 1);
+        return -1;
+    }
+    chi_config_defaults(&c);
     snprintf(app->host, sizeof app->host, "%s", c.host ? c.host : CHI_DEFAULT_HOST);
     c.host = app->host;
-    c.max_header_size = chi_defz(c.max_header_size, CHI_DEFAULT_MAX_HEADER);
-    c.max_target_size = chi_defz(c.max_target_size, CHI_DEFAULT_MAX_TARGET);
-    c.max_body_size = chi_defz(c.max_body_size, CHI_DEFAULT_MAX_BODY);
-    c.max_connections = chi_def(c.max_connections, CHI_DEFAULT_MAX_CONNS);
-    c.idle_timeout = chi_def(c.idle_timeout, CHI_DEFAULT_IDLE_TIMEOUT);
-    c.header_timeout = chi_def(c.header_timeout, CHI_DEFAULT_HEADER_TIMEOUT);
-    c.body_timeout = chi_def(c.body_timeout, CHI_DEFAULT_BODY_TIMEOUT);
-    c.write_timeout = chi_def(c.write_timeout, CHI_DEFAULT_WRITE_TIMEOUT);
-    c.shutdown_timeout = chi_def(c.shutdown_timeout, CHI_DEFAULT_SHUTDOWN_TIMEOUT);
-    c.backlog = chi_def(c.backlog, CHI_DEFAULT_BACKLOG);
     app->cfg = c;
     app->lim.max_header = c.max_header_size;
     app->lim.max_target = c.max_target_size;
@@ -4247,85 +5731,28 @@ static void chi_addr_text(const ch_app *app, char *out, size_t n)
         snprintf(out, n, "%s:%d", app->host, app->cfg.port);
 }
 
-static int chi_listen_error(ch_app *app, const char *why)
-{
-    char addr[300];
-    int i;
-    chi_addr_text(app, addr, sizeof addr);
-    chi_set_error(app, "cannot listen on %s: %s", addr, why);
-    for (i = 0; i < app->nlisten; i++) close(app->listen_fds[i]);
-    app->nlisten = 0;
-    return -1;
-}
-
-static int chi_open_listener(const struct addrinfo *ai, int reuseport, int backlog, int do_listen)
-{
-    int one = 1, fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-        (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) ||
-        bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || (do_listen && listen(fd, backlog) < 0)) {
-        int e = errno;
-        close(fd);
-        errno = e;
-        return -1;
-    }
-    return fd;
-}
-
 static int chi_bind_all(ch_app *app)
 {
-    struct addrinfo hints, *ai = NULL;
-    char port[16];
-    int i, n, rc, reuse = app->cfg.reuseport == CH_YES;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    snprintf(port, sizeof port, "%d", app->cfg.port == CH_PORT_ANY ? 0 : app->cfg.port);
-    rc = getaddrinfo(app->host, port, &hints, &ai);
-    if (rc != 0) return chi_listen_error(app, gai_strerror(rc));
-    n = reuse ? app->cfg.workers : 1;
-    /* SO_REUSEPORT would let us join another server already on this port;
-       a plain bind first finds out whether the port is free */
-    if (reuse && app->cfg.port != CH_PORT_ANY) {
-        int probe = chi_open_listener(ai, 0, 0, 0);
-        if (probe < 0) {
-            freeaddrinfo(ai);
-            return chi_listen_error(app, strerror(errno));
-        }
-        close(probe);
+    chi_listen_req r;
+    char why[128], addr[CHI_MAX_HOST + 16];
+    int reuse = app->cfg.reuseport == CH_YES;
+    r.host = app->host;
+    r.port = app->cfg.port == CH_PORT_ANY ? 0 : app->cfg.port;
+    r.count = reuse ? app->cfg.workers : 1;
+    r.reuseport = reuse;
+    r.backlog = app->cfg.backlog;
+    if (chi_os_listen(&r, app->listen_fds, why, sizeof why) < 0) {
+        chi_addr_text(app, addr, sizeof addr);
+        chi_set_error(app, "cannot listen on %s: %s", addr, why);
+        return -1;
     }
-    for (i = 0; i < n; i++) {
-        int fd = chi_open_listener(ai, reuse, app->cfg.backlog, 1);
-        if (fd < 0) {
-            freeaddrinfo(ai);
-            return chi_listen_error(app, strerror(errno));
-        }
-        app->listen_fds[app->nlisten++] = fd;
-        if (i == 0 && app->cfg.port == CH_PORT_ANY) {
-            /* the kernel chose a port: the other listeners take the same */
-            struct sockaddr_storage ss;
-            socklen_t sl = sizeof ss;
-            if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) {
-                freeaddrinfo(ai);
-                return chi_listen_error(app, strerror(errno));
-            }
-            app->cfg.port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                                           : ((struct sockaddr_in *)&ss)->sin_port);
-            if (ai->ai_family == AF_INET6)
-                ((struct sockaddr_in6 *)ai->ai_addr)->sin6_port = htons((uint16_t)app->cfg.port);
-            else
-                ((struct sockaddr_in *)ai->ai_addr)->sin_port = htons((uint16_t)app->cfg.port);
-        }
-    }
-    freeaddrinfo(ai);
+    app->nlisten = r.count;
+    app->cfg.port = r.port;
     return 0;
 }
 
 CHOPIN_API int ch_listen(ch_app *app, const ch_config *cfg)
 {
-    struct rlimit rl;
     if (!app) return -1;
     if (app->reg_failed) return -1; /* the registration error is in app->err */
     if (app->listening) {
@@ -4333,11 +5760,7 @@ CHOPIN_API int ch_listen(ch_app *app, const ch_config *cfg)
         return -1;
     }
     if (chi_resolve_config(app, cfg) < 0) return -1;
-    /* a server wants as many descriptors as the hard limit allows */
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
+    chi_os_raise_nofile();
     if (chi_bind_all(app) < 0) return -1;
     app->listening = 1;
     app->err[0] = 0;
@@ -4346,82 +5769,97 @@ CHOPIN_API int ch_listen(ch_app *app, const ch_config *cfg)
 
 CHOPIN_API const ch_config *ch_config_used(const ch_app *app) { return app->listening ? &app->cfg : NULL; }
 
+/* >>run ---------------------------------------------------------------------
+   The calling thread starts the workers and then only waits, on the app's
+   own poller: for SIGINT or SIGTERM (taken as events by the OS seam, so no
+   global handler state is needed) or for ch_stop. It then wakes every
+   worker, which stops accepting, closes idle connections, finishes the
+   requests in flight and returns. */
+
 CHOPIN_API void ch_stop(ch_app *app)
 {
-    if (app && app->stop_fd >= 0) chi_wake(app->stop_fd);
+    if (app && app->stop_open) chi_waker_wake(&app->stop);
 }
 
-/* >>run ---------------------------------------------------------------------
-   The calling thread starts the workers and then only waits: for SIGINT or
-   SIGTERM (blocked and read through a signalfd, so no global handler state is
-   needed) or for ch_stop. It then wakes every worker, which stops accepting,
-   closes idle connections, finishes the requests in flight and returns. */
-
-static void chi_wait_for_stop(ch_app *app, int sig_fd)
+/* Returns on ch_stop, or on a stop signal (sig may be NULL: none). */
+static void chi_wait_for_stop(ch_app *app, chi_signals *sig)
 {
-    int ep = chi_poll_create();
-    chi_event ev[2];
-    if (ep < 0) return;
-    chi_poll_add(ep, app->stop_fd, CHI_EV_READ, 0, 0);
-    if (sig_fd >= 0) chi_poll_add(ep, sig_fd, CHI_EV_READ, 1, 0);
-    while (chi_poll_wait(ep, ev, 2, -1) == 0) {}
-    chi_drain_counter(app->stop_fd);
-    close(ep);
-}
-
-CHOPIN_API int ch_serve(ch_app *app)
-{
-    sigset_t sigs, old;
-    int i, started = 0, sig_fd = -1, rc = 0, nw;
-    if (!app || !app->listening) {
-        if (app) chi_set_error(app, "ch_serve needs a successful ch_listen first");
-        return -1;
-    }
-    nw = app->cfg.workers;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    if (!app->cfg.no_signals) {
-        /* blocked before the workers start, so they inherit the mask */
-        pthread_sigmask(SIG_BLOCK, &sigs, &old);
-        sig_fd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
-    }
-    app->workers = (chi_worker *)CHOPIN_MALLOC(sizeof(chi_worker) * (size_t)nw);
-    if (!app->workers) {
-        chi_set_error(app, "out of memory");
-        rc = -1;
-    }
-    for (i = 0; rc == 0 && i < nw; i++) {
-        int shared = app->nlisten == 1 && nw > 1;
-        chi_worker *w = &app->workers[i];
-        if (chi_worker_init(w, app, i, app->listen_fds[app->nlisten == 1 ? 0 : i], shared) < 0 ||
-            pthread_create(&w->thread, NULL, chi_worker_main, w) != 0) {
-            chi_worker_cleanup(w);
-            chi_set_error(app, "cannot start worker: %s", strerror(errno));
-            rc = -1;
-            break;
+    chi_event ev[4];
+    int i, n, stop = 0;
+    while (!stop) {
+        n = chi_poller_wait(&app->ctl, ev, 4, -1);
+        if (n < 0) break;
+        for (i = 0; i < n; i++) {
+            if (ev[i].tag == CHI_TAG_STOP) stop = 1;
+            if (ev[i].tag == CHI_TAG_SIGNAL && sig && chi_signals_read(sig) != 0) stop = 1;
         }
-        started++;
     }
-    if (rc == 0) chi_wait_for_stop(app, sig_fd);
-    for (i = 0; i < started; i++) chi_wake(app->workers[i].wake_fd);
+    chi_waker_drain(&app->stop);
+}
+
+/* Stops and frees the workers that started (started of them). */
+static void chi_stop_workers(ch_app *app, int started)
+{
+    int i;
+    for (i = 0; i < started; i++) chi_waker_wake(&app->workers[i].waker);
     for (i = 0; i < started; i++) {
-        pthread_join(app->workers[i].thread, NULL);
+        chi_os_thread_join(app->workers[i].thread);
         chi_worker_cleanup(&app->workers[i]);
     }
     CHOPIN_FREE(app->workers);
     app->workers = NULL;
-    for (i = 0; i < app->nlisten; i++) close(app->listen_fds[i]);
+}
+
+static void chi_close_listeners(ch_app *app)
+{
+    int i;
+    for (i = 0; i < app->nlisten; i++) chi_os_close(app->listen_fds[i]);
     app->nlisten = 0;
     app->listening = 0;
-    if (sig_fd >= 0) close(sig_fd);
-    if (!app->cfg.no_signals) {
-        /* a signal that stopped us has been read; restore the caller's mask */
-        struct timespec zero = {0, 0};
-        while (sigtimedwait(&sigs, NULL, &zero) > 0) {}
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* Starts cfg.workers threads; returns how many started (all, or -1). */
+static int chi_start_workers(ch_app *app)
+{
+    int i, nw = app->cfg.workers;
+    app->workers = (chi_worker *)CHOPIN_MALLOC(sizeof(chi_worker) * (size_t)nw);
+    if (!app->workers) {
+        chi_set_error(app, "out of memory");
+        return -1;
     }
-    return rc;
+    for (i = 0; i < nw; i++) {
+        int shared = app->nlisten == 1 && nw > 1;
+        chi_worker *w = &app->workers[i];
+        if (chi_worker_init(w, app, i, app->listen_fds[app->nlisten == 1 ? 0 : i], shared, NULL) < 0 ||
+            chi_os_thread_start(&w->thread, chi_worker_main, w) < 0) {
+            chi_set_error(app, "cannot start worker %d: %s", i, chi_os_error_text());
+            chi_worker_cleanup(w);
+            chi_stop_workers(app, i);
+            return -1;
+        }
+    }
+    return nw;
+}
+
+CHOPIN_API int ch_serve(ch_app *app)
+{
+    static const int stop_signals[] = {SIGINT, SIGTERM};
+    chi_signals sig;
+    int sig_open = 0, started;
+    if (!app || !app->listening || app->workers) {
+        if (app) chi_set_error(app, "ch_serve needs a successful ch_listen first");
+        return -1;
+    }
+    /* before the workers start, so they inherit the blocked signals */
+    if (!app->cfg.no_signals) sig_open = chi_signals_open(&sig, &app->ctl, stop_signals, 2, CHI_TAG_SIGNAL) == 0;
+    started = chi_start_workers(app);
+    if (started > 0) {
+        chi_wait_for_stop(app, sig_open ? &sig : NULL);
+        chi_stop_workers(app, started);
+    }
+    chi_close_listeners(app);
+    if (sig_open) chi_signals_close(&sig);
+    return started > 0 ? 0 : -1;
 }
 
 CHOPIN_API int ch_run(ch_app *app, const ch_config *cfg)
@@ -4429,6 +5867,87 @@ CHOPIN_API int ch_run(ch_app *app, const ch_config *cfg)
     if (ch_listen(app, cfg) < 0) return -1;
     return ch_serve(app);
 }
+
+/* >>embed -------------------------------------------------------------------
+   The server inside the caller's loop. The first ch_poll sets up one worker
+   on the calling thread around the app's own poller, whose descriptor
+   ch_poll_fd hands out; every call then runs one pass of that worker with
+   the caller's timeout. ch_stop pokes the app's waker, which is in that
+   same poller, so the worker begins its graceful stop on the next pass;
+   once it has stopped, ch_poll returns 1. No thread, no signal handling. */
+
+static void chi_embed_end(ch_app *app)
+{
+    chi_worker_cleanup(&app->workers[0]);
+    CHOPIN_FREE(app->workers);
+    app->workers = NULL;
+    chi_close_listeners(app);
+}
+
+static int chi_embed_begin(ch_app *app)
+{
+    if (app->cfg.workers > 1) {
+        chi_set_error(app, "ch_poll runs one event loop: workers must be 0 or 1 (CHOPIN_WORKERS too)");
+        return -1;
+    }
+    app->workers = (chi_worker *)CHOPIN_MALLOC(sizeof(chi_worker));
+    if (!app->workers) {
+        chi_set_error(app, "out of memory");
+        return -1;
+    }
+    if (chi_worker_init(&app->workers[0], app, 0, app->listen_fds[0], 0, &app->ctl) < 0) {
+        chi_set_error(app, "cannot start the embedded server: %s", chi_os_error_text());
+        chi_worker_cleanup(&app->workers[0]);
+        CHOPIN_FREE(app->workers);
+        app->workers = NULL;
+        return -1;
+    }
+    app->embedded = 1;
+    return 0;
+}
+
+CHOPIN_API int ch_poll(ch_app *app, int timeout_ms)
+{
+    chi_worker *w;
+    if (!app) return -1;
+    if (app->workers && !app->embedded) {
+        chi_set_error(app, "ch_poll and ch_serve cannot run the same app");
+        return -1;
+    }
+    if (!app->workers) {
+        if (app->embedded) return 1; /* stopped earlier */
+        if (!app->listening) {
+            chi_set_error(app, "ch_poll needs a successful ch_listen first");
+            return -1;
+        }
+        if (chi_embed_begin(app) < 0) return -1;
+    }
+    w = &app->workers[0];
+    if (chi_worker_pass(w, timeout_ms < 0 ? 0 : timeout_ms) < 0) {
+        chi_set_error(app, "poll failed: %s", chi_os_error_text());
+        return -1;
+    }
+    if (chi_worker_running(w)) return 0;
+    chi_embed_end(app);
+    return 1;
+}
+
+CHOPIN_API int ch_poll_fd(const ch_app *app) { return app && app->ctl_open ? chi_poller_fd(&app->ctl) : -1; }
+
+/* Frees everything: a running embedded server is closed at once (call
+   ch_stop and ch_poll until it returns 1 for a graceful stop). */
+CHOPIN_API void ch_app_free(ch_app *app)
+{
+    if (!app) return;
+    if (app->workers) chi_embed_end(app);
+    chi_close_listeners(app);
+    if (app->stop_open) chi_waker_close(&app->stop);
+    if (app->ctl_open) chi_poller_close(&app->ctl);
+    chi_app_free_routes(app);
+    CHOPIN_FREE(app);
+}
+
+#endif /* CHOPIN_CORE_ONLY */
 
 #endif /* CHOPIN_IMPLEMENTATION */
 

@@ -50,15 +50,13 @@ static void user_by_id(ch_req *req, ch_res *res)
     ch_json_object_end(j);
 }
 
-int main(void)
+/* The routes, also used by tests/embed_server.c (the same app run from the
+   caller's loop with ch_poll). */
+static ch_app *bench_app(void)
 {
-    const ch_config *used;
     ch_group *users;
     ch_app *app = ch_app_new();
-    if (!app) {
-        fprintf(stderr, "chopin: out of memory\n");
-        return 1;
-    }
+    if (!app) return NULL;
     ch_fast_text(app, "/plaintext", "Hello, World!");
     ch_fast_json_fn(app, "/json", json_hello, NULL);
     ch_get(app, "/", welcome, NULL);
@@ -66,17 +64,32 @@ int main(void)
     users = ch_group_new(app, "/users");
     ch_group_use(users, ch_mw_timing, NULL);
     ch_group_route(users, CH_GET, "/:id", user_by_id, NULL);
+    return app;
+}
 
+static void print_listening(const ch_config *used)
+{
+    printf("chopin listening on http://%s%s%s:%d (mode %s, %d worker%s, %s)\n", strchr(used->host, ':') ? "[" : "",
+           used->host, strchr(used->host, ':') ? "]" : "", used->port,
+           used->mode == CH_MODE_STANDARD ? "standard" : "performance", used->workers, used->workers == 1 ? "" : "s",
+           ch_backend());
+    fflush(stdout);
+}
+
+#ifndef BENCH_NO_MAIN
+int main(void)
+{
+    ch_app *app = bench_app();
+    if (!app) {
+        fprintf(stderr, "chopin: out of memory\n");
+        return 1;
+    }
     if (ch_listen(app, NULL) != 0) {
         fprintf(stderr, "chopin: %s\n", ch_error(app));
         ch_app_free(app);
         return 1;
     }
-    used = ch_config_used(app);
-    printf("chopin listening on http://%s%s%s:%d (mode %s, %d worker%s)\n", strchr(used->host, ':') ? "[" : "",
-           used->host, strchr(used->host, ':') ? "]" : "", used->port,
-           used->mode == CH_MODE_STANDARD ? "standard" : "performance", used->workers, used->workers == 1 ? "" : "s");
-    fflush(stdout);
+    print_listening(ch_config_used(app));
     if (ch_serve(app) != 0) {
         fprintf(stderr, "chopin: %s\n", ch_error(app));
         ch_app_free(app);
@@ -85,3 +98,4 @@ int main(void)
     ch_app_free(app);
     return 0;
 }
+#endif

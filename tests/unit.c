@@ -126,18 +126,68 @@ static void test_skip_value(void)
     }
 }
 
-static void test_prebuilt_errors(void)
+/* Every status chopin.h answers by itself: the one head writer gives a
+   status line, framing that matches the body, and an error body made from
+   the same reason phrase. */
+static void test_error_responses(void)
 {
+    static const int statuses[] = {400, 401, 403, 404, 405, 408, 413, 414, 417, 429, 431, 500, 501, 503, 505};
     size_t i;
-    for (i = 0; i < sizeof chi_errors / sizeof chi_errors[0]; i++) {
-        const chi_prebuilt *e = &chi_errors[i];
-        char want[64], line[64];
-        size_t n = chi_status_line(e->status, line);
-        snprintf(want, sizeof want, "Content-Length: %u\r\n", (unsigned)strlen(e->body));
-        CHECK(strstr(e->head, want) != NULL);
-        CHECK(strncmp(e->head, line, n) == 0);
-        CHECK(strncmp(e->body, "{\"detail\":\"", 11) == 0);
+    for (i = 0; i < sizeof statuses / sizeof statuses[0]; i++) {
+        char head[512], body[CHI_ERROR_BODY_MAX], want[128], *end;
+        size_t bl = chi_error_body(statuses[i], body);
+        chi_head_spec h;
+        memset(&h, 0, sizeof h);
+        h.status = statuses[i];
+        h.keep_alive = 1;
+        h.minor = 1;
+        h.ctype = "application/json";
+        h.ctype_len = 16;
+        h.length = bl;
+        CHECK(chi_head_size(&h) < sizeof head);
+        end = chi_head_put(head, &h);
+        *end = 0;
+        snprintf(want, sizeof want, "HTTP/1.1 %d %s\r\n", statuses[i], chi_reason(statuses[i]));
+        CHECK(strncmp(head, want, strlen(want)) == 0);
+        snprintf(want, sizeof want, "Content-Length: %u\r\n\r\n", (unsigned)bl);
+        CHECK(strstr(head, want) != NULL && strcmp(end - strlen(want), want) == 0);
+        snprintf(want, sizeof want, "{\"detail\":\"%s\"}", chi_error_detail(statuses[i]));
+        CHECK(bl == strlen(want) && memcmp(body, want, bl) == 0);
     }
+    /* no Content-Length on 1xx, 204, 304; Connection by version and keep-alive */
+    {
+        char head[512], *end;
+        chi_head_spec h;
+        memset(&h, 0, sizeof h);
+        h.status = 100;
+        h.keep_alive = 1;
+        h.minor = 1;
+        h.framing = CHI_FRAME_NONE;
+        end = chi_head_put(head, &h);
+        CHECK((size_t)(end - head) == 25 && memcmp(head, "HTTP/1.1 100 Continue\r\n\r\n", 25) == 0);
+        h.status = 204;
+        h.framing = CHI_FRAME_LENGTH;
+        h.keep_alive = 0;
+        end = chi_head_put(head, &h);
+        *end = 0;
+        CHECK(strcmp(head, "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n") == 0);
+        h.status = 200;
+        h.keep_alive = 1;
+        h.minor = 0;
+        h.length = 3;
+        end = chi_head_put(head, &h);
+        *end = 0;
+        CHECK(strcmp(head, "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\n") == 0);
+    }
+}
+
+/* Requests' header lines live outside ch_req (see chi_req_store). */
+static ch_req new_req(void)
+{
+    static chi_req_store st;
+    ch_req r;
+    chi_req_bind(&r, &st);
+    return r;
 }
 
 /* ---- parser ---- */
@@ -170,7 +220,7 @@ static long parse_all_splits(const char *raw, size_t len, ch_req *req, chi_head 
 static void test_parse_simple_get(void)
 {
     const char *raw = "GET /users/7?x=1&y=2 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: t\r\nX-Empty:\r\nX-Pad:  a b  \r\n\r\n";
-    ch_req req;
+    ch_req req = new_req();
     chi_head h;
     long r = parse_all_splits(raw, strlen(raw), &req, &h, (long)strlen(raw));
     CHECK(r == (long)strlen(raw));
@@ -191,7 +241,7 @@ static void test_parse_simple_get(void)
 
 static void test_parse_framing(void)
 {
-    ch_req req;
+    ch_req req = new_req();
     chi_head h;
     const char *a = "POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello";
     const char *b = "POST /echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: Chunked\r\n\r\n";
@@ -218,7 +268,7 @@ static void test_parse_framing(void)
 
 static void test_parse_targets(void)
 {
-    ch_req req;
+    ch_req req = new_req();
     chi_head h;
     const char *a = "GET http://example.com:8080/a/b?q HTTP/1.1\r\nHost: x\r\n\r\n";
     const char *b = "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -296,7 +346,7 @@ static void test_parse_rejects(void)
         {"ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFGHIJKLMNOP / HTTP/1.1\r\nHost: h\r\n\r\n", -501},
     };
     size_t i;
-    ch_req req;
+    ch_req req = new_req();
     chi_head h;
     for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         size_t len = strlen(bad[i].raw);
@@ -313,7 +363,7 @@ static void test_parse_nul(void)
 {
     static const char raw[] = "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\0b\r\n\r\n";
     static const char raw2[] = "GET /a\0b HTTP/1.1\r\nHost: h\r\n\r\n";
-    ch_req req;
+    ch_req req = new_req();
     chi_head h;
     CHECK(parse_all_splits(raw, sizeof raw - 1, &req, &h, -400) == -400);
     CHECK(parse_all_splits(raw2, sizeof raw2 - 1, &req, &h, -400) == -400);
@@ -321,7 +371,7 @@ static void test_parse_nul(void)
 
 static void test_parse_limits(void)
 {
-    ch_req req;
+    ch_req req = new_req();
     chi_head h;
     char *big = (char *)malloc(40000);
     size_t n;
@@ -564,7 +614,7 @@ static chi_node *match(ch_app *app, const char *path, ch_req *req)
 static void test_router_match(void)
 {
     ch_app *app = ch_app_new();
-    ch_req req;
+    ch_req req = new_req();
     chi_node *n;
     CHECK(ch_get(app, "/", h_any, NULL) == 0);
     CHECK(ch_get(app, "/users/me", h_other, NULL) == 0);
@@ -759,7 +809,7 @@ static void parse_or_die(const char *raw, ch_req *req)
 
 static void test_header_lookup(void)
 {
-    ch_req req;
+    ch_req req = new_req();
     parse_or_die("GET /?a=1 HTTP/1.1\r\nHost: h\r\nCONTENT-TYPE: text/x\r\nX-Custom: yes\r\nCookie: a=1\r\n"
                  "Cookie: b=2\r\nX-Request-Id: r1\r\nIf-None-Match: \"e\"\r\nX-Forwarded-Proto: https\r\n\r\n",
                  &req);
@@ -810,7 +860,7 @@ static void test_url_decode(void)
 
 static void test_query(void)
 {
-    ch_req req;
+    ch_req req = new_req();
     char out[64];
     ch_str rest, k, v;
     int n = 0;
@@ -831,7 +881,7 @@ static void test_query(void)
 
 static void test_cookies(void)
 {
-    ch_req req;
+    ch_req req = new_req();
     char out[64];
     parse_or_die("GET / HTTP/1.1\r\nHost: h\r\nCookie: sid=abc123; theme=\"dark\";  lang=fr%2DCA ;x=a%zz\r\n\r\n", &req);
     CHECK(ch_req_cookie(&req, "sid", out, sizeof out) == 6 && strcmp(out, "abc123") == 0);
@@ -988,9 +1038,9 @@ static chi_worker *test_worker(ch_app *app)
     memset(&w, 0, sizeof w);
     w.app = app;
     w.res.w = &w;
-    memcpy(w.common, CHI_SERVER_LINE "Date: ", CHI_DATE_AT);
+    chi_req_bind(&w.req, &w.req_store);
+    chi_common_init(w.common);
     chi_format_date(784111777, w.common + CHI_DATE_AT);
-    memcpy(w.common + CHI_DATE_AT + CHI_DATE_LEN, "\r\n", 2);
     return &w;
 }
 
@@ -1241,7 +1291,7 @@ int main(void)
     run("date: IMF-fixdate", test_date);
     run("character table matches the RFC grammar", test_char_table);
     run("SWAR value scanner agrees with the table", test_skip_value);
-    run("pre-built error responses", test_prebuilt_errors);
+    run("responses: the one head writer and error bodies", test_error_responses);
     run("parser: a GET with query and headers", test_parse_simple_get);
     run("parser: framing and keep-alive", test_parse_framing);
     run("parser: target forms", test_parse_targets);

@@ -25,6 +25,21 @@
         }                                                                                   \
     } while (0)
 
+/* A request with its header and parameter storage (ch_req points into a
+   chi_req_store since chopin.h 0.2), in one allocation: free() frees both. */
+typedef struct fz_req {
+    ch_req req;
+    chi_req_store store;
+} fz_req;
+
+static inline ch_req *fz_req_new(void)
+{
+    fz_req *r = (fz_req *)calloc(1, sizeof *r);
+    if (!r) abort();
+    chi_req_bind(&r->req, &r->store);
+    return &r->req;
+}
+
 /* Reads the fuzz input as a stream of choices, then raw bytes. */
 typedef struct fz {
     const uint8_t *p;

@@ -93,8 +93,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     cfg.max_body_size = 2048;
     if (chi_resolve_config(g_app, &cfg) < 0) abort();
     g_w = (chi_worker *)calloc(1, sizeof *g_w);
-    chi_worker_init(g_w, g_app, 0, -1, 0); /* -1: no listener, so it says "not accepting" */
-    if (!g_w->scratch || g_w->ep < 0) abort();
+    chi_worker_init(g_w, g_app, 0, -1, 0, NULL); /* -1: no listener, so it says "not accepting" */
+    if (!g_w->scratch || !g_w->poller) abort();
     return 0;
 }
 
@@ -155,14 +155,13 @@ static void pump(int sfd, int cfd, sink *out)
 static void run(const char *data, size_t len, const size_t *cuts, size_t nc, int shut, sink *out)
 {
     int sv[2], fl;
-    struct sockaddr_storage peer;
+    chi_peer peer;
     size_t i, from = 0;
     chi_conn *c;
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) abort();
     fl = fcntl(sv[0], F_GETFL);
     fcntl(sv[0], F_SETFL, fl | O_NONBLOCK);
     memset(&peer, 0, sizeof peer);
-    peer.ss_family = AF_UNSPEC;
     if (chi_conn_open(g_w, sv[0], &peer) != 0) abort();
     for (i = 0; i <= nc; i++) {
         size_t to = i < nc ? cuts[i] : len;

@@ -104,7 +104,7 @@ static void check_chunked(const char *body, size_t n, const chi_limits *lim, uin
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const chi_limits *lim;
-    ch_req *req = (ch_req *)calloc(1, sizeof *req);
+    ch_req *req = fz_req_new();
     chi_head h;
     char *buf;
     size_t len, cut, cuts[32], nc, i;
@@ -127,11 +127,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     nc = fz_cuts((uint32_t)len ^ (uint32_t)data[0] << 8, len + 1, cuts, 32);
     for (i = 0; i < (len < 300 ? len : nc); i++) {
         char *pre;
-        ch_req preq;
+        ch_req *preq = fz_req_new();
         chi_head ph;
         cut = len < 300 ? i : cuts[i];
         pre = fz_dup(buf, cut);
-        r = chi_parse_head(pre, cut, lim, &preq, &ph);
+        r = chi_parse_head(pre, cut, lim, preq, &ph);
         if (whole > 0 && cut >= (size_t)whole)
             FUZZ_CHECK(r == whole);
         else if (whole > 0 && !FUZZ_STRICT_ERROR_CODES && r == -431 && (size_t)whole > lim->max_header)
@@ -145,6 +145,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         else
             FUZZ_CHECK(r == 0 || r == whole);
         free(pre);
+        free(preq);
     }
 
     if (whole > 0 && h.body_kind == CHI_BODY_CHUNKED)

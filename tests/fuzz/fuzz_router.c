@@ -109,7 +109,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int np = 0, best = -1, bestcaps = 0, j;
         long bestkey = -1;
         ch_param bestparams[CHOPIN_MAX_PARAMS];
-        ch_req *req = (ch_req *)calloc(1, sizeof *req);
+        ch_req *req = fz_req_new();
         chi_node *node;
         size_t pos = 0;
         char *heap;

@@ -1,33 +1,21 @@
-/* tests/kqueue/seam_test.c - checks one backend block of chopin.h's OS seam
-   (>>os, see SEAM.md) against its contract, over real sockets and pipes.
-   The file defines the common part the backends rely on, then includes one
-   block:
-     -DSEAM_POLL                      backend_poll.inc
-     -DSEAM_KQUEUE -Itests/kqueue     backend_kqueue.inc; on Linux link
-                                      tests/kqueue/kqueue.c (the emulation)
+/* tests/kqueue/seam_test.c - checks one backend of chopin.h's OS seam
+   (>>os) against its contract, over real sockets and pipes. It includes
+   chopin.h's implementation with the backend forced, and calls the
+   backend's chi_poller_*, chi_waker_*, chi_ticker_* and chi_signals_*
+   functions directly:
+     (nothing)                         epoll (Linux's default)
+     -DSEAM_POLL                       CHOPIN_USE_POLL
+     -DSEAM_KQUEUE -Itests/kqueue      CHOPIN_USE_KQUEUE; on Linux link
+                                       tests/kqueue/kqueue.c (the emulation)
      -DSEAM_KQUEUE -DSEAM_NO_EVFILT_USER   the same, with the self-pipe waker
-     -DSEAM_BACKEND='"file"' -DSEAM_HAS_FD=0|1   any other block (epoll)
+                                       used where EVFILT_USER is missing
    Every wait is bounded. The last line is "N passed, N failed". */
-#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE) /* -D_POSIX_C_SOURCE=200809L: POSIX only */
-#define _GNU_SOURCE
-#endif
-#include <errno.h>
-#include <fcntl.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-#include <unistd.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
 
-/* --- the common part, as chopin.h has it above the backend blocks --------- */
-static long seam_allocs; /* outstanding allocations: every block must give back what it takes */
+#define _GNU_SOURCE /* before any system header, as chopin.h asks */
+
+/* Outstanding allocations: every backend must give back what it takes. */
+#include <stdlib.h>
+static long seam_allocs;
 static void *seam_malloc(size_t n)
 {
     void *p = malloc(n);
@@ -49,40 +37,29 @@ static void seam_free(void *p)
 #define CHOPIN_REALLOC(p, n) seam_realloc(p, n)
 #define CHOPIN_FREE(p) seam_free(p)
 
-#define CHI_EV_READ 1u
-#define CHI_EV_WRITE 2u
-#define CHI_EV_ERROR 4u
-#define CHI_MAX_EVENTS 256
-typedef struct chi_event {
-    uint64_t tag;
-    unsigned flags;
-} chi_event;
-#define CHI_TAG_LISTEN ((uint64_t)1 << 31)
-#define CHI_TAG_TICK (CHI_TAG_LISTEN + 1)
-#define CHI_TAG_WAKE (CHI_TAG_LISTEN + 2)
-#define CHI_TAG_SIGNAL (CHI_TAG_LISTEN + 3)
-
-/* --- the block under test -------------------------------------------------- */
-#if defined(SEAM_BACKEND)
-#include SEAM_BACKEND
-#define SEAM_NAME SEAM_BACKEND
-#elif defined(SEAM_KQUEUE)
+#if defined(SEAM_KQUEUE)
+#define CHOPIN_USE_KQUEUE
 #ifdef SEAM_NO_EVFILT_USER
 #include <sys/event.h>
-#undef EVFILT_USER /* as on a system without it: the block falls back to a pipe */
+#undef EVFILT_USER /* as on a system without it: the backend falls back to a pipe */
 #define SEAM_NAME "kqueue (self-pipe waker)"
 #else
 #define SEAM_NAME "kqueue"
 #endif
-#include "backend_kqueue.inc"
 #define SEAM_HAS_FD 1
 #elif defined(SEAM_POLL)
-#include "backend_poll.inc"
+#define CHOPIN_USE_POLL
 #define SEAM_NAME "poll"
 #define SEAM_HAS_FD 0
 #else
-#error "choose a backend: -DSEAM_POLL, -DSEAM_KQUEUE or -DSEAM_BACKEND='\"file\"'"
+#define CHOPIN_USE_EPOLL
+#define SEAM_NAME "epoll"
+#define SEAM_HAS_FD 1
 #endif
+#define CHOPIN_IMPLEMENTATION
+#include "../../chopin.h"
+
+#include <poll.h>
 
 /* --- harness --------------------------------------------------------------- */
 static int passed, failed;
