@@ -4799,7 +4799,7 @@ static void chi_route_request(chi_worker *w, ch_req *req)
         ch_res_error(res, 404);
         return;
     }
-    m = req->method;
+    m = (int)req->method;
     if (!node->routes[m].handler && m == CH_HEAD && node->routes[CH_GET].handler) m = CH_GET;
     if (!node->routes[m].handler) {
         char allow[96];
