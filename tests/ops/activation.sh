@@ -109,7 +109,8 @@ broken() {
     else
       bad "$name: still running after 5 s"
     fi
-    kill -KILL "$pid" 2>/dev/null
+    kill -TERM "$pid" 2>/dev/null # the launcher passes it on to the server
+    wait_gone "$pid" 12 || kill -KILL "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
     return
   fi

@@ -122,7 +122,9 @@ run_mode() {
     mv -f "$bin.new" "$bin"
     kill -USR2 "$cur" 2>/dev/null
     sleep 2
-    if [ "$(cat "$pidfile" 2>/dev/null)" = "$cur" ] && kill -0 "$cur" 2>/dev/null &&
+    new=$(cat "$pidfile" 2>/dev/null)
+    [ -n "$new" ] && [ "$new" != "$cur" ] && track "$new" # a successor after all: ended on exit
+    if [ "$new" = "$cur" ] && kill -0 "$cur" 2>/dev/null &&
       [ "$(http_status "$port" /plaintext)" = 200 ]; then
       ok "$mode: a new executable that fails to start: pid $cur keeps serving"
     else
