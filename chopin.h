@@ -51,6 +51,13 @@
    auth, access log and request timing ship with it), O(1) lookup of common
    request headers, lazy query and cookie decoding, a JSON writer and a
    strict zero-copy JSON reader.
+   Answering later: a handler may take its response (ch_res_defer) and
+   return; the response is finished later on the same worker, from a timer
+   (ch_timer_start), a function handed over from any thread (ch_defer_post,
+   ch_worker_post: a lock-free queue per worker) or after blocking work on a
+   small off-loop pool (ch_defer_offload). It may stream (chunked, with
+   backpressure) or send server-sent events (ch_sse_*). Requests pipelined
+   behind it wait; responses leave in request order.
 
    THREE WAYS TO RUN
      ch_run(app, cfg)       listen, then serve until SIGINT/SIGTERM or ch_stop
@@ -111,6 +118,10 @@
        CHOPIN_NO_AUTH          compile out the bearer-token middleware
        CHOPIN_NO_ACCESS_LOG    compile out the access log after-hook
        CHOPIN_NO_TIMING        compile out the Server-Timing middleware
+       CHOPIN_NO_SSE           compile out server-sent events (ch_sse_*)
+       CHOPIN_STREAM_BUFFER    262144  queued bytes of a stream over which
+                                       ch_defer_write says "wait for the
+                                       drain callback" (4x: the stream is cut)
        CHOPIN_CORE_ONLY        compile only layer 1, the core (parser, JSON,
                                router...): no system call, no server; for
                                tests, fuzzing and reuse
@@ -125,7 +136,14 @@
                                   its first byte (slowloris)
        body_timeout         30 s  a request body that makes no progress: 408
        write_timeout        30 s  a client that takes none of our answer
-       shutdown_timeout     10 s  grace period for in-flight requests
+       shutdown_timeout     10 s  grace period for in-flight requests, deferred
+                                  responses and streams (then a stream ends
+                                  with its last chunk, an unfinished deferred
+                                  response gets 503)
+       max_deferred    max_connections  deferred responses and streams per
+                                  worker; over it: 503
+       offload_threads       2    threads of the off-loop pool (started on
+                                  the first ch_defer_offload)
 
    READING THIS FILE
    The implementation is three layers; each uses only what is above it. Each
@@ -142,6 +160,8 @@
      >>responses     reason phrases and the one writer of every response head
      >>routes        FastRoute records and the router's segment tree
      >>request       header, parameter, query and cookie lookups
+     >>timers        the timer min-heap (a worker's timers, no clock)
+     >>queue         the lock-free queue that hands work to a worker
    Layer 2, the OS seam: all that asks the kernel
      >>os            backend choice, clock, sockets, listen, accept, threads
      >>os epoll      the poll set, waker, ticker and signals on Linux
@@ -149,7 +169,7 @@
      >>os poll       ... with plain poll(2)
    Layer 3, the server
      >>structs       every private server type: app, group, response,
-                     connection, worker
+                     connection, later response, pool, worker
      >>app           building the application: routes, groups, middleware
      >>response API  what handlers call to answer
      >>worker state  the Date cache and the timeout queues
@@ -158,6 +178,9 @@
                      router, handler, after-hooks
      >>middleware    bearer auth, Server-Timing, access log
      >>connection    read, answer every request, write once, close
+     >>later         deferred responses, streams, posts, the settle pass
+     >>sse           server-sent events
+     >>offload       the off-loop pool of blocking threads
      >>accept        new connections, pausing at the limits
      >>worker loop   one pass: wait, I/O, tick
      >>config        ch_config + environment + defaults, resolved once
@@ -166,9 +189,8 @@
      >>embed         ch_poll: the server inside the caller's loop
 
    NOT YET
-   Answering later and streaming (chunked, SSE), WebSocket, static files,
-   streamed uploads, rate limiting, CORS, metrics, HTTP/2, TLS (put a proxy
-   in front).
+   WebSocket, static files, streamed uploads, rate limiting, CORS, metrics,
+   HTTP/2, TLS (put a proxy in front).
 
    LICENSE
    MIT or public domain, your choice: see the end of the file.
@@ -1207,15 +1229,17 @@ CHOPIN_API void ch_json_str(ch_json *j, const char *s)
 CHOPIN_API void ch_json_int(ch_json *j, long long v)
 {
     char tmp[24];
+    size_t n = chi_itoa((int64_t)v, tmp); /* first: cppcheck follows the order */
     chi_json_sep(j);
-    chi_json_raw(j, tmp, chi_itoa((int64_t)v, tmp));
+    chi_json_raw(j, tmp, n);
 }
 
 CHOPIN_API void ch_json_uint(ch_json *j, unsigned long long v)
 {
     char tmp[24];
+    size_t n = chi_utoa((uint64_t)v, tmp); /* first: cppcheck follows the order */
     chi_json_sep(j);
-    chi_json_raw(j, tmp, chi_utoa((uint64_t)v, tmp));
+    chi_json_raw(j, tmp, n);
 }
 
 /* The shortest of %.15g, %.16g, %.17g that reads back as the same double:
@@ -1225,6 +1249,7 @@ CHOPIN_API void ch_json_double(ch_json *j, double v)
 {
     char tmp[40];
     int prec, n = 0, i;
+    /* cppcheck-suppress incorrectLogicOperator ; infinities are beyond the largest double */
     if (v != v || v > 1.7976931348623157e308 || v < -1.7976931348623157e308) {
         ch_json_null(j);
         return;
@@ -4623,6 +4648,7 @@ struct ch_worker {
     ch_res res;
     chi_buf log;             /* access log lines not yet written */
     int log_fd;
+    int hooks_started;       /* the start hooks ran (so the stop hooks will) */
     /* answering later (>>later): nothing here is touched by a request
        that does not use it */
     chi_conn *cur;           /* the connection whose requests are being
@@ -4630,21 +4656,20 @@ struct ch_worker {
     int deferring;           /* ch_res_defer was called in this dispatch */
     int keep_alive;          /* the request being dispatched keeps the connection */
     chi_later **laters;      /* by index; each allocation is kept for reuse */
-    uint32_t nlaters, laters_cap;
     chi_later *free_laters;
+    uint32_t nlaters, laters_cap;
     int live;                /* deferred responses and streams with a client */
+    int stop_flag;           /* atomic: the waker means "stop" */
     int *dirty;              /* fds of connections to settle after this pass */
     size_t ndirty, dirty_cap;
     chi_timers timers;
     int64_t now_ms;          /* read per pass while timers are pending */
     chi_mpsc inbox;          /* posts from any thread */
     chi_waker *wake;         /* what a post pokes: own waker, or the app's */
-    int stop_flag;           /* atomic: the waker means "stop" */
     void *data;              /* ch_worker_set_data */
     ch_res sink;             /* what a stale handle's ch_defer_res gets */
     ch_json sink_json;
     chi_buf sse_buf;         /* an event being framed */
-    int hooks_started;
 };
 
 /* Implemented in >>later, called from >>connection and the loop. */
@@ -5919,7 +5944,7 @@ static chi_later *chi_later_new(chi_worker *w)
     } else {
         if (w->nlaters == w->laters_cap) {
             uint32_t cap = w->laters_cap ? w->laters_cap * 2 : 64;
-            chi_later **t = (chi_later **)CHOPIN_REALLOC(w->laters, sizeof *t * cap);
+            chi_later **t = (chi_later **)CHOPIN_REALLOC(w->laters, sizeof(chi_later *) * cap);
             if (!t) return NULL;
             w->laters = t;
             w->laters_cap = cap;
@@ -6723,7 +6748,7 @@ static int chi_sse_send(ch_defer d, chi_later *l)
     chi_buf *b = &d.w->sse_buf;
     int rc = chi_later_add(b, "\n", 1) < 0 ? -1 : chi_later_piece(d.w, l, b->ptr, b->len);
     b->len = 0;
-    if (b->cap > CHI_OUT_KEEP) chi_buf_free(b);
+    if (b->cap > (size_t)4 * CHOPIN_READ_SIZE) chi_buf_free(b); /* a huge event does not stay */
     return rc;
 }
 
@@ -6746,9 +6771,11 @@ CHOPIN_API int ch_sse_retry(ch_defer d, uint64_t ms)
 {
     chi_later *l = chi_later_writable(d);
     char num[24];
+    size_t n;
     if (!l) return -1;
+    n = chi_utoa(ms, num);
     d.w->sse_buf.len = 0;
-    if (chi_sse_put(&d.w->sse_buf, "retry: ", 7, num, chi_utoa(ms, num)) < 0) return -1;
+    if (chi_sse_put(&d.w->sse_buf, "retry: ", 7, num, n) < 0) return -1;
     return chi_sse_send(d, l);
 }
 
