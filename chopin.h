@@ -748,6 +748,16 @@ CHOPIN_API ch_str ch_sse_last_event_id(const ch_req *req);
 #define CHI_STREAM_CUT (4 * (size_t)CHOPIN_STREAM_BUFFER) /* a producer that ignores "wait": cut */
 #define CHI_DEFAULT_OFFLOAD_THREADS 2
 
+/* Keeps a function out of line. The answering-later code (>>later, >>sse,
+   >>offload) is kept so: inlined, its helpers would use up the compiler's
+   budget for a unit's growth, and the synchronous fast path (whose small
+   helpers are then left out of line) would pay for code it never runs. */
+#if defined(__GNUC__) || defined(__clang__)
+#define CHI_OUTLINE __attribute__((noinline))
+#else
+#define CHI_OUTLINE
+#endif
+
 /* >>utilities ---------------------------------------------------------------
    A growable byte buffer, integer formatting, the Date header, and the
    character classes of RFC 9110/9112 as one lookup table. */
@@ -2880,7 +2890,8 @@ typedef struct chi_tslot {
     uint32_t gen;            /* bumped when the slot is freed */
     uint32_t heap;           /* its index in the heap; CHI_TNONE when free */
     uint32_t next_free;
-    int owns_user;           /* user is freed with the timer if it never runs */
+    ch_defer_fn dfn;         /* instead of fn: a deferred response's timer */
+    uint64_t did;            /* ... and its handle's id (the worker is the caller's) */
 } chi_tslot;
 
 typedef struct chi_timers {
@@ -2900,9 +2911,6 @@ static void chi_timers_init(chi_timers *t)
 
 static void chi_timers_free(chi_timers *t)
 {
-    uint32_t i;
-    for (i = 0; i < t->n; i++)
-        if (t->slot[t->heap[i]].owns_user) CHOPIN_FREE(t->slot[t->heap[i]].user);
     CHOPIN_FREE(t->slot);
     CHOPIN_FREE(t->heap);
     chi_timers_init(t);
@@ -2968,7 +2976,7 @@ static void chi_t_release(chi_timers *t, uint32_t s)
 {
     t->slot[s].gen++;
     t->slot[s].fn = NULL;
-    t->slot[s].owns_user = 0;
+    t->slot[s].dfn = NULL;
     t->slot[s].next_free = t->free_head;
     t->free_head = s;
 }
@@ -3004,15 +3012,15 @@ static uint32_t chi_t_alloc(chi_timers *t)
    or 0 when out of memory. */
 static uint64_t chi_timers_add(chi_timers *t, int64_t now, uint64_t delay, uint64_t repeat, ch_worker_fn fn, void *user)
 {
-    uint32_t s = chi_t_alloc(t);
+    uint32_t s;
     chi_tslot *ts;
-    if (s == CHI_TNONE || !fn) return 0;
+    if (!fn || (s = chi_t_alloc(t)) == CHI_TNONE) return 0;
     ts = &t->slot[s];
     ts->due = now + (int64_t)(delay > ((uint64_t)1 << 40) ? ((uint64_t)1 << 40) : delay);
     ts->repeat = repeat > ((uint64_t)1 << 40) ? ((uint64_t)1 << 40) : repeat;
     ts->fn = fn;
     ts->user = user;
-    ts->owns_user = 0;
+    ts->dfn = NULL;
     chi_t_insert(t, s);
     return ((uint64_t)ts->gen << 32) | (uint64_t)(s + 1);
 }
@@ -3026,18 +3034,19 @@ static uint32_t chi_t_find(const chi_timers *t, uint64_t id)
     return s;
 }
 
-/* The timer's user pointer is memory it owns: freed if it never runs. */
-static void chi_timers_own(chi_timers *t, uint64_t id)
+/* Makes a pending timer call dfn(handle did of worker w, user) instead. */
+static void chi_timers_for_defer(chi_timers *t, uint64_t id, ch_defer_fn dfn, uint64_t did)
 {
     uint32_t s = chi_t_find(t, id);
-    if (s != CHI_TNONE) t->slot[s].owns_user = 1;
+    if (s == CHI_TNONE) return;
+    t->slot[s].dfn = dfn;
+    t->slot[s].did = did;
 }
 
 static int chi_timers_cancel(chi_timers *t, uint64_t id)
 {
     uint32_t s = chi_t_find(t, id);
     if (s == CHI_TNONE) return -1;
-    if (t->slot[s].owns_user) CHOPIN_FREE(t->slot[s].user);
     chi_t_remove(t, s);
     chi_t_release(t, s);
     return 0;
@@ -3065,9 +3074,14 @@ static int chi_timers_run(chi_timers *t, int64_t now, ch_worker *w)
         uint32_t s = t->heap[0];
         chi_tslot *ts = &t->slot[s];
         ch_worker_fn fn;
+        ch_defer_fn dfn;
+        ch_defer d;
         void *user;
         if (ts->due > now || ts->seq >= before) break;
         fn = ts->fn;
+        dfn = ts->dfn;
+        d.w = w;
+        d.id = ts->did;
         user = ts->user;
         if (ts->repeat) {
             ts->due += (int64_t)ts->repeat;
@@ -3078,7 +3092,10 @@ static int chi_timers_run(chi_timers *t, int64_t now, ch_worker *w)
             chi_t_remove(t, s);
             chi_t_release(t, s);
         }
-        fn(w, user);
+        if (dfn)
+            dfn(d, user);
+        else
+            fn(w, user);
         ran++;
     }
     return ran;
@@ -5776,11 +5793,11 @@ static void chi_conn_received(chi_worker *w, chi_conn *c, long n)
         chi_close(w, c);
         return;
     }
-    if (n == CHI_IO_EOF && c->later) { /* it left while we answer later */
-        chi_close(w, c);
-        return;
-    }
     if (n == CHI_IO_EOF) {
+        if (c->later) { /* it left while we answer later */
+            chi_close(w, c);
+            return;
+        }
         /* the client is done sending; an unfinished request is dropped, and
            answers already made still go out (a half-closed client) */
         c->flags |= CHI_F_PEER_EOF | CHI_F_CLOSING;
@@ -5908,7 +5925,7 @@ static void chi_expire_all(chi_worker *w)
 
 /* Appends bytes: chi_buf_append's twin, so that one keeps the callers it
    had and stays inlined in the fast path. */
-static int chi_later_add(chi_buf *b, const void *p, size_t n)
+static CHI_OUTLINE int chi_later_add(chi_buf *b, const void *p, size_t n)
 {
     if (n == 0) return 0; /* (a body unlike chi_buf_append's, so no pass merges the two) */
     if (chi_buf_reserve(b, n) < 0) return -1;
@@ -5917,7 +5934,7 @@ static int chi_later_add(chi_buf *b, const void *p, size_t n)
     return 0;
 }
 
-static ch_defer chi_later_handle(chi_worker *w, const chi_later *l)
+static CHI_OUTLINE ch_defer chi_later_handle(chi_worker *w, const chi_later *l)
 {
     ch_defer d;
     d.w = w;
@@ -5926,7 +5943,7 @@ static ch_defer chi_later_handle(chi_worker *w, const chi_later *l)
 }
 
 /* The later a handle names, or NULL when it is stale. */
-static chi_later *chi_later_get(ch_defer d)
+static CHI_OUTLINE chi_later *chi_later_get(ch_defer d)
 {
     chi_worker *w = d.w;
     uint32_t i = (uint32_t)(d.id & 0xFFFFFFFFu) - 1u;
@@ -5936,7 +5953,7 @@ static chi_later *chi_later_get(ch_defer d)
     return l->state != CHI_L_FREE && l->gen == (uint32_t)(d.id >> 32) ? l : NULL;
 }
 
-static chi_later *chi_later_new(chi_worker *w)
+static CHI_OUTLINE chi_later *chi_later_new(chi_worker *w)
 {
     chi_later *l = w->free_laters;
     if (l) {
@@ -5962,28 +5979,27 @@ static chi_later *chi_later_new(chi_worker *w)
 }
 
 /* Both holders have let go: the slot is free for the next ch_res_defer. */
-static void chi_later_maybe_free(chi_worker *w, chi_later *l)
+static CHI_OUTLINE void chi_later_maybe_free(chi_worker *w, chi_later *l)
 {
-    uint32_t gen = l->gen + 1, index = l->index;
+    uint32_t gen = l->gen + 1;
     if (l->state == CHI_L_FREE || l->user_holds || l->c) return;
-    if (w->timers.slot) {
-        chi_timers_cancel(&w->timers, l->deadline);
-        chi_timers_cancel(&w->timers, l->heartbeat);
-    }
-    chi_buf_free(&l->res.ctype);
-    chi_buf_free(&l->res.headers);
-    chi_buf_free(&l->line);
-    ch_json_free(&l->json);
-    memset(l, 0, sizeof *l);
+    chi_timers_cancel(&w->timers, l->deadline);
+    chi_timers_cancel(&w->timers, l->heartbeat);
+    /* its buffers stay for the next one (freed with the worker); the rest
+       is set again by ch_res_defer */
+    l->res.ctype.len = l->res.headers.len = l->line.len = 0;
+    ch_json_reset(&l->json);
     l->gen = gen ? gen : 1;
-    l->index = index;
     l->state = CHI_L_FREE;
+    l->on_abort = l->on_drain = NULL;
+    l->want_drain = l->sse = 0;
+    l->deadline = l->heartbeat = 0;
     l->next_free = w->free_laters;
     w->free_laters = l;
 }
 
 /* Queues c for chi_settle_all (once). */
-static void chi_mark_dirty(chi_worker *w, chi_conn *c)
+static CHI_OUTLINE void chi_mark_dirty(chi_worker *w, chi_conn *c)
 {
     if (c->flags & CHI_F_DIRTY) return;
     if (w->ndirty == w->dirty_cap) {
@@ -5997,12 +6013,17 @@ static void chi_mark_dirty(chi_worker *w, chi_conn *c)
     c->flags |= CHI_F_DIRTY;
 }
 
-/* The output a later response of c writes to: w->out while c is the
-   connection being answered (its batch), else c->out, lent to w->out so the
-   same writers (chi_head_put, chi_write_error) serve both. */
-static int chi_out_borrow(chi_worker *w, chi_conn *c, chi_buf *saved)
+/* The output a later response of c writes to, through w->out so that the
+   same writers (chi_head_put, chi_write_error) serve every case:
+     0  c is the connection being answered: its batch, w->out itself;
+     2  nothing is queued for c and w->out is empty: w->out, sent at once
+        by chi_out_return (no buffer of c's to allocate and free);
+     1  else c->out, lent to w->out (saved keeps w->out). */
+enum { CHI_OUT_BATCH, CHI_OUT_QUEUE, CHI_OUT_DIRECT };
+static CHI_OUTLINE int chi_out_borrow(chi_worker *w, chi_conn *c, chi_buf *saved)
 {
-    if (c == w->cur) return 0;
+    if (c == w->cur) return CHI_OUT_BATCH;
+    if (chi_pending(c) == 0 && w->out.len == 0) return CHI_OUT_DIRECT;
     if (c->out_off) { /* what was sent goes; the queue starts at 0 again */
         memmove(c->out.ptr, c->out.ptr + c->out_off, c->out.len - c->out_off);
         c->out.len -= c->out_off;
@@ -6010,18 +6031,31 @@ static int chi_out_borrow(chi_worker *w, chi_conn *c, chi_buf *saved)
     }
     *saved = w->out;
     w->out = c->out;
-    return 1;
+    return CHI_OUT_QUEUE;
 }
 
-static void chi_out_return(chi_worker *w, chi_conn *c, const chi_buf *saved, int borrowed)
+/* Never closes nor calls the user: a failed send marks c to be cut off, and
+   the settle pass does the rest (resume, interest, timeouts). */
+static CHI_OUTLINE void chi_out_return(chi_worker *w, chi_conn *c, const chi_buf *saved, int how)
 {
-    if (!borrowed) return;
-    c->out = w->out;
-    w->out = *saved;
+    if (how == CHI_OUT_BATCH) return;
+    if (how == CHI_OUT_QUEUE) {
+        c->out = w->out;
+        w->out = *saved;
+    } else if (w->out.len) {
+        long r = chi_os_send(c->fd, w->out.ptr, w->out.len);
+        size_t sent = r > 0 ? (size_t)r : 0;
+        if (r == CHI_IO_ERROR)
+            c->flags |= CHI_F_KILL;
+        else if (sent < w->out.len && chi_later_add(&c->out, w->out.ptr + sent, w->out.len - sent) < 0)
+            c->flags |= CHI_F_KILL;
+        w->out.len = 0;
+        if (w->out.cap > CHI_OUT_KEEP) chi_buf_free(&w->out);
+    }
     chi_mark_dirty(w, c);
 }
 
-static size_t chi_later_queued(const chi_worker *w, const chi_conn *c)
+static CHI_OUTLINE size_t chi_later_queued(const chi_worker *w, const chi_conn *c)
 {
     return chi_pending(c) + (c == w->cur ? w->out.len : 0);
 }
@@ -6030,7 +6064,7 @@ static size_t chi_later_queued(const chi_worker *w, const chi_conn *c)
    (ABORT: the deadline, a cut-off, the server stopping), or the client left
    (GONE: c is being closed). The abort callback runs here, never inside a
    call the user made. */
-static void chi_later_detach(chi_worker *w, chi_later *l, int why)
+static CHI_OUTLINE void chi_later_detach(chi_worker *w, chi_later *l, int why)
 {
     chi_conn *c = l->c;
     if (!c) return;
@@ -6056,7 +6090,7 @@ static void chi_later_detach(chi_worker *w, chi_later *l, int why)
 
 /* The request as finishers and after-hooks see it once its handler has
    returned: method, target and version (the rest of the bytes are gone). */
-static void chi_later_req(chi_worker *w, const chi_later *l, ch_req *r)
+static CHI_OUTLINE void chi_later_req(chi_worker *w, const chi_later *l, ch_req *r)
 {
     const char *t = l->line.ptr + l->method_len, *q;
     size_t tl = l->line.len - l->method_len;
@@ -6073,7 +6107,7 @@ static void chi_later_req(chi_worker *w, const chi_later *l, ch_req *r)
     r->conn = l->c ? &l->c->peer : NULL;
 }
 
-static void chi_later_after_hooks(chi_worker *w, chi_later *l)
+static CHI_OUTLINE void chi_later_after_hooks(chi_worker *w, chi_later *l)
 {
     ch_app *app = w->app;
     ch_req r;
@@ -6101,13 +6135,18 @@ CHOPIN_API ch_defer ch_res_defer(ch_res *res)
         ch_res_error(res, 503);
         return none;
     }
-    /* the response moves into the later: its header buffers change hands */
+    /* the response moves into the later: its header buffers change hands
+       (the worker's response gets the later's empty ones) */
     ct = l->res.ctype;
     hd = l->res.headers;
     l->res = *res;
     res->ctype = ct;
     res->headers = hd;
     l->res.json = &l->json;
+    l->framing = CHI_LF_LENGTH;
+    l->left = 0;
+    l->no_body = 0;
+    l->sse = 0;
     if (res->body == res->err_body) l->res.body = l->res.err_body;
     if (res->body_is_json) chi_json_raw(&l->json, w->json.buf, w->json.len);
     if (chi_later_add(&l->line, req->method_name.ptr, req->method_name.len) < 0 ||
@@ -6169,7 +6208,7 @@ CHOPIN_API size_t ch_defer_queued(ch_defer d)
 }
 
 /* Writes the whole response a waiting later holds. */
-static void chi_later_send_whole(chi_worker *w, chi_later *l)
+static CHI_OUTLINE void chi_later_send_whole(chi_worker *w, chi_later *l)
 {
     chi_conn *c = l->c;
     chi_buf saved;
@@ -6222,7 +6261,7 @@ CHOPIN_API void ch_defer_release(ch_defer d)
 
 /* An error status instead of the response (the deadline, shutdown); the
    user learns it through the abort callback. */
-static void chi_later_refuse(chi_worker *w, chi_later *l, int status)
+static CHI_OUTLINE void chi_later_refuse(chi_worker *w, chi_later *l, int status)
 {
     chi_conn *c = l->c;
     chi_buf saved;
@@ -6235,7 +6274,7 @@ static void chi_later_refuse(chi_worker *w, chi_later *l, int status)
     chi_later_detach(w, l, CHI_WHY_ABORT);
 }
 
-static void chi_later_deadline_fired(ch_worker *w, void *user)
+static CHI_OUTLINE void chi_later_deadline_fired(ch_worker *w, void *user)
 {
     chi_later *l = (chi_later *)user;
     l->deadline = 0;
@@ -6311,7 +6350,7 @@ CHOPIN_API int ch_defer_begin(ch_defer d, int64_t length)
 }
 
 /* Queues raw bytes of a stream (framing included): 0, 1 over the bound, -1 cut off. */
-static int chi_later_push(chi_worker *w, chi_later *l, const char *pre, size_t pre_len, const void *data, size_t len,
+static CHI_OUTLINE int chi_later_push(chi_worker *w, chi_later *l, const char *pre, size_t pre_len, const void *data, size_t len,
                           const char *post, size_t post_len)
 {
     chi_conn *c = l->c;
@@ -6346,7 +6385,7 @@ static int chi_later_push(chi_worker *w, chi_later *l, const char *pre, size_t p
 }
 
 /* A stream the user may write to now, or NULL. */
-static chi_later *chi_later_writable(ch_defer d)
+static CHI_OUTLINE chi_later *chi_later_writable(ch_defer d)
 {
     chi_later *l = chi_later_get(d);
     if (!l || !l->c || !l->user_holds || l->state != CHI_L_STREAM || (l->c->flags & CHI_F_KILL)) return NULL;
@@ -6354,7 +6393,7 @@ static chi_later *chi_later_writable(ch_defer d)
 }
 
 /* One piece of body, framed. */
-static int chi_later_piece(chi_worker *w, chi_later *l, const void *data, size_t len)
+static CHI_OUTLINE int chi_later_piece(chi_worker *w, chi_later *l, const void *data, size_t len)
 {
     char size[24];
     size_t sl = 0;
@@ -6391,7 +6430,7 @@ CHOPIN_API int ch_defer_write(ch_defer d, const void *data, size_t len)
 }
 
 /* The end of a stream's body: the last chunk, or a close for HTTP/1.0. */
-static int chi_later_close_body(chi_worker *w, chi_later *l)
+static CHI_OUTLINE int chi_later_close_body(chi_worker *w, chi_later *l)
 {
     chi_conn *c = l->c;
     if (l->no_body) return 0;
@@ -6426,37 +6465,24 @@ CHOPIN_API int ch_defer_end(ch_defer d)
     return rc;
 }
 
-/* Timers whose callback takes a handle: the timer owns the small record. */
-typedef struct chi_defer_timer {
-    ch_defer d;
-    ch_defer_fn fn;
-    void *user;
-} chi_defer_timer;
-
-static void chi_defer_timer_fired(ch_worker *w, void *user)
+static CHI_OUTLINE void chi_no_timer(ch_worker *w, void *user)
 {
-    chi_defer_timer t = *(chi_defer_timer *)user;
     (void)w;
-    CHOPIN_FREE(user);
-    t.fn(t.d, t.user);
+    (void)user;
 }
 
+/* A timer whose callback takes the handle: the heap slot carries it. */
 CHOPIN_API ch_timer ch_defer_after(ch_defer d, uint64_t ms, ch_defer_fn fn, void *user)
 {
-    chi_defer_timer *t;
     ch_timer id;
-    if (!d.w || !fn || !(t = (chi_defer_timer *)CHOPIN_MALLOC(sizeof *t))) return 0;
-    t->d = d;
-    t->fn = fn;
-    t->user = user;
-    id = ch_timer_start(d.w, ms, 0, chi_defer_timer_fired, t);
-    if (!id) CHOPIN_FREE(t);
-    else chi_timers_own(&d.w->timers, id);
+    if (!d.w || !fn) return 0;
+    id = ch_timer_start(d.w, ms, 0, chi_no_timer, user);
+    chi_timers_for_defer(&d.w->timers, id, fn, d.id);
     return id;
 }
 
 /* Posts: any thread. */
-static int chi_post_node(chi_worker *w, chi_qnode *n)
+static CHI_OUTLINE int chi_post_node(chi_worker *w, chi_qnode *n)
 {
     if (chi_mpsc_push(&w->inbox, n)) chi_waker_wake(w->wake);
     return 0;
@@ -6484,7 +6510,7 @@ CHOPIN_API int ch_worker_post(ch_worker *w, ch_worker_fn fn, void *user)
 }
 
 /* The worker: everything posted so far, oldest first. */
-static void chi_run_inbox(chi_worker *w)
+static CHI_OUTLINE void chi_run_inbox(chi_worker *w)
 {
     chi_qnode *n = chi_mpsc_take(&w->inbox);
     while (n) {
@@ -6502,7 +6528,7 @@ static void chi_run_inbox(chi_worker *w)
    closed here; read on (to see the client leave) until CHI_HELD_INPUT bytes
    are held; no timeout of ours unless output waits for the client
    (write_timeout); the drain callback is due once the queue is low. */
-static void chi_held_io(chi_worker *w, chi_conn *c)
+static CHI_OUTLINE void chi_held_io(chi_worker *w, chi_conn *c)
 {
     unsigned ev = chi_pending(c) ? CHI_EV_WRITE : 0u;
     if (!(c->flags & CHI_F_STALL)) ev |= CHI_EV_READ;
@@ -6521,7 +6547,7 @@ static void chi_held_io(chi_worker *w, chi_conn *c)
 }
 
 /* Held input: bytes that came behind a later response wait in c->in. */
-static void chi_hold_input(chi_worker *w, chi_conn *c, long n)
+static CHI_OUTLINE void chi_hold_input(chi_worker *w, chi_conn *c, long n)
 {
     if (c->in.len == 0) {
         if (chi_later_add(&c->in, w->scratch, (size_t)n) < 0) {
@@ -6536,7 +6562,7 @@ static void chi_hold_input(chi_worker *w, chi_conn *c, long n)
 }
 
 /* One dirty connection: cut off, drained, written, resumed. */
-static void chi_settle(chi_worker *w, chi_conn *c)
+static CHI_OUTLINE void chi_settle(chi_worker *w, chi_conn *c)
 {
     chi_later *l = c->later;
     c->flags &= ~(unsigned)CHI_F_DIRTY;
@@ -6582,7 +6608,7 @@ static void chi_settle(chi_worker *w, chi_conn *c)
 /* Settles the connections marked so far; those marked meanwhile wait for the
    next pass (which then does not sleep), so a producer whose client takes
    everything at once cannot keep the worker from its other connections. */
-static void chi_settle_all(chi_worker *w)
+static CHI_OUTLINE void chi_settle_all(chi_worker *w)
 {
     size_t i, n = w->ndirty;
     if (n == 0) return;
@@ -6597,7 +6623,7 @@ static void chi_settle_all(chi_worker *w)
 
 /* The shutdown deadline: a stream ends with its last chunk, a response never
    finished gets 503; the user hears of it through the abort callback. */
-static void chi_later_shutdown(chi_worker *w)
+static CHI_OUTLINE void chi_later_shutdown(chi_worker *w)
 {
     uint32_t i;
     for (i = 0; i < w->nlaters; i++) {
@@ -6615,7 +6641,7 @@ static void chi_later_shutdown(chi_worker *w)
 }
 
 /* Timers and the worker, for handlers. */
-static int64_t chi_now_ms(void) { return chi_os_now_ns() / 1000000; }
+static CHI_OUTLINE int64_t chi_now_ms(void) { return chi_os_now_ns() / 1000000; }
 
 CHOPIN_API ch_timer ch_timer_start(ch_worker *w, uint64_t ms, uint64_t repeat_ms, ch_worker_fn fn, void *user)
 {
@@ -6639,7 +6665,7 @@ CHOPIN_API ch_worker *ch_app_worker(ch_app *app, int index)
     return &app->workers[index];
 }
 
-static int chi_add_hook(chi_hook *hooks, int *n, ch_worker_fn fn, void *user)
+static CHI_OUTLINE int chi_add_hook(chi_hook *hooks, int *n, ch_worker_fn fn, void *user)
 {
     if (!fn || *n == CHI_MAX_HOOKS) return -1;
     hooks[*n].fn = fn;
@@ -6657,7 +6683,7 @@ CHOPIN_API int ch_on_worker_stop(ch_app *app, ch_worker_fn fn, void *user)
     return chi_add_hook(app->stop_hooks, &app->nstop, fn, user);
 }
 
-static void chi_worker_hooks_start(chi_worker *w)
+static CHI_OUTLINE void chi_worker_hooks_start(chi_worker *w)
 {
     int i;
     w->hooks_started = 1;
@@ -6666,7 +6692,7 @@ static void chi_worker_hooks_start(chi_worker *w)
 
 /* The end of a worker's loop, on its thread: laters answered, posts run,
    stop hooks. */
-static void chi_worker_wind_up(chi_worker *w)
+static CHI_OUTLINE void chi_worker_wind_up(chi_worker *w)
 {
     int i;
     chi_later_shutdown(w);
@@ -6677,7 +6703,7 @@ static void chi_worker_wind_up(chi_worker *w)
 }
 
 /* What a worker's cleanup frees of this section. */
-static void chi_later_cleanup(chi_worker *w)
+static CHI_OUTLINE void chi_later_cleanup(chi_worker *w)
 {
     uint32_t i;
     chi_run_inbox(w); /* posts that came after the loop ended still run once */
@@ -6713,21 +6739,21 @@ static void chi_later_cleanup(chi_worker *w)
    an event name or id) is refused. Heartbeats are comment lines that keep
    proxies from closing an idle stream. */
 
-static int chi_sse_field_ok(const char *s)
+static CHI_OUTLINE int chi_sse_field_ok(const char *s)
 {
     for (; s && *s; s++)
         if (*s == '\r' || *s == '\n') return 0;
     return 1;
 }
 
-static int chi_sse_put(chi_buf *b, const char *a, size_t an, const char *v, size_t vn)
+static CHI_OUTLINE int chi_sse_put(chi_buf *b, const char *a, size_t an, const char *v, size_t vn)
 {
     if (chi_later_add(b, a, an) < 0 || chi_later_add(b, v, vn) < 0) return -1;
     return chi_later_add(b, "\n", 1);
 }
 
 /* "data: line\n" for every line of data. */
-static int chi_sse_data(chi_buf *b, const char *data, size_t len)
+static CHI_OUTLINE int chi_sse_data(chi_buf *b, const char *data, size_t len)
 {
     size_t i = 0, start = 0;
     for (;;) {
@@ -6743,7 +6769,7 @@ static int chi_sse_data(chi_buf *b, const char *data, size_t len)
     }
 }
 
-static int chi_sse_send(ch_defer d, chi_later *l)
+static CHI_OUTLINE int chi_sse_send(ch_defer d, chi_later *l)
 {
     chi_buf *b = &d.w->sse_buf;
     int rc = chi_later_add(b, "\n", 1) < 0 ? -1 : chi_later_piece(d.w, l, b->ptr, b->len);
@@ -6800,7 +6826,7 @@ CHOPIN_API int ch_sse_comment(ch_defer d, const char *text)
     return chi_sse_send(d, l);
 }
 
-static void chi_sse_heartbeat(ch_worker *w, void *user)
+static CHI_OUTLINE void chi_sse_heartbeat(ch_worker *w, void *user)
 {
     chi_later *l = (chi_later *)user; /* the timer is stopped when l is detached */
     ch_sse_comment(chi_later_handle(w, l), "");
@@ -6834,7 +6860,7 @@ CHOPIN_API ch_str ch_sse_last_event_id(const ch_req *req) { return ch_req_header
    workers' loops end, when jobs not yet started are skipped (their done
    function still runs, with the handle gone). */
 
-static void *chi_pool_main(void *arg)
+static CHI_OUTLINE void *chi_pool_main(void *arg)
 {
     chi_pool *p = (chi_pool *)arg;
     chi_os_lock(&p->mu);
@@ -6856,7 +6882,7 @@ static void *chi_pool_main(void *arg)
     return NULL;
 }
 
-static chi_pool *chi_pool_new(void)
+static CHI_OUTLINE chi_pool *chi_pool_new(void)
 {
     chi_pool *p = (chi_pool *)CHOPIN_MALLOC(sizeof *p);
     if (!p) return NULL;
@@ -6874,7 +6900,7 @@ static chi_pool *chi_pool_new(void)
 }
 
 /* Under the lock: the threads, the first time. */
-static int chi_pool_start(chi_pool *p, int n)
+static CHI_OUTLINE int chi_pool_start(chi_pool *p, int n)
 {
     int i;
     p->threads = (chi_thread *)CHOPIN_MALLOC(sizeof *p->threads * (size_t)n);
@@ -6887,7 +6913,7 @@ static int chi_pool_start(chi_pool *p, int n)
 }
 
 /* Stops the threads once every job has gone back to its worker. */
-static void chi_pool_stop(chi_pool *p)
+static CHI_OUTLINE void chi_pool_stop(chi_pool *p)
 {
     int i;
     if (!p) return;
@@ -6902,7 +6928,7 @@ static void chi_pool_stop(chi_pool *p)
     p->stop = 0;
 }
 
-static void chi_pool_free(chi_pool *p)
+static CHI_OUTLINE void chi_pool_free(chi_pool *p)
 {
     if (!p) return;
     chi_pool_stop(p);
@@ -7119,6 +7145,7 @@ static int chi_worker_pass(chi_worker *w, int timeout_ms)
         if (ev[i].tag == CHI_TAG_TICK) tick = 1;
     if (tick) chi_tick_clock(w);
     for (i = 0; i < n; i++) chi_on_event(w, &ev[i]);
+    /* what the events armed or finished is done in this same pass */
     if (w->timers.n | (uint32_t)w->ndirty) chi_async_pass(w);
     if (tick) chi_tick_expire(w);
     /* below max_connections again: accept at once, not on the next tick */
