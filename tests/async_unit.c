@@ -368,6 +368,27 @@ static void st_hold(ch_req *req, ch_res *res)
     st_fill(d, NULL);
 }
 
+/* SSE: retry, comments, refused fields, heartbeats on a timer */
+static int g_sse_bad = 99;
+static void sse_end(ch_defer d, void *user)
+{
+    (void)user;
+    ch_defer_end(d);
+}
+static void sse_hb(ch_req *req, ch_res *res)
+{
+    ch_defer d = ch_res_defer(res);
+    int bad;
+    (void)req;
+    ch_sse_begin(d, 20);
+    ch_sse_retry(d, 1500);
+    ch_sse_comment(d, "two\nlines");
+    bad = ch_sse_event(d, "bad\nname", NULL, "x", 1) + ch_sse_event(d, NULL, "1\r2", "x", 1);
+    __atomic_store_n(&g_sse_bad, bad, __ATOMIC_RELEASE);
+    ch_sse_event(d, NULL, NULL, "last", 4);
+    ch_defer_after(d, 90, sse_end, NULL);
+}
+
 static void twice(ch_req *req, ch_res *res)
 {
     ch_defer d = ch_res_defer(res);
@@ -497,6 +518,7 @@ static ch_app *test_app(void)
     ch_get(app, "/hold", hold, NULL);
     ch_get(app, "/twice", twice, NULL);
     ch_get(app, "/off-hold", off_hold, NULL);
+    ch_get(app, "/sse-hb", sse_hb, NULL);
     ch_get(app, "/st-hold", st_hold, NULL);
     ch_get(app, "/resume", resume, NULL);
     ch_get(app, "/deadline", deadline, NULL);
@@ -627,6 +649,22 @@ static void test_abort_and_twice(void)
     recv_until(fd, buf, sizeof buf, "once", 3000);
     CHECK(strstr(buf, "200 OK") && strstr(buf, "once") && !strstr(buf, "never"));
     CHECK(atomic_get(&g_finish_twice) == -1);
+    /* SSE: the retry field, a two-line comment, two refused events (CR/LF in
+       a name or id), an event, heartbeats every 20 ms, then the end */
+    {
+        static const char want[] = "d\r\nretry: 1500\n\n\r\nf\r\n: two\n: lines\n\n\r\nc\r\ndata: last\n\n\r\n";
+        char *body;
+        int beats = 0;
+        char *p;
+        send_str(fd, "GET /sse-hb HTTP/1.1\r\nHost: x\r\n\r\n");
+        recv_until(fd, buf, sizeof buf, "\r\n0\r\n\r\n", 3000);
+        body = strstr(buf, "\r\n\r\n");
+        CHECK(body && strncmp(body + 4, want, sizeof want - 1) == 0);
+        for (p = buf; (p = strstr(p, "\r\n4\r\n: \n\n\r\n")) != NULL; p++) beats++;
+        CHECK(beats >= 1 && beats <= 5); /* 90 ms at 20 ms a beat (fewer on a busy machine) */
+        CHECK(strstr(buf, "\r\n0\r\n\r\n") != NULL);
+        CHECK(atomic_get(&g_sse_bad) == -2);
+    }
     /* the same connection still serves */
     send_str(fd, "GET /twice HTTP/1.1\r\nHost: x\r\n\r\n");
     CHECK(recv_until(fd, buf, sizeof buf, "once", 3000) > 0 && strstr(buf, "once"));
@@ -780,7 +818,7 @@ int main(void)
     run("queue: FIFO, only the push onto an empty queue wakes", test_queue_order);
     run("queue: 4 producer threads x 50,000, each one's order kept, none lost", test_queue_threads);
     run("defer: client leaves mid-defer, mid-offload, mid-stream: abort callback once; finish/write after it and "
-        "finish twice are -1",
+        "finish twice are -1; SSE retry, comments, heartbeats, refused fields",
         test_abort_and_twice);
     run("defer: 2,048 responses resumed by posts from 4 threads (2 workers)", test_resume_threads);
     run("defer: per-worker cap 503, deadlines 504 and 503, handler timers, worker posts, hooks on the worker thread",
