@@ -3126,21 +3126,46 @@ typedef struct chi_mpsc {
     chi_qnode *head;
 } chi_mpsc;
 
+/* A compiler without the __atomic builtins (tcc) gets the same queue
+   without atomics: the server then takes a lock around push and take
+   (CHI_ATOMICS 0, see >>later), and the flags below are plain ints (a
+   wake-up, a system call, follows every store that matters). */
+#if defined(__GNUC__) || defined(__clang__)
+#define CHI_ATOMICS 1
+static int chi_load_int(int *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static void chi_store_int(int *p, int v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+#else
+#define CHI_ATOMICS 0
+static int chi_load_int(int *p) { return *(volatile int *)p; }
+static void chi_store_int(int *p, int v) { *(volatile int *)p = v; }
+#endif
+
 /* Any thread. Returns 1 when the queue was empty (the caller wakes the
    consumer), else 0. */
 static int chi_mpsc_push(chi_mpsc *q, chi_qnode *n)
 {
+#if CHI_ATOMICS
     chi_qnode *old = __atomic_load_n(&q->head, __ATOMIC_RELAXED);
     do {
         n->next = old;
     } while (!__atomic_compare_exchange_n(&q->head, &old, n, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+#else
+    chi_qnode *old = q->head;
+    n->next = old;
+    q->head = n;
+#endif
     return old == NULL;
 }
 
 /* The consumer: everything pushed so far, oldest first. */
 static chi_qnode *chi_mpsc_take(chi_mpsc *q)
 {
+#if CHI_ATOMICS
     chi_qnode *n = __atomic_exchange_n(&q->head, (chi_qnode *)NULL, __ATOMIC_ACQUIRE), *fifo = NULL;
+#else
+    chi_qnode *n = q->head, *fifo = NULL;
+    q->head = NULL;
+#endif
     while (n) {
         chi_qnode *next = n->next;
         n->next = fifo;
@@ -4705,6 +4730,9 @@ struct ch_worker {
     chi_timers timers;
     int64_t now_ms;          /* read per pass while timers are pending */
     chi_mpsc inbox;          /* posts from any thread */
+#if !CHI_ATOMICS
+    chi_mutex inbox_mu;      /* no atomics: the queue takes a lock */
+#endif
     chi_waker *wake;         /* what a post pokes: own waker, or the app's */
     void *data;              /* ch_worker_set_data */
     ch_res sink;             /* what a stale handle's ch_defer_res gets */
@@ -6507,7 +6535,15 @@ CHOPIN_API ch_timer ch_defer_after(ch_defer d, uint64_t ms, ch_defer_fn fn, void
 /* Posts: any thread. */
 static CHI_OUTLINE int chi_post_node(chi_worker *w, chi_qnode *n)
 {
-    if (chi_mpsc_push(&w->inbox, n)) chi_waker_wake(w->wake);
+    int was_empty;
+#if CHI_ATOMICS
+    was_empty = chi_mpsc_push(&w->inbox, n);
+#else
+    chi_os_lock(&w->inbox_mu);
+    was_empty = chi_mpsc_push(&w->inbox, n);
+    chi_os_unlock(&w->inbox_mu);
+#endif
+    if (was_empty) chi_waker_wake(w->wake);
     return 0;
 }
 
@@ -6535,7 +6571,14 @@ CHOPIN_API int ch_worker_post(ch_worker *w, ch_worker_fn fn, void *user)
 /* The worker: everything posted so far, oldest first. */
 static CHI_OUTLINE void chi_run_inbox(chi_worker *w)
 {
-    chi_qnode *n = chi_mpsc_take(&w->inbox);
+    chi_qnode *n;
+#if CHI_ATOMICS
+    n = chi_mpsc_take(&w->inbox);
+#else
+    chi_os_lock(&w->inbox_mu);
+    n = chi_mpsc_take(&w->inbox);
+    chi_os_unlock(&w->inbox_mu);
+#endif
     while (n) {
         chi_qnode *next = n->next;
         if (n->wfn)
@@ -6684,7 +6727,7 @@ CHOPIN_API void ch_worker_set_data(ch_worker *w, void *data) { w->data = data; }
 
 CHOPIN_API ch_worker *ch_app_worker(ch_app *app, int index)
 {
-    if (!app || index < 0 || index >= __atomic_load_n(&app->nworkers, __ATOMIC_ACQUIRE)) return NULL;
+    if (!app || index < 0 || index >= chi_load_int(&app->nworkers)) return NULL;
     return &app->workers[index];
 }
 
@@ -6730,6 +6773,9 @@ static CHI_OUTLINE void chi_later_cleanup(chi_worker *w)
 {
     uint32_t i;
     chi_run_inbox(w); /* posts that came after the loop ended still run once */
+#if !CHI_ATOMICS
+    chi_os_mutex_destroy(&w->inbox_mu);
+#endif
     chi_timers_free(&w->timers);
     for (i = 0; i < w->nlaters; i++) {
         chi_later *l = w->laters[i];
@@ -7121,11 +7167,11 @@ static void chi_on_event(chi_worker *w, const chi_event *ev)
     } else if (ev->tag == CHI_TAG_WAKE) { /* posts, or the stop */
         chi_waker_drain(&w->waker);
         chi_run_inbox(w);
-        if (__atomic_load_n(&w->stop_flag, __ATOMIC_ACQUIRE)) chi_begin_shutdown(w);
+        if (chi_load_int(&w->stop_flag)) chi_begin_shutdown(w);
     } else if (ev->tag == CHI_TAG_STOP) { /* embedded: ch_stop and posts poke the app's waker */
         chi_waker_drain(&w->app->stop);
         chi_run_inbox(w);
-        if (__atomic_load_n(&w->app->stop_flag, __ATOMIC_ACQUIRE)) chi_begin_shutdown(w);
+        if (chi_load_int(&w->app->stop_flag)) chi_begin_shutdown(w);
     } else {
         chi_on_conn_event(w, (int)ev->tag, ev->flags);
     }
@@ -7225,6 +7271,9 @@ static int chi_worker_init(chi_worker *w, ch_app *app, int id, int listen_fd, in
     w->sink.json = &w->sink_json;
     chi_timers_init(&w->timers);
     w->wake = poller ? &app->stop : &w->waker;
+#if !CHI_ATOMICS
+    if (chi_os_mutex_init(&w->inbox_mu) < 0) return -1;
+#endif
     chi_req_bind(&w->req, &w->req_store);
     w->timeouts[CHI_Q_IDLE] = app->cfg.idle_timeout;
     w->timeouts[CHI_Q_HEAD] = app->cfg.header_timeout;
@@ -7470,7 +7519,7 @@ CHOPIN_API const ch_config *ch_config_used(const ch_app *app) { return app->list
 CHOPIN_API void ch_stop(ch_app *app)
 {
     if (!app) return;
-    __atomic_store_n(&app->stop_flag, 1, __ATOMIC_RELEASE); /* the waker also carries posts */
+    chi_store_int(&app->stop_flag, 1); /* the waker also carries posts */
     if (app->stop_open) chi_waker_wake(&app->stop);
 }
 
@@ -7495,12 +7544,12 @@ static void chi_stop_workers(ch_app *app, int started)
 {
     int i;
     for (i = 0; i < started; i++) {
-        __atomic_store_n(&app->workers[i].stop_flag, 1, __ATOMIC_RELEASE); /* the waker also carries posts */
+        chi_store_int(&app->workers[i].stop_flag, 1); /* the waker also carries posts */
         chi_waker_wake(&app->workers[i].waker);
     }
     for (i = 0; i < started; i++) chi_os_thread_join(app->workers[i].thread);
     chi_pool_stop(app->pool); /* its last results go to the workers' queues */
-    __atomic_store_n(&app->nworkers, 0, __ATOMIC_RELEASE);
+    chi_store_int(&app->nworkers, 0);
     for (i = 0; i < started; i++) chi_worker_cleanup(&app->workers[i]);
     CHOPIN_FREE(app->workers);
     app->workers = NULL;
@@ -7527,7 +7576,7 @@ static int chi_start_workers(ch_app *app)
         int shared = app->nlisten == 1 && nw > 1;
         chi_worker *w = &app->workers[i];
         if (chi_worker_init(w, app, i, app->listen_fds[app->nlisten == 1 ? 0 : i], shared, NULL) < 0 ||
-            (__atomic_store_n(&app->nworkers, i + 1, __ATOMIC_RELEASE), 0) ||
+            (chi_store_int(&app->nworkers, i + 1), 0) ||
             chi_os_thread_start(&w->thread, chi_worker_main, w) < 0) {
             char why[128];
             chi_set_error(app, "cannot start worker %d: %s", i, chi_os_error_text(why, sizeof why));
@@ -7577,7 +7626,7 @@ CHOPIN_API int ch_run(ch_app *app, const ch_config *cfg)
 static void chi_embed_end(ch_app *app)
 {
     chi_pool_stop(app->pool);
-    __atomic_store_n(&app->nworkers, 0, __ATOMIC_RELEASE);
+    chi_store_int(&app->nworkers, 0);
     chi_worker_cleanup(&app->workers[0]);
     CHOPIN_FREE(app->workers);
     app->workers = NULL;
@@ -7604,7 +7653,7 @@ static int chi_embed_begin(ch_app *app)
         return -1;
     }
     app->embedded = 1;
-    __atomic_store_n(&app->nworkers, 1, __ATOMIC_RELEASE);
+    chi_store_int(&app->nworkers, 1);
     chi_worker_hooks_start(&app->workers[0]);
     return 0;
 }
