@@ -6096,9 +6096,8 @@ static CHI_OUTLINE void chi_out_return(chi_worker *w, chi_conn *c, const chi_buf
     } else if (w->out.len) {
         long r = chi_os_send(c->fd, w->out.ptr, w->out.len);
         size_t sent = r > 0 ? (size_t)r : 0;
-        if (r == CHI_IO_ERROR)
-            c->flags |= CHI_F_KILL;
-        else if (sent < w->out.len && chi_later_add(&c->out, w->out.ptr + sent, w->out.len - sent) < 0)
+        /* the rest waits in c->out; a dead peer or no memory: cut off */
+        if (r == CHI_IO_ERROR || (sent < w->out.len && chi_later_add(&c->out, w->out.ptr + sent, w->out.len - sent) < 0))
             c->flags |= CHI_F_KILL;
         w->out.len = 0;
         if (w->out.cap > CHI_OUT_KEEP) chi_buf_free(&w->out);
