@@ -758,12 +758,11 @@ typedef struct chi_buf {
     size_t len, cap;
 } chi_buf;
 
-/* Makes room for `extra` more bytes. Returns 0, or -1 when out of memory. */
-static int chi_buf_reserve(chi_buf *b, size_t extra)
+/* The slow half of chi_buf_reserve: the buffer grows (doubling). */
+static int chi_buf_grow(chi_buf *b, size_t extra)
 {
     size_t need, cap;
     char *p;
-    if (b->cap - b->len >= extra) return 0;
     if (extra > (size_t)-1 / 2 - b->len) return -1;
     need = b->len + extra;
     cap = b->cap ? b->cap : 1024;
@@ -773,6 +772,13 @@ static int chi_buf_reserve(chi_buf *b, size_t extra)
     b->ptr = p;
     b->cap = cap;
     return 0;
+}
+
+/* Makes room for `extra` more bytes. Returns 0, or -1 when out of memory.
+   The check that almost always succeeds is kept small enough to inline. */
+static int chi_buf_reserve(chi_buf *b, size_t extra)
+{
+    return b->cap - b->len >= extra ? 0 : chi_buf_grow(b, extra);
 }
 
 static int chi_buf_append(chi_buf *b, const void *data, size_t n)
