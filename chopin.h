@@ -444,12 +444,12 @@ CHOPIN_API void ch_stop(ch_app *app);
    thread (standard mode: cfg.workers must be 0 or 1) and installs no signal
    handling. Returns 0 while serving, 1 once the server has stopped (after
    ch_stop and the graceful drain; the app can then be freed), -1 on an error
-   (see ch_error). ch_poll_fd gives a descriptor that becomes readable when
-   ch_poll has work, to put in the caller's own poll/select/epoll set (valid
-   from ch_app_new on); it is -1 with the poll backend: call ch_poll on a
-   timer there. */
+   (see ch_error). ch_poll_fd, after ch_listen, sets the server up as the
+   first ch_poll would and gives a descriptor that becomes readable when
+   ch_poll has work, to put in the caller's own poll/select/epoll set; it is
+   -1 with the poll backend (call ch_poll on a timer there) or on an error. */
 CHOPIN_API int ch_poll(ch_app *app, int timeout_ms);
-CHOPIN_API int ch_poll_fd(const ch_app *app);
+CHOPIN_API int ch_poll_fd(ch_app *app);
 /* The event backend this build uses: "epoll", "kqueue" or "poll". */
 CHOPIN_API const char *ch_backend(void);
 
@@ -768,12 +768,11 @@ typedef struct chi_buf {
     size_t len, cap;
 } chi_buf;
 
-/* Makes room for `extra` more bytes. Returns 0, or -1 when out of memory. */
-static int chi_buf_reserve(chi_buf *b, size_t extra)
+/* The slow half of chi_buf_reserve: the buffer grows (doubling). */
+static int chi_buf_grow(chi_buf *b, size_t extra)
 {
     size_t need, cap;
     char *p;
-    if (b->cap - b->len >= extra) return 0;
     if (extra > (size_t)-1 / 2 - b->len) return -1;
     need = b->len + extra;
     cap = b->cap ? b->cap : 1024;
@@ -783,6 +782,13 @@ static int chi_buf_reserve(chi_buf *b, size_t extra)
     b->ptr = p;
     b->cap = cap;
     return 0;
+}
+
+/* Makes room for `extra` more bytes. Returns 0, or -1 when out of memory.
+   The check that almost always succeeds is kept small enough to inline. */
+static int chi_buf_reserve(chi_buf *b, size_t extra)
+{
+    return b->cap - b->len >= extra ? 0 : chi_buf_grow(b, extra);
 }
 
 static int chi_buf_append(chi_buf *b, const void *data, size_t n)
@@ -5310,7 +5316,8 @@ static void chi_fast_respond(chi_worker *w, int i, int send_body, int keep_alive
     /* the common case, HTTP/1.1 keep-alive: copy the pre-built bytes */
     if (keep_alive && minor == 1) {
         if (!f->fn) {
-            chi_buf_append(&w->out, bytes, send_body ? fc->len : fc->head_len);
+            size_t n = send_body ? fc->len : fc->head_len; /* reserve + put: both inline, whatever gcc's budget */
+            if (chi_buf_reserve(&w->out, n) == 0) w->out.len = (size_t)(chi_put(w->out.ptr + w->out.len, bytes, n) - w->out.ptr);
         } else if (chi_buf_reserve(&w->out, fc->len + 24 + body_len) == 0) {
             char *p = chi_put(w->out.ptr + w->out.len, bytes, fc->len);
             p = chi_head_length_end(p, body_len);
@@ -7634,6 +7641,10 @@ static void chi_embed_end(ch_app *app)
 
 static int chi_embed_begin(ch_app *app)
 {
+    if (!app->listening) {
+        chi_set_error(app, "ch_poll needs a successful ch_listen first");
+        return -1;
+    }
     if (app->cfg.workers > 1) {
         chi_set_error(app, "ch_poll runs one event loop: workers must be 0 or 1 (CHOPIN_WORKERS too)");
         return -1;
@@ -7667,10 +7678,6 @@ CHOPIN_API int ch_poll(ch_app *app, int timeout_ms)
     }
     if (!app->workers) {
         if (app->embedded) return 1; /* stopped earlier */
-        if (!app->listening) {
-            chi_set_error(app, "ch_poll needs a successful ch_listen first");
-            return -1;
-        }
         if (chi_embed_begin(app) < 0) return -1;
     }
     w = &app->workers[0];
@@ -7685,7 +7692,15 @@ CHOPIN_API int ch_poll(ch_app *app, int timeout_ms)
     return 1;
 }
 
-CHOPIN_API int ch_poll_fd(const ch_app *app) { return app && app->ctl_open ? chi_poller_fd(&app->ctl) : -1; }
+/* The descriptor is the app's poller's; the worker joins it here if no
+   ch_poll did yet, so the listener and the tick are in the set before the
+   caller first waits on it. */
+CHOPIN_API int ch_poll_fd(ch_app *app)
+{
+    if (!app || (app->workers && !app->embedded)) return -1;
+    if (!app->workers && !app->embedded && chi_embed_begin(app) < 0) return -1;
+    return chi_poller_fd(&app->ctl);
+}
 
 /* Frees everything: a running embedded server is closed at once (call
    ch_stop and ch_poll until it returns 1 for a graceful stop). */
