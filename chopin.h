@@ -4081,14 +4081,33 @@ static int chi_os_file_stat(int fd, chi_file_info *fi)
 static long chi_os_sendfile(int sock, int fd, uint64_t *off, size_t n, char *bounce, size_t bounce_cap)
 {
 #if defined(__linux__)
+    /* sendfile has no MSG_NOSIGNAL: a peer that left would raise SIGPIPE
+       and end the process. It is blocked around the call, and one that
+       came is taken back before the mask is restored. (A thread that keeps
+       SIGPIPE blocked pays nothing but the first mask call.) */
     off_t o = (off_t)*off;
     ssize_t r;
+    sigset_t pipe_set, old;
+    int e;
     (void)bounce;
     (void)bounce_cap;
     if (n > 0x7ffff000) n = 0x7ffff000;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
     do {
         r = sendfile(sock, fd, &o, n);
     } while (r < 0 && errno == EINTR);
+    e = errno;
+    if (!sigismember(&old, SIGPIPE)) {
+        /* raised even by a call that sent part and then met the reset */
+        sigset_t pending;
+        struct timespec zero = {0, 0};
+        if (sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE))
+            while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR) {}
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
+    errno = e;
     if (r > 0) {
         *off = (uint64_t)o;
         return (long)r;
