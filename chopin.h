@@ -111,6 +111,11 @@
        CHOPIN_NO_AUTH          compile out the bearer-token middleware
        CHOPIN_NO_ACCESS_LOG    compile out the access log after-hook
        CHOPIN_NO_TIMING        compile out the Server-Timing middleware
+       CHOPIN_NO_STATIC        compile out static files (ch_static,
+                               ch_res_file, ch_res_file_fd)
+       CHOPIN_NO_MULTIPART     compile out the multipart/form-data parser
+       CHOPIN_NO_OPENAT2       open static files with one openat(O_NOFOLLOW)
+                               per segment even where openat2 exists
        CHOPIN_CORE_ONLY        compile only layer 1, the core (parser, JSON,
                                router...): no system call, no server; for
                                tests, fuzzing and reuse
@@ -142,6 +147,10 @@
      >>responses     reason phrases and the one writer of every response head
      >>routes        FastRoute records and the router's segment tree
      >>request       header, parameter, query and cookie lookups
+     >>mime          Content-Type by file extension
+     >>paths         dot segments and file paths that cannot leave a root
+     >>ranges        ETag, Last-Modified, conditional requests, Range
+     >>multipart     the streaming multipart/form-data parser
    Layer 2, the OS seam: all that asks the kernel
      >>os            backend choice, clock, sockets, listen, accept, threads
      >>os epoll      the poll set, waker, ticker and signals on Linux
@@ -157,6 +166,8 @@
      >>dispatch      from a parsed request to bytes: FastRoutes, middleware,
                      router, handler, after-hooks
      >>middleware    bearer auth, Server-Timing, access log
+     >>static        files as responses: ch_static, ch_res_file
+     >>uploads       streamed request bodies; 100-continue after middleware
      >>connection    read, answer every request, write once, close
      >>accept        new connections, pausing at the limits
      >>worker loop   one pass: wait, I/O, tick
@@ -166,9 +177,10 @@
      >>embed         ch_poll: the server inside the caller's loop
 
    NOT YET
-   Answering later and streaming (chunked, SSE), WebSocket, static files,
-   streamed uploads, rate limiting, CORS, metrics, HTTP/2, TLS (put a proxy
-   in front).
+   Answering later and streaming (chunked, SSE), WebSocket, rate limiting,
+   CORS, metrics, HTTP/2, TLS (put a proxy in front); for files: multipart
+   byteranges (several ranges get the whole file), a per-worker open-file
+   cache, pausing a streamed body from another thread.
 
    LICENSE
    MIT or public domain, your choice: see the end of the file.
@@ -332,7 +344,11 @@ CHOPIN_API int ch_fast_json(ch_app *app, const char *path, const char *json);
 CHOPIN_API int ch_fast_json_fn(ch_app *app, const char *path, ch_json_fn fn, void *user);
 
 /* Router routes. A pattern such as "/users/:id" has parameters; a last
-   segment "*name" is a wildcard that takes the rest of the path.
+   segment "*name" is a wildcard that takes the rest of the path. Values are
+   raw (still percent-encoded) slices of the path, but never hold a "." or
+   ".." segment, raw or encoded (%2e), with '/' or '\' (raw or encoded) as
+   separators: such a path does not match the route (404 unless another
+   route matches), so joining a value to a directory cannot climb out.
    Returns 0, or -1 with the reason in ch_error(). */
 CHOPIN_API int ch_route(ch_app *app, ch_method method, const char *pattern, ch_handler h, void *user);
 CHOPIN_API int ch_get(ch_app *app, const char *pattern, ch_handler h, void *user);
@@ -2645,11 +2661,13 @@ static int chi_dot_segment(const char *p, size_t len); /* >>paths */
 /* A parameter or wildcard value may not hold a "." or ".." segment (raw or
    percent-encoded): such a path does not match the route, so a handler
    that joins a parameter to a directory never sees one. Values without a
-   '.' or a '%' (most of them) are cleared by two memchr. */
+   '.' or a '%' (most of them) are cleared by one short scan. */
 static int chi_param_ok(const char *p, size_t len)
 {
-    if (!memchr(p, '.', len) && !memchr(p, '%', len)) return 1;
-    return !chi_dot_segment(p, len);
+    size_t i;
+    for (i = 0; i < len; i++)
+        if (p[i] == '.' || p[i] == '%') return !chi_dot_segment(p, len);
+    return 1;
 }
 
 /* Matches path (without the leading '/') below n. Parameters found on the
@@ -5235,7 +5253,8 @@ enum {
     CHI_F_LINGER_AFTER = 2,  /* ... and drain the input before closing */
     CHI_F_LINGER = 4,        /* write side shut, draining the input */
     CHI_F_PEER_EOF = 8,      /* the client will send nothing more */
-    CHI_F_BACKLOG = 16       /* input left unprocessed: output over the limit */
+    CHI_F_BACKLOG = 16,      /* input left unprocessed: output over the limit */
+    CHI_F_FILE = 32          /* a file body is being sent after c->out (>>static) */
 };
 
 typedef struct chi_conn {
@@ -5891,6 +5910,28 @@ static void chi_res_drop_file(ch_res *res)
     res->file = 0;
 }
 
+/* A file answer: the head only; >>connection sends the file after it.
+   Out of line, so chi_res_finish stays as cheap as it was. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline, cold))
+#endif
+static void chi_res_finish_file(chi_worker *w, ch_req *req, int keep_alive, int send_body)
+{
+    ch_res *res = &w->res;
+    chi_head_spec h = chi_spec(w, res->status, keep_alive, req->version_minor);
+    h.ctype = res->ctype.ptr;
+    h.ctype_len = res->ctype.len;
+    h.extra = res->headers.ptr;
+    h.extra_len = res->headers.len;
+    h.length = res->file_len;
+    if (chi_write_response(w, &h, NULL, 0, 0) < 0) {
+        chi_res_drop_file(res);
+        chi_write_error(w, 500, "", 0, send_body, 0, req->version_minor);
+    } else if (!send_body || !chi_status_has_body(res->status) || res->file_len == 0) {
+        chi_res_drop_file(res);
+    }
+}
+
 /* Lays out the response a handler filled. */
 static void chi_res_finish(chi_worker *w, ch_req *req, int keep_alive)
 {
@@ -5903,19 +5944,8 @@ static void chi_res_finish(chi_worker *w, ch_req *req, int keep_alive)
         chi_write_error(w, 500, "", 0, send_body, keep_alive, req->version_minor);
         return;
     }
-    if (res->file) { /* the head only: >>connection sends the file after it */
-        h = chi_spec(w, res->status, keep_alive, req->version_minor);
-        h.ctype = res->ctype.ptr;
-        h.ctype_len = res->ctype.len;
-        h.extra = res->headers.ptr;
-        h.extra_len = res->headers.len;
-        h.length = res->file_len;
-        if (chi_write_response(w, &h, NULL, 0, 0) < 0) {
-            chi_res_drop_file(res);
-            chi_write_error(w, 500, "", 0, send_body, 0, req->version_minor);
-        } else if (!send_body || !chi_status_has_body(res->status) || res->file_len == 0) {
-            chi_res_drop_file(res);
-        }
+    if (res->file) {
+        chi_res_finish_file(w, req, keep_alive, send_body);
         return;
     }
     h = chi_spec(w, res->status, keep_alive, req->version_minor);
@@ -6134,6 +6164,14 @@ CHOPIN_API void ch_access_log(const ch_req *req, const ch_res *res, void *user)
    cleaned (>>paths) and opened beneath the root without following a
    symlink (>>os); validators, preconditions and Range come from >>ranges. */
 
+/* Rare paths stay out of line, so the request loop they hang from
+   (chi_process, chi_res_finish) keeps its registers: `make cost` measures it. */
+#if defined(__GNUC__) || defined(__clang__)
+#define CHI_COLD __attribute__((noinline))
+#else
+#define CHI_COLD
+#endif
+
 #define CHI_DEFAULT_STREAM_MAX ((uint64_t)1 << 30) /* ch_route_stream's max_body 0 */
 #define CHI_SENDFILE_CHUNK (1024 * 1024)            /* per writable event: fair to the others */
 #define CHI_STATIC_PARAM "chi_path"                 /* the mount's wildcard */
@@ -6198,9 +6236,9 @@ static void chi_files_free(ch_app *app)
 }
 
 #ifndef CHOPIN_NO_STATIC
-static void chi_file_header(ch_res *res, const char *name, size_t nlen, const char *v, size_t vlen)
+CHI_COLD static void chi_file_header(ch_res *res, const char *name, size_t nlen, const char *v, size_t vlen)
 {
-    chi_res_put_header(res, name, nlen, v, vlen); /* our own bytes: no check */
+    ch_res_headern(res, name, nlen, v, vlen); /* checked, though ours: keeps chi_res_put_header's callers few */
 }
 
 /* The body of the answer is fd[first, first + len): its head goes out like
@@ -6470,6 +6508,7 @@ CHOPIN_API void ch_file_close(int fd) { if (fd >= 0) chi_os_close(fd); }
 
 enum { CHI_EARLY_NONE, CHI_EARLY_ANSWERED, CHI_EARLY_STREAM };
 
+
 struct chi_stream {
     ch_body_fn on_data;
     ch_body_end_fn on_end;
@@ -6481,6 +6520,9 @@ struct chi_stream {
     uint64_t max_body;
     chi_chunked ck;
     int keep_alive, taken;
+    ch_req req;              /* the request as parsed, its slices into the */
+    chi_req_store store;     /* head that was at `base` (now c->in's start) */
+    uintptr_t base;
 };
 
 static size_t chi_process(chi_worker *w, chi_conn *c, char *buf, size_t len);
@@ -6524,7 +6566,7 @@ static const chi_route *chi_route_peek(chi_worker *w, ch_req *req)
 /* The middleware chain and the route, as chi_route_request runs them, but
    without the handler. Returns CH_DONE with w->res filled when the request
    is answered before its body (a refusal, 404, 405, 501). */
-static int chi_early_route(chi_worker *w, ch_req *req, const chi_route **route)
+CHI_COLD static int chi_early_route(chi_worker *w, ch_req *req, const chi_route **route)
 {
     ch_app *app = w->app;
     ch_res *res = &w->res;
@@ -6544,7 +6586,7 @@ static int chi_early_route(chi_worker *w, ch_req *req, const chi_route **route)
         } else {
             size_t n = chi_allow_list(node->methods | node->fast_methods, allow);
             if (req->method == CH_OPTIONS) res->status = 200; else ch_res_error(res, 405);
-            chi_res_put_header(res, "Allow", 5, allow, n);
+            ch_res_headern(res, "Allow", 5, allow, n);
         }
         return CH_DONE;
     }
@@ -6569,7 +6611,8 @@ static int chi_early_answer(chi_worker *w, chi_conn *c, ch_req *req, size_t out_
 
 /* The head of a request with a body is in (hl bytes of the `have` so far):
    see the >>uploads notes. Runs once per request (c->early_done). */
-static int chi_early(chi_worker *w, chi_conn *c, ch_req *req, const chi_head *h, size_t hl, size_t have)
+CHI_COLD static int chi_early(chi_worker *w, chi_conn *c, ch_req *req, const chi_head *h, const char *head, size_t hl,
+                              size_t have)
 {
     ch_app *app = w->app;
     const chi_route *route = NULL;
@@ -6617,6 +6660,9 @@ static int chi_early(chi_worker *w, chi_conn *c, ch_req *req, const chi_head *h,
         return chi_early_answer(w, c, req, out_before, 0);
     }
     s->ctx = req->ctx;
+    s->req = *req;
+    s->store = w->req_store;
+    s->base = (uintptr_t)head;
     c->stream = s;
     if (expect && !complete) {
         chi_write_continue(w);
@@ -6625,19 +6671,38 @@ static int chi_early(chi_worker *w, chi_conn *c, ch_req *req, const chi_head *h,
     return CHI_EARLY_STREAM;
 }
 
-/* The request again, from the head kept in c->in: the worker's ch_req
-   served other connections in between. */
+/* Moves a slice that pointed into the head at `from` to the same place in
+   the head's copy at `to` (only addresses are compared, nothing is read). */
+static void chi_slice_move(ch_str *v, uintptr_t from, size_t len, uintptr_t to)
+{
+    uintptr_t at = (uintptr_t)v->ptr;
+    if (v->ptr && at >= from && at <= from + len) v->ptr = (const char *)(to + (at - from));
+}
+
+/* The request again, as chi_early saw it, its slices moved to the head
+   kept at the start of c->in: the worker's ch_req served other
+   connections in between. (Copied, not parsed again: a second caller of
+   chi_parse_head would cost its inlining in chi_process.) */
 static ch_req *chi_stream_req(chi_worker *w, chi_conn *c)
 {
     struct chi_stream *s = c->stream;
     ch_req *req = &w->req;
-    chi_limits lim = w->app->lim;
-    chi_head h;
-    lim.max_body = (size_t)-1;
-    chi_parse_head(c->in.ptr, s->head_len, &lim, req, &h);
-    req->param_count = 0;
-    chi_node_match(w->app->root, req->path.ptr + 1, req->path.ptr + req->path.len, req);
-    req->user = s->user;
+    uintptr_t from = s->base, to = (uintptr_t)c->in.ptr;
+    size_t len = s->head_len;
+    int i;
+    w->req_store = s->store;
+    *req = s->req;
+    req->headers = w->req_store.headers;
+    req->params = w->req_store.params;
+    chi_slice_move(&req->method_name, from, len, to);
+    chi_slice_move(&req->target, from, len, to);
+    chi_slice_move(&req->path, from, len, to);
+    chi_slice_move(&req->query, from, len, to);
+    for (i = 0; i < req->header_count; i++) {
+        chi_slice_move(&req->headers[i].name, from, len, to);
+        chi_slice_move(&req->headers[i].value, from, len, to);
+    }
+    for (i = 0; i < req->param_count; i++) chi_slice_move(&req->params[i].value, from, len, to);
     req->ctx = s->ctx;
     req->conn = &c->peer;
     req->body = NULL;
@@ -6652,7 +6717,7 @@ static void chi_stream_free(chi_conn *c)
 }
 
 /* The client left, or a timeout closes the connection: on_end learns it. */
-static void chi_stream_abort(chi_conn *c)
+CHI_COLD static void chi_stream_abort(chi_conn *c)
 {
     struct chi_stream *s = c->stream;
     if (!s) return;
@@ -6697,7 +6762,7 @@ static int chi_stream_feed(chi_worker *w, chi_conn *c, const char *p, size_t n)
 /* What arrived after the head goes to on_data; the head stays in c->in.
    When the body ends, the answer is written and the requests pipelined
    after it are answered. */
-static int chi_stream_pump(chi_worker *w, chi_conn *c)
+CHI_COLD static int chi_stream_pump(chi_worker *w, chi_conn *c)
 {
     while (c->stream) {
         struct chi_stream *s = c->stream;
@@ -6741,7 +6806,7 @@ static int chi_stream_pump(chi_worker *w, chi_conn *c)
 
 /* A file body taken from the response just written: it goes out after the
    head, before anything else on this connection. */
-static int chi_take_file(chi_worker *w, chi_conn *c)
+CHI_COLD static int chi_take_file(chi_worker *w, chi_conn *c)
 {
     ch_res *res = &w->res;
     if (!res->file) return 0;
@@ -6749,11 +6814,12 @@ static int chi_take_file(chi_worker *w, chi_conn *c)
     c->file_fd = res->file_fd;
     c->file_off = res->file_off;
     c->file_left = res->file_len;
+    c->flags |= CHI_F_FILE;
     return 1;
 }
 
 /* Sends some of the file body; the writable event brings the rest. */
-static int chi_send_file(chi_worker *w, chi_conn *c)
+CHI_COLD static int chi_send_file(chi_worker *w, chi_conn *c)
 {
     size_t n = c->file_left > CHI_SENDFILE_CHUNK ? CHI_SENDFILE_CHUNK : (size_t)c->file_left;
     long r = chi_os_sendfile(c->fd, c->file_fd, &c->file_off, n, w->scratch, CHOPIN_READ_SIZE);
@@ -6761,13 +6827,17 @@ static int chi_send_file(chi_worker *w, chi_conn *c)
     if (r < 0) return -1; /* the client left, or the file shrank */
     chi_touch(w, c);
     c->file_left -= (uint64_t)r;
-    if (c->file_left == 0) chi_os_close(c->file_fd);
+    if (c->file_left == 0) {
+        chi_os_close(c->file_fd);
+        c->flags &= ~(unsigned)CHI_F_FILE;
+    }
     return 0;
 }
 
-static void chi_file_drop(chi_conn *c)
+CHI_COLD static void chi_file_drop(chi_conn *c)
 {
-    if (c->file_left) chi_os_close(c->file_fd);
+    if (c->flags & CHI_F_FILE) chi_os_close(c->file_fd);
+    c->flags &= ~(unsigned)CHI_F_FILE;
     c->file_left = 0;
 }
 
@@ -6792,8 +6862,8 @@ static void chi_close(chi_worker *w, chi_conn *c)
     chi_poller_forget(w->poller, c->fd);
     chi_os_close(c->fd);
     w->conns[c->fd] = NULL;
-    chi_stream_abort(c);
-    chi_file_drop(c);
+    if (c->stream) chi_stream_abort(c);
+    if (c->flags & CHI_F_FILE) chi_file_drop(c);
     chi_buf_free(&c->in);
     chi_buf_free(&c->out);
     c->next = w->free_conns;
@@ -6801,12 +6871,10 @@ static void chi_close(chi_worker *w, chi_conn *c)
     w->nconns--;
 }
 
-/* Bytes not yet sent: c->out's, then a file body's (>>static). */
-static size_t chi_out_pending(const chi_conn *c) { return c->out.len - c->out_off; }
-static size_t chi_pending(const chi_conn *c)
-{
-    return chi_out_pending(c) + (c->file_left > CHOPIN_MAX_PENDING ? CHOPIN_MAX_PENDING : (size_t)c->file_left);
-}
+/* Bytes not yet sent from c->out; a file body after them (>>static) is
+   told by CHI_F_FILE. */
+static size_t chi_pending(const chi_conn *c) { return c->out.len - c->out_off; }
+static size_t chi_out_pending(const chi_conn *c) { return chi_pending(c); }
 
 /* A refused request: the error goes out, then the connection closes. */
 static void chi_reject(chi_worker *w, chi_conn *c, int status, int minor)
@@ -6881,7 +6949,7 @@ static size_t chi_process(chi_worker *w, chi_conn *c, char *buf, size_t len)
         chi_head h;
         long hl;
         int keep_alive, r;
-        if (w->out.len + chi_pending(c) > CHOPIN_MAX_PENDING || c->file_left) {
+        if (w->out.len + chi_pending(c) > CHOPIN_MAX_PENDING || (c->flags & CHI_F_FILE)) {
             c->flags |= CHI_F_BACKLOG; /* resumed once the output drains */
             break;
         }
@@ -6900,7 +6968,7 @@ static size_t chi_process(chi_worker *w, chi_conn *c, char *buf, size_t len)
         }
         if (h.body_kind != CHI_BODY_NONE && !c->early_done && (w->app->nstream || h.expect_continue)) {
             /* route and middleware decide before the body (>>uploads) */
-            r = chi_early(w, c, req, &h, (size_t)hl, n);
+            r = chi_early(w, c, req, &h, p, (size_t)hl, n);
             if (r == CHI_EARLY_ANSWERED) return len;
             if (r == CHI_EARLY_STREAM) return off; /* its head stays in c->in */
         }
@@ -6919,7 +6987,7 @@ static size_t chi_process(chi_worker *w, chi_conn *c, char *buf, size_t len)
         req->conn = &c->peer;
         req->ctx = NULL;
         chi_dispatch(w, req, keep_alive);
-        r = chi_take_file(w, c);
+        r = w->res.file ? chi_take_file(w, c) : 0;
         off += total;
         if (!keep_alive) {
             /* what follows a closing request is never answered */
@@ -6962,14 +7030,14 @@ static void chi_after_io(chi_worker *w, chi_conn *c)
 {
     unsigned ev = 0;
     int q;
-    if (chi_pending(c) == 0 && (c->flags & CHI_F_CLOSING) && !(c->flags & CHI_F_LINGER)) {
+    if (chi_pending(c) == 0 && (c->flags & CHI_F_CLOSING) && !(c->flags & (CHI_F_LINGER | CHI_F_FILE))) {
         if (!(c->flags & CHI_F_LINGER_AFTER) || (c->flags & CHI_F_PEER_EOF) || chi_os_shutdown_write(c->fd) < 0) {
             chi_close(w, c);
             return;
         }
         c->flags |= CHI_F_LINGER;
     }
-    if (chi_pending(c)) ev |= CHI_EV_WRITE;
+    if (chi_pending(c) || (c->flags & CHI_F_FILE)) ev |= CHI_EV_WRITE;
     if ((c->flags & CHI_F_LINGER) ||
         (!(c->flags & (CHI_F_CLOSING | CHI_F_BACKLOG)) && chi_pending(c) < CHOPIN_MAX_PENDING))
         ev |= CHI_EV_READ;
@@ -6982,7 +7050,7 @@ static void chi_after_io(chi_worker *w, chi_conn *c)
     }
     if (c->flags & CHI_F_LINGER)
         q = CHI_Q_LINGER;
-    else if (chi_pending(c))
+    else if (chi_pending(c) || (c->flags & CHI_F_FILE))
         q = CHI_Q_WRITE;
     else if (c->in.len)
         q = (c->want || c->chunk_active || c->stream) ? CHI_Q_BODY : CHI_Q_HEAD;
@@ -7031,11 +7099,11 @@ static void chi_flush(chi_worker *w, chi_conn *c)
             w->out.len = 0;
             if (w->out.cap > CHI_OUT_KEEP) chi_buf_free(&w->out); /* a huge answer does not stay */
         }
-        if (c->file_left && chi_out_pending(c) == 0 && chi_send_file(w, c) < 0) {
+        if ((c->flags & CHI_F_FILE) && chi_out_pending(c) == 0 && chi_send_file(w, c) < 0) {
             chi_drop(w, c);
             return;
         }
-        if (!(c->flags & CHI_F_BACKLOG) || chi_pending(c) != 0) break;
+        if (!(c->flags & CHI_F_BACKLOG) || chi_pending(c) != 0 || (c->flags & CHI_F_FILE)) break;
         c->flags &= ~(unsigned)CHI_F_BACKLOG;
         if (chi_keep_rest(c, c->in.ptr, c->in.len, chi_process(w, c, c->in.ptr, c->in.len), 0) < 0 ||
             (c->stream && chi_stream_pump(w, c) < 0)) {
@@ -7090,7 +7158,7 @@ static void chi_conn_received(chi_worker *w, chi_conn *c, long n)
         /* the client is done sending; an unfinished request is dropped, and
            answers already made still go out (a half-closed client) */
         c->flags |= CHI_F_PEER_EOF | CHI_F_CLOSING;
-        chi_stream_abort(c);
+        if (c->stream) chi_stream_abort(c);
         chi_buf_free(&c->in);
         chi_after_io(w, c);
         return;

@@ -33,3 +33,10 @@ files-memcheck: build/files-memcheck build/rest
 
 bench-files: build/files
 	bash bench/files.sh
+
+# the other backends (poll natively, kqueue over the tests' emulation)
+build/files-poll: examples/files.c chopin.h | build
+	$(CC) $(WARN) $(RELEASE) -DCHOPIN_USE_POLL $< -o $@ $(LIBS)
+
+build/files-kqueue-asan: examples/files.c chopin.h $(KQ_EMU) | build
+	$(CC) $(WARN) $(DEBUG) $(SAN) $(KQ_FLAGS) $< $(KQ)/kqueue.c -o $@ $(LIBS)

@@ -21,6 +21,10 @@ if command -v python3 >/dev/null; then
   suite "files: black-box, ASan+UBSan build" \
     bash -c 'make -s build/files-asan build/rest-asan &&
              FILES_BIG_MB=256 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 python3 tests/files_blackbox.py ./build/files-asan --rest ./build/rest-asan'
+  suite "files: black-box, poll backend, release build" \
+    bash -c 'make -s build/files-poll && FILES_BIG_MB=64 python3 tests/files_blackbox.py ./build/files-poll'
+  suite "files: black-box, kqueue backend over the epoll emulation, ASan+UBSan build" \
+    bash -c 'make -s build/files-kqueue-asan && FILES_BIG_MB=64 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 python3 tests/files_blackbox.py ./build/files-kqueue-asan'
 else
   suite "files: black-box" bash -c 'echo "python3 is missing (needed by this suite); run as root to install it"; echo "0 passed, 1 failed"'
 fi
