@@ -3119,8 +3119,10 @@ static size_t chi_etag_format(uint64_t ino, uint64_t size, int64_t mtime_ns, cha
    never matches a weak tag (If-Match, If-Range). */
 static int chi_etag_match(ch_str list, const char *etag, size_t elen, int weak)
 {
-    const char *p = list.ptr, *end = list.ptr + list.len;
-    while (p && p < end) {
+    const char *p = list.ptr, *end;
+    if (!p) return 0;
+    end = p + list.len;
+    while (p < end) {
         const char *s;
         int is_weak = 0;
         while (p < end && (*p == ' ' || *p == '\t' || *p == ',')) p++;
@@ -3228,10 +3230,11 @@ static int chi_range_num(const char **pp, const char *end, uint64_t *out)
    or 416 when the one range asked for is not satisfiable. */
 static int chi_range_parse(ch_str v, uint64_t size, uint64_t *first, uint64_t *last)
 {
-    const char *p = v.ptr, *end = v.ptr + v.len;
+    const char *p = v.ptr, *end;
     uint64_t a = 0, b = 0;
     int suffix = 0, open = 0;
     if (!p || v.len < 6 || !chi_ieq(p, "bytes=", 6)) return 0;
+    end = p + v.len;
     p += 6;
     while (p < end && (*p == ' ' || *p == '\t')) p++;
     if (p < end && *p == '-') {
@@ -3265,10 +3268,12 @@ static int chi_range_parse(ch_str v, uint64_t size, uint64_t *first, uint64_t *l
    covered by "*" with q > 0 and not listed. */
 static int chi_accepts_coding(ch_str ae, const char *coding)
 {
-    const char *p = ae.ptr, *end = ae.ptr + ae.len;
+    const char *p = ae.ptr, *end;
     size_t cl = strlen(coding);
     int star = 0;
-    while (p && p < end) {
+    if (!p) return 0;
+    end = p + ae.len;
+    while (p < end) {
         const char *name, *ne, *item_end = (const char *)memchr(p, ',', (size_t)(end - p));
         int zero = 0;
         if (!item_end) item_end = end;
@@ -3317,7 +3322,7 @@ enum {
 };
 
 #define CHI_MP_DEFAULT_PARTS 1000
-#define CHI_MP_DEFAULT_HEADER (8 * 1024)
+#define CHI_MP_DEFAULT_HEADER ((size_t)8 * 1024)
 #define CHI_MP_BOUNDARY_MAX 70
 
 struct ch_multipart {
@@ -3596,8 +3601,9 @@ CHOPIN_API int ch_multipart_finish(ch_multipart *mp)
 /* multipart/form-data; boundary=XYZ (or boundary="XYZ") */
 CHOPIN_API int ch_multipart_boundary(ch_str content_type, ch_str *boundary)
 {
-    const char *p = content_type.ptr, *end = content_type.ptr + content_type.len;
+    const char *p = content_type.ptr, *end;
     if (!p || content_type.len < 19 || !chi_ieq(p, "multipart/form-data", 19)) return -1;
+    end = p + content_type.len;
     p += 19;
     while (p < end) {
         const char *name;
@@ -4030,7 +4036,8 @@ static int chi_os_file_errno(void)
 static int chi_os_open_dir(const char *path)
 {
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    return fd < 0 ? chi_os_file_errno() : fd;
+    if (fd < 0) return chi_os_file_errno();
+    return fd;
 }
 
 #if defined(__linux__) && defined(SYS_openat2)
@@ -4053,7 +4060,8 @@ static int chi_os_open_walk(int root, const char *rel)
     if (len >= sizeof seg) return CHI_FILE_NOTFOUND;
     if (len == 0) {
         int fd = openat(root, ".", O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-        return fd < 0 ? chi_os_file_errno() : fd;
+        if (fd < 0) return chi_os_file_errno();
+        return fd;
     }
     memcpy(seg, rel, len + 1);
     for (;;) {
@@ -4200,7 +4208,8 @@ static int chi_os_create_unique(int dirfd, char *name, size_t cap)
 static int chi_os_create_named(int dirfd, const char *name)
 {
     int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
-    return fd < 0 ? chi_os_file_errno() : fd;
+    if (fd < 0) return chi_os_file_errno();
+    return fd;
 }
 
 /* Writes all of p to a file. Returns 0 or -1. */
@@ -4220,7 +4229,8 @@ static int chi_os_file_write(int fd, const char *p, size_t n)
 static int chi_os_open_file(const char *path)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    return fd < 0 ? chi_os_file_errno() : fd;
+    if (fd < 0) return chi_os_file_errno();
+    return fd;
 }
 
 #endif /* CHOPIN_NO_STATIC */
@@ -6199,7 +6209,7 @@ CHOPIN_API void ch_access_log(const ch_req *req, const ch_res *res, void *user)
 #endif
 
 #define CHI_DEFAULT_STREAM_MAX ((uint64_t)1 << 30) /* ch_route_stream's max_body 0 */
-#define CHI_SENDFILE_CHUNK (1024 * 1024)            /* per writable event: fair to the others */
+#define CHI_SENDFILE_CHUNK ((size_t)1024 * 1024)  /* per writable event: fair to the others */
 #define CHI_STATIC_PARAM "chi_path"                 /* the mount's wildcard */
 
 struct chi_mount {

@@ -29,7 +29,7 @@ files-test: build/files build/files-asan build/rest build/rest-asan build/files_
 	FILES_BIG_MB=256 ASAN_OPTIONS=detect_leaks=1 python3 tests/files_blackbox.py ./build/files-asan --rest ./build/rest-asan
 
 files-memcheck: build/files-memcheck build/rest
-	FILES_BIG_MB=16 FILES_VALGRIND=1 python3 tests/files_blackbox.py ./build/files-memcheck
+	FILES_BIG_MB=16 FILES_RSS_LIMIT_MB=1024 FILES_VALGRIND=1 python3 tests/files_blackbox.py ./build/files-memcheck --rest ./build/rest
 
 bench-files: build/files
 	bash bench/files.sh
