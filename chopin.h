@@ -2808,7 +2808,7 @@ static int chi_dot_segment(const char *p, size_t len); /* >>paths */
    percent-encoded): such a path does not match the route, so a handler
    that joins a parameter to a directory never sees one. Values without a
    '.' or a '%' (most of them) are cleared by one short scan. */
-static int chi_param_ok(const char *p, size_t len)
+static inline int chi_param_ok(const char *p, size_t len)
 {
     size_t i;
     for (i = 0; i < len; i++)
@@ -6162,7 +6162,7 @@ static int chi_res_set_ctype(ch_res *res, const char *v, size_t n)
 }
 
 /* Appends "name: value\r\n" as it is: for bytes already known to be valid. */
-static int chi_res_put_header(ch_res *res, const char *name, size_t nlen, const char *value, size_t vlen)
+static inline int chi_res_put_header(ch_res *res, const char *name, size_t nlen, const char *value, size_t vlen)
 {
     char *p;
     if (chi_buf_reserve(&res->headers, nlen + vlen + 4) < 0) return -1;
@@ -6529,7 +6529,7 @@ static void chi_res_finish(chi_worker *w, ch_req *req, int keep_alive) { chi_res
    answered here), the route's group middleware, then the handler; the
    response is written when the chain ends. After-hooks see both kinds. */
 
-static int chi_run_group_mw(ch_group *g, ch_req *req, ch_res *res)
+static inline int chi_run_group_mw(ch_group *g, ch_req *req, ch_res *res)
 {
     int i;
     if (g->parent && chi_run_group_mw(g->parent, req, res) == CH_DONE) return CH_DONE;
@@ -7133,6 +7133,17 @@ static const chi_route *chi_route_peek(chi_worker *w, ch_req *req)
     return node && node->routes[req->method].handler ? &node->routes[req->method] : NULL;
 }
 
+/* chi_run_group_mw's walk, for the early check: a second caller of that
+   one would cost its inlining on every routed request. */
+CHI_COLD static int chi_early_group_mw(ch_group *g, ch_req *req, ch_res *res)
+{
+    int i;
+    if (g->parent && chi_early_group_mw(g->parent, req, res) == CH_DONE) return CH_DONE;
+    for (i = 0; i < g->nmw; i++)
+        if (g->mw[i].fn(req, res, g->mw[i].user) == CH_DONE) return CH_DONE;
+    return CH_NEXT;
+}
+
 /* The middleware chain and the route, as chi_route_request runs them, but
    without the handler. Returns CH_DONE with w->res filled when the request
    is answered before its body (a refusal, 404, 405, 501). */
@@ -7160,9 +7171,18 @@ CHI_COLD static int chi_early_route(chi_worker *w, ch_req *req, const chi_route 
         }
         return CH_DONE;
     }
-    if ((*route)->group && chi_run_group_mw((*route)->group, req, res) == CH_DONE) return CH_DONE;
+    if ((*route)->group && chi_early_group_mw((*route)->group, req, res) == CH_DONE) return CH_DONE;
     req->user = (*route)->user;
     return CH_NEXT;
+}
+
+/* Lays out w->res for >>uploads. The call goes through a pointer the
+   compiler cannot see through (a local volatile), so chi_res_write keeps
+   the two direct callers it is inlined into on the request path. */
+CHI_COLD static void chi_upload_finish(chi_worker *w, ch_req *req, int keep_alive)
+{
+    void (*volatile write_fn)(chi_worker *, ch_res *, ch_req *, int) = chi_res_write;
+    write_fn(w, &w->res, req, keep_alive);
 }
 
 /* An answer before the body: the body is never read, so the connection
@@ -7173,7 +7193,7 @@ static int chi_early_answer(chi_worker *w, chi_conn *c, ch_req *req, size_t out_
         chi_res_reset(&w->res);
         ch_res_error(&w->res, status);
     }
-    chi_res_finish(w, req, 0);
+    chi_upload_finish(w, req, 0);
     if (w->app->nafter) chi_run_after(w, req, out_before);
     c->flags |= CHI_F_CLOSING | CHI_F_LINGER_AFTER;
     return CHI_EARLY_ANSWERED;
@@ -7308,7 +7328,7 @@ static void chi_stream_end(chi_worker *w, chi_conn *c, int status)
     if (w->app->nafter) w->res.start_ns = chi_os_now_ns();
     if (status) ch_res_error(&w->res, status);
     s->on_end(req, &w->res, status, s->state);
-    chi_res_finish(w, req, keep_alive);
+    chi_upload_finish(w, req, keep_alive);
     if (w->app->nafter) chi_run_after(w, req, out_before);
     chi_stream_free(c);
     c->continue_sent = 0;
