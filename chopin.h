@@ -111,6 +111,7 @@
        CHOPIN_NO_AUTH          compile out the bearer-token middleware
        CHOPIN_NO_ACCESS_LOG    compile out the access log after-hook
        CHOPIN_NO_TIMING        compile out the Server-Timing middleware
+       CHOPIN_NO_WEBSOCKET     compile out WebSocket (and SHA-1, base64)
        CHOPIN_CORE_ONLY        compile only layer 1, the core (parser, JSON,
                                router...): no system call, no server; for
                                tests, fuzzing and reuse
@@ -142,6 +143,10 @@
      >>responses     reason phrases and the one writer of every response head
      >>routes        FastRoute records and the router's segment tree
      >>request       header, parameter, query and cookie lookups
+     >>sha1          SHA-1, for the WebSocket handshake only
+     >>base64        base64 encoding and strict decoding
+     >>websocket frames  RFC 6455 over bytes: handshake checks, the frame
+                     parser, UTF-8 validation, close codes, the frame writer
    Layer 2, the OS seam: all that asks the kernel
      >>os            backend choice, clock, sockets, listen, accept, threads
      >>os epoll      the poll set, waker, ticker and signals on Linux
@@ -2241,6 +2246,7 @@ static const char *chi_reason(int status)
     case 415: return "Unsupported Media Type";
     case 417: return "Expectation Failed";
     case 422: return "Unprocessable Content";
+    case 426: return "Upgrade Required";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
@@ -2723,6 +2729,692 @@ CHOPIN_API ch_str ch_req_param(const ch_req *req, const char *name)
         if (ch_str_eq(req->params[i].name, name)) return req->params[i].value;
     return chi_str(NULL, 0);
 }
+
+#ifndef CHOPIN_NO_WEBSOCKET
+/* The WebSocket pieces of the core are also built alone (unit tests,
+   fuzzing, CHOPIN_CORE_ONLY), where nothing in the server calls them: no
+   warning for that. */
+#if defined(__GNUC__) || defined(__clang__)
+#define CHI_WS_FN static __attribute__((unused))
+#else
+#define CHI_WS_FN static
+#endif
+
+/* >>sha1 --------------------------------------------------------------------
+   SHA-1 (RFC 3174), only for the WebSocket handshake: Sec-WebSocket-Accept
+   is base64(SHA-1(key + a fixed GUID)). SHA-1 is broken for signatures, but
+   the handshake only uses it to prove the server read the key. Blocks of 64
+   bytes are compressed as they fill; the last one carries the bit length. */
+
+typedef struct chi_sha1 {
+    uint32_t h[5];
+    uint64_t bytes;              /* message length so far */
+    unsigned char block[64];
+    size_t fill;                 /* bytes waiting in block */
+} chi_sha1;
+
+static uint32_t chi_rol32(uint32_t x, unsigned n) { return (x << n) | (x >> (32 - n)); }
+
+static void chi_sha1_compress(uint32_t h[5], const unsigned char *p)
+{
+    uint32_t w[80], a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f, k, t;
+    int i;
+    for (i = 0; i < 16; i++)
+        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+    for (i = 16; i < 80; i++) w[i] = chi_rol32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    for (i = 0; i < 80; i++) {
+        if (i < 20) {
+            f = (b & c) | (~b & d);
+            k = 0x5A827999u;
+        } else if (i < 40) {
+            f = b ^ c ^ d;
+            k = 0x6ED9EBA1u;
+        } else if (i < 60) {
+            f = (b & c) | (b & d) | (c & d);
+            k = 0x8F1BBCDCu;
+        } else {
+            f = b ^ c ^ d;
+            k = 0xCA62C1D6u;
+        }
+        t = chi_rol32(a, 5) + f + e + k + w[i];
+        e = d;
+        d = c;
+        c = chi_rol32(b, 30);
+        b = a;
+        a = t;
+    }
+    h[0] += a;
+    h[1] += b;
+    h[2] += c;
+    h[3] += d;
+    h[4] += e;
+}
+
+CHI_WS_FN void chi_sha1_init(chi_sha1 *s)
+{
+    s->h[0] = 0x67452301u;
+    s->h[1] = 0xEFCDAB89u;
+    s->h[2] = 0x98BADCFEu;
+    s->h[3] = 0x10325476u;
+    s->h[4] = 0xC3D2E1F0u;
+    s->bytes = 0;
+    s->fill = 0;
+}
+
+CHI_WS_FN void chi_sha1_update(chi_sha1 *s, const void *data, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)data;
+    s->bytes += n;
+    while (n) {
+        size_t k = 64 - s->fill < n ? 64 - s->fill : n;
+        memcpy(s->block + s->fill, p, k);
+        s->fill += k;
+        p += k;
+        n -= k;
+        if (s->fill == 64) {
+            chi_sha1_compress(s->h, s->block);
+            s->fill = 0;
+        }
+    }
+}
+
+/* Pads with 0x80, zeros and the length in bits (big-endian), then gives the
+   20-byte digest. */
+CHI_WS_FN void chi_sha1_final(chi_sha1 *s, unsigned char out[20])
+{
+    uint64_t bits = s->bytes * 8;
+    int i;
+    s->block[s->fill++] = 0x80;
+    if (s->fill > 56) {
+        memset(s->block + s->fill, 0, 64 - s->fill);
+        chi_sha1_compress(s->h, s->block);
+        s->fill = 0;
+    }
+    memset(s->block + s->fill, 0, 56 - s->fill);
+    for (i = 0; i < 8; i++) s->block[56 + i] = (unsigned char)(bits >> (56 - 8 * i));
+    chi_sha1_compress(s->h, s->block);
+    for (i = 0; i < 20; i++) out[i] = (unsigned char)(s->h[i / 4] >> (24 - 8 * (i % 4)));
+}
+
+/* >>base64 ------------------------------------------------------------------
+   Base64 with padding (RFC 4648 section 4): encoding for Sec-WebSocket-Accept,
+   strict decoding to check that a Sec-WebSocket-Key is 16 bytes. The decoder
+   takes only the canonical form: padding where due, unused bits zero. */
+
+static const char chi_b64_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* Writes 4 * ceil(n / 3) characters (no NUL); returns that length. */
+CHI_WS_FN size_t chi_base64_encode(const unsigned char *in, size_t n, char *out)
+{
+    size_t i, o = 0;
+    for (i = 0; i + 3 <= n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+        out[o++] = chi_b64_alphabet[v >> 18];
+        out[o++] = chi_b64_alphabet[(v >> 12) & 63];
+        out[o++] = chi_b64_alphabet[(v >> 6) & 63];
+        out[o++] = chi_b64_alphabet[v & 63];
+    }
+    if (n - i == 1) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        out[o++] = chi_b64_alphabet[v >> 18];
+        out[o++] = chi_b64_alphabet[(v >> 12) & 63];
+        out[o++] = '=';
+        out[o++] = '=';
+    } else if (n - i == 2) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
+        out[o++] = chi_b64_alphabet[v >> 18];
+        out[o++] = chi_b64_alphabet[(v >> 12) & 63];
+        out[o++] = chi_b64_alphabet[(v >> 6) & 63];
+        out[o++] = '=';
+    }
+    return o;
+}
+
+static int chi_b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+}
+
+/* Decodes in[0, n) into out (cap bytes). Returns the decoded length, or -1
+   for anything but canonical padded base64 or when out is too small. */
+CHI_WS_FN long chi_base64_decode(const char *in, size_t n, unsigned char *out, size_t cap)
+{
+    size_t i, o = 0;
+    if (n % 4) return -1;
+    for (i = 0; i < n; i += 4) {
+        int v[4], k, pad = 0;
+        uint32_t x;
+        for (k = 0; k < 4; k++) {
+            unsigned char c = (unsigned char)in[i + (size_t)k];
+            if (c == '=' && i + 4 == n && k >= 2) {
+                v[k] = 0;
+                pad++;
+                continue;
+            }
+            if (pad) return -1; /* "A=A=": data after padding */
+            v[k] = chi_b64_value(c);
+            if (v[k] < 0) return -1;
+        }
+        x = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
+        if ((pad == 1 && (x & 0xFF)) || (pad == 2 && (x & 0xFFFF))) return -1; /* bits left over */
+        if (cap - o < (size_t)(3 - pad)) return -1;
+        out[o++] = (unsigned char)(x >> 16);
+        if (pad < 2) out[o++] = (unsigned char)(x >> 8);
+        if (pad < 1) out[o++] = (unsigned char)x;
+    }
+    return (long)o;
+}
+
+/* >>websocket frames ----------------------------------------------------------
+   RFC 6455 over bytes: the opening handshake's checks and its accept key, an
+   incremental frame parser, an incremental UTF-8 validator, close codes and
+   the server's frame writer. The server (>>websocket) does the I/O.
+
+   The parser is fed whatever the socket gave and returns one event at a
+   time: a piece of message payload (unmasked in place, in the caller's
+   buffer: no copy), the end of a message, a whole control frame (ping, pong,
+   close: at most 125 bytes, kept in the parser since they may arrive split),
+   or an error with the close code to answer it. It refuses, as soon as the
+   offending byte arrives:
+     1002  unmasked client frames, reserved bits (no extension is ever
+           negotiated), unknown opcodes, control frames fragmented or over
+           125 bytes, a continuation with no message or a new message inside
+           one, a length not in its shortest form or with the top bit set, a
+           close frame with a 1-byte payload or a code that may not be sent
+     1007  text (or a close reason) that is not UTF-8: checked piece by
+           piece across frames, so it fails on the first bad byte
+     1009  a message that would grow over the limit: refused from the frame
+           head, before its payload is read. */
+
+enum {
+    CHI_WS_CONT = 0x0,
+    CHI_WS_TEXT = 0x1,
+    CHI_WS_BINARY = 0x2,
+    CHI_WS_CLOSE = 0x8,
+    CHI_WS_PING = 0x9,
+    CHI_WS_PONG = 0xA
+};
+
+/* Close codes (RFC 6455 7.4.1) the server uses. */
+#define CHI_WS_NORMAL 1000
+#define CHI_WS_GOING_AWAY 1001
+#define CHI_WS_PROTOCOL_ERROR 1002
+#define CHI_WS_NO_STATUS 1005      /* a close frame without a code: never sent */
+#define CHI_WS_INVALID_DATA 1007
+#define CHI_WS_TOO_BIG 1009
+#define CHI_WS_INTERNAL 1011
+#define CHI_WS_MAX_CONTROL 125     /* control frame payload */
+#define CHI_WS_MAX_HEAD 14         /* 2 + 8 (length) + 4 (mask) */
+#define CHI_WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#define CHI_WS_ACCEPT_LEN 28       /* base64 of a 20-byte digest */
+
+/* -- UTF-8, incrementally -- */
+
+/* Where a validator stands between two pieces: the continuation bytes still
+   due and the range the next one must fall in (narrower than 80..BF right
+   after E0, ED, F0 and F4: overlongs, surrogates, above U+10FFFF). */
+typedef struct chi_utf8 {
+    unsigned char need;
+    unsigned char lo, hi;
+} chi_utf8;
+
+CHI_WS_FN void chi_utf8_init(chi_utf8 *u)
+{
+    u->need = 0;
+    u->lo = 0x80;
+    u->hi = 0xBF;
+}
+
+/* The first byte of a sequence: sets what must follow; -1 if it cannot
+   start one (RFC 3629 section 4). */
+static int chi_utf8_lead(chi_utf8 *u, unsigned c)
+{
+    u->lo = 0x80;
+    u->hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) u->need = 1;
+    else if (c >= 0xE0 && c <= 0xEF) u->need = 2;
+    else if (c >= 0xF0 && c <= 0xF4) u->need = 3;
+    else return -1;
+    if (c == 0xE0) u->lo = 0xA0;      /* overlong */
+    else if (c == 0xED) u->hi = 0x9F; /* UTF-16 surrogates */
+    else if (c == 0xF0) u->lo = 0x90; /* overlong */
+    else if (c == 0xF4) u->hi = 0x8F; /* above U+10FFFF */
+    return 0;
+}
+
+/* Feeds n more bytes. Returns 0 while everything so far can begin valid
+   UTF-8, -1 from the first byte that cannot. Runs of ASCII go 8 bytes at a
+   time. */
+CHI_WS_FN int chi_utf8_feed(chi_utf8 *u, const unsigned char *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = p[i];
+        if (u->need) {
+            if (c < u->lo || c > u->hi) return -1;
+            u->need--;
+            u->lo = 0x80;
+            u->hi = 0xBF;
+            i++;
+        } else if (c < 0x80) {
+            i++;
+            while (n - i >= 8 && !(chi_load8((const char *)p + i) & 0x8080808080808080ull)) i += 8;
+        } else {
+            if (chi_utf8_lead(u, c) < 0) return -1;
+            i++;
+        }
+    }
+    return 0;
+}
+
+/* A whole text ends here: no sequence may be left open. */
+CHI_WS_FN int chi_utf8_done(const chi_utf8 *u) { return u->need == 0; }
+
+/* -- close codes -- */
+
+/* May this code appear in a close frame (RFC 6455 7.4.1, 7.4.2 and the IANA
+   registry)? 1004-1006 and 1015 are reserved, 1016-2999 unassigned; 3000-4999
+   belong to libraries and applications. */
+CHI_WS_FN int chi_ws_close_code_ok(int code)
+{
+    if (code >= 3000 && code <= 4999) return 1;
+    return code >= 1000 && code <= 1014 && code != 1004 && code != 1005 && code != 1006;
+}
+
+/* A close frame's payload: the code (big-endian) and the reason, cut to fit
+   125 bytes at a character boundary. Returns the payload length. */
+CHI_WS_FN size_t chi_ws_close_payload(unsigned char out[CHI_WS_MAX_CONTROL], int code, const char *reason, size_t len)
+{
+    if (len > CHI_WS_MAX_CONTROL - 2) {
+        len = CHI_WS_MAX_CONTROL - 2;
+        while (len > 0 && ((unsigned char)reason[len] & 0xC0) == 0x80) len--; /* not mid-character */
+    }
+    out[0] = (unsigned char)(code >> 8);
+    out[1] = (unsigned char)code;
+    if (len) memcpy(out + 2, reason, len);
+    return 2 + len;
+}
+
+/* -- the frame writer -- */
+
+/* The head of a server frame (never masked, RFC 6455 5.1) into out (up to
+   10 bytes), length in its shortest form. Returns the head's length. */
+CHI_WS_FN size_t chi_ws_head_put(unsigned char *out, unsigned opcode, int fin, uint64_t len)
+{
+    int i;
+    out[0] = (unsigned char)((fin ? 0x80 : 0) | (opcode & 0x0F));
+    if (len < 126) {
+        out[1] = (unsigned char)len;
+        return 2;
+    }
+    if (len <= 0xFFFF) {
+        out[1] = 126;
+        out[2] = (unsigned char)(len >> 8);
+        out[3] = (unsigned char)len;
+        return 4;
+    }
+    out[1] = 127;
+    for (i = 0; i < 8; i++) out[2 + i] = (unsigned char)(len >> (56 - 8 * i));
+    return 10;
+}
+
+/* A whole frame (head and payload) appended to b: how a message is framed
+   once and then queued to many connections. Returns 0 or -1 (memory). */
+CHI_WS_FN int chi_ws_frame_append(chi_buf *b, unsigned opcode, const void *data, size_t len)
+{
+    unsigned char head[10];
+    size_t hl = chi_ws_head_put(head, opcode, 1, len);
+    if (chi_buf_reserve(b, hl + len) < 0) return -1;
+    chi_buf_append(b, head, hl);
+    chi_buf_append(b, data, len);
+    return 0;
+}
+
+/* -- the parser -- */
+
+enum {
+    CHI_WS_EV_NONE,    /* every byte given was used: feed more */
+    CHI_WS_EV_DATA,    /* data, len: a piece of the current message */
+    CHI_WS_EV_MESSAGE, /* the current message is whole (opcode: text or binary) */
+    CHI_WS_EV_PING,    /* data, len: the ping's payload (answer with a pong) */
+    CHI_WS_EV_PONG,
+    CHI_WS_EV_CLOSE,   /* code (CHI_WS_NO_STATUS when none), data, len: the reason */
+    CHI_WS_EV_ERROR    /* code: close the connection with it */
+};
+
+typedef struct chi_ws_event {
+    int kind;
+    int opcode;          /* DATA and MESSAGE: CHI_WS_TEXT or CHI_WS_BINARY */
+    unsigned char *data;
+    size_t len;
+    int code;
+} chi_ws_event;
+
+enum { CHI_WSP_HEAD, CHI_WSP_PAYLOAD, CHI_WSP_END };
+
+typedef struct chi_ws_parser {
+    uint64_t max_message;   /* a message over it: 1009 */
+    int state;
+    unsigned char head[CHI_WS_MAX_HEAD];
+    unsigned head_len;      /* head bytes received */
+    unsigned head_need;     /* the head's length (2 until its second byte) */
+    unsigned opcode;
+    int fin;
+    uint64_t left;          /* payload bytes of this frame not yet received */
+    unsigned char mask[4];
+    unsigned mask_at;       /* payload offset mod 4 */
+    int msg;                /* opcode of the message in progress, 0: none */
+    uint64_t msg_len;       /* its bytes so far, frame heads' lengths summed */
+    chi_utf8 utf8;          /* its text so far */
+    unsigned char ctl[CHI_WS_MAX_CONTROL];
+    unsigned ctl_len;
+    int failed;             /* the close code of an error already reported */
+} chi_ws_parser;
+
+CHI_WS_FN void chi_ws_parser_init(chi_ws_parser *ps, uint64_t max_message)
+{
+    memset(ps, 0, sizeof *ps);
+    ps->max_message = max_message;
+    ps->head_need = 2;
+    chi_utf8_init(&ps->utf8);
+}
+
+static int chi_ws_is_control(unsigned opcode) { return (opcode & 0x8) != 0; }
+
+/* XORs the payload with the client's key in place, 8 bytes at a time where
+   it can; *at is the payload offset mod 4, kept across calls. */
+static void chi_ws_unmask(unsigned char *p, size_t n, const unsigned char mask[4], unsigned *at)
+{
+    size_t i = 0;
+    unsigned a = *at;
+    if (n >= 16) {
+        unsigned char m8[8];
+        uint64_t m, w;
+        int k;
+        for (k = 0; k < 8; k++) m8[k] = mask[(a + (unsigned)k) & 3];
+        memcpy(&m, m8, 8);
+        for (; n - i >= 8; i += 8) { /* 8 is a multiple of 4: the phase holds */
+            memcpy(&w, p + i, 8);
+            w ^= m;
+            memcpy(p + i, &w, 8);
+        }
+    }
+    for (; i < n; i++) p[i] ^= mask[(a + i) & 3];
+    *at = (unsigned)((a + n) & 3);
+}
+
+static int chi_ws_fail(chi_ws_parser *ps, chi_ws_event *ev, int code)
+{
+    ps->failed = code;
+    ev->kind = CHI_WS_EV_ERROR;
+    ev->code = code;
+    return code;
+}
+
+/* The first two bytes decide most things (RFC 6455 5.2, 5.4, 5.5): checked
+   before the rest of the head arrives. Returns 0 or a close code; sets how
+   long the head is. */
+static int chi_ws_check_start(chi_ws_parser *ps)
+{
+    unsigned b0 = ps->head[0], b1 = ps->head[1], op = b0 & 0x0F, len7 = b1 & 0x7F;
+    if (b0 & 0x70) return CHI_WS_PROTOCOL_ERROR; /* RSV1-3: no extension negotiated */
+    if (op != CHI_WS_CONT && op != CHI_WS_TEXT && op != CHI_WS_BINARY && op != CHI_WS_CLOSE && op != CHI_WS_PING &&
+        op != CHI_WS_PONG)
+        return CHI_WS_PROTOCOL_ERROR;
+    if (!(b1 & 0x80)) return CHI_WS_PROTOCOL_ERROR; /* clients must mask (5.1) */
+    if (chi_ws_is_control(op)) {
+        if (!(b0 & 0x80) || len7 > CHI_WS_MAX_CONTROL) return CHI_WS_PROTOCOL_ERROR;
+    } else if (op == CHI_WS_CONT) {
+        if (!ps->msg) return CHI_WS_PROTOCOL_ERROR; /* nothing to continue */
+    } else if (ps->msg) {
+        return CHI_WS_PROTOCOL_ERROR; /* a new message inside a fragmented one */
+    }
+    ps->head_need = 2 + (len7 == 126 ? 2u : len7 == 127 ? 8u : 0u) + 4;
+    return 0;
+}
+
+/* The whole head is in: the length (shortest form, top bit clear), the
+   message limit, the mask. Returns 0 or a close code. */
+static int chi_ws_begin_frame(chi_ws_parser *ps)
+{
+    const unsigned char *h = ps->head;
+    unsigned len7 = h[1] & 0x7F, at = 2, i;
+    uint64_t len = len7;
+    ps->opcode = h[0] & 0x0F;
+    ps->fin = (h[0] & 0x80) != 0;
+    if (len7 == 126) {
+        len = (uint64_t)h[2] << 8 | h[3];
+        if (len < 126) return CHI_WS_PROTOCOL_ERROR;
+        at = 4;
+    } else if (len7 == 127) {
+        for (len = 0, i = 0; i < 8; i++) len = len << 8 | h[2 + i];
+        if (len >> 63 || len <= 0xFFFF) return CHI_WS_PROTOCOL_ERROR;
+        at = 10;
+    }
+    memcpy(ps->mask, h + at, 4);
+    ps->mask_at = 0;
+    ps->left = len;
+    if (chi_ws_is_control(ps->opcode)) {
+        ps->ctl_len = 0;
+        return 0;
+    }
+    if (ps->opcode != CHI_WS_CONT) {
+        ps->msg = (int)ps->opcode;
+        ps->msg_len = 0;
+        chi_utf8_init(&ps->utf8);
+    }
+    if (len > ps->max_message - ps->msg_len) return CHI_WS_TOO_BIG;
+    ps->msg_len += len;
+    return 0;
+}
+
+/* A control frame is whole: its event. A close frame's code and reason are
+   checked here (5.5.1, 7.4). */
+static void chi_ws_control_event(chi_ws_parser *ps, chi_ws_event *ev)
+{
+    ev->data = ps->ctl;
+    ev->len = ps->ctl_len;
+    if (ps->opcode == CHI_WS_PING) {
+        ev->kind = CHI_WS_EV_PING;
+    } else if (ps->opcode == CHI_WS_PONG) {
+        ev->kind = CHI_WS_EV_PONG;
+    } else if (ps->ctl_len == 0) {
+        ev->kind = CHI_WS_EV_CLOSE;
+        ev->code = CHI_WS_NO_STATUS;
+    } else {
+        chi_utf8 u;
+        int code = ps->ctl_len >= 2 ? ps->ctl[0] << 8 | ps->ctl[1] : 0;
+        chi_utf8_init(&u);
+        if (ps->ctl_len == 1 || !chi_ws_close_code_ok(code)) {
+            chi_ws_fail(ps, ev, CHI_WS_PROTOCOL_ERROR);
+            return;
+        }
+        if (chi_utf8_feed(&u, ps->ctl + 2, ps->ctl_len - 2) < 0 || !chi_utf8_done(&u)) {
+            chi_ws_fail(ps, ev, CHI_WS_INVALID_DATA);
+            return;
+        }
+        ev->kind = CHI_WS_EV_CLOSE;
+        ev->code = code;
+        ev->data = ps->ctl + 2;
+        ev->len = ps->ctl_len - 2;
+    }
+}
+
+/* Collects head bytes from p; returns how many it took, and 0 or a close
+   code in *err. */
+static size_t chi_ws_read_head(chi_ws_parser *ps, const unsigned char *p, size_t n, int *err)
+{
+    size_t used = 0;
+    *err = 0;
+    while (ps->head_len < ps->head_need && used < n) {
+        ps->head[ps->head_len++] = p[used++];
+        if (ps->head_len == 2 && (*err = chi_ws_check_start(ps)) != 0) return used;
+    }
+    if (ps->head_len == ps->head_need && ps->head_len > 2) {
+        *err = chi_ws_begin_frame(ps);
+        if (!*err) ps->state = CHI_WSP_PAYLOAD;
+    }
+    return used;
+}
+
+/* Unmasks the payload bytes in p[0, k) and reports them. */
+static void chi_ws_read_payload(chi_ws_parser *ps, unsigned char *p, size_t k, chi_ws_event *ev)
+{
+    chi_ws_unmask(p, k, ps->mask, &ps->mask_at);
+    ps->left -= k;
+    if (ps->left == 0) ps->state = CHI_WSP_END;
+    if (chi_ws_is_control(ps->opcode)) {
+        memcpy(ps->ctl + ps->ctl_len, p, k);
+        ps->ctl_len += (unsigned)k;
+        return;
+    }
+    if (ps->msg == CHI_WS_TEXT && chi_utf8_feed(&ps->utf8, p, k) < 0) {
+        chi_ws_fail(ps, ev, CHI_WS_INVALID_DATA);
+        return;
+    }
+    ev->kind = CHI_WS_EV_DATA;
+    ev->opcode = ps->msg;
+    ev->data = p;
+    ev->len = k;
+}
+
+/* A frame's payload is all in: what it completes, if anything. */
+static void chi_ws_end_frame(chi_ws_parser *ps, chi_ws_event *ev)
+{
+    ps->state = CHI_WSP_HEAD;
+    ps->head_len = 0;
+    ps->head_need = 2;
+    if (chi_ws_is_control(ps->opcode)) {
+        chi_ws_control_event(ps, ev);
+        return;
+    }
+    if (!ps->fin) return;
+    if (ps->msg == CHI_WS_TEXT && !chi_utf8_done(&ps->utf8)) {
+        chi_ws_fail(ps, ev, CHI_WS_INVALID_DATA);
+        return;
+    }
+    ev->kind = CHI_WS_EV_MESSAGE;
+    ev->opcode = ps->msg;
+    ps->msg = 0;
+}
+
+/* Reads from p[0, n) until one event. Returns the bytes used; the caller
+   calls again with the rest until the event is CHI_WS_EV_NONE (all used)
+   or CHI_WS_EV_ERROR (stop reading: nothing more is accepted). Payload
+   bytes are unmasked in place. */
+CHI_WS_FN size_t chi_ws_parse(chi_ws_parser *ps, unsigned char *p, size_t n, chi_ws_event *ev)
+{
+    size_t used = 0;
+    memset(ev, 0, sizeof *ev);
+    if (ps->failed) {
+        ev->kind = CHI_WS_EV_ERROR;
+        ev->code = ps->failed;
+        return 0;
+    }
+    for (;;) {
+        if (ps->state == CHI_WSP_HEAD) {
+            int err;
+            used += chi_ws_read_head(ps, p + used, n - used, &err);
+            if (err) {
+                chi_ws_fail(ps, ev, err);
+                return used;
+            }
+            if (ps->state == CHI_WSP_HEAD) return used; /* head incomplete, all used */
+            if (ps->left == 0) ps->state = CHI_WSP_END;
+        }
+        if (ps->state == CHI_WSP_PAYLOAD) {
+            size_t k = n - used;
+            if (k == 0) return used;
+            if (k > ps->left) k = (size_t)ps->left;
+            chi_ws_read_payload(ps, p + used, k, ev);
+            used += k;
+            if (ev->kind != CHI_WS_EV_NONE) return used;
+        }
+        if (ps->state == CHI_WSP_END) {
+            chi_ws_end_frame(ps, ev);
+            if (ev->kind != CHI_WS_EV_NONE) return used;
+        }
+    }
+}
+
+/* -- the opening handshake (RFC 6455 4.2) -- */
+
+/* The next element of a comma-separated list (RFC 9110 5.6.1), spaces
+   trimmed, empty elements skipped. Returns 1, or 0 at the end. */
+CHI_WS_FN int chi_list_next(ch_str *rest, ch_str *item)
+{
+    while (rest->len) {
+        const char *p = rest->ptr, *comma = (const char *)memchr(p, ',', rest->len);
+        size_t n = comma ? (size_t)(comma - p) : rest->len;
+        rest->ptr += comma ? n + 1 : n;
+        rest->len -= comma ? n + 1 : n;
+        while (n && (*p == ' ' || *p == '\t')) p++, n--;
+        while (n && (p[n - 1] == ' ' || p[n - 1] == '\t')) n--;
+        if (n) {
+            *item = chi_str(p, n);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Does the list hold this token (any case)? `lower` is lower-case. */
+CHI_WS_FN int chi_list_has(ch_str list, const char *lower)
+{
+    size_t n = strlen(lower);
+    ch_str item;
+    while (chi_list_next(&list, &item))
+        if (item.len == n && chi_ieq(item.ptr, lower, n)) return 1;
+    return 0;
+}
+
+/* How many header lines have this name (lower-case)? */
+static int chi_header_count(const ch_req *req, const char *lower)
+{
+    size_t n = strlen(lower);
+    int i, count = 0;
+    for (i = 0; i < req->header_count; i++)
+        if (req->headers[i].name.len == n && chi_ieq(req->headers[i].name.ptr, lower, n)) count++;
+    return count;
+}
+
+/* Is this request a WebSocket opening handshake we accept (4.2.1)? Returns
+   0 with the key in *key, 426 when it does not ask for WebSocket or asks for
+   a version other than 13 (answer with Sec-WebSocket-Version: 13), or 400
+   when it asks but is malformed (not GET over HTTP/1.1, no Connection:
+   upgrade, a key that is not 16 bytes in base64, a repeated key). */
+CHI_WS_FN int chi_ws_check_request(const ch_req *req, ch_str *key)
+{
+    ch_str version = ch_req_header(req, "sec-websocket-version");
+    ch_str k = ch_req_header(req, "sec-websocket-key");
+    unsigned char raw[18];
+    if (!chi_list_has(ch_req_common(req, CH_H_UPGRADE), "websocket")) return 426;
+    if (req->method != CH_GET || req->version_minor < 1) return 400;
+    if (!chi_list_has(ch_req_common(req, CH_H_CONNECTION), "upgrade")) return 400;
+    if (chi_header_count(req, "sec-websocket-version") != 1 || !ch_str_eq(version, "13")) return 426;
+    if (chi_header_count(req, "sec-websocket-key") != 1) return 400;
+    if (chi_base64_decode(k.ptr, k.len, raw, sizeof raw) != 16) return 400;
+    *key = k;
+    return 0;
+}
+
+/* Sec-WebSocket-Accept for a key: base64(SHA-1(key + GUID)), 28 bytes. */
+CHI_WS_FN void chi_ws_accept(ch_str key, char out[CHI_WS_ACCEPT_LEN])
+{
+    chi_sha1 s;
+    unsigned char digest[20];
+    chi_sha1_init(&s);
+    chi_sha1_update(&s, key.ptr, key.len);
+    chi_sha1_update(&s, CHI_WS_GUID, sizeof CHI_WS_GUID - 1);
+    chi_sha1_final(&s, digest);
+    chi_base64_encode(digest, sizeof digest, out);
+}
+#endif /* CHOPIN_NO_WEBSOCKET */
 
 #ifndef CHOPIN_CORE_ONLY
 /* >>os ------------------------------------------------------------------------
