@@ -8,3 +8,10 @@ build/ws_unit: tests/ws/unit_ws.c tests/ws/ws_frames.h chopin.h | build
 .PHONY: ws-unit
 ws-unit: build/ws_unit
 	./build/ws_unit
+
+build/ws_blackbox: tests/ws/ws_blackbox.c | build
+	$(CC) $(WARN) -D_GNU_SOURCE -O1 -g $< -o $@ $(LIBS)
+
+# The Node.js `ws` package, installed under build/ by the test scripts.
+build/node/node_modules/ws/package.json:
+	@bash tests/ws/need-node-ws.sh build/node
