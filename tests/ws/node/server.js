@@ -9,6 +9,24 @@
 const http = require('http');
 const { WebSocketServer } = require('ws');
 
+const fs = require('fs');
+const path = require('path');
+
+// GET /: the very page examples/chat.c serves, read from its C string
+// (between "/* page begin */" and "/* page end */").
+function chatPage() {
+  const file = process.env.CHAT_SOURCE || path.join(__dirname, '../../../examples/chat.c');
+  try {
+    const src = fs.readFileSync(file, 'utf8');
+    const part = src.slice(src.indexOf('/* page begin */'), src.indexOf('/* page end */'));
+    let html = '';
+    for (const m of part.matchAll(/"((?:[^"\\]|\\.)*)"/g)) html += JSON.parse('"' + m[1].replace(/\\'/g, "'") + '"');
+    return html;
+  } catch (e) {
+    return '<!doctype html><p>examples/chat.c not found</p>';
+  }
+}
+
 const rooms = new Map(); // room -> Set of sockets
 const echo = new WebSocketServer({ noServer: true, maxPayload: 16 << 20, perMessageDeflate: false });
 const chat = new WebSocketServer({ noServer: true, maxPayload: 1 << 20, perMessageDeflate: false });
@@ -45,6 +63,11 @@ const server = http.createServer((req, res) => {
       res.writeHead(204);
       res.end();
     });
+    return;
+  }
+  if (req.method === 'GET' && (req.url === '/' || req.url.startsWith('/?'))) {
+    res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
+    res.end(chatPage());
     return;
   }
   res.writeHead(404, { 'Content-Type': 'text/plain' });
