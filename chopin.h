@@ -3148,7 +3148,7 @@ static void chi_ws_unmask(unsigned char *p, size_t n, const unsigned char mask[4
     *at = (unsigned)((a + n) & 3);
 }
 
-static int chi_ws_fail(chi_ws_parser *ps, chi_ws_event *ev, int code)
+static int chi_ws_parse_fail(chi_ws_parser *ps, chi_ws_event *ev, int code)
 {
     ps->failed = code;
     ev->kind = CHI_WS_EV_ERROR;
@@ -3231,11 +3231,11 @@ static void chi_ws_control_event(chi_ws_parser *ps, chi_ws_event *ev)
         int code = ps->ctl_len >= 2 ? ps->ctl[0] << 8 | ps->ctl[1] : 0;
         chi_utf8_init(&u);
         if (ps->ctl_len == 1 || !chi_ws_close_code_ok(code)) {
-            chi_ws_fail(ps, ev, CHI_WS_PROTOCOL_ERROR);
+            chi_ws_parse_fail(ps, ev, CHI_WS_PROTOCOL_ERROR);
             return;
         }
         if (chi_utf8_feed(&u, ps->ctl + 2, ps->ctl_len - 2) < 0 || !chi_utf8_done(&u)) {
-            chi_ws_fail(ps, ev, CHI_WS_INVALID_DATA);
+            chi_ws_parse_fail(ps, ev, CHI_WS_INVALID_DATA);
             return;
         }
         ev->kind = CHI_WS_EV_CLOSE;
@@ -3274,7 +3274,7 @@ static void chi_ws_read_payload(chi_ws_parser *ps, unsigned char *p, size_t k, c
         return;
     }
     if (ps->msg == CHI_WS_TEXT && chi_utf8_feed(&ps->utf8, p, k) < 0) {
-        chi_ws_fail(ps, ev, CHI_WS_INVALID_DATA);
+        chi_ws_parse_fail(ps, ev, CHI_WS_INVALID_DATA);
         return;
     }
     ev->kind = CHI_WS_EV_DATA;
@@ -3295,7 +3295,7 @@ static void chi_ws_end_frame(chi_ws_parser *ps, chi_ws_event *ev)
     }
     if (!ps->fin) return;
     if (ps->msg == CHI_WS_TEXT && !chi_utf8_done(&ps->utf8)) {
-        chi_ws_fail(ps, ev, CHI_WS_INVALID_DATA);
+        chi_ws_parse_fail(ps, ev, CHI_WS_INVALID_DATA);
         return;
     }
     ev->kind = CHI_WS_EV_MESSAGE;
@@ -3321,7 +3321,7 @@ CHI_WS_FN size_t chi_ws_parse(chi_ws_parser *ps, unsigned char *p, size_t n, chi
             int err;
             used += chi_ws_read_head(ps, p + used, n - used, &err);
             if (err) {
-                chi_ws_fail(ps, ev, err);
+                chi_ws_parse_fail(ps, ev, err);
                 return used;
             }
             if (ps->state == CHI_WSP_HEAD) return used; /* head incomplete, all used */

@@ -33,7 +33,7 @@ if kill -0 "$pid" 2>/dev/null; then
 fi
 wait "$pid"
 rc=$?
-if [ "$rc" -ne 0 ] && [ "$rc" -ne 143 ]; then
+if [ "$rc" -ne 0 ]; then
   echo "FAIL - the server exited with status $rc"
   f=$((f + 1))
 fi

@@ -16,7 +16,8 @@
  * Every frame the server sends is checked too: never masked (5.1), RSV
  * bits clear, control frames whole and short (5.5). Last line:
  * "N passed, N failed". WS_ONLY=text runs only the cases whose name
- * contains text; WS_SLOW=0 skips the slow-subscriber case (server memory).
+ * contains text; WS_SLOW=0 skips the slow-subscriber case; WS_SANITIZED=1
+ * (a sanitizer build) skips its memory bound.
  * Nothing waits forever: every wait is a poll() with a timeout, and alarm()
  * guards the whole run.
  */
@@ -1005,8 +1006,13 @@ static int case_limit_fragments(void)
     unsigned char *data = (unsigned char *)calloc(1, n);
     int r;
     WITH_ECHO(c);
-    r = send_frame(&c, 0x02, data, n) < 0 || send_frame(&c, 0x00, data, n) < 0 ? -1 : 0;
+    /* 8 MiB + 1, then the head of an 8 MiB continuation: over at its head */
+    r = send_frame(&c, 0x02, data, n);
     free(data);
+    if (r == 0) {
+        unsigned char head[14] = {0x00, 0x80 | 127, 0, 0, 0, 0, 0, 0x80, 0, 0, 9, 9, 9, 9};
+        r = send_all(&c, head, sizeof head);
+    }
     if (r < 0) return done(&c, -1);
     return done(&c, expect_close(&c, 1009));
 }
@@ -1158,7 +1164,7 @@ static int case_slow_subscriber(void)
     conn slow, fast, pub;
     char *msg = (char *)malloc(65536);
     long rss0, rss, peak = 0;
-    int i, rc = 0, got = 0, rcvbuf = 4096;
+    int i, rc = 0, got = 0;
     long long t0;
     if (g_pid <= 0) {
         free(msg);
@@ -1171,12 +1177,12 @@ static int case_slow_subscriber(void)
         free(msg);
         return -1;
     }
-    /* the slow one: a small receive buffer, and it never reads */
+    /* the slow one never reads (the kernel's buffers on both sides fill,
+       a few MiB, then the server's queue) */
     if (ws_open(&slow, "/ws/chat?room=flood") < 0) {
         free(msg);
         return -1;
     }
-    setsockopt(slow.fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     sleep_ms(50);
     rss0 = server_rss_kib();
     t0 = now_ms();
@@ -1205,7 +1211,9 @@ static int case_slow_subscriber(void)
     printf("# slow subscriber: server RSS %ld KiB before, peak %ld KiB; the fast client got %d of %d in %lld ms\n",
            rss0, peak, got, i, now_ms() - t0);
     if (rc == 0 && got != 2000) rc = fail("the reading client got %d of 2000 messages", got);
-    if (rc == 0 && peak - rss0 > 64 * 1024) rc = fail("server memory grew by %ld KiB (bound: 64 MiB)", peak - rss0);
+    /* ASan keeps freed memory in quarantine: the bound holds for plain builds */
+    if (rc == 0 && peak - rss0 > 16 * 1024 && !getenv("WS_SANITIZED"))
+        rc = fail("server memory grew by %ld KiB (bound: 16 MiB)", peak - rss0);
     if (rc == 0) { /* the slow one was cut: reading now, its stream ends */
         long long deadline = now_ms() + 10000;
         size_t total = 0;
@@ -1215,7 +1223,7 @@ static int case_slow_subscriber(void)
             total += slow.len;
             slow.len = 0;
         }
-        if (!slow.eof) rc = fail("the client that did not read is still connected");
+        if (!slow.eof) rc = fail("the client that did not read is still connected (it read %zu bytes since)", total);
         else printf("# the slow client was cut after %zu bytes\n", total);
     }
     free(msg);
