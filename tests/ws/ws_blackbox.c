@@ -5,6 +5,10 @@
  *     build/ws_blackbox build/chat          start the server and test it
  *     build/ws_blackbox --port N            test a server already running
  *                                           on 127.0.0.1:N
+ *     build/ws_blackbox --fixture build/ws_fixture   the API cases that
+ *                                           chat.c does not reach (auth
+ *                                           before the upgrade, subprotocols,
+ *                                           pings, idle, drain, on_close)
  *
  * The server must follow examples/chat.c's contract: GET /ws/echo echoes
  * every message (16 MiB limit), GET /ws/chat?room=R relays text to the
@@ -92,6 +96,7 @@ static uint32_t rnd(void)
 
 static int g_port;
 static pid_t g_pid = -1;
+static int g_reaped, g_status; /* the server exited and was waited for */
 
 static int pick_free_port(void)
 {
@@ -127,9 +132,10 @@ static int connect_port(int port)
 
 static int server_alive(void)
 {
-    int st;
     if (g_pid <= 0) return 1; /* not ours: assume so */
-    return waitpid(g_pid, &st, WNOHANG) == 0;
+    if (g_reaped) return 0;
+    if (waitpid(g_pid, &g_status, WNOHANG) == g_pid) g_reaped = 1;
+    return !g_reaped;
 }
 
 static int start_server(const char *path)
@@ -314,6 +320,8 @@ static int send_close(conn *c, int code, const char *reason)
     return send_frame(c, 0x88, p, n);
 }
 
+static char g_head[4096]; /* the last handshake's response head */
+
 static const char *g_keys[3][2] = {
     {"dGhlIHNhbXBsZSBub25jZQ==", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="}, /* RFC 6455 1.3 */
     {"AQIDBAUGBwgJCgsMDQ4PEA==", "C/0nmHhBztSRGR1CwL6Tf4ZjwpY="},
@@ -384,6 +392,7 @@ static int ws_open_with(conn *c, const char *path, const char *extra, const void
     if (send_all(c, req, n) < 0) return -1;
     status = read_head(c, head, sizeof head);
     if (status < 0) return -1;
+    memcpy(g_head, head, sizeof head);
     if (status != 101) return fail("handshake on %s: status %d, not 101", path, status);
     if (!head_value(head, "Sec-WebSocket-Accept", v, sizeof v) || strcmp(v, g_keys[which][1]) != 0)
         return fail("Sec-WebSocket-Accept %s, want %s", v, g_keys[which][1]);
@@ -577,10 +586,17 @@ static int http_request(const char *req, size_t len, char *head, size_t head_cap
 
 /* ---- the cases ---- */
 
+typedef struct wcase {
+    const char *name;
+    int (*fn)(void);
+} wcase;
+
+
 /* A case with one echo connection: open, run, close. */
-#define WITH_ECHO(c)                                        \
+#define WITH_ECHO(c) WITH_ECHO_PATH(c, "/ws/echo")
+#define WITH_ECHO_PATH(c, path)                             \
     conn c;                                                 \
-    if (ws_open(&c, "/ws/echo") < 0) return (conn_close(&c), -1)
+    if (ws_open(&c, path) < 0) return (conn_close(&c), -1)
 
 static int echo_round(conn *c, int opcode, const void *data, size_t len)
 {
@@ -1233,12 +1249,224 @@ static int case_slow_subscriber(void)
     return rc;
 }
 
+
+/* 7.1.2 and the server's graceful stop: on SIGTERM every WebSocket gets
+   close 1001; once the clients have answered, the server exits (0) without
+   waiting out its grace period. Runs last: the server is gone after it. */
+static int case_graceful_shutdown(void)
+{
+    conn c[3];
+    int i, rc = 0;
+    long long t0;
+    if (g_pid <= 0) {
+        printf("# skipped: the server was not started here\n");
+        return 0;
+    }
+    for (i = 0; i < 3; i++)
+        if (ws_open(&c[i], i ? "/ws/chat?room=bye" : "/ws/echo") < 0) return -1;
+    if (echo_round(&c[0], 1, "before", 6) < 0) return -1;
+    t0 = now_ms();
+    kill(g_pid, SIGTERM);
+    for (i = 0; i < 3 && rc == 0; i++)
+        if (expect_close(&c[i], 1001) < 0) rc = fail("(client %d)", i);
+    for (i = 0; i < 3; i++) conn_close(&c[i]);
+    while (rc == 0 && server_alive() && now_ms() - t0 < 5000) sleep_ms(20);
+    if (rc == 0 && server_alive()) rc = fail("the server still runs 5 s after SIGTERM with every WebSocket closed");
+    if (rc == 0 && (!WIFEXITED(g_status) || WEXITSTATUS(g_status) != 0))
+        rc = fail("the server ended with status 0x%x", (unsigned)g_status);
+    if (rc == 0) printf("# the server exited %lld ms after SIGTERM\n", now_ms() - t0);
+    return rc;
+}
+
+
+/* ---- the fixture's cases (--fixture: tests/ws/fixture.c) ---- */
+
+static long stat_of(const char *name)
+{
+    char head[2048], body[512], key[32];
+    const char *p;
+    if (http_request("GET /stats HTTP/1.1\r\nHost: x\r\n\r\n", 32, head, sizeof head, body, sizeof body) != 200) return -1;
+    snprintf(key, sizeof key, "%s=", name);
+    p = strstr(body, key);
+    return p ? atol(p + strlen(key)) : -1;
+}
+
+static int fx_auth(void)
+{
+    char head[4096];
+    char req[512];
+    int n = snprintf(req, sizeof req, "GET /secure/ws HTTP/1.1\r\nHost: x\r\n" UPGRADE KEY V13 "\r\n"), st;
+    conn c;
+    st = http_request(req, (size_t)n, head, sizeof head, NULL, 0);
+    if (st != 401) return fail("no token: status %d, want 401 from the group's middleware", st);
+    if (ws_open_with(&c, "/secure/ws", "Authorization: Bearer sesame\r\n", NULL, 0) < 0) return done(&c, -1);
+    return done(&c, echo_round(&c, 1, "let in", 6));
+}
+
+static int fx_handler(void)
+{
+    char head[4096], req[512];
+    int n = snprintf(req, sizeof req, "GET /ws/handler HTTP/1.1\r\nHost: x\r\n" UPGRADE KEY V13 "\r\n"), st;
+    conn c;
+    st = http_request(req, (size_t)n, head, sizeof head, NULL, 0);
+    if (st != 403) return fail("the handler's refusal: status %d, want 403", st);
+    if (ws_open(&c, "/ws/handler?ok=1") < 0) return done(&c, -1);
+    return done(&c, echo_round(&c, 2, "\x01\x02", 2));
+}
+
+static int proto_case(const char *offer, const char *want)
+{
+    char line[128], v[128];
+    conn c;
+    int has;
+    snprintf(line, sizeof line, "Sec-WebSocket-Protocol: %s\r\n", offer);
+    if (ws_open_with(&c, "/ws/proto", offer ? line : NULL, NULL, 0) < 0) return done(&c, -1);
+    has = head_value(g_head, "Sec-WebSocket-Protocol", v, sizeof v) != NULL;
+    if (*want && (!has || strcmp(v, want) != 0)) return done(&c, fail("offered %s: chose %s, want %s", offer, has ? v : "none", want));
+    if (!*want && has) return done(&c, fail("offered %s: chose %s, want none", offer, v));
+    snprintf(line, sizeof line, "protocol:%s", want);
+    return done(&c, expect_message(&c, 1, line, strlen(line)));
+}
+
+static int fx_protocols(void)
+{
+    if (proto_case("v1.chat, v2.chat", "v2.chat") < 0) return -1;
+    if (proto_case("v1.chat", "v1.chat") < 0) return -1;
+    if (proto_case("mqtt", "") < 0) return -1;
+    return proto_case("V2.CHAT", ""); /* names are case-sensitive */
+}
+
+static int fx_ping(void)
+{
+    long long t0 = now_ms();
+    int pings = 0;
+    frame f;
+    WITH_ECHO_PATH(c, "/ws/ping");
+    /* answering: pings keep coming and the connection stays */
+    while (now_ms() - t0 < 800) {
+        int r = read_frame(&c, &f, 300);
+        if (r == 0) return done(&c, fail("cut although every ping was answered"));
+        if (r < 0) continue;
+        if (f.opcode == 9) {
+            pings++;
+            send_frame(&c, 0x8A, f.data, f.len);
+        }
+        free(f.data);
+    }
+    g_reason[0] = 0;
+    if (pings < 3) return done(&c, fail("%d pings in 800 ms, want one every 150 ms", pings));
+    if (echo_round(&c, 1, "alive", 5) < 0) return done(&c, -1);
+    /* silent: cut within the pong deadline */
+    t0 = now_ms();
+    for (;;) {
+        int r = read_frame(&c, &f, 1500);
+        if (r == 0) break;
+        if (r < 0) return done(&c, fail("still connected 1.5 s after the pongs stopped"));
+        free(f.data);
+    }
+    printf("# %d pings answered; cut %lld ms after the pongs stopped\n", pings, now_ms() - t0);
+    return done(&c, 0);
+}
+
+static int fx_idle(void)
+{
+    long long t0;
+    int i;
+    WITH_ECHO_PATH(c, "/ws/idle");
+    for (i = 0; i < 6; i++) { /* a frame every 100 ms keeps it open */
+        sleep_ms(100);
+        if (echo_round(&c, 1, "tick", 4) < 0) return done(&c, -1);
+    }
+    t0 = now_ms();
+    if (expect_close(&c, 1001) < 0) return done(&c, -1);
+    if (now_ms() - t0 < 250) return done(&c, fail("closed %lld ms into 300 ms of silence", now_ms() - t0));
+    return done(&c, 0);
+}
+
+static int fx_flood(void)
+{
+    long expect = 0, rss0, peak = 0;
+    frame m;
+    WITH_ECHO_PATH(c, "/ws/flood?mib=64");
+    rss0 = server_rss_kib();
+    sleep_ms(300); /* not reading: the server's queue goes over its bound */
+    for (;;) {
+        long n;
+        int r = read_message(&c, &m, IO_TIMEOUT_MS, 0);
+        if (r <= 0) return done(&c, fail("the flood stopped after %ld messages", expect));
+        if (m.opcode == 1) {
+            long drains = strncmp((char *)m.data, "done drains=", 12) == 0 ? atol((char *)m.data + 12) : -1;
+            free(m.data);
+            if (expect != 1024) return done(&c, fail("done after %ld messages, want 1024", expect));
+            if (drains < 1) return done(&c, fail("on_drain never ran: backpressure did not engage"));
+            printf("# 64 MiB in 1024 messages, on_drain ran %ld times, server RSS grew %ld KiB at most\n", drains,
+                   peak - rss0);
+            break;
+        }
+        memcpy(&n, m.data, sizeof n);
+        free(m.data);
+        if (m.len != 65536 || n != expect) return done(&c, fail("message %ld: %zu bytes numbered %ld", expect, m.len, n));
+        expect++;
+        if (expect % 64 == 0) {
+            long rss = server_rss_kib();
+            if (rss > peak) peak = rss;
+        }
+    }
+    if (g_pid > 0 && !getenv("WS_SANITIZED") && peak - rss0 > 16 * 1024)
+        return done(&c, fail("server memory grew by %ld KiB for a 64 MiB flood", peak - rss0));
+    return done(&c, 0);
+}
+
+static int fx_server_close(void)
+{
+    frame f;
+    int r;
+    WITH_ECHO_PATH(c, "/ws/closer");
+    if (send_frame(&c, 0x81, "close", 5) < 0) return done(&c, -1);
+    r = read_message(&c, &f, IO_TIMEOUT_MS, 0);
+    if (r <= 0 || f.opcode != 8) return done(&c, fail("no close frame"));
+    if (f.len != 7 || (f.data[0] << 8 | f.data[1]) != 4001 || memcmp(f.data + 2, "asked", 5) != 0) {
+        free(f.data);
+        return done(&c, fail("the close frame is not 4001 \"asked\""));
+    }
+    free(f.data);
+    /* a message after the server's close is not answered; our close is */
+    send_frame(&c, 0x81, "late", 4);
+    send_close(&c, 4001, NULL);
+    return done(&c, expect_eof(&c));
+}
+
+static int fx_on_close_codes(void)
+{
+    long a0 = stat_of("1006"), b0 = stat_of("1000"), opens0 = stat_of("opens"), closes;
+    conn c;
+    if (ws_open(&c, "/ws/echo") < 0) return done(&c, -1);
+    conn_close(&c); /* gone without a close frame */
+    if (ws_open(&c, "/ws/echo") < 0) return done(&c, -1);
+    if (send_close(&c, 1000, NULL) < 0 || expect_close(&c, 1000) < 0) return done(&c, -1);
+    conn_close(&c);
+    sleep_ms(100);
+    closes = stat_of("closes");
+    if (stat_of("opens") != opens0 + 2) return fail("on_open ran %ld times for 2 connections", stat_of("opens") - opens0);
+    if (stat_of("1006") != a0 + 1) return fail("a client that vanished: on_close 1006 ran %ld times", stat_of("1006") - a0);
+    if (stat_of("1000") != b0 + 1) return fail("a closing handshake: on_close 1000 ran %ld times", stat_of("1000") - b0);
+    if (closes != stat_of("opens")) return fail("%ld opens but %ld closes", stat_of("opens"), closes);
+    return 0;
+}
+
+static const wcase g_fixture_cases[] = {
+    {"4.2 upgrade after middleware: bearer auth refuses (401), then lets in", fx_auth},
+    {"4.2 ch_ws_upgrade from a handler that may refuse (403)", fx_handler},
+    {"4.2.2 subprotocols: the server's first choice among those offered, case-sensitive", fx_protocols},
+    {"5.5.2 automatic pings; a client that stops answering is cut", fx_ping},
+    {"idle timeout: close 1001 after 300 ms without a frame", fx_idle},
+    {"backpressure: 64 MiB sent only as fast as read (ch_ws_send 1, on_drain), memory flat", fx_flood},
+    {"7.1.2 the server's close: 4001 with its reason, then the client's answer", fx_server_close},
+    {"on_open and on_close run once each, with 1000 or 1006", fx_on_close_codes},
+};
+
 /* ---- the runner ---- */
 
-typedef struct wcase {
-    const char *name;
-    int (*fn)(void);
-} wcase;
 
 static const wcase g_cases[] = {
     {"4.2.1 [1.1] handshake: 101 with the accept key, then an echo", case_hs_ok},
@@ -1293,13 +1521,15 @@ static const wcase g_cases[] = {
     {"chat: POST /rooms/NAME gives 204 and publishes the body", case_chat_post},
     {"chat: GET / is an HTML page with a WebSocket client", case_chat_page},
     {"backpressure: a subscriber that does not read is cut, memory bounded, others served", case_slow_subscriber},
+    {"7.1.2 graceful stop: SIGTERM sends close 1001, the server exits once answered", case_graceful_shutdown},
 };
 
 int main(int argc, char **argv)
 {
     const char *only = getenv("WS_ONLY");
+    const wcase *cases = g_cases;
+    size_t ncases = sizeof g_cases / sizeof g_cases[0], i;
     int passed = 0, failed = 0;
-    size_t i;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = SIG_IGN;
@@ -1307,6 +1537,13 @@ int main(int argc, char **argv)
     alarm(WATCHDOG_SECONDS);
     if (argc == 3 && strcmp(argv[1], "--port") == 0) {
         g_port = atoi(argv[2]);
+    } else if (argc == 3 && strcmp(argv[1], "--fixture") == 0) {
+        cases = g_fixture_cases;
+        ncases = sizeof g_fixture_cases / sizeof g_fixture_cases[0];
+        if (start_server(argv[2]) < 0) {
+            printf("FAIL - start: %s\n0 passed, 1 failed\n", g_reason);
+            return 1;
+        }
     } else if (argc == 2) {
         if (start_server(argv[1]) < 0) {
             printf("FAIL - start: %s\n0 passed, 1 failed\n", g_reason);
@@ -1316,15 +1553,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s SERVER | --port N\n", argv[0]);
         return 2;
     }
-    for (i = 0; i < sizeof g_cases / sizeof g_cases[0]; i++) {
-        const wcase *k = &g_cases[i];
+    for (i = 0; i < ncases; i++) {
+        const wcase *k = &cases[i];
         long long t0 = now_ms();
         int rc;
         if (only && !strstr(k->name, only)) continue;
         if (getenv("WS_SLOW") && strcmp(getenv("WS_SLOW"), "0") == 0 && k->fn == case_slow_subscriber) continue;
         g_reason[0] = 0;
         rc = k->fn();
-        if (rc == 0 && !server_alive()) rc = fail("the server died");
+        if (rc == 0 && !server_alive() && k->fn != case_graceful_shutdown) rc = fail("the server died");
         if (rc == 0) {
             passed++;
             printf("ok - %s (%lld ms)\n", k->name, now_ms() - t0);
@@ -1335,7 +1572,7 @@ int main(int argc, char **argv)
         fflush(stdout);
         if (!server_alive()) break;
     }
-    if (g_pid > 0) {
+    if (g_pid > 0 && !g_reaped) {
         int st;
         kill(g_pid, SIGTERM);
         for (i = 0; i < 100 && waitpid(g_pid, &st, WNOHANG) == 0; i++) sleep_ms(50);
