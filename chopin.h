@@ -2758,7 +2758,7 @@ static uint32_t chi_rol32(uint32_t x, unsigned n) { return (x << n) | (x >> (32 
 static void chi_sha1_compress(uint32_t h[5], const unsigned char *p)
 {
     uint32_t w[80], a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f, k, t;
-    int i;
+    size_t i;
     for (i = 0; i < 16; i++)
         w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
     for (i = 16; i < 80; i++) w[i] = chi_rol32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
