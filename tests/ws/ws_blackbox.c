@@ -917,6 +917,39 @@ static int case_new_message_in_fragments(void)
     return done(&c, expect_close(&c, 1002));
 }
 
+
+static int case_fragmented_pong_close(void)
+{
+    conn c;
+    if (ws_open(&c, "/ws/echo") < 0) return done(&c, -1);
+    if (send_frame(&c, 0x0A, "a", 1) < 0 || expect_close(&c, 1002) < 0) return done(&c, fail("(a fragmented pong)"));
+    conn_close(&c);
+    if (ws_open(&c, "/ws/echo") < 0) return done(&c, -1);
+    if (send_frame(&c, 0x08, "\x03\xe8", 2) < 0 || expect_close(&c, 1002) < 0)
+        return done(&c, fail("(a fragmented close)"));
+    return done(&c, 0);
+}
+
+static int case_close_too_long(void)
+{
+    unsigned char p[126];
+    WITH_ECHO(c);
+    memset(p, 'r', sizeof p);
+    p[0] = 0x03;
+    p[1] = 0xe8;
+    if (send_frame(&c, 0x88, p, sizeof p) < 0) return done(&c, -1);
+    return done(&c, expect_close(&c, 1002));
+}
+
+static int case_hs_extension_offer(void)
+{
+    conn c;
+    /* offered, never accepted: ws_open_with fails on a Sec-WebSocket-Extensions answer */
+    if (ws_open_with(&c, "/ws/echo", "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n", NULL, 0) < 0)
+        return done(&c, -1);
+    return done(&c, echo_round(&c, 1, "plain", 5));
+}
+
 /* 8.1 [6.x]: UTF-8 */
 
 static int case_utf8_valid(void)
@@ -1476,6 +1509,7 @@ static const wcase g_cases[] = {
     {"4.2.1 handshake: a plain GET gets 426 or 400, a POST 4xx", case_hs_not_upgrade},
     {"4.2.1 handshake: header tokens in any case and inside lists", case_hs_tokens},
     {"4.2.2 handshake: a frame in the same packet as the request", case_hs_pipelined_frame},
+    {"9.1 [12, 13] permessage-deflate offered: no extension is negotiated", case_hs_extension_offer},
     {"5.2 [1.1] text of 0 to 200000 bytes, every length form", case_text_sizes},
     {"5.2 [1.2] binary of 0 to 200000 bytes, every length form", case_binary_sizes},
     {"5.2 [1.1.8] text frames sent one byte at a time", case_text_chopped},
@@ -1496,6 +1530,7 @@ static const wcase g_cases[] = {
     {"5.4 [5.6] a ping between fragments: pong, then the message", case_fragments_with_ping},
     {"5.4 [5.19] 1000 fragments of one byte", case_many_fragments},
     {"5.4 [5.1] a fragmented ping: close 1002", case_fragmented_control},
+    {"5.4 [5.2] a fragmented pong, a fragmented close: close 1002", case_fragmented_pong_close},
     {"5.4 [5.9] a continuation with nothing to continue: close 1002", case_continuation_alone},
     {"5.4 [5.18] a new text frame inside a fragmented one: close 1002", case_new_message_in_fragments},
     {"8.1 [6.2] valid UTF-8 text of 2, 3 and 4-byte characters", case_utf8_valid},
@@ -1513,6 +1548,7 @@ static const wcase g_cases[] = {
     {"7.4.1 [7.9] codes 0, 999, 1004-1006, 1015, 1016, 1100, 2000, 2999, 5000: close 1002", case_close_invalid_codes},
     {"5.5.1 [7.3.2] a close payload of one byte: close 1002", case_close_one_byte},
     {"5.5.1 [7.3.5] a 123-byte reason", case_close_long_reason},
+    {"5.5 [7.3.6] a close payload of 126 bytes: close 1002", case_close_too_long},
     {"5.5.1 [7.5.1] a close reason that is not UTF-8: close 1007", case_close_bad_reason},
     {"5.5.1 [7.1.3] data and ping after close are ignored", case_close_then_data},
     {"5.5.1 [7.1.6] close in the middle of a fragmented message", case_close_after_fragment},
