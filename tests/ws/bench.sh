@@ -3,14 +3,15 @@
 # Node.js's `ws` package (tests/ws/node/server.js) in the same run.
 #   echo:    one pinned worker (CHOPIN_WORKERS=1, CPU 0), 64 connections,
 #            32-byte messages, round trips per second for WS_BENCH_SECONDS
-#   fan-out: WS_BENCH_SUBS subscribers (10000) in one room, WS_BENCH_MSGS
+#   fan-out: WS_BENCH_SUBS subscribers (9999, + the sender: 10000, the
+#            default max_connections of a worker) in one room, WS_BENCH_MSGS
 #            messages (20) sent by one member: deliveries per second
 # The load generator (build/ws_load) runs on CPU 1. Servers' CPU time is
 # read from /proc. Prints a small table.
 set -u
 cd "$(dirname "$0")/../.."
 secs=${WS_BENCH_SECONDS:-5}
-subs=${WS_BENCH_SUBS:-10000}
+subs=${WS_BENCH_SUBS:-9999}
 msgs=${WS_BENCH_MSGS:-20}
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 pin() { if command -v taskset >/dev/null; then exec taskset -c "$1" "${@:2}"; else exec "${@:2}"; fi; }
