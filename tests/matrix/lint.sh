@@ -44,6 +44,7 @@ run() {
 for b in $BACKENDS; do
   bf=()
   [ "$b" = default ] || bf=("-D$b")
+  [ "$b" = CHOPIN_USE_KQUEUE ] && bf+=("-Itests/kqueue")
   if command -v "$CPPCHECK" >/dev/null 2>&1; then
     run "cppcheck, 64-bit [$b]" "$CPPCHECK" "${CPPCHECK_FLAGS[@]}" --platform=unix64 -D__x86_64__ "${bf[@]+"${bf[@]}"}" "$TU"
     run "cppcheck, 32-bit [$b]" "$CPPCHECK" "${CPPCHECK_FLAGS[@]}" --platform=unix32 -D__i386__ "${bf[@]+"${bf[@]}"}" "$TU"
