@@ -458,12 +458,12 @@ CHOPIN_API void ch_stop(ch_app *app);
    thread (standard mode: cfg.workers must be 0 or 1) and installs no signal
    handling. Returns 0 while serving, 1 once the server has stopped (after
    ch_stop and the graceful drain; the app can then be freed), -1 on an error
-   (see ch_error). ch_poll_fd gives a descriptor that becomes readable when
-   ch_poll has work, to put in the caller's own poll/select/epoll set (valid
-   from ch_app_new on); it is -1 with the poll backend: call ch_poll on a
-   timer there. */
+   (see ch_error). ch_poll_fd, after ch_listen, sets the server up as the
+   first ch_poll would and gives a descriptor that becomes readable when
+   ch_poll has work, to put in the caller's own poll/select/epoll set; it is
+   -1 with the poll backend (call ch_poll on a timer there) or on an error. */
 CHOPIN_API int ch_poll(ch_app *app, int timeout_ms);
-CHOPIN_API int ch_poll_fd(const ch_app *app);
+CHOPIN_API int ch_poll_fd(ch_app *app);
 /* The event backend this build uses: "epoll", "kqueue" or "poll". */
 CHOPIN_API const char *ch_backend(void);
 
@@ -849,12 +849,11 @@ typedef struct chi_buf {
     size_t len, cap;
 } chi_buf;
 
-/* Makes room for `extra` more bytes. Returns 0, or -1 when out of memory. */
-static int chi_buf_reserve(chi_buf *b, size_t extra)
+/* The slow half of chi_buf_reserve: the buffer grows (doubling). */
+static int chi_buf_grow(chi_buf *b, size_t extra)
 {
     size_t need, cap;
     char *p;
-    if (b->cap - b->len >= extra) return 0;
     if (extra > (size_t)-1 / 2 - b->len) return -1;
     need = b->len + extra;
     cap = b->cap ? b->cap : 1024;
@@ -864,6 +863,13 @@ static int chi_buf_reserve(chi_buf *b, size_t extra)
     b->ptr = p;
     b->cap = cap;
     return 0;
+}
+
+/* Makes room for `extra` more bytes. Returns 0, or -1 when out of memory.
+   The check that almost always succeeds is kept small enough to inline. */
+static int chi_buf_reserve(chi_buf *b, size_t extra)
+{
+    return b->cap - b->len >= extra ? 0 : chi_buf_grow(b, extra);
 }
 
 static int chi_buf_append(chi_buf *b, const void *data, size_t n)
@@ -9087,6 +9093,10 @@ static void chi_embed_end(ch_app *app)
 
 static int chi_embed_begin(ch_app *app)
 {
+    if (!app->listening) {
+        chi_set_error(app, "ch_poll needs a successful ch_listen first");
+        return -1;
+    }
     if (app->cfg.workers > 1) {
         chi_set_error(app, "ch_poll runs one event loop: workers must be 0 or 1 (CHOPIN_WORKERS too)");
         return -1;
@@ -9120,10 +9130,6 @@ CHOPIN_API int ch_poll(ch_app *app, int timeout_ms)
     }
     if (!app->workers) {
         if (app->embedded) return 1; /* stopped earlier */
-        if (!app->listening) {
-            chi_set_error(app, "ch_poll needs a successful ch_listen first");
-            return -1;
-        }
         if (chi_embed_begin(app) < 0) return -1;
     }
     w = &app->workers[0];
@@ -9138,7 +9144,15 @@ CHOPIN_API int ch_poll(ch_app *app, int timeout_ms)
     return 1;
 }
 
-CHOPIN_API int ch_poll_fd(const ch_app *app) { return app && app->ctl_open ? chi_poller_fd(&app->ctl) : -1; }
+/* The descriptor is the app's poller's; the worker joins it here if no
+   ch_poll did yet, so the listener and the tick are in the set before the
+   caller first waits on it. */
+CHOPIN_API int ch_poll_fd(ch_app *app)
+{
+    if (!app || (app->workers && !app->embedded)) return -1;
+    if (!app->workers && !app->embedded && chi_embed_begin(app) < 0) return -1;
+    return chi_poller_fd(&app->ctl);
+}
 
 /* Frees everything: a running embedded server is closed at once (call
    ch_stop and ch_poll until it returns 1 for a graceful stop). */
