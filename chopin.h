@@ -58,6 +58,12 @@
    small off-loop pool (ch_defer_offload). It may stream (chunked, with
    backpressure) or send server-sent events (ch_sse_*). Requests pipelined
    behind it wait; responses leave in request order.
+   WebSocket (RFC 6455, strict; SHA-1 and base64 written here): a route
+   upgrades after its middleware (ch_ws_route, ch_ws_upgrade); whole
+   messages to a callback, sends that never block (a bounded queue per
+   connection, a drain callback), automatic pings, and publish/subscribe
+   across workers (ch_ws_publish frames a message once and hands it to each
+   worker's queue). CHOPIN_NO_WEBSOCKET compiles it out.
 
    THREE WAYS TO RUN
      ch_run(app, cfg)       listen, then serve until SIGINT/SIGTERM or ch_stop
@@ -127,6 +133,7 @@
        CHOPIN_STREAM_BUFFER    262144  queued bytes of a stream over which
                                        ch_defer_write says "wait for the
                                        drain callback" (4x: the stream is cut)
+       CHOPIN_NO_WEBSOCKET     compile out WebSocket (and SHA-1, base64)
        CHOPIN_CORE_ONLY        compile only layer 1, the core (parser, JSON,
                                router...): no system call, no server; for
                                tests, fuzzing and reuse
@@ -167,6 +174,10 @@
      >>request       header, parameter, query and cookie lookups
      >>timers        the timer min-heap (a worker's timers, no clock)
      >>queue         the lock-free queue that hands work to a worker
+     >>sha1          SHA-1, for the WebSocket handshake only
+     >>base64        base64 encoding and strict decoding
+     >>websocket frames  RFC 6455 over bytes: handshake checks, the frame
+                     parser, UTF-8 validation, close codes, the frame writer
      >>mime          Content-Type by file extension
      >>paths         dot segments and file paths that cannot leave a root
      >>ranges        ETag, Last-Modified, conditional requests, Range
@@ -192,6 +203,8 @@
      >>later         deferred responses, streams, posts, the settle pass
      >>sse           server-sent events
      >>offload       the off-loop pool of blocking threads
+     >>websocket     WebSocket connections: upgrade, frames in and out,
+                     closing, keep-alive, publish/subscribe across workers
      >>accept        new connections, pausing at the limits
      >>worker loop   one pass: wait, I/O, tick
      >>config        ch_config + environment + defaults, resolved once
@@ -200,10 +213,11 @@
      >>embed         ch_poll: the server inside the caller's loop
 
    NOT YET
-   WebSocket, rate limiting, CORS, metrics, HTTP/2, TLS (put a proxy in
-   front); for files: multipart byteranges (several ranges get the whole
-   file), a per-worker open-file cache, file bodies of deferred responses,
-   pausing a streamed request body from another thread.
+   WebSocket extensions (permessage-deflate needs zlib), rate limiting,
+   CORS, metrics, HTTP/2, TLS (put a proxy in front); for files: multipart
+   byteranges (several ranges get the whole file), a per-worker open-file
+   cache, file bodies of deferred responses, pausing a streamed request body
+   from another thread.
 
    LICENSE
    MIT or public domain, your choice: see the end of the file.
@@ -788,6 +802,83 @@ CHOPIN_API int ch_sse_event(ch_defer d, const char *event, const char *id, const
 CHOPIN_API int ch_sse_retry(ch_defer d, uint64_t ms);
 CHOPIN_API int ch_sse_comment(ch_defer d, const char *text);
 CHOPIN_API ch_str ch_sse_last_event_id(const ch_req *req);
+#endif
+
+
+/* WebSocket (RFC 6455). A route becomes a WebSocket endpoint with
+   ch_ws_route (GET; the app's middleware and the route's group middleware
+   run first, so auth can refuse the upgrade), or a handler upgrades its own
+   request with ch_ws_upgrade. The server checks the handshake (version 13
+   only: 426 otherwise; 400 for a malformed one), answers 101, and from then
+   on calls back, on the worker that owns the connection:
+     on_open     once, with the request (its query, headers, cookies)
+     on_message  each whole message, text (valid UTF-8) or binary;
+                 fragments are joined up to max_message (over it: close 1009)
+     on_drain    the output queue fell low again after a send returned 1
+     on_close    once, last: the code (1005 none, 1006 the connection was
+                 lost) and reason; the ch_ws is freed when it returns.
+   Sends never block: a message is framed and queued. ch_ws_send returns 1
+   when the queue is over CHOPIN_STREAM_BUFFER (wait for on_drain), -1 when
+   the WebSocket is closing or gone; a client that takes nothing for
+   write_timeout is cut, and so is one whose queue is already over 4x the
+   bound when another message comes. Pings are answered for you; with
+   ping_interval_ms set the server pings and cuts a client that does not
+   pong within pong_timeout_ms. ch_ws_close starts the closing handshake
+   (the client has 5 s to answer). On SIGTERM every WebSocket gets close
+   1001 and the shutdown grace period to answer.
+   Publish/subscribe: a connection subscribes to topics (on its worker);
+   ch_ws_publish, from any thread, frames the message once and hands it to
+   every worker through its queue; each worker queues it to its
+   subscribers. No lock is taken on the send path.
+   A ch_ws is valid from on_open until on_close returns, on its worker only;
+   from another thread use ch_worker_post (ch_ws_worker) or publish.
+   No extension is negotiated (permessage-deflate would need zlib). */
+#ifndef CHOPIN_NO_WEBSOCKET
+typedef struct ch_ws ch_ws;
+typedef enum ch_ws_type { CH_WS_TEXT = 1, CH_WS_BINARY = 2 } ch_ws_type;
+
+typedef struct ch_ws_opts {
+    void (*on_open)(ch_ws *ws, ch_req *req);
+    void (*on_message)(ch_ws *ws, ch_ws_type type, const char *data, size_t len);
+    void (*on_drain)(ch_ws *ws);
+    void (*on_close)(ch_ws *ws, int code, const char *reason, size_t len);
+    const char *const *protocols; /* ch_ws_route: subprotocols, the server's
+                                     preference first, NULL-terminated; the
+                                     first one the client offers is chosen */
+    size_t max_message;           /* 0: 1 MiB */
+    int ping_interval_ms;         /* 0: no automatic ping */
+    int pong_timeout_ms;          /* 0: ping_interval_ms */
+    int idle_timeout_ms;          /* no frame from the client this long:
+                                     close 1001; 0: no limit */
+    void *user;                   /* each connection's ch_ws_user at first */
+} ch_ws_opts;
+
+/* opts must outlive the app (a static, or main's local). */
+CHOPIN_API int ch_ws_route(ch_app *app, const char *pattern, const ch_ws_opts *opts);
+/* From a handler: 0 when upgraded (return from the handler), -1 when
+   refused (res holds the 400/426/503 answer). protocol: the subprotocol
+   chosen among those the client offered (ch_ws_offered), or NULL. */
+CHOPIN_API int ch_ws_upgrade(ch_req *req, ch_res *res, const ch_ws_opts *opts, const char *protocol);
+CHOPIN_API int ch_ws_offered(const ch_req *req, const char *protocol);
+CHOPIN_API int ch_ws_send(ch_ws *ws, ch_ws_type type, const void *data, size_t len); /* 0, 1 (full), -1 */
+CHOPIN_API int ch_ws_send_text(ch_ws *ws, const char *text);
+CHOPIN_API int ch_ws_ping(ch_ws *ws, const void *data, size_t len); /* at most 125 bytes */
+/* code: 1000-1003, 1007-1014 or 3000-4999; reason: UTF-8, cut to 123 bytes. */
+CHOPIN_API int ch_ws_close(ch_ws *ws, int code, const char *reason);
+CHOPIN_API void *ch_ws_user(const ch_ws *ws);
+CHOPIN_API void ch_ws_set_user(ch_ws *ws, void *user);
+CHOPIN_API size_t ch_ws_queued(const ch_ws *ws);   /* bytes not yet taken by the client */
+CHOPIN_API const char *ch_ws_protocol(const ch_ws *ws); /* chosen subprotocol, or "" */
+CHOPIN_API ch_worker *ch_ws_worker(const ch_ws *ws);
+CHOPIN_API ch_app *ch_ws_app(const ch_ws *ws);
+/* Topics: names up to 255 bytes. ch_ws_topic gives the i-th topic this
+   connection is in (in the order subscribed), or NULL. */
+CHOPIN_API int ch_ws_subscribe(ch_ws *ws, const char *topic);
+CHOPIN_API int ch_ws_unsubscribe(ch_ws *ws, const char *topic);
+CHOPIN_API const char *ch_ws_topic(const ch_ws *ws, int i);
+/* Any thread, once the server runs. Text must be valid UTF-8. Returns 0,
+   or -1 (bad arguments, out of memory). */
+CHOPIN_API int ch_ws_publish(ch_app *app, const char *topic, ch_ws_type type, const void *data, size_t len);
 #endif
 
 #ifdef __cplusplus
@@ -2536,6 +2627,7 @@ static const char *chi_reason(int status)
     case 416: return "Range Not Satisfiable";
     case 417: return "Expectation Failed";
     case 422: return "Unprocessable Content";
+    case 426: return "Upgrade Required";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
@@ -3338,6 +3430,691 @@ static chi_qnode *chi_mpsc_take(chi_mpsc *q)
     return fifo;
 }
 
+#ifndef CHOPIN_NO_WEBSOCKET
+/* The WebSocket pieces of the core are also built alone (unit tests,
+   fuzzing, CHOPIN_CORE_ONLY), where nothing in the server calls them: no
+   warning for that. */
+#if defined(__GNUC__) || defined(__clang__)
+#define CHI_WS_FN static __attribute__((unused))
+#else
+#define CHI_WS_FN static
+#endif
+
+/* >>sha1 --------------------------------------------------------------------
+   SHA-1 (RFC 3174), only for the WebSocket handshake: Sec-WebSocket-Accept
+   is base64(SHA-1(key + a fixed GUID)). SHA-1 is broken for signatures, but
+   the handshake only uses it to prove the server read the key. Blocks of 64
+   bytes are compressed as they fill; the last one carries the bit length. */
+
+typedef struct chi_sha1 {
+    uint32_t h[5];
+    uint64_t bytes;              /* message length so far */
+    unsigned char block[64];
+    size_t fill;                 /* bytes waiting in block */
+} chi_sha1;
+
+static uint32_t chi_rol32(uint32_t x, unsigned n) { return (x << n) | (x >> (32 - n)); }
+
+static void chi_sha1_compress(uint32_t h[5], const unsigned char *p)
+{
+    uint32_t w[80], a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f, k, t;
+    size_t i;
+    for (i = 0; i < 16; i++)
+        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+    for (i = 16; i < 80; i++) w[i] = chi_rol32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    for (i = 0; i < 80; i++) {
+        if (i < 20) {
+            f = (b & c) | (~b & d);
+            k = 0x5A827999u;
+        } else if (i < 40) {
+            f = b ^ c ^ d;
+            k = 0x6ED9EBA1u;
+        } else if (i < 60) {
+            f = (b & c) | (b & d) | (c & d);
+            k = 0x8F1BBCDCu;
+        } else {
+            f = b ^ c ^ d;
+            k = 0xCA62C1D6u;
+        }
+        t = chi_rol32(a, 5) + f + e + k + w[i];
+        e = d;
+        d = c;
+        c = chi_rol32(b, 30);
+        b = a;
+        a = t;
+    }
+    h[0] += a;
+    h[1] += b;
+    h[2] += c;
+    h[3] += d;
+    h[4] += e;
+}
+
+CHI_WS_FN void chi_sha1_init(chi_sha1 *s)
+{
+    s->h[0] = 0x67452301u;
+    s->h[1] = 0xEFCDAB89u;
+    s->h[2] = 0x98BADCFEu;
+    s->h[3] = 0x10325476u;
+    s->h[4] = 0xC3D2E1F0u;
+    s->bytes = 0;
+    s->fill = 0;
+}
+
+CHI_WS_FN void chi_sha1_update(chi_sha1 *s, const void *data, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)data;
+    s->bytes += n;
+    while (n) {
+        size_t k = 64 - s->fill < n ? 64 - s->fill : n;
+        memcpy(s->block + s->fill, p, k);
+        s->fill += k;
+        p += k;
+        n -= k;
+        if (s->fill == 64) {
+            chi_sha1_compress(s->h, s->block);
+            s->fill = 0;
+        }
+    }
+}
+
+/* Pads with 0x80, zeros and the length in bits (big-endian), then gives the
+   20-byte digest. */
+CHI_WS_FN void chi_sha1_final(chi_sha1 *s, unsigned char out[20])
+{
+    uint64_t bits = s->bytes * 8;
+    int i;
+    s->block[s->fill++] = 0x80;
+    if (s->fill > 56) {
+        memset(s->block + s->fill, 0, 64 - s->fill);
+        chi_sha1_compress(s->h, s->block);
+        s->fill = 0;
+    }
+    memset(s->block + s->fill, 0, 56 - s->fill);
+    for (i = 0; i < 8; i++) s->block[56 + i] = (unsigned char)(bits >> (56 - 8 * i));
+    chi_sha1_compress(s->h, s->block);
+    for (i = 0; i < 20; i++) out[i] = (unsigned char)(s->h[i / 4] >> (24 - 8 * (i % 4)));
+}
+
+/* >>base64 ------------------------------------------------------------------
+   Base64 with padding (RFC 4648 section 4): encoding for Sec-WebSocket-Accept,
+   strict decoding to check that a Sec-WebSocket-Key is 16 bytes. The decoder
+   takes only the canonical form: padding where due, unused bits zero. */
+
+static const char chi_b64_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* Writes 4 * ceil(n / 3) characters (no NUL); returns that length. */
+CHI_WS_FN size_t chi_base64_encode(const unsigned char *in, size_t n, char *out)
+{
+    size_t i, o = 0;
+    for (i = 0; i + 3 <= n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+        out[o++] = chi_b64_alphabet[v >> 18];
+        out[o++] = chi_b64_alphabet[(v >> 12) & 63];
+        out[o++] = chi_b64_alphabet[(v >> 6) & 63];
+        out[o++] = chi_b64_alphabet[v & 63];
+    }
+    if (n - i == 1) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        out[o++] = chi_b64_alphabet[v >> 18];
+        out[o++] = chi_b64_alphabet[(v >> 12) & 63];
+        out[o++] = '=';
+        out[o++] = '=';
+    } else if (n - i == 2) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
+        out[o++] = chi_b64_alphabet[v >> 18];
+        out[o++] = chi_b64_alphabet[(v >> 12) & 63];
+        out[o++] = chi_b64_alphabet[(v >> 6) & 63];
+        out[o++] = '=';
+    }
+    return o;
+}
+
+static int chi_b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+}
+
+/* Decodes in[0, n) into out (cap bytes). Returns the decoded length, or -1
+   for anything but canonical padded base64 or when out is too small. */
+CHI_WS_FN long chi_base64_decode(const char *in, size_t n, unsigned char *out, size_t cap)
+{
+    size_t i, o = 0;
+    if (n % 4) return -1;
+    for (i = 0; i < n; i += 4) {
+        int v[4], k, pad = 0;
+        uint32_t x;
+        for (k = 0; k < 4; k++) {
+            unsigned char c = (unsigned char)in[i + (size_t)k];
+            if (c == '=' && i + 4 == n && k >= 2) {
+                v[k] = 0;
+                pad++;
+                continue;
+            }
+            if (pad) return -1; /* "A=A=": data after padding */
+            v[k] = chi_b64_value(c);
+            if (v[k] < 0) return -1;
+        }
+        x = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
+        if ((pad == 1 && (x & 0xFF)) || (pad == 2 && (x & 0xFFFF))) return -1; /* bits left over */
+        if (cap - o < (size_t)(3 - pad)) return -1;
+        out[o++] = (unsigned char)(x >> 16);
+        if (pad < 2) out[o++] = (unsigned char)(x >> 8);
+        if (pad < 1) out[o++] = (unsigned char)x;
+    }
+    return (long)o;
+}
+
+/* >>websocket frames ----------------------------------------------------------
+   RFC 6455 over bytes: the opening handshake's checks and its accept key, an
+   incremental frame parser, an incremental UTF-8 validator, close codes and
+   the server's frame writer. The server (>>websocket) does the I/O.
+
+   The parser is fed whatever the socket gave and returns one event at a
+   time: a piece of message payload (unmasked in place, in the caller's
+   buffer: no copy), the end of a message, a whole control frame (ping, pong,
+   close: at most 125 bytes, kept in the parser since they may arrive split),
+   or an error with the close code to answer it. It refuses, as soon as the
+   offending byte arrives:
+     1002  unmasked client frames, reserved bits (no extension is ever
+           negotiated), unknown opcodes, control frames fragmented or over
+           125 bytes, a continuation with no message or a new message inside
+           one, a length not in its shortest form or with the top bit set, a
+           close frame with a 1-byte payload or a code that may not be sent
+     1007  text (or a close reason) that is not UTF-8: checked piece by
+           piece across frames, so it fails on the first bad byte
+     1009  a message that would grow over the limit: refused from the frame
+           head, before its payload is read. */
+
+enum {
+    CHI_WS_CONT = 0x0,
+    CHI_WS_TEXT = 0x1,
+    CHI_WS_BINARY = 0x2,
+    CHI_WS_CLOSE = 0x8,
+    CHI_WS_PING = 0x9,
+    CHI_WS_PONG = 0xA
+};
+
+/* Close codes (RFC 6455 7.4.1) the server uses. */
+#define CHI_WS_NORMAL 1000
+#define CHI_WS_GOING_AWAY 1001
+#define CHI_WS_PROTOCOL_ERROR 1002
+#define CHI_WS_NO_STATUS 1005      /* a close frame without a code: never sent */
+#define CHI_WS_INVALID_DATA 1007
+#define CHI_WS_TOO_BIG 1009
+#define CHI_WS_INTERNAL 1011
+#define CHI_WS_MAX_CONTROL 125     /* control frame payload */
+#define CHI_WS_MAX_HEAD 14         /* 2 + 8 (length) + 4 (mask) */
+#define CHI_WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#define CHI_WS_ACCEPT_LEN 28       /* base64 of a 20-byte digest */
+
+/* -- UTF-8, incrementally -- */
+
+/* Where a validator stands between two pieces: the continuation bytes still
+   due and the range the next one must fall in (narrower than 80..BF right
+   after E0, ED, F0 and F4: overlongs, surrogates, above U+10FFFF). */
+typedef struct chi_utf8 {
+    unsigned char need;
+    unsigned char lo, hi;
+} chi_utf8;
+
+CHI_WS_FN void chi_utf8_init(chi_utf8 *u)
+{
+    u->need = 0;
+    u->lo = 0x80;
+    u->hi = 0xBF;
+}
+
+/* The first byte of a sequence: sets what must follow; -1 if it cannot
+   start one (RFC 3629 section 4). */
+static int chi_utf8_lead(chi_utf8 *u, unsigned c)
+{
+    u->lo = 0x80;
+    u->hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) u->need = 1;
+    else if (c >= 0xE0 && c <= 0xEF) u->need = 2;
+    else if (c >= 0xF0 && c <= 0xF4) u->need = 3;
+    else return -1;
+    if (c == 0xE0) u->lo = 0xA0;      /* overlong */
+    else if (c == 0xED) u->hi = 0x9F; /* UTF-16 surrogates */
+    else if (c == 0xF0) u->lo = 0x90; /* overlong */
+    else if (c == 0xF4) u->hi = 0x8F; /* above U+10FFFF */
+    return 0;
+}
+
+/* Feeds n more bytes. Returns 0 while everything so far can begin valid
+   UTF-8, -1 from the first byte that cannot. Runs of ASCII go 8 bytes at a
+   time. */
+CHI_WS_FN int chi_utf8_feed(chi_utf8 *u, const unsigned char *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = p[i];
+        if (u->need) {
+            if (c < u->lo || c > u->hi) return -1;
+            u->need--;
+            u->lo = 0x80;
+            u->hi = 0xBF;
+            i++;
+        } else if (c < 0x80) {
+            i++;
+            while (n - i >= 8 && !(chi_load8((const char *)p + i) & 0x8080808080808080ull)) i += 8;
+        } else {
+            if (chi_utf8_lead(u, c) < 0) return -1;
+            i++;
+        }
+    }
+    return 0;
+}
+
+/* A whole text ends here: no sequence may be left open. */
+CHI_WS_FN int chi_utf8_done(const chi_utf8 *u) { return u->need == 0; }
+
+/* -- close codes -- */
+
+/* May this code appear in a close frame (RFC 6455 7.4.1, 7.4.2 and the IANA
+   registry)? 1004-1006 and 1015 are reserved, 1016-2999 unassigned; 3000-4999
+   belong to libraries and applications. */
+CHI_WS_FN int chi_ws_close_code_ok(int code)
+{
+    if (code >= 3000 && code <= 4999) return 1;
+    return code >= 1000 && code <= 1014 && code != 1004 && code != 1005 && code != 1006;
+}
+
+/* A close frame's payload: the code (big-endian) and the reason, cut to fit
+   125 bytes at a character boundary. Returns the payload length. */
+CHI_WS_FN size_t chi_ws_close_payload(unsigned char out[CHI_WS_MAX_CONTROL], int code, const char *reason, size_t len)
+{
+    if (len > CHI_WS_MAX_CONTROL - 2) {
+        len = CHI_WS_MAX_CONTROL - 2;
+        while (len > 0 && ((unsigned char)reason[len] & 0xC0) == 0x80) len--; /* not mid-character */
+    }
+    out[0] = (unsigned char)(code >> 8);
+    out[1] = (unsigned char)code;
+    if (len) memcpy(out + 2, reason, len);
+    return 2 + len;
+}
+
+/* -- the frame writer -- */
+
+/* The head of a server frame (never masked, RFC 6455 5.1) into out (up to
+   10 bytes), length in its shortest form. Returns the head's length. */
+CHI_WS_FN size_t chi_ws_head_put(unsigned char *out, unsigned opcode, int fin, uint64_t len)
+{
+    int i;
+    out[0] = (unsigned char)((fin ? 0x80 : 0) | (opcode & 0x0F));
+    if (len < 126) {
+        out[1] = (unsigned char)len;
+        return 2;
+    }
+    if (len <= 0xFFFF) {
+        out[1] = 126;
+        out[2] = (unsigned char)(len >> 8);
+        out[3] = (unsigned char)len;
+        return 4;
+    }
+    out[1] = 127;
+    for (i = 0; i < 8; i++) out[2 + i] = (unsigned char)(len >> (56 - 8 * i));
+    return 10;
+}
+
+/* A whole frame (head and payload) appended to b: how a message is framed
+   once and then queued to many connections. Returns 0 or -1 (memory). */
+CHI_WS_FN int chi_ws_frame_append(chi_buf *b, unsigned opcode, const void *data, size_t len)
+{
+    unsigned char head[10];
+    size_t hl = chi_ws_head_put(head, opcode, 1, len);
+    if (chi_buf_reserve(b, hl + len) < 0) return -1;
+    chi_buf_append(b, head, hl);
+    chi_buf_append(b, data, len);
+    return 0;
+}
+
+/* -- the parser -- */
+
+enum {
+    CHI_WS_EV_NONE,    /* every byte given was used: feed more */
+    CHI_WS_EV_DATA,    /* data, len: a piece of the current message */
+    CHI_WS_EV_MESSAGE, /* the current message is whole (opcode: text or binary) */
+    CHI_WS_EV_PING,    /* data, len: the ping's payload (answer with a pong) */
+    CHI_WS_EV_PONG,
+    CHI_WS_EV_CLOSE,   /* code (CHI_WS_NO_STATUS when none), data, len: the reason */
+    CHI_WS_EV_ERROR    /* code: close the connection with it */
+};
+
+typedef struct chi_ws_event {
+    int kind;
+    int opcode;          /* DATA and MESSAGE: CHI_WS_TEXT or CHI_WS_BINARY */
+    unsigned char *data;
+    size_t len;
+    int code;
+} chi_ws_event;
+
+enum { CHI_WSP_HEAD, CHI_WSP_PAYLOAD, CHI_WSP_END };
+
+typedef struct chi_ws_parser {
+    uint64_t max_message;   /* a message over it: 1009 */
+    int state;
+    unsigned char head[CHI_WS_MAX_HEAD];
+    unsigned head_len;      /* head bytes received */
+    unsigned head_need;     /* the head's length (2 until its second byte) */
+    unsigned opcode;
+    int fin;
+    uint64_t left;          /* payload bytes of this frame not yet received */
+    unsigned char mask[4];
+    unsigned mask_at;       /* payload offset mod 4 */
+    int msg;                /* opcode of the message in progress, 0: none */
+    uint64_t msg_len;       /* its bytes so far, frame heads' lengths summed */
+    chi_utf8 utf8;          /* its text so far */
+    unsigned char ctl[CHI_WS_MAX_CONTROL];
+    unsigned ctl_len;
+    int failed;             /* the close code of an error already reported */
+} chi_ws_parser;
+
+CHI_WS_FN void chi_ws_parser_init(chi_ws_parser *ps, uint64_t max_message)
+{
+    memset(ps, 0, sizeof *ps);
+    ps->max_message = max_message;
+    ps->head_need = 2;
+    chi_utf8_init(&ps->utf8);
+}
+
+static int chi_ws_is_control(unsigned opcode) { return (opcode & 0x8) != 0; }
+
+/* XORs the payload with the client's key in place, 8 bytes at a time where
+   it can; *at is the payload offset mod 4, kept across calls. */
+static void chi_ws_unmask(unsigned char *p, size_t n, const unsigned char mask[4], unsigned *at)
+{
+    size_t i = 0;
+    unsigned a = *at;
+    if (n >= 16) {
+        unsigned char m8[8];
+        uint64_t m, w;
+        int k;
+        for (k = 0; k < 8; k++) m8[k] = mask[(a + (unsigned)k) & 3];
+        memcpy(&m, m8, 8);
+        for (; n - i >= 8; i += 8) { /* 8 is a multiple of 4: the phase holds */
+            memcpy(&w, p + i, 8);
+            w ^= m;
+            memcpy(p + i, &w, 8);
+        }
+    }
+    for (; i < n; i++) p[i] ^= mask[(a + i) & 3];
+    *at = (unsigned)((a + n) & 3);
+}
+
+static int chi_ws_parse_fail(chi_ws_parser *ps, chi_ws_event *ev, int code)
+{
+    ps->failed = code;
+    ev->kind = CHI_WS_EV_ERROR;
+    ev->code = code;
+    return code;
+}
+
+/* The first two bytes decide most things (RFC 6455 5.2, 5.4, 5.5): checked
+   before the rest of the head arrives. Returns 0 or a close code; sets how
+   long the head is. */
+static int chi_ws_check_start(chi_ws_parser *ps)
+{
+    unsigned b0 = ps->head[0], b1 = ps->head[1], op = b0 & 0x0F, len7 = b1 & 0x7F;
+    if (b0 & 0x70) return CHI_WS_PROTOCOL_ERROR; /* RSV1-3: no extension negotiated */
+    if (op != CHI_WS_CONT && op != CHI_WS_TEXT && op != CHI_WS_BINARY && op != CHI_WS_CLOSE && op != CHI_WS_PING &&
+        op != CHI_WS_PONG)
+        return CHI_WS_PROTOCOL_ERROR;
+    if (!(b1 & 0x80)) return CHI_WS_PROTOCOL_ERROR; /* clients must mask (5.1) */
+    if (chi_ws_is_control(op)) {
+        if (!(b0 & 0x80) || len7 > CHI_WS_MAX_CONTROL) return CHI_WS_PROTOCOL_ERROR;
+    } else if (op == CHI_WS_CONT) {
+        if (!ps->msg) return CHI_WS_PROTOCOL_ERROR; /* nothing to continue */
+    } else if (ps->msg) {
+        return CHI_WS_PROTOCOL_ERROR; /* a new message inside a fragmented one */
+    }
+    ps->head_need = 2 + (len7 == 126 ? 2u : len7 == 127 ? 8u : 0u) + 4;
+    return 0;
+}
+
+/* The whole head is in: the length (shortest form, top bit clear), the
+   message limit, the mask. Returns 0 or a close code. */
+static int chi_ws_begin_frame(chi_ws_parser *ps)
+{
+    const unsigned char *h = ps->head;
+    unsigned len7 = h[1] & 0x7F, at = 2, i;
+    uint64_t len = len7;
+    ps->opcode = h[0] & 0x0F;
+    ps->fin = (h[0] & 0x80) != 0;
+    if (len7 == 126) {
+        len = (uint64_t)h[2] << 8 | h[3];
+        if (len < 126) return CHI_WS_PROTOCOL_ERROR;
+        at = 4;
+    } else if (len7 == 127) {
+        for (len = 0, i = 0; i < 8; i++) len = len << 8 | h[2 + i];
+        if (len >> 63 || len <= 0xFFFF) return CHI_WS_PROTOCOL_ERROR;
+        at = 10;
+    }
+    memcpy(ps->mask, h + at, 4);
+    ps->mask_at = 0;
+    ps->left = len;
+    if (chi_ws_is_control(ps->opcode)) {
+        ps->ctl_len = 0;
+        return 0;
+    }
+    if (ps->opcode != CHI_WS_CONT) {
+        ps->msg = (int)ps->opcode;
+        ps->msg_len = 0;
+        chi_utf8_init(&ps->utf8);
+    }
+    if (len > ps->max_message - ps->msg_len) return CHI_WS_TOO_BIG;
+    ps->msg_len += len;
+    return 0;
+}
+
+/* A control frame is whole: its event. A close frame's code and reason are
+   checked here (5.5.1, 7.4). */
+static void chi_ws_control_event(chi_ws_parser *ps, chi_ws_event *ev)
+{
+    ev->data = ps->ctl;
+    ev->len = ps->ctl_len;
+    if (ps->opcode == CHI_WS_PING) {
+        ev->kind = CHI_WS_EV_PING;
+    } else if (ps->opcode == CHI_WS_PONG) {
+        ev->kind = CHI_WS_EV_PONG;
+    } else if (ps->ctl_len == 0) {
+        ev->kind = CHI_WS_EV_CLOSE;
+        ev->code = CHI_WS_NO_STATUS;
+    } else {
+        chi_utf8 u;
+        int code = ps->ctl_len >= 2 ? ps->ctl[0] << 8 | ps->ctl[1] : 0;
+        chi_utf8_init(&u);
+        if (ps->ctl_len == 1 || !chi_ws_close_code_ok(code)) {
+            chi_ws_parse_fail(ps, ev, CHI_WS_PROTOCOL_ERROR);
+            return;
+        }
+        if (chi_utf8_feed(&u, ps->ctl + 2, ps->ctl_len - 2) < 0 || !chi_utf8_done(&u)) {
+            chi_ws_parse_fail(ps, ev, CHI_WS_INVALID_DATA);
+            return;
+        }
+        ev->kind = CHI_WS_EV_CLOSE;
+        ev->code = code;
+        ev->data = ps->ctl + 2;
+        ev->len = ps->ctl_len - 2;
+    }
+}
+
+/* Collects head bytes from p; returns how many it took, and 0 or a close
+   code in *err. */
+static size_t chi_ws_read_head(chi_ws_parser *ps, const unsigned char *p, size_t n, int *err)
+{
+    size_t used = 0;
+    *err = 0;
+    while (ps->head_len < ps->head_need && used < n) {
+        ps->head[ps->head_len++] = p[used++];
+        if (ps->head_len == 2 && (*err = chi_ws_check_start(ps)) != 0) return used;
+    }
+    if (ps->head_len == ps->head_need && ps->head_len > 2) {
+        *err = chi_ws_begin_frame(ps);
+        if (!*err) ps->state = CHI_WSP_PAYLOAD;
+    }
+    return used;
+}
+
+/* Unmasks the payload bytes in p[0, k) and reports them. */
+static void chi_ws_read_payload(chi_ws_parser *ps, unsigned char *p, size_t k, chi_ws_event *ev)
+{
+    chi_ws_unmask(p, k, ps->mask, &ps->mask_at);
+    ps->left -= k;
+    if (ps->left == 0) ps->state = CHI_WSP_END;
+    if (chi_ws_is_control(ps->opcode)) {
+        memcpy(ps->ctl + ps->ctl_len, p, k);
+        ps->ctl_len += (unsigned)k;
+        return;
+    }
+    if (ps->msg == CHI_WS_TEXT && chi_utf8_feed(&ps->utf8, p, k) < 0) {
+        chi_ws_parse_fail(ps, ev, CHI_WS_INVALID_DATA);
+        return;
+    }
+    ev->kind = CHI_WS_EV_DATA;
+    ev->opcode = ps->msg;
+    ev->data = p;
+    ev->len = k;
+}
+
+/* A frame's payload is all in: what it completes, if anything. */
+static void chi_ws_end_frame(chi_ws_parser *ps, chi_ws_event *ev)
+{
+    ps->state = CHI_WSP_HEAD;
+    ps->head_len = 0;
+    ps->head_need = 2;
+    if (chi_ws_is_control(ps->opcode)) {
+        chi_ws_control_event(ps, ev);
+        return;
+    }
+    if (!ps->fin) return;
+    if (ps->msg == CHI_WS_TEXT && !chi_utf8_done(&ps->utf8)) {
+        chi_ws_parse_fail(ps, ev, CHI_WS_INVALID_DATA);
+        return;
+    }
+    ev->kind = CHI_WS_EV_MESSAGE;
+    ev->opcode = ps->msg;
+    ps->msg = 0;
+}
+
+/* Reads from p[0, n) until one event. Returns the bytes used; the caller
+   calls again with the rest until the event is CHI_WS_EV_NONE (all used)
+   or CHI_WS_EV_ERROR (stop reading: nothing more is accepted). Payload
+   bytes are unmasked in place. */
+CHI_WS_FN size_t chi_ws_parse(chi_ws_parser *ps, unsigned char *p, size_t n, chi_ws_event *ev)
+{
+    size_t used = 0;
+    memset(ev, 0, sizeof *ev);
+    if (ps->failed) {
+        ev->kind = CHI_WS_EV_ERROR;
+        ev->code = ps->failed;
+        return 0;
+    }
+    for (;;) {
+        if (ps->state == CHI_WSP_HEAD) {
+            int err;
+            used += chi_ws_read_head(ps, p + used, n - used, &err);
+            if (err) {
+                chi_ws_parse_fail(ps, ev, err);
+                return used;
+            }
+            if (ps->state == CHI_WSP_HEAD) return used; /* head incomplete, all used */
+            if (ps->left == 0) ps->state = CHI_WSP_END;
+        }
+        if (ps->state == CHI_WSP_PAYLOAD) {
+            size_t k = n - used;
+            if (k == 0) return used;
+            if (k > ps->left) k = (size_t)ps->left;
+            chi_ws_read_payload(ps, p + used, k, ev);
+            used += k;
+            if (ev->kind != CHI_WS_EV_NONE) return used;
+        }
+        if (ps->state == CHI_WSP_END) {
+            chi_ws_end_frame(ps, ev);
+            if (ev->kind != CHI_WS_EV_NONE) return used;
+        }
+    }
+}
+
+/* -- the opening handshake (RFC 6455 4.2) -- */
+
+/* The next element of a comma-separated list (RFC 9110 5.6.1), spaces
+   trimmed, empty elements skipped. Returns 1, or 0 at the end. */
+CHI_WS_FN int chi_list_next(ch_str *rest, ch_str *item)
+{
+    while (rest->len) {
+        const char *p = rest->ptr, *comma = (const char *)memchr(p, ',', rest->len);
+        size_t n = comma ? (size_t)(comma - p) : rest->len;
+        rest->ptr += comma ? n + 1 : n;
+        rest->len -= comma ? n + 1 : n;
+        while (n && (*p == ' ' || *p == '\t')) p++, n--;
+        while (n && (p[n - 1] == ' ' || p[n - 1] == '\t')) n--;
+        if (n) {
+            *item = chi_str(p, n);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Does the list hold this token (any case)? `lower` is lower-case. */
+CHI_WS_FN int chi_list_has(ch_str list, const char *lower)
+{
+    size_t n = strlen(lower);
+    ch_str item;
+    while (chi_list_next(&list, &item))
+        if (item.len == n && chi_ieq(item.ptr, lower, n)) return 1;
+    return 0;
+}
+
+/* How many header lines have this name (lower-case)? */
+static int chi_header_count(const ch_req *req, const char *lower)
+{
+    size_t n = strlen(lower);
+    int i, count = 0;
+    for (i = 0; i < req->header_count; i++)
+        if (req->headers[i].name.len == n && chi_ieq(req->headers[i].name.ptr, lower, n)) count++;
+    return count;
+}
+
+/* Is this request a WebSocket opening handshake we accept (4.2.1)? Returns
+   0 with the key in *key, 426 when it does not ask for WebSocket or asks for
+   a version other than 13 (answer with Sec-WebSocket-Version: 13), or 400
+   when it asks but is malformed (not GET over HTTP/1.1, no Connection:
+   upgrade, a key that is not 16 bytes in base64, a repeated key). */
+CHI_WS_FN int chi_ws_check_request(const ch_req *req, ch_str *key)
+{
+    ch_str version = ch_req_header(req, "sec-websocket-version");
+    ch_str k = ch_req_header(req, "sec-websocket-key");
+    unsigned char raw[18];
+    if (!chi_list_has(ch_req_common(req, CH_H_UPGRADE), "websocket")) return 426;
+    if (req->method != CH_GET || req->version_minor < 1) return 400;
+    if (!chi_list_has(ch_req_common(req, CH_H_CONNECTION), "upgrade")) return 400;
+    if (chi_header_count(req, "sec-websocket-version") != 1 || !ch_str_eq(version, "13")) return 426;
+    if (chi_header_count(req, "sec-websocket-key") != 1) return 400;
+    if (chi_base64_decode(k.ptr, k.len, raw, sizeof raw) != 16) return 400;
+    *key = k;
+    return 0;
+}
+
+/* Sec-WebSocket-Accept for a key: base64(SHA-1(key + GUID)), 28 bytes. */
+CHI_WS_FN void chi_ws_accept(ch_str key, char out[CHI_WS_ACCEPT_LEN])
+{
+    chi_sha1 s;
+    unsigned char digest[20];
+    chi_sha1_init(&s);
+    chi_sha1_update(&s, key.ptr, key.len);
+    chi_sha1_update(&s, CHI_WS_GUID, sizeof CHI_WS_GUID - 1);
+    chi_sha1_final(&s, digest);
+    chi_base64_encode(digest, sizeof digest, out);
+}
+#endif /* CHOPIN_NO_WEBSOCKET */
 
 /* >>mime ----------------------------------------------------------------------
    Content-Type by file extension: a sorted table of the common types, looked
@@ -5831,6 +6608,9 @@ struct chi_later {
     chi_buf line;            /* method name + target, for the after-hooks */
     size_t method_len;
     chi_later *next_free;
+#ifndef CHOPIN_NO_WEBSOCKET
+    ch_ws *ws;               /* this response is a WebSocket (>>websocket) */
+#endif
 };
 
 /* The off-loop pool: blocking threads shared by the workers, started on
@@ -5850,6 +6630,47 @@ struct chi_pool {
     int nthreads, started;
     chi_thread *threads;
 };
+
+#ifndef CHOPIN_NO_WEBSOCKET
+/* WebSocket (>>websocket): one connection, its topics, a worker's topics. */
+typedef struct chi_ws_topic chi_ws_topic;
+typedef struct chi_ws_sub {
+    chi_ws_topic *topic;
+    ch_ws *ws;
+    struct chi_ws_sub *tprev, *tnext; /* the topic's subscribers */
+    struct chi_ws_sub *wnext;         /* the connection's topics */
+} chi_ws_sub;
+
+struct chi_ws_topic {
+    chi_ws_topic *next;      /* in its hash bucket */
+    uint32_t hash;
+    size_t len;
+    chi_ws_sub *subs;
+    char name[1];            /* len + 1 bytes, allocated with the topic */
+};
+
+typedef struct chi_ws_hub {  /* per worker */
+    ch_ws *all;              /* every open WebSocket (for shutdown) */
+    chi_ws_topic **buckets;
+    size_t nbuckets, ntopics;
+} chi_ws_hub;
+
+struct ch_ws {
+    chi_worker *w;
+    chi_later *l;            /* the connection's hold; NULL once it is gone */
+    const ch_ws_opts *opts;
+    void *user;
+    int state;               /* CHI_WSS_* */
+    chi_ws_parser parser;
+    chi_buf msg;             /* a fragmented message so far */
+    int64_t last_rx_ms, ping_sent_ms;
+    int awaiting_pong;
+    ch_timer keepalive, close_wait, first_input;
+    chi_ws_sub *subs;
+    ch_ws *prev, *next;      /* the worker's list */
+    char protocol[64];
+};
+#endif
 
 /* A worker's copy of one FastRoute's response: off into fast_bytes, the
    whole length, and the head's (a dynamic one ends at "Content-Length: "). */
@@ -5915,6 +6736,9 @@ struct ch_worker {
     ch_json sink_json;
     chi_buf sse_buf;         /* an event being framed */
     struct chi_stream *stream_offer; /* while a stream route's handler runs */
+#ifndef CHOPIN_NO_WEBSOCKET
+    chi_ws_hub ws_hub;       /* its WebSockets and their topics (>>websocket) */
+#endif
 };
 
 /* Implemented in >>later, called from >>connection and the loop. */
@@ -5924,6 +6748,12 @@ static void chi_hold_input(chi_worker *w, chi_conn *c, long n);
 static void chi_held_io(chi_worker *w, chi_conn *c);
 static void chi_mark_dirty(chi_worker *w, chi_conn *c);
 static chi_pool *chi_pool_new(void); /* >>offload */
+#ifndef CHOPIN_NO_WEBSOCKET
+/* Implemented in >>websocket. */
+static void chi_ws_received(chi_worker *w, chi_conn *c, long n);
+static void chi_ws_begin_shutdown(chi_worker *w);
+static void chi_ws_cleanup(chi_worker *w);
+#endif
 
 /* >>app ---------------------------------------------------------------------
    Building the application: what is added here is shared read-only by every
@@ -7820,6 +8650,12 @@ static void chi_conn_received(chi_worker *w, chi_conn *c, long n)
        byte: bytes dribbled into an unfinished head are not progress, so a
        slowloris client is cut off; body bytes are progress */
     if (c->later) {
+#ifndef CHOPIN_NO_WEBSOCKET
+        if (c->later->ws) { /* a WebSocket's frames, not held requests */
+            chi_ws_received(w, c, n);
+            return;
+        }
+#endif
         chi_hold_input(w, c, n);
         return;
     }
@@ -9000,6 +9836,720 @@ CHOPIN_API int ch_defer_offload(ch_defer d, void (*work)(void *user), ch_defer_f
     return rc;
 }
 
+#ifndef CHOPIN_NO_WEBSOCKET
+/* >>websocket -----------------------------------------------------------------
+   WebSocket connections on top of answering later (>>later). An upgrade
+   takes the connection like a deferred response (ch_res_defer), writes the
+   101 head itself, and keeps the chi_later as the connection's hold: frames
+   go out through chi_later_push (so the output queue, its bound, the drain
+   callback, write_timeout and the settle pass are the stream machinery's),
+   and bytes coming in are handed here (chi_ws_received) instead of being
+   held. The core's parser (>>websocket frames) unmasks them in place; a
+   message that arrives whole in one read reaches on_message without a copy,
+   fragments are joined in ws->msg.
+
+   Closing: a close from the client is answered with the same code and the
+   connection closes once that is written (the server closes TCP first,
+   RFC 6455 7.1.1); a protocol error is answered with its close code
+   (1002, 1007, 1009) the same way; ch_ws_close sends one and waits up to
+   CHI_WS_CLOSE_WAIT_MS for the answer; the client leaving, a cut (queue
+   over the bound, write_timeout, a missing pong) report 1006. on_close
+   runs once, never inside a call the user made, and the ch_ws is freed
+   when it returns.
+
+   Publish/subscribe: each worker keeps its own topics (a hash table of
+   subscriber lists: no lock). ch_ws_publish frames the message once, in
+   one allocation with a reference count, and posts it to every worker
+   (ch_worker_post: a lock-free queue and a wake); each worker copies the
+   frame to its subscribers' queues and the last one frees it. */
+
+enum { CHI_WSS_OPEN, CHI_WSS_CLOSING, CHI_WSS_DONE };
+#define CHI_WS_DEFAULT_MAX_MESSAGE ((size_t)1024 * 1024)
+#define CHI_WS_CLOSE_WAIT_MS 5000   /* our close: the client's answer */
+#define CHI_WS_MAX_TOPIC 255
+#define CHI_WS_MSG_KEEP ((size_t)64 * 1024) /* a reassembly buffer shrinks back to this */
+
+static void chi_ws_end(ch_ws *ws, int code, const char *reason, size_t len);
+
+/* -- the handshake -- */
+
+/* Is protocol among the Sec-WebSocket-Protocol values (any line)? */
+CHOPIN_API int ch_ws_offered(const ch_req *req, const char *protocol)
+{
+    size_t n = strlen(protocol);
+    int i;
+    for (i = 0; i < req->header_count; i++) {
+        const ch_header *h = &req->headers[i];
+        ch_str rest = h->value, item;
+        if (h->name.len != 22 || !chi_ieq(h->name.ptr, "sec-websocket-protocol", 22)) continue;
+        while (chi_list_next(&rest, &item))
+            if (item.len == n && memcmp(item.ptr, protocol, n) == 0) return 1; /* case-sensitive (4.1) */
+    }
+    return 0;
+}
+
+static void chi_ws_refuse(ch_res *res, int status)
+{
+    ch_res_error(res, status);
+    if (status == 426) { /* RFC 6455 4.4, RFC 9110 15.5.22 */
+        ch_res_header(res, "Upgrade", "websocket");
+        ch_res_header(res, "Sec-WebSocket-Version", "13");
+    }
+}
+
+/* The 101 head, through the one head writer, into the connection's output. */
+static int chi_ws_write_head(chi_worker *w, chi_later *l, ch_str key, const char *protocol)
+{
+    ch_res *res = &l->res;
+    char accept[CHI_WS_ACCEPT_LEN];
+    chi_head_spec h;
+    chi_buf saved;
+    int borrowed, ok;
+    chi_ws_accept(key, accept);
+    res->status = 101;
+    if (chi_res_put_header(res, "Upgrade", 7, "websocket", 9) < 0 ||
+        chi_res_put_header(res, "Connection", 10, "Upgrade", 7) < 0 ||
+        chi_res_put_header(res, "Sec-WebSocket-Accept", 20, accept, CHI_WS_ACCEPT_LEN) < 0 ||
+        (protocol && chi_res_put_header(res, "Sec-WebSocket-Protocol", 22, protocol, strlen(protocol)) < 0))
+        return -1;
+    h = chi_spec(w, 101, 1, 1);
+    h.framing = CHI_FRAME_NONE;
+    h.extra = res->headers.ptr;
+    h.extra_len = res->headers.len;
+    borrowed = chi_out_borrow(w, l->c, &saved);
+    ok = chi_buf_reserve(&w->out, chi_head_size(&h)) == 0;
+    if (ok) {
+        size_t before = w->out.len;
+        w->out.len = (size_t)(chi_head_put(w->out.ptr + w->out.len, &h) - w->out.ptr);
+        res->bytes = w->out.len - before;
+    }
+    chi_out_return(w, l->c, &saved, borrowed);
+    return ok ? 0 : -1;
+}
+
+/* -- sending -- */
+
+/* Queues raw frame bytes: 0, 1 (over the bound), -1 (gone or cut). */
+static int chi_ws_push(ch_ws *ws, const void *pre, size_t pre_len, const void *data, size_t len)
+{
+    chi_later *l = ws->l;
+    if (!l || !l->c || (l->c->flags & CHI_F_KILL)) return -1;
+    return chi_later_push(ws->w, l, (const char *)pre, pre_len, data, len, NULL, 0);
+}
+
+static int chi_ws_frame(ch_ws *ws, unsigned opcode, const void *data, size_t len)
+{
+    unsigned char head[10];
+    size_t hl = chi_ws_head_put(head, opcode, 1, len);
+    return chi_ws_push(ws, head, hl, data, len);
+}
+
+CHOPIN_API int ch_ws_send(ch_ws *ws, ch_ws_type type, const void *data, size_t len)
+{
+    if (!ws || ws->state != CHI_WSS_OPEN || (type != CH_WS_TEXT && type != CH_WS_BINARY) || (len && !data))
+        return -1;
+    if (type == CH_WS_TEXT) { /* we may not send what we would refuse (8.1) */
+        chi_utf8 u;
+        chi_utf8_init(&u);
+        if (chi_utf8_feed(&u, (const unsigned char *)data, len) < 0 || !chi_utf8_done(&u)) return -1;
+    }
+    return chi_ws_frame(ws, type == CH_WS_TEXT ? CHI_WS_TEXT : CHI_WS_BINARY, data, len);
+}
+
+CHOPIN_API int ch_ws_send_text(ch_ws *ws, const char *text) { return ch_ws_send(ws, CH_WS_TEXT, text, strlen(text)); }
+
+CHOPIN_API int ch_ws_ping(ch_ws *ws, const void *data, size_t len)
+{
+    if (!ws || ws->state != CHI_WSS_OPEN || len > CHI_WS_MAX_CONTROL || (len && !data)) return -1;
+    return chi_ws_frame(ws, CHI_WS_PING, data, len) < 0 ? -1 : 0;
+}
+
+static void chi_ws_send_close(ch_ws *ws, int code, const void *reason, size_t len)
+{
+    unsigned char p[CHI_WS_MAX_CONTROL];
+    size_t n = code == CHI_WS_NO_STATUS ? 0 : chi_ws_close_payload(p, code, (const char *)reason, len);
+    chi_ws_frame(ws, CHI_WS_CLOSE, p, n);
+}
+
+/* -- ending -- */
+
+/* Our side is finished: nothing more is sent or read; the connection
+   closes once its output is written (then lingers, so the client reads our
+   close frame rather than a reset). */
+static void chi_ws_finish(ch_ws *ws, int code, const char *reason, size_t len)
+{
+    chi_worker *w = ws->w;
+    chi_later *l = ws->l;
+    if (l) {
+        chi_conn *c = l->c;
+        ws->l = NULL;
+        l->ws = NULL;
+        l->user_holds = 0; /* no abort callback: we are the ones ending */
+        if (c) {
+            c->flags |= CHI_F_CLOSING | CHI_F_LINGER_AFTER;
+            chi_buf_free(&c->in);
+            chi_later_detach(w, l, CHI_WHY_DONE);
+        } else {
+            chi_later_maybe_free(w, l);
+        }
+    }
+    chi_ws_end(ws, code, reason, len);
+}
+
+/* A protocol error (7.1.7): its close code goes out, then the connection
+   closes. */
+static void chi_ws_fail(ch_ws *ws, int code)
+{
+    if (ws->state == CHI_WSS_OPEN) chi_ws_send_close(ws, code, NULL, 0);
+    chi_ws_finish(ws, code, "", 0);
+}
+
+/* Cut without a closing handshake (a dead or slow client): on_close gets
+   1006 when the settle pass has closed the connection. */
+static void chi_ws_cut(ch_ws *ws)
+{
+    chi_later *l = ws->l;
+    if (!l || !l->c) return;
+    l->c->flags |= CHI_F_KILL;
+    chi_mark_dirty(ws->w, l->c);
+}
+
+static void chi_ws_close_expired(ch_worker *w, void *user)
+{
+    ch_ws *ws = (ch_ws *)user;
+    (void)w;
+    ws->close_wait = 0;
+    chi_ws_cut(ws);
+}
+
+CHOPIN_API int ch_ws_close(ch_ws *ws, int code, const char *reason)
+{
+    if (!ws || ws->state != CHI_WSS_OPEN || !chi_ws_close_code_ok(code)) return -1;
+    chi_ws_send_close(ws, code, reason, reason ? strlen(reason) : 0);
+    ws->state = CHI_WSS_CLOSING;
+    ws->close_wait = ch_timer_start(ws->w, CHI_WS_CLOSE_WAIT_MS, 0, chi_ws_close_expired, ws);
+    return 0;
+}
+
+/* The client's close (5.5.1): answered with its code, unless we sent ours
+   first; either way the handshake is complete. */
+static void chi_ws_peer_closed(ch_ws *ws, int code, const unsigned char *reason, size_t len)
+{
+    if (ws->state == CHI_WSS_OPEN) chi_ws_send_close(ws, code, reason, len);
+    chi_ws_finish(ws, code, (const char *)reason, len);
+}
+
+/* -- receiving -- */
+
+static void chi_ws_deliver(ch_ws *ws, int opcode, const unsigned char *data, size_t len)
+{
+    if (ws->state != CHI_WSS_OPEN || !ws->opts->on_message) return;
+    ws->opts->on_message(ws, opcode == CHI_WS_TEXT ? CH_WS_TEXT : CH_WS_BINARY, (const char *)data, len);
+}
+
+/* Everything in buf[0, len) (unmasked in place). A message whose only
+   piece is in this buffer is delivered from it; one in pieces is joined in
+   ws->msg. Returns 1 when the WebSocket ended here (ws is freed). */
+static int chi_ws_feed(chi_worker *w, ch_ws *ws, unsigned char *buf, size_t len)
+{
+    const unsigned char *whole = NULL; /* the first piece, not copied yet */
+    size_t whole_len = 0, off = 0;
+    (void)w;
+    for (;;) {
+        chi_ws_event ev;
+        off += chi_ws_parse(&ws->parser, buf + off, len - off, &ev);
+        switch (ev.kind) {
+        case CHI_WS_EV_NONE:
+            if (whole && chi_buf_append(&ws->msg, whole, whole_len) < 0) {
+                chi_ws_fail(ws, CHI_WS_INTERNAL);
+                return 1;
+            }
+            return 0;
+        case CHI_WS_EV_DATA:
+            if (ws->state != CHI_WSS_OPEN) break; /* after our close: discarded */
+            if (!whole && ws->msg.len == 0) {
+                whole = ev.data;
+                whole_len = ev.len;
+            } else if ((whole && chi_buf_append(&ws->msg, whole, whole_len) < 0) ||
+                       chi_buf_append(&ws->msg, ev.data, ev.len) < 0) {
+                chi_ws_fail(ws, CHI_WS_INTERNAL);
+                return 1;
+            } else {
+                whole = NULL;
+            }
+            break;
+        case CHI_WS_EV_MESSAGE:
+            if (whole) {
+                chi_ws_deliver(ws, ev.opcode, whole, whole_len);
+                whole = NULL;
+            } else {
+                chi_ws_deliver(ws, ev.opcode, (const unsigned char *)ws->msg.ptr, ws->msg.len);
+                ws->msg.len = 0;
+                if (ws->msg.cap > CHI_WS_MSG_KEEP) chi_buf_free(&ws->msg);
+            }
+            break;
+        case CHI_WS_EV_PING:
+            if (ws->state == CHI_WSS_OPEN) chi_ws_frame(ws, CHI_WS_PONG, ev.data, ev.len);
+            break;
+        case CHI_WS_EV_PONG:
+            ws->awaiting_pong = 0;
+            break;
+        case CHI_WS_EV_CLOSE:
+            chi_ws_peer_closed(ws, ev.code, ev.data, ev.len);
+            return 1;
+        default: /* CHI_WS_EV_ERROR */
+            chi_ws_fail(ws, ev.code);
+            return 1;
+        }
+    }
+}
+
+/* Bytes from the socket, in the buffer chi_conn_rbuf gave (the worker's
+   scratch, or after what waits in c->in). Called by chi_conn_received for
+   a connection that is a WebSocket. */
+static void chi_ws_received(chi_worker *w, chi_conn *c, long n)
+{
+    ch_ws *ws = c->later->ws;
+    unsigned char *buf;
+    size_t len;
+    if (c->in.len == 0) {
+        buf = (unsigned char *)w->scratch;
+        len = (size_t)n;
+    } else {
+        c->in.len += (size_t)n;
+        buf = (unsigned char *)c->in.ptr;
+        len = c->in.len;
+    }
+    ws->last_rx_ms = w->now_ms = chi_now_ms();
+    if (!chi_ws_feed(w, ws, buf, len)) chi_buf_free(&c->in); /* the parser keeps what it needs */
+    chi_after_io(w, c);
+}
+
+/* Bytes that came in the same read as the upgrade request wait in c->in:
+   read once the handler has returned. */
+static void chi_ws_first_input(ch_worker *w, void *user)
+{
+    ch_ws *ws = (ch_ws *)user;
+    chi_conn *c = ws->l ? ws->l->c : NULL;
+    ws->first_input = 0;
+    if (!c || !c->in.len || (c->flags & CHI_F_KILL)) return;
+    if (!chi_ws_feed(w, ws, (unsigned char *)c->in.ptr, c->in.len)) chi_buf_free(&c->in);
+    chi_after_io(w, c);
+}
+
+/* -- keep-alive -- */
+
+static void chi_ws_keepalive(ch_worker *w, void *user)
+{
+    ch_ws *ws = (ch_ws *)user;
+    const ch_ws_opts *o = ws->opts;
+    int64_t now = w->now_ms = chi_now_ms();
+    int pong_timeout = o->pong_timeout_ms > 0 ? o->pong_timeout_ms : o->ping_interval_ms;
+    if (ws->state != CHI_WSS_OPEN) return;
+    if (o->idle_timeout_ms > 0 && now - ws->last_rx_ms >= o->idle_timeout_ms) {
+        ch_ws_close(ws, CHI_WS_GOING_AWAY, "idle");
+        return;
+    }
+    if (o->ping_interval_ms <= 0) return;
+    if (ws->awaiting_pong) {
+        if (now - ws->ping_sent_ms >= pong_timeout) chi_ws_cut(ws);
+    } else if (now - ws->ping_sent_ms >= o->ping_interval_ms) {
+        ws->awaiting_pong = 1;
+        ws->ping_sent_ms = now;
+        chi_ws_frame(ws, CHI_WS_PING, NULL, 0);
+    }
+}
+
+/* The timer's period: a fraction of the shortest of the three times. */
+static int chi_ws_keepalive_period(const ch_ws_opts *o)
+{
+    int t = 0, v[3], i;
+    v[0] = o->ping_interval_ms;
+    v[1] = o->pong_timeout_ms;
+    v[2] = o->idle_timeout_ms;
+    for (i = 0; i < 3; i++)
+        if (v[i] > 0 && (t == 0 || v[i] < t)) t = v[i];
+    t /= 4;
+    return t < 10 ? 10 : t;
+}
+
+/* -- topics (per worker) -- */
+
+static uint32_t chi_ws_hash(const char *s, size_t n)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    size_t i;
+    for (i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
+static chi_ws_topic *chi_ws_topic_find(chi_ws_hub *hub, const char *name, size_t len, uint32_t hash)
+{
+    chi_ws_topic *t;
+    if (!hub->nbuckets) return NULL;
+    for (t = hub->buckets[hash & (hub->nbuckets - 1)]; t; t = t->next)
+        if (t->hash == hash && t->len == len && memcmp(t->name, name, len) == 0) return t;
+    return NULL;
+}
+
+static int chi_ws_hub_grow(chi_ws_hub *hub)
+{
+    size_t n = hub->nbuckets ? hub->nbuckets * 2 : 16, i;
+    chi_ws_topic **b = (chi_ws_topic **)CHOPIN_MALLOC(n * sizeof(chi_ws_topic *));
+    if (!b) return -1;
+    memset(b, 0, n * sizeof(chi_ws_topic *));
+    for (i = 0; i < hub->nbuckets; i++) {
+        chi_ws_topic *t = hub->buckets[i];
+        while (t) {
+            chi_ws_topic *next = t->next;
+            t->next = b[t->hash & (n - 1)];
+            b[t->hash & (n - 1)] = t;
+            t = next;
+        }
+    }
+    CHOPIN_FREE(hub->buckets);
+    hub->buckets = b;
+    hub->nbuckets = n;
+    return 0;
+}
+
+static chi_ws_topic *chi_ws_topic_add(chi_ws_hub *hub, const char *name, size_t len, uint32_t hash)
+{
+    chi_ws_topic *t;
+    if (hub->ntopics >= hub->nbuckets && chi_ws_hub_grow(hub) < 0) return NULL;
+    t = (chi_ws_topic *)CHOPIN_MALLOC(sizeof *t + len);
+    if (!t) return NULL;
+    memset(t, 0, sizeof *t);
+    t->hash = hash;
+    t->len = len;
+    memcpy(t->name, name, len);
+    t->name[len] = 0;
+    t->next = hub->buckets[hash & (hub->nbuckets - 1)];
+    hub->buckets[hash & (hub->nbuckets - 1)] = t;
+    hub->ntopics++;
+    return t;
+}
+
+static void chi_ws_topic_drop(chi_ws_hub *hub, chi_ws_topic *t)
+{
+    chi_ws_topic **p = &hub->buckets[t->hash & (hub->nbuckets - 1)];
+    while (*p != t) p = &(*p)->next;
+    *p = t->next;
+    hub->ntopics--;
+    CHOPIN_FREE(t);
+}
+
+CHOPIN_API int ch_ws_subscribe(ch_ws *ws, const char *topic)
+{
+    size_t len = topic ? strlen(topic) : 0;
+    chi_ws_hub *hub;
+    chi_ws_topic *t;
+    chi_ws_sub *s, **tail;
+    uint32_t hash;
+    if (!ws || ws->state == CHI_WSS_DONE || len == 0 || len > CHI_WS_MAX_TOPIC) return -1;
+    for (tail = &ws->subs; *tail; tail = &(*tail)->wnext)
+        if ((*tail)->topic->len == len && memcmp((*tail)->topic->name, topic, len) == 0) return 0; /* already */
+    hub = &ws->w->ws_hub;
+    hash = chi_ws_hash(topic, len);
+    t = chi_ws_topic_find(hub, topic, len, hash);
+    if (!t && !(t = chi_ws_topic_add(hub, topic, len, hash))) return -1;
+    s = (chi_ws_sub *)CHOPIN_MALLOC(sizeof *s);
+    if (!s) {
+        if (!t->subs) chi_ws_topic_drop(hub, t);
+        return -1;
+    }
+    s->topic = t;
+    s->ws = ws;
+    s->tprev = NULL;
+    s->tnext = t->subs;
+    if (t->subs) t->subs->tprev = s;
+    t->subs = s;
+    s->wnext = NULL;
+    *tail = s;
+    return 0;
+}
+
+static void chi_ws_sub_unlink(chi_ws_hub *hub, chi_ws_sub *s)
+{
+    chi_ws_topic *t = s->topic;
+    if (s->tprev) s->tprev->tnext = s->tnext;
+    else t->subs = s->tnext;
+    if (s->tnext) s->tnext->tprev = s->tprev;
+    if (!t->subs) chi_ws_topic_drop(hub, t);
+    CHOPIN_FREE(s);
+}
+
+CHOPIN_API int ch_ws_unsubscribe(ch_ws *ws, const char *topic)
+{
+    size_t len = topic ? strlen(topic) : 0;
+    chi_ws_sub **p;
+    if (!ws) return -1;
+    for (p = &ws->subs; *p; p = &(*p)->wnext) {
+        chi_ws_sub *s = *p;
+        if (s->topic->len == len && memcmp(s->topic->name, topic, len) == 0) {
+            *p = s->wnext;
+            chi_ws_sub_unlink(&ws->w->ws_hub, s);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+CHOPIN_API const char *ch_ws_topic(const ch_ws *ws, int i)
+{
+    const chi_ws_sub *s = ws ? ws->subs : NULL;
+    while (s && i-- > 0) s = s->wnext;
+    return s && i < 0 ? s->topic->name : NULL;
+}
+
+/* A published message: the frame, built once, shared by the workers. */
+typedef struct chi_ws_pub {
+    int refs;                /* workers that have not delivered it yet */
+#if !CHI_ATOMICS
+    chi_mutex mu;            /* no atomics (tcc): the count takes a lock */
+#endif
+    uint32_t hash;
+    size_t topic_len, frame_len;
+    char *topic;
+    unsigned char *frame;
+} chi_ws_pub;
+
+/* One worker fewer holds p; the last one frees it. Returns what is left. */
+static int chi_ws_pub_drop(chi_ws_pub *p)
+{
+    int left;
+#if CHI_ATOMICS
+    left = __atomic_sub_fetch(&p->refs, 1, __ATOMIC_ACQ_REL);
+#else
+    chi_os_lock(&p->mu);
+    left = --p->refs;
+    chi_os_unlock(&p->mu);
+#endif
+    if (left == 0) {
+#if !CHI_ATOMICS
+        chi_os_mutex_destroy(&p->mu);
+#endif
+        CHOPIN_FREE(p);
+    }
+    return left;
+}
+
+/* On each worker: the frame to every subscriber of the topic here. */
+static void chi_ws_pub_deliver(ch_worker *w, void *user)
+{
+    chi_ws_pub *p = (chi_ws_pub *)user;
+    chi_ws_topic *t = chi_ws_topic_find(&w->ws_hub, p->topic, p->topic_len, p->hash);
+    chi_ws_sub *s;
+    for (s = t ? t->subs : NULL; s; s = s->tnext)
+        if (s->ws->state == CHI_WSS_OPEN) chi_ws_push(s->ws, NULL, 0, p->frame, p->frame_len);
+    chi_ws_pub_drop(p);
+}
+
+CHOPIN_API int ch_ws_publish(ch_app *app, const char *topic, ch_ws_type type, const void *data, size_t len)
+{
+    size_t tl = topic ? strlen(topic) : 0, hl;
+    unsigned char head[10];
+    chi_ws_pub *p;
+    int n, i, posted = 0;
+    if (!app || tl == 0 || tl > CHI_WS_MAX_TOPIC || (type != CH_WS_TEXT && type != CH_WS_BINARY) || (len && !data))
+        return -1;
+    if (type == CH_WS_TEXT) {
+        chi_utf8 u;
+        chi_utf8_init(&u);
+        if (chi_utf8_feed(&u, (const unsigned char *)data, len) < 0 || !chi_utf8_done(&u)) return -1;
+    }
+    n = chi_load_int(&app->nworkers);
+    if (n <= 0) return 0; /* not running: nobody is subscribed */
+    hl = chi_ws_head_put(head, type == CH_WS_TEXT ? CHI_WS_TEXT : CHI_WS_BINARY, 1, len);
+    p = (chi_ws_pub *)CHOPIN_MALLOC(sizeof *p + tl + 1 + hl + len);
+    if (!p) return -1;
+    p->refs = n;
+#if !CHI_ATOMICS
+    if (chi_os_mutex_init(&p->mu) < 0) {
+        CHOPIN_FREE(p);
+        return -1;
+    }
+#endif
+    p->topic = (char *)(p + 1);
+    p->topic_len = tl;
+    p->hash = chi_ws_hash(topic, tl);
+    memcpy(p->topic, topic, tl + 1);
+    p->frame = (unsigned char *)p->topic + tl + 1;
+    p->frame_len = hl + len;
+    memcpy(p->frame, head, hl);
+    if (len) memcpy(p->frame + hl, data, len);
+    for (i = 0; i < n; i++) {
+        ch_worker *w = ch_app_worker(app, i);
+        if (w && ch_worker_post(w, chi_ws_pub_deliver, p) == 0) {
+            posted++;
+        } else if (chi_ws_pub_drop(p) == 0) {
+            return -1;
+        }
+    }
+    return posted ? 0 : -1;
+}
+
+/* -- the connection's life -- */
+
+static void chi_ws_stop_timer(chi_worker *w, ch_timer *t)
+{
+    if (*t) ch_timer_stop(w, *t);
+    *t = 0;
+}
+
+/* The end, whichever way it came: topics left, timers stopped, on_close,
+   then the ch_ws is freed. */
+static void chi_ws_end(ch_ws *ws, int code, const char *reason, size_t len)
+{
+    chi_worker *w = ws->w;
+    ws->state = CHI_WSS_DONE;
+    while (ws->subs) {
+        chi_ws_sub *s = ws->subs;
+        ws->subs = s->wnext;
+        chi_ws_sub_unlink(&w->ws_hub, s);
+    }
+    chi_ws_stop_timer(w, &ws->keepalive);
+    chi_ws_stop_timer(w, &ws->close_wait);
+    chi_ws_stop_timer(w, &ws->first_input);
+    if (ws->prev) ws->prev->next = ws->next;
+    else w->ws_hub.all = ws->next;
+    if (ws->next) ws->next->prev = ws->prev;
+    if (ws->opts->on_close) ws->opts->on_close(ws, code, reason ? reason : "", reason ? len : 0);
+    chi_buf_free(&ws->msg);
+    CHOPIN_FREE(ws);
+}
+
+/* The connection went (the client left, or was cut): 1006 (7.1.5). */
+static void chi_ws_aborted(ch_defer d, void *user)
+{
+    ch_ws *ws = (ch_ws *)user;
+    chi_later *l = chi_later_get(d);
+    if (l) {
+        l->user_holds = 0; /* freed when chi_later_detach returns */
+        l->ws = NULL;
+    }
+    ws->l = NULL;
+    chi_ws_end(ws, 1006, "", 0);
+}
+
+static void chi_ws_drained(ch_defer d, void *user)
+{
+    ch_ws *ws = (ch_ws *)user;
+    (void)d;
+    if (ws->state == CHI_WSS_OPEN && ws->opts->on_drain) ws->opts->on_drain(ws);
+}
+
+CHOPIN_API int ch_ws_upgrade(ch_req *req, ch_res *res, const ch_ws_opts *opts, const char *protocol)
+{
+    chi_worker *w = res->w;
+    ch_str key;
+    ch_defer d;
+    chi_later *l;
+    ch_ws *ws;
+    int st = chi_ws_check_request(req, &key);
+    if (!opts) st = 500;
+    if (protocol && (strlen(protocol) >= sizeof ws->protocol || !ch_ws_offered(req, protocol))) st = 500;
+    if (st) {
+        chi_ws_refuse(res, st);
+        return -1;
+    }
+    ws = (ch_ws *)CHOPIN_MALLOC(sizeof *ws);
+    if (!ws) {
+        ch_res_error(res, 503);
+        return -1;
+    }
+    d = ch_res_defer(res);
+    if (!(l = chi_later_get(d)) || !l->c) { /* over max_deferred: 503 is set */
+        CHOPIN_FREE(ws);
+        return -1;
+    }
+    memset(ws, 0, sizeof *ws);
+    ws->w = w;
+    ws->l = l;
+    ws->opts = opts;
+    ws->user = opts->user;
+    if (protocol) memcpy(ws->protocol, protocol, strlen(protocol) + 1);
+    chi_ws_parser_init(&ws->parser, opts->max_message ? opts->max_message : CHI_WS_DEFAULT_MAX_MESSAGE);
+    if (chi_ws_write_head(w, l, key, protocol) < 0) {
+        l->c->flags |= CHI_F_KILL;
+        chi_mark_dirty(w, l->c);
+        l->user_holds = 0;
+        CHOPIN_FREE(ws);
+        return 0; /* the connection is cut: there is nothing to answer */
+    }
+    l->ws = ws;
+    l->state = CHI_L_STREAM;
+    l->framing = CHI_LF_CLOSE;
+    l->no_body = 1; /* nothing of the stream machinery frames or ends it */
+    ch_defer_on_abort(d, chi_ws_aborted, ws);
+    ch_defer_on_drain(d, chi_ws_drained, ws);
+    chi_later_after_hooks(w, l);
+    ws->next = w->ws_hub.all;
+    if (ws->next) ws->next->prev = ws;
+    w->ws_hub.all = ws;
+    ws->last_rx_ms = ws->ping_sent_ms = w->now_ms = chi_now_ms();
+    if (opts->ping_interval_ms > 0 || opts->idle_timeout_ms > 0) {
+        int period = chi_ws_keepalive_period(opts);
+        ws->keepalive = ch_timer_start(w, (uint64_t)period, (uint64_t)period, chi_ws_keepalive, ws);
+    }
+    ws->first_input = ch_timer_start(w, 0, 0, chi_ws_first_input, ws);
+    if (opts->on_open) opts->on_open(ws, req);
+    return 0;
+}
+
+/* ch_ws_route's handler: the route's options are its user pointer. */
+static void chi_ws_route_handler(ch_req *req, ch_res *res)
+{
+    const ch_ws_opts *opts = (const ch_ws_opts *)req->user;
+    const char *protocol = NULL;
+    const char *const *p;
+    for (p = opts->protocols; p && *p && !protocol; p++)
+        if (ch_ws_offered(req, *p)) protocol = *p;
+    ch_ws_upgrade(req, res, opts, protocol);
+}
+
+CHOPIN_API int ch_ws_route(ch_app *app, const char *pattern, const ch_ws_opts *opts)
+{
+    if (!opts) {
+        chi_set_error(app, "ch_ws_route %s: no options", pattern);
+        app->reg_failed = 1;
+        return -1;
+    }
+    return ch_get(app, pattern, chi_ws_route_handler, (void *)(uintptr_t)opts);
+}
+
+CHOPIN_API void *ch_ws_user(const ch_ws *ws) { return ws ? ws->user : NULL; }
+CHOPIN_API void ch_ws_set_user(ch_ws *ws, void *user)
+{
+    if (ws) ws->user = user;
+}
+CHOPIN_API size_t ch_ws_queued(const ch_ws *ws)
+{
+    return ws && ws->l && ws->l->c ? chi_later_queued(ws->w, ws->l->c) : 0;
+}
+CHOPIN_API const char *ch_ws_protocol(const ch_ws *ws) { return ws ? ws->protocol : ""; }
+CHOPIN_API ch_worker *ch_ws_worker(const ch_ws *ws) { return ws ? ws->w : NULL; }
+CHOPIN_API ch_app *ch_ws_app(const ch_ws *ws) { return ws ? ws->w->app : NULL; }
+
+/* SIGTERM: every WebSocket of the worker gets close 1001; the worker's
+   loop runs on until they have answered or the grace period is over. */
+static void chi_ws_begin_shutdown(chi_worker *w)
+{
+    ch_ws *ws;
+    for (ws = w->ws_hub.all; ws; ws = ws->next)
+        if (ws->state == CHI_WSS_OPEN) {
+            ch_ws_close(ws, CHI_WS_GOING_AWAY, "server shutting down");
+            chi_ws_stop_timer(w, &ws->close_wait); /* the grace period decides */
+        }
+}
+
+static void chi_ws_cleanup(chi_worker *w)
+{
+    CHOPIN_FREE(w->ws_hub.buckets);
+    memset(&w->ws_hub, 0, sizeof w->ws_hub);
+}
+#endif /* CHOPIN_NO_WEBSOCKET */
+
 /* >>accept --------------------------------------------------------------------
    New connections, up to CHI_ACCEPT_BATCH per wake-up. At max_connections
    the listener leaves the poll set and new clients wait in the kernel's
@@ -9094,6 +10644,9 @@ static void chi_begin_shutdown(chi_worker *w)
     w->stopping = 1;
     w->stop_deadline = w->now + w->app->cfg.shutdown_timeout;
     chi_pause_accept(w);
+#ifndef CHOPIN_NO_WEBSOCKET
+    chi_ws_begin_shutdown(w); /* close 1001 to each; they answer within the grace period */
+#endif
     while ((c = w->qhead[CHI_Q_IDLE])) chi_close(w, c);
     while ((c = w->qhead[CHI_Q_LINGER])) chi_close(w, c);
 }
@@ -9203,6 +10756,9 @@ static void chi_worker_cleanup(chi_worker *w)
         CHOPIN_FREE(c);
     }
     chi_later_cleanup(w);
+#ifndef CHOPIN_NO_WEBSOCKET
+    chi_ws_cleanup(w);
+#endif
     CHOPIN_FREE(w->conns);
     w->conns = NULL;
     w->conns_cap = 0;
