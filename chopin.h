@@ -3097,14 +3097,14 @@ static int chi_os_listen(chi_listen_req *r, int *fds, char *err, size_t errcap)
    executable, the PID file. The server (>>listen, >>run) decides; these
    only ask the kernel. */
 
+#if !defined(__GLIBC__) && !defined(CHOPIN_NO_RESTART)
 #if defined(__cplusplus)
 extern "C" {
 #endif
-#if !defined(__GLIBC__)
 extern char **environ; /* glibc declares it under _GNU_SOURCE */
-#endif
 #if defined(__cplusplus)
 }
+#endif
 #endif
 
 static long chi_os_pid(void) { return (long)getpid(); }
@@ -3161,10 +3161,19 @@ static const char *chi_os_check_listener(int fd)
     return NULL;
 }
 
+/* Tells the process that started us (CHOPIN_READY_FD) that we serve. */
+static void chi_os_notify_ready(int fd)
+{
+    ssize_t r = write(fd, "1", 1);
+    (void)r;
+    close(fd);
+}
+
 /* An inherited descriptor of our own (CHOPIN_READY_FD): kept only if open,
    and closed on exec so no later child inherits it. */
 static int chi_os_adopt_fd(int fd) { return fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 ? -1 : 0; }
 
+#ifndef CHOPIN_NO_RESTART
 /* The readiness pipe between a process and the successor it starts: the
    read end non-blocking, both ends close-on-exec (the child gets its end
    by dup2, which clears the flag on the copy). */
@@ -3189,13 +3198,6 @@ static int chi_os_read_ready(int fd)
         r = read(fd, &b, 1);
     } while (r < 0 && errno == EINTR);
     return r > 0 ? 1 : r == 0 ? 0 : -1;
-}
-
-static void chi_os_notify_ready(int fd)
-{
-    ssize_t r = write(fd, "1", 1);
-    (void)r;
-    close(fd);
 }
 
 /* The path of the running executable, taken at start so that a restart
@@ -3352,6 +3354,8 @@ static void chi_os_reap(long pid, int grace_ms, char *why, size_t cap)
     else
         snprintf(why, cap, "ended");
 }
+
+#endif /* CHOPIN_NO_RESTART */
 
 /* PID_FILE: written whole under a temporary name, then renamed over the
    old one, so a reader never sees half a number. */
@@ -5821,11 +5825,11 @@ static void chi_begin_shutdown(chi_worker *w)
     w->stop_deadline = w->now + w->app->cfg.shutdown_timeout;
     chi_pause_accept(w);
     /* After a hand-over the idle keep-alive connections get a grace of one
-       to two ticks: a request that comes meanwhile is answered (with
+       to two seconds: a request that comes meanwhile is answered (with
        Connection: close), so fewer clients meet a close just as they send.
        Then chi_close_idle ends them. */
     if (w->app->handover)
-        w->idle_close_at = w->now + 1;
+        w->idle_close_at = w->now + 2; /* whole seconds: a grace of 1 to 2 s */
     else
         while ((c = w->qhead[CHI_Q_IDLE])) chi_close(w, c);
     while ((c = w->qhead[CHI_Q_LINGER])) chi_close(w, c);
@@ -6280,6 +6284,7 @@ static void chi_take_ready_fd(ch_app *app)
     unsetenv("CHOPIN_READY_FD");
 }
 
+#ifndef CHOPIN_NO_RESTART
 /* What a restart runs: the executable's path and the arguments, taken now
    (from ch_config.argv, else /proc/self/cmdline). Unknown, ch_restart
    reports it; serving does not need them. */
@@ -6318,6 +6323,7 @@ static void chi_take_command(ch_app *app, char **argv)
     app->cfg.argv = app->argv;
     if (chi_os_self_exe(app->argv[0], app->exe, sizeof app->exe) < 0) app->exe[0] = 0;
 }
+#endif
 
 static int chi_bind_all(ch_app *app)
 {
@@ -6353,7 +6359,9 @@ CHOPIN_API int ch_listen(ch_app *app, const ch_config *cfg)
     rc = chi_take_inherited(app);
     if (rc < 0 || (rc == 0 && chi_bind_all(app) < 0)) return -1;
     chi_take_ready_fd(app);
+#ifndef CHOPIN_NO_RESTART
     chi_take_command(app, cfg ? cfg->argv : NULL);
+#endif
     app->listening = 1;
     app->err[0] = 0;
     return 0;
@@ -6410,6 +6418,7 @@ static void chi_pidfile_remove(ch_app *app)
     app->pid_written = 0;
 }
 
+#ifndef CHOPIN_NO_RESTART
 /* The successor's environment: ours without the variables of a previous
    activation, plus LISTEN_FDS, LISTEN_PID (its digits are written by the
    child, into room kept here), LISTEN_FDNAMES if we got names, and
@@ -6544,9 +6553,32 @@ static void chi_restart_abandon(ch_app *app)
     chi_ops_log(app, "restart abandoned: stopping; pid %ld %s", pid, why);
 }
 
+#else /* CHOPIN_NO_RESTART: the hand-over is compiled out */
+static int chi_restart_begin(ch_app *app, const int *blocked, int nblocked)
+{
+    (void)blocked;
+    (void)nblocked;
+    chi_ops_log(app, "restart: compiled out (CHOPIN_NO_RESTART); ignored");
+    return -1;
+}
+
+static int chi_restart_check(ch_app *app, int timed_out)
+{
+    (void)app;
+    (void)timed_out;
+    return 0;
+}
+
+static void chi_restart_abandon(ch_app *app) { (void)app; }
+#endif /* CHOPIN_NO_RESTART */
+
 CHOPIN_API int ch_restart(ch_app *app)
 {
     if (!app) return -1;
+#ifdef CHOPIN_NO_RESTART
+    chi_set_error(app, "ch_restart: compiled out (CHOPIN_NO_RESTART)");
+    return -1;
+#endif
     if (app->embedded) {
         chi_set_error(app, "ch_restart needs ch_serve: an embedded server (ch_poll) cannot restart");
         return -1;
