@@ -669,7 +669,10 @@ static int chi_buf_reserve(chi_buf *b, size_t extra)
     return 0;
 }
 
-static int chi_buf_append(chi_buf *b, const void *data, size_t n)
+/* inline: on the answer path; left to itself, GCC stops inlining it once the
+   unit has grown (its inline-unit-growth limit), for ~20 instructions more
+   per request */
+static inline int chi_buf_append(chi_buf *b, const void *data, size_t n)
 {
     if (chi_buf_reserve(b, n) < 0) return -1;
     if (n) memcpy(b->ptr + b->len, data, n);
@@ -6594,11 +6597,9 @@ CHOPIN_API int ch_restart(ch_app *app)
 
 CHOPIN_API void ch_health_handler(ch_req *req, ch_res *res)
 {
+    int draining = res->w->stopping;
     (void)req;
-    if (res->w->stopping)
-        ch_res_text(res, 503, "draining");
-    else
-        ch_res_text(res, 200, "ok");
+    ch_res_text(res, draining ? 503 : 200, draining ? "draining" : "ok");
 }
 
 CHOPIN_API int ch_health(ch_app *app, const char *path) { return ch_get(app, path, ch_health_handler, NULL); }
