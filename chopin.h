@@ -53,7 +53,9 @@
    strict zero-copy JSON reader.
 
    THREE WAYS TO RUN
-     ch_run(app, cfg)       listen, then serve until SIGINT/SIGTERM or ch_stop
+     ch_run(app, cfg)       listen, then serve until SIGINT/SIGTERM or ch_stop;
+                            SIGUSR2 (or ch_restart) hands the sockets to a new
+                            copy of the executable and drains (see DEPLOYING)
      ch_listen + ch_serve   the same in two steps (ch_listen reports a port in
                             use; ch_config_used tells the port PORT=0 chose)
      ch_listen + ch_poll    embedded in the caller's own loop (a game engine,
@@ -88,7 +90,36 @@
                                         standard: one loop (for debugging)
        CHOPIN_WORKERS=N                worker threads (performance mode)
        REUSEPORT=true|false            false: the workers share one listener
+       PID_FILE=path                   none; written (whole, then renamed)
+                                        once serving, removed at exit if it
+                                        still holds our pid (cfg.pid_file)
+       LISTEN_FDS=n LISTEN_PID=pid     socket activation (systemd's protocol,
+       LISTEN_FDNAMES=a:b               sd_listen_fds(3)): serve on inherited
+                                        sockets 3..3+n-1 instead of binding
+                                        HOST:PORT; unset once read
+       CHOPIN_READY_FD=fd              set by a restarting server for its
+                                        successor (the readiness pipe)
    An invalid value makes ch_listen() fail with a message from ch_error().
+
+   DEPLOYING (README.md, "Deploying"; the files in deploy/)
+   Socket activation: one inherited socket is shared by the workers; sockets
+   on one address (a SO_REUSEPORT group) are dealt out one per worker; on
+   several addresses, every worker serves each. Each must be a listening TCP
+   socket, of HOST's family when HOST is a numeric address; a mismatch
+   (LISTEN_PID of another process, a UDP or unix socket, one not listening, a
+   missing descriptor) fails ch_listen with the reason. No bind probe.
+   Signals under ch_serve: SIGINT, SIGTERM stop gracefully; SIGUSR2 restarts
+   (ch_restart does the same from code): the executable at the path it was
+   started from (so a new build installed there is picked up), with the same
+   arguments (/proc/self/cmdline on Linux, else set cfg.argv) and
+   environment, gets the listening sockets by LISTEN_FDS and a pipe; once it
+   serves (PID_FILE written, a byte on the pipe) this process stops
+   accepting, answers what is in flight with Connection: close, gives idle
+   keep-alive connections 1-2 s, and exits; a successor that fails or is not
+   ready within 30 s is killed and this one goes on serving (stderr says
+   why). ch_health(app, "/health"): 200 "ok" while serving, 503 "draining"
+   once stopping, for a load balancer's checks. ch_poll (embedded): no
+   signals, no restart; activation and PID_FILE work.
 
    COMPILE-TIME OPTIONS (define before including). Every file that includes
    chopin.h must agree on CHOPIN_STATIC and CHOPIN_API; the others matter
@@ -111,6 +142,8 @@
        CHOPIN_NO_AUTH          compile out the bearer-token middleware
        CHOPIN_NO_ACCESS_LOG    compile out the access log after-hook
        CHOPIN_NO_TIMING        compile out the Server-Timing middleware
+       CHOPIN_NO_RESTART       compile out the SIGUSR2 / ch_restart hand-over
+                               (no fork or exec in the library)
        CHOPIN_CORE_ONLY        compile only layer 1, the core (parser, JSON,
                                router...): no system call, no server; for
                                tests, fuzzing and reuse
@@ -161,7 +194,10 @@
      >>accept        new connections, pausing at the limits
      >>worker loop   one pass: wait, I/O, tick
      >>config        ch_config + environment + defaults, resolved once
-     >>listen        binding before any worker starts
+     >>listen        binding (or inheriting: socket activation) before any
+                     worker starts
+     >>restart       SIGUSR2 / ch_restart: hand-over to a new process,
+                     readiness, PID file, the health route
      >>run           threads, signals, graceful stop
      >>embed         ch_poll: the server inside the caller's loop
 
@@ -2756,7 +2792,8 @@ CHOPIN_API ch_str ch_req_param(const ch_req *req, const char *name)
 /* >>os ------------------------------------------------------------------------
    LAYER 2, THE OS SEAM. Everything the server asks of the kernel is here and
    nowhere else: the clock, sockets (listen, accept, options, send, receive,
-   close), threads, the CPU count and the descriptor limit; and, in one block
+   close), threads, the CPU count and the descriptor limit, inherited
+   listeners, starting a successor (fork, exec) and the PID file; and, in one block
    per backend, the poll set, the waker, the ticker and the stop signals. The
    backend is chosen by platform or forced with CHOPIN_USE_EPOLL,
    CHOPIN_USE_KQUEUE or CHOPIN_USE_POLL; above this section nothing knows
