@@ -607,6 +607,7 @@ CHOPIN_API int ch_json_get_bool(const ch_jdoc *doc, int t, int *out);
 
 #include <limits.h>
 #include <locale.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -642,7 +643,7 @@ CHOPIN_API int ch_json_get_bool(const ch_jdoc *doc, int t, int *out);
 #define CHOPIN_READ_SIZE 65536
 #endif
 #ifndef CHOPIN_MAX_PENDING
-#define CHOPIN_MAX_PENDING (1024 * 1024)
+#define CHOPIN_MAX_PENDING ((size_t)1024 * 1024)
 #endif
 #ifndef CHOPIN_SERVER_NAME
 #define CHOPIN_SERVER_NAME "chopin"
@@ -651,9 +652,9 @@ CHOPIN_API int ch_json_get_bool(const ch_jdoc *doc, int t, int *out);
 /* Defaults for a zeroed ch_config, resolved in one place (>>config). */
 #define CHI_DEFAULT_PORT 3000
 #define CHI_DEFAULT_HOST "0.0.0.0"
-#define CHI_DEFAULT_MAX_HEADER (16 * 1024)
-#define CHI_DEFAULT_MAX_TARGET (8 * 1024)
-#define CHI_DEFAULT_MAX_BODY (8 * 1024 * 1024)
+#define CHI_DEFAULT_MAX_HEADER ((size_t)16 * 1024)
+#define CHI_DEFAULT_MAX_TARGET ((size_t)8 * 1024)
+#define CHI_DEFAULT_MAX_BODY ((size_t)8 * 1024 * 1024)
 #define CHI_DEFAULT_MAX_CONNS 10000
 #define CHI_DEFAULT_IDLE_TIMEOUT 60
 #define CHI_DEFAULT_HEADER_TIMEOUT 20
@@ -667,9 +668,9 @@ CHOPIN_API int ch_json_get_bool(const ch_jdoc *doc, int t, int *out);
 #define CHI_MAX_LISTENERS CHI_MAX_WORKERS
 #define CHI_ACCEPT_BATCH 64           /* accepts per listener wake-up */
 #define CHI_LINGER_TIMEOUT 5          /* seconds a closing socket is drained */
-#define CHI_LINGER_MAX (256 * 1024)   /* bytes drained before giving up */
+#define CHI_LINGER_MAX ((size_t)256 * 1024) /* bytes drained before giving up */
 #define CHI_MAX_METHOD_LEN 32         /* longer method tokens get 501 */
-#define CHI_OUT_KEEP (256 * 1024)     /* the worker's output buffer shrinks back to this */
+#define CHI_OUT_KEEP ((size_t)256 * 1024) /* the worker's output buffer shrinks back to this */
 #define CHI_MAX_PREFIX 256            /* a group's whole prefix, parents' included */
 #define CHI_MAX_PATTERN 512           /* a group's prefix + a route pattern */
 #define CHI_MAX_HOST 256              /* HOST / cfg.host */
@@ -745,7 +746,7 @@ static size_t chi_utoa(uint64_t v, char *out)
         unsigned r = (unsigned)(v % 100);
         v /= 100;
         i -= 2;
-        memcpy(tmp + i, pairs + 2 * r, 2);
+        memcpy(tmp + i, pairs + 2 * (size_t)r, 2);
     }
     if (v >= 10) {
         i -= 2;
@@ -885,7 +886,11 @@ static const char *chi_skip_value(const char *p, const char *end)
     while (p < end && chi_is((unsigned char)*p, CHI_VALUE)) p++;
     return p;
 }
-static char chi_lower(char c) { return (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c; }
+static char chi_lower(char c)
+{
+    if (c >= 'A' && c <= 'Z') c = (char)(c + 32);
+    return c;
+}
 
 /* Case-insensitive comparison of n bytes with a lower-case literal. */
 static int chi_ieq(const char *s, const char *lower, size_t n)
@@ -1163,15 +1168,17 @@ CHOPIN_API void ch_json_str(ch_json *j, const char *s)
 CHOPIN_API void ch_json_int(ch_json *j, long long v)
 {
     char tmp[24];
+    size_t n = chi_itoa((int64_t)v, tmp);
     chi_json_sep(j);
-    chi_json_raw(j, tmp, chi_itoa((int64_t)v, tmp));
+    chi_json_raw(j, tmp, n);
 }
 
 CHOPIN_API void ch_json_uint(ch_json *j, unsigned long long v)
 {
     char tmp[24];
+    size_t n = chi_utoa((uint64_t)v, tmp);
     chi_json_sep(j);
-    chi_json_raw(j, tmp, chi_utoa((uint64_t)v, tmp));
+    chi_json_raw(j, tmp, n);
 }
 
 /* The shortest of %.15g, %.16g, %.17g that reads back as the same double:
@@ -1181,7 +1188,7 @@ CHOPIN_API void ch_json_double(ch_json *j, double v)
 {
     char tmp[40];
     int prec, n = 0, i;
-    if (v != v || v > 1.7976931348623157e308 || v < -1.7976931348623157e308) {
+    if (isnan(v) || isinf(v)) {
         ch_json_null(j);
         return;
     }
@@ -1611,7 +1618,9 @@ CHOPIN_API int ch_json_get_double(const ch_jdoc *d, int t, double *out)
 {
     char tmp[CHI_JSON_NUMBER_MAX];
     size_t n, i;
-    const char *point = localeconv()->decimal_point;
+    /* localeconv reads the process locale: safe while no thread calls
+       setlocale, which a server has no reason to do once running */
+    const char *point = localeconv()->decimal_point; /* NOLINT(concurrency-mt-unsafe) */
     if (ch_json_type(d, t) != CH_JSON_NUMBER) return -1;
     n = d->tok[t].end - d->tok[t].start;
     if (n >= sizeof tmp) return -1;
@@ -2153,14 +2162,12 @@ static int chi_ck_size_byte(chi_chunked *ck, unsigned char c, uint64_t max_body)
             if (ck->size > (UINT64_MAX >> 4)) return -400; /* overflow */
             ck->size = ck->size * 16 + (unsigned)d;
             ck->state = CHI_CK_SIZE;
-        } else if (ck->state == CHI_CK_SIZE_FIRST) {
-            return -400;
-        } else if (c == '\r') {
+        } else if (ck->state != CHI_CK_SIZE_FIRST && c == '\r') {
             ck->state = CHI_CK_SIZE_LF;
-        } else if (c == ';' || c == ' ' || c == '\t') {
+        } else if (ck->state != CHI_CK_SIZE_FIRST && (c == ';' || c == ' ' || c == '\t')) {
             ck->state = c == ';' ? CHI_CK_EXT : CHI_CK_EXT_WS;
         } else {
-            return -400;
+            return -400; /* no digit first, or a byte a size line cannot hold */
         }
         return 0;
     case CHI_CK_EXT_WS: /* BWS before ';' */
@@ -2556,7 +2563,7 @@ static chi_node *chi_node_insert(chi_node *root, const char *pattern, const char
             for (i = 0; i < n->nkids; i++)
                 if (n->kids[i]->seg_len == len && memcmp(n->kids[i]->seg, p, len) == 0) next = n->kids[i];
             if (!next) {
-                kids = (chi_node **)CHOPIN_REALLOC(n->kids, sizeof *kids * (size_t)(n->nkids + 1));
+                kids = (chi_node **)CHOPIN_REALLOC(n->kids, sizeof(chi_node *) * (size_t)(n->nkids + 1));
                 if (!kids) {
                     *err = "out of memory";
                     return NULL;
@@ -2906,7 +2913,19 @@ static int64_t chi_os_wall_seconds(void)
     return (int64_t)ts.tv_sec;
 }
 
-static const char *chi_os_error_text(void) { return strerror(errno); }
+/* errno as text, thread-safe (strerror may share one buffer between
+   threads). GNU's strerror_r returns the text, POSIX's fills buf. */
+static const char *chi_os_errno_text(int e, char *buf, size_t n)
+{
+#if defined(__GLIBC__) && defined(_GNU_SOURCE)
+    return strerror_r(e, buf, n);
+#else
+    return strerror_r(e, buf, n) == 0 ? buf : "unknown error";
+#endif
+}
+
+/* The last error's text (errno), in buf. */
+static const char *chi_os_error_text(char *buf, size_t n) { return chi_os_errno_text(errno, buf, n); }
 
 CHOPIN_API const char *ch_backend(void)
 {
@@ -3093,7 +3112,8 @@ static int chi_os_take_port(int fd, struct addrinfo *ai, int *port)
 
 static int chi_os_listen_fail(struct addrinfo *ai, const int *fds, int opened, char *err, size_t errcap)
 {
-    snprintf(err, errcap, "%s", strerror(errno));
+    char buf[128];
+    (void)snprintf(err, errcap, "%s", chi_os_errno_text(errno, buf, sizeof buf));
     while (opened-- > 0) close(fds[opened]);
     freeaddrinfo(ai);
     return -1;
@@ -3112,10 +3132,10 @@ static int chi_os_listen(chi_listen_req *r, int *fds, char *err, size_t errcap)
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    snprintf(port, sizeof port, "%d", r->port);
+    (void)snprintf(port, sizeof port, "%d", r->port);
     rc = getaddrinfo(r->host, port, &hints, &ai);
     if (rc != 0) {
-        snprintf(err, errcap, "%s", gai_strerror(rc));
+        (void)snprintf(err, errcap, "%s", gai_strerror(rc));
         return -1;
     }
     if (r->reuseport && r->port != 0) {
@@ -3185,9 +3205,9 @@ static const char *chi_os_check_listener(int fd)
     if (fcntl(fd, F_GETFD) < 0) return "is not open";
     len = sizeof type;
     if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
-        return errno == ENOTSOCK ? "is not a socket (or was not passed)" : strerror(errno);
+        return errno == ENOTSOCK ? "is not a socket (or was not passed)" : "cannot be inspected (getsockopt failed)";
     memset(&ss, 0, sizeof ss);
-    if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) return strerror(errno);
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) return "has no address (getsockname failed)";
     if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)
         return ss.ss_family == AF_UNIX ? "is a unix socket: the address family must be IPv4 or IPv6 (TCP)"
                                        : "has an address family other than IPv4 or IPv6";
@@ -3197,7 +3217,7 @@ static const char *chi_os_check_listener(int fd)
     if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0) listening = 1;
 #endif
     if (!listening) return "is a TCP socket that is not listening (listen() was never called)";
-    if (chi_os_set_nonblock_cloexec(fd) < 0) return strerror(errno);
+    if (chi_os_set_nonblock_cloexec(fd) < 0) return "cannot be made non-blocking";
     return NULL;
 }
 
@@ -3346,7 +3366,7 @@ static void chi_os_child_exec(const chi_spawn *s)
     s->pid_digits[d] = 0;
     sigemptyset(&set);
     for (k = 0; k < s->nunblock; k++) sigaddset(&set, s->unblock[k]);
-    sigprocmask(SIG_UNBLOCK, &set, NULL);
+    sigprocmask(SIG_UNBLOCK, &set, NULL); /* NOLINT(concurrency-mt-unsafe): the child has one thread */
     execve(s->exe, s->argv, s->envp);
     _exit(127);
 }
@@ -3384,15 +3404,17 @@ static void chi_os_reap(long pid, int grace_ms, char *why, size_t cap)
             r = waitpid((pid_t)pid, &st, 0);
         } while (r < 0 && errno == EINTR);
     }
-    if (r < 0)
-        snprintf(why, cap, "gone (%s)", strerror(errno));
+    if (r < 0) {
+        char e[64];
+        (void)snprintf(why, cap, "gone (%s)", chi_os_error_text(e, sizeof e));
+    }
     else if (WIFEXITED(st))
-        snprintf(why, cap, "exited with status %d%s", WEXITSTATUS(st),
+        (void)snprintf(why, cap, "exited with status %d%s", WEXITSTATUS(st),
                  WEXITSTATUS(st) == 127 ? " (could it be executed?)" : "");
     else if (WIFSIGNALED(st))
-        snprintf(why, cap, "was killed by signal %d", WTERMSIG(st));
+        (void)snprintf(why, cap, "was killed by signal %d", WTERMSIG(st));
     else
-        snprintf(why, cap, "ended");
+        (void)snprintf(why, cap, "ended");
 }
 
 #endif /* CHOPIN_NO_RESTART */
@@ -3446,6 +3468,12 @@ static void chi_os_log_line(const char *line)
    stop signals (blocked in the mask, so they queue there instead of running
    a handler). Level-triggered throughout: a connection with input left is
    reported again, which keeps the server's bookkeeping simple. */
+#if defined(__TINYC__)
+/* glibc packs struct epoll_event on x86-64 with __attribute__, which its
+   headers hide from compilers that do not claim to be GCC; tcc does
+   understand it, and without it every event tag would come back shifted. */
+#undef __attribute__
+#endif
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
@@ -4572,7 +4600,7 @@ static void chi_set_error(ch_app *app, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(app->err, sizeof app->err, fmt, ap);
+    (void)vsnprintf(app->err, sizeof app->err, fmt, ap); /* a longer message is cut: it is only read */
     va_end(ap);
 }
 
@@ -4921,7 +4949,7 @@ CHOPIN_API int ch_res_printf(ch_res *res, int status, const char *content_type, 
     va_end(ap);
     if (n < 0 || chi_json_reserve(j, (size_t)n + 1) < 0) return -1;
     va_start(ap, fmt);
-    vsnprintf(j->buf, (size_t)n + 1, fmt, ap);
+    (void)vsnprintf(j->buf, (size_t)n + 1, fmt, ap); /* n + 1 bytes were measured above */
     va_end(ap);
     j->len = (size_t)n;
     res->status = status;
@@ -5331,7 +5359,7 @@ CHOPIN_API int ch_mw_timing(ch_req *req, ch_res *res, void *user)
 #endif
 
 #ifndef CHOPIN_NO_ACCESS_LOG
-#define CHI_LOG_FLUSH (32 * 1024)
+#define CHI_LOG_FLUSH ((size_t)32 * 1024)
 
 CHOPIN_API void ch_access_log(const ch_req *req, const ch_res *res, void *user)
 {
@@ -5798,9 +5826,9 @@ static int chi_conns_fit(chi_worker *w, int fd)
     chi_conn **t;
     if ((size_t)fd < w->conns_cap) return 0;
     while (cap <= (size_t)fd) cap *= 2;
-    t = (chi_conn **)CHOPIN_REALLOC(w->conns, sizeof *t * cap);
+    t = (chi_conn **)CHOPIN_REALLOC(w->conns, sizeof(chi_conn *) * cap);
     if (!t) return -1;
-    memset(t + w->conns_cap, 0, sizeof *t * (cap - w->conns_cap));
+    memset(t + w->conns_cap, 0, sizeof(chi_conn *) * (cap - w->conns_cap));
     w->conns = t;
     w->conns_cap = cap;
     return 0;
@@ -6148,24 +6176,24 @@ static int chi_parse_listen_env(const char *fds, const char *pid, long self, cha
     long n, p;
     if (!fds && !pid) return 0;
     if (!pid) {
-        snprintf(why, cap, "LISTEN_FDS is set but LISTEN_PID is not: which process are the sockets for?");
+        (void)snprintf(why, cap, "LISTEN_FDS is set but LISTEN_PID is not: which process are the sockets for?");
         return -1;
     }
     if (chi_parse_int(pid, 1, 199999999, &p) < 0) {
-        snprintf(why, cap, "invalid LISTEN_PID '%.32s': expected a process id", pid);
+        (void)snprintf(why, cap, "invalid LISTEN_PID '%.32s': expected a process id", pid);
         return -1;
     }
     if (p != self) {
-        snprintf(why, cap, "LISTEN_PID=%ld is not this process (pid %ld): the sockets were passed to another one", p,
+        (void)snprintf(why, cap, "LISTEN_PID=%ld is not this process (pid %ld): the sockets were passed to another one", p,
                  self);
         return -1;
     }
     if (!fds) {
-        snprintf(why, cap, "LISTEN_PID is set but LISTEN_FDS is not");
+        (void)snprintf(why, cap, "LISTEN_PID is set but LISTEN_FDS is not");
         return -1;
     }
     if (chi_parse_int(fds, 1, CHI_MAX_LISTENERS, &n) < 0) {
-        snprintf(why, cap, "invalid LISTEN_FDS '%.32s': expected a number of sockets from 1 to %d", fds,
+        (void)snprintf(why, cap, "invalid LISTEN_FDS '%.32s': expected a number of sockets from 1 to %d", fds,
                  CHI_MAX_LISTENERS);
         return -1;
     }
@@ -6226,9 +6254,9 @@ static int chi_resolve_config(ch_app *app, const ch_config *in)
     }
     chi_config_defaults(&c);
     app->host_given = c.host != NULL;
-    snprintf(app->host, sizeof app->host, "%s", c.host ? c.host : CHI_DEFAULT_HOST);
+    (void)snprintf(app->host, sizeof app->host, "%s", c.host ? c.host : CHI_DEFAULT_HOST); /* length checked above */
     c.host = app->host;
-    snprintf(app->pid_file, sizeof app->pid_file, "%s", c.pid_file ? c.pid_file : "");
+    (void)snprintf(app->pid_file, sizeof app->pid_file, "%s", c.pid_file ? c.pid_file : "");
     c.pid_file = app->pid_file[0] ? app->pid_file : NULL;
     app->cfg = c;
     app->lim.max_header = c.max_header_size;
@@ -6245,9 +6273,9 @@ static int chi_resolve_config(ch_app *app, const ch_config *in)
 static void chi_addr_text(const ch_app *app, char *out, size_t n)
 {
     if (strchr(app->host, ':'))
-        snprintf(out, n, "[%s]:%d", app->host, app->cfg.port);
+        (void)snprintf(out, n, "[%s]:%d", app->host, app->cfg.port);
     else
-        snprintf(out, n, "%s:%d", app->host, app->cfg.port);
+        (void)snprintf(out, n, "%s:%d", app->host, app->cfg.port);
 }
 
 /* Socket activation. Started by systemd (deploy/chopin.socket), by a
@@ -6268,10 +6296,11 @@ static int chi_take_inherited(ch_app *app)
     memset(&first, 0, sizeof first);
     if (app->cfg.ignore_env || (!fds && !pid)) return 0;
     n = chi_parse_listen_env(fds, pid, chi_os_pid(), why, sizeof why);
-    if (names && strlen(names) < sizeof app->fdnames) snprintf(app->fdnames, sizeof app->fdnames, "%s", names);
-    unsetenv("LISTEN_FDS");
-    unsetenv("LISTEN_PID");
-    unsetenv("LISTEN_FDNAMES");
+    if (names && strlen(names) < sizeof app->fdnames) (void)snprintf(app->fdnames, sizeof app->fdnames, "%s", names);
+    /* ch_listen runs before any worker starts; sd_listen_fds does the same */
+    unsetenv("LISTEN_FDS");     /* NOLINT(concurrency-mt-unsafe) */
+    unsetenv("LISTEN_PID");     /* NOLINT(concurrency-mt-unsafe) */
+    unsetenv("LISTEN_FDNAMES"); /* NOLINT(concurrency-mt-unsafe) */
     if (n < 0) {
         chi_set_error(app, "socket activation: %s", why);
         return -1;
@@ -6309,7 +6338,7 @@ static int chi_take_inherited(ch_app *app)
     app->nlisten = n;
     app->inherited = 1;
     app->cfg.port = port;
-    if (chi_os_peer_text(&first, app->host, sizeof app->host) == 0) snprintf(app->host, sizeof app->host, "?");
+    if (chi_os_peer_text(&first, app->host, sizeof app->host) == 0) (void)snprintf(app->host, sizeof app->host, "?");
     return n;
 }
 
@@ -6321,7 +6350,7 @@ static void chi_take_ready_fd(ch_app *app)
     long fd;
     if (app->cfg.ignore_env || !v) return;
     if (chi_parse_int(v, 0, 65535, &fd) == 0 && chi_os_adopt_fd((int)fd) == 0) app->ready_fd = (int)fd;
-    unsetenv("CHOPIN_READY_FD");
+    unsetenv("CHOPIN_READY_FD"); /* NOLINT(concurrency-mt-unsafe): before the workers start */
 }
 
 #ifndef CHOPIN_NO_RESTART
@@ -6431,7 +6460,7 @@ static void chi_ops_log(const ch_app *app, const char *fmt, ...)
     va_list ap;
     (void)app;
     va_start(ap, fmt);
-    vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+    (void)vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
     va_end(ap);
     chi_os_log_line(line);
 }
@@ -6439,11 +6468,12 @@ static void chi_ops_log(const ch_app *app, const char *fmt, ...)
 /* Once serving: PID_FILE, then the process that started us (if any). */
 static void chi_announce_ready(ch_app *app)
 {
+    char why[96];
     if (app->pid_file[0]) {
         if (chi_os_write_pidfile(app->pid_file, chi_os_pid()) == 0)
             app->pid_written = 1;
         else
-            chi_ops_log(app, "cannot write PID_FILE %s: %s", app->pid_file, chi_os_error_text());
+            chi_ops_log(app, "cannot write PID_FILE %s: %s", app->pid_file, chi_os_error_text(why, sizeof why));
     }
     if (app->ready_fd >= 0) {
         chi_os_notify_ready(app->ready_fd);
@@ -6485,14 +6515,14 @@ static char **chi_successor_env(const ch_app *app, chi_spawn_vars *v)
         if (!chi_is_var(env[i], "LISTEN_FDS") && !chi_is_var(env[i], "LISTEN_PID") &&
             !chi_is_var(env[i], "LISTEN_FDNAMES") && !chi_is_var(env[i], "CHOPIN_READY_FD"))
             out[k++] = env[i];
-    snprintf(v->fds, sizeof v->fds, "LISTEN_FDS=%d", app->nlisten);
-    snprintf(v->pid, sizeof v->pid, "LISTEN_PID=%s", "00000000000000000000");
-    snprintf(v->ready, sizeof v->ready, "CHOPIN_READY_FD=%d", 3 + app->nlisten);
+    (void)snprintf(v->fds, sizeof v->fds, "LISTEN_FDS=%d", app->nlisten);
+    (void)snprintf(v->pid, sizeof v->pid, "LISTEN_PID=%s", "00000000000000000000");
+    (void)snprintf(v->ready, sizeof v->ready, "CHOPIN_READY_FD=%d", 3 + app->nlisten);
     out[k++] = v->fds;
     out[k++] = v->pid;
     out[k++] = v->ready;
     if (app->fdnames[0]) {
-        snprintf(v->names, sizeof v->names, "LISTEN_FDNAMES=%s", app->fdnames);
+        (void)snprintf(v->names, sizeof v->names, "LISTEN_FDNAMES=%s", app->fdnames);
         out[k++] = v->names;
     }
     out[k] = NULL;
@@ -6512,7 +6542,7 @@ static int chi_restart_begin(ch_app *app, const int *blocked, int nblocked)
 {
     chi_spawn s;
     chi_spawn_vars v;
-    char **envp;
+    char **envp, why[96];
     int pipefd[2];
     long pid;
     if (app->next.pid) {
@@ -6524,7 +6554,7 @@ static int chi_restart_begin(ch_app *app, const int *blocked, int nblocked)
         return -1;
     }
     if (chi_os_pipe(pipefd) < 0) {
-        chi_ops_log(app, "restart: no pipe: %s; still serving", chi_os_error_text());
+        chi_ops_log(app, "restart: no pipe: %s; still serving", chi_os_error_text(why, sizeof why));
         return -1;
     }
     envp = chi_successor_env(app, &v);
@@ -6542,12 +6572,9 @@ static int chi_restart_begin(ch_app *app, const int *blocked, int nblocked)
     chi_os_close(pipefd[1]); /* the child's copy is the only writer left */
     CHOPIN_FREE(envp);
     if (pid < 0 || chi_poller_add(&app->ctl, pipefd[0], CHI_EV_READ, CHI_TAG_READY, 0) < 0) {
-        chi_ops_log(app, "restart: cannot start %s: %s; still serving", app->exe, chi_os_error_text());
+        chi_ops_log(app, "restart: cannot start %s: %s; still serving", app->exe, chi_os_error_text(why, sizeof why));
         chi_os_close(pipefd[0]);
-        if (pid > 0) {
-            char why[96];
-            chi_os_reap(pid, 0, why, sizeof why);
-        }
+        if (pid > 0) chi_os_reap(pid, 0, why, sizeof why);
         return -1;
     }
     app->next.pid = pid;
@@ -6731,7 +6758,8 @@ static int chi_start_workers(ch_app *app)
         chi_worker *w = &app->workers[i];
         if (chi_worker_init(w, app, i, NULL) < 0 ||
             chi_os_thread_start(&w->thread, chi_worker_main, w) < 0) {
-            chi_set_error(app, "cannot start worker %d: %s", i, chi_os_error_text());
+            char why[128];
+            chi_set_error(app, "cannot start worker %d: %s", i, chi_os_error_text(why, sizeof why));
             chi_worker_cleanup(w);
             chi_stop_workers(app, i);
             return -1;
@@ -6802,7 +6830,8 @@ static int chi_embed_begin(ch_app *app)
         return -1;
     }
     if (chi_worker_init(&app->workers[0], app, 0, &app->ctl) < 0) {
-        chi_set_error(app, "cannot start the embedded server: %s", chi_os_error_text());
+        char why[128];
+        chi_set_error(app, "cannot start the embedded server: %s", chi_os_error_text(why, sizeof why));
         chi_worker_cleanup(&app->workers[0]);
         CHOPIN_FREE(app->workers);
         app->workers = NULL;
@@ -6832,7 +6861,8 @@ CHOPIN_API int ch_poll(ch_app *app, int timeout_ms)
     }
     w = &app->workers[0];
     if (chi_worker_pass(w, timeout_ms < 0 ? 0 : timeout_ms) < 0) {
-        chi_set_error(app, "poll failed: %s", chi_os_error_text());
+        char why[128];
+        chi_set_error(app, "poll failed: %s", chi_os_error_text(why, sizeof why));
         return -1;
     }
     if (chi_worker_running(w)) return 0;
