@@ -151,6 +151,11 @@
        CHOPIN_NO_TIMING        compile out the Server-Timing middleware
        CHOPIN_NO_RESTART       compile out the SIGUSR2 / ch_restart hand-over
                                (no fork or exec in the library)
+       CHOPIN_NO_STATIC        compile out static files (ch_static,
+                               ch_res_file, ch_res_file_fd)
+       CHOPIN_NO_MULTIPART     compile out the multipart/form-data parser
+       CHOPIN_NO_OPENAT2       open static files with one openat(O_NOFOLLOW)
+                               per segment even where openat2 exists
        CHOPIN_NO_SSE           compile out server-sent events (ch_sse_*)
        CHOPIN_STREAM_BUFFER    262144  queued bytes of a stream over which
                                        ch_defer_write says "wait for the
@@ -195,6 +200,10 @@
      >>request       header, parameter, query and cookie lookups
      >>timers        the timer min-heap (a worker's timers, no clock)
      >>queue         the lock-free queue that hands work to a worker
+     >>mime          Content-Type by file extension
+     >>paths         dot segments and file paths that cannot leave a root
+     >>ranges        ETag, Last-Modified, conditional requests, Range
+     >>multipart     the streaming multipart/form-data parser
    Layer 2, the OS seam: all that asks the kernel
      >>os            backend choice, clock, sockets, listen, accept, threads
      >>os epoll      the poll set, waker, ticker and signals on Linux
@@ -210,6 +219,8 @@
      >>dispatch      from a parsed request to bytes: FastRoutes, middleware,
                      router, handler, after-hooks
      >>middleware    bearer auth, Server-Timing, access log
+     >>static        files as responses: ch_static, ch_res_file
+     >>uploads       streamed request bodies; 100-continue after middleware
      >>connection    read, answer every request, write once, close
      >>later         deferred responses, streams, posts, the settle pass
      >>sse           server-sent events
@@ -225,8 +236,10 @@
      >>embed         ch_poll: the server inside the caller's loop
 
    NOT YET
-   WebSocket, static files, streamed uploads, rate limiting, CORS, metrics,
-   HTTP/2, TLS (put a proxy in front).
+   WebSocket, rate limiting, CORS, metrics, HTTP/2, TLS (put a proxy in
+   front); for files: multipart byteranges (several ranges get the whole
+   file), a per-worker open-file cache, file bodies of deferred responses,
+   pausing a streamed request body from another thread.
 
    LICENSE
    MIT or public domain, your choice: see the end of the file.
@@ -399,7 +412,11 @@ CHOPIN_API int ch_fast_json(ch_app *app, const char *path, const char *json);
 CHOPIN_API int ch_fast_json_fn(ch_app *app, const char *path, ch_json_fn fn, void *user);
 
 /* Router routes. A pattern such as "/users/:id" has parameters; a last
-   segment "*name" is a wildcard that takes the rest of the path.
+   segment "*name" is a wildcard that takes the rest of the path. Values are
+   raw (still percent-encoded) slices of the path, but never hold a "." or
+   ".." segment, raw or encoded (%2e), with '/' or '\' (raw or encoded) as
+   separators: such a path does not match the route (404 unless another
+   route matches), so joining a value to a directory cannot climb out.
    Returns 0, or -1 with the reason in ch_error(). */
 CHOPIN_API int ch_route(ch_app *app, ch_method method, const char *pattern, ch_handler h, void *user);
 CHOPIN_API int ch_get(ch_app *app, const char *pattern, ch_handler h, void *user);
@@ -548,6 +565,130 @@ CHOPIN_API ch_json *ch_res_json(ch_res *res, int status); /* body = the writer's
 CHOPIN_API void ch_res_error(ch_res *res, int status);    /* {"detail":"..."} body */
 CHOPIN_API int ch_res_printf(ch_res *res, int status, const char *content_type, const char *fmt, ...);
 CHOPIN_API int ch_res_redirect(ch_res *res, int status, const char *location); /* 301/302/303/307/308 */
+
+/* Files, uploads and forms (>>mime, >>paths, >>ranges, >>multipart, >>static,
+   >>uploads). The parts can be compiled out: CHOPIN_NO_STATIC (ch_static,
+   ch_res_file*), CHOPIN_NO_MULTIPART (the multipart parser).
+
+   MIME types: ch_mime_type("a/b.css") or ch_mime_type("css") gives the
+   Content-Type of an extension from a built-in table ("text/css;
+   charset=utf-8"), "application/octet-stream" when unknown. ch_mime_set
+   adds or replaces an extension for one app's file answers. */
+CHOPIN_API const char *ch_mime_type(const char *path_or_ext);
+CHOPIN_API int ch_mime_set(ch_app *app, const char *ext, const char *type);
+
+#ifndef CHOPIN_NO_STATIC
+/* Static files. ch_static(app, "/static", "./public", NULL) serves GET and
+   HEAD /static/<path> from the directory: the body leaves through sendfile
+   (never read into memory), with Content-Type by extension, a strong ETag
+   (inode, size, modification time), Last-Modified, 304 for If-None-Match /
+   If-Modified-Since (RFC 9110 13.2.2 order; If-Match and
+   If-Unmodified-Since give 412), one Range answered 206 (suffix and open
+   ranges too; If-Range honoured; an unsatisfiable one 416; several ranges
+   are answered with the whole file, 200), Accept-Ranges: bytes. With
+   precompressed siblings (name.br, name.gz) and an Accept-Encoding that
+   takes them, the sibling goes out with Content-Encoding; either way such a
+   file's answers carry Vary: Accept-Encoding.
+   Safety: the path is percent-decoded and cleaned; "..", NUL, control bytes,
+   a backslash, an encoded '/' get 400; a name starting with '.' gets 404
+   unless dotfiles is CH_YES; the file is opened beneath the root without
+   following any symlink (openat2 RESOLVE_BENEATH where the kernel has it,
+   else one openat(O_NOFOLLOW) per segment): 403. A directory serves its
+   index file; there is no directory listing. */
+typedef struct ch_static_opts {
+    const char *index;          /* NULL: "index.html"; "": none (404) */
+    const char *cache_control;  /* NULL: no Cache-Control header */
+    int precompressed;          /* 0 or CH_YES: serve .br/.gz siblings; CH_NO: never */
+    int dotfiles;               /* 0 or CH_NO: names starting with '.' get 404; CH_YES: served */
+} ch_static_opts;
+CHOPIN_API int ch_static(ch_app *app, const char *prefix, const char *root, const ch_static_opts *opts);
+/* Answers with one file (by path, or an open descriptor that it takes over
+   and closes), with the same validators, conditionals and ranges. A path
+   given here is trusted: it is the application's, not the client's.
+   Returns 0, or -1 with a 403/404 error answer already set. */
+CHOPIN_API int ch_res_file(ch_req *req, ch_res *res, const char *path);
+CHOPIN_API int ch_res_file_fd(ch_req *req, ch_res *res, int fd, const char *name_for_type);
+#endif
+/* Upload files: ch_file_create makes a new file in dir (created if missing)
+   under a generated name ("up-" + 16 hex digits, written to name, cap >= 20),
+   exclusively, mode 0600, and returns its descriptor or -1: a client's file
+   name is never used as a path. ch_file_create_named takes a name the
+   application checked (no '/', '\\', control byte, or leading '.': -1) and
+   creates or truncates it, never through a symlink. */
+CHOPIN_API int ch_file_create(const char *dir, char *name, size_t cap);
+CHOPIN_API int ch_file_create_named(const char *dir, const char *name);
+CHOPIN_API int ch_file_write(int fd, const void *data, size_t len); /* all of it: 0, or -1 */
+CHOPIN_API void ch_file_close(int fd);
+
+/* Request bodies of any size. A route added with ch_route_stream has its
+   handler called as soon as the head is in and the middleware let it
+   through, with req->body NULL. The handler either answers at once (the
+   body is then not read and the connection closes after the answer), or
+   calls ch_req_body_stream: on_data then gets the body in pieces as they are
+   read (chunked framing already removed); reading waits while it runs, so
+   memory stays bounded whatever the size. It returns 0 to go on, or an HTTP
+   status (4xx/5xx) to refuse the rest. on_end runs once: status 0 when the
+   body is whole, the refusal's status (400 bad framing, 413 over max_body
+   (0: 1 GiB), or on_data's) with res preset to that error, in both cases
+   filling res as a handler would; or CH_BODY_ABORTED with req and res NULL
+   when the client left or timed out: release the state only. Every other
+   route reads its body whole, up to max_body_size.
+   Expect: 100-continue is answered only once the route's middleware let the
+   request in: a refusal (401 from auth, 404, 405) goes out instead and the
+   body is never read. For a buffered route that middleware runs again when
+   the body is in. */
+#define CH_BODY_ABORTED (-1)
+typedef int (*ch_body_fn)(ch_req *req, const char *data, size_t len, void *state);
+typedef void (*ch_body_end_fn)(ch_req *req, ch_res *res, int status, void *state);
+CHOPIN_API int ch_route_stream(ch_app *app, ch_method method, const char *pattern, ch_handler h, void *user,
+                               uint64_t max_body);
+CHOPIN_API int ch_req_body_stream(ch_res *res, ch_body_fn on_data, ch_body_end_fn on_end, void *state);
+
+#ifndef CHOPIN_NO_MULTIPART
+/* multipart/form-data (RFC 7578), streamed: feed the body in pieces of any
+   size (the boundary may be split anywhere); part_begin gets each part's
+   field name, file name and type (slices valid during the call only),
+   part_data its bytes as they come, part_end its end. A callback that
+   returns non-zero stops the parser. ch_multipart_feed returns 0 (more),
+   1 (the final boundary was seen; the rest is ignored) or -1 with the reason
+   in ch_multipart_error ("part headers too large", "too many parts", "part
+   without a name", "malformed part header", ...); ch_multipart_finish
+   says whether the final boundary came (-1: "missing final boundary").
+   Limits: max_parts (0: 1000), max_header per part's header block (0: 8 KiB),
+   max_total bytes fed (0: no limit). */
+typedef struct ch_multipart ch_multipart;
+typedef struct ch_part {
+    ch_str name;             /* the field name */
+    ch_str filename;         /* the client's file name (never a path to trust) */
+    ch_str content_type;     /* {NULL, 0} when not sent */
+    int has_filename;
+    int index;               /* 0, 1, ... */
+} ch_part;
+typedef struct ch_multipart_limits {
+    size_t max_parts, max_header;
+    uint64_t max_total;
+} ch_multipart_limits;
+typedef struct ch_multipart_cb {
+    int (*part_begin)(const ch_part *part, void *user);
+    int (*part_data)(const char *data, size_t len, void *user);
+    int (*part_end)(void *user);
+    void *user;
+} ch_multipart_cb;
+/* The boundary parameter of a Content-Type "multipart/form-data; boundary=X":
+   0 with the slice, or -1. */
+CHOPIN_API int ch_multipart_boundary(ch_str content_type, ch_str *boundary);
+CHOPIN_API ch_multipart *ch_multipart_new(const char *boundary, size_t len, const ch_multipart_limits *lim,
+                                          const ch_multipart_cb *cb);
+CHOPIN_API int ch_multipart_feed(ch_multipart *mp, const char *data, size_t len);
+CHOPIN_API int ch_multipart_finish(ch_multipart *mp);
+CHOPIN_API const char *ch_multipart_error(const ch_multipart *mp);
+CHOPIN_API void ch_multipart_free(ch_multipart *mp);
+#endif
+/* application/x-www-form-urlencoded bodies: the next pair, decoded ('+' is
+   a space) into key and value (NUL-terminated). Returns 1, 0 at the end, or
+   CH_BAD / CH_TOO_LONG for a pair that does not decode or fit (the walk
+   goes on past it). */
+CHOPIN_API int ch_form_decode_next(ch_str *rest, char *key, size_t kcap, char *value, size_t vcap);
 
 /* JSON writer. Commas and nesting are tracked for you. */
 CHOPIN_API void ch_json_init(ch_json *j);
@@ -809,6 +950,16 @@ CHOPIN_API ch_str ch_sse_last_event_id(const ch_req *req);
 #define CHI_STREAM_LOW (CHOPIN_STREAM_BUFFER / 4) /* a stream's queue this low: drain callback */
 #define CHI_STREAM_CUT (4 * (size_t)CHOPIN_STREAM_BUFFER) /* a producer that ignores "wait": cut */
 #define CHI_DEFAULT_OFFLOAD_THREADS 2
+
+/* Keeps a function out of line. The answering-later code (>>later, >>sse,
+   >>offload) is kept so: inlined, its helpers would use up the compiler's
+   budget for a unit's growth, and the synchronous fast path (whose small
+   helpers are then left out of line) would pay for code it never runs. */
+#if defined(__GNUC__) || defined(__clang__)
+#define CHI_OUTLINE __attribute__((noinline))
+#else
+#define CHI_OUTLINE
+#endif
 
 /* >>utilities ---------------------------------------------------------------
    A growable byte buffer, integer formatting, the Date header, and the
@@ -2443,6 +2594,7 @@ static const char *chi_reason(int status)
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";
     case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
     case 417: return "Expectation Failed";
     case 422: return "Unprocessable Content";
     case 429: return "Too Many Requests";
@@ -2608,6 +2760,7 @@ typedef struct chi_route {
     ch_handler handler;
     void *user;
     ch_group *group;                /* its middleware, or NULL */
+    uint64_t stream_max;            /* ch_route_stream: its body limit; 0: buffered */
 } chi_route;
 
 typedef struct chi_node {
@@ -2720,6 +2873,20 @@ static chi_node *chi_node_insert(chi_node *root, const char *pattern, const char
     }
 }
 
+static int chi_dot_segment(const char *p, size_t len); /* >>paths */
+
+/* A parameter or wildcard value may not hold a "." or ".." segment (raw or
+   percent-encoded): such a path does not match the route, so a handler
+   that joins a parameter to a directory never sees one. Values without a
+   '.' or a '%' (most of them) are cleared by one short scan. */
+static inline int chi_param_ok(const char *p, size_t len)
+{
+    size_t i;
+    for (i = 0; i < len; i++)
+        if (p[i] == '.' || p[i] == '%') return !chi_dot_segment(p, len);
+    return 1;
+}
+
 /* Matches path (without the leading '/') below n. Parameters found on the
    way are pushed on req->params and popped again on a dead end. */
 static chi_node *chi_node_match(chi_node *n, const char *p, const char *end, ch_req *req)
@@ -2735,7 +2902,7 @@ static chi_node *chi_node_match(chi_node *n, const char *p, const char *end, ch_
             if (found && (found->methods | found->fast_methods)) return found;
         }
     }
-    if (n->param && len > 0 && req->param_count < CHOPIN_MAX_PARAMS) {
+    if (n->param && len > 0 && req->param_count < CHOPIN_MAX_PARAMS && chi_param_ok(p, len)) {
         ch_param *pa = &req->params[req->param_count++];
         pa->name = chi_str(n->param_name, strlen(n->param_name));
         pa->value = chi_str(p, len);
@@ -2743,7 +2910,7 @@ static chi_node *chi_node_match(chi_node *n, const char *p, const char *end, ch_
         if (found && (found->methods | found->fast_methods)) return found;
         req->param_count--;
     }
-    if (n->wild && req->param_count < CHOPIN_MAX_PARAMS) {
+    if (n->wild && req->param_count < CHOPIN_MAX_PARAMS && chi_param_ok(p, (size_t)(end - p))) {
         ch_param *pa = &req->params[req->param_count++];
         pa->name = chi_str(n->wild_name, strlen(n->wild_name));
         pa->value = chi_str(p, (size_t)(end - p));
@@ -2951,7 +3118,8 @@ typedef struct chi_tslot {
     uint32_t gen;            /* bumped when the slot is freed */
     uint32_t heap;           /* its index in the heap; CHI_TNONE when free */
     uint32_t next_free;
-    int owns_user;           /* user is freed with the timer if it never runs */
+    ch_defer_fn dfn;         /* instead of fn: a deferred response's timer */
+    uint64_t did;            /* ... and its handle's id (the worker is the caller's) */
 } chi_tslot;
 
 typedef struct chi_timers {
@@ -2971,9 +3139,6 @@ static void chi_timers_init(chi_timers *t)
 
 static void chi_timers_free(chi_timers *t)
 {
-    uint32_t i;
-    for (i = 0; i < t->n; i++)
-        if (t->slot[t->heap[i]].owns_user) CHOPIN_FREE(t->slot[t->heap[i]].user);
     CHOPIN_FREE(t->slot);
     CHOPIN_FREE(t->heap);
     chi_timers_init(t);
@@ -3039,7 +3204,7 @@ static void chi_t_release(chi_timers *t, uint32_t s)
 {
     t->slot[s].gen++;
     t->slot[s].fn = NULL;
-    t->slot[s].owns_user = 0;
+    t->slot[s].dfn = NULL;
     t->slot[s].next_free = t->free_head;
     t->free_head = s;
 }
@@ -3075,15 +3240,15 @@ static uint32_t chi_t_alloc(chi_timers *t)
    or 0 when out of memory. */
 static uint64_t chi_timers_add(chi_timers *t, int64_t now, uint64_t delay, uint64_t repeat, ch_worker_fn fn, void *user)
 {
-    uint32_t s = chi_t_alloc(t);
+    uint32_t s;
     chi_tslot *ts;
-    if (s == CHI_TNONE || !fn) return 0;
+    if (!fn || (s = chi_t_alloc(t)) == CHI_TNONE) return 0;
     ts = &t->slot[s];
     ts->due = now + (int64_t)(delay > ((uint64_t)1 << 40) ? ((uint64_t)1 << 40) : delay);
     ts->repeat = repeat > ((uint64_t)1 << 40) ? ((uint64_t)1 << 40) : repeat;
     ts->fn = fn;
     ts->user = user;
-    ts->owns_user = 0;
+    ts->dfn = NULL;
     chi_t_insert(t, s);
     return ((uint64_t)ts->gen << 32) | (uint64_t)(s + 1);
 }
@@ -3097,18 +3262,19 @@ static uint32_t chi_t_find(const chi_timers *t, uint64_t id)
     return s;
 }
 
-/* The timer's user pointer is memory it owns: freed if it never runs. */
-static void chi_timers_own(chi_timers *t, uint64_t id)
+/* Makes a pending timer call dfn(handle did of worker w, user) instead. */
+static void chi_timers_for_defer(chi_timers *t, uint64_t id, ch_defer_fn dfn, uint64_t did)
 {
     uint32_t s = chi_t_find(t, id);
-    if (s != CHI_TNONE) t->slot[s].owns_user = 1;
+    if (s == CHI_TNONE) return;
+    t->slot[s].dfn = dfn;
+    t->slot[s].did = did;
 }
 
 static int chi_timers_cancel(chi_timers *t, uint64_t id)
 {
     uint32_t s = chi_t_find(t, id);
     if (s == CHI_TNONE) return -1;
-    if (t->slot[s].owns_user) CHOPIN_FREE(t->slot[s].user);
     chi_t_remove(t, s);
     chi_t_release(t, s);
     return 0;
@@ -3136,9 +3302,14 @@ static int chi_timers_run(chi_timers *t, int64_t now, ch_worker *w)
         uint32_t s = t->heap[0];
         chi_tslot *ts = &t->slot[s];
         ch_worker_fn fn;
+        ch_defer_fn dfn;
+        ch_defer d;
         void *user;
         if (ts->due > now || ts->seq >= before) break;
         fn = ts->fn;
+        dfn = ts->dfn;
+        d.w = w;
+        d.id = ts->did;
         user = ts->user;
         if (ts->repeat) {
             ts->due += (int64_t)ts->repeat;
@@ -3149,7 +3320,10 @@ static int chi_timers_run(chi_timers *t, int64_t now, ch_worker *w)
             chi_t_remove(t, s);
             chi_t_release(t, s);
         }
-        fn(w, user);
+        if (dfn)
+            dfn(d, user);
+        else
+            fn(w, user);
         ran++;
     }
     return ran;
@@ -3176,21 +3350,46 @@ typedef struct chi_mpsc {
     chi_qnode *head;
 } chi_mpsc;
 
+/* A compiler without the __atomic builtins (tcc) gets the same queue
+   without atomics: the server then takes a lock around push and take
+   (CHI_ATOMICS 0, see >>later), and the flags below are plain ints (a
+   wake-up, a system call, follows every store that matters). */
+#if defined(__GNUC__) || defined(__clang__)
+#define CHI_ATOMICS 1
+static int chi_load_int(int *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static void chi_store_int(int *p, int v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+#else
+#define CHI_ATOMICS 0
+static int chi_load_int(int *p) { return *(volatile int *)p; }
+static void chi_store_int(int *p, int v) { *(volatile int *)p = v; }
+#endif
+
 /* Any thread. Returns 1 when the queue was empty (the caller wakes the
    consumer), else 0. */
 static int chi_mpsc_push(chi_mpsc *q, chi_qnode *n)
 {
+#if CHI_ATOMICS
     chi_qnode *old = __atomic_load_n(&q->head, __ATOMIC_RELAXED);
     do {
         n->next = old;
     } while (!__atomic_compare_exchange_n(&q->head, &old, n, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+#else
+    chi_qnode *old = q->head;
+    n->next = old;
+    q->head = n;
+#endif
     return old == NULL;
 }
 
 /* The consumer: everything pushed so far, oldest first. */
 static chi_qnode *chi_mpsc_take(chi_mpsc *q)
 {
+#if CHI_ATOMICS
     chi_qnode *n = __atomic_exchange_n(&q->head, (chi_qnode *)NULL, __ATOMIC_ACQUIRE), *fifo = NULL;
+#else
+    chi_qnode *n = q->head, *fifo = NULL;
+    q->head = NULL;
+#endif
     while (n) {
         chi_qnode *next = n->next;
         n->next = fifo;
@@ -3200,6 +3399,765 @@ static chi_qnode *chi_mpsc_take(chi_mpsc *q)
     return fifo;
 }
 
+
+/* >>mime ----------------------------------------------------------------------
+   Content-Type by file extension: a sorted table of the common types, looked
+   up by binary search on the lower-cased extension. An application can add
+   or replace entries for itself (ch_mime_set); those are looked at first by
+   its static files. Text types carry "; charset=utf-8". */
+
+typedef struct chi_mime {
+    const char *ext;
+    const char *type;
+} chi_mime;
+
+static const chi_mime chi_mime_table[] = {
+    {"7z", "application/x-7z-compressed"},
+    {"aac", "audio/aac"},
+    {"apng", "image/apng"},
+    {"avif", "image/avif"},
+    {"bin", "application/octet-stream"},
+    {"bmp", "image/bmp"},
+    {"br", "application/x-brotli"},
+    {"css", "text/css; charset=utf-8"},
+    {"csv", "text/csv; charset=utf-8"},
+    {"eot", "application/vnd.ms-fontobject"},
+    {"flac", "audio/flac"},
+    {"gif", "image/gif"},
+    {"gz", "application/gzip"},
+    {"htm", "text/html; charset=utf-8"},
+    {"html", "text/html; charset=utf-8"},
+    {"ico", "image/x-icon"},
+    {"ics", "text/calendar; charset=utf-8"},
+    {"jpeg", "image/jpeg"},
+    {"jpg", "image/jpeg"},
+    {"js", "text/javascript; charset=utf-8"},
+    {"json", "application/json"},
+    {"jsonld", "application/ld+json"},
+    {"m4a", "audio/mp4"},
+    {"map", "application/json"},
+    {"md", "text/markdown; charset=utf-8"},
+    {"mjs", "text/javascript; charset=utf-8"},
+    {"mp3", "audio/mpeg"},
+    {"mp4", "video/mp4"},
+    {"mpeg", "video/mpeg"},
+    {"oga", "audio/ogg"},
+    {"ogg", "audio/ogg"},
+    {"ogv", "video/ogg"},
+    {"otf", "font/otf"},
+    {"pdf", "application/pdf"},
+    {"png", "image/png"},
+    {"rss", "application/rss+xml"},
+    {"svg", "image/svg+xml"},
+    {"tar", "application/x-tar"},
+    {"tif", "image/tiff"},
+    {"tiff", "image/tiff"},
+    {"ttf", "font/ttf"},
+    {"txt", "text/plain; charset=utf-8"},
+    {"wasm", "application/wasm"},
+    {"wav", "audio/wav"},
+    {"weba", "audio/webm"},
+    {"webm", "video/webm"},
+    {"webmanifest", "application/manifest+json"},
+    {"webp", "image/webp"},
+    {"woff", "font/woff"},
+    {"woff2", "font/woff2"},
+    {"xhtml", "application/xhtml+xml"},
+    {"xml", "application/xml"},
+    {"yaml", "application/yaml"},
+    {"yml", "application/yaml"},
+    {"zip", "application/zip"},
+};
+
+#define CHI_MIME_DEFAULT "application/octet-stream"
+#define CHI_MIME_EXT_MAX 16 /* longer extensions are never in a table */
+
+/* The extension of a path or a bare extension, lower-cased into out
+   (CHI_MIME_EXT_MAX + 1 bytes): "a/b.TXT" -> "txt", ".js" -> "js",
+   "css" -> "css". Returns 0, or -1 when there is none or it is too long. */
+static int chi_mime_ext(const char *path, size_t len, char *out)
+{
+    size_t i = len, n;
+    while (i > 0 && path[i - 1] != '.' && path[i - 1] != '/') i--;
+    if (i > 0 && path[i - 1] == '/') return -1; /* a name without a dot */
+    /* i == 0: no dot at all, the whole thing is the extension ("css") */
+    n = len - i;
+    if (n == 0 || n > CHI_MIME_EXT_MAX) return -1;
+    for (len = 0; len < n; len++) out[len] = chi_lower(path[i + len]);
+    out[n] = 0;
+    return 0;
+}
+
+static const char *chi_mime_builtin(const char *ext)
+{
+    size_t lo = 0, hi = sizeof chi_mime_table / sizeof chi_mime_table[0];
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(ext, chi_mime_table[mid].ext);
+        if (c == 0) return chi_mime_table[mid].type;
+        if (c < 0) hi = mid; else lo = mid + 1;
+    }
+    return NULL;
+}
+
+CHOPIN_API const char *ch_mime_type(const char *path_or_ext)
+{
+    char ext[CHI_MIME_EXT_MAX + 1];
+    const char *t;
+    if (!path_or_ext || chi_mime_ext(path_or_ext, strlen(path_or_ext), ext) < 0) return CHI_MIME_DEFAULT;
+    t = chi_mime_builtin(ext);
+    return t ? t : CHI_MIME_DEFAULT;
+}
+
+/* >>paths ---------------------------------------------------------------------
+   From a URL path to a file path that can only name something under a root.
+   Two guards, both here so they can be tested and fuzzed without a disk:
+   - chi_dot_segment: does a route parameter or wildcard hold a "." or ".."
+     segment, raw or percent-encoded, with '/' or '\' (raw or encoded) as
+     separators? The router refuses such a match (RFC 3986 5.2.4 would
+     resolve them; refusing means a naive handler never sees one).
+   - chi_path_clean: percent-decodes a wildcard into "a/b/c": empty and "."
+     segments dropped; "..", NUL, a control byte, a backslash, an encoded
+     '/' or a bad escape refused (400); a segment that starts with '.'
+     (a dotfile) refused with 404 unless allowed. The file itself is then
+     opened segment by segment without following a symlink out of the root
+     (>>os: chi_os_open_beneath). */
+
+/* One decoded byte of a path, and how many input bytes it took. */
+static int chi_path_byte(const char *p, size_t left, unsigned char *c)
+{
+    if (p[0] == '%' && left >= 3 && chi_hexval((unsigned char)p[1]) >= 0 && chi_hexval((unsigned char)p[2]) >= 0) {
+        *c = (unsigned char)(chi_hexval((unsigned char)p[1]) * 16 + chi_hexval((unsigned char)p[2]));
+        return 3;
+    }
+    *c = (unsigned char)p[0];
+    return 1;
+}
+
+static int chi_dot_segment(const char *p, size_t len)
+{
+    size_t i = 0;
+    int dots = 0, other = 0;
+    while (i <= len) {
+        unsigned char c = '/';
+        int step = 1;
+        if (i < len) step = chi_path_byte(p + i, len - i, &c);
+        if (c == '/' || c == '\\') {
+            if (!other && (dots == 1 || dots == 2)) return 1;
+            dots = other = 0;
+        } else if (c == '.') {
+            dots++;
+        } else {
+            other = 1;
+        }
+        i += (size_t)step;
+    }
+    return 0;
+}
+
+#ifndef CHOPIN_NO_STATIC
+#define CHI_PATH_MAX 4096 /* a cleaned file path, NUL included */
+
+static long chi_path_clean(const char *in, size_t len, char *out, size_t cap, int allow_dotfiles)
+{
+    size_t i = 0, n = 0, seg = 0; /* seg: where the current segment starts in out */
+    int dotfile = 0;
+    if (cap == 0) return -400;
+    while (i <= len) {
+        unsigned char c;
+        if (i == len || in[i] == '/') {
+            size_t sl = n - seg;
+            if (sl == 1 && out[seg] == '.') n = seg; /* "." */
+            else if (sl == 2 && out[seg] == '.' && out[seg + 1] == '.') return -400;
+            else if (sl > 0 && out[seg] == '.') dotfile = 1;
+            if (n > seg) {
+                if (n + 1 >= cap) return -400;
+                out[n++] = '/';
+            }
+            seg = n;
+            i++;
+            continue;
+        }
+        if (in[i] == '%') {
+            int hi = i + 2 < len ? chi_hexval((unsigned char)in[i + 1]) : -1;
+            int lo = i + 2 < len ? chi_hexval((unsigned char)in[i + 2]) : -1;
+            if (hi < 0 || lo < 0) return -400;
+            c = (unsigned char)(hi * 16 + lo);
+            if (c == '/') return -400; /* an encoded separator names nothing */
+            i += 3;
+        } else {
+            c = (unsigned char)in[i++];
+        }
+        if (c < 0x20 || c == 0x7f || c == '\\') return -400;
+        if (n + 1 >= cap) return -400;
+        out[n++] = (char)c;
+    }
+    if (n > 0 && out[n - 1] == '/') n--;
+    out[n] = 0;
+    if (dotfile && !allow_dotfiles) return -404;
+    return (long)n;
+}
+
+#endif /* CHOPIN_NO_STATIC */
+
+#ifndef CHOPIN_NO_STATIC
+/* >>ranges --------------------------------------------------------------------
+   What a request for a file asks beyond the file: validators (a strong ETag
+   from inode, size and modification time; Last-Modified), the conditional
+   headers of RFC 9110 13 in their order of precedence, and one Range. */
+
+/* "<inode>-<size>-<mtime ns>" in hex, quoted; out needs 64 bytes. */
+#define CHI_ETAG_MAX 64
+static size_t chi_etag_format(uint64_t ino, uint64_t size, int64_t mtime_ns, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t v[3];
+    size_t n = 0;
+    int k;
+    v[0] = ino;
+    v[1] = size;
+    v[2] = (uint64_t)mtime_ns;
+    out[n++] = '"';
+    for (k = 0; k < 3; k++) {
+        int shift = 60;
+        while (shift > 0 && ((v[k] >> shift) & 15) == 0) shift -= 4;
+        for (; shift >= 0; shift -= 4) out[n++] = hex[(v[k] >> shift) & 15];
+        out[n++] = k < 2 ? '-' : '"';
+    }
+    return n;
+}
+
+/* Does the If-None-Match / If-Match list hold etag? "*" matches any.
+   Weak comparison ignores a "W/" prefix (If-None-Match); strong comparison
+   never matches a weak tag (If-Match, If-Range). */
+static int chi_etag_match(ch_str list, const char *etag, size_t elen, int weak)
+{
+    const char *p = list.ptr, *end;
+    if (!p) return 0;
+    end = p + list.len;
+    while (p < end) {
+        const char *s;
+        int is_weak = 0;
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ',')) p++;
+        if (p == end) break;
+        if (*p == '*') return 1;
+        if (end - p >= 2 && p[0] == 'W' && p[1] == '/') {
+            is_weak = 1;
+            p += 2;
+        }
+        if (p == end || *p != '"') return 0; /* malformed: no match */
+        s = p++;
+        while (p < end && *p != '"') p++;
+        if (p == end) return 0;
+        p++;
+        if ((size_t)(p - s) == elen && memcmp(s, etag, elen) == 0 && (weak || !is_weak)) return 1;
+    }
+    return 0;
+}
+
+/* IMF-fixdate, "Sun, 06 Nov 1994 08:49:37 GMT", to seconds since the
+   epoch. The obsolete forms (RFC 850, asctime) give -1: a date that does not
+   parse makes its header ignored. */
+static int chi_http_date(const char *s, size_t n, int64_t *out)
+{
+    static const char mon[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    int64_t y, m, d, hh, mm, ss, era, yoe, doy, doe;
+    int i, k;
+    const char *digits = "0123456789";
+    if (n != CHI_DATE_LEN || s[3] != ',' || s[4] != ' ' || s[7] != ' ' || s[11] != ' ' || s[16] != ' ' ||
+        s[19] != ':' || s[22] != ':' || memcmp(s + 25, " GMT", 4) != 0)
+        return -1;
+    for (i = 0; i < CHI_DATE_LEN; i++) {
+        static const unsigned char at[] = {5, 6, 12, 13, 14, 15, 17, 18, 20, 21, 23, 24};
+        for (k = 0; k < 12; k++)
+            if (at[k] == i && !memchr(digits, s[i], 10)) return -1;
+    }
+    for (m = 0; m < 12 && memcmp(s + 8, mon + 3 * m, 3) != 0; m++) {}
+    if (m == 12) return -1;
+    m += 1;
+    d = (s[5] - '0') * 10 + (s[6] - '0');
+    y = (s[12] - '0') * 1000 + (s[13] - '0') * 100 + (s[14] - '0') * 10 + (s[15] - '0');
+    hh = (s[17] - '0') * 10 + (s[18] - '0');
+    mm = (s[20] - '0') * 10 + (s[21] - '0');
+    ss = (s[23] - '0') * 10 + (s[24] - '0');
+    if (d < 1 || d > 31 || hh > 23 || mm > 59 || ss > 60) return -1;
+    /* days from civil, the inverse of chi_format_date's method */
+    y -= m <= 2;
+    era = (y >= 0 ? y : y - 399) / 400;
+    yoe = y - era * 400;
+    doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    *out = (era * 146097 + doe - 719468) * 86400 + hh * 3600 + mm * 60 + ss;
+    return 0;
+}
+
+/* RFC 9110 13.2.2, for a GET or HEAD of a representation with these
+   validators: 412 (If-Match, else If-Unmodified-Since, fails), 304
+   (If-None-Match matches, else, without If-None-Match, not modified since
+   If-Modified-Since), or 0 to go on. if_match and if_unmodified may be
+   {NULL, 0}. */
+static int chi_preconditions(ch_str if_match, ch_str if_unmodified, ch_str if_none, ch_str if_modified,
+                             const char *etag, size_t elen, int64_t mtime)
+{
+    int64_t t;
+    if (if_match.ptr) {
+        if (!chi_etag_match(if_match, etag, elen, 0)) return 412;
+    } else if (if_unmodified.ptr && chi_http_date(if_unmodified.ptr, if_unmodified.len, &t) == 0 && mtime > t) {
+        return 412;
+    }
+    if (if_none.ptr) return chi_etag_match(if_none, etag, elen, 1) ? 304 : 0;
+    if (if_modified.ptr && chi_http_date(if_modified.ptr, if_modified.len, &t) == 0 && mtime <= t) return 304;
+    return 0;
+}
+
+/* If-Range (RFC 9110 13.1.5): the range applies only when the validator
+   is this representation's strong ETag or its exact Last-Modified date. */
+static int chi_if_range_ok(ch_str v, const char *etag, size_t elen, int64_t mtime)
+{
+    int64_t t;
+    if (!v.ptr) return 1;
+    if (v.len && (v.ptr[0] == '"' || v.ptr[0] == 'W')) return v.len == elen && memcmp(v.ptr, etag, elen) == 0;
+    return chi_http_date(v.ptr, v.len, &t) == 0 && t == mtime;
+}
+
+/* A decimal number of up to 18 digits. */
+static int chi_range_num(const char **pp, const char *end, uint64_t *out)
+{
+    const char *p = *pp;
+    uint64_t v = 0;
+    int n = 0;
+    while (p < end && *p >= '0' && *p <= '9') {
+        if (++n > 18) return -1;
+        v = v * 10 + (uint64_t)(*p++ - '0');
+    }
+    if (n == 0) return -1;
+    *pp = p;
+    *out = v;
+    return 0;
+}
+
+/* Range (RFC 9110 14.1.2) over `size` bytes. Returns 1 with one satisfiable
+   range [*first, *last], 0 when the header is ignored and the whole
+   representation is sent (absent, another unit, malformed, or more than one
+   range: several ranges are answered with the whole file, not multipart),
+   or 416 when the one range asked for is not satisfiable. */
+static int chi_range_parse(ch_str v, uint64_t size, uint64_t *first, uint64_t *last)
+{
+    const char *p = v.ptr, *end;
+    uint64_t a = 0, b = 0;
+    int suffix = 0, open = 0;
+    if (!p || v.len < 6 || !chi_ieq(p, "bytes=", 6)) return 0;
+    end = p + v.len;
+    p += 6;
+    while (p < end && (*p == ' ' || *p == '\t')) p++;
+    if (p < end && *p == '-') {
+        p++;
+        suffix = 1;
+        if (chi_range_num(&p, end, &b) < 0) return 0;
+    } else {
+        if (chi_range_num(&p, end, &a) < 0 || p == end || *p++ != '-') return 0;
+        if (p < end && *p >= '0' && *p <= '9') {
+            if (chi_range_num(&p, end, &b) < 0) return 0;
+            if (b < a) return 0; /* invalid: ignored */
+        } else {
+            open = 1;
+        }
+    }
+    while (p < end && (*p == ' ' || *p == '\t')) p++;
+    if (p != end) return 0; /* a list of ranges (or junk): the whole file */
+    if (suffix) {
+        if (b == 0 || size == 0) return 416;
+        *first = b >= size ? 0 : size - b;
+        *last = size - 1;
+        return 1;
+    }
+    if (a >= size) return 416;
+    *first = a;
+    *last = (open || b >= size) ? size - 1 : b;
+    return 1;
+}
+
+/* Does Accept-Encoding allow `coding` ("gzip", "br")? Listed with q > 0, or
+   covered by "*" with q > 0 and not listed. */
+static int chi_accepts_coding(ch_str ae, const char *coding)
+{
+    const char *p = ae.ptr, *end;
+    size_t cl = strlen(coding);
+    int star = 0;
+    if (!p) return 0;
+    end = p + ae.len;
+    while (p < end) {
+        const char *name, *ne, *item_end = (const char *)memchr(p, ',', (size_t)(end - p));
+        int zero = 0;
+        if (!item_end) item_end = end;
+        while (p < item_end && (*p == ' ' || *p == '\t')) p++;
+        name = p;
+        while (p < item_end && *p != ';' && *p != ' ' && *p != '\t') p++;
+        ne = p;
+        /* q=0, q=0.0, q=0.00, q=0.000: refused */
+        while (p < item_end) {
+            const char *q = (const char *)memchr(p, ';', (size_t)(item_end - p));
+            if (!q) break;
+            p = q + 1;
+            while (p < item_end && (*p == ' ' || *p == '\t')) p++;
+            if (item_end - p >= 3 && (p[0] | 0x20) == 'q' && p[1] == '=' && p[2] == '0') {
+                const char *z = p + 3;
+                zero = 1;
+                if (z < item_end && *z == '.')
+                    for (z++; z < item_end && *z != ' ' && *z != '\t' && *z != ';'; z++)
+                        if (*z != '0') zero = 0;
+            }
+        }
+        if ((size_t)(ne - name) == cl && chi_ieq(name, coding, cl)) return !zero;
+        if (ne - name == 1 && name[0] == '*') star = zero ? -1 : 1;
+        p = item_end + 1;
+    }
+    return star == 1;
+}
+
+#endif /* CHOPIN_NO_STATIC */
+
+#ifndef CHOPIN_NO_MULTIPART
+/* >>multipart -----------------------------------------------------------------
+   A streaming multipart/form-data parser (RFC 7578, RFC 2046 5.1). Bytes
+   are fed as they arrive, in pieces of any size; the boundary may be split
+   anywhere. The body is scanned for the delimiter "\r\n--boundary": bytes
+   that cannot start it go to the application at once, in runs; bytes that
+   might are held only while they still match, so the parser keeps nothing
+   but the delimiter's length of state and one part's header block. Because
+   the delimiter starts with CR LF and a boundary holds no CR, a failed
+   partial match can only restart at the current byte: no backtracking.
+   The first delimiter may start the body without the CR LF (RFC 2046). */
+
+enum {
+    CHI_MP_PREAMBLE, CHI_MP_AFTER_DELIM, CHI_MP_DASH2, CHI_MP_PAD, CHI_MP_PAD_LF,
+    CHI_MP_HEADERS, CHI_MP_BODY, CHI_MP_EPILOGUE, CHI_MP_FAILED
+};
+
+#define CHI_MP_DEFAULT_PARTS 1000
+#define CHI_MP_DEFAULT_HEADER ((size_t)8 * 1024)
+#define CHI_MP_BOUNDARY_MAX 70
+
+struct ch_multipart {
+    char delim[4 + CHI_MP_BOUNDARY_MAX]; /* "\r\n--" boundary */
+    size_t dlen;
+    size_t match;            /* bytes of delim matched so far */
+    int state;
+    char *hbuf;              /* the current part's header block */
+    size_t hlen;
+    ch_multipart_limits lim;
+    ch_multipart_cb cb;
+    size_t parts;
+    uint64_t total;
+    const char *err;
+};
+
+static int chi_mp_bchar(unsigned char c)
+{
+    /* RFC 2046 5.1.1 bchars: DIGIT / ALPHA / "'()+_,-./:=? " */
+    return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') || (c && strchr("'()+_,-./:=? ", c));
+}
+
+CHOPIN_API ch_multipart *ch_multipart_new(const char *boundary, size_t len, const ch_multipart_limits *lim,
+                                          const ch_multipart_cb *cb)
+{
+    ch_multipart *mp;
+    size_t i;
+    if (!boundary || len == 0 || len > CHI_MP_BOUNDARY_MAX || boundary[len - 1] == ' ' || !cb) return NULL;
+    for (i = 0; i < len; i++)
+        if (!chi_mp_bchar((unsigned char)boundary[i])) return NULL;
+    mp = (ch_multipart *)CHOPIN_MALLOC(sizeof *mp);
+    if (!mp) return NULL;
+    memset(mp, 0, sizeof *mp);
+    if (lim) mp->lim = *lim;
+    if (!mp->lim.max_parts) mp->lim.max_parts = CHI_MP_DEFAULT_PARTS;
+    if (!mp->lim.max_header) mp->lim.max_header = CHI_MP_DEFAULT_HEADER;
+    mp->cb = *cb;
+    mp->hbuf = (char *)CHOPIN_MALLOC(mp->lim.max_header + 1);
+    if (!mp->hbuf) {
+        CHOPIN_FREE(mp);
+        return NULL;
+    }
+    memcpy(mp->delim, "\r\n--", 4);
+    memcpy(mp->delim + 4, boundary, len);
+    mp->dlen = 4 + len;
+    mp->match = 2; /* the first delimiter needs no CR LF before it */
+    mp->state = CHI_MP_PREAMBLE;
+    return mp;
+}
+
+CHOPIN_API void ch_multipart_free(ch_multipart *mp)
+{
+    if (!mp) return;
+    CHOPIN_FREE(mp->hbuf);
+    CHOPIN_FREE(mp);
+}
+
+CHOPIN_API const char *ch_multipart_error(const ch_multipart *mp) { return mp->err ? mp->err : ""; }
+
+static int chi_mp_fail(ch_multipart *mp, const char *why)
+{
+    mp->err = why;
+    mp->state = CHI_MP_FAILED;
+    return -1;
+}
+
+/* Body bytes for the application; a non-zero answer stops the parser. */
+static int chi_mp_emit(ch_multipart *mp, const char *p, size_t n)
+{
+    if (n && mp->cb.part_data && mp->cb.part_data(p, n, mp->cb.user) != 0)
+        return chi_mp_fail(mp, "stopped by the application");
+    return 0;
+}
+
+/* A quoted-string or token parameter value, unescaped in place. */
+static char *chi_mp_param_value(char *p, char *end, ch_str *out)
+{
+    if (p < end && *p == '"') {
+        char *w = ++p, *s = p;
+        while (p < end && *p != '"') {
+            if (*p == '\\' && p + 1 < end) p++;
+            *w++ = *p++;
+        }
+        if (p == end) return NULL;
+        *out = chi_str(s, (size_t)(w - s));
+        return p + 1;
+    } else {
+        char *s = p;
+        while (p < end && *p != ';' && *p != ' ' && *p != '\t') p++;
+        *out = chi_str(s, (size_t)(p - s));
+        return p;
+    }
+}
+
+/* Content-Disposition: form-data; name="field"; filename="a.txt" */
+static int chi_mp_disposition(char *p, char *end, ch_part *part, int *has_name)
+{
+    char *s = p;
+    while (p < end && *p != ';' && *p != ' ' && *p != '\t') p++;
+    if (p - s != 9 || !chi_ieq(s, "form-data", 9)) return -1;
+    for (;;) {
+        char *name;
+        size_t nl;
+        ch_str v;
+        while (p < end && (*p == ' ' || *p == '\t')) p++;
+        if (p == end) return 0;
+        if (*p++ != ';') return -1;
+        while (p < end && (*p == ' ' || *p == '\t')) p++;
+        name = p;
+        while (p < end && *p != '=' && *p != ';' && *p != ' ' && *p != '\t') p++;
+        nl = (size_t)(p - name);
+        while (p < end && (*p == ' ' || *p == '\t')) p++;
+        if (p == end || *p != '=') return -1;
+        p++;
+        while (p < end && (*p == ' ' || *p == '\t')) p++;
+        if (!(p = chi_mp_param_value(p, end, &v))) return -1;
+        if (nl == 4 && chi_ieq(name, "name", 4)) {
+            part->name = v;
+            *has_name = 1;
+        } else if (nl == 8 && chi_ieq(name, "filename", 8)) {
+            part->filename = v;
+            part->has_filename = 1;
+        }
+    }
+}
+
+/* The header block is whole (it ends with an empty line): find the part's
+   name, file name and type, then tell the application. */
+static int chi_mp_headers_done(ch_multipart *mp)
+{
+    char *p = mp->hbuf, *end = mp->hbuf + mp->hlen - 2; /* without the final CRLF */
+    ch_part part;
+    int has_name = 0, disposition = 0;
+    memset(&part, 0, sizeof part);
+    while (p < end) {
+        char *eol = (char *)memchr(p, '\r', (size_t)(end - p)), *colon, *v, *ve;
+        if (!eol || eol + 1 >= mp->hbuf + mp->hlen || eol[1] != '\n') return chi_mp_fail(mp, "malformed part header");
+        colon = (char *)memchr(p, ':', (size_t)(eol - p));
+        if (!colon || colon == p) return chi_mp_fail(mp, "malformed part header");
+        for (v = p; v < colon; v++)
+            if (!chi_is((unsigned char)*v, CHI_TOKEN)) return chi_mp_fail(mp, "malformed part header");
+        for (v = colon + 1; v < eol; v++)
+            if (!chi_is((unsigned char)*v, CHI_VALUE)) return chi_mp_fail(mp, "malformed part header");
+        v = colon + 1;
+        while (v < eol && (*v == ' ' || *v == '\t')) v++;
+        ve = eol;
+        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+        if (colon - p == 19 && chi_ieq(p, "content-disposition", 19)) {
+            if (disposition++ || chi_mp_disposition(v, ve, &part, &has_name) < 0)
+                return chi_mp_fail(mp, "malformed Content-Disposition");
+        } else if (colon - p == 12 && chi_ieq(p, "content-type", 12)) {
+            part.content_type = chi_str(v, (size_t)(ve - v));
+        }
+        p = eol + 2;
+    }
+    if (!has_name) return chi_mp_fail(mp, "part without a name");
+    if (mp->parts >= mp->lim.max_parts) return chi_mp_fail(mp, "too many parts");
+    part.index = (int)mp->parts++;
+    if (mp->cb.part_begin && mp->cb.part_begin(&part, mp->cb.user) != 0)
+        return chi_mp_fail(mp, "stopped by the application");
+    mp->state = CHI_MP_BODY;
+    mp->match = 0;
+    return 0;
+}
+
+static int chi_mp_header_byte(ch_multipart *mp, char c)
+{
+    if (mp->hlen >= mp->lim.max_header) return chi_mp_fail(mp, "part headers too large");
+    mp->hbuf[mp->hlen++] = c;
+    if (c != '\n') return 0;
+    if (mp->hlen == 1 || mp->hbuf[mp->hlen - 2] != '\r') return chi_mp_fail(mp, "malformed part header");
+    if (mp->hlen == 2 || (mp->hlen >= 4 && mp->hbuf[mp->hlen - 3] == '\n')) return chi_mp_headers_done(mp);
+    return 0;
+}
+
+/* After a whole delimiter: "--" ends the body; else optional padding, then
+   CR LF, then the next part's headers. */
+static int chi_mp_after_delim(ch_multipart *mp, char c)
+{
+    switch (mp->state) {
+    case CHI_MP_AFTER_DELIM:
+        if (c == '-') mp->state = CHI_MP_DASH2;
+        else if (c == '\r') mp->state = CHI_MP_PAD_LF;
+        else if (c == ' ' || c == '\t') mp->state = CHI_MP_PAD;
+        else return chi_mp_fail(mp, "malformed boundary line");
+        return 0;
+    case CHI_MP_DASH2:
+        if (c != '-') return chi_mp_fail(mp, "malformed boundary line");
+        mp->state = CHI_MP_EPILOGUE;
+        return 1;
+    case CHI_MP_PAD:
+        if (c == '\r') mp->state = CHI_MP_PAD_LF;
+        else if (c != ' ' && c != '\t') return chi_mp_fail(mp, "malformed boundary line");
+        return 0;
+    default: /* CHI_MP_PAD_LF */
+        if (c != '\n') return chi_mp_fail(mp, "malformed boundary line");
+        mp->state = CHI_MP_HEADERS;
+        mp->hlen = 0;
+        return 0;
+    }
+}
+
+/* The delimiter is whole: the part (if any) ends. */
+static int chi_mp_delimiter(ch_multipart *mp)
+{
+    if (mp->state == CHI_MP_BODY && mp->cb.part_end && mp->cb.part_end(mp->cb.user) != 0)
+        return chi_mp_fail(mp, "stopped by the application");
+    mp->state = CHI_MP_AFTER_DELIM;
+    mp->match = 0;
+    return 0;
+}
+
+/* Preamble and body: scan for the delimiter. Returns the bytes used. */
+static long chi_mp_scan(ch_multipart *mp, const char *p, size_t n)
+{
+    int body = mp->state == CHI_MP_BODY;
+    size_t i = 0;
+    while (i < n) {
+        if (mp->match == 0) {
+            /* nothing held: everything before the next CR is data */
+            const char *cr = (const char *)memchr(p + i, '\r', n - i);
+            size_t run = cr ? (size_t)(cr - (p + i)) : n - i;
+            if (body && chi_mp_emit(mp, p + i, run) < 0) return -1;
+            i += run;
+            if (!cr) break;
+        }
+        if (p[i] == mp->delim[mp->match]) {
+            i++;
+            if (++mp->match == mp->dlen) {
+                if (chi_mp_delimiter(mp) < 0) return -1;
+                return (long)i;
+            }
+            continue;
+        }
+        /* mismatch: what was held was data after all; this byte starts anew */
+        if (body && chi_mp_emit(mp, mp->delim, mp->match) < 0) return -1;
+        mp->match = 0;
+        if (p[i] != '\r') {
+            if (body && chi_mp_emit(mp, p + i, 1) < 0) return -1;
+            i++;
+        }
+    }
+    return (long)i;
+}
+
+CHOPIN_API int ch_multipart_feed(ch_multipart *mp, const char *data, size_t len)
+{
+    size_t i = 0;
+    if (mp->state == CHI_MP_FAILED) return -1;
+    if (mp->state == CHI_MP_EPILOGUE) return 1;
+    mp->total += len;
+    if (mp->lim.max_total && mp->total > mp->lim.max_total) return chi_mp_fail(mp, "multipart body too large");
+    while (i < len) {
+        if (mp->state == CHI_MP_PREAMBLE || mp->state == CHI_MP_BODY) {
+            long used = chi_mp_scan(mp, data + i, len - i);
+            if (used < 0) return -1;
+            i += (size_t)used;
+        } else if (mp->state == CHI_MP_HEADERS) {
+            if (chi_mp_header_byte(mp, data[i++]) < 0) return -1;
+        } else {
+            int r = chi_mp_after_delim(mp, data[i++]);
+            if (r < 0) return -1;
+            if (r == 1) return 1; /* the epilogue is ignored */
+        }
+    }
+    return 0;
+}
+
+CHOPIN_API int ch_multipart_finish(ch_multipart *mp)
+{
+    if (mp->state == CHI_MP_EPILOGUE) return 0;
+    if (mp->state != CHI_MP_FAILED) chi_mp_fail(mp, "missing final boundary");
+    return -1;
+}
+
+/* multipart/form-data; boundary=XYZ (or boundary="XYZ") */
+CHOPIN_API int ch_multipart_boundary(ch_str content_type, ch_str *boundary)
+{
+    const char *p = content_type.ptr, *end;
+    if (!p || content_type.len < 19 || !chi_ieq(p, "multipart/form-data", 19)) return -1;
+    end = p + content_type.len;
+    p += 19;
+    while (p < end) {
+        const char *name;
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ';')) p++;
+        name = p;
+        while (p < end && *p != '=' && *p != ';') p++;
+        if (p == end || *p != '=') return -1;
+        if (p - name == 8 && chi_ieq(name, "boundary", 8)) {
+            const char *s = ++p;
+            if (p < end && *p == '"') {
+                s = ++p;
+                while (p < end && *p != '"') p++;
+                if (p == end) return -1;
+            } else {
+                while (p < end && *p != ';' && *p != ' ' && *p != '\t') p++;
+            }
+            if (p == s || p - s > CHI_MP_BOUNDARY_MAX) return -1;
+            *boundary = chi_str(s, (size_t)(p - s));
+            return 0;
+        }
+        while (p < end && *p != ';') p++;
+    }
+    return -1;
+}
+#endif /* CHOPIN_NO_MULTIPART */
+
+/* application/x-www-form-urlencoded: the next pair, percent-decoded ('+' is
+   a space) into key and value buffers. Returns 1, 0 at the end, or CH_BAD /
+   CH_TOO_LONG for a pair that does not decode or fit (the walk goes on past
+   it on the next call). */
+CHOPIN_API int ch_form_decode_next(ch_str *rest, char *key, size_t kcap, char *value, size_t vcap)
+{
+    ch_str k, v;
+    long a, b;
+    if (!ch_form_next(rest, &k, &v)) return 0;
+    a = ch_url_decode(k.ptr, k.len, key, kcap, 1);
+    b = ch_url_decode(v.ptr, v.len, value, vcap, 1);
+    if (a == CH_BAD || b == CH_BAD) return CH_BAD;
+    if (a < 0 || b < 0) return CH_TOO_LONG;
+    return 1;
+}
 
 #ifndef CHOPIN_CORE_ONLY
 /* >>os ------------------------------------------------------------------------
@@ -3858,6 +4816,232 @@ static int chi_os_write_pidfile(const char *path, long pid)
     return 0;
 }
 
+
+/* Files (>>static, >>uploads): open under a root without leaving it, stat,
+   send to a socket without copying, create an upload. A path given to
+   chi_os_open_beneath is already clean (>>paths: no "." or "..", no empty
+   segment); on top of that no symlink is followed, so nothing outside the
+   root can be reached, whatever the tree holds. openat2 with
+   RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS does it in one call (Linux 5.6);
+   elsewhere, or where it is refused (ENOSYS, a seccomp filter's EPERM), the
+   path is walked one openat(O_NOFOLLOW) per segment. Files are opened
+   O_NONBLOCK so a FIFO planted in the tree cannot stall the worker. */
+#if defined(__linux__)
+#include <sys/sendfile.h>
+#include <sys/syscall.h>
+#endif
+#include <sys/stat.h>
+
+#define CHI_FILE_NOTFOUND (-404)
+#define CHI_FILE_FORBIDDEN (-403)
+#define CHI_FILE_FAILED (-500)
+
+typedef struct chi_file_info {
+    uint64_t size, ino;
+    int64_t mtime_ns;
+    int64_t mtime;           /* seconds */
+    int is_reg, is_dir;
+} chi_file_info;
+
+static int chi_os_file_errno(void)
+{
+    if (errno == ENOENT || errno == ENOTDIR || errno == ENAMETOOLONG) return CHI_FILE_NOTFOUND;
+    if (errno == ELOOP || errno == EXDEV || errno == EACCES || errno == EPERM) return CHI_FILE_FORBIDDEN;
+    return CHI_FILE_FAILED;
+}
+
+static int chi_os_open_dir(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return chi_os_file_errno();
+    return fd;
+}
+
+#if defined(__linux__) && defined(SYS_openat2)
+#define CHI_HAVE_OPENAT2 1
+typedef struct chi_open_how {
+    uint64_t flags, mode, resolve;
+} chi_open_how;
+#define CHI_RESOLVE_NO_MAGICLINKS 0x02
+#define CHI_RESOLVE_NO_SYMLINKS 0x04
+#define CHI_RESOLVE_BENEATH 0x08
+#endif
+
+#ifndef CHOPIN_NO_STATIC
+/* One openat per segment, none following a symlink. */
+static int chi_os_open_walk(int root, const char *rel)
+{
+    char seg[CHI_PATH_MAX];
+    size_t len = strlen(rel), i = 0;
+    int cur = root;
+    if (len >= sizeof seg) return CHI_FILE_NOTFOUND;
+    if (len == 0) {
+        int fd = openat(root, ".", O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0) return chi_os_file_errno();
+        return fd;
+    }
+    memcpy(seg, rel, len + 1);
+    for (;;) {
+        char *slash = strchr(seg + i, '/');
+        int fd, last = slash == NULL;
+        if (slash) *slash = 0;
+        fd = openat(cur, seg + i, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | (last ? 0 : O_DIRECTORY));
+        if (fd < 0) {
+            int r = chi_os_file_errno();
+            if (cur != root) close(cur);
+            return r;
+        }
+        if (cur != root) close(cur);
+        cur = fd;
+        if (last) return cur;
+        i = (size_t)(slash - seg) + 1;
+    }
+}
+
+/* Opens root/rel for reading, never outside root. Returns a descriptor or
+   CHI_FILE_NOTFOUND / CHI_FILE_FORBIDDEN (a symlink) / CHI_FILE_FAILED. */
+static int chi_os_open_beneath(int root, const char *rel)
+{
+#if defined(CHI_HAVE_OPENAT2) && !defined(CHOPIN_NO_OPENAT2)
+    chi_open_how how;
+    long fd;
+    memset(&how, 0, sizeof how);
+    how.flags = (uint64_t)(O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    how.resolve = CHI_RESOLVE_BENEATH | CHI_RESOLVE_NO_SYMLINKS | CHI_RESOLVE_NO_MAGICLINKS;
+    do {
+        fd = syscall(SYS_openat2, root, *rel ? rel : ".", &how, sizeof how);
+    } while (fd < 0 && (errno == EINTR || errno == EAGAIN));
+    if (fd >= 0) return (int)fd;
+    if (errno != ENOSYS && errno != EPERM && errno != EINVAL && errno != E2BIG) return chi_os_file_errno();
+#endif
+    return chi_os_open_walk(root, rel);
+}
+
+static int chi_os_file_stat(int fd, chi_file_info *fi)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0) return -1;
+    fi->size = (uint64_t)st.st_size;
+    fi->ino = (uint64_t)st.st_ino;
+#if defined(__APPLE__)
+    fi->mtime = (int64_t)st.st_mtimespec.tv_sec;
+    fi->mtime_ns = fi->mtime * 1000000000 + (int64_t)st.st_mtimespec.tv_nsec;
+#else
+    fi->mtime = (int64_t)st.st_mtim.tv_sec;
+    fi->mtime_ns = fi->mtime * 1000000000 + (int64_t)st.st_mtim.tv_nsec;
+#endif
+    fi->is_reg = S_ISREG(st.st_mode);
+    fi->is_dir = S_ISDIR(st.st_mode);
+    return 0;
+}
+
+#endif /* CHOPIN_NO_STATIC */
+
+/* Up to n bytes of fd from *off to the socket, without copying them through
+   user space where the kernel can (sendfile); *off moves by what was sent.
+   Returns bytes, CHI_IO_AGAIN, or CHI_IO_ERROR (also when the file ended
+   early: the length promised can no longer be kept). */
+static long chi_os_sendfile(int sock, int fd, uint64_t *off, size_t n, char *bounce, size_t bounce_cap)
+{
+#if defined(__linux__)
+    /* sendfile has no MSG_NOSIGNAL: a peer that left would raise SIGPIPE
+       and end the process. It is blocked around the call, and one that
+       came is taken back before the mask is restored. (A thread that keeps
+       SIGPIPE blocked pays nothing but the first mask call.) */
+    off_t o = (off_t)*off;
+    ssize_t r;
+    sigset_t pipe_set, old;
+    int e;
+    (void)bounce;
+    (void)bounce_cap;
+    if (n > 0x7ffff000) n = 0x7ffff000;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    do {
+        r = sendfile(sock, fd, &o, n);
+    } while (r < 0 && errno == EINTR);
+    e = errno;
+    if (!sigismember(&old, SIGPIPE)) {
+        /* raised even by a call that sent part and then met the reset */
+        sigset_t pending;
+        struct timespec zero = {0, 0};
+        if (sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE))
+            while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR) {}
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
+    errno = e;
+    if (r > 0) {
+        *off = (uint64_t)o;
+        return (long)r;
+    }
+    if (r == 0) return CHI_IO_ERROR;
+    return chi_os_would_block() ? CHI_IO_AGAIN : CHI_IO_ERROR;
+#else
+    /* a bounce buffer: pread then send; the unsent rest is read again */
+    ssize_t got, r;
+    if (n > bounce_cap) n = bounce_cap;
+    do {
+        got = pread(fd, bounce, n, (off_t)*off);
+    } while (got < 0 && errno == EINTR);
+    if (got <= 0) return CHI_IO_ERROR;
+    do {
+        r = send(sock, bounce, (size_t)got, CHI_SEND_FLAGS);
+    } while (r < 0 && errno == EINTR);
+    if (r >= 0) {
+        *off += (uint64_t)r;
+        return (long)r;
+    }
+    return chi_os_would_block() ? CHI_IO_AGAIN : CHI_IO_ERROR;
+#endif
+}
+
+/* A new file in dir with a generated name ("up-" + 16 hex digits), created
+   exclusively, mode 0600: a client's file name is never used. */
+static int chi_os_create_unique(int dirfd, char *name, size_t cap)
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t x = (uint64_t)chi_os_now_ns() ^ ((uint64_t)(uintptr_t)name << 16) ^ ((uint64_t)(unsigned)getpid() << 40);
+    int attempt;
+    if (cap < 20) return CHI_FILE_FAILED;
+    for (attempt = 0; attempt < 16; attempt++) {
+        int k, fd;
+        x ^= (uint64_t)chi_os_now_ns() + (uint64_t)attempt * (uint64_t)0x9E3779B97F4A7C15ULL;
+        x ^= x >> 33;
+        x *= (uint64_t)0xff51afd7ed558ccdULL;
+        x ^= x >> 33;
+        memcpy(name, "up-", 3);
+        for (k = 0; k < 16; k++) name[3 + k] = hex[(x >> (60 - 4 * k)) & 15];
+        name[19] = 0;
+        fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd >= 0) return fd;
+        if (errno != EEXIST) return chi_os_file_errno();
+    }
+    return CHI_FILE_FAILED;
+}
+
+/* A file named by the application in dir (the name already checked),
+   created or truncated, never through a symlink. */
+static int chi_os_create_named(int dirfd, const char *name)
+{
+    int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0) return chi_os_file_errno();
+    return fd;
+}
+
+/* Writes all of p to a file. Returns 0 or -1. */
+static int chi_os_file_write(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t r = write(fd, p, n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return -1;
+        p += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
 /* Removes PID_FILE if it still names pid (a successor may have taken it). */
 static void chi_os_remove_pidfile(const char *path, long pid)
 {
@@ -3880,6 +5064,17 @@ static void chi_os_log_line(const char *line)
     size_t n = strlen(line);
     if (chi_os_write_all(2, line, n) == 0) chi_os_write_all(2, "\n", 1);
 }
+#ifndef CHOPIN_NO_STATIC
+static int chi_os_open_file(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) return chi_os_file_errno();
+    return fd;
+}
+
+#endif /* CHOPIN_NO_STATIC */
+
+static int chi_os_mkdir(const char *path) { return (mkdir(path, 0755) == 0 || errno == EEXIST) ? 0 : -1; }
 
 #if defined(CHI_OS_EPOLL)
 /* >>os epoll ------------------------------------------------------------------
@@ -4852,6 +6047,9 @@ typedef struct chi_hook {
     void *user;
 } chi_hook;
 #define CHI_MAX_HOOKS 8               /* start hooks, stop hooks */
+struct chi_mount;        /* >>static: a directory mounted by ch_static */
+struct chi_mime_entry;   /* >>static: an application's own MIME type */
+struct chi_stream;       /* >>uploads: a request body taken as a stream */
 
 /* A new copy of the executable that a restart started and waits for. */
 typedef struct chi_successor {
@@ -4908,6 +6106,11 @@ struct ch_app {
     int stop_flag;           /* atomic: ch_stop was called (the stop waker
                                 also carries posts in embedded mode) */
     chi_pool *pool;          /* the off-loop pool, started on first use */
+    struct chi_mount *mounts;
+    struct chi_mime_entry *mime;
+    int nmime;
+    int nstream;             /* routes added with ch_route_stream */
+    uint64_t stream_max;     /* the largest of their limits */
     /* operations (>>listen, >>restart) */
     int host_given;          /* HOST or cfg.host was set (not the default) */
     int listen_group[CHI_MAX_LISTENERS]; /* listeners with one address share a group */
@@ -4944,6 +6147,9 @@ struct ch_res {
     int64_t start_ns, end_ns; /* read only when after-hooks want them */
     int64_t timing_ns;        /* set by ch_mw_timing */
     size_t bytes;             /* bytes this response took in the output */
+    int file;                 /* the body is file_fd[file_off, +file_len) */
+    int file_fd;
+    uint64_t file_off, file_len;
     char err_body[CHI_ERROR_BODY_MAX]; /* ch_res_error's body */
 };
 
@@ -4967,7 +6173,8 @@ enum {
     CHI_F_BACKLOG = 16,      /* input left unprocessed: output over the limit */
     CHI_F_STALL = 32,        /* held behind a deferred response, input full */
     CHI_F_DIRTY = 64,        /* in the worker's list of connections to settle */
-    CHI_F_KILL = 128         /* close when settled (a stream cut off) */
+    CHI_F_KILL = 128,        /* close when settled (a stream cut off) */
+    CHI_F_FILE = 256         /* a file body is being sent after c->out (>>static) */
 };
 
 typedef struct chi_conn {
@@ -4989,6 +6196,10 @@ typedef struct chi_conn {
     chi_peer peer;
     chi_later *later;        /* the response in progress that holds the
                                 requests behind it; NULL: none */
+    int early_done;          /* chi_early ran for the current request */
+    int file_fd;             /* a file body being sent (>>static) */
+    uint64_t file_off, file_left;
+    struct chi_stream *stream; /* a body being streamed (>>uploads) */
 } chi_conn;
 
 /* A response that outlives its handler. The user holds it by a ch_defer
@@ -5095,11 +6306,15 @@ struct ch_worker {
     chi_timers timers;
     int64_t now_ms;          /* read per pass while timers are pending */
     chi_mpsc inbox;          /* posts from any thread */
+#if !CHI_ATOMICS
+    chi_mutex inbox_mu;      /* no atomics: the queue takes a lock */
+#endif
     chi_waker *wake;         /* what a post pokes: own waker, or the app's */
     void *data;              /* ch_worker_set_data */
     ch_res sink;             /* what a stale handle's ch_defer_res gets */
     ch_json sink_json;
     chi_buf sse_buf;         /* an event being framed */
+    struct chi_stream *stream_offer; /* while a stream route's handler runs */
 };
 
 /* Implemented in >>later, called from >>connection and the loop. */
@@ -5150,9 +6365,12 @@ CHOPIN_API ch_app *ch_app_new(void)
     return app;
 }
 
+static void chi_files_free(ch_app *app); /* >>static */
+
 /* What registration allocated; ch_app_free (>>run) calls it last. */
 static void chi_app_free_routes(ch_app *app)
 {
+    chi_files_free(app);
     chi_node_free(app->root);
     CHOPIN_FREE(app->fast);
     CHOPIN_FREE(app->mw);
@@ -5366,6 +6584,8 @@ static void chi_res_reset(ch_res *res)
     res->body_len = 0;
     res->body_is_json = 0;
     res->nfinish = 0;
+    if (res->file) chi_os_close(res->file_fd); /* never taken: close it */
+    res->file = 0;
 }
 
 CHOPIN_API int ch_res_on_finish(ch_res *res, ch_finish_fn fn, void *user)
@@ -5389,7 +6609,7 @@ static int chi_res_set_ctype(ch_res *res, const char *v, size_t n)
 }
 
 /* Appends "name: value\r\n" as it is: for bytes already known to be valid. */
-static int chi_res_put_header(ch_res *res, const char *name, size_t nlen, const char *value, size_t vlen)
+static inline int chi_res_put_header(ch_res *res, const char *name, size_t nlen, const char *value, size_t vlen)
 {
     char *p;
     if (chi_buf_reserve(&res->headers, nlen + vlen + 4) < 0) return -1;
@@ -5674,7 +6894,8 @@ static void chi_fast_respond(chi_worker *w, int i, int send_body, int keep_alive
     /* the common case, HTTP/1.1 keep-alive: copy the pre-built bytes */
     if (keep_alive && minor == 1) {
         if (!f->fn) {
-            chi_buf_append(&w->out, bytes, send_body ? fc->len : fc->head_len);
+            size_t n = send_body ? fc->len : fc->head_len; /* reserve + put: both inline, whatever gcc's budget */
+            if (chi_buf_reserve(&w->out, n) == 0) w->out.len = (size_t)(chi_put(w->out.ptr + w->out.len, bytes, n) - w->out.ptr);
         } else if (chi_buf_reserve(&w->out, fc->len + 24 + body_len) == 0) {
             char *p = chi_put(w->out.ptr + w->out.len, bytes, fc->len);
             p = chi_head_length_end(p, body_len);
@@ -5690,6 +6911,38 @@ static void chi_fast_respond(chi_worker *w, int i, int send_body, int keep_alive
     chi_write_response(w, &h, body, body_len, send_body);
 }
 
+static void chi_res_drop_file(ch_res *res)
+{
+    if (res->file) chi_os_close(res->file_fd);
+    res->file = 0;
+}
+
+/* A file answer: the head only; >>connection sends the file after it.
+   Out of line, so chi_res_finish stays as cheap as it was. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline, cold))
+#endif
+static void chi_res_finish_file(chi_worker *w, ch_res *res, ch_req *req, int keep_alive, int send_body)
+{
+    chi_head_spec h = chi_spec(w, res->status, keep_alive, req->version_minor);
+    if (res != &w->res) { /* a deferred response's file: not carried yet */
+        chi_res_drop_file(res);
+        chi_write_error(w, 500, "", 0, send_body, keep_alive, req->version_minor);
+        return;
+    }
+    h.ctype = res->ctype.ptr;
+    h.ctype_len = res->ctype.len;
+    h.extra = res->headers.ptr;
+    h.extra_len = res->headers.len;
+    h.length = res->file_len;
+    if (chi_write_response(w, &h, NULL, 0, 0) < 0) {
+        chi_res_drop_file(res);
+        chi_write_error(w, 500, "", 0, send_body, 0, req->version_minor);
+    } else if (!send_body || !chi_status_has_body(res->status) || res->file_len == 0) {
+        chi_res_drop_file(res);
+    }
+}
+
 /* Lays out a response a handler filled (the worker's, or a deferred one's). */
 static void chi_res_write(chi_worker *w, ch_res *res, ch_req *req, int keep_alive)
 {
@@ -5698,7 +6951,12 @@ static void chi_res_write(chi_worker *w, ch_res *res, ch_req *req, int keep_aliv
     chi_head_spec h;
     for (i = 0; i < res->nfinish; i++) res->finish[i](req, res, res->finish_user[i]);
     if (res->status < 200 || res->status > 599 || (res->body_is_json && (j->failed || j->depth != 0))) {
+        chi_res_drop_file(res);
         chi_write_error(w, 500, "", 0, send_body, keep_alive, req->version_minor);
+        return;
+    }
+    if (res->file) {
+        chi_res_finish_file(w, res, req, keep_alive, send_body);
         return;
     }
     h = chi_spec(w, res->status, keep_alive, req->version_minor);
@@ -5719,7 +6977,7 @@ static void chi_res_finish(chi_worker *w, ch_req *req, int keep_alive) { chi_res
    answered here), the route's group middleware, then the handler; the
    response is written when the chain ends. After-hooks see both kinds. */
 
-static int chi_run_group_mw(ch_group *g, ch_req *req, ch_res *res)
+static inline int chi_run_group_mw(ch_group *g, ch_req *req, ch_res *res)
 {
     int i;
     if (g->parent && chi_run_group_mw(g->parent, req, res) == CH_DONE) return CH_DONE;
@@ -5774,7 +7032,7 @@ static void chi_run_after(chi_worker *w, const ch_req *req, size_t out_before)
 {
     ch_app *app = w->app;
     int i;
-    w->res.bytes = w->out.len - out_before;
+    w->res.bytes = w->out.len - out_before + (w->res.file ? (size_t)w->res.file_len : 0);
     w->res.end_ns = chi_os_now_ns();
     for (i = 0; i < app->nafter; i++) app->after[i].fn(req, &w->res, app->after[i].user);
 }
@@ -5914,6 +7172,713 @@ CHOPIN_API void ch_access_log(const ch_req *req, const ch_res *res, void *user)
 }
 #endif
 
+/* >>static ------------------------------------------------------------------
+   Files as responses. ch_static mounts a directory under a URL prefix as a
+   GET/HEAD route with a wildcard; ch_res_file answers one request with one
+   file. Either way the handler only opens and stats: the response carries
+   the open descriptor, its head is written like any other, and the body
+   leaves through sendfile from >>connection, resumed on writability, never
+   read into memory (HEAD closes the file after the head). The path is
+   cleaned (>>paths) and opened beneath the root without following a
+   symlink (>>os); validators, preconditions and Range come from >>ranges. */
+
+/* Rare paths stay out of line, so the request loop they hang from
+   (chi_process, chi_res_finish) keeps its registers: `make cost` measures it. */
+#if defined(__GNUC__) || defined(__clang__)
+#define CHI_COLD __attribute__((noinline))
+#else
+#define CHI_COLD
+#endif
+
+#define CHI_DEFAULT_STREAM_MAX ((uint64_t)1 << 30) /* ch_route_stream's max_body 0 */
+#define CHI_SENDFILE_CHUNK ((size_t)1024 * 1024)  /* per writable event: fair to the others */
+#define CHI_STATIC_PARAM "chi_path"                 /* the mount's wildcard */
+
+struct chi_mount {
+    int root_fd;
+    char index[64];
+    char cache_control[128];
+    int precompressed, dotfiles;
+    struct chi_mount *next;
+};
+
+struct chi_mime_entry {
+    char ext[CHI_MIME_EXT_MAX + 1];
+    const char *type;
+};
+
+CHOPIN_API int ch_mime_set(ch_app *app, const char *ext, const char *type)
+{
+    char e[CHI_MIME_EXT_MAX + 1];
+    struct chi_mime_entry *m;
+    int i;
+    if (!ext || !type || chi_mime_ext(ext, strlen(ext), e) < 0) return chi_reg_error(app, "bad extension", "(mime)");
+    for (i = 0; i < app->nmime; i++)
+        if (strcmp(app->mime[i].ext, e) == 0) {
+            app->mime[i].type = type;
+            return 0;
+        }
+    m = (struct chi_mime_entry *)chi_grow(app->mime, app->nmime, sizeof *m);
+    if (!m) return chi_reg_error(app, "out of memory", "(mime)");
+    app->mime = m;
+    memcpy(m[app->nmime].ext, e, sizeof e);
+    m[app->nmime++].type = type;
+    return 0;
+}
+
+#ifndef CHOPIN_NO_STATIC
+/* The app's own entries first, then the built-in table. */
+static const char *chi_app_mime(const ch_app *app, const char *name)
+{
+    char e[CHI_MIME_EXT_MAX + 1];
+    int i;
+    if (chi_mime_ext(name, strlen(name), e) == 0)
+        for (i = 0; i < app->nmime; i++)
+            if (strcmp(app->mime[i].ext, e) == 0) return app->mime[i].type;
+    return ch_mime_type(name);
+}
+
+#endif /* CHOPIN_NO_STATIC */
+
+static void chi_files_free(ch_app *app)
+{
+    while (app->mounts) {
+        struct chi_mount *m = app->mounts;
+        app->mounts = m->next;
+        chi_os_close(m->root_fd);
+        CHOPIN_FREE(m);
+    }
+    CHOPIN_FREE(app->mime);
+    app->mime = NULL;
+    app->nmime = 0;
+}
+
+#ifndef CHOPIN_NO_STATIC
+CHI_COLD static void chi_file_header(ch_res *res, const char *name, size_t nlen, const char *v, size_t vlen)
+{
+    ch_res_headern(res, name, nlen, v, vlen); /* checked, though ours: keeps chi_res_put_header's callers few */
+}
+
+/* The body of the answer is fd[first, first + len): its head goes out like
+   any other, then >>connection sends the bytes. */
+static void chi_res_set_file(ch_res *res, int fd, uint64_t first, uint64_t len)
+{
+    res->file = 1;
+    res->file_fd = fd;
+    res->file_off = first;
+    res->file_len = len;
+    res->body = NULL;
+    res->body_len = 0;
+    res->body_is_json = 0;
+}
+
+/* Answers req with the open regular file fd (taken over: closed when sent
+   or refused). `name` gives the Content-Type; `encoding` a Content-Encoding
+   ("gzip", "br") or NULL. */
+static void chi_serve_file(ch_req *req, ch_res *res, int fd, const chi_file_info *fi, const char *name,
+                           const char *encoding, int vary)
+{
+    chi_worker *w = res->w;
+    char etag[CHI_ETAG_MAX], date[CHI_DATE_LEN], crange[80], *p;
+    size_t elen = chi_etag_format(fi->ino, fi->size, fi->mtime_ns, etag);
+    uint64_t first = 0, last = 0;
+    int cond, range = 0;
+    chi_format_date(fi->mtime, date);
+    if (!res->ctype.len) {
+        const char *t = chi_app_mime(w->app, name);
+        chi_res_set_ctype(res, t, strlen(t));
+    }
+    chi_file_header(res, "ETag", 4, etag, elen);
+    chi_file_header(res, "Last-Modified", 13, date, CHI_DATE_LEN);
+    if (vary) chi_file_header(res, "Vary", 4, "Accept-Encoding", 15);
+    cond = chi_preconditions(ch_req_header(req, "If-Match"), ch_req_header(req, "If-Unmodified-Since"),
+                             ch_req_common(req, CH_H_IF_NONE_MATCH), ch_req_common(req, CH_H_IF_MODIFIED_SINCE),
+                             etag, elen, fi->mtime);
+    if (cond == 304) {
+        chi_os_close(fd);
+        res->ctype.len = 0;
+        res->status = 304;
+        return;
+    }
+    if (cond == 412) {
+        chi_os_close(fd);
+        ch_res_error(res, 412);
+        return;
+    }
+    if (encoding) chi_file_header(res, "Content-Encoding", 16, encoding, strlen(encoding));
+    chi_file_header(res, "Accept-Ranges", 13, "bytes", 5);
+    if (chi_if_range_ok(ch_req_header(req, "If-Range"), etag, elen, fi->mtime))
+        range = chi_range_parse(ch_req_common(req, CH_H_RANGE), fi->size, &first, &last);
+    if (range == 416) {
+        p = chi_put(crange, "bytes */", 8);
+        p += chi_utoa(fi->size, p);
+        chi_os_close(fd);
+        ch_res_error(res, 416);
+        chi_file_header(res, "Content-Range", 13, crange, (size_t)(p - crange));
+        return;
+    }
+    if (range == 1) {
+        p = chi_put(crange, "bytes ", 6);
+        p += chi_utoa(first, p);
+        *p++ = '-';
+        p += chi_utoa(last, p);
+        *p++ = '/';
+        p += chi_utoa(fi->size, p);
+        chi_file_header(res, "Content-Range", 13, crange, (size_t)(p - crange));
+        res->status = 206;
+        chi_res_set_file(res, fd, first, last - first + 1);
+        return;
+    }
+    res->status = 200;
+    chi_res_set_file(res, fd, 0, fi->size);
+}
+
+static int chi_file_refuse(ch_res *res, int fd, int status)
+{
+    if (fd >= 0) chi_os_close(fd);
+    ch_res_error(res, status);
+    return -1;
+}
+
+CHOPIN_API int ch_res_file_fd(ch_req *req, ch_res *res, int fd, const char *name)
+{
+    chi_file_info fi;
+    if (fd < 0) return chi_file_refuse(res, -1, 404);
+    if (chi_os_file_stat(fd, &fi) < 0 || !fi.is_reg) return chi_file_refuse(res, fd, 404);
+    chi_serve_file(req, res, fd, &fi, name ? name : "", NULL, 0);
+    return 0;
+}
+
+CHOPIN_API int ch_res_file(ch_req *req, ch_res *res, const char *path)
+{
+    int fd = path ? chi_os_open_file(path) : CHI_FILE_NOTFOUND;
+    if (fd < 0) return chi_file_refuse(res, -1, fd == CHI_FILE_FORBIDDEN ? 403 : 404);
+    return ch_res_file_fd(req, res, fd, path);
+}
+
+/* name.br or name.gz beside the file, when the client takes it. */
+static int chi_sibling(int root, const char *rel, size_t n, const char *suffix, chi_file_info *fi)
+{
+    char sib[CHI_PATH_MAX];
+    size_t sl = strlen(suffix);
+    int fd;
+    if (n + sl + 1 > sizeof sib) return -1;
+    memcpy(sib, rel, n);
+    memcpy(sib + n, suffix, sl + 1);
+    fd = chi_os_open_beneath(root, sib);
+    if (fd < 0) return -1;
+    if (chi_os_file_stat(fd, fi) < 0 || !fi->is_reg) {
+        chi_os_close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void chi_static_handler(ch_req *req, ch_res *res)
+{
+    const struct chi_mount *m = (const struct chi_mount *)req->user;
+    ch_str want = ch_req_param(req, CHI_STATIC_PARAM);
+    char rel[CHI_PATH_MAX];
+    chi_file_info fi;
+    long n = chi_path_clean(want.ptr ? want.ptr : "", want.len, rel, sizeof rel - 80, m->dotfiles == CH_YES);
+    int fd, vary = 0;
+    const char *enc = NULL;
+    if (n < 0) {
+        ch_res_error(res, (int)-n);
+        return;
+    }
+    fd = chi_os_open_beneath(m->root_fd, rel);
+    if (fd < 0) {
+        chi_file_refuse(res, -1, fd == CHI_FILE_FORBIDDEN ? 403 : 404);
+        return;
+    }
+    if (chi_os_file_stat(fd, &fi) < 0) {
+        chi_file_refuse(res, fd, 404);
+        return;
+    }
+    if (fi.is_dir) {
+        chi_os_close(fd);
+        if (!m->index[0]) {
+            ch_res_error(res, 404);
+            return;
+        }
+        if (n) rel[n++] = '/';
+        memcpy(rel + n, m->index, strlen(m->index) + 1);
+        n += (long)strlen(m->index);
+        fd = chi_os_open_beneath(m->root_fd, rel);
+        if (fd < 0 || chi_os_file_stat(fd, &fi) < 0) {
+            chi_file_refuse(res, fd, 404);
+            return;
+        }
+    }
+    if (!fi.is_reg) {
+        chi_file_refuse(res, fd, 404);
+        return;
+    }
+    if (m->precompressed != CH_NO) {
+        static const char *const codings[2] = {"br", "gzip"};
+        static const char *const suffixes[2] = {".br", ".gz"};
+        ch_str ae = ch_req_common(req, CH_H_ACCEPT_ENCODING);
+        int k;
+        for (k = 0; k < 2; k++) {
+            chi_file_info si;
+            int sfd = chi_sibling(m->root_fd, rel, (size_t)n, suffixes[k], &si);
+            if (sfd < 0) continue;
+            vary = 1; /* the answer depends on Accept-Encoding */
+            if (!enc && chi_accepts_coding(ae, codings[k])) {
+                chi_os_close(fd);
+                fd = sfd;
+                fi = si;
+                enc = codings[k];
+            } else {
+                chi_os_close(sfd);
+            }
+        }
+    }
+    if (m->cache_control[0]) chi_file_header(res, "Cache-Control", 13, m->cache_control, strlen(m->cache_control));
+    chi_serve_file(req, res, fd, &fi, rel, enc, vary);
+}
+
+CHOPIN_API int ch_static(ch_app *app, const char *prefix, const char *root, const ch_static_opts *opts)
+{
+    char pattern[CHI_MAX_PATTERN];
+    struct chi_mount *m;
+    size_t plen;
+    const char *index = opts && opts->index ? opts->index : "index.html";
+    const char *cc = opts && opts->cache_control ? opts->cache_control : "";
+    if (!prefix || !root || (prefix[0] && prefix[0] != '/')) return chi_reg_error(app, "bad prefix or root", "(static)");
+    plen = strlen(prefix);
+    while (plen && prefix[plen - 1] == '/') plen--;
+    if (plen + sizeof "/*" CHI_STATIC_PARAM > sizeof pattern || strlen(index) >= sizeof m->index ||
+        strchr(index, '/') || strlen(cc) >= sizeof m->cache_control)
+        return chi_reg_error(app, "prefix, index or cache_control too long", prefix);
+    m = (struct chi_mount *)CHOPIN_MALLOC(sizeof *m);
+    if (!m) return chi_reg_error(app, "out of memory", prefix);
+    memset(m, 0, sizeof *m);
+    m->root_fd = chi_os_open_dir(root);
+    if (m->root_fd < 0) {
+        CHOPIN_FREE(m);
+        if (!app->reg_failed) chi_set_error(app, "static %s: cannot open %s", prefix, root);
+        app->reg_failed = 1;
+        return -1;
+    }
+    memcpy(m->index, index, strlen(index) + 1);
+    memcpy(m->cache_control, cc, strlen(cc) + 1);
+    m->precompressed = opts ? opts->precompressed : 0;
+    m->dotfiles = opts ? opts->dotfiles : 0;
+    m->next = app->mounts;
+    app->mounts = m;
+    memcpy(pattern, prefix, plen);
+    memcpy(pattern + plen, "/*" CHI_STATIC_PARAM, sizeof "/*" CHI_STATIC_PARAM);
+    if (ch_route(app, CH_GET, pattern, chi_static_handler, m) < 0) return -1;
+    return ch_route(app, CH_HEAD, pattern, chi_static_handler, m);
+}
+
+#endif /* CHOPIN_NO_STATIC */
+
+CHOPIN_API int ch_file_create(const char *dir, char *name, size_t cap)
+{
+    int dfd, fd;
+    if (!dir || !name || chi_os_mkdir(dir) < 0) return -1;
+    dfd = chi_os_open_dir(dir);
+    if (dfd < 0) return -1;
+    fd = chi_os_create_unique(dfd, name, cap);
+    chi_os_close(dfd);
+    return fd < 0 ? -1 : fd;
+}
+
+CHOPIN_API int ch_file_create_named(const char *dir, const char *name)
+{
+    int dfd, fd;
+    size_t i, n = name ? strlen(name) : 0;
+    if (!dir || n == 0 || n > 255 || name[0] == '.' || chi_os_mkdir(dir) < 0) return -1;
+    for (i = 0; i < n; i++)
+        if (name[i] == '/' || name[i] == '\\' || (unsigned char)name[i] < 0x20 || name[i] == 0x7f) return -1;
+    dfd = chi_os_open_dir(dir);
+    if (dfd < 0) return -1;
+    fd = chi_os_create_named(dfd, name);
+    chi_os_close(dfd);
+    return fd < 0 ? -1 : fd;
+}
+
+CHOPIN_API int ch_file_write(int fd, const void *data, size_t len) { return chi_os_file_write(fd, (const char *)data, len); }
+CHOPIN_API void ch_file_close(int fd) { if (fd >= 0) chi_os_close(fd); }
+
+/* >>uploads -------------------------------------------------------------------
+   Request bodies as streams, and Expect: 100-continue decided by the
+   route's middleware. When a request with a body has its head in,
+   chi_early looks at the route before any body byte is waited for:
+   - the middleware (the app's, then the route group's) runs first; a
+     refusal (a 401 from auth, a 404, a 405) is answered at once and the
+     connection closes, so a client that sent Expect: 100-continue never
+     sends the body;
+   - a route added with ch_route_stream has its handler called now; it
+     takes the body with ch_req_body_stream, whose callback then gets each
+     piece as it is read (Content-Length or chunked, decoded), after the
+     head kept in the connection's input. The callback runs before the next
+     read, so reading waits while it works and memory stays at one read
+     buffer, whatever the size; the route's own limit applies, not
+     max_body_size. At the end, on_end fills the response;
+   - any other route reads its body whole (max_body_size) as before, with
+     100 Continue sent once the middleware let the request through. The
+     middleware then runs a second time with the body: keep it free of
+     side effects that must not happen twice, or check req->body. */
+
+enum { CHI_EARLY_NONE, CHI_EARLY_ANSWERED, CHI_EARLY_STREAM };
+
+
+struct chi_stream {
+    ch_body_fn on_data;
+    ch_body_end_fn on_end;
+    void *state;
+    void *user, *ctx;
+    size_t head_len;
+    int body_kind;
+    uint64_t left;           /* Content-Length bytes still to come */
+    uint64_t max_body;
+    chi_chunked ck;
+    int keep_alive, taken;
+    ch_req req;              /* the request as parsed, its slices into the */
+    chi_req_store store;     /* head that was at `base` (now c->in's start) */
+    uintptr_t base;
+};
+
+static size_t chi_process(chi_worker *w, chi_conn *c, char *buf, size_t len);
+static int chi_keep_rest(chi_conn *c, const char *buf, size_t len, size_t used, int from_scratch);
+
+CHOPIN_API int ch_route_stream(ch_app *app, ch_method method, const char *pattern, ch_handler h, void *user,
+                               uint64_t max_body)
+{
+    chi_node *n;
+    const char *err = NULL;
+    if (chi_add_route(app, NULL, method, pattern, h, user) < 0) return -1;
+    n = chi_node_insert(app->root, pattern, &err); /* finds the node just made */
+    if (!n) return chi_reg_error(app, err, pattern);
+    n->routes[method].stream_max = max_body ? max_body : CHI_DEFAULT_STREAM_MAX;
+    if (n->routes[method].stream_max > app->stream_max) app->stream_max = n->routes[method].stream_max;
+    app->nstream++;
+    return 0;
+}
+
+CHOPIN_API int ch_req_body_stream(ch_res *res, ch_body_fn on_data, ch_body_end_fn on_end, void *state)
+{
+    struct chi_stream *s = res->w->stream_offer;
+    if (!s || !on_end) return -1; /* only from a ch_route_stream handler */
+    s->on_data = on_data;
+    s->on_end = on_end;
+    s->state = state;
+    s->taken = 1;
+    return 0;
+}
+
+/* The route of req without running anything, or NULL. */
+static const chi_route *chi_route_peek(chi_worker *w, ch_req *req)
+{
+    chi_node *node;
+    if (req->method == CH_OTHER) return NULL;
+    req->param_count = 0;
+    node = chi_node_match(w->app->root, req->path.ptr + 1, req->path.ptr + req->path.len, req);
+    return node && node->routes[req->method].handler ? &node->routes[req->method] : NULL;
+}
+
+/* chi_run_group_mw's walk, for the early check: a second caller of that
+   one would cost its inlining on every routed request. */
+CHI_COLD static int chi_early_group_mw(ch_group *g, ch_req *req, ch_res *res)
+{
+    int i;
+    if (g->parent && chi_early_group_mw(g->parent, req, res) == CH_DONE) return CH_DONE;
+    for (i = 0; i < g->nmw; i++)
+        if (g->mw[i].fn(req, res, g->mw[i].user) == CH_DONE) return CH_DONE;
+    return CH_NEXT;
+}
+
+/* The middleware chain and the route, as chi_route_request runs them, but
+   without the handler. Returns CH_DONE with w->res filled when the request
+   is answered before its body (a refusal, 404, 405, 501). */
+CHI_COLD static int chi_early_route(chi_worker *w, ch_req *req, const chi_route **route)
+{
+    ch_app *app = w->app;
+    ch_res *res = &w->res;
+    int i;
+    for (i = 0; i < app->nmw; i++)
+        if (app->mw[i].fn(req, res, app->mw[i].user) == CH_DONE) return CH_DONE;
+    if (req->method == CH_OTHER) {
+        ch_res_error(res, 501);
+        return CH_DONE;
+    }
+    *route = chi_route_peek(w, req);
+    if (!*route) {
+        chi_node *node = chi_node_match(app->root, req->path.ptr + 1, req->path.ptr + req->path.len, req);
+        char allow[96];
+        if (!node) {
+            ch_res_error(res, 404);
+        } else {
+            size_t n = chi_allow_list(node->methods | node->fast_methods, allow);
+            if (req->method == CH_OPTIONS) res->status = 200; else ch_res_error(res, 405);
+            ch_res_headern(res, "Allow", 5, allow, n);
+        }
+        return CH_DONE;
+    }
+    if ((*route)->group && chi_early_group_mw((*route)->group, req, res) == CH_DONE) return CH_DONE;
+    req->user = (*route)->user;
+    return CH_NEXT;
+}
+
+/* Lays out w->res for >>uploads. The call goes through a pointer the
+   compiler cannot see through (a local volatile), so chi_res_write keeps
+   the two direct callers it is inlined into on the request path. */
+CHI_COLD static void chi_upload_finish(chi_worker *w, ch_req *req, int keep_alive)
+{
+    void (*volatile write_fn)(chi_worker *, ch_res *, ch_req *, int) = chi_res_write;
+    write_fn(w, &w->res, req, keep_alive);
+}
+
+/* An answer before the body: the body is never read, so the connection
+   closes after it. */
+static int chi_early_answer(chi_worker *w, chi_conn *c, ch_req *req, size_t out_before, int status)
+{
+    if (status) {
+        chi_res_reset(&w->res);
+        ch_res_error(&w->res, status);
+    }
+    chi_upload_finish(w, req, 0);
+    if (w->app->nafter) chi_run_after(w, req, out_before);
+    c->flags |= CHI_F_CLOSING | CHI_F_LINGER_AFTER;
+    return CHI_EARLY_ANSWERED;
+}
+
+/* The head of a request with a body is in (hl bytes of the `have` so far):
+   see the >>uploads notes. Runs once per request (c->early_done). */
+CHI_COLD static int chi_early(chi_worker *w, chi_conn *c, ch_req *req, const chi_head *h, const char *head, size_t hl,
+                              size_t have)
+{
+    ch_app *app = w->app;
+    const chi_route *route = NULL;
+    struct chi_stream *s;
+    size_t out_before = w->out.len;
+    int expect = h->expect_continue && req->version_minor == 1;
+    int complete = h->body_kind == CHI_BODY_LENGTH && have - hl >= h->content_length;
+    c->early_done = 1;
+    req->conn = &c->peer;
+    req->ctx = NULL;
+    if (app->nstream) {
+        route = chi_route_peek(w, req);
+        if (!route || !route->stream_max) {
+            if (h->body_kind == CHI_BODY_LENGTH && h->content_length > app->lim.max_body)
+                return chi_early_answer(w, c, req, out_before, 413);
+            route = NULL;
+        }
+    }
+    if (!route && (!expect || complete)) return CHI_EARLY_NONE;
+    chi_res_reset(&w->res);
+    if (app->nafter) w->res.start_ns = chi_os_now_ns();
+    if (chi_early_route(w, req, &route) == CH_DONE) return chi_early_answer(w, c, req, out_before, 0);
+    if (!route->stream_max) { /* buffered: the middleware let it in */
+        chi_write_continue(w);
+        c->continue_sent = 1;
+        return CHI_EARLY_NONE;
+    }
+    if (h->body_kind == CHI_BODY_LENGTH && h->content_length > route->stream_max)
+        return chi_early_answer(w, c, req, out_before, 413);
+    s = (struct chi_stream *)CHOPIN_MALLOC(sizeof *s);
+    if (!s) return chi_early_answer(w, c, req, out_before, 503);
+    memset(s, 0, sizeof *s);
+    s->user = route->user;
+    s->head_len = hl;
+    s->body_kind = h->body_kind;
+    s->left = h->content_length;
+    s->max_body = route->stream_max;
+    s->keep_alive = h->keep_alive;
+    chi_chunked_init(&s->ck, hl);
+    w->stream_offer = s;
+    route->handler(req, &w->res);
+    w->stream_offer = NULL;
+    if (!s->taken) { /* the handler answered at once */
+        CHOPIN_FREE(s);
+        return chi_early_answer(w, c, req, out_before, 0);
+    }
+    s->ctx = req->ctx;
+    s->req = *req;
+    s->store = w->req_store;
+    s->base = (uintptr_t)head;
+    c->stream = s;
+    if (expect && !complete) {
+        chi_write_continue(w);
+        c->continue_sent = 1;
+    }
+    return CHI_EARLY_STREAM;
+}
+
+/* Moves a slice that pointed into the head at `from` to the same place in
+   the head's copy at `to` (only addresses are compared, nothing is read). */
+static void chi_slice_move(ch_str *v, uintptr_t from, size_t len, uintptr_t to)
+{
+    uintptr_t at = (uintptr_t)v->ptr;
+    if (v->ptr && at >= from && at <= from + len) v->ptr = (const char *)(to + (at - from));
+}
+
+/* The request again, as chi_early saw it, its slices moved to the head
+   kept at the start of c->in: the worker's ch_req served other
+   connections in between. (Copied, not parsed again: a second caller of
+   chi_parse_head would cost its inlining in chi_process.) */
+static ch_req *chi_stream_req(chi_worker *w, chi_conn *c)
+{
+    struct chi_stream *s = c->stream;
+    ch_req *req = &w->req;
+    uintptr_t from = s->base, to = (uintptr_t)c->in.ptr;
+    size_t len = s->head_len;
+    int i;
+    w->req_store = s->store;
+    *req = s->req;
+    req->headers = w->req_store.headers;
+    req->params = w->req_store.params;
+    chi_slice_move(&req->method_name, from, len, to);
+    chi_slice_move(&req->target, from, len, to);
+    chi_slice_move(&req->path, from, len, to);
+    chi_slice_move(&req->query, from, len, to);
+    for (i = 0; i < req->header_count; i++) {
+        chi_slice_move(&req->headers[i].name, from, len, to);
+        chi_slice_move(&req->headers[i].value, from, len, to);
+    }
+    for (i = 0; i < req->param_count; i++) chi_slice_move(&req->params[i].value, from, len, to);
+    req->ctx = s->ctx;
+    req->conn = &c->peer;
+    req->body = NULL;
+    req->body_len = 0;
+    return req;
+}
+
+static void chi_stream_free(chi_conn *c)
+{
+    CHOPIN_FREE(c->stream);
+    c->stream = NULL;
+}
+
+/* The client left, or a timeout closes the connection: on_end learns it. */
+CHI_COLD static void chi_stream_abort(chi_conn *c)
+{
+    struct chi_stream *s = c->stream;
+    if (!s) return;
+    s->on_end(NULL, NULL, CH_BODY_ABORTED, s->state);
+    chi_stream_free(c);
+}
+
+/* The body is whole (status 0) or refused (a 4xx, from the framing, the
+   limit or on_data): on_end fills the answer; a refused body closes the
+   connection. */
+static void chi_stream_end(chi_worker *w, chi_conn *c, int status)
+{
+    struct chi_stream *s = c->stream;
+    size_t out_before = w->out.len;
+    ch_req *req = chi_stream_req(w, c);
+    int keep_alive = status == 0 && s->keep_alive && !w->stopping;
+    chi_res_reset(&w->res);
+    if (w->app->nafter) w->res.start_ns = chi_os_now_ns();
+    if (status) ch_res_error(&w->res, status);
+    s->on_end(req, &w->res, status, s->state);
+    chi_upload_finish(w, req, keep_alive);
+    if (w->app->nafter) chi_run_after(w, req, out_before);
+    chi_stream_free(c);
+    c->continue_sent = 0;
+    if (!keep_alive) c->flags |= CHI_F_CLOSING | CHI_F_LINGER_AFTER;
+}
+
+/* Hands body bytes to on_data; returns 0, or the status it refused with. */
+static int chi_stream_feed(chi_worker *w, chi_conn *c, const char *p, size_t n)
+{
+    struct chi_stream *s = c->stream;
+    ch_req *req;
+    int r;
+    if (n == 0 || !s->on_data) return 0;
+    req = chi_stream_req(w, c);
+    r = s->on_data(req, p, n, s->state);
+    s->ctx = req->ctx;
+    if (r == 0) return 0;
+    return (r >= 400 && r <= 599) ? r : 400;
+}
+
+/* What arrived after the head goes to on_data; the head stays in c->in.
+   When the body ends, the answer is written and the requests pipelined
+   after it are answered. */
+CHI_COLD static int chi_stream_pump(chi_worker *w, chi_conn *c)
+{
+    while (c->stream) {
+        struct chi_stream *s = c->stream;
+        size_t hl = s->head_len, used, rest;
+        int status = 0, done = 0;
+        if (s->body_kind == CHI_BODY_LENGTH) {
+            size_t take = c->in.len - hl;
+            if ((uint64_t)take > s->left) take = (size_t)s->left;
+            status = chi_stream_feed(w, c, c->in.ptr + hl, take);
+            s->left -= take;
+            used = hl + take;
+            done = s->left == 0;
+        } else {
+            int r = chi_chunked_decode(&s->ck, c->in.ptr, c->in.len, s->max_body, w->app->lim.max_header);
+            if (r < 0) status = -r;
+            else status = chi_stream_feed(w, c, c->in.ptr + hl, s->ck.dst - hl);
+            used = s->ck.src;
+            done = r == 1;
+            s->ck.src = s->ck.dst = hl;
+        }
+        if (status) {
+            chi_stream_end(w, c, status);
+            c->in.len = 0;
+            return 0;
+        }
+        rest = c->in.len - used; /* not yet decoded, or the next requests */
+        memmove(c->in.ptr + hl, c->in.ptr + used, rest);
+        c->in.len = hl + rest;
+        if (!done) return 0;
+        chi_stream_end(w, c, 0);
+        memmove(c->in.ptr, c->in.ptr + hl, rest);
+        c->in.len = rest;
+        if (c->flags & CHI_F_CLOSING) {
+            c->in.len = 0;
+            return 0;
+        }
+        if (chi_keep_rest(c, c->in.ptr, c->in.len, chi_process(w, c, c->in.ptr, c->in.len), 0) < 0) return -1;
+    }
+    return 0;
+}
+
+/* A file body taken from the response just written: it goes out after the
+   head, before anything else on this connection. */
+CHI_COLD static int chi_take_file(chi_worker *w, chi_conn *c)
+{
+    ch_res *res = &w->res;
+    if (!res->file) return 0;
+    res->file = 0;
+    c->file_fd = res->file_fd;
+    c->file_off = res->file_off;
+    c->file_left = res->file_len;
+    c->flags |= CHI_F_FILE;
+    return 1;
+}
+
+/* Sends some of the file body; the writable event brings the rest. */
+CHI_COLD static int chi_send_file(chi_worker *w, chi_conn *c)
+{
+    size_t n = c->file_left > CHI_SENDFILE_CHUNK ? CHI_SENDFILE_CHUNK : (size_t)c->file_left;
+    long r = chi_os_sendfile(c->fd, c->file_fd, &c->file_off, n, w->scratch, CHOPIN_READ_SIZE);
+    if (r == CHI_IO_AGAIN) return 0;
+    if (r < 0) return -1; /* the client left, or the file shrank */
+    chi_touch(w, c);
+    c->file_left -= (uint64_t)r;
+    if (c->file_left == 0) {
+        chi_os_close(c->file_fd);
+        c->flags &= ~(unsigned)CHI_F_FILE;
+    }
+    return 0;
+}
+
+CHI_COLD static void chi_file_drop(chi_conn *c)
+{
+    if (c->flags & CHI_F_FILE) chi_os_close(c->file_fd);
+    c->flags &= ~(unsigned)CHI_F_FILE;
+    c->file_left = 0;
+}
+
 /* >>connection --------------------------------------------------------------
    The state machine of one connection:
      received  -> bytes arrived (into scratch, or after the unfinished
@@ -5936,6 +7901,8 @@ static void chi_close(chi_worker *w, chi_conn *c)
     chi_poller_forget(w->poller, c->fd);
     chi_os_close(c->fd);
     w->conns[c->fd] = NULL;
+    if (c->stream) chi_stream_abort(c);
+    if (c->flags & CHI_F_FILE) chi_file_drop(c);
     chi_buf_free(&c->in);
     chi_buf_free(&c->out);
     c->next = w->free_conns;
@@ -5943,7 +7910,10 @@ static void chi_close(chi_worker *w, chi_conn *c)
     w->nconns--;
 }
 
+/* Bytes not yet sent from c->out; a file body after them (>>static) is
+   told by CHI_F_FILE. */
 static size_t chi_pending(const chi_conn *c) { return c->out.len - c->out_off; }
+static size_t chi_out_pending(const chi_conn *c) { return chi_pending(c); }
 
 /* A refused request: the error goes out, then the connection closes. */
 static void chi_reject(chi_worker *w, chi_conn *c, int status, int minor)
@@ -5954,7 +7924,8 @@ static void chi_reject(chi_worker *w, chi_conn *c, int status, int minor)
 
 static void chi_maybe_continue(chi_worker *w, chi_conn *c, const ch_req *req, const chi_head *h)
 {
-    if (h->expect_continue && req->version_minor == 1 && !c->continue_sent) {
+    /* normally chi_early has sent it, once the middleware let the request in */
+    if (h->expect_continue && req->version_minor == 1 && !c->continue_sent && !c->early_done) {
         chi_write_continue(w);
         c->continue_sent = 1;
     }
@@ -6004,14 +7975,20 @@ static size_t chi_process(chi_worker *w, chi_conn *c, char *buf, size_t len)
     const chi_limits *lim = &w->app->lim;
     ch_req *req = &w->req;
     size_t off = 0;
+    chi_limits stream_lim;
     c->want = 0;
+    if (w->app->nstream) { /* a stream route's body may be larger: chi_early checks */
+        stream_lim = *lim;
+        if (w->app->stream_max > stream_lim.max_body) stream_lim.max_body = (size_t)w->app->stream_max;
+        lim = &stream_lim;
+    }
     while (off < len) {
         char *p = buf + off;
         size_t n = len - off, total = 0;
         chi_head h;
         long hl;
         int keep_alive, r;
-        if (w->out.len + chi_pending(c) > CHOPIN_MAX_PENDING) {
+        if (w->out.len + chi_pending(c) > CHOPIN_MAX_PENDING || (c->flags & CHI_F_FILE)) {
             c->flags |= CHI_F_BACKLOG; /* resumed once the output drains */
             break;
         }
@@ -6028,6 +8005,12 @@ static size_t chi_process(chi_worker *w, chi_conn *c, char *buf, size_t len)
             chi_reject(w, c, (int)-hl, 1);
             return len;
         }
+        if (h.body_kind != CHI_BODY_NONE && !c->early_done && (w->app->nstream || h.expect_continue)) {
+            /* route and middleware decide before the body (>>uploads) */
+            r = chi_early(w, c, req, &h, p, (size_t)hl, n);
+            if (r == CHI_EARLY_ANSWERED) return len;
+            if (r == CHI_EARLY_STREAM) return off; /* its head stays in c->in */
+        }
         r = chi_request_body(w, c, p, n, (size_t)hl, &h, &total);
         if (r < 0) {
             chi_reject(w, c, -r, 1);
@@ -6038,10 +8021,12 @@ static size_t chi_process(chi_worker *w, chi_conn *c, char *buf, size_t len)
             break;
         }
         c->continue_sent = 0;
+        c->early_done = 0;
         keep_alive = h.keep_alive && !w->stopping;
         req->conn = &c->peer;
         req->ctx = NULL;
         chi_dispatch(w, req, keep_alive);
+        r = w->res.file ? chi_take_file(w, c) : 0;
         off += total;
         if (!keep_alive) {
             /* what follows a closing request is never answered */
@@ -6049,6 +8034,10 @@ static size_t chi_process(chi_worker *w, chi_conn *c, char *buf, size_t len)
             return len;
         }
         if (c->later) break; /* answered later: what follows waits for it */
+        if (r && off < len) { /* the file goes before any later answer */
+            c->flags |= CHI_F_BACKLOG;
+            break;
+        }
     }
     return off;
 }
@@ -6085,14 +8074,14 @@ static void chi_after_io(chi_worker *w, chi_conn *c)
         chi_held_io(w, c);
         return;
     }
-    if (chi_pending(c) == 0 && (c->flags & CHI_F_CLOSING) && !(c->flags & CHI_F_LINGER)) {
+    if (chi_pending(c) == 0 && (c->flags & CHI_F_CLOSING) && !(c->flags & (CHI_F_LINGER | CHI_F_FILE))) {
         if (!(c->flags & CHI_F_LINGER_AFTER) || (c->flags & CHI_F_PEER_EOF) || chi_os_shutdown_write(c->fd) < 0) {
             chi_close(w, c);
             return;
         }
         c->flags |= CHI_F_LINGER;
     }
-    if (chi_pending(c)) ev |= CHI_EV_WRITE;
+    if (chi_pending(c) || (c->flags & CHI_F_FILE)) ev |= CHI_EV_WRITE;
     if ((c->flags & CHI_F_LINGER) ||
         (!(c->flags & (CHI_F_CLOSING | CHI_F_BACKLOG)) && chi_pending(c) < CHOPIN_MAX_PENDING))
         ev |= CHI_EV_READ;
@@ -6105,10 +8094,10 @@ static void chi_after_io(chi_worker *w, chi_conn *c)
     }
     if (c->flags & CHI_F_LINGER)
         q = CHI_Q_LINGER;
-    else if (chi_pending(c))
+    else if (chi_pending(c) || (c->flags & CHI_F_FILE))
         q = CHI_Q_WRITE;
     else if (c->in.len)
-        q = (c->want || c->chunk_active) ? CHI_Q_BODY : CHI_Q_HEAD;
+        q = (c->want || c->chunk_active || c->stream) ? CHI_Q_BODY : CHI_Q_HEAD;
     else
         q = CHI_Q_IDLE;
     if (q == CHI_Q_IDLE && w->stopping && !w->idle_close_at) { /* (a hand-over's grace: kept) */
@@ -6132,10 +8121,11 @@ static void chi_drop(chi_worker *w, chi_conn *c)
 static void chi_flush(chi_worker *w, chi_conn *c)
 {
     size_t used;
+    int rc;
     for (;;) {
         if (w->out.len) {
             size_t sent = 0;
-            if (chi_pending(c) == 0) {
+            if (chi_out_pending(c) == 0) {
                 long r = chi_os_send(c->fd, w->out.ptr, w->out.len);
                 if (r == CHI_IO_ERROR) {
                     chi_drop(w, c);
@@ -6155,12 +8145,18 @@ static void chi_flush(chi_worker *w, chi_conn *c)
             w->out.len = 0;
             if (w->out.cap > CHI_OUT_KEEP) chi_buf_free(&w->out); /* a huge answer does not stay */
         }
-        if (!(c->flags & CHI_F_BACKLOG) || chi_pending(c) != 0) break;
+        if ((c->flags & CHI_F_FILE) && chi_out_pending(c) == 0 && chi_send_file(w, c) < 0) {
+            chi_drop(w, c);
+            return;
+        }
+        if (!(c->flags & CHI_F_BACKLOG) || chi_pending(c) != 0 || (c->flags & CHI_F_FILE)) break;
         c->flags &= ~(unsigned)CHI_F_BACKLOG;
         w->cur = c;
         used = chi_process(w, c, c->in.ptr, c->in.len);
+        rc = chi_keep_rest(c, c->in.ptr, c->in.len, used, 0);
+        if (rc == 0 && c->stream) rc = chi_stream_pump(w, c);
         w->cur = NULL;
-        if (chi_keep_rest(c, c->in.ptr, c->in.len, used, 0) < 0) {
+        if (rc < 0) {
             chi_drop(w, c);
             return;
         }
@@ -6199,6 +8195,7 @@ static void chi_conn_received(chi_worker *w, chi_conn *c, long n)
     int from_scratch = c->in.len == 0;
     char *buf;
     size_t len, used;
+    int rc;
     if (c->flags & CHI_F_LINGER) {
         chi_linger_received(w, c, n);
         return;
@@ -6208,14 +8205,15 @@ static void chi_conn_received(chi_worker *w, chi_conn *c, long n)
         chi_close(w, c);
         return;
     }
-    if (n == CHI_IO_EOF && c->later) { /* it left while we answer later */
-        chi_close(w, c);
-        return;
-    }
     if (n == CHI_IO_EOF) {
+        if (c->later) { /* it left while we answer later */
+            chi_close(w, c);
+            return;
+        }
         /* the client is done sending; an unfinished request is dropped, and
            answers already made still go out (a half-closed client) */
         c->flags |= CHI_F_PEER_EOF | CHI_F_CLOSING;
+        if (c->stream) chi_stream_abort(c);
         chi_buf_free(&c->in);
         chi_after_io(w, c);
         return;
@@ -6227,7 +8225,7 @@ static void chi_conn_received(chi_worker *w, chi_conn *c, long n)
         chi_hold_input(w, c, n);
         return;
     }
-    if (from_scratch || c->want || c->chunk_active) chi_touch(w, c);
+    if (from_scratch || c->want || c->chunk_active || c->stream) chi_touch(w, c);
     if (from_scratch) {
         buf = w->scratch;
         len = (size_t)n;
@@ -6236,10 +8234,17 @@ static void chi_conn_received(chi_worker *w, chi_conn *c, long n)
         buf = c->in.ptr;
         len = c->in.len;
     }
+    /* a streamed body goes to its consumer; anything else is parsed */
     w->cur = c;
-    used = chi_process(w, c, buf, len);
+    if (c->stream) {
+        rc = chi_stream_pump(w, c);
+    } else {
+        used = chi_process(w, c, buf, len);
+        rc = chi_keep_rest(c, buf, len, used, from_scratch);
+        if (rc == 0 && c->stream) rc = chi_stream_pump(w, c); /* a stream began in this batch */
+    }
     w->cur = NULL;
-    if (chi_keep_rest(c, buf, len, used, from_scratch) < 0) {
+    if (rc < 0) {
         chi_drop(w, c);
         return;
     }
@@ -6283,7 +8288,11 @@ static void chi_on_readable(chi_worker *w, chi_conn *c)
 /* Readiness: the socket takes more of what it did not take before. */
 static void chi_on_writable(chi_worker *w, chi_conn *c)
 {
-    chi_conn_sent(w, c, chi_os_send(c->fd, c->out.ptr + c->out_off, chi_pending(c)));
+    if (chi_out_pending(c) == 0) { /* a file body: chi_flush sends the next piece */
+        chi_flush(w, c);
+        return;
+    }
+    chi_conn_sent(w, c, chi_os_send(c->fd, c->out.ptr + c->out_off, chi_out_pending(c)));
 }
 
 /* A timeout: a stalled request gets 408; anything else just closes. */
@@ -6340,7 +8349,7 @@ static void chi_expire_all(chi_worker *w)
 
 /* Appends bytes: chi_buf_append's twin, so that one keeps the callers it
    had and stays inlined in the fast path. */
-static int chi_later_add(chi_buf *b, const void *p, size_t n)
+static CHI_OUTLINE int chi_later_add(chi_buf *b, const void *p, size_t n)
 {
     if (n == 0) return 0; /* (a body unlike chi_buf_append's, so no pass merges the two) */
     if (chi_buf_reserve(b, n) < 0) return -1;
@@ -6349,7 +8358,7 @@ static int chi_later_add(chi_buf *b, const void *p, size_t n)
     return 0;
 }
 
-static ch_defer chi_later_handle(chi_worker *w, const chi_later *l)
+static CHI_OUTLINE ch_defer chi_later_handle(chi_worker *w, const chi_later *l)
 {
     ch_defer d;
     d.w = w;
@@ -6358,7 +8367,7 @@ static ch_defer chi_later_handle(chi_worker *w, const chi_later *l)
 }
 
 /* The later a handle names, or NULL when it is stale. */
-static chi_later *chi_later_get(ch_defer d)
+static CHI_OUTLINE chi_later *chi_later_get(ch_defer d)
 {
     chi_worker *w = d.w;
     uint32_t i = (uint32_t)(d.id & 0xFFFFFFFFu) - 1u;
@@ -6368,7 +8377,7 @@ static chi_later *chi_later_get(ch_defer d)
     return l->state != CHI_L_FREE && l->gen == (uint32_t)(d.id >> 32) ? l : NULL;
 }
 
-static chi_later *chi_later_new(chi_worker *w)
+static CHI_OUTLINE chi_later *chi_later_new(chi_worker *w)
 {
     chi_later *l = w->free_laters;
     if (l) {
@@ -6394,28 +8403,27 @@ static chi_later *chi_later_new(chi_worker *w)
 }
 
 /* Both holders have let go: the slot is free for the next ch_res_defer. */
-static void chi_later_maybe_free(chi_worker *w, chi_later *l)
+static CHI_OUTLINE void chi_later_maybe_free(chi_worker *w, chi_later *l)
 {
-    uint32_t gen = l->gen + 1, index = l->index;
+    uint32_t gen = l->gen + 1;
     if (l->state == CHI_L_FREE || l->user_holds || l->c) return;
-    if (w->timers.slot) {
-        chi_timers_cancel(&w->timers, l->deadline);
-        chi_timers_cancel(&w->timers, l->heartbeat);
-    }
-    chi_buf_free(&l->res.ctype);
-    chi_buf_free(&l->res.headers);
-    chi_buf_free(&l->line);
-    ch_json_free(&l->json);
-    memset(l, 0, sizeof *l);
+    chi_timers_cancel(&w->timers, l->deadline);
+    chi_timers_cancel(&w->timers, l->heartbeat);
+    /* its buffers stay for the next one (freed with the worker); the rest
+       is set again by ch_res_defer */
+    l->res.ctype.len = l->res.headers.len = l->line.len = 0;
+    ch_json_reset(&l->json);
     l->gen = gen ? gen : 1;
-    l->index = index;
     l->state = CHI_L_FREE;
+    l->on_abort = l->on_drain = NULL;
+    l->want_drain = l->sse = 0;
+    l->deadline = l->heartbeat = 0;
     l->next_free = w->free_laters;
     w->free_laters = l;
 }
 
 /* Queues c for chi_settle_all (once). */
-static void chi_mark_dirty(chi_worker *w, chi_conn *c)
+static CHI_OUTLINE void chi_mark_dirty(chi_worker *w, chi_conn *c)
 {
     if (c->flags & CHI_F_DIRTY) return;
     if (w->ndirty == w->dirty_cap) {
@@ -6429,12 +8437,17 @@ static void chi_mark_dirty(chi_worker *w, chi_conn *c)
     c->flags |= CHI_F_DIRTY;
 }
 
-/* The output a later response of c writes to: w->out while c is the
-   connection being answered (its batch), else c->out, lent to w->out so the
-   same writers (chi_head_put, chi_write_error) serve both. */
-static int chi_out_borrow(chi_worker *w, chi_conn *c, chi_buf *saved)
+/* The output a later response of c writes to, through w->out so that the
+   same writers (chi_head_put, chi_write_error) serve every case:
+     0  c is the connection being answered: its batch, w->out itself;
+     2  nothing is queued for c and w->out is empty: w->out, sent at once
+        by chi_out_return (no buffer of c's to allocate and free);
+     1  else c->out, lent to w->out (saved keeps w->out). */
+enum { CHI_OUT_BATCH, CHI_OUT_QUEUE, CHI_OUT_DIRECT };
+static CHI_OUTLINE int chi_out_borrow(chi_worker *w, chi_conn *c, chi_buf *saved)
 {
-    if (c == w->cur) return 0;
+    if (c == w->cur) return CHI_OUT_BATCH;
+    if (chi_pending(c) == 0 && w->out.len == 0) return CHI_OUT_DIRECT;
     if (c->out_off) { /* what was sent goes; the queue starts at 0 again */
         memmove(c->out.ptr, c->out.ptr + c->out_off, c->out.len - c->out_off);
         c->out.len -= c->out_off;
@@ -6442,18 +8455,30 @@ static int chi_out_borrow(chi_worker *w, chi_conn *c, chi_buf *saved)
     }
     *saved = w->out;
     w->out = c->out;
-    return 1;
+    return CHI_OUT_QUEUE;
 }
 
-static void chi_out_return(chi_worker *w, chi_conn *c, const chi_buf *saved, int borrowed)
+/* Never closes nor calls the user: a failed send marks c to be cut off, and
+   the settle pass does the rest (resume, interest, timeouts). */
+static CHI_OUTLINE void chi_out_return(chi_worker *w, chi_conn *c, const chi_buf *saved, int how)
 {
-    if (!borrowed) return;
-    c->out = w->out;
-    w->out = *saved;
+    if (how == CHI_OUT_BATCH) return;
+    if (how == CHI_OUT_QUEUE) {
+        c->out = w->out;
+        w->out = *saved;
+    } else if (w->out.len) {
+        long r = chi_os_send(c->fd, w->out.ptr, w->out.len);
+        size_t sent = r > 0 ? (size_t)r : 0;
+        /* the rest waits in c->out; a dead peer or no memory: cut off */
+        if (r == CHI_IO_ERROR || (sent < w->out.len && chi_later_add(&c->out, w->out.ptr + sent, w->out.len - sent) < 0))
+            c->flags |= CHI_F_KILL;
+        w->out.len = 0;
+        if (w->out.cap > CHI_OUT_KEEP) chi_buf_free(&w->out);
+    }
     chi_mark_dirty(w, c);
 }
 
-static size_t chi_later_queued(const chi_worker *w, const chi_conn *c)
+static CHI_OUTLINE size_t chi_later_queued(const chi_worker *w, const chi_conn *c)
 {
     return chi_pending(c) + (c == w->cur ? w->out.len : 0);
 }
@@ -6462,7 +8487,7 @@ static size_t chi_later_queued(const chi_worker *w, const chi_conn *c)
    (ABORT: the deadline, a cut-off, the server stopping), or the client left
    (GONE: c is being closed). The abort callback runs here, never inside a
    call the user made. */
-static void chi_later_detach(chi_worker *w, chi_later *l, int why)
+static CHI_OUTLINE void chi_later_detach(chi_worker *w, chi_later *l, int why)
 {
     chi_conn *c = l->c;
     if (!c) return;
@@ -6488,7 +8513,7 @@ static void chi_later_detach(chi_worker *w, chi_later *l, int why)
 
 /* The request as finishers and after-hooks see it once its handler has
    returned: method, target and version (the rest of the bytes are gone). */
-static void chi_later_req(chi_worker *w, const chi_later *l, ch_req *r)
+static CHI_OUTLINE void chi_later_req(chi_worker *w, const chi_later *l, ch_req *r)
 {
     const char *t = l->line.ptr + l->method_len, *q;
     size_t tl = l->line.len - l->method_len;
@@ -6505,7 +8530,7 @@ static void chi_later_req(chi_worker *w, const chi_later *l, ch_req *r)
     r->conn = l->c ? &l->c->peer : NULL;
 }
 
-static void chi_later_after_hooks(chi_worker *w, chi_later *l)
+static CHI_OUTLINE void chi_later_after_hooks(chi_worker *w, chi_later *l)
 {
     ch_app *app = w->app;
     ch_req r;
@@ -6533,13 +8558,18 @@ CHOPIN_API ch_defer ch_res_defer(ch_res *res)
         ch_res_error(res, 503);
         return none;
     }
-    /* the response moves into the later: its header buffers change hands */
+    /* the response moves into the later: its header buffers change hands
+       (the worker's response gets the later's empty ones) */
     ct = l->res.ctype;
     hd = l->res.headers;
     l->res = *res;
     res->ctype = ct;
     res->headers = hd;
     l->res.json = &l->json;
+    l->framing = CHI_LF_LENGTH;
+    l->left = 0;
+    l->no_body = 0;
+    l->sse = 0;
     if (res->body == res->err_body) l->res.body = l->res.err_body;
     if (res->body_is_json) chi_json_raw(&l->json, w->json.buf, w->json.len);
     if (chi_later_add(&l->line, req->method_name.ptr, req->method_name.len) < 0 ||
@@ -6601,7 +8631,7 @@ CHOPIN_API size_t ch_defer_queued(ch_defer d)
 }
 
 /* Writes the whole response a waiting later holds. */
-static void chi_later_send_whole(chi_worker *w, chi_later *l)
+static CHI_OUTLINE void chi_later_send_whole(chi_worker *w, chi_later *l)
 {
     chi_conn *c = l->c;
     chi_buf saved;
@@ -6654,7 +8684,7 @@ CHOPIN_API void ch_defer_release(ch_defer d)
 
 /* An error status instead of the response (the deadline, shutdown); the
    user learns it through the abort callback. */
-static void chi_later_refuse(chi_worker *w, chi_later *l, int status)
+static CHI_OUTLINE void chi_later_refuse(chi_worker *w, chi_later *l, int status)
 {
     chi_conn *c = l->c;
     chi_buf saved;
@@ -6667,7 +8697,7 @@ static void chi_later_refuse(chi_worker *w, chi_later *l, int status)
     chi_later_detach(w, l, CHI_WHY_ABORT);
 }
 
-static void chi_later_deadline_fired(ch_worker *w, void *user)
+static CHI_OUTLINE void chi_later_deadline_fired(ch_worker *w, void *user)
 {
     chi_later *l = (chi_later *)user;
     l->deadline = 0;
@@ -6743,7 +8773,7 @@ CHOPIN_API int ch_defer_begin(ch_defer d, int64_t length)
 }
 
 /* Queues raw bytes of a stream (framing included): 0, 1 over the bound, -1 cut off. */
-static int chi_later_push(chi_worker *w, chi_later *l, const char *pre, size_t pre_len, const void *data, size_t len,
+static CHI_OUTLINE int chi_later_push(chi_worker *w, chi_later *l, const char *pre, size_t pre_len, const void *data, size_t len,
                           const char *post, size_t post_len)
 {
     chi_conn *c = l->c;
@@ -6778,7 +8808,7 @@ static int chi_later_push(chi_worker *w, chi_later *l, const char *pre, size_t p
 }
 
 /* A stream the user may write to now, or NULL. */
-static chi_later *chi_later_writable(ch_defer d)
+static CHI_OUTLINE chi_later *chi_later_writable(ch_defer d)
 {
     chi_later *l = chi_later_get(d);
     if (!l || !l->c || !l->user_holds || l->state != CHI_L_STREAM || (l->c->flags & CHI_F_KILL)) return NULL;
@@ -6786,7 +8816,7 @@ static chi_later *chi_later_writable(ch_defer d)
 }
 
 /* One piece of body, framed. */
-static int chi_later_piece(chi_worker *w, chi_later *l, const void *data, size_t len)
+static CHI_OUTLINE int chi_later_piece(chi_worker *w, chi_later *l, const void *data, size_t len)
 {
     char size[24];
     size_t sl = 0;
@@ -6823,7 +8853,7 @@ CHOPIN_API int ch_defer_write(ch_defer d, const void *data, size_t len)
 }
 
 /* The end of a stream's body: the last chunk, or a close for HTTP/1.0. */
-static int chi_later_close_body(chi_worker *w, chi_later *l)
+static CHI_OUTLINE int chi_later_close_body(chi_worker *w, chi_later *l)
 {
     chi_conn *c = l->c;
     if (l->no_body) return 0;
@@ -6858,39 +8888,34 @@ CHOPIN_API int ch_defer_end(ch_defer d)
     return rc;
 }
 
-/* Timers whose callback takes a handle: the timer owns the small record. */
-typedef struct chi_defer_timer {
-    ch_defer d;
-    ch_defer_fn fn;
-    void *user;
-} chi_defer_timer;
-
-static void chi_defer_timer_fired(ch_worker *w, void *user)
+static CHI_OUTLINE void chi_no_timer(ch_worker *w, void *user)
 {
-    chi_defer_timer t = *(chi_defer_timer *)user;
     (void)w;
-    CHOPIN_FREE(user);
-    t.fn(t.d, t.user);
+    (void)user;
 }
 
+/* A timer whose callback takes the handle: the heap slot carries it. */
 CHOPIN_API ch_timer ch_defer_after(ch_defer d, uint64_t ms, ch_defer_fn fn, void *user)
 {
-    chi_defer_timer *t;
     ch_timer id;
-    if (!d.w || !fn || !(t = (chi_defer_timer *)CHOPIN_MALLOC(sizeof *t))) return 0;
-    t->d = d;
-    t->fn = fn;
-    t->user = user;
-    id = ch_timer_start(d.w, ms, 0, chi_defer_timer_fired, t);
-    if (!id) CHOPIN_FREE(t);
-    else chi_timers_own(&d.w->timers, id);
+    if (!d.w || !fn) return 0;
+    id = ch_timer_start(d.w, ms, 0, chi_no_timer, user);
+    chi_timers_for_defer(&d.w->timers, id, fn, d.id);
     return id;
 }
 
 /* Posts: any thread. */
-static int chi_post_node(chi_worker *w, chi_qnode *n)
+static CHI_OUTLINE int chi_post_node(chi_worker *w, chi_qnode *n)
 {
-    if (chi_mpsc_push(&w->inbox, n)) chi_waker_wake(w->wake);
+    int was_empty;
+#if CHI_ATOMICS
+    was_empty = chi_mpsc_push(&w->inbox, n);
+#else
+    chi_os_lock(&w->inbox_mu);
+    was_empty = chi_mpsc_push(&w->inbox, n);
+    chi_os_unlock(&w->inbox_mu);
+#endif
+    if (was_empty) chi_waker_wake(w->wake);
     return 0;
 }
 
@@ -6916,9 +8941,16 @@ CHOPIN_API int ch_worker_post(ch_worker *w, ch_worker_fn fn, void *user)
 }
 
 /* The worker: everything posted so far, oldest first. */
-static void chi_run_inbox(chi_worker *w)
+static CHI_OUTLINE void chi_run_inbox(chi_worker *w)
 {
-    chi_qnode *n = chi_mpsc_take(&w->inbox);
+    chi_qnode *n;
+#if CHI_ATOMICS
+    n = chi_mpsc_take(&w->inbox);
+#else
+    chi_os_lock(&w->inbox_mu);
+    n = chi_mpsc_take(&w->inbox);
+    chi_os_unlock(&w->inbox_mu);
+#endif
     while (n) {
         chi_qnode *next = n->next;
         if (n->wfn)
@@ -6934,7 +8966,7 @@ static void chi_run_inbox(chi_worker *w)
    closed here; read on (to see the client leave) until CHI_HELD_INPUT bytes
    are held; no timeout of ours unless output waits for the client
    (write_timeout); the drain callback is due once the queue is low. */
-static void chi_held_io(chi_worker *w, chi_conn *c)
+static CHI_OUTLINE void chi_held_io(chi_worker *w, chi_conn *c)
 {
     unsigned ev = chi_pending(c) ? CHI_EV_WRITE : 0u;
     if (!(c->flags & CHI_F_STALL)) ev |= CHI_EV_READ;
@@ -6953,7 +8985,7 @@ static void chi_held_io(chi_worker *w, chi_conn *c)
 }
 
 /* Held input: bytes that came behind a later response wait in c->in. */
-static void chi_hold_input(chi_worker *w, chi_conn *c, long n)
+static CHI_OUTLINE void chi_hold_input(chi_worker *w, chi_conn *c, long n)
 {
     if (c->in.len == 0) {
         if (chi_later_add(&c->in, w->scratch, (size_t)n) < 0) {
@@ -6968,7 +9000,7 @@ static void chi_hold_input(chi_worker *w, chi_conn *c, long n)
 }
 
 /* One dirty connection: cut off, drained, written, resumed. */
-static void chi_settle(chi_worker *w, chi_conn *c)
+static CHI_OUTLINE void chi_settle(chi_worker *w, chi_conn *c)
 {
     chi_later *l = c->later;
     c->flags &= ~(unsigned)CHI_F_DIRTY;
@@ -7014,7 +9046,7 @@ static void chi_settle(chi_worker *w, chi_conn *c)
 /* Settles the connections marked so far; those marked meanwhile wait for the
    next pass (which then does not sleep), so a producer whose client takes
    everything at once cannot keep the worker from its other connections. */
-static void chi_settle_all(chi_worker *w)
+static CHI_OUTLINE void chi_settle_all(chi_worker *w)
 {
     size_t i, n = w->ndirty;
     if (n == 0) return;
@@ -7029,7 +9061,7 @@ static void chi_settle_all(chi_worker *w)
 
 /* The shutdown deadline: a stream ends with its last chunk, a response never
    finished gets 503; the user hears of it through the abort callback. */
-static void chi_later_shutdown(chi_worker *w)
+static CHI_OUTLINE void chi_later_shutdown(chi_worker *w)
 {
     uint32_t i;
     for (i = 0; i < w->nlaters; i++) {
@@ -7047,7 +9079,7 @@ static void chi_later_shutdown(chi_worker *w)
 }
 
 /* Timers and the worker, for handlers. */
-static int64_t chi_now_ms(void) { return chi_os_now_ns() / 1000000; }
+static CHI_OUTLINE int64_t chi_now_ms(void) { return chi_os_now_ns() / 1000000; }
 
 CHOPIN_API ch_timer ch_timer_start(ch_worker *w, uint64_t ms, uint64_t repeat_ms, ch_worker_fn fn, void *user)
 {
@@ -7067,11 +9099,11 @@ CHOPIN_API void ch_worker_set_data(ch_worker *w, void *data) { w->data = data; }
 
 CHOPIN_API ch_worker *ch_app_worker(ch_app *app, int index)
 {
-    if (!app || index < 0 || index >= __atomic_load_n(&app->nworkers, __ATOMIC_ACQUIRE)) return NULL;
+    if (!app || index < 0 || index >= chi_load_int(&app->nworkers)) return NULL;
     return &app->workers[index];
 }
 
-static int chi_add_hook(chi_hook *hooks, int *n, ch_worker_fn fn, void *user)
+static CHI_OUTLINE int chi_add_hook(chi_hook *hooks, int *n, ch_worker_fn fn, void *user)
 {
     if (!fn || *n == CHI_MAX_HOOKS) return -1;
     hooks[*n].fn = fn;
@@ -7089,7 +9121,7 @@ CHOPIN_API int ch_on_worker_stop(ch_app *app, ch_worker_fn fn, void *user)
     return chi_add_hook(app->stop_hooks, &app->nstop, fn, user);
 }
 
-static void chi_worker_hooks_start(chi_worker *w)
+static CHI_OUTLINE void chi_worker_hooks_start(chi_worker *w)
 {
     int i;
     w->hooks_started = 1;
@@ -7098,7 +9130,7 @@ static void chi_worker_hooks_start(chi_worker *w)
 
 /* The end of a worker's loop, on its thread: laters answered, posts run,
    stop hooks. */
-static void chi_worker_wind_up(chi_worker *w)
+static CHI_OUTLINE void chi_worker_wind_up(chi_worker *w)
 {
     int i;
     chi_later_shutdown(w);
@@ -7109,10 +9141,13 @@ static void chi_worker_wind_up(chi_worker *w)
 }
 
 /* What a worker's cleanup frees of this section. */
-static void chi_later_cleanup(chi_worker *w)
+static CHI_OUTLINE void chi_later_cleanup(chi_worker *w)
 {
     uint32_t i;
     chi_run_inbox(w); /* posts that came after the loop ended still run once */
+#if !CHI_ATOMICS
+    chi_os_mutex_destroy(&w->inbox_mu);
+#endif
     chi_timers_free(&w->timers);
     for (i = 0; i < w->nlaters; i++) {
         chi_later *l = w->laters[i];
@@ -7145,21 +9180,21 @@ static void chi_later_cleanup(chi_worker *w)
    an event name or id) is refused. Heartbeats are comment lines that keep
    proxies from closing an idle stream. */
 
-static int chi_sse_field_ok(const char *s)
+static CHI_OUTLINE int chi_sse_field_ok(const char *s)
 {
     for (; s && *s; s++)
         if (*s == '\r' || *s == '\n') return 0;
     return 1;
 }
 
-static int chi_sse_put(chi_buf *b, const char *a, size_t an, const char *v, size_t vn)
+static CHI_OUTLINE int chi_sse_put(chi_buf *b, const char *a, size_t an, const char *v, size_t vn)
 {
     if (chi_later_add(b, a, an) < 0 || chi_later_add(b, v, vn) < 0) return -1;
     return chi_later_add(b, "\n", 1);
 }
 
 /* "data: line\n" for every line of data. */
-static int chi_sse_data(chi_buf *b, const char *data, size_t len)
+static CHI_OUTLINE int chi_sse_data(chi_buf *b, const char *data, size_t len)
 {
     size_t i = 0, start = 0;
     for (;;) {
@@ -7175,7 +9210,7 @@ static int chi_sse_data(chi_buf *b, const char *data, size_t len)
     }
 }
 
-static int chi_sse_send(ch_defer d, chi_later *l)
+static CHI_OUTLINE int chi_sse_send(ch_defer d, chi_later *l)
 {
     chi_buf *b = &d.w->sse_buf;
     int rc = chi_later_add(b, "\n", 1) < 0 ? -1 : chi_later_piece(d.w, l, b->ptr, b->len);
@@ -7232,7 +9267,7 @@ CHOPIN_API int ch_sse_comment(ch_defer d, const char *text)
     return chi_sse_send(d, l);
 }
 
-static void chi_sse_heartbeat(ch_worker *w, void *user)
+static CHI_OUTLINE void chi_sse_heartbeat(ch_worker *w, void *user)
 {
     chi_later *l = (chi_later *)user; /* the timer is stopped when l is detached */
     ch_sse_comment(chi_later_handle(w, l), "");
@@ -7266,7 +9301,7 @@ CHOPIN_API ch_str ch_sse_last_event_id(const ch_req *req) { return ch_req_header
    workers' loops end, when jobs not yet started are skipped (their done
    function still runs, with the handle gone). */
 
-static void *chi_pool_main(void *arg)
+static CHI_OUTLINE void *chi_pool_main(void *arg)
 {
     chi_pool *p = (chi_pool *)arg;
     chi_os_lock(&p->mu);
@@ -7288,7 +9323,7 @@ static void *chi_pool_main(void *arg)
     return NULL;
 }
 
-static chi_pool *chi_pool_new(void)
+static CHI_OUTLINE chi_pool *chi_pool_new(void)
 {
     chi_pool *p = (chi_pool *)CHOPIN_MALLOC(sizeof *p);
     if (!p) return NULL;
@@ -7306,7 +9341,7 @@ static chi_pool *chi_pool_new(void)
 }
 
 /* Under the lock: the threads, the first time. */
-static int chi_pool_start(chi_pool *p, int n)
+static CHI_OUTLINE int chi_pool_start(chi_pool *p, int n)
 {
     int i;
     p->threads = (chi_thread *)CHOPIN_MALLOC(sizeof *p->threads * (size_t)n);
@@ -7319,7 +9354,7 @@ static int chi_pool_start(chi_pool *p, int n)
 }
 
 /* Stops the threads once every job has gone back to its worker. */
-static void chi_pool_stop(chi_pool *p)
+static CHI_OUTLINE void chi_pool_stop(chi_pool *p)
 {
     int i;
     if (!p) return;
@@ -7334,7 +9369,7 @@ static void chi_pool_stop(chi_pool *p)
     p->stop = 0;
 }
 
-static void chi_pool_free(chi_pool *p)
+static CHI_OUTLINE void chi_pool_free(chi_pool *p)
 {
     if (!p) return;
     chi_pool_stop(p);
@@ -7564,11 +9599,11 @@ static void chi_on_event(chi_worker *w, const chi_event *ev)
     } else if (ev->tag == CHI_TAG_WAKE) { /* posts, or the stop */
         chi_waker_drain(&w->waker);
         chi_run_inbox(w);
-        if (__atomic_load_n(&w->stop_flag, __ATOMIC_ACQUIRE)) chi_begin_shutdown(w);
+        if (chi_load_int(&w->stop_flag)) chi_begin_shutdown(w);
     } else if (ev->tag == CHI_TAG_STOP) { /* embedded: ch_stop and posts poke the app's waker */
         chi_waker_drain(&w->app->stop);
         chi_run_inbox(w);
-        if (__atomic_load_n(&w->app->stop_flag, __ATOMIC_ACQUIRE)) chi_begin_shutdown(w);
+        if (chi_load_int(&w->app->stop_flag)) chi_begin_shutdown(w);
     } else {
         chi_on_conn_event(w, (int)ev->tag, ev->flags);
     }
@@ -7611,6 +9646,7 @@ static int chi_worker_pass(chi_worker *w, int timeout_ms)
         if (ev[i].tag == CHI_TAG_TICK) tick = 1;
     if (tick) chi_tick_clock(w);
     for (i = 0; i < n; i++) chi_on_event(w, &ev[i]);
+    /* what the events armed or finished is done in this same pass */
     if (w->timers.n | (uint32_t)w->ndirty) chi_async_pass(w);
     if (tick) chi_tick_expire(w);
     /* below max_connections again: accept at once, not on the next tick */
@@ -7666,6 +9702,9 @@ static int chi_worker_init(chi_worker *w, ch_app *app, int id, chi_poller *polle
     w->sink.json = &w->sink_json;
     chi_timers_init(&w->timers);
     w->wake = poller ? &app->stop : &w->waker;
+#if !CHI_ATOMICS
+    if (chi_os_mutex_init(&w->inbox_mu) < 0) return -1;
+#endif
     chi_req_bind(&w->req, &w->req_store);
     w->timeouts[CHI_Q_IDLE] = app->cfg.idle_timeout;
     w->timeouts[CHI_Q_HEAD] = app->cfg.header_timeout;
@@ -8324,7 +10363,7 @@ static const int chi_serve_signals[] = {SIGINT, SIGTERM, SIGUSR2};
 CHOPIN_API void ch_stop(ch_app *app)
 {
     if (!app) return;
-    __atomic_store_n(&app->stop_flag, 1, __ATOMIC_RELEASE); /* the waker also carries posts */
+    chi_store_int(&app->stop_flag, 1); /* the waker also carries posts */
     if (app->stop_open) chi_waker_wake(&app->stop);
 }
 
@@ -8372,12 +10411,12 @@ static void chi_stop_workers(ch_app *app, int started)
 {
     int i;
     for (i = 0; i < started; i++) {
-        __atomic_store_n(&app->workers[i].stop_flag, 1, __ATOMIC_RELEASE); /* the waker also carries posts */
+        chi_store_int(&app->workers[i].stop_flag, 1); /* the waker also carries posts */
         chi_waker_wake(&app->workers[i].waker);
     }
     for (i = 0; i < started; i++) chi_os_thread_join(app->workers[i].thread);
     chi_pool_stop(app->pool); /* its last results go to the workers' queues */
-    __atomic_store_n(&app->nworkers, 0, __ATOMIC_RELEASE);
+    chi_store_int(&app->nworkers, 0);
     for (i = 0; i < started; i++) chi_worker_cleanup(&app->workers[i]);
     CHOPIN_FREE(app->workers);
     app->workers = NULL;
@@ -8403,7 +10442,7 @@ static int chi_start_workers(ch_app *app)
     for (i = 0; i < nw; i++) {
         chi_worker *w = &app->workers[i];
         if (chi_worker_init(w, app, i, NULL) < 0 ||
-            (__atomic_store_n(&app->nworkers, i + 1, __ATOMIC_RELEASE), 0) ||
+            (chi_store_int(&app->nworkers, i + 1), 0) ||
             chi_os_thread_start(&w->thread, chi_worker_main, w) < 0) {
             char why[128];
             chi_set_error(app, "cannot start worker %d: %s", i, chi_os_error_text(why, sizeof why));
@@ -8459,7 +10498,7 @@ CHOPIN_API int ch_run(ch_app *app, const ch_config *cfg)
 static void chi_embed_end(ch_app *app)
 {
     chi_pool_stop(app->pool);
-    __atomic_store_n(&app->nworkers, 0, __ATOMIC_RELEASE);
+    chi_store_int(&app->nworkers, 0);
     chi_worker_cleanup(&app->workers[0]);
     CHOPIN_FREE(app->workers);
     app->workers = NULL;
@@ -8491,7 +10530,7 @@ static int chi_embed_begin(ch_app *app)
         return -1;
     }
     app->embedded = 1;
-    __atomic_store_n(&app->nworkers, 1, __ATOMIC_RELEASE);
+    chi_store_int(&app->nworkers, 1);
     chi_worker_hooks_start(&app->workers[0]);
     chi_waker_drain(&app->restart); /* no restart here: an early ch_restart is dropped */
     chi_announce_ready(app);

@@ -319,15 +319,11 @@ static void publish(ch_req *req, ch_res *res)
     ch_res_status(res, 204);
 }
 
-int main(void)
+/* The routes, also used by bench/async_overhead.c. */
+static ch_app *async_app(void)
 {
-    ch_config cfg;
-    const char *grace = getenv("SHUTDOWN_TIMEOUT");
     ch_app *app = ch_app_new();
-    const ch_config *used;
-    if (!app) return 1;
-    memset(&cfg, 0, sizeof cfg);
-    if (grace) cfg.shutdown_timeout = atoi(grace);
+    if (!app) return NULL;
     ch_on_worker_start(app, subs_start, NULL);
     ch_on_worker_stop(app, subs_stop, NULL);
     ch_get(app, "/fast", fast, NULL);
@@ -337,6 +333,19 @@ int main(void)
     ch_get(app, "/events", events, NULL);
     ch_get(app, "/subscribe", subscribe, NULL);
     ch_post(app, "/publish", publish, NULL);
+    return app;
+}
+
+#ifndef ASYNC_NO_MAIN
+int main(void)
+{
+    ch_config cfg;
+    const char *grace = getenv("SHUTDOWN_TIMEOUT");
+    ch_app *app = async_app();
+    const ch_config *used;
+    if (!app) return 1;
+    memset(&cfg, 0, sizeof cfg);
+    if (grace) cfg.shutdown_timeout = atoi(grace);
     if (ch_listen(app, &cfg) < 0) {
         fprintf(stderr, "async: %s\n", ch_error(app));
         ch_app_free(app);
@@ -350,3 +359,4 @@ int main(void)
     ch_app_free(app);
     return 0;
 }
+#endif

@@ -26,5 +26,15 @@ async-test: build/async build/async-asan build/async_unit
 	python3 tests/async_blackbox.py ./build/async
 	ASAN_OPTIONS=detect_leaks=1 python3 tests/async_blackbox.py ./build/async-asan
 
-async-bench: build/async build/client
+async-bench: build/async build/async-overhead build/async-overhead-cost build/client
 	bash bench/async.sh
+
+# the example app without -march=native, for callgrind (bench/async.sh)
+build/async-cost: examples/async.c chopin.h | build
+	$(CC) $(WARN) $(COST_FLAGS) $< -o $@ $(LIBS)
+
+build/async-overhead: bench/async_overhead.c examples/async.c chopin.h | build
+	$(CC) $(WARN) $(RELEASE) $< -o $@ $(LIBS)
+
+build/async-overhead-cost: bench/async_overhead.c examples/async.c chopin.h | build
+	$(CC) $(WARN) $(COST_FLAGS) $< -o $@ $(LIBS)

@@ -315,6 +315,80 @@ static void hold(ch_req *req, ch_res *res)
     if (d.id) ch_defer_on_abort(d, on_abort_count, NULL);
 }
 
+/* mid-offload: the client leaves while the pool sleeps; the abort callback
+   runs once on the worker, done still runs once and finish says -1 */
+static int g_off_aborts, g_off_done, g_off_finish = 99;
+static void off_abort(ch_defer d, void *user)
+{
+    (void)d;
+    (void)user;
+    atomic_inc(&g_off_aborts);
+}
+static void off_work(void *user)
+{
+    (void)user;
+    usleep(100000);
+}
+static void off_done(ch_defer d, void *user)
+{
+    (void)user;
+    __atomic_store_n(&g_off_finish, ch_defer_finish(d), __ATOMIC_RELEASE);
+    atomic_inc(&g_off_done);
+}
+static void off_hold(ch_req *req, ch_res *res)
+{
+    ch_defer d = ch_res_defer(res);
+    (void)req;
+    ch_defer_on_abort(d, off_abort, NULL);
+    ch_defer_offload(d, off_work, off_done, NULL);
+}
+
+/* mid-stream: a producer waiting for the drain when the client leaves */
+static int g_st_aborts, g_st_write_after = 99;
+static char g_big[65536];
+static void st_abort(ch_defer d, void *user)
+{
+    (void)user;
+    atomic_inc(&g_st_aborts);
+    __atomic_store_n(&g_st_write_after, ch_defer_write(d, "x", 1), __ATOMIC_RELEASE);
+    ch_defer_end(d); /* ours to let go: -1, nothing sent */
+}
+static void st_fill(ch_defer d, void *user)
+{
+    (void)user;
+    while (ch_defer_write(d, g_big, sizeof g_big) == 0) {}
+}
+static void st_hold(ch_req *req, ch_res *res)
+{
+    ch_defer d = ch_res_defer(res);
+    (void)req;
+    ch_defer_begin(d, -1);
+    ch_defer_on_abort(d, st_abort, NULL);
+    ch_defer_on_drain(d, st_fill, NULL);
+    st_fill(d, NULL);
+}
+
+/* SSE: retry, comments, refused fields, heartbeats on a timer */
+static int g_sse_bad = 99;
+static void sse_end(ch_defer d, void *user)
+{
+    (void)user;
+    ch_defer_end(d);
+}
+static void sse_hb(ch_req *req, ch_res *res)
+{
+    ch_defer d = ch_res_defer(res);
+    int bad;
+    (void)req;
+    ch_sse_begin(d, 20);
+    ch_sse_retry(d, 1500);
+    ch_sse_comment(d, "two\nlines");
+    bad = ch_sse_event(d, "bad\nname", NULL, "x", 1) + ch_sse_event(d, NULL, "1\r2", "x", 1);
+    __atomic_store_n(&g_sse_bad, bad, __ATOMIC_RELEASE);
+    ch_sse_event(d, NULL, NULL, "last", 4);
+    ch_defer_after(d, 90, sse_end, NULL);
+}
+
 static void twice(ch_req *req, ch_res *res)
 {
     ch_defer d = ch_res_defer(res);
@@ -443,6 +517,9 @@ static ch_app *test_app(void)
     ch_app *app = ch_app_new();
     ch_get(app, "/hold", hold, NULL);
     ch_get(app, "/twice", twice, NULL);
+    ch_get(app, "/off-hold", off_hold, NULL);
+    ch_get(app, "/sse-hb", sse_hb, NULL);
+    ch_get(app, "/st-hold", st_hold, NULL);
     ch_get(app, "/resume", resume, NULL);
     ch_get(app, "/deadline", deadline, NULL);
     ch_get(app, "/timers", timers, NULL);
@@ -548,11 +625,46 @@ static void test_abort_and_twice(void)
     usleep(50000);
     CHECK(atomic_get(&g_aborts) == 20); /* once each */
     CHECK(atomic_get(&g_finish_after_abort) == -1);
+    for (i = 0; i < 10; i++) { /* mid-offload */
+        fd = dial();
+        send_str(fd, "GET /off-hold HTTP/1.1\r\nHost: x\r\n\r\n");
+        usleep(2000);
+        close(fd);
+    }
+    CHECK(wait_for(&g_off_done, 10, 5000));
+    CHECK(atomic_get(&g_off_aborts) == 10 && atomic_get(&g_off_done) == 10);
+    CHECK(atomic_get(&g_off_finish) == -1);
+    for (i = 0; i < 10; i++) { /* mid-stream, blocked on the drain */
+        fd = dial();
+        send_str(fd, "GET /st-hold HTTP/1.1\r\nHost: x\r\n\r\n");
+        recv_until(fd, buf, sizeof buf, "zzzz", 30); /* a little of it */
+        close(fd);
+    }
+    CHECK(wait_for(&g_st_aborts, 10, 5000));
+    usleep(50000);
+    CHECK(atomic_get(&g_st_aborts) == 10);
+    CHECK(atomic_get(&g_st_write_after) == -1);
     fd = dial();
     send_str(fd, "GET /twice HTTP/1.1\r\nHost: x\r\n\r\n");
     recv_until(fd, buf, sizeof buf, "once", 3000);
     CHECK(strstr(buf, "200 OK") && strstr(buf, "once") && !strstr(buf, "never"));
     CHECK(atomic_get(&g_finish_twice) == -1);
+    /* SSE: the retry field, a two-line comment, two refused events (CR/LF in
+       a name or id), an event, heartbeats every 20 ms, then the end */
+    {
+        static const char want[] = "d\r\nretry: 1500\n\n\r\nf\r\n: two\n: lines\n\n\r\nc\r\ndata: last\n\n\r\n";
+        char *body;
+        int beats = 0;
+        char *p;
+        send_str(fd, "GET /sse-hb HTTP/1.1\r\nHost: x\r\n\r\n");
+        recv_until(fd, buf, sizeof buf, "\r\n0\r\n\r\n", 3000);
+        body = strstr(buf, "\r\n\r\n");
+        CHECK(body && strncmp(body + 4, want, sizeof want - 1) == 0);
+        for (p = buf; (p = strstr(p, "\r\n4\r\n: \n\n\r\n")) != NULL; p++) beats++;
+        CHECK(beats >= 1 && beats <= 5); /* 90 ms at 20 ms a beat (fewer on a busy machine) */
+        CHECK(strstr(buf, "\r\n0\r\n\r\n") != NULL);
+        CHECK(atomic_get(&g_sse_bad) == -2);
+    }
     /* the same connection still serves */
     send_str(fd, "GET /twice HTTP/1.1\r\nHost: x\r\n\r\n");
     CHECK(recv_until(fd, buf, sizeof buf, "once", 3000) > 0 && strstr(buf, "once"));
@@ -705,7 +817,9 @@ int main(void)
     run("timers: 100,000 pending, a third stopped, the rest in order", test_timer_100k);
     run("queue: FIFO, only the push onto an empty queue wakes", test_queue_order);
     run("queue: 4 producer threads x 50,000, each one's order kept, none lost", test_queue_threads);
-    run("defer: client leaves mid-defer: abort callback once, finish after abort and twice are -1", test_abort_and_twice);
+    run("defer: client leaves mid-defer, mid-offload, mid-stream: abort callback once; finish/write after it and "
+        "finish twice are -1; SSE retry, comments, heartbeats, refused fields",
+        test_abort_and_twice);
     run("defer: 2,048 responses resumed by posts from 4 threads (2 workers)", test_resume_threads);
     run("defer: per-worker cap 503, deadlines 504 and 503, handler timers, worker posts, hooks on the worker thread",
         test_cap_deadline_hooks);

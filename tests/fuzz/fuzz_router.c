@@ -10,7 +10,9 @@
    segment matches itself, a ":name" segment any non-empty segment, a last
    "*name" segment the rest of the path (at least one more segment, maybe
    empty); static beats parameter beats wildcard at each segment from the
-   left, backing up on a dead end; at most CHOPIN_MAX_PARAMS captures.
+   left, backing up on a dead end; at most CHOPIN_MAX_PARAMS captures; a
+   parameter or wildcard value holding a "." or ".." segment, raw or
+   percent-encoded, does not match (chopin.h 0.2, issue 11).
 
    Properties: the route found (or none) is the reference's, with the same
    parameters; FastRoutes and router routes coexist. */
@@ -20,7 +22,8 @@
 #define MAX_SEGS 6
 
 static const char *const seg_words[] = {"a", "b", "ab", "", "users", ":id", ":x", "*rest", "*w", "me", "a.b", "%41"};
-static const char *const path_words[] = {"a", "b", "ab", "", "users", "me", "42", "a.b", "%41", "zz", "ab/a", ":id"};
+static const char *const path_words[] = {"a", "b", "ab", "", "users", "me", "42", "a.b", "%41", "zz", "ab/a", ":id",
+                                         "..", ".", "%2e%2E", "a/../b"};
 
 typedef struct route {
     char pattern[128];
@@ -51,6 +54,7 @@ static long ref_match(const route *r, const char *const *ps, const size_t *pl, i
             if (*ncaps >= CHOPIN_MAX_PARAMS) return -1;
             caps[*ncaps].name = chi_str(s + 1, strlen(s + 1));
             caps[*ncaps].value = chi_str(path_after_slash + pstart[i], plen - pstart[i]);
+            if (chi_dot_segment(caps[*ncaps].value.ptr, caps[*ncaps].value.len)) return -1;
             (*ncaps)++;
             key = key * 3 + 2;
             for (i = i + 1; i < MAX_SEGS; i++) key *= 3;
@@ -61,6 +65,7 @@ static long ref_match(const route *r, const char *const *ps, const size_t *pl, i
             if (pl[i] == 0 || *ncaps >= CHOPIN_MAX_PARAMS) return -1;
             caps[*ncaps].name = chi_str(s + 1, strlen(s + 1));
             caps[*ncaps].value = chi_str(ps[i], pl[i]);
+            if (chi_dot_segment(ps[i], pl[i])) return -1;
             (*ncaps)++;
             key = key * 3 + 1;
         } else {

@@ -1,0 +1,368 @@
+/* files.c - static files, uploads and forms with chopin.h.
+
+   Environment: PORT, HOST, CHOPIN_WORKERS (as every example), ROOT (the
+   directory served, default ./public) and UPLOAD_DIR (where uploads go,
+   default ./uploads, created if missing).
+
+     GET/HEAD /static/<path>  a file under ROOT: sendfile, ETag/Last-Modified,
+                              304, Range/206/416, .br/.gz siblings, no escape
+     GET/HEAD /               ROOT/index.html
+     POST /upload             multipart/form-data up to 4 GiB, streamed: file
+                              parts are written to UPLOAD_DIR as they arrive
+                              under generated names; 201
+                              {"files":[{"field","filename","bytes","saved"}],
+                               "fields":{"name":"value",...}}; malformed: 400
+                              {"detail":"<reason>"}
+     PUT /raw/:name           the raw body streamed to UPLOAD_DIR/<name> (no
+                              '/', no leading '.'); 201 {"bytes":N} */
+#define CHOPIN_IMPLEMENTATION
+#include "../chopin.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_UPLOAD (((uint64_t)4 << 30) + (1 << 20)) /* 4 GiB of files + the multipart framing */
+#define MAX_FIELD_BYTES (1 << 20)                     /* all non-file fields together */
+#define MAX_PARTS 100000
+
+typedef struct paths {
+    char root[1024];
+    char uploads[1024];
+} paths;
+
+/* One saved file or one field. */
+typedef struct item {
+    int is_file;
+    char *field, *filename; /* NUL-terminated copies */
+    char saved[32];
+    uint64_t bytes;
+    char *value;            /* a field's value */
+    size_t value_len, value_cap;
+} item;
+
+typedef struct upload {
+    const paths *dirs;
+    ch_multipart *mp;
+    item *items;
+    size_t n, cap;
+    int fd;                 /* the file part being written, or -1 */
+    size_t field_bytes;
+    const char *err;        /* our own reason, beside the parser's */
+    int err_status;
+} upload;
+
+static char *dupn(const char *s, size_t n)
+{
+    char *d = (char *)malloc(n + 1);
+    if (d) {
+        if (n) memcpy(d, s, n);
+        d[n] = 0;
+    }
+    return d;
+}
+
+static void upload_free(upload *u, int keep_files)
+{
+    size_t i;
+    if (u->fd >= 0) ch_file_close(u->fd);
+    for (i = 0; i < u->n; i++) {
+        item *it = &u->items[i];
+        if (it->is_file && !keep_files) {
+            char path[2100];
+            snprintf(path, sizeof path, "%s/%s", u->dirs->uploads, it->saved);
+            unlink(path);
+        }
+        free(it->field);
+        free(it->filename);
+        free(it->value);
+    }
+    free(u->items);
+    ch_multipart_free(u->mp);
+    free(u);
+}
+
+static int part_begin(const ch_part *part, void *user)
+{
+    upload *u = (upload *)user;
+    item *it;
+    if (u->n == u->cap) {
+        size_t cap = u->cap ? u->cap * 2 : 16;
+        item *a = (item *)realloc(u->items, cap * sizeof *a);
+        if (!a) return -1;
+        u->items = a;
+        u->cap = cap;
+    }
+    it = &u->items[u->n++];
+    memset(it, 0, sizeof *it);
+    it->field = dupn(part->name.ptr, part->name.len);
+    it->filename = part->has_filename ? dupn(part->filename.ptr, part->filename.len) : NULL;
+    if (!it->field || (part->has_filename && !it->filename)) return -1;
+    if (part->has_filename) {
+        it->is_file = 1;
+        u->fd = ch_file_create(u->dirs->uploads, it->saved, sizeof it->saved);
+        if (u->fd < 0) {
+            u->err = "cannot create the upload file";
+            u->err_status = 500;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int part_data(const char *data, size_t len, void *user)
+{
+    upload *u = (upload *)user;
+    item *it = &u->items[u->n - 1];
+    if (it->is_file) {
+        if (ch_file_write(u->fd, data, len) < 0) {
+            u->err = "cannot write the upload file";
+            u->err_status = 500;
+            return -1;
+        }
+        it->bytes += len;
+        return 0;
+    }
+    if (len > MAX_FIELD_BYTES - u->field_bytes) {
+        u->err = "form fields too large";
+        u->err_status = 413;
+        return -1;
+    }
+    if (it->value_len + len + 1 > it->value_cap) {
+        size_t cap = it->value_cap ? it->value_cap : 64;
+        char *v;
+        while (cap < it->value_len + len + 1) cap *= 2;
+        if (!(v = (char *)realloc(it->value, cap))) return -1;
+        it->value = v;
+        it->value_cap = cap;
+    }
+    memcpy(it->value + it->value_len, data, len);
+    it->value_len += len;
+    u->field_bytes += len;
+    it->bytes += len;
+    return 0;
+}
+
+static int part_end(void *user)
+{
+    upload *u = (upload *)user;
+    if (u->fd >= 0) {
+        ch_file_close(u->fd);
+        u->fd = -1;
+    }
+    return 0;
+}
+
+static void detail(ch_res *res, int status, const char *prefix, const char *why)
+{
+    char msg[256];
+    ch_json *j;
+    snprintf(msg, sizeof msg, "%s%s", prefix, why);
+    j = ch_res_json(res, status);
+    ch_json_object_begin(j);
+    ch_json_key(j, "detail");
+    ch_json_str(j, msg);
+    ch_json_object_end(j);
+}
+
+static int upload_data(ch_req *req, const char *data, size_t len, void *state)
+{
+    upload *u = (upload *)state;
+    (void)req;
+    if (ch_multipart_feed(u->mp, data, len) < 0) return u->err_status ? u->err_status : 400;
+    return 0;
+}
+
+static void upload_end(ch_req *req, ch_res *res, int status, void *state)
+{
+    upload *u = (upload *)state;
+    ch_json *j;
+    size_t i;
+    (void)req;
+    if (status == CH_BODY_ABORTED) {
+        upload_free(u, 0);
+        return;
+    }
+    if (status == 0 && ch_multipart_finish(u->mp) < 0) status = 400;
+    if (status) {
+        if (u->err) detail(res, u->err_status ? u->err_status : status, "", u->err);
+        else if (*ch_multipart_error(u->mp)) detail(res, status, "malformed multipart: ", ch_multipart_error(u->mp));
+        /* else: the server's own answer (413 too large, 400 bad framing) stays */
+        upload_free(u, 0);
+        return;
+    }
+    j = ch_res_json(res, 201);
+    ch_json_object_begin(j);
+    ch_json_key(j, "files");
+    ch_json_array_begin(j);
+    for (i = 0; i < u->n; i++) {
+        const item *it = &u->items[i];
+        if (!it->is_file) continue;
+        ch_json_object_begin(j);
+        ch_json_key(j, "field");
+        ch_json_str(j, it->field);
+        ch_json_key(j, "filename");
+        ch_json_str(j, it->filename);
+        ch_json_key(j, "bytes");
+        ch_json_uint(j, it->bytes);
+        ch_json_key(j, "saved");
+        ch_json_str(j, it->saved);
+        ch_json_object_end(j);
+    }
+    ch_json_array_end(j);
+    ch_json_key(j, "fields");
+    ch_json_object_begin(j);
+    for (i = 0; i < u->n; i++) {
+        const item *it = &u->items[i];
+        if (it->is_file) continue;
+        ch_json_key(j, it->field);
+        ch_json_strn(j, it->value ? it->value : "", it->value_len);
+    }
+    ch_json_object_end(j);
+    ch_json_object_end(j);
+    upload_free(u, 1);
+}
+
+static void upload_handler(ch_req *req, ch_res *res)
+{
+    const paths *dirs = (const paths *)req->user;
+    ch_multipart_limits lim;
+    ch_multipart_cb cb;
+    ch_str boundary;
+    upload *u;
+    if (ch_multipart_boundary(ch_req_common(req, CH_H_CONTENT_TYPE), &boundary) < 0) {
+        detail(res, 400, "", "expected multipart/form-data with a boundary");
+        return;
+    }
+    u = (upload *)calloc(1, sizeof *u);
+    if (!u) {
+        ch_res_error(res, 503);
+        return;
+    }
+    u->dirs = dirs;
+    u->fd = -1;
+    memset(&lim, 0, sizeof lim);
+    lim.max_parts = MAX_PARTS;
+    lim.max_total = MAX_UPLOAD;
+    memset(&cb, 0, sizeof cb);
+    cb.part_begin = part_begin;
+    cb.part_data = part_data;
+    cb.part_end = part_end;
+    cb.user = u;
+    u->mp = ch_multipart_new(boundary.ptr, boundary.len, &lim, &cb);
+    if (!u->mp) {
+        free(u);
+        detail(res, 400, "", "bad multipart boundary");
+        return;
+    }
+    ch_req_body_stream(res, upload_data, upload_end, u);
+}
+
+/* PUT /raw/:name */
+typedef struct raw {
+    int fd;
+    uint64_t bytes;
+    char path[2100];
+} raw;
+
+static int raw_data(ch_req *req, const char *data, size_t len, void *state)
+{
+    raw *r = (raw *)state;
+    (void)req;
+    if (ch_file_write(r->fd, data, len) < 0) return 500;
+    r->bytes += len;
+    return 0;
+}
+
+static void raw_end(ch_req *req, ch_res *res, int status, void *state)
+{
+    raw *r = (raw *)state;
+    (void)req;
+    ch_file_close(r->fd);
+    if (status == 0) {
+        ch_json *j = ch_res_json(res, 201);
+        ch_json_object_begin(j);
+        ch_json_key(j, "bytes");
+        ch_json_uint(j, r->bytes);
+        ch_json_object_end(j);
+    } else {
+        unlink(r->path); /* a partial upload is not kept */
+    }
+    free(r);
+}
+
+static void raw_handler(ch_req *req, ch_res *res)
+{
+    const paths *dirs = (const paths *)req->user;
+    ch_str enc = ch_req_param(req, "name");
+    char name[256];
+    long n = ch_url_decode(enc.ptr, enc.len, name, sizeof name, 0);
+    raw *r;
+    if (n <= 0 || name[0] == '.' || strchr(name, '/') || strchr(name, '\\') || memchr(name, 0, (size_t)n)) {
+        detail(res, 400, "", "bad file name: no '/', no leading '.'");
+        return;
+    }
+    r = (raw *)calloc(1, sizeof *r);
+    if (!r) {
+        ch_res_error(res, 503);
+        return;
+    }
+    r->fd = ch_file_create_named(dirs->uploads, name);
+    if (r->fd < 0) {
+        free(r);
+        detail(res, 400, "", "cannot create that file");
+        return;
+    }
+    snprintf(r->path, sizeof r->path, "%s/%s", dirs->uploads, name);
+    ch_req_body_stream(res, raw_data, raw_end, r);
+}
+
+static void index_handler(ch_req *req, ch_res *res)
+{
+    const paths *dirs = (const paths *)req->user;
+    char path[1100];
+    snprintf(path, sizeof path, "%s/index.html", dirs->root);
+    ch_res_file(req, res, path);
+}
+
+static void env_or(char *out, size_t cap, const char *name, const char *def)
+{
+    const char *v = getenv(name);
+    snprintf(out, cap, "%s", v && *v ? v : def);
+}
+
+int main(void)
+{
+    static paths dirs;
+    ch_app *app = ch_app_new();
+    char probe[32];
+    int fd;
+    if (!app) return 1;
+    env_or(dirs.root, sizeof dirs.root, "ROOT", "./public");
+    env_or(dirs.uploads, sizeof dirs.uploads, "UPLOAD_DIR", "./uploads");
+    /* creates UPLOAD_DIR if missing, and checks that it takes files */
+    fd = ch_file_create(dirs.uploads, probe, sizeof probe);
+    if (fd < 0) {
+        fprintf(stderr, "files: cannot write in UPLOAD_DIR %s\n", dirs.uploads);
+        return 1;
+    }
+    ch_file_close(fd);
+    {
+        char path[1100];
+        snprintf(path, sizeof path, "%s/%s", dirs.uploads, probe);
+        unlink(path);
+    }
+    ch_static(app, "/static", dirs.root, NULL);
+    ch_get(app, "/", index_handler, &dirs);
+    ch_route(app, CH_HEAD, "/", index_handler, &dirs);
+    ch_route_stream(app, CH_POST, "/upload", upload_handler, &dirs, MAX_UPLOAD);
+    ch_route_stream(app, CH_PUT, "/raw/:name", raw_handler, &dirs, MAX_UPLOAD);
+    if (ch_run(app, NULL) != 0) {
+        fprintf(stderr, "files: %s\n", ch_error(app));
+        ch_app_free(app);
+        return 1;
+    }
+    ch_app_free(app);
+    return 0;
+}

@@ -1,0 +1,696 @@
+#!/usr/bin/env python3
+"""Black-box tests of examples/files.c (build/files) over real sockets.
+
+    tests/files_blackbox.py ./build/files [--rest ./build/rest] [--big-mb N]
+
+Static files (MIME, HEAD, validators and 304 precedence, every Range edge,
+If-Range, precompressed siblings and Vary, every traversal attempt, a file
+replaced by a symlink), sendfile to a slow reader, a client leaving
+mid-file, pipelining behind a file, streamed uploads (multipart split at
+many offsets, CRLF edges, missing final boundary, a part with no name,
+10,000 parts, chunked framing, PUT /raw/:name and its name checks),
+Expect: 100-continue decided by the route (and by the bearer middleware of
+build/rest when given), and a big upload and download with the server's
+peak RSS reported and bounded. Last line: "N passed, N failed"."""
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+PASSED = 0
+FAILED = 0
+SECRET = b"TOP-SECRET-OUTSIDE-ROOT"
+
+
+def result(name, ok, detail=""):
+    global PASSED, FAILED
+    if ok:
+        PASSED += 1
+        print("ok - " + name)
+    else:
+        FAILED += 1
+        print("not ok - " + name + ((": " + detail) if detail else ""))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Server:
+    def __init__(self, binary, env):
+        self.port = free_port()
+        e = dict(os.environ)
+        e.update(env)
+        e["PORT"] = str(self.port)
+        e["HOST"] = "127.0.0.1"
+        e.setdefault("CHOPIN_WORKERS", "1")
+        cmd = [binary]
+        if os.environ.get("FILES_VALGRIND") == "1":  # make files-memcheck
+            cmd = ["valgrind", "-q", "--error-exitcode=99", "--leak-check=full", "--errors-for-leak-kinds=definite",
+                   "--track-fds=no", binary]
+        # stderr to a file, not a pipe: a chatty server (valgrind's warnings)
+        # must never block on a pipe nobody reads
+        self.err = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(cmd, env=e, stdout=subprocess.DEVNULL, stderr=self.err)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.05)
+        raise RuntimeError("server did not start: " + self.stderr_text())
+
+    def stderr_text(self):
+        self.err.seek(0)
+        return self.err.read().decode(errors="replace")
+
+    def rss_kb(self, key="VmHWM"):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+        return -1
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20 * SLOW)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        return self.proc.returncode, self.stderr_text()
+
+
+SLOW = 6 if os.environ.get("FILES_VALGRIND") == "1" else 1  # valgrind runs the server ~20x slower
+
+
+def connect(port, timeout=10):
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout * SLOW)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def read_response(s, head_only=False, buf=b""):
+    """Reads one response; returns (status, headers dict lower-case, body, rest)."""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise EOFError("closed before a head: %r" % buf[:200])
+        buf += chunk
+    head, buf = buf.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        k, v = line.split(":", 1)
+        headers[k.strip().lower()] = v.strip()
+    if status == 100:
+        return status, headers, b"", buf
+    if head_only or status in (204, 304):
+        return status, headers, b"", buf
+    n = int(headers.get("content-length", "0"))
+    while len(buf) < n:
+        chunk = s.recv(1 << 20)
+        if not chunk:
+            raise EOFError("closed in a body (%d of %d)" % (len(buf), n))
+        buf += chunk
+    return status, headers, buf[:n], buf[n:]
+
+
+def request(port, method, target, headers=None, body=b"", head_only=None):
+    s = connect(port)
+    h = {"Host": "x"}
+    h.update(headers or {})
+    if body and "Content-Length" not in h and "Transfer-Encoding" not in h:
+        h["Content-Length"] = str(len(body))
+    req = "%s %s HTTP/1.1\r\n" % (method, target) + "".join("%s: %s\r\n" % kv for kv in h.items()) + "\r\n"
+    s.sendall(req.encode("latin-1") + body)
+    st, hd, b, _ = read_response(s, head_only=(method == "HEAD") if head_only is None else head_only)
+    s.close()
+    return st, hd, b
+
+
+def raw(port, data, timeout=5):
+    """Sends bytes as they are; returns everything until the server closes or goes quiet."""
+    s = connect(port, timeout)
+    s.sendall(data)
+    out = b""
+    try:
+        while True:
+            c = s.recv(65536)
+            if not c:
+                break
+            out += c
+            if b"\r\n\r\n" in out:
+                s.settimeout(0.3)
+    except socket.timeout:
+        pass
+    s.close()
+    return out
+
+
+def make_tree(base):
+    root = os.path.join(base, "public")
+    os.makedirs(os.path.join(root, "sub"))
+    os.makedirs(os.path.join(base, "outside"))
+    with open(os.path.join(base, "outside", "secret.txt"), "wb") as f:
+        f.write(SECRET)
+    with open(os.path.join(base, "secret.txt"), "wb") as f:
+        f.write(SECRET)
+    with open(os.path.join(root, "index.html"), "wb") as f:
+        f.write(b"<!doctype html><title>files</title>\n")
+    files = {
+        "a.txt": b"0123456789" * 10,
+        "style.css": b"body{color:red}\n" * 50,
+        "app.js": b"console.log(1);\n",
+        "data.json": b'{"a":1}',
+        "img.png": b"\x89PNG\r\n\x1a\n" + bytes(range(256)),
+        "blob.unknownext": b"?",
+        "sub/deep.txt": b"deep",
+        "empty.txt": b"",
+        ".hidden": SECRET,
+    }
+    for name, data in files.items():
+        with open(os.path.join(root, name), "wb") as f:
+            f.write(data)
+    with open(os.path.join(root, "style.css.gz"), "wb") as f:
+        f.write(b"GZ-VERSION")
+    with open(os.path.join(root, "style.css.br"), "wb") as f:
+        f.write(b"BR-VERSION")
+    with open(os.path.join(root, "only.js.gz"), "wb") as f:
+        f.write(b"ONLY-GZ")
+    with open(os.path.join(root, "only.js"), "wb") as f:
+        f.write(b"only")
+    rnd = random.Random(7)
+    with open(os.path.join(root, "big.bin"), "wb") as f:
+        f.write(bytes(rnd.getrandbits(8) for _ in range(1 << 16)) * 64)  # 4 MiB
+    os.symlink(os.path.join(base, "outside", "secret.txt"), os.path.join(root, "escape"))
+    os.symlink(os.path.join(base, "outside"), os.path.join(root, "dirlink"))
+    os.symlink("../secret.txt", os.path.join(root, "relescape"))
+    return root, files
+
+
+def test_static(port, root, files):
+    st, h, b = request(port, "GET", "/static/a.txt")
+    result("GET a file: 200, bytes, length, validators, Accept-Ranges",
+           st == 200 and b == files["a.txt"] and h.get("content-length") == "100" and h.get("etag", "").startswith('"')
+           and "last-modified" in h and h.get("accept-ranges") == "bytes", "%d %r" % (st, h))
+    st2, h2, b2 = request(port, "HEAD", "/static/a.txt")
+    result("HEAD: the same head, no body", st2 == 200 and b2 == b"" and h2.get("content-length") == "100"
+           and h2.get("etag") == h.get("etag"), "%d %r" % (st2, h2))
+    out = raw(port, b"HEAD /static/big.bin HTTP/1.1\r\nHost: x\r\n\r\nGET /static/a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    result("HEAD of a 4 MiB file sends the head only (then the next answer)",
+           out.count(b"HTTP/1.1 200") == 2 and b"Content-Length: 4194304" in out and out.endswith(files["a.txt"])
+           and len(out) < 2000, "%d bytes" % len(out))
+    st, h, b = request(port, "GET", "/")
+    result("GET / serves ROOT/index.html", st == 200 and b.startswith(b"<!doctype html>")
+           and h.get("content-type", "").startswith("text/html"), "%d" % st)
+    st, h, b = request(port, "GET", "/static/empty.txt")
+    result("an empty file: 200 with Content-Length 0", st == 200 and b == b"" and h.get("content-length") == "0")
+    st, h, b = request(port, "GET", "/static/sub/")
+    result("a directory without an index: 404", st == 404)
+    st, h, b = request(port, "GET", "/static/")
+    result("the root directory serves its index.html", st == 200 and b.startswith(b"<!doctype"))
+    st, h, b = request(port, "GET", "/static/nope.txt")
+    result("a missing file: 404 JSON", st == 404 and h.get("content-type") == "application/json")
+    st, h, b = request(port, "POST", "/static/a.txt", body=b"x")
+    result("POST to a static file: 405 with Allow", st == 405 and "GET" in h.get("allow", ""))
+
+
+def test_mime(port):
+    want = {"a.txt": "text/plain; charset=utf-8", "style.css": "text/css; charset=utf-8",
+            "app.js": "text/javascript; charset=utf-8", "data.json": "application/json", "img.png": "image/png",
+            "blob.unknownext": "application/octet-stream", "index.html": "text/html; charset=utf-8"}
+    bad = []
+    for name, ctype in want.items():
+        st, h, _ = request(port, "GET", "/static/" + name)
+        if st != 200 or h.get("content-type") != ctype:
+            bad.append("%s: %d %s" % (name, st, h.get("content-type")))
+    result("MIME types by extension", not bad, "; ".join(bad))
+
+
+def test_ranges(port, files):
+    data = files["a.txt"]
+    size = len(data)
+    _, h0, _ = request(port, "GET", "/static/a.txt")
+    etag, lm = h0["etag"], h0["last-modified"]
+    cases = [
+        ("bytes=0-0", 206, data[0:1], "bytes 0-0/100"),
+        ("bytes=0-9", 206, data[0:10], "bytes 0-9/100"),
+        ("bytes=99-99", 206, data[99:], "bytes 99-99/100"),
+        ("bytes=-1", 206, data[99:], "bytes 99-99/100"),
+        ("bytes=-10", 206, data[90:], "bytes 90-99/100"),
+        ("bytes=-1000", 206, data, "bytes 0-99/100"),
+        ("bytes=50-", 206, data[50:], "bytes 50-99/100"),
+        ("bytes=90-1000", 206, data[90:], "bytes 90-99/100"),
+        ("bytes=100-", 416, None, "bytes */100"),
+        ("bytes=1000-2000", 416, None, "bytes */100"),
+        ("bytes=-0", 416, None, "bytes */100"),
+        ("items=0-5", 200, data, None),
+        ("bytes=5-2", 200, data, None),
+        ("bytes=abc", 200, data, None),
+        ("bytes=0-1,5-6", 200, data, None),
+    ]
+    for rng, want, body, crange in cases:
+        st, h, b = request(port, "GET", "/static/a.txt", {"Range": rng})
+        ok = st == want and (body is None or b == body) and h.get("content-range") == crange
+        if want == 206:
+            ok = ok and h.get("content-length") == str(len(body))
+        result("Range %s -> %d" % (rng, want), ok, "%d %r %r" % (st, h.get("content-range"), b[:20]))
+    st, h, b = request(port, "HEAD", "/static/a.txt", {"Range": "bytes=0-9"})
+    result("HEAD with Range: 206 head, Content-Length 10, no body", st == 206 and h.get("content-length") == "10" and b == b"")
+    st, h, b = request(port, "GET", "/static/empty.txt", {"Range": "bytes=0-0"})
+    result("Range on an empty file: 416", st == 416 and h.get("content-range") == "bytes */0")
+    st, h, b = request(port, "GET", "/static/a.txt", {"Range": "bytes=0-4", "If-Range": etag})
+    result("If-Range with the current ETag: 206", st == 206 and b == data[:5])
+    st, h, b = request(port, "GET", "/static/a.txt", {"Range": "bytes=0-4", "If-Range": '"stale"'})
+    result("If-Range with a stale ETag: 200, whole file", st == 200 and b == data)
+    st, h, b = request(port, "GET", "/static/a.txt", {"Range": "bytes=0-4", "If-Range": "W/" + etag})
+    result("If-Range with a weak ETag: 200 (strong comparison)", st == 200 and b == data)
+    st, h, b = request(port, "GET", "/static/a.txt", {"Range": "bytes=0-4", "If-Range": lm})
+    result("If-Range with the Last-Modified date: 206", st == 206 and b == data[:5])
+    st, h, b = request(port, "GET", "/static/a.txt", {"Range": "bytes=0-4", "If-Range": "Sat, 01 Jan 2000 00:00:00 GMT"})
+    result("If-Range with an older date: 200", st == 200 and b == data)
+    big = open(os.path.join(ROOT, "big.bin"), "rb").read()
+    st, h, b = request(port, "GET", "/static/big.bin", {"Range": "bytes=1000000-3000000"})
+    result("a 2 MB range in the middle of a 4 MiB file", st == 206 and b == big[1000000:3000001])
+    del size
+
+
+def test_conditionals(port):
+    _, h0, _ = request(port, "GET", "/static/a.txt")
+    etag, lm = h0["etag"], h0["last-modified"]
+    old, future = "Sat, 01 Jan 2000 00:00:00 GMT", "Fri, 01 Jan 2100 00:00:00 GMT"
+    cases = [
+        ({"If-None-Match": etag}, 304),
+        ({"If-None-Match": '"x", ' + etag}, 304),
+        ({"If-None-Match": "W/" + etag}, 304),
+        ({"If-None-Match": "*"}, 304),
+        ({"If-None-Match": '"other"'}, 200),
+        ({"If-Modified-Since": lm}, 304),
+        ({"If-Modified-Since": future}, 304),
+        ({"If-Modified-Since": old}, 200),
+        ({"If-Modified-Since": "garbage"}, 200),
+        ({"If-None-Match": '"other"', "If-Modified-Since": future}, 200),  # If-None-Match wins
+        ({"If-None-Match": etag, "If-Modified-Since": old}, 304),
+        ({"If-Match": '"other"'}, 412),
+        ({"If-Match": etag}, 200),
+        ({"If-Unmodified-Since": old}, 412),
+        ({"If-Match": '"other"', "If-None-Match": etag}, 412),
+    ]
+    for hd, want in cases:
+        st, h, b = request(port, "GET", "/static/a.txt", hd)
+        ok = st == want
+        if want == 304:
+            ok = ok and b == b"" and h.get("etag") == etag and "content-length" not in h
+        result("conditional %s -> %d" % (hd, want), ok, "%d %r" % (st, h))
+    st, h, b = request(port, "HEAD", "/static/a.txt", {"If-None-Match": etag})
+    result("HEAD with a matching If-None-Match: 304", st == 304)
+
+
+def test_precompressed(port):
+    st, h, b = request(port, "GET", "/static/style.css", {"Accept-Encoding": "gzip, deflate"})
+    result("gzip sibling: Content-Encoding gzip, Vary, the .gz bytes, the .css type",
+           st == 200 and b == b"GZ-VERSION" and h.get("content-encoding") == "gzip" and h.get("vary") == "Accept-Encoding"
+           and h.get("content-type") == "text/css; charset=utf-8", "%d %r" % (st, h))
+    st, h, b = request(port, "GET", "/static/style.css", {"Accept-Encoding": "gzip, br"})
+    result("br preferred when both are taken", st == 200 and b == b"BR-VERSION" and h.get("content-encoding") == "br")
+    st, h, b = request(port, "GET", "/static/style.css", {"Accept-Encoding": "br;q=0, gzip"})
+    result("br;q=0 refuses br", st == 200 and b == b"GZ-VERSION")
+    st, h, b = request(port, "GET", "/static/style.css")
+    result("no Accept-Encoding: the plain file, still Vary", st == 200 and b.startswith(b"body{") and
+           "content-encoding" not in h and h.get("vary") == "Accept-Encoding")
+    st, h, b = request(port, "GET", "/static/only.js", {"Accept-Encoding": "br"})
+    result("only a .gz sibling and br asked: the plain file", st == 200 and b == b"only" and h.get("vary") == "Accept-Encoding")
+    st, h, b = request(port, "GET", "/static/a.txt", {"Accept-Encoding": "gzip"})
+    result("no sibling: no Content-Encoding, no Vary", st == 200 and "vary" not in h and "content-encoding" not in h)
+    _, hp, _ = request(port, "GET", "/static/style.css")
+    _, hg, _ = request(port, "GET", "/static/style.css", {"Accept-Encoding": "gzip"})
+    result("each representation has its own ETag", hp.get("etag") != hg.get("etag"))
+    st, h, b = request(port, "GET", "/static/style.css.gz")
+    result("the sibling itself is served as application/gzip", st == 200 and h.get("content-type") == "application/gzip")
+
+
+TRAVERSALS = [
+    "/static/../secret.txt", "/static/../../secret.txt", "/static/%2e%2e/secret.txt", "/static/%2E%2E/secret.txt",
+    "/static/.%2e/secret.txt", "/static/%2e./secret.txt", "/static/%2e%2e%2fsecret.txt", "/static/..%2fsecret.txt",
+    "/static/..%2Fsecret.txt", "/static/sub/..%2f..%2fsecret.txt", "/static/sub/../../secret.txt",
+    "/static/..%5csecret.txt", "/static/..%5Csecret.txt", "/static/sub/..%5c..%5csecret.txt", "/static/..\\secret.txt",
+    "/static/%00", "/static/a.txt%00.png", "/static/%2fetc/passwd", "/static/%2f%2fetc%2fpasswd", "/static//etc/passwd",
+    "/static/escape", "/static/dirlink/secret.txt", "/static/relescape", "/static/.hidden", "/static/sub/%2e%2e/.hidden",
+    "/static/%252e%252e/secret.txt", "/static/....//secret.txt", "/static/./../secret.txt", "/static/sub/./../..",
+    "/static/%c0%ae%c0%ae/secret.txt", "/static/..;/secret.txt", "/static/%2e%2e", "/static/..",
+    "/../secret.txt", "/static/sub/%2e%2e%2f%2e%2e%2fsecret.txt", "/static/outside/../../outside/secret.txt",
+]
+
+
+def test_traversal(port, root, base):
+    bad = []
+    for t in TRAVERSALS:
+        out = raw(port, ("GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % t).encode("latin-1"))
+        status = int(out.split(b" ", 2)[1]) if out.startswith(b"HTTP/1.1 ") else 0
+        if status not in (400, 403, 404) or SECRET in out or b"root:" in out:
+            bad.append("%s -> %d" % (t, status))
+    result("every traversal attempt (%d) gets 400/403/404, never a byte outside the root" % len(TRAVERSALS), not bad,
+           "; ".join(bad))
+    out = raw(port, b"GET /static/a.txt\x00x HTTP/1.1\r\nHost: x\r\n\r\n")
+    result("a raw NUL in the target: 400", out.startswith(b"HTTP/1.1 400"))
+    p = os.path.join(root, "swap.txt")
+    with open(p, "wb") as f:
+        f.write(b"original")
+    st1, _, b1 = request(port, "GET", "/static/swap.txt")
+    os.unlink(p)
+    os.symlink(os.path.join(base, "outside", "secret.txt"), p)
+    time.sleep(0.01)
+    st2, _, b2 = request(port, "GET", "/static/swap.txt")
+    result("a file replaced by a symlink out of the root is refused at once", st1 == 200 and b1 == b"original" and
+           st2 in (403, 404) and SECRET not in b2, "%d %d" % (st1, st2))
+    with open(os.path.join(root, "changing.txt"), "wb") as f:
+        f.write(b"v1")
+    _, h1, b1 = request(port, "GET", "/static/changing.txt")
+    time.sleep(0.02)
+    with open(os.path.join(root, "changing.txt"), "wb") as f:
+        f.write(b"version2")
+    _, h2, b2 = request(port, "GET", "/static/changing.txt")
+    result("a changed file is seen at once (new bytes, new ETag)", b1 == b"v1" and b2 == b"version2" and
+           h1.get("etag") != h2.get("etag"))
+
+
+def test_slow_reader_and_leaving(srv, root):
+    port = srv.port
+    big = open(os.path.join(root, "big.bin"), "rb").read()
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    s.connect(("127.0.0.1", port))
+    s.settimeout(10 * SLOW)
+    s.sendall(b"GET /static/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+    got = b""
+    t0 = time.time()
+    while len(got) < 200000:  # slowly at first: the server's sendfile stops short and waits
+        got += s.recv(4096)
+        time.sleep(0.002)
+    # meanwhile another client is served at once
+    st, _, b = request(port, "GET", "/static/a.txt")
+    other_ok = st == 200
+    while True:
+        c = s.recv(1 << 20)
+        if not c:
+            break
+        got += c
+        if len(got) >= len(big) + 200:
+            if b"\r\n\r\n" in got and len(got.split(b"\r\n\r\n", 1)[1]) >= len(big):
+                break
+    s.close()
+    body = got.split(b"\r\n\r\n", 1)[1]
+    result("a slow reader gets the whole 4 MiB file (sendfile resumed on writability), others served meanwhile",
+           body == big and other_ok, "%d of %d bytes in %.1fs" % (len(body), len(big), time.time() - t0))
+    for i in range(20):
+        s = connect(port)
+        s.sendall(b"GET /static/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        try:
+            s.recv(1000 * (i + 1))
+        except OSError as e:
+            raise RuntimeError("client %d of 20 leaving mid-file: %r" % (i, e))
+        if i % 2:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # reset
+        s.close()
+    time.sleep(0.2)
+    st, _, b = request(port, "GET", "/static/a.txt")
+    result("clients leaving mid-file (close and reset, 20 times): the server goes on", st == 200 and srv.proc.poll() is None)
+    fds = len(os.listdir("/proc/%d/fd" % srv.proc.pid))
+    result("no descriptor left open by the abandoned files (%d open)" % fds, fds < 40, str(fds))
+
+
+def test_pipelining(port, files):
+    big = open(os.path.join(ROOT, "big.bin"), "rb").read()
+    s = connect(port)
+    s.sendall(b"GET /static/big.bin HTTP/1.1\r\nHost: x\r\n\r\nGET /static/a.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+              b"GET /static/a.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1\r\n\r\nGET /static/sub/deep.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    r1 = read_response(s)
+    r2 = read_response(s, buf=r1[3])
+    r3 = read_response(s, buf=r2[3])
+    r4 = read_response(s, buf=r3[3])
+    s.close()
+    result("pipelined behind a 4 MiB file: answers in order, bytes intact",
+           r1[2] == big and r2[2] == files["a.txt"] and r3[0] == 206 and r3[2] == b"01" and r4[2] == b"deep")
+
+
+def multipart_body(boundary, parts, final=True):
+    out = b""
+    for p in parts:
+        out += b"--" + boundary + b"\r\n"
+        cd = b'Content-Disposition: form-data'
+        if p.get("name") is not None:
+            cd += b'; name="' + p["name"] + b'"'
+        if p.get("filename") is not None:
+            cd += b'; filename="' + p["filename"] + b'"'
+        out += cd + b"\r\n"
+        if p.get("type"):
+            out += b"Content-Type: " + p["type"] + b"\r\n"
+        out += b"\r\n" + p["data"] + b"\r\n"
+    if final:
+        out += b"--" + boundary + b"--\r\n"
+    return out
+
+
+def upload(port, body, boundary=b"XbOuNdArY", split=None, chunked=False):
+    s = connect(port)
+    head = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=" + boundary + b"\r\n"
+    if chunked:
+        head += b"Transfer-Encoding: chunked\r\n\r\n"
+        payload = b""
+        for i in range(0, len(body), 37):
+            piece = body[i:i + 37]
+            payload += b"%x\r\n" % len(piece) + piece + b"\r\n"
+        payload += b"0\r\n\r\n"
+    else:
+        head += b"Content-Length: %d\r\n\r\n" % len(body)
+        payload = body
+    data = head + payload
+    if split is None:
+        s.sendall(data)
+    else:
+        cut = len(head) + split
+        s.sendall(data[:cut])
+        time.sleep(0.002)
+        s.sendall(data[cut:])
+    st, h, b, _ = read_response(s)
+    s.close()
+    try:
+        j = json.loads(b)
+    except ValueError:
+        j = None
+    return st, j
+
+
+def saved(updir, name):
+    with open(os.path.join(updir, name), "rb") as f:
+        return f.read()
+
+
+def test_uploads(port, updir):
+    parts = [{"name": b"title", "data": b"hello world"},
+             {"name": b"doc", "filename": b"a b.txt", "type": b"text/plain", "data": b"line1\r\nline2\r\n--XbOuNd\r\n"},
+             {"name": b"bin", "filename": b"x.bin", "type": b"application/octet-stream", "data": bytes(range(256)) * 4},
+             {"name": b"empty", "data": b""},
+             {"name": b"crlf", "data": b"\r\n\r\n"}]
+    body = multipart_body(b"XbOuNdArY", parts)
+    st, j = upload(port, body)
+    ok = st == 201 and j is not None and j["fields"] == {"title": "hello world", "empty": "", "crlf": "\r\n\r\n"} and \
+        [f["field"] for f in j["files"]] == ["doc", "bin"] and j["files"][0]["filename"] == "a b.txt" and \
+        j["files"][0]["bytes"] == len(parts[1]["data"]) and j["files"][1]["bytes"] == 1024 and \
+        saved(updir, j["files"][0]["saved"]) == parts[1]["data"] and saved(updir, j["files"][1]["saved"]) == parts[2]["data"]
+    result("multipart: fields and files, 201 JSON, files saved under generated names", ok, "%d %r" % (st, j))
+    bad = []
+    step = max(1, len(body) // 60)
+    for cut in list(range(0, len(body), step)) + [len(body) - 1]:
+        st, j = upload(port, body, split=cut)
+        if st != 201 or j["fields"].get("crlf") != "\r\n\r\n" or saved(updir, j["files"][1]["saved"]) != parts[2]["data"]:
+            bad.append(str(cut))
+    result("multipart: the body split in two at %d offsets, same answer" % (len(body) // step + 1), not bad, ",".join(bad))
+    st, j = upload(port, body, chunked=True)
+    result("multipart with chunked framing", st == 201 and j["fields"]["title"] == "hello world")
+    st, j = upload(port, multipart_body(b"XbOuNdArY", parts[:1], final=False))
+    result("missing final boundary: 400 with the reason", st == 400 and "final boundary" in j.get("detail", ""), repr(j))
+    st, j = upload(port, multipart_body(b"XbOuNdArY", [{"name": None, "data": b"x"}]))
+    result("a part with no name: 400 with the reason", st == 400 and "without a name" in j.get("detail", ""), repr(j))
+    st, j = upload(port, b"--XbOuNdArY\nContent-Disposition: form-data; name=a\n\nv\n--XbOuNdArY--\n")
+    result("bare LF line ends: 400", st == 400)
+    st, h, b = request(port, "POST", "/upload", {"Content-Type": "text/plain"}, b"abc")
+    result("not multipart: 400 with the reason", st == 400 and b"multipart" in b)
+    many = multipart_body(b"XbOuNdArY", [{"name": b"f%d" % i, "data": b"%d" % i} for i in range(10000)])
+    st, j = upload(port, many)
+    result("10,000 parts", st == 201 and len(j["fields"]) == 10000 and j["fields"]["f9999"] == "9999",
+           "%d" % st)
+    st, h, b = request(port, "PUT", "/raw/blob.bin", body=bytes(range(256)) * 100)
+    result("PUT /raw/:name: 201 {\"bytes\":N}, the file written", st == 201 and json.loads(b) == {"bytes": 25600}
+           and saved(updir, "blob.bin") == bytes(range(256)) * 100, "%d %r" % (st, b))
+    st, h, b = request(port, "PUT", "/raw/chunked.bin", {"Transfer-Encoding": "chunked"}, b"5\r\nhello\r\n0\r\n\r\n")
+    result("PUT /raw/:name chunked", st == 201 and json.loads(b) == {"bytes": 5} and saved(updir, "chunked.bin") == b"hello")
+    names = {".hidden": 400, "a%2Fb": 400, "..": 404, "%2e%2e": 404, "a%5Cb": 400, "x%00": 400}
+    bad = []
+    for n, want in names.items():
+        st, h, b = request(port, "PUT", "/raw/" + n, body=b"x")
+        if st != want:
+            bad.append("%s -> %d" % (n, st))
+    result("PUT /raw/:name refuses '/', '\\', NUL, a leading '.', dot segments", not bad, "; ".join(bad))
+    result("nothing was written outside UPLOAD_DIR", not os.path.exists(os.path.join(os.path.dirname(updir), "b")))
+
+
+def test_continue(port, rest_port):
+    s = connect(port)
+    s.sendall(b"PUT /raw/.bad HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 100000\r\n\r\n")
+    st, h, b, _ = read_response(s)
+    s.close()
+    result("Expect: 100-continue refused by the handler: 400 first, no 100", st == 400)
+    s = connect(port)
+    s.sendall(b"PUT /nowhere HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 100000\r\n\r\n")
+    st, h, b, _ = read_response(s)
+    s.close()
+    result("Expect: 100-continue to no route: 404 first, no 100", st == 404)
+    s = connect(port)
+    s.sendall(b"PUT /raw/cont.bin HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+    st1, _, _, rest = read_response(s)
+    s.sendall(b"hello")
+    st2, h, b, _ = read_response(s, buf=rest)
+    s.close()
+    result("Expect: 100-continue accepted: 100, then the body, then 201", st1 == 100 and st2 == 201)
+    if rest_port:
+        s = connect(rest_port)
+        s.sendall(b"POST /api/v1/todos HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 20\r\n\r\n")
+        st, h, b, _ = read_response(s)
+        s.close()
+        result("issue 9 bug 3: bearer auth's 401 goes out before the body, no 100 first", st == 401, str(st))
+        s = connect(rest_port)
+        s.sendall(b"POST /api/v1/todos HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nAuthorization: Bearer secret\r\n"
+                  b"Content-Type: application/json\r\nContent-Length: 27\r\n\r\n")
+        st1, _, _, rest = read_response(s)
+        s.sendall(b'{"title":"a","done":false}\n')
+        st2, _, b, _ = read_response(s, buf=rest)
+        s.close()
+        result("with the token: 100 Continue, then the todo is created", st1 == 100 and st2 == 201, "%d %d %r" % (st1, st2, b))
+
+
+def test_big(srv, root, updir, mb, rss_limit_mb):
+    port = srv.port
+    size = mb << 20
+    block = bytes(random.Random(3).getrandbits(8) for _ in range(1 << 16))
+    h = hashlib.sha256()
+    s = connect(port, timeout=120)
+    s.sendall(b"PUT /raw/big-up.bin HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)
+    view = memoryview(block * 16)
+    sent = 0
+    t0 = time.time()
+    while sent < size:
+        n = min(len(view), size - sent)
+        s.sendall(view[:n])
+        h.update(view[:n])
+        sent += n
+    st, _, b, _ = read_response(s)
+    s.close()
+    up_s = time.time() - t0
+    ok = st == 201 and json.loads(b) == {"bytes": size} and os.path.getsize(os.path.join(updir, "big-up.bin")) == size
+    rss_up = srv.rss_kb()
+    result("a %d MiB upload streamed to disk (%.1f s, %.0f MB/s)" % (mb, up_s, mb / max(up_s, 1e-6)), ok, "%d %r" % (st, b))
+    os.replace(os.path.join(updir, "big-up.bin"), os.path.join(root, "big-down.bin"))
+    s = connect(port, timeout=120)
+    s.sendall(b"GET /static/big-down.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    got = 0
+    h2 = hashlib.sha256()
+    buf = b""
+    t0 = time.time()
+    while b"\r\n\r\n" not in buf:
+        buf += s.recv(65536)
+    head, buf = buf.split(b"\r\n\r\n", 1)
+    h2.update(buf)
+    got = len(buf)
+    while True:
+        c = s.recv(1 << 20)
+        if not c:
+            break
+        h2.update(c)
+        got += len(c)
+    s.close()
+    down_s = time.time() - t0
+    rss = srv.rss_kb()
+    result("a %d MiB download through sendfile (%.1f s, %.0f MB/s), bytes intact" % (mb, down_s, mb / max(down_s, 1e-6)),
+           head.startswith(b"HTTP/1.1 200") and got == size and h2.digest() == h.digest(), "%d of %d" % (got, size))
+    print("# server peak RSS (VmHWM) after the %d MiB upload: %.1f MiB; after the download: %.1f MiB"
+          % (mb, rss_up / 1024.0, rss / 1024.0))
+    result("peak RSS stays under %d MiB through both" % rss_limit_mb, 0 < rss < rss_limit_mb * 1024, "%d KiB" % rss)
+    os.unlink(os.path.join(root, "big-down.bin"))
+
+
+ROOT = ""
+
+
+def main():
+    global ROOT
+    args = sys.argv[1:]
+    if not args:
+        print(__doc__)
+        print("0 passed, 1 failed")
+        return 1
+    binary = args[0]
+    rest = None
+    big_mb = int(os.environ.get("FILES_BIG_MB", "1024"))
+    rss_limit = int(os.environ.get("FILES_RSS_LIMIT_MB", "64"))
+    if "--rest" in args:
+        rest = args[args.index("--rest") + 1]
+    if "--big-mb" in args:
+        big_mb = int(args[args.index("--big-mb") + 1])
+    base = tempfile.mkdtemp(prefix="chopin-files-")
+    srv = rsrv = None
+    try:
+        ROOT, files = make_tree(base)
+        updir = os.path.join(base, "uploads")  # created by the server
+        srv = Server(binary, {"ROOT": ROOT, "UPLOAD_DIR": updir})
+        result("UPLOAD_DIR is created at start", os.path.isdir(updir))
+        test_static(srv.port, ROOT, files)
+        test_mime(srv.port)
+        test_ranges(srv.port, files)
+        test_conditionals(srv.port)
+        test_precompressed(srv.port)
+        test_traversal(srv.port, ROOT, base)
+        test_pipelining(srv.port, files)
+        test_slow_reader_and_leaving(srv, ROOT)
+        test_uploads(srv.port, updir)
+        if rest:
+            rsrv = Server(rest, {"API_TOKEN": "secret"})
+        test_continue(srv.port, rsrv.port if rsrv else 0)
+        if big_mb > 0:
+            test_big(srv, ROOT, updir, big_mb, rss_limit)
+        rc, err = srv.stop()
+        srv = None
+        result("the server stops cleanly on SIGTERM (sanitizers quiet)", rc == 0 and "ERROR" not in err and
+               "runtime error" not in err, err[-2000:])
+    except Exception as e:  # a crash of the test itself is a failure, not a silence
+        import traceback
+        traceback.print_exc()
+        result("the suite ran to its end", False, repr(e))
+    finally:
+        for s in (srv, rsrv):
+            if s:
+                s.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    print("%d passed, %d failed" % (PASSED, FAILED))
+    return 1 if FAILED else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
