@@ -66,7 +66,9 @@
    worker's queue). CHOPIN_NO_WEBSOCKET compiles it out.
 
    THREE WAYS TO RUN
-     ch_run(app, cfg)       listen, then serve until SIGINT/SIGTERM or ch_stop
+     ch_run(app, cfg)       listen, then serve until SIGINT/SIGTERM or ch_stop;
+                            SIGUSR2 (or ch_restart) hands the sockets to a new
+                            copy of the executable and drains (see DEPLOYING)
      ch_listen + ch_serve   the same in two steps (ch_listen reports a port in
                             use; ch_config_used tells the port PORT=0 chose)
      ch_listen + ch_poll    embedded in the caller's own loop (a game engine,
@@ -101,7 +103,36 @@
                                         standard: one loop (for debugging)
        CHOPIN_WORKERS=N                worker threads (performance mode)
        REUSEPORT=true|false            false: the workers share one listener
+       PID_FILE=path                   none; written (whole, then renamed)
+                                        once serving, removed at exit if it
+                                        still holds our pid (cfg.pid_file)
+       LISTEN_FDS=n LISTEN_PID=pid     socket activation (systemd's protocol,
+       LISTEN_FDNAMES=a:b               sd_listen_fds(3)): serve on inherited
+                                        sockets 3..3+n-1 instead of binding
+                                        HOST:PORT; unset once read
+       CHOPIN_READY_FD=fd              set by a restarting server for its
+                                        successor (the readiness pipe)
    An invalid value makes ch_listen() fail with a message from ch_error().
+
+   DEPLOYING (README.md, "Deploying"; the files in deploy/)
+   Socket activation: one inherited socket is shared by the workers; sockets
+   on one address (a SO_REUSEPORT group) are dealt out one per worker; on
+   several addresses, every worker serves each. Each must be a listening TCP
+   socket, of HOST's family when HOST is a numeric address; a mismatch
+   (LISTEN_PID of another process, a UDP or unix socket, one not listening, a
+   missing descriptor) fails ch_listen with the reason. No bind probe.
+   Signals under ch_serve: SIGINT, SIGTERM stop gracefully; SIGUSR2 restarts
+   (ch_restart does the same from code): the executable at the path it was
+   started from (so a new build installed there is picked up), with the same
+   arguments (/proc/self/cmdline on Linux, else set cfg.argv) and
+   environment, gets the listening sockets by LISTEN_FDS and a pipe; once it
+   serves (PID_FILE written, a byte on the pipe) this process stops
+   accepting, answers what is in flight with Connection: close, gives idle
+   keep-alive connections 1-2 s, and exits; a successor that fails or is not
+   ready within 30 s is killed and this one goes on serving (stderr says
+   why). ch_health(app, "/health"): 200 "ok" while serving, 503 "draining"
+   once stopping, for a load balancer's checks. ch_poll (embedded): no
+   signals, no restart; activation and PID_FILE work.
 
    COMPILE-TIME OPTIONS (define before including). Every file that includes
    chopin.h must agree on CHOPIN_STATIC and CHOPIN_API; the others matter
@@ -124,6 +155,8 @@
        CHOPIN_NO_AUTH          compile out the bearer-token middleware
        CHOPIN_NO_ACCESS_LOG    compile out the access log after-hook
        CHOPIN_NO_TIMING        compile out the Server-Timing middleware
+       CHOPIN_NO_RESTART       compile out the SIGUSR2 / ch_restart hand-over
+                               (no fork or exec in the library)
        CHOPIN_NO_STATIC        compile out static files (ch_static,
                                ch_res_file, ch_res_file_fd)
        CHOPIN_NO_MULTIPART     compile out the multipart/form-data parser
@@ -208,7 +241,10 @@
      >>accept        new connections, pausing at the limits
      >>worker loop   one pass: wait, I/O, tick
      >>config        ch_config + environment + defaults, resolved once
-     >>listen        binding before any worker starts
+     >>listen        binding (or inheriting: socket activation) before any
+                     worker starts
+     >>restart       SIGUSR2 / ch_restart: hand-over to a new process,
+                     readiness, PID file, the health route
      >>run           threads, signals, graceful stop
      >>embed         ch_poll: the server inside the caller's loop
 
@@ -300,10 +336,16 @@ typedef struct ch_config {
     int backlog;             /* 0: 4096 (the kernel caps it at somaxconn) */
     int ignore_env;          /* non-zero: do not read the environment */
     int no_signals;          /* non-zero: ch_serve does not stop on SIGINT /
-                                SIGTERM; call ch_stop() instead */
+                                SIGTERM nor restart on SIGUSR2; call
+                                ch_stop() / ch_restart() instead */
     int max_deferred;        /* 0: max_connections; deferred responses and
                                 streams per worker, over it: 503 */
     int offload_threads;     /* 0: 2; threads of the off-loop pool */
+    const char *pid_file;    /* NULL: $PID_FILE, else none. Written (whole,
+                                then renamed) once serving; removed at exit
+                                if it still names this process */
+    char **argv;             /* main's argv, NULL-terminated, for ch_restart
+                                (NULL: /proc/self/cmdline on Linux) */
 } ch_config;
 
 typedef struct ch_header {
@@ -467,6 +509,23 @@ CHOPIN_API const ch_config *ch_config_used(const ch_app *app);
 CHOPIN_API int ch_serve(ch_app *app);
 CHOPIN_API int ch_run(ch_app *app, const ch_config *cfg);
 CHOPIN_API void ch_stop(ch_app *app);
+/* Zero-downtime restart (what SIGUSR2 does under ch_serve): starts a new
+   copy of the executable (the file at the path this one was started from,
+   so a new build installed there is picked up) with the same arguments and
+   environment, and passes it the listening sockets (LISTEN_FDS). Once the
+   new process serves, this one stops accepting, closes its idle
+   connections, finishes the requests in flight, and ch_serve returns 0. A
+   new process that fails or is not ready within 30 s is killed and this one
+   goes on serving (the reason goes to stderr). Returns 0 when the restart
+   has begun, -1 (see ch_error) when it cannot: not under ch_serve (ch_poll
+   has no restart), or the executable is unknown. Any thread. */
+CHOPIN_API int ch_restart(ch_app *app);
+/* A health route for a load balancer: "ok" with 200 while serving, 503
+   "draining" once the server stops (a restart or a stop), so the balancer
+   takes the process out before it leaves. ch_health(app, "/health") adds
+   it as a GET route; the handler can also be routed like any other. */
+CHOPIN_API int ch_health(ch_app *app, const char *path);
+CHOPIN_API void ch_health_handler(ch_req *req, ch_res *res);
 
 /* Embedding: the server inside the caller's own loop (a game engine, a GUI,
    a daemon that owns its main loop). After ch_listen, call ch_poll again and
@@ -973,6 +1032,8 @@ CHOPIN_API int ch_ws_publish(ch_app *app, const char *topic, ch_ws_type type, co
 #define CHI_MAX_PREFIX 256            /* a group's whole prefix, parents' included */
 #define CHI_MAX_PATTERN 512           /* a group's prefix + a route pattern */
 #define CHI_MAX_HOST 256              /* HOST / cfg.host */
+#define CHI_MAX_PATH 1024             /* PID_FILE, the executable's path */
+#define CHI_DEFAULT_RESTART_TIMEOUT 30 /* seconds a successor has to be ready */
 #define CHI_ERROR_LEN 256             /* ch_error's message */
 #define CHI_MAX_FINISHERS 4           /* ch_res_on_finish calls per response */
 #define CHI_JSON_NUMBER_MAX 512       /* bytes of a number ch_json_get_double reads */
@@ -4879,7 +4940,8 @@ CHOPIN_API int ch_form_decode_next(ch_str *rest, char *key, size_t kcap, char *v
 /* >>os ------------------------------------------------------------------------
    LAYER 2, THE OS SEAM. Everything the server asks of the kernel is here and
    nowhere else: the clock, sockets (listen, accept, options, send, receive,
-   close), threads, the CPU count and the descriptor limit; and, in one block
+   close), threads, the CPU count and the descriptor limit, inherited
+   listeners, starting a successor (fork, exec) and the PID file; and, in one block
    per backend, the poll set, the waker, the ticker and the stop signals. The
    backend is chosen by platform or forced with CHOPIN_USE_EPOLL,
    CHOPIN_USE_KQUEUE or CHOPIN_USE_POLL; above this section nothing knows
@@ -4922,6 +4984,8 @@ CHOPIN_API int ch_form_decode_next(ch_str *rest, char *key, size_t kcap, char *v
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/wait.h>
+#include <limits.h>
 #if defined(__linux__)
 #include <sched.h>
 #endif
@@ -4962,11 +5026,13 @@ CHOPIN_API int ch_form_decode_next(ch_str *rest, char *key, size_t kcap, char *v
 #define CHI_EV_WRITE 2u
 #define CHI_EV_ERROR 4u     /* error or hang-up: the next read or write tells */
 #define CHI_TAG_BASE ((uint64_t)1 << 31)
-#define CHI_TAG_LISTEN (CHI_TAG_BASE + 0)
 #define CHI_TAG_TICK (CHI_TAG_BASE + 1)
 #define CHI_TAG_WAKE (CHI_TAG_BASE + 2)
 #define CHI_TAG_SIGNAL (CHI_TAG_BASE + 3)
 #define CHI_TAG_STOP (CHI_TAG_BASE + 4)
+#define CHI_TAG_RESTART (CHI_TAG_BASE + 5) /* ch_restart pokes the app */
+#define CHI_TAG_READY (CHI_TAG_BASE + 6)   /* a successor's readiness pipe */
+#define CHI_TAG_LISTEN (CHI_TAG_BASE + 16) /* + k: a worker's listener k */
 #define CHI_MAX_EVENTS 256
 
 typedef struct chi_event {
@@ -5242,6 +5308,291 @@ static int chi_os_listen(chi_listen_req *r, int *fds, char *err, size_t errcap)
     return 0;
 }
 
+/* Operations: inherited listeners, the hand-over to a new copy of the
+   executable, the PID file. The server (>>listen, >>run) decides; these
+   only ask the kernel. */
+
+#if !defined(__GLIBC__) && !defined(CHOPIN_NO_RESTART)
+#if defined(__cplusplus)
+extern "C" {
+#endif
+extern char **environ; /* glibc declares it under _GNU_SOURCE */
+#if defined(__cplusplus)
+}
+#endif
+#endif
+
+static long chi_os_pid(void) { return (long)getpid(); }
+
+/* A listener's own address (for grouping the inherited ones and for
+   ch_config_used). Returns 0, or -1. */
+static int chi_os_sockname(int fd, chi_peer *addr, int *port)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    memset(&ss, 0, sizeof ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) return -1;
+    chi_os_peer_from(addr, &ss);
+    if (ss.ss_family == AF_INET6)
+        *port = ntohs(((struct sockaddr_in6 *)(void *)&ss)->sin6_port);
+    else
+        *port = ntohs(((struct sockaddr_in *)(void *)&ss)->sin_port);
+    return addr->family ? 0 : -1;
+}
+
+/* 4 or 6 for a numeric address, 0 for a name. */
+static int chi_os_host_family(const char *host)
+{
+    unsigned char buf[16];
+    if (inet_pton(AF_INET, host, buf) == 1) return 4;
+    if (inet_pton(AF_INET6, host, buf) == 1) return 6;
+    return 0;
+}
+
+/* Checks that inherited descriptor fd is a listening TCP/IP socket, and
+   makes it non-blocking and close-on-exec (systemd passes blocking ones).
+   Returns NULL, or what is wrong with it. */
+static const char *chi_os_check_listener(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss, len;
+    int type = 0, listening = 1;
+    if (fcntl(fd, F_GETFD) < 0) return "is not open";
+    len = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+        return errno == ENOTSOCK ? "is not a socket (or was not passed)" : "cannot be inspected (getsockopt failed)";
+    memset(&ss, 0, sizeof ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) return "has no address (getsockname failed)";
+    if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)
+        return ss.ss_family == AF_UNIX ? "is a unix socket: the address family must be IPv4 or IPv6 (TCP)"
+                                       : "has an address family other than IPv4 or IPv6";
+    if (type != SOCK_STREAM) return "is not a stream (TCP) socket: UDP or another type";
+#ifdef SO_ACCEPTCONN
+    len = sizeof listening;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0) listening = 1;
+#endif
+    if (!listening) return "is a TCP socket that is not listening (listen() was never called)";
+    if (chi_os_set_nonblock_cloexec(fd) < 0) return "cannot be made non-blocking";
+    return NULL;
+}
+
+/* Tells the process that started us (CHOPIN_READY_FD) that we serve. */
+static void chi_os_notify_ready(int fd)
+{
+    ssize_t r = write(fd, "1", 1);
+    (void)r;
+    close(fd);
+}
+
+/* An inherited descriptor of our own (CHOPIN_READY_FD): kept only if open,
+   and closed on exec so no later child inherits it. */
+static int chi_os_adopt_fd(int fd) { return fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 ? -1 : 0; }
+
+#ifndef CHOPIN_NO_RESTART
+/* The readiness pipe between a process and the successor it starts: the
+   read end non-blocking, both ends close-on-exec (the child gets its end
+   by dup2, which clears the flag on the copy). */
+static int chi_os_pipe(int fds[2])
+{
+    if (pipe(fds) < 0) return -1;
+    if (chi_os_set_nonblock_cloexec(fds[0]) < 0 || fcntl(fds[1], F_SETFD, FD_CLOEXEC) < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return -1;
+    }
+    return 0;
+}
+
+/* The successor reads a byte: 1, the writer closed without one: 0, nothing
+   yet: -1. */
+static int chi_os_read_ready(int fd)
+{
+    char b;
+    ssize_t r;
+    do {
+        r = read(fd, &b, 1);
+    } while (r < 0 && errno == EINTR);
+    return r > 0 ? 1 : r == 0 ? 0 : -1;
+}
+
+/* The path of the running executable, taken at start so that a restart
+   runs the file installed there now (a new build: a binary upgrade).
+   Linux: /proc/self/exe; elsewhere argv[0], made absolute through the
+   working directory or PATH. Returns 0, or -1. */
+static int chi_os_self_exe(const char *argv0, char *out, size_t cap)
+{
+#if defined(__linux__)
+    ssize_t n = readlink("/proc/self/exe", out, cap - 1);
+    if (n > 0 && (size_t)n < cap - 1) {
+        out[n] = 0;
+        return 0;
+    }
+#endif
+    if (!argv0 || !*argv0) return -1;
+    if (strchr(argv0, '/')) {
+        char abs[PATH_MAX];
+        if (!realpath(argv0, abs) || strlen(abs) >= cap) return -1;
+        memcpy(out, abs, strlen(abs) + 1);
+        return 0;
+    } else {
+        const char *path = getenv("PATH"), *p;
+        for (p = path; p && *p;) {
+            const char *end = strchr(p, ':');
+            size_t dl = end ? (size_t)(end - p) : strlen(p);
+            if (dl + 1 + strlen(argv0) < cap) {
+                memcpy(out, p, dl);
+                out[dl] = '/';
+                memcpy(out + dl + 1, argv0, strlen(argv0) + 1);
+                if (access(out, X_OK) == 0) return 0;
+            }
+            p = end ? end + 1 : p + dl;
+        }
+    }
+    return -1;
+}
+
+/* The arguments the process was started with, on Linux without help from
+   main: /proc/self/cmdline, NUL-separated, into a block the caller frees.
+   Returns its length, or 0 (unknown). */
+static size_t chi_os_read_cmdline(char **block)
+{
+    size_t len = 0;
+#if defined(__linux__)
+    size_t cap = 4096;
+    int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+    char *b = NULL;
+    if (fd < 0) return 0;
+    for (;;) {
+        ssize_t r;
+        char *nb = (char *)CHOPIN_REALLOC(b, cap + 1);
+        if (!nb) break;
+        b = nb;
+        r = read(fd, b + len, cap - len);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        len += (size_t)r;
+        if (len == cap) cap *= 2;
+    }
+    close(fd);
+    if (b) b[len] = 0;
+    *block = b;
+    if (!b) len = 0;
+#else
+    *block = NULL;
+#endif
+    return len;
+}
+
+/* What a child needs to become the successor, prepared before the fork so
+   the child calls only async-signal-safe functions: the listeners to put at
+   3, 4, ... (and the readiness pipe's end right after them), the argument
+   and environment arrays, and room in the environment for LISTEN_PID. */
+typedef struct chi_spawn {
+    const char *exe;
+    char *const *argv;
+    char *const *envp;
+    const int *fds;
+    int nfds;
+    int ready_fd;            /* goes to descriptor 3 + nfds */
+    char *pid_digits;        /* inside envp's "LISTEN_PID=", 20 bytes */
+    const int *unblock;      /* the signals the server blocked: the new */
+    int nunblock;            /* program starts with them deliverable */
+} chi_spawn;
+
+static void chi_os_child_exec(const chi_spawn *s)
+{
+    int k, moved[CHI_MAX_LISTENERS + 1], n = s->nfds + 1, base = 3 + s->nfds + 1;
+    long pid = (long)getpid();
+    char tmp[24];
+    int t = 0, d = 0;
+    sigset_t set;
+    /* first out of the way of 3.., then into place (dup2 clears FD_CLOEXEC) */
+    for (k = 0; k < n; k++) {
+        moved[k] = fcntl(k < s->nfds ? s->fds[k] : s->ready_fd, F_DUPFD_CLOEXEC, base);
+        if (moved[k] < 0) _exit(127);
+    }
+    for (k = 0; k < n; k++)
+        if (dup2(moved[k], 3 + k) < 0) _exit(127);
+    do {
+        tmp[t++] = (char)('0' + pid % 10);
+        pid /= 10;
+    } while (pid > 0);
+    while (t > 0) s->pid_digits[d++] = tmp[--t];
+    s->pid_digits[d] = 0;
+    sigemptyset(&set);
+    for (k = 0; k < s->nunblock; k++) sigaddset(&set, s->unblock[k]);
+    sigprocmask(SIG_UNBLOCK, &set, NULL); /* NOLINT(concurrency-mt-unsafe): the child has one thread */
+    execve(s->exe, s->argv, s->envp);
+    _exit(127);
+}
+
+/* Starts the successor. Returns its pid, or -1 (errno says why). */
+static long chi_os_spawn(const chi_spawn *s)
+{
+    pid_t pid = fork();
+    if (pid == 0) chi_os_child_exec(s);
+    return pid < 0 ? -1 : (long)pid;
+}
+
+/* The process's environment, for a copy with some variables replaced. */
+static char **chi_os_environ(void) { return environ; }
+
+/* A successor that failed: its end told in words. It has grace_ms to exit
+   by itself (it closed its end of the pipe: it is leaving), then it is
+   killed; either way it is waited for, so no zombie is left. */
+static void chi_os_reap(long pid, int grace_ms, char *why, size_t cap)
+{
+    int st = 0, waited = 0;
+    pid_t r;
+    for (;;) {
+        r = waitpid((pid_t)pid, &st, WNOHANG);
+        if (r != 0 || waited >= grace_ms) break;
+        {
+            struct timespec ts = {0, 10 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        waited += 10;
+    }
+    if (r == 0) {
+        kill((pid_t)pid, SIGKILL);
+        do {
+            r = waitpid((pid_t)pid, &st, 0);
+        } while (r < 0 && errno == EINTR);
+    }
+    if (r < 0) {
+        char e[64];
+        (void)snprintf(why, cap, "gone (%s)", chi_os_error_text(e, sizeof e));
+    }
+    else if (WIFEXITED(st))
+        (void)snprintf(why, cap, "exited with status %d%s", WEXITSTATUS(st),
+                 WEXITSTATUS(st) == 127 ? " (could it be executed?)" : "");
+    else if (WIFSIGNALED(st))
+        (void)snprintf(why, cap, "was killed by signal %d", WTERMSIG(st));
+    else
+        (void)snprintf(why, cap, "ended");
+}
+
+#endif /* CHOPIN_NO_RESTART */
+
+/* PID_FILE: written whole under a temporary name, then renamed over the
+   old one, so a reader never sees half a number. */
+static int chi_os_write_pidfile(const char *path, long pid)
+{
+    char tmp[CHI_MAX_PATH + 32], text[32];
+    int fd, n, ok;
+    if (snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, pid) >= (int)sizeof tmp) return -1;
+    n = snprintf(text, sizeof text, "%ld\n", pid);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return -1;
+    ok = chi_os_write_all(fd, text, (size_t)n) == 0;
+    if (close(fd) < 0) ok = 0;
+    if (!ok || rename(tmp, path) < 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
 
 /* Files (>>static, >>uploads): open under a root without leaving it, stat,
    send to a socket without copying, create an upload. A path given to
@@ -5468,6 +5819,28 @@ static int chi_os_file_write(int fd, const char *p, size_t n)
     return 0;
 }
 
+/* Removes PID_FILE if it still names pid (a successor may have taken it). */
+static void chi_os_remove_pidfile(const char *path, long pid)
+{
+    char text[32];
+    long got = 0;
+    ssize_t n;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    n = read(fd, text, sizeof text - 1);
+    close(fd);
+    if (n <= 0) return;
+    text[n] = 0;
+    got = strtol(text, NULL, 10);
+    if (got == pid) unlink(path);
+}
+
+/* One line on stderr: what a restart did, when no one else is told. */
+static void chi_os_log_line(const char *line)
+{
+    size_t n = strlen(line);
+    if (chi_os_write_all(2, line, n) == 0) chi_os_write_all(2, "\n", 1);
+}
 #ifndef CHOPIN_NO_STATIC
 static int chi_os_open_file(const char *path)
 {
@@ -6455,6 +6828,13 @@ struct chi_mount;        /* >>static: a directory mounted by ch_static */
 struct chi_mime_entry;   /* >>static: an application's own MIME type */
 struct chi_stream;       /* >>uploads: a request body taken as a stream */
 
+/* A new copy of the executable that a restart started and waits for. */
+typedef struct chi_successor {
+    long pid;                /* 0: none under way */
+    int ready_rd;            /* the readiness pipe's read end */
+    int64_t deadline_ns;     /* killed if not ready by then */
+} chi_successor;
+
 typedef struct chi_mw {
     ch_middleware fn;
     void *user;
@@ -6508,6 +6888,22 @@ struct ch_app {
     int nmime;
     int nstream;             /* routes added with ch_route_stream */
     uint64_t stream_max;     /* the largest of their limits */
+    /* operations (>>listen, >>restart) */
+    int host_given;          /* HOST or cfg.host was set (not the default) */
+    int listen_group[CHI_MAX_LISTENERS]; /* listeners with one address share a group */
+    int inherited;           /* the listeners came by LISTEN_FDS */
+    char fdnames[CHI_MAX_HOST]; /* LISTEN_FDNAMES, passed on to a successor */
+    int ready_fd;            /* CHOPIN_READY_FD: told once serving; -1: none */
+    char pid_file[CHI_MAX_PATH];
+    int pid_written;
+    char exe[CHI_MAX_PATH];  /* what a restart runs; "": unknown */
+    char *argv_block;        /* the arguments, NUL-separated */
+    char **argv;             /* pointers into argv_block, NULL-terminated */
+    chi_waker restart;       /* poked by ch_restart */
+    int restart_open;
+    chi_successor next;      /* a restart under way */
+    int handover;            /* set before the workers are told to stop: a
+                                successor serves (see chi_begin_shutdown) */
 };
 
 /* The response a handler fills; chi_res_finish lays it out in the output
@@ -6686,7 +7082,10 @@ struct ch_worker {
     chi_ticker ticker;
     chi_waker waker;         /* wakes the worker to stop (threaded only) */
     int ticker_open, waker_open;
-    int listen_fd, listen_shared, accepting;
+    int nlisten;             /* the listeners this worker accepts on */
+    int listen_fd[CHI_MAX_LISTENERS];
+    unsigned char listen_shared[CHI_MAX_LISTENERS]; /* another worker has it too */
+    int accepting;
     int64_t accept_pause_until;
     chi_thread thread;
     int started;
@@ -6699,6 +7098,7 @@ struct ch_worker {
     int64_t now;             /* CLOCK_MONOTONIC seconds, read once a tick */
     int stopping;
     int64_t stop_deadline;
+    int64_t idle_close_at;   /* a hand-over's stop: idle connections close then */
     char *scratch;           /* CHOPIN_READ_SIZE bytes */
     chi_buf out;             /* responses of the current read batch */
     char common[CHI_COMMON_LEN]; /* "Server: ...\r\nDate: ...\r\n" */
@@ -6785,8 +7185,10 @@ CHOPIN_API ch_app *ch_app_new(void)
     if (app->root && app->pool && chi_poller_open(&app->ctl) == 0) {
         app->ctl_open = 1;
         app->stop_open = chi_waker_open(&app->stop, &app->ctl, CHI_TAG_STOP) == 0;
+        app->restart_open = chi_waker_open(&app->restart, &app->ctl, CHI_TAG_RESTART) == 0;
     }
-    if (!app->stop_open) {
+    app->ready_fd = -1;
+    if (!app->stop_open || !app->restart_open) {
         ch_app_free(app);
         return NULL;
     }
@@ -8528,7 +8930,7 @@ static void chi_after_io(chi_worker *w, chi_conn *c)
         q = (c->want || c->chunk_active || c->stream) ? CHI_Q_BODY : CHI_Q_HEAD;
     else
         q = CHI_Q_IDLE;
-    if (q == CHI_Q_IDLE && w->stopping) {
+    if (q == CHI_Q_IDLE && w->stopping && !w->idle_close_at) { /* (a hand-over's grace: kept) */
         chi_close(w, c);
         return;
     }
@@ -10558,17 +10960,56 @@ static void chi_ws_cleanup(chi_worker *w)
 
 static void chi_pause_accept(chi_worker *w)
 {
+    int k;
     if (!w->accepting) return;
-    chi_poller_del(w->poller, w->listen_fd, CHI_EV_READ);
+    for (k = 0; k < w->nlisten; k++) chi_poller_del(w->poller, w->listen_fd[k], CHI_EV_READ);
     w->accepting = 0;
 }
 
+/* A worker has one listener, or several (inherited sockets on more than one
+   address, or more sockets than workers): tag CHI_TAG_LISTEN + k is its
+   listener k. */
 static void chi_resume_accept(chi_worker *w)
 {
-    if (w->accepting || w->stopping || w->listen_fd < 0 || w->now < w->accept_pause_until ||
+    int k;
+    if (w->accepting || w->stopping || w->nlisten == 0 || w->now < w->accept_pause_until ||
         w->nconns >= w->app->cfg.max_connections)
         return;
-    if (chi_poller_add(w->poller, w->listen_fd, CHI_EV_READ, CHI_TAG_LISTEN, w->listen_shared) == 0) w->accepting = 1;
+    for (k = 0; k < w->nlisten; k++)
+        if (chi_poller_add(w->poller, w->listen_fd[k], CHI_EV_READ, CHI_TAG_LISTEN + (uint64_t)k, w->listen_shared[k]) < 0)
+            break;
+    if (k == w->nlisten) {
+        w->accepting = 1;
+        return;
+    }
+    while (k-- > 0) chi_poller_del(w->poller, w->listen_fd[k], CHI_EV_READ);
+}
+
+/* Which of the app's listeners worker id accepts on. Listeners on one
+   address form a group (ch_listen numbers them): bound here, a
+   SO_REUSEPORT group of one socket per worker, or one shared socket;
+   inherited, whatever the launcher or the previous process passed. Every
+   worker accepts on every address: a group with at least as many sockets as
+   workers is dealt out (socket j to worker j mod workers, so none is left
+   unwatched), a smaller one is shared (worker id takes socket id mod size). */
+static void chi_take_listeners(chi_worker *w, const ch_app *app, int id)
+{
+    int nw = app->cfg.workers > 0 ? app->cfg.workers : 1, g, j;
+    w->nlisten = 0;
+    for (g = 0; g < app->nlisten; g++) {
+        int size = 0, pick = 0;
+        for (j = 0; j < app->nlisten; j++)
+            if (app->listen_group[j] == g) size++;
+        for (j = 0; j < app->nlisten && size > 0; j++) {
+            if (app->listen_group[j] != g) continue;
+            if ((size >= nw && pick % nw == id) || (size < nw && pick == id % size)) {
+                w->listen_fd[w->nlisten] = app->listen_fds[j];
+                w->listen_shared[w->nlisten] = (unsigned char)(size < nw);
+                w->nlisten++;
+            }
+            pick++;
+        }
+    }
 }
 
 /* The connection table grows (doubling) to hold descriptor fd. */
@@ -10611,7 +11052,7 @@ static int chi_conn_open(chi_worker *w, int fd, const chi_peer *peer)
     return 0;
 }
 
-static void chi_on_accept(chi_worker *w)
+static void chi_on_accept(chi_worker *w, int k)
 {
     int i;
     for (i = 0; i < CHI_ACCEPT_BATCH; i++) {
@@ -10621,7 +11062,7 @@ static void chi_on_accept(chi_worker *w)
             chi_pause_accept(w); /* new clients wait in the backlog */
             return;
         }
-        fd = chi_os_accept(w->listen_fd, &peer);
+        fd = chi_os_accept(w->listen_fd[k], &peer);
         if (fd == CHI_IO_NOFD) {
             w->accept_pause_until = w->now + 1;
             chi_pause_accept(w);
@@ -10647,8 +11088,28 @@ static void chi_begin_shutdown(chi_worker *w)
 #ifndef CHOPIN_NO_WEBSOCKET
     chi_ws_begin_shutdown(w); /* close 1001 to each; they answer within the grace period */
 #endif
-    while ((c = w->qhead[CHI_Q_IDLE])) chi_close(w, c);
+    /* After a hand-over the idle keep-alive connections get a grace of one
+       to two seconds: a request that comes meanwhile is answered (with
+       Connection: close), so fewer clients meet a close just as they send.
+       Then chi_close_idle ends them. */
+    if (w->app->handover)
+        w->idle_close_at = w->now + 2; /* whole seconds: a grace of 1 to 2 s */
+    else
+        while ((c = w->qhead[CHI_Q_IDLE])) chi_close(w, c);
     while ((c = w->qhead[CHI_Q_LINGER])) chi_close(w, c);
+}
+
+/* The end of a hand-over's grace: each idle connection is closed from our
+   side first (FIN, then its input drained until the client closes), so a
+   request already on its way meets a clean close, not a reset. */
+static void chi_close_idle(chi_worker *w)
+{
+    chi_conn *c;
+    w->idle_close_at = 0;
+    while ((c = w->qhead[CHI_Q_IDLE])) {
+        c->flags |= CHI_F_CLOSING | CHI_F_LINGER_AFTER;
+        chi_after_io(w, c);
+    }
 }
 
 /* The tick is handled in two halves around the I/O of its batch: the clock
@@ -10666,6 +11127,7 @@ static void chi_tick_clock(chi_worker *w)
 static void chi_tick_expire(chi_worker *w)
 {
     if (w->log.len) chi_log_flush(w);
+    if (w->idle_close_at && w->now >= w->idle_close_at) chi_close_idle(w);
     chi_expire_all(w);
     chi_resume_accept(w);
 }
@@ -10683,8 +11145,8 @@ static void chi_on_conn_event(chi_worker *w, int fd, unsigned flags)
 
 static void chi_on_event(chi_worker *w, const chi_event *ev)
 {
-    if (ev->tag == CHI_TAG_LISTEN) {
-        if (w->accepting) chi_on_accept(w);
+    if (ev->tag >= CHI_TAG_LISTEN && ev->tag < CHI_TAG_LISTEN + (uint64_t)w->nlisten) {
+        if (w->accepting) chi_on_accept(w, (int)(ev->tag - CHI_TAG_LISTEN));
     } else if (ev->tag == CHI_TAG_TICK) {
         /* its two halves run around the batch: see chi_worker_pass */
     } else if (ev->tag == CHI_TAG_WAKE) { /* posts, or the stop */
@@ -10784,13 +11246,12 @@ static void chi_worker_cleanup(chi_worker *w)
 /* Sets up a worker around a poller: its own (threaded), or the app's
    (embedded: then ch_stop reaches it through the app's waker and it needs
    none of its own). Returns 0, or -1 (cleanup undoes what was done). */
-static int chi_worker_init(chi_worker *w, ch_app *app, int id, int listen_fd, int shared, chi_poller *poller)
+static int chi_worker_init(chi_worker *w, ch_app *app, int id, chi_poller *poller)
 {
     memset(w, 0, sizeof *w);
     w->app = app;
     w->id = id;
-    w->listen_fd = listen_fd;
-    w->listen_shared = shared;
+    chi_take_listeners(w, app, id);
     w->res.w = w;
     w->res.json = &w->json;
     w->sink.w = w;
@@ -10926,6 +11387,53 @@ static int chi_env_reuseport(ch_app *app, ch_config *c)
     return 0;
 }
 
+static int chi_env_pid_file(ch_app *app, ch_config *c)
+{
+    const char *v = getenv("PID_FILE");
+    if (c->pid_file || !v) return 0;
+    if (!*v || strlen(v) >= CHI_MAX_PATH) {
+        chi_set_error(app, "invalid PID_FILE '%.64s': expected a path shorter than %d bytes", v, CHI_MAX_PATH);
+        return -1;
+    }
+    c->pid_file = v;
+    return 0;
+}
+
+/* Socket activation, systemd's protocol (sd_listen_fds(3)): LISTEN_PID
+   names the process the sockets are for, LISTEN_FDS how many there are, at
+   descriptors 3, 4, ... Given the two values (NULL: unset) and our pid,
+   returns the count (0: not activated), or -1 with the reason in why. Being
+   handed sockets meant for another process, or a count that makes no sense,
+   is an error rather than a silent bind of PORT. */
+static int chi_parse_listen_env(const char *fds, const char *pid, long self, char *why, size_t cap)
+{
+    long n, p;
+    if (!fds && !pid) return 0;
+    if (!pid) {
+        (void)snprintf(why, cap, "LISTEN_FDS is set but LISTEN_PID is not: which process are the sockets for?");
+        return -1;
+    }
+    if (chi_parse_int(pid, 1, 199999999, &p) < 0) {
+        (void)snprintf(why, cap, "invalid LISTEN_PID '%.32s': expected a process id", pid);
+        return -1;
+    }
+    if (p != self) {
+        (void)snprintf(why, cap, "LISTEN_PID=%ld is not this process (pid %ld): the sockets were passed to another one", p,
+                 self);
+        return -1;
+    }
+    if (!fds) {
+        (void)snprintf(why, cap, "LISTEN_PID is set but LISTEN_FDS is not");
+        return -1;
+    }
+    if (chi_parse_int(fds, 1, CHI_MAX_LISTENERS, &n) < 0) {
+        (void)snprintf(why, cap, "invalid LISTEN_FDS '%.32s': expected a number of sockets from 1 to %d", fds,
+                 CHI_MAX_LISTENERS);
+        return -1;
+    }
+    return (int)n;
+}
+
 static int chi_def(int v, int d) { return v ? v : d; }
 static size_t chi_defz(size_t v, size_t d) { return v ? v : d; }
 
@@ -10961,7 +11469,8 @@ static int chi_resolve_config(ch_app *app, const ch_config *in)
     else
         memset(&c, 0, sizeof c);
     if (!c.ignore_env && (chi_env_port(app, &c) < 0 || chi_env_host(app, &c) < 0 || chi_env_mode(app, &c) < 0 ||
-                          chi_env_workers(app, &c) < 0 || chi_env_reuseport(app, &c) < 0))
+                          chi_env_workers(app, &c) < 0 || chi_env_reuseport(app, &c) < 0 ||
+                          chi_env_pid_file(app, &c) < 0))
         return -1;
     if (c.port < CH_PORT_ANY || c.port > 65535 || c.workers < 0 || c.workers > CHI_MAX_WORKERS) {
         chi_set_error(app, "invalid ch_config: port or workers out of range");
@@ -10975,9 +11484,16 @@ static int chi_resolve_config(ch_app *app, const ch_config *in)
         chi_set_error(app, "invalid host: longer than %d bytes", CHI_MAX_HOST - 1);
         return -1;
     }
+    if (c.pid_file && (!*c.pid_file || strlen(c.pid_file) >= sizeof app->pid_file)) {
+        chi_set_error(app, "invalid pid_file: empty, or longer than %d bytes", CHI_MAX_PATH - 1);
+        return -1;
+    }
     chi_config_defaults(&c);
+    app->host_given = c.host != NULL;
     (void)snprintf(app->host, sizeof app->host, "%s", c.host ? c.host : CHI_DEFAULT_HOST); /* length checked above */
     c.host = app->host;
+    (void)snprintf(app->pid_file, sizeof app->pid_file, "%s", c.pid_file ? c.pid_file : "");
+    c.pid_file = app->pid_file[0] ? app->pid_file : NULL;
     app->cfg = c;
     app->lim.max_header = c.max_header_size;
     app->lim.max_target = c.max_target_size;
@@ -10987,7 +11503,8 @@ static int chi_resolve_config(ch_app *app, const ch_config *in)
 
 /* >>listen ------------------------------------------------------------------
    Sockets are bound before any worker starts, so a port in use or a bad
-   address is reported by ch_listen's return value. */
+   address is reported by ch_listen's return value; or they are inherited
+   (socket activation, a restart), and checked just as early. */
 
 static void chi_addr_text(const ch_app *app, char *out, size_t n)
 {
@@ -10996,6 +11513,122 @@ static void chi_addr_text(const ch_app *app, char *out, size_t n)
     else
         (void)snprintf(out, n, "%s:%d", app->host, app->cfg.port);
 }
+
+/* Socket activation. Started by systemd (deploy/chopin.socket), by a
+   launcher, or by the previous process in a restart, the server finds its
+   listening sockets at descriptors 3, 4, ... (LISTEN_FDS, LISTEN_PID,
+   LISTEN_FDNAMES) and serves on them instead of binding HOST:PORT: no bind
+   and no bind probe, since the sockets are ours by inheritance. Each must be
+   a listening TCP socket, of HOST's family when HOST is set to an address.
+   The variables are removed once read (as sd_listen_fds does), so a child
+   of the app does not take them for its own. ch_config.ignore_env turns
+   activation off. Returns the number of sockets taken, 0, or -1. */
+static int chi_take_inherited(ch_app *app)
+{
+    const char *fds = getenv("LISTEN_FDS"), *pid = getenv("LISTEN_PID"), *names = getenv("LISTEN_FDNAMES");
+    char why[192];
+    int n, k, want = 0, port = 0, ngroups = 0;
+    chi_peer first;
+    memset(&first, 0, sizeof first);
+    if (app->cfg.ignore_env || (!fds && !pid)) return 0;
+    n = chi_parse_listen_env(fds, pid, chi_os_pid(), why, sizeof why);
+    if (names && strlen(names) < sizeof app->fdnames) (void)snprintf(app->fdnames, sizeof app->fdnames, "%s", names);
+    /* ch_listen runs before any worker starts; sd_listen_fds does the same */
+    unsetenv("LISTEN_FDS");     /* NOLINT(concurrency-mt-unsafe) */
+    unsetenv("LISTEN_PID");     /* NOLINT(concurrency-mt-unsafe) */
+    unsetenv("LISTEN_FDNAMES"); /* NOLINT(concurrency-mt-unsafe) */
+    if (n < 0) {
+        chi_set_error(app, "socket activation: %s", why);
+        return -1;
+    }
+    if (app->host_given) want = chi_os_host_family(app->host);
+    for (k = 0; k < n; k++) {
+        int fd = 3 + k, g, p;
+        chi_peer addr;
+        const char *problem = chi_os_check_listener(fd);
+        if (!problem && chi_os_sockname(fd, &addr, &p) < 0) problem = "has no address";
+        if (problem) {
+            chi_set_error(app, "socket activation: LISTEN_FDS=%d, but fd %d %s", n, fd, problem);
+            return -1;
+        }
+        if (want && addr.family != want) {
+            chi_set_error(app, "socket activation: fd %d is an IPv%d socket, but HOST=%s is an IPv%d address (wrong family)",
+                          fd, addr.family, app->host, want);
+            return -1;
+        }
+        /* sockets on one address (a SO_REUSEPORT group) form one group */
+        for (g = 0; g < k; g++) {
+            chi_peer other;
+            int op;
+            if (chi_os_sockname(app->listen_fds[g], &other, &op) == 0 && op == p && other.family == addr.family &&
+                memcmp(other.addr, addr.addr, addr.family == 6 ? 16 : 4) == 0)
+                break;
+        }
+        app->listen_group[k] = g < k ? app->listen_group[g] : ngroups++;
+        app->listen_fds[k] = fd;
+        if (k == 0) {
+            first = addr;
+            port = p;
+        }
+    }
+    app->nlisten = n;
+    app->inherited = 1;
+    app->cfg.port = port;
+    if (chi_os_peer_text(&first, app->host, sizeof app->host) == 0) (void)snprintf(app->host, sizeof app->host, "?");
+    return n;
+}
+
+/* CHOPIN_READY_FD: the previous process's end of a pipe, told once this
+   one serves (>>restart). Kept if it is an open descriptor. */
+static void chi_take_ready_fd(ch_app *app)
+{
+    const char *v = getenv("CHOPIN_READY_FD");
+    long fd;
+    if (app->cfg.ignore_env || !v) return;
+    if (chi_parse_int(v, 0, 65535, &fd) == 0 && chi_os_adopt_fd((int)fd) == 0) app->ready_fd = (int)fd;
+    unsetenv("CHOPIN_READY_FD"); /* NOLINT(concurrency-mt-unsafe): before the workers start */
+}
+
+#ifndef CHOPIN_NO_RESTART
+/* What a restart runs: the executable's path and the arguments, taken now
+   (from ch_config.argv, else /proc/self/cmdline). Unknown, ch_restart
+   reports it; serving does not need them. */
+static void chi_take_command(ch_app *app, char **argv)
+{
+    size_t len = 0, i;
+    int n = 0, k = 0;
+    char *block = NULL;
+    if (argv) {
+        for (n = 0; argv[n]; n++) len += strlen(argv[n]) + 1;
+        if (n && (block = (char *)CHOPIN_MALLOC(len + 1)) != NULL)
+            for (k = 0, len = 0; k < n; k++) {
+                memcpy(block + len, argv[k], strlen(argv[k]) + 1);
+                len += strlen(argv[k]) + 1;
+            }
+    } else {
+        len = chi_os_read_cmdline(&block);
+    }
+    if (!block || !len) {
+        CHOPIN_FREE(block);
+        return;
+    }
+    for (i = 0, n = 0; i < len; i++)
+        if (block[i] == 0) n++;
+    app->argv = (char **)CHOPIN_MALLOC(sizeof(char *) * (size_t)(n + 1));
+    if (!app->argv) {
+        CHOPIN_FREE(block);
+        return;
+    }
+    for (i = 0, k = 0; i < len && k < n; k++) {
+        app->argv[k] = block + i;
+        i += strlen(block + i) + 1;
+    }
+    app->argv[k] = NULL;
+    app->argv_block = block;
+    app->cfg.argv = app->argv;
+    if (chi_os_self_exe(app->argv[0], app->exe, sizeof app->exe) < 0) app->exe[0] = 0;
+}
+#endif
 
 static int chi_bind_all(ch_app *app)
 {
@@ -11019,6 +11652,7 @@ static int chi_bind_all(ch_app *app)
 
 CHOPIN_API int ch_listen(ch_app *app, const ch_config *cfg)
 {
+    int rc;
     if (!app) return -1;
     if (app->reg_failed) return -1; /* the registration error is in app->err */
     if (app->listening) {
@@ -11027,7 +11661,12 @@ CHOPIN_API int ch_listen(ch_app *app, const ch_config *cfg)
     }
     if (chi_resolve_config(app, cfg) < 0) return -1;
     chi_os_raise_nofile();
-    if (chi_bind_all(app) < 0) return -1;
+    rc = chi_take_inherited(app);
+    if (rc < 0 || (rc == 0 && chi_bind_all(app) < 0)) return -1;
+    chi_take_ready_fd(app);
+#ifndef CHOPIN_NO_RESTART
+    chi_take_command(app, cfg ? cfg->argv : NULL);
+#endif
     app->listening = 1;
     app->err[0] = 0;
     return 0;
@@ -11035,12 +11674,247 @@ CHOPIN_API int ch_listen(ch_app *app, const ch_config *cfg)
 
 CHOPIN_API const ch_config *ch_config_used(const ch_app *app) { return app->listening ? &app->cfg : NULL; }
 
+/* >>restart -----------------------------------------------------------------
+   Restarts that drop nothing, as nginx's binary upgrade does them. On
+   SIGUSR2 (or ch_restart) the main thread starts the executable again, same
+   arguments and environment, and hands it the listening sockets by socket
+   activation (LISTEN_FDS at descriptors 3.., LISTEN_PID its pid) plus the
+   write end of a pipe (CHOPIN_READY_FD). Both processes now hold the same
+   sockets, so a connection waiting in the kernel's queue is taken by one or
+   the other, never refused. The new process writes PID_FILE and a byte on
+   the pipe once its workers accept; then the old one stops accepting,
+   closes its idle keep-alive connections (the others after their current
+   answer) and finishes what is in flight, like any graceful stop. If the
+   new process exits first, or is not ready in time, it is killed and
+   waited for, and the old one goes on serving; the reason goes to stderr.
+   The health route (ch_health) answers 503 once a worker drains. */
+
+static void chi_ops_log(const ch_app *app, const char *fmt, ...)
+{
+    char line[CHI_ERROR_LEN + 64];
+    int n = snprintf(line, sizeof line, "chopin[%ld]: ", chi_os_pid());
+    va_list ap;
+    (void)app;
+    va_start(ap, fmt);
+    (void)vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+    va_end(ap);
+    chi_os_log_line(line);
+}
+
+/* Once serving: PID_FILE, then the process that started us (if any). */
+static void chi_announce_ready(ch_app *app)
+{
+    char why[96];
+    if (app->pid_file[0]) {
+        if (chi_os_write_pidfile(app->pid_file, chi_os_pid()) == 0)
+            app->pid_written = 1;
+        else
+            chi_ops_log(app, "cannot write PID_FILE %s: %s", app->pid_file, chi_os_error_text(why, sizeof why));
+    }
+    if (app->ready_fd >= 0) {
+        chi_os_notify_ready(app->ready_fd);
+        app->ready_fd = -1;
+    }
+}
+
+/* At exit: PID_FILE goes, unless a successor has written its own pid. */
+static void chi_pidfile_remove(ch_app *app)
+{
+    if (app->pid_written) chi_os_remove_pidfile(app->pid_file, chi_os_pid());
+    app->pid_written = 0;
+}
+
+#ifndef CHOPIN_NO_RESTART
+/* The successor's environment: ours without the variables of a previous
+   activation, plus LISTEN_FDS, LISTEN_PID (its digits are written by the
+   child, into room kept here), LISTEN_FDNAMES if we got names, and
+   CHOPIN_READY_FD. The strings live in vars; the array is freed by the
+   caller. */
+typedef struct chi_spawn_vars {
+    char fds[32], pid[48], names[CHI_MAX_HOST + 16], ready[48];
+} chi_spawn_vars;
+
+static int chi_is_var(const char *entry, const char *name)
+{
+    size_t n = strlen(name);
+    return strncmp(entry, name, n) == 0 && entry[n] == '=';
+}
+
+static char **chi_successor_env(const ch_app *app, chi_spawn_vars *v)
+{
+    char **env = chi_os_environ(), **out;
+    size_t n = 0, i, k = 0;
+    while (env && env[n]) n++;
+    out = (char **)CHOPIN_MALLOC(sizeof(char *) * (n + 5));
+    if (!out) return NULL;
+    for (i = 0; i < n; i++)
+        if (!chi_is_var(env[i], "LISTEN_FDS") && !chi_is_var(env[i], "LISTEN_PID") &&
+            !chi_is_var(env[i], "LISTEN_FDNAMES") && !chi_is_var(env[i], "CHOPIN_READY_FD"))
+            out[k++] = env[i];
+    (void)snprintf(v->fds, sizeof v->fds, "LISTEN_FDS=%d", app->nlisten);
+    (void)snprintf(v->pid, sizeof v->pid, "LISTEN_PID=%s", "00000000000000000000");
+    (void)snprintf(v->ready, sizeof v->ready, "CHOPIN_READY_FD=%d", 3 + app->nlisten);
+    out[k++] = v->fds;
+    out[k++] = v->pid;
+    out[k++] = v->ready;
+    if (app->fdnames[0]) {
+        (void)snprintf(v->names, sizeof v->names, "LISTEN_FDNAMES=%s", app->fdnames);
+        out[k++] = v->names;
+    }
+    out[k] = NULL;
+    return out;
+}
+
+static void chi_successor_forget(ch_app *app)
+{
+    chi_poller_del(&app->ctl, app->next.ready_rd, CHI_EV_READ);
+    chi_os_close(app->next.ready_rd);
+    memset(&app->next, 0, sizeof app->next);
+}
+
+/* Starts the successor (a restart). The main thread then waits for its
+   pipe (chi_restart_check). Returns 0, or -1 (logged: still serving). */
+static int chi_restart_begin(ch_app *app, const int *blocked, int nblocked)
+{
+    chi_spawn s;
+    chi_spawn_vars v;
+    char **envp, why[96];
+    int pipefd[2];
+    long pid;
+    if (app->next.pid) {
+        chi_ops_log(app, "restart: already under way (pid %ld starting); ignored", app->next.pid);
+        return -1;
+    }
+    if (!app->exe[0] || !app->argv) {
+        chi_ops_log(app, "restart: impossible, the executable or its arguments are unknown (set ch_config.argv)");
+        return -1;
+    }
+    if (chi_os_pipe(pipefd) < 0) {
+        chi_ops_log(app, "restart: no pipe: %s; still serving", chi_os_error_text(why, sizeof why));
+        return -1;
+    }
+    envp = chi_successor_env(app, &v);
+    memset(&s, 0, sizeof s);
+    s.exe = app->exe;
+    s.argv = app->argv;
+    s.envp = envp;
+    s.fds = app->listen_fds;
+    s.nfds = app->nlisten;
+    s.ready_fd = pipefd[1];
+    s.pid_digits = v.pid + strlen("LISTEN_PID=");
+    s.unblock = blocked;
+    s.nunblock = nblocked;
+    pid = envp ? chi_os_spawn(&s) : -1;
+    chi_os_close(pipefd[1]); /* the child's copy is the only writer left */
+    CHOPIN_FREE(envp);
+    if (pid < 0 || chi_poller_add(&app->ctl, pipefd[0], CHI_EV_READ, CHI_TAG_READY, 0) < 0) {
+        chi_ops_log(app, "restart: cannot start %s: %s; still serving", app->exe, chi_os_error_text(why, sizeof why));
+        chi_os_close(pipefd[0]);
+        if (pid > 0) chi_os_reap(pid, 0, why, sizeof why);
+        return -1;
+    }
+    app->next.pid = pid;
+    app->next.ready_rd = pipefd[0];
+    app->next.deadline_ns = chi_os_now_ns() + (int64_t)CHI_DEFAULT_RESTART_TIMEOUT * 1000000000;
+    chi_ops_log(app, "restart: started pid %ld (%s), passing %d listening socket%s", pid, app->exe, app->nlisten,
+                app->nlisten == 1 ? "" : "s");
+    return 0;
+}
+
+/* The successor's pipe is readable, or its time is up. Returns 1 when it
+   serves (this process then drains and leaves), 0 otherwise. */
+static int chi_restart_check(ch_app *app, int timed_out)
+{
+    char why[96];
+    long pid = app->next.pid;
+    int r = timed_out ? -1 : chi_os_read_ready(app->next.ready_rd);
+    if (r == 1) {
+        chi_successor_forget(app);
+        chi_ops_log(app, "restart: pid %ld serves; this process stops accepting and drains", pid);
+        return 1;
+    }
+    if (r == 0 || timed_out) {
+        chi_successor_forget(app);
+        chi_os_reap(pid, timed_out ? 0 : 1000, why, sizeof why);
+        if (timed_out)
+            chi_ops_log(app, "restart failed: pid %ld was not serving after %d s and was killed; still serving", pid,
+                        CHI_DEFAULT_RESTART_TIMEOUT);
+        else
+            chi_ops_log(app, "restart failed: pid %ld %s before serving; still serving", pid, why);
+    }
+    return 0;
+}
+
+/* Stopping while a successor starts: it would be left serving alone. */
+static void chi_restart_abandon(ch_app *app)
+{
+    char why[96];
+    long pid = app->next.pid;
+    if (!pid) return;
+    chi_successor_forget(app);
+    chi_os_reap(pid, 0, why, sizeof why);
+    chi_ops_log(app, "restart abandoned: stopping; pid %ld %s", pid, why);
+}
+
+#else /* CHOPIN_NO_RESTART: the hand-over is compiled out */
+static int chi_restart_begin(ch_app *app, const int *blocked, int nblocked)
+{
+    (void)blocked;
+    (void)nblocked;
+    chi_ops_log(app, "restart: compiled out (CHOPIN_NO_RESTART); ignored");
+    return -1;
+}
+
+static int chi_restart_check(ch_app *app, int timed_out)
+{
+    (void)app;
+    (void)timed_out;
+    return 0;
+}
+
+static void chi_restart_abandon(ch_app *app) { (void)app; }
+#endif /* CHOPIN_NO_RESTART */
+
+CHOPIN_API int ch_restart(ch_app *app)
+{
+    if (!app) return -1;
+#ifdef CHOPIN_NO_RESTART
+    chi_set_error(app, "ch_restart: compiled out (CHOPIN_NO_RESTART)");
+    return -1;
+#endif
+    if (app->embedded) {
+        chi_set_error(app, "ch_restart needs ch_serve: an embedded server (ch_poll) cannot restart");
+        return -1;
+    }
+    if (!app->listening || !app->exe[0] || !app->argv) {
+        chi_set_error(app, "ch_restart: %s", !app->listening ? "not listening"
+                                                             : "the executable or its arguments are unknown (set ch_config.argv)");
+        return -1;
+    }
+    chi_waker_wake(&app->restart);
+    return 0;
+}
+
+CHOPIN_API void ch_health_handler(ch_req *req, ch_res *res)
+{
+    int draining = res->w->stopping;
+    (void)req;
+    ch_res_text(res, draining ? 503 : 200, draining ? "draining" : "ok");
+}
+
+CHOPIN_API int ch_health(ch_app *app, const char *path) { return ch_get(app, path, ch_health_handler, NULL); }
+
 /* >>run ---------------------------------------------------------------------
    The calling thread starts the workers and then only waits, on the app's
    own poller: for SIGINT or SIGTERM (taken as events by the OS seam, so no
-   global handler state is needed) or for ch_stop. It then wakes every
-   worker, which stops accepting, closes idle connections, finishes the
-   requests in flight and returns. */
+   global handler state is needed) or for ch_stop; for SIGUSR2 or
+   ch_restart, and then for the successor's pipe (>>restart). To stop, it
+   wakes every worker, which stops accepting, closes idle connections,
+   finishes the requests in flight and returns. */
+
+/* The signals ch_serve takes as events. */
+static const int chi_serve_signals[] = {SIGINT, SIGTERM, SIGUSR2};
+#define CHI_SERVE_NSIGNALS 3
 
 CHOPIN_API void ch_stop(ch_app *app)
 {
@@ -11049,20 +11923,43 @@ CHOPIN_API void ch_stop(ch_app *app)
     if (app->stop_open) chi_waker_wake(&app->stop);
 }
 
-/* Returns on ch_stop, or on a stop signal (sig may be NULL: none). */
+/* Milliseconds until a starting successor's deadline; -1: none. */
+static int chi_wait_ms(const ch_app *app)
+{
+    int64_t left;
+    if (!app->next.pid) return -1;
+    left = (app->next.deadline_ns - chi_os_now_ns()) / 1000000 + 1;
+    return left < 0 ? 0 : (int)left;
+}
+
+/* Returns on ch_stop, on a stop signal (sig may be NULL: none), or once a
+   successor serves; starts one on SIGUSR2 or ch_restart. */
 static void chi_wait_for_stop(ch_app *app, chi_signals *sig)
 {
-    chi_event ev[4];
-    int i, n, stop = 0;
+    chi_event ev[8];
+    int i, n, s, stop = 0, nblocked = sig ? CHI_SERVE_NSIGNALS : 0;
     while (!stop) {
-        n = chi_poller_wait(&app->ctl, ev, 4, -1);
+        n = chi_poller_wait(&app->ctl, ev, 8, chi_wait_ms(app));
         if (n < 0) break;
         for (i = 0; i < n; i++) {
-            if (ev[i].tag == CHI_TAG_STOP) stop = 1;
-            if (ev[i].tag == CHI_TAG_SIGNAL && sig && chi_signals_read(sig) != 0) stop = 1;
+            if (ev[i].tag == CHI_TAG_STOP) {
+                stop = 1;
+            } else if (ev[i].tag == CHI_TAG_SIGNAL && sig && (s = chi_signals_read(sig)) != 0) {
+                if (s == SIGUSR2)
+                    chi_restart_begin(app, chi_serve_signals, nblocked);
+                else
+                    stop = 1;
+            } else if (ev[i].tag == CHI_TAG_RESTART) {
+                chi_waker_drain(&app->restart);
+                chi_restart_begin(app, chi_serve_signals, nblocked);
+            } else if (ev[i].tag == CHI_TAG_READY && app->next.pid) {
+                if (chi_restart_check(app, 0)) stop = app->handover = 1;
+            }
         }
+        if (!stop && app->next.pid && chi_os_now_ns() >= app->next.deadline_ns) chi_restart_check(app, 1);
     }
     chi_waker_drain(&app->stop);
+    chi_restart_abandon(app);
 }
 
 /* Stops and frees the workers that started (started of them). */
@@ -11099,9 +11996,8 @@ static int chi_start_workers(ch_app *app)
         return -1;
     }
     for (i = 0; i < nw; i++) {
-        int shared = app->nlisten == 1 && nw > 1;
         chi_worker *w = &app->workers[i];
-        if (chi_worker_init(w, app, i, app->listen_fds[app->nlisten == 1 ? 0 : i], shared, NULL) < 0 ||
+        if (chi_worker_init(w, app, i, NULL) < 0 ||
             (chi_store_int(&app->nworkers, i + 1), 0) ||
             chi_os_thread_start(&w->thread, chi_worker_main, w) < 0) {
             char why[128];
@@ -11116,7 +12012,6 @@ static int chi_start_workers(ch_app *app)
 
 CHOPIN_API int ch_serve(ch_app *app)
 {
-    static const int stop_signals[] = {SIGINT, SIGTERM};
     chi_signals sig;
     int sig_open = 0, started;
     if (!app || !app->listening || app->workers) {
@@ -11124,14 +12019,21 @@ CHOPIN_API int ch_serve(ch_app *app)
         return -1;
     }
     /* before the workers start, so they inherit the blocked signals */
-    if (!app->cfg.no_signals) sig_open = chi_signals_open(&sig, &app->ctl, stop_signals, 2, CHI_TAG_SIGNAL) == 0;
+    if (!app->cfg.no_signals)
+        sig_open = chi_signals_open(&sig, &app->ctl, chi_serve_signals, CHI_SERVE_NSIGNALS, CHI_TAG_SIGNAL) == 0;
     started = chi_start_workers(app);
     if (started > 0) {
+        int64_t t0;
+        chi_announce_ready(app);
         chi_wait_for_stop(app, sig_open ? &sig : NULL);
+        t0 = chi_os_now_ns();
         chi_stop_workers(app, started);
+        if (app->handover)
+            chi_ops_log(app, "restart: drained in %ld ms; exiting", (long)((chi_os_now_ns() - t0) / 1000000));
     }
     chi_close_listeners(app);
     if (sig_open) chi_signals_close(&sig);
+    chi_pidfile_remove(app);
     return started > 0 ? 0 : -1;
 }
 
@@ -11157,6 +12059,7 @@ static void chi_embed_end(ch_app *app)
     CHOPIN_FREE(app->workers);
     app->workers = NULL;
     chi_close_listeners(app);
+    chi_pidfile_remove(app);
 }
 
 static int chi_embed_begin(ch_app *app)
@@ -11174,7 +12077,7 @@ static int chi_embed_begin(ch_app *app)
         chi_set_error(app, "out of memory");
         return -1;
     }
-    if (chi_worker_init(&app->workers[0], app, 0, app->listen_fds[0], 0, &app->ctl) < 0) {
+    if (chi_worker_init(&app->workers[0], app, 0, &app->ctl) < 0) {
         char why[128];
         chi_set_error(app, "cannot start the embedded server: %s", chi_os_error_text(why, sizeof why));
         chi_worker_cleanup(&app->workers[0]);
@@ -11185,6 +12088,8 @@ static int chi_embed_begin(ch_app *app)
     app->embedded = 1;
     chi_store_int(&app->nworkers, 1);
     chi_worker_hooks_start(&app->workers[0]);
+    chi_waker_drain(&app->restart); /* no restart here: an early ch_restart is dropped */
+    chi_announce_ready(app);
     return 0;
 }
 
@@ -11230,7 +12135,11 @@ CHOPIN_API void ch_app_free(ch_app *app)
     if (app->workers) chi_embed_end(app);
     chi_close_listeners(app);
     if (app->stop_open) chi_waker_close(&app->stop);
+    if (app->restart_open) chi_waker_close(&app->restart);
     if (app->ctl_open) chi_poller_close(&app->ctl);
+    if (app->ready_fd >= 0) chi_os_close(app->ready_fd);
+    CHOPIN_FREE(app->argv);
+    CHOPIN_FREE(app->argv_block);
     chi_pool_free(app->pool);
     chi_app_free_routes(app);
     CHOPIN_FREE(app);

@@ -9,16 +9,20 @@
      GET  /users/:id   {"id":"<id>"}, through the router with a parameter and
                        one middleware (Server-Timing), the routed case of the
                        benchmarks
-     GET  /health      "ok" (text/plain), through the router: the health
-                       check of a load balancer (deploy/haproxy.cfg,
-                       deploy/nginx.conf and tests/ops/haproxy.sh)
+     GET  /health      "ok" (text/plain), through the router (ch_health):
+                       the health check of a load balancer (deploy/haproxy.cfg,
+                       deploy/nginx.conf and tests/ops/haproxy.sh); 503
+                       "draining" once the server stops or hands over
 
    Environment: PORT (default 3000), HOST (default 0.0.0.0), CHOPIN_WORKERS,
-   SERVER_MODE=performance|standard, REUSEPORT=true|false. */
+   SERVER_MODE=performance|standard, REUSEPORT=true|false, PID_FILE; socket
+   activation (LISTEN_FDS, LISTEN_PID); SIGUSR2 restarts it without
+   dropping a request (the deploy/ files and tests/ops use all of these). */
 #define CHOPIN_IMPLEMENTATION
 #include "../chopin.h"
 
 #include <stdio.h>
+#include <string.h>
 
 static void json_hello(ch_json *j, void *user)
 {
@@ -33,12 +37,6 @@ static void welcome(ch_req *req, ch_res *res)
 {
     (void)req;
     ch_res_text(res, 200, "Welcome to chopin.h. Try /plaintext, /json, /users/42 or POST /echo.\n");
-}
-
-static void health(ch_req *req, ch_res *res)
-{
-    (void)req;
-    ch_res_text(res, 200, "ok");
 }
 
 static void echo(ch_req *req, ch_res *res)
@@ -69,7 +67,7 @@ static ch_app *bench_app(void)
     ch_fast_text(app, "/plaintext", "Hello, World!");
     ch_fast_json_fn(app, "/json", json_hello, NULL);
     ch_get(app, "/", welcome, NULL);
-    ch_get(app, "/health", health, NULL);
+    ch_health(app, "/health"); /* "ok"; 503 "draining" once it stops */
     ch_post(app, "/echo", echo, NULL);
     users = ch_group_new(app, "/users");
     ch_group_use(users, ch_mw_timing, NULL);
@@ -87,14 +85,18 @@ static void print_listening(const ch_config *used)
 }
 
 #ifndef BENCH_NO_MAIN
-int main(void)
+int main(int argc, char **argv)
 {
+    ch_config cfg;
     ch_app *app = bench_app();
     if (!app) {
         fprintf(stderr, "chopin: out of memory\n");
         return 1;
     }
-    if (ch_listen(app, NULL) != 0) {
+    (void)argc;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.argv = argv; /* for a restart (SIGUSR2) where /proc/self/cmdline is missing */
+    if (ch_listen(app, &cfg) != 0) {
         fprintf(stderr, "chopin: %s\n", ch_error(app));
         ch_app_free(app);
         return 1;

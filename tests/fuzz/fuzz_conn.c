@@ -93,7 +93,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     cfg.max_body_size = 2048;
     if (chi_resolve_config(g_app, &cfg) < 0) abort();
     g_w = (chi_worker *)calloc(1, sizeof *g_w);
-    chi_worker_init(g_w, g_app, 0, -1, 0, NULL); /* -1: no listener, so it says "not accepting" */
+    chi_worker_init(g_w, g_app, 0, NULL); /* the app has no listener, so it says "not accepting" */
     if (!g_w->scratch || !g_w->poller) abort();
     return 0;
 }

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # tests/ops/restart.sh - zero-downtime restart by SIGUSR2 hand-over (issue 12).
 #
-# NOT YET IN `make test`: it waits for chopin.h's hand-over. Today SIGUSR2 is
-# not handled, its default action terminates build/bench, and this script
-# reports that after the first signal and fails. Run: make ops-restart.
+# In `make test` (tests/suites/ops.sh), also run with RESTART_LAUNCHER=1 and
+# against the ASan+UBSan build (OPS_SERVER=build/bench-asan). Alone: make
+# ops-restart.
 #
 # What it expects of build/bench, started (from a copy in a temp dir, by its
 # absolute path) with PID_FILE=<tmp>/chopin.pid, PORT=<free>, HOST=127.0.0.1,
@@ -23,6 +23,9 @@
 #     retried by the client) are reported and allowed; RESTART_STRICT=1
 #     counts them as failures;
 #   - SIGTERM then ends the last process with status 0;
+#   - RESTART_LAUNCHER=1: the first process is started by build/launcher
+#     (socket activation, tests/ops/launcher.c) with PORT set to another free
+#     port; it serves on the launcher's socket and passes that one on;
 #   - RESTART_FAIL_CASE=1 adds a sixth SIGUSR2 after the executable has been
 #     replaced by one that exits 1 at once: the old process must keep serving
 #     (PID_FILE unchanged, /plaintext still 200) and log why. Off by default:
@@ -41,7 +44,7 @@ passed=0
 failed=0
 ok() { echo "ok   $*"; passed=$((passed + 1)); }
 bad() { echo "FAIL $*"; failed=$((failed + 1)); }
-make -s build/bench build/load || { echo "0 passed, 1 failed"; exit 1; }
+make -s build/bench build/load build/launcher || { echo "0 passed, 1 failed"; exit 1; }
 SERVER=${OPS_SERVER:-build/bench} # another server speaking the same protocol, to test this script
 strict=
 [ -n "${RESTART_STRICT:-}" ] && strict=--strict
@@ -64,7 +67,7 @@ wait_pidfile() {
 }
 
 run_mode() {
-  local mode=$1 workers=1 dir bin pidfile port first cur new load t0 i t_sig ms_new ms_old alive=1
+  local mode=$1 workers=1 dir bin pidfile port first cur new load t0 i t_sig ms_new ms_old alive=1 other
   [ "$mode" = performance ] && workers=2
   dir=$OPS_TMP/$mode
   mkdir -p "$dir"
@@ -72,11 +75,29 @@ run_mode() {
   cp "$SERVER" "$bin"
   pidfile=$dir/chopin.pid
   free_port port
-  PID_FILE=$pidfile PORT=$port HOST=127.0.0.1 SERVER_MODE=$mode CHOPIN_WORKERS=$workers \
-    "$bin" >"$dir/server.log" 2>&1 &
-  first=$!
-  track "$first"
-  disown "$first" # SIGUSR2 may kill it: no job report from bash
+  if [ -n "${RESTART_LAUNCHER:-}" ]; then
+    # the launcher's socket, not PORT; the server is the launcher's child
+    other=$port
+    PID_FILE=$pidfile PORT=$other HOST=127.0.0.1 SERVER_MODE=$mode CHOPIN_WORKERS=$workers \
+      ./build/launcher --port-file "$dir/ports" -- "$bin" >"$dir/server.log" 2>&1 &
+    track $!
+    disown $!
+    for _ in $(seq 50); do [ -s "$dir/ports" ] && break; sleep 0.1; done
+    port=$(head -n 1 "$dir/ports" 2>/dev/null)
+    first=$(wait_pidfile "$pidfile" "" 5)
+    [ -n "$first" ] && track "$first"
+    if [ -n "$port" ] && [ -n "$first" ] && [ -z "$(http_status "$other" /plaintext)" ]; then
+      ok "$mode: socket activation by build/launcher: serving on its socket 127.0.0.1:$port, PORT=$other unbound"
+    else
+      bad "$mode: socket activation by build/launcher: no server on its socket (${port:-?}), or PORT=$other bound"
+    fi
+  else
+    PID_FILE=$pidfile PORT=$port HOST=127.0.0.1 SERVER_MODE=$mode CHOPIN_WORKERS=$workers \
+      "$bin" >"$dir/server.log" 2>&1 &
+    first=$!
+    track "$first"
+    disown "$first" # SIGUSR2 may kill it: no job report from bash
+  fi
   if cur=$(wait_pidfile "$pidfile" "" 5) && [ "$cur" = "$first" ] && wait_http "$port" /plaintext 5; then
     ok "$mode: serving on 127.0.0.1:$port, PID_FILE holds its pid $cur"
   else
@@ -152,6 +173,11 @@ run_mode() {
     else
       bad "$mode: the last process (pid $cur) still runs 12 s after SIGTERM"
     fi
+  fi
+  # a sanitizer build (OPS_SERVER=build/bench-asan) reports into the log
+  if grep -qE 'AddressSanitizer|LeakSanitizer|runtime error' "$dir/server.log"; then
+    bad "$mode: sanitizer report in the server log:"
+    grep -E -A5 'AddressSanitizer|LeakSanitizer|runtime error' "$dir/server.log" | head -n 20 | sed 's/^/    /'
   fi
 }
 
