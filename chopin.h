@@ -755,7 +755,9 @@ static void chi_format_date(int64_t t, char out[CHI_DATE_LEN])
 /* Character classes, one byte of flags per octet (checked against the RFC
    grammar by tests/unit.c):
      TOKEN  tchar (RFC 9110 5.6.2): method names, header names
-     URI    bytes allowed in a request-target (RFC 3986, without '#')
+     URI    bytes allowed in a request-target: RFC 3986's (without '#'),
+            and " ^ ` { | } which browsers send unencoded (nginx and Node
+            take them; none can end a request-target early)
      VALUE  field-value bytes: VCHAR, obs-text, SP, HTAB (RFC 9110 5.5)
      HEX    hexadecimal digits
      HOST   bytes of uri-host [":" port], IP literals included
@@ -763,22 +765,22 @@ static void chi_format_date(int64_t t, char out[CHI_DATE_LEN])
      JSON   bytes a JSON string holds as they are: 0x20-0x7F but '"', '\\' */
 enum { CHI_TOKEN = 1, CHI_URI = 2, CHI_VALUE = 4, CHI_HEX = 8, CHI_HOST = 16, CHI_PATH = 32, CHI_JSON = 64 };
 static const unsigned char chi_cclass[256] = {
-     0,  0,  0,  0,  0,  0,  0,  0,  0,  4,  0,  0,  0,  0,  0,  0,
-     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
-    68,119,  4, 69,119, 87,119,119,118,118,119,119,118,119,119,102,
-   127,127,127,127,127,127,127,127,127,127,118,118, 68,118, 68, 70,
-   102,127,127,127,127,127,127,119,119,119,119,119,119,119,119,119,
-   119,119,119,119,119,119,119,119,119,119,119,118,  4,118, 69,119,
-    69,127,127,127,127,127,127,119,119,119,119,119,119,119,119,119,
-   119,119,119,119,119,119,119,119,119,119,119, 68, 69, 68,119, 64,
-     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,
-     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,
-     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,
-     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,
-     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,
-     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,
-     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,
-     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,
+      0,   0,   0,   0,   0,   0,   0,   0,   0,   4,   0,   0,   0,   0,   0,   0,
+      0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,
+     68, 119,  38,  69, 119,  87, 119, 119, 118, 118, 119, 119, 118, 119, 119, 102,
+    127, 127, 127, 127, 127, 127, 127, 127, 127, 127, 118, 118,  68, 118,  68,  70,
+    102, 127, 127, 127, 127, 127, 127, 119, 119, 119, 119, 119, 119, 119, 119, 119,
+    119, 119, 119, 119, 119, 119, 119, 119, 119, 119, 119, 118,   4, 118, 103, 119,
+    103, 127, 127, 127, 127, 127, 127, 119, 119, 119, 119, 119, 119, 119, 119, 119,
+    119, 119, 119, 119, 119, 119, 119, 119, 119, 119, 119, 102, 103, 102, 119,  64,
+      4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,
+      4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,
+      4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,
+      4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,
+      4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,
+      4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,
+      4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,
+      4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,
 };
 
 static int chi_is(unsigned char c, int cls) { return (chi_cclass[c] & cls) != 0; }
@@ -1758,14 +1760,41 @@ static void chi_conn_token(const char *t, size_t n, void *ctx)
 }
 
 typedef struct chi_te_tokens {
-    int count, chunked;
+    int count, chunked, last_chunked;
 } chi_te_tokens;
 
 static void chi_te_token(const char *t, size_t n, void *ctx)
 {
     chi_te_tokens *te = (chi_te_tokens *)ctx;
     te->count++;
-    if (n == 7 && chi_ieq(t, "chunked", 7)) te->chunked++;
+    te->last_chunked = n == 7 && chi_ieq(t, "chunked", 7);
+    te->chunked += te->last_chunked;
+}
+
+/* uri-host [ ":" port ] (RFC 9112 3.2, RFC 3986 3.2.2): an IP literal in
+   brackets (hex digits, ':' and '.'), or a reg-name / IPv4 address without
+   ':' or brackets; then optionally ':' and digits. The bytes are already
+   known to be CHI_HOST bytes; this checks their shape. Empty is allowed (a
+   Host for a target without an authority). Returns 1 or 0. */
+static int chi_valid_authority(const char *a, size_t n)
+{
+    size_t i = 0;
+    if (n && a[0] == '[') {
+        for (i = 1; i < n && a[i] != ']'; i++)
+            if (!chi_is((unsigned char)a[i], CHI_HEX) && a[i] != ':' && a[i] != '.') return 0;
+        if (i == n || i < 3) return 0; /* no ']', or "[]" / "[x]" */
+        i++;
+    } else {
+        while (i < n && a[i] != ':') {
+            if (a[i] == '[' || a[i] == ']') return 0;
+            i++;
+        }
+    }
+    if (i == n) return 1;
+    if (a[i] != ':') return 0;
+    for (i++; i < n; i++)
+        if (a[i] < '0' || a[i] > '9') return 0;
+    return 1;
 }
 
 /* Splits the request-target into path and query (q: the first '?', or
@@ -1791,7 +1820,7 @@ static int chi_split_target(ch_req *req, const char *q)
             if (!chi_is((unsigned char)*t, CHI_HOST)) return -400;
             t++;
         }
-        if (t == auth) return -400;
+        if (t == auth || !chi_valid_authority(auth, (size_t)(t - auth))) return -400;
         if (t == end || *t == '?') { /* "http://h" and "http://h?x" mean the path "/" */
             req->path = chi_str("/", 1);
             req->query = q ? chi_str(q + 1, (size_t)(end - q - 1)) : chi_str(end, 0);
@@ -1914,6 +1943,7 @@ static int chi_note_field(int id, const char *value, size_t vlen, chi_head *h, c
     switch (id) {
     case CH_H_HOST:
         f->host_count++; /* its bytes were checked as they were scanned */
+        if (!chi_valid_authority(value, vlen)) return -400;
         break;
     case CH_H_EXPECT:
         if (vlen == 12 && chi_ieq(value, "100-continue", 12))
@@ -2002,9 +2032,12 @@ static long chi_decide_framing(const ch_req *req, const chi_limits *lim, const c
     h->body_kind = CHI_BODY_NONE;
     h->content_length = 0;
     if (f->te_seen) {
-        /* chunked must be the only coding; TE with CL, or in HTTP/1.0, is a
-           framing error (RFC 9112 6.1, 6.3) */
-        if (f->te.count != 1 || f->te.chunked != 1 || f->cl_seen || req->version_minor == 0) return -400;
+        /* chunked must be the last coding, and only once; TE with CL, or in
+           HTTP/1.0, is a framing error (RFC 9112 6.1, 6.3). A coding before
+           chunked ("gzip, chunked") is well framed but one we do not
+           decode: 501 (RFC 9112 6.1). */
+        if (!f->te.last_chunked || f->te.chunked != 1 || f->cl_seen || req->version_minor == 0) return -400;
+        if (f->te.count != 1) return -501;
         h->body_kind = CHI_BODY_CHUNKED;
     } else if (f->cl_seen) {
         if (f->cl > lim->max_body) return -413;
@@ -2053,7 +2086,9 @@ static long chi_parse_head(const char *buf, size_t len, const chi_limits *lim, c
    partial request being moved to another buffer. */
 
 enum {
-    CHI_CK_SIZE_FIRST, CHI_CK_SIZE, CHI_CK_EXT_WS, CHI_CK_EXT, CHI_CK_SIZE_LF,
+    CHI_CK_SIZE_FIRST, CHI_CK_SIZE, CHI_CK_EXT_WS, CHI_CK_EXT_NAME_WS, CHI_CK_EXT_NAME,
+    CHI_CK_EXT_AFTER_NAME, CHI_CK_EXT_VAL_WS, CHI_CK_EXT_VAL_TOKEN, CHI_CK_EXT_VAL_QUOTED,
+    CHI_CK_EXT_VAL_ESCAPE, CHI_CK_SIZE_LF,
     CHI_CK_DATA, CHI_CK_DATA_CR, CHI_CK_DATA_LF,
     CHI_CK_TRAILER_START, CHI_CK_TRAILER_NAME, CHI_CK_TRAILER_VALUE,
     CHI_CK_TRAILER_LF, CHI_CK_END_LF, CHI_CK_DONE
@@ -2076,11 +2111,63 @@ static void chi_chunked_init(chi_chunked *ck, size_t body_start)
     ck->src = ck->dst = body_start;
 }
 
+/* Chunk extensions, by RFC 9112 7.1.1:
+       chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] )
+       ext-name = token; ext-val = token / quoted-string
+   One byte at a time after the size; returns 0 to go on or -400. Their
+   meaning is ignored, but their shape is checked: "5;", "5;a b", "5;a=" and
+   an unclosed quote are refused. */
+static int chi_ck_ws(unsigned char c) { return c == ' ' || c == '\t'; }
+
+static int chi_ck_ext_byte(chi_chunked *ck, unsigned char c)
+{
+    switch (ck->state) {
+    case CHI_CK_EXT_WS: /* after the size or a complete extension */
+        if (c == ';') ck->state = CHI_CK_EXT_NAME_WS;
+        else if (c == '\r') ck->state = CHI_CK_SIZE_LF;
+        else if (!chi_ck_ws(c)) return -400;
+        return 0;
+    case CHI_CK_EXT_NAME_WS: /* after ';': BWS, then a name */
+        if (chi_is(c, CHI_TOKEN)) ck->state = CHI_CK_EXT_NAME;
+        else if (!chi_ck_ws(c)) return -400;
+        return 0;
+    case CHI_CK_EXT_NAME:
+        if (chi_is(c, CHI_TOKEN)) return 0;
+        ck->state = CHI_CK_EXT_AFTER_NAME; /* and this byte is the one after the name */
+        return chi_ck_ext_byte(ck, c);
+    case CHI_CK_EXT_AFTER_NAME:
+        if (c == '=') ck->state = CHI_CK_EXT_VAL_WS;
+        else if (c == ';') ck->state = CHI_CK_EXT_NAME_WS;
+        else if (c == '\r') ck->state = CHI_CK_SIZE_LF;
+        else if (!chi_ck_ws(c)) return -400;
+        return 0;
+    case CHI_CK_EXT_VAL_WS: /* after '=': BWS, then a token or a quoted string */
+        if (chi_is(c, CHI_TOKEN)) ck->state = CHI_CK_EXT_VAL_TOKEN;
+        else if (c == '"') ck->state = CHI_CK_EXT_VAL_QUOTED;
+        else if (!chi_ck_ws(c)) return -400;
+        return 0;
+    case CHI_CK_EXT_VAL_TOKEN:
+        if (chi_is(c, CHI_TOKEN)) return 0;
+        ck->state = CHI_CK_EXT_WS;
+        return chi_ck_ext_byte(ck, c);
+    case CHI_CK_EXT_VAL_QUOTED: /* qdtext: HTAB, SP, VCHAR but '"' and '\\', obs-text */
+        if (c == '"') ck->state = CHI_CK_EXT_WS;
+        else if (c == '\\') ck->state = CHI_CK_EXT_VAL_ESCAPE;
+        else if (!chi_is(c, CHI_VALUE)) return -400;
+        return 0;
+    default: /* CHI_CK_EXT_VAL_ESCAPE: quoted-pair */
+        if (!chi_is(c, CHI_VALUE)) return -400;
+        ck->state = CHI_CK_EXT_VAL_QUOTED;
+        return 0;
+    }
+}
+
 /* The size line: hex digits, optional extensions, CRLF. One byte at a time;
    returns 0 to go on or -status. */
 static int chi_ck_size_byte(chi_chunked *ck, unsigned char c, uint64_t max_body)
 {
     int d;
+    if (ck->state >= CHI_CK_EXT_WS && ck->state < CHI_CK_SIZE_LF) return chi_ck_ext_byte(ck, c);
     switch (ck->state) {
     case CHI_CK_SIZE_FIRST:
     case CHI_CK_SIZE:
@@ -2094,22 +2181,10 @@ static int chi_ck_size_byte(chi_chunked *ck, unsigned char c, uint64_t max_body)
         } else if (c == '\r') {
             ck->state = CHI_CK_SIZE_LF;
         } else if (c == ';' || c == ' ' || c == '\t') {
-            ck->state = c == ';' ? CHI_CK_EXT : CHI_CK_EXT_WS;
+            ck->state = c == ';' ? CHI_CK_EXT_NAME_WS : CHI_CK_EXT_WS;
         } else {
             return -400;
         }
-        return 0;
-    case CHI_CK_EXT_WS: /* BWS before ';' */
-        if (c == ';')
-            ck->state = CHI_CK_EXT;
-        else if (c != ' ' && c != '\t')
-            return -400;
-        return 0;
-    case CHI_CK_EXT: /* chunk-ext: no control bytes but HTAB */
-        if (c == '\r')
-            ck->state = CHI_CK_SIZE_LF;
-        else if (!chi_is(c, CHI_VALUE))
-            return -400;
         return 0;
     default: /* CHI_CK_SIZE_LF */
         if (c != '\n') return -400;
