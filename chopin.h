@@ -613,7 +613,9 @@ CHOPIN_API long ch_cookie_format(const ch_cookie *cookie, char *out, size_t cap)
 
 /* Request id: keeps a client's X-Request-Id (1-64 token bytes) or makes one,
    sends it back, and gives it to the log (ch_res_request_id). */
+#ifndef CHOPIN_NO_REQUEST_ID
 CHOPIN_API int ch_mw_request_id(ch_req *req, ch_res *res, void *user);
+#endif
 CHOPIN_API ch_str ch_res_request_id(const ch_res *res);
 
 #ifndef CHOPIN_NO_CORS
@@ -2966,6 +2968,35 @@ typedef struct chi_net {
     int bits;                 /* prefix length */
 } chi_net;
 
+#if !defined(CHOPIN_NO_CORS) || !defined(CHOPIN_NO_RATELIMIT)
+/* The hash of the CORS cache and the rate table. */
+static uint32_t chi_hash(const char *s, size_t n)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    size_t i;
+    for (i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
+#endif
+
+#if !defined(CHOPIN_NO_PROXY) || !defined(CHOPIN_NO_RATELIMIT)
+/* An IPv4 address mapped into IPv6 (::ffff:a.b.c.d) compares as IPv4. */
+static chi_peer chi_peer_plain(const chi_peer *p)
+{
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    chi_peer r = *p;
+    if (p->family == 6 && memcmp(p->addr, mapped, 12) == 0) {
+        memset(&r, 0, sizeof r);
+        memcpy(r.addr, p->addr + 12, 4);
+        r.family = 4;
+    }
+    return r;
+}
+#endif
+
+#ifndef CHOPIN_NO_PROXY
+
 static int chi_ipv4_parse(const char *s, size_t n, unsigned char out[4])
 {
     size_t i = 0;
@@ -3049,19 +3080,6 @@ static int chi_ip_parse(const char *s, size_t n, chi_peer *out)
     if (chi_ipv4_parse(s, n, out->addr) < 0) return -1;
     out->family = 4;
     return 0;
-}
-
-/* An IPv4 address mapped into IPv6 (::ffff:a.b.c.d) compares as IPv4. */
-static chi_peer chi_peer_plain(const chi_peer *p)
-{
-    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    chi_peer r = *p;
-    if (p->family == 6 && memcmp(p->addr, mapped, 12) == 0) {
-        memset(&r, 0, sizeof r);
-        memcpy(r.addr, p->addr + 12, 4);
-        r.family = 4;
-    }
-    return r;
 }
 
 static int chi_net_match(const chi_net *net, const chi_peer *peer)
@@ -3155,7 +3173,7 @@ static const char *chi_proxy_field(const char *p, const char *end)
 
 static long chi_proxy_v1(const char *buf, size_t len, chi_peer *out)
 {
-    const char *end, *p, *f[5], *fe[5];
+    const char *end, *p, *f[4], *fe[4];
     const char *lf = (const char *)memchr(buf, '\n', len < CHI_PROXY_V1_MAX ? len : CHI_PROXY_V1_MAX);
     chi_peer dst;
     int i;
@@ -3167,12 +3185,12 @@ static long chi_proxy_v1(const char *buf, size_t len, chi_peer *out)
     if (end - p >= 7 && memcmp(p, "UNKNOWN", 7) == 0) return (long)(lf + 1 - buf); /* rest ignored */
     if (end - p < 5 || (memcmp(p, "TCP4 ", 5) != 0 && memcmp(p, "TCP6 ", 5) != 0)) return -1;
     p += 5;
-    for (i = 0; i < 5; i++) {
+    for (i = 0; i < 4; i++) { /* source, destination, source port, destination port */
         f[i] = p;
         fe[i] = chi_proxy_field(p, end);
         if (fe[i] == f[i]) return -1;
         p = fe[i];
-        if (i < 4) {
+        if (i < 3) {
             if (p == end || *p != ' ') return -1;
             p++;
         }
@@ -3233,6 +3251,9 @@ static long chi_proxy_parse(const char *buf, size_t len, chi_peer *out)
     return -1;
 }
 
+#endif /* CHOPIN_NO_PROXY */
+
+#ifndef CHOPIN_NO_RATELIMIT
 /* >>buckets -----------------------------------------------------------------
    The rate limiter's memory: a token bucket per key, in a table of at most
    `cap` keys that forgets the least recently used one when full. Chained
@@ -3267,14 +3288,6 @@ typedef struct chi_take {
     long retry_after;         /* seconds until one token (>= 1), when refused */
     long reset;               /* seconds until the bucket is full again */
 } chi_take;
-
-static uint32_t chi_hash(const char *s, size_t n)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    size_t i;
-    for (i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
-    return h;
-}
 
 static int chi_buckets_init(chi_buckets *t, int cap, double rate, double burst)
 {
@@ -3387,6 +3400,8 @@ static chi_take chi_buckets_take(chi_buckets *t, const char *key, size_t n, int6
     r.reset = chi_ceil_seconds((t->burst - b->tokens) / t->rate);
     return r;
 }
+
+#endif /* CHOPIN_NO_RATELIMIT */
 
 /* >>cookies -----------------------------------------------------------------
    The Set-Cookie value (RFC 6265 4.1), built and checked in one place. */
@@ -3772,6 +3787,7 @@ typedef pthread_t chi_thread;
 static int chi_os_thread_start(chi_thread *t, void *(*fn)(void *), void *arg) { return pthread_create(t, NULL, fn, arg) == 0 ? 0 : -1; }
 static void chi_os_thread_join(chi_thread t) { pthread_join(t, NULL); }
 
+#ifndef CHOPIN_NO_RATELIMIT
 /* A lock, for the one shared structure on the request path: the exact-mode
    rate table (>>ratelimit). */
 typedef pthread_mutex_t chi_mutex;
@@ -3779,6 +3795,7 @@ static int chi_os_mutex_init(chi_mutex *m) { return pthread_mutex_init(m, NULL) 
 static void chi_os_mutex_lock(chi_mutex *m) { pthread_mutex_lock(m); }
 static void chi_os_mutex_unlock(chi_mutex *m) { pthread_mutex_unlock(m); }
 static void chi_os_mutex_destroy(chi_mutex *m) { pthread_mutex_destroy(m); }
+#endif
 
 /* Listening sockets. */
 typedef struct chi_listen_req {
@@ -5621,10 +5638,14 @@ static void chi_stat_add(uint64_t *c, uint64_t n)
 {
     __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
 }
+#ifndef CHOPIN_NO_METRICS
 static uint64_t chi_stat_read(const uint64_t *c) { return __atomic_load_n(c, __ATOMIC_RELAXED); }
+#endif
 #else
 static void chi_stat_add(uint64_t *c, uint64_t n) { *(volatile uint64_t *)c += n; }
+#ifndef CHOPIN_NO_METRICS
 static uint64_t chi_stat_read(const uint64_t *c) { return *(const volatile uint64_t *)c; }
+#endif
 #endif
 
 /* Upper bounds of the duration histogram, in nanoseconds and as text. */
@@ -5669,6 +5690,7 @@ typedef struct chi_slot {
     void (*free_fn)(void *state);
 } chi_slot;
 
+#if !defined(CHOPIN_NO_CORS) || !defined(CHOPIN_NO_RATELIMIT)
 /* The worker's state for slot i, or NULL if none yet. */
 static void *chi_slot_get(chi_worker *w, int i) { return w->slots ? w->slots[i] : NULL; }
 
@@ -5683,6 +5705,7 @@ static int chi_slot_set(chi_worker *w, int i, void *state)
     w->slots[i] = state;
     return 0;
 }
+#endif
 
 static void chi_slots_free(chi_worker *w)
 {
@@ -5710,11 +5733,16 @@ static chi_peer chi_client_peer(const ch_req *req)
         memset(&out, 0, sizeof out);
         return out;
     }
+#ifndef CHOPIN_NO_PROXY
     if (!w || !w->app->ntrusted || !chi_nets_match(w->app->trusted, w->app->ntrusted, peer)) return *peer;
     v = ch_req_common(req, CH_H_X_FORWARDED_FOR);
     if (v.len && chi_xff_client(v, w->app->trusted, w->app->ntrusted, &out) == 0) return out;
     v = ch_req_common(req, CH_H_X_REAL_IP);
     if (v.len && chi_ip_parse(v.ptr, v.len, &out) == 0) return out;
+#else
+    (void)w;
+    (void)v;
+#endif
     return *peer;
 }
 
@@ -5771,6 +5799,17 @@ static void chi_write_error(chi_worker *w, int status, const char *extra, size_t
     h.extra_len = extra_len;
     h.length = chi_error_body(status, body);
     chi_write_response(w, &h, body, (size_t)h.length, send_body);
+}
+
+/* After a batch is written: a buffer that grew past the high-water mark
+   for one huge answer (a 50 MB body, a huge JSON document) is given back
+   rather than kept for the worker's lifetime (issue 9, bug 6). */
+static void chi_release_big(chi_worker *w)
+{
+    if (w->out.cap > CHI_OUT_KEEP) chi_buf_free(&w->out);
+    if (w->json.cap > CHI_OUT_KEEP) ch_json_free(&w->json);
+    if (w->res.headers.cap > CHI_OUT_KEEP) chi_buf_free(&w->res.headers);
+    if (w->decoded.cap > CHI_OUT_KEEP) chi_buf_free(&w->decoded);
 }
 
 /* "HTTP/1.1 100 Continue": the client may send the body now. */
@@ -6175,6 +6214,7 @@ CHOPIN_API void ch_access_log(const ch_req *req, const ch_res *res, void *user)
 }
 #endif
 
+#ifndef CHOPIN_NO_REQUEST_ID
 /* >>request id ----------------------------------------------------------------
    X-Request-Id: a client's (or a proxy's) id is kept when it is 1-64 token
    bytes, else one is made: this worker's start second, its number and a
@@ -6223,7 +6263,9 @@ CHOPIN_API int ch_mw_request_id(ch_req *req, ch_res *res, void *user)
     chi_res_put_header(res, "X-Request-Id", 12, res->rid, res->rid_len); /* token bytes: no check needed */
     return CH_NEXT;
 }
+#endif
 
+#if !defined(CHOPIN_NO_CORS) || !defined(CHOPIN_NO_RATELIMIT)
 /* What ch_app_free frees for a registration; -1 when out of memory. */
 static int chi_app_own(ch_app *app, void *ptr, void (*free_fn)(void *))
 {
@@ -6235,6 +6277,9 @@ static int chi_app_own(ch_app *app, void *ptr, void (*free_fn)(void *))
     return 0;
 }
 
+#endif
+
+#ifndef CHOPIN_NO_CORS
 /* A header value given at registration: no CR, LF or other control byte. */
 static int chi_value_ok(const char *v)
 {
@@ -6243,7 +6288,6 @@ static int chi_value_ok(const char *v)
     return 1;
 }
 
-#ifndef CHOPIN_NO_CORS
 /* >>cors ------------------------------------------------------------------------
    CORS by the Fetch standard. The headers a preflight answer carries
    (methods, headers, max-age) are built once at registration; an origin's
@@ -6676,6 +6720,13 @@ static int chi_batteries_prepare(ch_app *app)
 {
     const char *bad = "";
     app->log_level = app->cfg.log_level;
+#ifdef CHOPIN_NO_PROXY
+    if (app->cfg.trust_proxy) {
+        chi_set_error(app, "trust_proxy: this build has CHOPIN_NO_PROXY");
+        return -1;
+    }
+    (void)bad;
+#else
     if (app->cfg.trust_proxy) {
         app->ntrusted = chi_nets_parse(app->cfg.trust_proxy, app->trusted, CHI_MAX_TRUSTED, &bad);
         if (app->ntrusted < 0) {
@@ -6685,6 +6736,7 @@ static int chi_batteries_prepare(ch_app *app)
             return -1;
         }
     }
+#endif
     if (app->metrics_on && !app->metrics) {
         size_t size = sizeof(chi_metrics) * (size_t)app->cfg.workers + CHI_CACHE_LINE;
         app->metrics_mem = CHOPIN_MALLOC(size);
@@ -6800,6 +6852,7 @@ static int chi_request_body(chi_worker *w, chi_conn *c, char *p, size_t n, size_
     }
 }
 
+#ifndef CHOPIN_NO_PROXY
 /* The PROXY header a trusted proxy sends first (ch_config.proxy_protocol):
    its source address becomes the peer. Returns its length, or 0 when more
    bytes are needed; a malformed one closes the connection. */
@@ -6818,6 +6871,7 @@ static size_t chi_proxy_header(chi_worker *w, chi_conn *c, const char *buf, size
     if (peer.family) c->peer = peer; /* LOCAL / UNKNOWN keep the proxy's own */
     return (size_t)n;
 }
+#endif
 
 /* Answers every complete request in buf[0, len). Returns the bytes used; the
    rest is the start of an unfinished request. */
@@ -6827,7 +6881,9 @@ static size_t chi_process(chi_worker *w, chi_conn *c, char *buf, size_t len)
     ch_req *req = &w->req;
     size_t off = 0;
     c->want = 0;
+#ifndef CHOPIN_NO_PROXY
     if ((c->flags & CHI_F_PROXY) && (off = chi_proxy_header(w, c, buf, len)) == 0) return 0;
+#endif
     if (c->flags & CHI_F_CLOSING) return len;
     while (off < len) {
         char *p = buf + off;
@@ -6977,7 +7033,7 @@ static void chi_flush(chi_worker *w, chi_conn *c)
                 return;
             }
             w->out.len = 0;
-            if (w->out.cap > CHI_OUT_KEEP) chi_buf_free(&w->out); /* a huge answer does not stay */
+            chi_release_big(w); /* a huge answer does not stay */
         }
         if (!(c->flags & CHI_F_BACKLOG) || chi_pending(c) != 0) break;
         c->flags &= ~(unsigned)CHI_F_BACKLOG;
@@ -7183,8 +7239,10 @@ static int chi_conn_open(chi_worker *w, int fd, const chi_peer *peer)
     w->nconns++;
     chi_q_append(w, c, CHI_Q_IDLE);
     CHI_COUNT(w, conns_opened, 1);
+#ifndef CHOPIN_NO_PROXY
     if (w->app->cfg.proxy_protocol == CH_YES && chi_nets_match(w->app->trusted, w->app->ntrusted, peer))
         c->flags |= CHI_F_PROXY;
+#endif
     return 0;
 }
 
