@@ -25,6 +25,10 @@
    -D_GNU_SOURCE.
 
    VERSION 0.2.0 (CHOPIN_VERSION_MAJOR/MINOR/PATCH, CHOPIN_VERSION_STRING)
+     next   batteries: a logger, CORS, rate limiting, trusted proxies,
+            metrics, request ids, cookies, decoded parameters; after-hooks
+            see refused requests; stricter chunk extensions and Host, the
+            characters browsers send in targets accepted
      0.2.0  the header in three layers (core, OS seam, server); kqueue and
             poll backends beside epoll; embedding in the caller's loop
             (ch_poll); values set in code beat the environment; request
@@ -88,6 +92,12 @@
                                         standard: one loop (for debugging)
        CHOPIN_WORKERS=N                worker threads (performance mode)
        REUSEPORT=true|false            false: the workers share one listener
+       CHOPIN_LOG=warn                 off|error|warn|info|debug: what the
+                                        logger passes on (ch_config.log_level)
+       CHOPIN_TRUST_PROXY=             proxy addresses/networks whose
+                                        X-Forwarded-For, X-Real-IP and PROXY
+                                        header are believed (ch_config.
+                                        trust_proxy), e.g. "127.0.0.1,10.0.0.0/8"
    An invalid value makes ch_listen() fail with a message from ch_error().
 
    COMPILE-TIME OPTIONS (define before including). Every file that includes
@@ -111,6 +121,14 @@
        CHOPIN_NO_AUTH          compile out the bearer-token middleware
        CHOPIN_NO_ACCESS_LOG    compile out the access log after-hook
        CHOPIN_NO_TIMING        compile out the Server-Timing middleware
+       CHOPIN_NO_CORS          compile out ch_use_cors
+       CHOPIN_NO_RATELIMIT     compile out ch_use_ratelimit (and its lock)
+       CHOPIN_NO_METRICS       compile out ch_metrics_route (the counters
+                               then count nothing)
+       CHOPIN_NO_PROXY         compile out trusted proxies: X-Forwarded-For,
+                               X-Real-IP, the PROXY header (trust_proxy is
+                               then an error)
+       CHOPIN_NO_REQUEST_ID    compile out ch_mw_request_id
        CHOPIN_CORE_ONLY        compile only layer 1, the core (parser, JSON,
                                router...): no system call, no server; for
                                tests, fuzzing and reuse
@@ -127,6 +145,23 @@
        write_timeout        30 s  a client that takes none of our answer
        shutdown_timeout     10 s  grace period for in-flight requests
 
+   LOGGING, PROXIES (ch_config fields; 0 / NULL means the default shown)
+       log            stderr      a ch_log_fn(level, item, message, user);
+                                  by default one line on stderr
+       log_level      warn        what is passed on (CH_LOG_OFF..DEBUG)
+       trust_proxy    none        see CHOPIN_TRUST_PROXY
+       proxy_protocol no          CH_YES: connections from trusted proxies
+                                  start with a PROXY v1/v2 header
+   The logger lets at most 20 lines a second through per worker, then one
+   line saying how many it left out.
+
+   BATTERIES
+   ch_use_cors (CORS), ch_use_ratelimit (token buckets, 429), ch_metrics_route
+   (Prometheus text), ch_mw_request_id (X-Request-Id), trusted proxies
+   (ch_req_client_addr), ch_res_error_msg, ch_res_cookie, ch_res_length
+   (HEAD), ch_req_param_decoded and the integer getters. Content-Type has
+   one rule: a type set with ch_res_header is kept by every body call.
+
    READING THIS FILE
    The implementation is three layers; each uses only what is above it. Each
    section starts with a banner you can search for (">>parser") and a few
@@ -142,6 +177,10 @@
      >>responses     reason phrases and the one writer of every response head
      >>routes        FastRoute records and the router's segment tree
      >>request       header, parameter, query and cookie lookups
+     >>addresses     IP literals, trusted networks, X-Forwarded-For, the
+                     PROXY protocol header (v1, v2)
+     >>buckets       token buckets in a bounded LRU table (rate limiting)
+     >>cookies       the Set-Cookie builder; integer getters
    Layer 2, the OS seam: all that asks the kernel
      >>os            backend choice, clock, sockets, listen, accept, threads
      >>os epoll      the poll set, waker, ticker and signals on Linux
@@ -153,10 +192,18 @@
      >>app           building the application: routes, groups, middleware
      >>response API  what handlers call to answer
      >>worker state  the Date cache and the timeout queues
+     >>logger        the log callback or stderr, levels, rate-limited
+     >>counters      per-worker metrics counters, per-worker middleware state
+     >>client        the client's address behind trusted proxies
      >>answers       writing heads and bodies into the worker's output
      >>dispatch      from a parsed request to bytes: FastRoutes, middleware,
                      router, handler, after-hooks
      >>middleware    bearer auth, Server-Timing, access log
+     >>request id    X-Request-Id kept or made
+     >>cors          CORS (the Fetch standard), preflights before auth
+     >>ratelimit     429 with Retry-After and X-RateLimit-*, per worker or exact
+     >>metrics       the Prometheus text route, summed over the workers
+     >>batteries     their set-up at ch_listen and freeing
      >>connection    read, answer every request, write once, close
      >>accept        new connections, pausing at the limits
      >>worker loop   one pass: wait, I/O, tick
@@ -167,8 +214,7 @@
 
    NOT YET
    Answering later and streaming (chunked, SSE), WebSocket, static files,
-   streamed uploads, rate limiting, CORS, metrics, HTTP/2, TLS (put a proxy
-   in front).
+   streamed uploads, HTTP/2, TLS (put a proxy in front).
 
    LICENSE
    MIT or public domain, your choice: see the end of the file.
@@ -912,17 +958,21 @@ static void chi_format_date(int64_t t, char out[CHI_DATE_LEN])
      HEX    hexadecimal digits
      HOST   bytes of uri-host [":" port], IP literals included
      PATH   URI bytes that need no second look: all but '%' and '?'
-     JSON   bytes a JSON string holds as they are: 0x20-0x7F but '"', '\\' */
-enum { CHI_TOKEN = 1, CHI_URI = 2, CHI_VALUE = 4, CHI_HEX = 8, CHI_HOST = 16, CHI_PATH = 32, CHI_JSON = 64 };
+     JSON   bytes a JSON string holds as they are: 0x20-0x7F but '"', '\\'
+     REGNAME  HOST bytes but ':', '[' and ']': a reg-name or IPv4 address */
+enum {
+    CHI_TOKEN = 1, CHI_URI = 2, CHI_VALUE = 4, CHI_HEX = 8, CHI_HOST = 16, CHI_PATH = 32, CHI_JSON = 64,
+    CHI_REGNAME = 128
+};
 static const unsigned char chi_cclass[256] = {
       0,   0,   0,   0,   0,   0,   0,   0,   0,   4,   0,   0,   0,   0,   0,   0,
       0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,
-     68, 119,  38,  69, 119,  87, 119, 119, 118, 118, 119, 119, 118, 119, 119, 102,
-    127, 127, 127, 127, 127, 127, 127, 127, 127, 127, 118, 118,  68, 118,  68,  70,
-    102, 127, 127, 127, 127, 127, 127, 119, 119, 119, 119, 119, 119, 119, 119, 119,
-    119, 119, 119, 119, 119, 119, 119, 119, 119, 119, 119, 118,   4, 118, 103, 119,
-    103, 127, 127, 127, 127, 127, 127, 119, 119, 119, 119, 119, 119, 119, 119, 119,
-    119, 119, 119, 119, 119, 119, 119, 119, 119, 119, 119, 102, 103, 102, 119,  64,
+     68, 247,  38,  69, 247, 215, 247, 247, 246, 246, 247, 247, 246, 247, 247, 102,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 118, 246,  68, 246,  68,  70,
+    102, 255, 255, 255, 255, 255, 255, 247, 247, 247, 247, 247, 247, 247, 247, 247,
+    247, 247, 247, 247, 247, 247, 247, 247, 247, 247, 247, 118,   4, 118, 103, 247,
+    103, 255, 255, 255, 255, 255, 255, 247, 247, 247, 247, 247, 247, 247, 247, 247,
+    247, 247, 247, 247, 247, 247, 247, 247, 247, 247, 247, 102, 103, 102, 247,  64,
       4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,
       4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,
       4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,
@@ -1923,28 +1973,25 @@ static void chi_te_token(const char *t, size_t n, void *ctx)
 
 /* uri-host [ ":" port ] (RFC 9112 3.2, RFC 3986 3.2.2): an IP literal in
    brackets (hex digits, ':' and '.'), or a reg-name / IPv4 address without
-   ':' or brackets; then optionally ':' and digits. The bytes are already
-   known to be CHI_HOST bytes; this checks their shape. Empty is allowed (a
-   Host for a target without an authority). Returns 1 or 0. */
-static int chi_valid_authority(const char *a, size_t n)
+   ':' or brackets; then optionally ':' and digits. Skips it from p and
+   returns where it stops (end, or the first byte that is not a host byte),
+   or NULL when a host byte is out of place ("foo:1:2", "[zz]", "a]b"). One
+   pass, the same one that scans a Host value. */
+static const char *chi_skip_authority(const char *p, const char *end)
 {
-    size_t i = 0;
-    if (n && a[0] == '[') {
-        for (i = 1; i < n && a[i] != ']'; i++)
-            if (!chi_is((unsigned char)a[i], CHI_HEX) && a[i] != ':' && a[i] != '.') return 0;
-        if (i == n || i < 3) return 0; /* no ']', or "[]" / "[x]" */
-        i++;
+    if (p < end && *p == '[') {
+        const char *open = p;
+        for (p++; p < end && *p != ']'; p++)
+            if (!chi_is((unsigned char)*p, CHI_HEX) && *p != ':' && *p != '.') return NULL;
+        if (p == end) return end;
+        if (p == open + 1) return NULL; /* "[]" */
+        p++;
     } else {
-        while (i < n && a[i] != ':') {
-            if (a[i] == '[' || a[i] == ']') return 0;
-            i++;
-        }
+        p = chi_skip_class(p, end, CHI_REGNAME);
     }
-    if (i == n) return 1;
-    if (a[i] != ':') return 0;
-    for (i++; i < n; i++)
-        if (a[i] < '0' || a[i] > '9') return 0;
-    return 1;
+    if (p < end && *p == ':')
+        for (p++; p < end && (unsigned char)(*p - '0') < 10; p++) {}
+    return p < end && chi_is((unsigned char)*p, CHI_HOST) ? NULL : p;
 }
 
 /* Splits the request-target into path and query (q: the first '?', or
@@ -1966,11 +2013,8 @@ static int chi_split_target(ch_req *req, const char *q)
         else
             return -400;
         auth = t;
-        while (t < end && *t != '/' && *t != '?') {
-            if (!chi_is((unsigned char)*t, CHI_HOST)) return -400;
-            t++;
-        }
-        if (t == auth || !chi_valid_authority(auth, (size_t)(t - auth))) return -400;
+        t = chi_skip_authority(t, end);
+        if (!t || t == auth || (t < end && *t != '/' && *t != '?')) return -400;
         if (t == end || *t == '?') { /* "http://h" and "http://h?x" mean the path "/" */
             req->path = chi_str("/", 1);
             req->query = q ? chi_str(q + 1, (size_t)(end - q - 1)) : chi_str(end, 0);
@@ -2092,8 +2136,7 @@ static int chi_note_field(int id, const char *value, size_t vlen, chi_head *h, c
 {
     switch (id) {
     case CH_H_HOST:
-        f->host_count++; /* its bytes were checked as they were scanned */
-        if (!chi_valid_authority(value, vlen)) return -400;
+        f->host_count++; /* its bytes and shape were checked as they were scanned */
         break;
     case CH_H_EXPECT:
         if (vlen == 12 && chi_ieq(value, "100-continue", 12))
@@ -2146,10 +2189,11 @@ static int chi_parse_field(const char **pp, const char *end, ch_req *req, chi_he
     p++;
     while (p < end && (*p == ' ' || *p == '\t')) p++;
     value = p;
-    /* a Host value is checked as it is scanned: only host bytes, then
+    /* a Host value is checked as it is scanned: uri-host [":" port], then
        optional whitespace, may come before the CR */
     if (id == CH_H_HOST) {
-        p = chi_skip_class(p, end, CHI_HOST);
+        p = chi_skip_authority(p, end);
+        if (!p) return -400;
         while (p < end && (*p == ' ' || *p == '\t')) p++;
     } else {
         p = chi_skip_value(p, end);
@@ -2972,10 +3016,22 @@ typedef struct chi_net {
 /* The hash of the CORS cache and the rate table. */
 static uint32_t chi_hash(const char *s, size_t n)
 {
-    uint32_t h = 2166136261u; /* FNV-1a */
-    size_t i;
-    for (i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
-    return h;
+    /* eight bytes a step, each mixed in by a multiply and a shift (the
+       finalizer of MurmurHash3's 64-bit variant); in-process use only, so
+       the byte order does not matter */
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ n, x;
+    while (n >= 8) {
+        memcpy(&x, s, 8);
+        h = (h ^ x) * 0xff51afd7ed558ccdull;
+        h ^= h >> 33;
+        s += 8;
+        n -= 8;
+    }
+    x = 0;
+    memcpy(&x, s, n);
+    h = (h ^ x) * 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+    return (uint32_t)h;
 }
 
 #endif
@@ -5031,7 +5087,9 @@ struct chi_worker {
     chi_buf decoded;         /* ch_req_param_decoded's values, per request */
     unsigned decoded_mask;   /* which parameters are decoded (reset per request) */
     size_t decoded_at[CHOPIN_MAX_PARAMS], decoded_len[CHOPIN_MAX_PARAMS];
-    uint64_t rid_base, rid_next; /* request ids: start second, count */
+    char rid_prefix[24];     /* request ids: "<start second>-<worker>-" */
+    size_t rid_prefix_len;
+    uint64_t rid_next;       /* ... and a count */
     int out_failed;          /* an answer could not be written: out of memory */
 };
 
@@ -5319,6 +5377,12 @@ static int chi_res_set_ctype(ch_res *res, const char *v, size_t n)
 static void chi_res_default_ctype(ch_res *res, const char *v, size_t n)
 {
     if (!res->ctype_explicit) chi_res_set_ctype(res, v, n);
+}
+
+/* Appends whole header lines ("Name: value\r\n"...) as they are. */
+static int chi_res_put_lines(ch_res *res, const char *lines, size_t n)
+{
+    return chi_buf_append(&res->headers, lines, n);
 }
 
 /* Appends "name: value\r\n" as it is: for bytes already known to be valid. */
@@ -5905,23 +5969,17 @@ static void chi_fast_respond(chi_worker *w, int i, int send_body, int keep_alive
     chi_write_response(w, &h, body, body_len, send_body);
 }
 
-/* Why a filled response cannot be sent as it is (then it is a 500), or 0. */
-static int chi_res_invalid(chi_worker *w, const ch_req *req, const ch_res *res)
+/* Says in the log why a filled response cannot be sent (it becomes a 500). */
+static void chi_res_invalid(chi_worker *w, const ch_req *req, const ch_res *res)
 {
-    char path[128];
+    char path[128], method[CHI_MAX_METHOD_LEN + 1];
     snprintf(path, sizeof path, "%.*s", (int)(req->path.len < 100 ? req->path.len : 100), req->path.ptr);
-    if (res->status < 200 || res->status > 599) {
-        chi_log(w, CH_LOG_ERROR, CH_LOGITEM_BAD_STATUS, "%.*s %s: status %d is not 200-599: 500",
-                (int)req->method_name.len, req->method_name.ptr, path, res->status);
-        return 1;
-    }
-    if (res->body_is_json && (w->json.failed || w->json.depth != 0)) {
-        char method[CHI_MAX_METHOD_LEN + 1];
-        snprintf(method, sizeof method, "%.*s", (int)req->method_name.len, req->method_name.ptr);
+    snprintf(method, sizeof method, "%.*s", (int)req->method_name.len, req->method_name.ptr);
+    if (res->status < 200 || res->status > 599)
+        chi_log(w, CH_LOG_ERROR, CH_LOGITEM_BAD_STATUS, "%s %s: status %d is not 200-599: 500", method, path,
+                res->status);
+    else
         chi_json_complaint(w, method, path);
-        return 1;
-    }
-    return 0;
 }
 
 /* Lays out the response a handler filled. A HEAD answer's Content-Length
@@ -5934,7 +5992,8 @@ static void chi_res_finish(chi_worker *w, ch_req *req, int keep_alive)
     int i, send_body = req->method != CH_HEAD;
     chi_head_spec h;
     for (i = 0; i < res->nfinish; i++) res->finish[i](req, res, res->finish_user[i]);
-    if ((res->status < 200 || res->status > 599 || res->body_is_json) && chi_res_invalid(w, req, res)) {
+    if (res->status < 200 || res->status > 599 || (res->body_is_json && (w->json.failed || w->json.depth != 0))) {
+        chi_res_invalid(w, req, res);
         chi_write_error(w, 500, "", 0, send_body, keep_alive, req->version_minor);
         return;
     }
@@ -6251,12 +6310,16 @@ CHOPIN_API int ch_mw_request_id(ch_req *req, ch_res *res, void *user)
         memcpy(res->rid, v.ptr, v.len);
         res->rid_len = v.len;
     } else {
-        char *p = res->rid;
-        if (!w->rid_base) w->rid_base = (uint64_t)chi_os_wall_seconds();
-        p += chi_hex(w->rid_base & 0xffffffffu, p);
-        *p++ = '-';
-        p += chi_hex((uint64_t)w->id, p);
-        *p++ = '-';
+        char *p;
+        if (!w->rid_prefix_len) { /* "<start second>-<worker>-", once */
+            p = w->rid_prefix;
+            p += chi_hex((uint64_t)chi_os_wall_seconds() & 0xffffffffu, p);
+            *p++ = '-';
+            p += chi_hex((uint64_t)w->id, p);
+            *p++ = '-';
+            w->rid_prefix_len = (size_t)(p - w->rid_prefix);
+        }
+        p = chi_put(res->rid, w->rid_prefix, w->rid_prefix_len);
         p += chi_hex(++w->rid_next, p);
         res->rid_len = (size_t)(p - res->rid);
     }
@@ -6346,6 +6409,9 @@ static int chi_cors_listed(const char *list, const char *o, size_t n)
 
 static int chi_cors_decide(const chi_cors *c, const char *o, size_t n)
 {
+    size_t i;
+    for (i = 0; i < n; i++) /* echoed back when allowed: only field-value bytes */
+        if (!chi_is((unsigned char)o[i], CHI_VALUE)) return 0;
     if (c->any) return 1;
     if (c->cfg.allow) return c->cfg.allow(o, n, c->cfg.allow_user) != 0;
     return c->origins && chi_cors_listed(c->origins, o, n);
@@ -6359,7 +6425,6 @@ static int chi_cors_allowed(chi_worker *w, const chi_cors *c, ch_str o)
     chi_cors_cache *cache = (chi_cors_cache *)chi_slot_get(w, c->slot);
     uint32_t h;
     chi_cors_entry *e;
-    if (c->any) return 1;
     if (o.len >= CHI_CORS_ORIGIN_MAX) return chi_cors_decide(c, o.ptr, o.len);
     if (!cache) {
         cache = (chi_cors_cache *)CHOPIN_MALLOC(sizeof *cache);
@@ -6382,26 +6447,31 @@ static int chi_cors_allowed(chi_worker *w, const chi_cors *c, ch_str o)
     return e->allowed;
 }
 
-/* Access-Control-Allow-Origin (and Vary, Credentials), on any answer. */
+/* Access-Control-Allow-Origin (and Vary, Credentials), on any answer, in
+   one append. */
 static void chi_cors_origin_headers(const chi_cors *c, ch_res *res, ch_str o)
 {
+    static const char acao[] = "Access-Control-Allow-Origin: ", vary[] = "\r\nVary: Origin\r\n",
+                      cred[] = "Access-Control-Allow-Credentials: true\r\n";
+    char *p;
     if (c->any && !c->cfg.credentials) {
-        chi_res_put_header(res, "Access-Control-Allow-Origin", 27, "*", 1);
+        chi_res_put_lines(res, "Access-Control-Allow-Origin: *\r\n", 32);
         return;
     }
-    chi_res_put_header(res, "Access-Control-Allow-Origin", 27, o.ptr, o.len);
-    chi_res_put_header(res, "Vary", 4, "Origin", 6);
-    if (c->cfg.credentials) chi_res_put_header(res, "Access-Control-Allow-Credentials", 32, "true", 4);
+    if (chi_buf_reserve(&res->headers, sizeof acao + o.len + sizeof vary + sizeof cred) < 0) return;
+    p = res->headers.ptr + res->headers.len;
+    p = chi_put(p, acao, sizeof acao - 1);
+    p = chi_put(p, o.ptr, o.len);
+    p = chi_put(p, vary, sizeof vary - 1);
+    if (c->cfg.credentials) p = chi_put(p, cred, sizeof cred - 1);
+    res->headers.len = (size_t)(p - res->headers.ptr);
 }
 
 static int chi_mw_cors(ch_req *req, ch_res *res, void *user)
 {
     const chi_cors *c = (const chi_cors *)user;
     ch_str o = ch_req_common(req, CH_H_ORIGIN);
-    size_t i;
     if (!o.ptr) return CH_NEXT; /* not a cross-origin request */
-    for (i = 0; i < o.len; i++) /* echoed back: only field-value bytes */
-        if (!chi_is((unsigned char)o.ptr[i], CHI_VALUE)) return CH_NEXT;
     if (!chi_cors_allowed(res->w, c, o)) return CH_NEXT;
     chi_cors_origin_headers(c, res, o);
     if (req->method == CH_OPTIONS && ch_req_header(req, "access-control-request-method").ptr) {
@@ -6470,8 +6540,8 @@ typedef struct chi_rl {
     ch_ratelimit cfg;
     int slot;
     double burst;
-    char limit[24];           /* X-RateLimit-Limit's value */
-    size_t limit_len;
+    char lines[80];           /* "X-RateLimit-Limit: N\r\nX-RateLimit-Remaining: " */
+    size_t lines_len;
     int exact;
     chi_mutex lock;
     chi_buckets shared;       /* exact mode */
@@ -6557,6 +6627,21 @@ static void chi_rl_num_header(ch_res *res, const char *name, size_t nlen, long v
     chi_res_put_header(res, name, nlen, d, chi_itoa(v, d));
 }
 
+/* X-RateLimit-Limit, -Remaining and -Reset, in one append. */
+static void chi_rl_headers(const chi_rl *rl, ch_res *res, const chi_take *t)
+{
+    static const char reset[] = "\r\nX-RateLimit-Reset: ";
+    char *p;
+    if (chi_buf_reserve(&res->headers, rl->lines_len + sizeof reset + 2 * 24 + 2) < 0) return;
+    p = res->headers.ptr + res->headers.len;
+    p = chi_put(p, rl->lines, rl->lines_len);
+    p += chi_itoa(t->remaining, p);
+    p = chi_put(p, reset, sizeof reset - 1);
+    p += chi_itoa(t->reset, p);
+    p = chi_put(p, "\r\n", 2);
+    res->headers.len = (size_t)(p - res->headers.ptr);
+}
+
 static int chi_mw_ratelimit(ch_req *req, ch_res *res, void *user)
 {
     chi_rl *rl = (chi_rl *)user;
@@ -6564,21 +6649,21 @@ static int chi_mw_ratelimit(ch_req *req, ch_res *res, void *user)
     chi_rl_worker *s;
     char key[CHI_RL_KEY_MAX];
     size_t klen;
+    int64_t now;
     chi_take t;
     if (chi_rl_exempt(rl, req)) return CH_NEXT;
     s = chi_rl_state(w, rl);
     if (!s) return CH_NEXT; /* out of memory: let it through rather than refuse everyone */
     klen = chi_rl_key(rl, req, key);
+    now = w->app->timed ? res->start_ns : chi_os_now_ns(); /* read at dispatch, when it was */
     if (rl->exact) {
         chi_os_mutex_lock(&rl->lock);
-        t = chi_buckets_take(&rl->shared, key, klen, chi_os_now_ns());
+        t = chi_buckets_take(&rl->shared, key, klen, now);
         chi_os_mutex_unlock(&rl->lock);
     } else {
-        t = chi_buckets_take(&s->t, key, klen, chi_os_now_ns());
+        t = chi_buckets_take(&s->t, key, klen, now);
     }
-    chi_res_put_header(res, "X-RateLimit-Limit", 17, rl->limit, rl->limit_len);
-    chi_rl_num_header(res, "X-RateLimit-Remaining", 21, t.remaining);
-    chi_rl_num_header(res, "X-RateLimit-Reset", 17, t.reset);
+    chi_rl_headers(rl, res, &t);
     if (t.allowed) return CH_NEXT;
     {
         char tmp[CHI_RL_BODY_MAX];
@@ -6602,7 +6687,8 @@ CHOPIN_API int ch_use_ratelimit(ch_app *app, ch_group *g, const ch_ratelimit *cf
     rl->cfg = *cfg;
     if (!rl->cfg.table_size) rl->cfg.table_size = CHI_RL_DEFAULT_TABLE;
     rl->burst = cfg->burst ? (double)cfg->burst : (double)chi_ceil_seconds(cfg->rate);
-    rl->limit_len = chi_utoa((uint64_t)rl->burst, rl->limit);
+    rl->lines_len = (size_t)snprintf(rl->lines, sizeof rl->lines, "X-RateLimit-Limit: %.0f\r\nX-RateLimit-Remaining: ",
+                                     rl->burst);
     rl->slot = app->nslots++;
     if (cfg->exact) {
         if (chi_buckets_init(&rl->shared, rl->cfg.table_size, cfg->rate, rl->burst) < 0) {

@@ -27,6 +27,9 @@
      TRUST_PROXY=127.0.0.1
                  behind a proxy at that address: the client is the one
                  X-Forwarded-For names (access log, rate limit)
+     PROXY_PROTOCOL=on
+                 connections from TRUST_PROXY addresses start with a PROXY
+                 v1/v2 header (HAProxy's send-proxy), which names the client
    Every answer carries X-Request-Id (the client's, or a new one).
 
    SHARED STATE. chopin.h is shared-nothing: each worker thread runs its own
@@ -304,6 +307,7 @@ int main(void)
     auth.token = token && *token ? token : "secret";
     memset(&cfg, 0, sizeof cfg);
     cfg.trust_proxy = getenv("TRUST_PROXY");
+    if (getenv("PROXY_PROTOCOL") && strcmp(getenv("PROXY_PROTOCOL"), "on") == 0) cfg.proxy_protocol = CH_YES;
     if (use_batteries(app) < 0) {
         ch_app_free(app);
         return 1;

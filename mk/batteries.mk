@@ -19,3 +19,7 @@ batteries-switches: | build
 
 batteries: build/batteries_unit batteries-switches
 	./build/batteries_unit
+
+# The cost case batteries.keepalive (bench/cost.sh) runs this build.
+build/bench-cost-batteries: examples/bench.c chopin.h | build
+	$(CC) $(WARN) $(COST_FLAGS) -DBENCH_BATTERIES $< -o $@ $(LIBS)

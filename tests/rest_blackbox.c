@@ -288,6 +288,79 @@ static void test_trust_proxy(const char *bin)
     result("access log: a quote in the target is written %22; the request id ends the line", ok, NULL);
 }
 
+/* PROXY protocol from a trusted proxy: the header names the client. */
+static void test_proxy_protocol(const char *bin)
+{
+    static const char *const env[] = {"TRUST_PROXY=127.0.0.1", "PROXY_PROTOCOL=on", NULL};
+    static const unsigned char v2[] = {'\r', '\n', '\r', '\n', 0, '\r', '\n', 'Q', 'U', 'I', 'T', '\n', 0x21, 0x11, 0, 12,
+                                       198, 51, 100, 23, 127, 0, 0, 1, 0x30, 0x39, 0, 80};
+    char log[] = "/tmp/rest_blackbox_pp_XXXXXX", text[65536], buf[512];
+    response r;
+    int ok, fd = mkstemp(log);
+    if (fd >= 0) close(fd);
+    if (fd < 0 || start_server_with(bin, NULL, env, log) < 0) {
+        result("PROXY protocol: server starts", 0, NULL);
+        return;
+    }
+    ok = raw("PROXY TCP4 192.0.2.5 127.0.0.1 51000 80\r\nGET /health HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+             &r) == 0 && r.status == 200;
+    result("PROXY protocol v1: the request after the header is served", ok, &r);
+    memcpy(buf, v2, sizeof v2);
+    strcpy(buf + sizeof v2, "GET /health HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+    fd = connect_server();
+    ok = fd >= 0 && write(fd, buf, sizeof v2 + strlen(buf + sizeof v2)) > 0 && read_response(fd, &r) == 0 &&
+         r.status == 200;
+    if (fd >= 0) close(fd);
+    result("PROXY protocol v2: the request after the header is served", ok, &r);
+    ok = raw("GET /health HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", &r) < 0;
+    result("PROXY protocol: a trusted peer without the header is closed unanswered", ok, &r);
+    stop_server();
+    slurp(log, text, sizeof text);
+    unlink(log);
+    ok = strstr(text, "\n192.0.2.5 [") && strstr(text, "\n198.51.100.23 [");
+    result("PROXY protocol: the access log names the client from the header (v1 and v2)", ok, NULL);
+    if (!ok) printf("# log:\n%s\n", text);
+}
+
+/* Issue 9, bug 9, over a socket: what the parser refuses and accepts. */
+static void test_strictness(const char *bin)
+{
+    static const struct {
+        const char *name, *req;
+        int status;
+    } cases[] = {
+        {"chunk-ext '5;'", "POST /api/v1/todos HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5;\r\nhello\r\n0\r\n\r\n", 400},
+        {"chunk-ext '5;a b'", "POST /api/v1/todos HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5;a b\r\nhello\r\n0\r\n\r\n", 400},
+        {"chunk-ext '5;a@b'", "POST /api/v1/todos HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5;a@b\r\nhello\r\n0\r\n\r\n", 400},
+        {"chunk-ext '5;a='", "POST /api/v1/todos HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5;a=\r\nhello\r\n0\r\n\r\n", 400},
+        {"chunk-ext '5;a=\"b'", "POST /api/v1/todos HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5;a=\"b\r\nhello\r\n0\r\n\r\n", 400},
+        {"Host foo:abc", "GET /health HTTP/1.1\r\nHost: foo:abc\r\n\r\n", 400},
+        {"Host foo:80a", "GET /health HTTP/1.1\r\nHost: foo:80a\r\n\r\n", 400},
+        {"Host foo:1:2", "GET /health HTTP/1.1\r\nHost: foo:1:2\r\n\r\n", 400},
+        {"Host [::1", "GET /health HTTP/1.1\r\nHost: [::1\r\n\r\n", 400},
+        {"Host [zz]", "GET /health HTTP/1.1\r\nHost: [zz]\r\n\r\n", 400},
+        {"absolute-form authority foo:abc", "GET http://foo:abc/health HTTP/1.1\r\nHost: foo\r\n\r\n", 400},
+        {"Transfer-Encoding: gzip, chunked", "POST /api/v1/todos HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501},
+        {"a space in the target", "GET /he alth HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+        {"a byte >= 0x80 in the target", "GET /h\xc3\xa9 HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+        {"a CTL in the target", "GET /h\x01 HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+        {"{ } | ^ ` \" in the target are served", "GET /health?q={\"a\"}|^`x HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", 200},
+        {"chunk-ext with a quoted value is fine", "POST /api/v1/todos HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2 ; a = \"b c\";d\r\n{}\r\n0\r\n\r\n", 401},
+    };
+    response r;
+    size_t i;
+    char name[160];
+    if (start_server_with(bin, NULL, NULL, NULL) < 0) {
+        result("strictness: server starts", 0, NULL);
+        return;
+    }
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(name, sizeof name, "bug 9: %s: %d", cases[i].name, cases[i].status);
+        result(name, raw(cases[i].req, &r) == 0 && r.status == cases[i].status, &r);
+    }
+    stop_server();
+}
+
 static void result(const char *name, int ok, const response *r)
 {
     if (ok) {
@@ -479,6 +552,8 @@ int main(int argc, char **argv)
     test_rate_limit(argv[1]);
     test_metrics(argv[1]);
     test_trust_proxy(argv[1]);
+    test_proxy_protocol(argv[1]);
+    test_strictness(argv[1]);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

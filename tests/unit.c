@@ -99,6 +99,7 @@ static void test_char_table(void)
         CHECK(chi_is((unsigned char)c, CHI_URI) == (strchr(uri, c) != NULL));
         CHECK(chi_is((unsigned char)c, CHI_HEX) == (strchr(hex, c) != NULL));
         CHECK(chi_is((unsigned char)c, CHI_HOST) == (strchr(host, c) != NULL));
+        CHECK(chi_is((unsigned char)c, CHI_REGNAME) == (strchr(host, c) != NULL && c != ':' && c != '[' && c != ']'));
         CHECK(chi_is((unsigned char)c, CHI_VALUE) == value);
     }
     CHECK(chi_cclass[0] == 0);
