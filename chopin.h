@@ -296,6 +296,7 @@ typedef enum ch_log_item {
     CH_LOGITEM_TIMEOUT,          /* debug: a connection timed out */
     CH_LOGITEM_BAD_PROXY_HEADER, /* warn: a trusted proxy sent no valid PROXY header */
     CH_LOGITEM_SUPPRESSED,       /* warn: lines left out by the rate limit */
+    CH_LOGITEM_WORKER_FAILED,    /* error: a worker's event loop failed; it stopped */
     CH_LOGITEM_COUNT
 } ch_log_item;
 
@@ -5379,12 +5380,6 @@ static void chi_res_default_ctype(ch_res *res, const char *v, size_t n)
     if (!res->ctype_explicit) chi_res_set_ctype(res, v, n);
 }
 
-/* Appends whole header lines ("Name: value\r\n"...) as they are. */
-static int chi_res_put_lines(ch_res *res, const char *lines, size_t n)
-{
-    return chi_buf_append(&res->headers, lines, n);
-}
-
 /* Appends "name: value\r\n" as it is: for bytes already known to be valid. */
 static int chi_res_put_header(ch_res *res, const char *name, size_t nlen, const char *value, size_t vlen)
 {
@@ -6343,6 +6338,12 @@ static int chi_app_own(ch_app *app, void *ptr, void (*free_fn)(void *))
 #endif
 
 #ifndef CHOPIN_NO_CORS
+/* Appends whole header lines ("Name: value\r\n"...) as they are. */
+static int chi_res_put_lines(ch_res *res, const char *lines, size_t n)
+{
+    return chi_buf_append(&res->headers, lines, n);
+}
+
 /* A header value given at registration: no CR, LF or other control byte. */
 static int chi_value_ok(const char *v)
 {
@@ -7515,7 +7516,11 @@ static void *chi_worker_main(void *arg)
 {
     chi_worker *w = (chi_worker *)arg;
     while (chi_worker_running(w))
-        if (chi_worker_pass(w, -1) < 0) break;
+        if (chi_worker_pass(w, -1) < 0) {
+            chi_log(w, CH_LOG_ERROR, CH_LOGITEM_WORKER_FAILED, "worker %d: waiting for events failed (%s): it stops",
+                    w->id, chi_os_error_text());
+            break;
+        }
     return NULL;
 }
 

@@ -634,6 +634,93 @@ static void test_request_id(void)
     ch_app_free(app);
 }
 
+/* The bearer token from a cookie or a query parameter, when the route asks. */
+static void test_bearer_elsewhere(void)
+{
+    ch_app *app = ch_app_new();
+    ch_bearer header_only, anywhere;
+    ch_group *a, *b;
+    chi_worker *w;
+    const char *r;
+    memset(&header_only, 0, sizeof header_only);
+    header_only.token = "s3cret";
+    anywhere = header_only;
+    anywhere.cookie = "token";
+    anywhere.query = "access_token";
+    a = ch_group_new(app, "/a");
+    ch_group_use(a, ch_mw_bearer, &header_only);
+    ch_group_route(a, CH_GET, "/x", h_plain, NULL);
+    b = ch_group_new(app, "/b");
+    ch_group_use(b, ch_mw_bearer, &anywhere);
+    ch_group_route(b, CH_GET, "/x", h_plain, NULL);
+    w = test_worker(app);
+    r = respond(w, "GET /a/x?access_token=s3cret HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(strncmp(r, "HTTP/1.1 401", 12) == 0); /* not asked for: the header only */
+    r = respond(w, "GET /b/x?access_token=s3cret HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(strncmp(r, "HTTP/1.1 200", 12) == 0);
+    r = respond(w, "GET /b/x HTTP/1.1\r\nHost: h\r\nCookie: a=1; token=s3cret\r\n\r\n");
+    CHECK(strncmp(r, "HTTP/1.1 200", 12) == 0);
+    r = respond(w, "GET /b/x?access_token=wrong HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(strncmp(r, "HTTP/1.1 401", 12) == 0 && strstr(r, "invalid_token"));
+    r = respond(w, "GET /b/x HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(strncmp(r, "HTTP/1.1 401", 12) == 0);
+    r = respond(w, "GET /b/x HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer s3cret\r\n\r\n");
+    CHECK(strncmp(r, "HTTP/1.1 200", 12) == 0);
+    free_test_worker(w);
+    ch_app_free(app);
+}
+
+/* CHOPIN_LOG and trust_proxy through ch_listen: code beats the
+   environment, bad values are errors with a message. */
+static int listen_with(ch_config *cfg, ch_app **out)
+{
+    ch_app *app = ch_app_new();
+    int rc;
+    cfg->host = "127.0.0.1";
+    cfg->port = CH_PORT_ANY;
+    cfg->workers = 1;
+    rc = ch_listen(app, cfg);
+    *out = app;
+    return rc;
+}
+
+static void test_config(void)
+{
+    ch_config cfg;
+    ch_app *app;
+    memset(&cfg, 0, sizeof cfg);
+    unsetenv("CHOPIN_LOG");
+    unsetenv("CHOPIN_TRUST_PROXY");
+    CHECK(listen_with(&cfg, &app) == 0 && app->log_level == CH_LOG_WARN && app->ntrusted == 0);
+    ch_app_free(app);
+    setenv("CHOPIN_LOG", "debug", 1);
+    memset(&cfg, 0, sizeof cfg);
+    CHECK(listen_with(&cfg, &app) == 0 && app->log_level == CH_LOG_DEBUG);
+    ch_app_free(app);
+    memset(&cfg, 0, sizeof cfg);
+    cfg.log_level = CH_LOG_ERROR; /* set in code: the environment does not change it */
+    CHECK(listen_with(&cfg, &app) == 0 && app->log_level == CH_LOG_ERROR);
+    ch_app_free(app);
+    setenv("CHOPIN_LOG", "loud", 1);
+    memset(&cfg, 0, sizeof cfg);
+    CHECK(listen_with(&cfg, &app) < 0 && strstr(ch_error(app), "CHOPIN_LOG") != NULL);
+    ch_app_free(app);
+    unsetenv("CHOPIN_LOG");
+    setenv("CHOPIN_TRUST_PROXY", "10.0.0.0/8, ::1", 1);
+    memset(&cfg, 0, sizeof cfg);
+    CHECK(listen_with(&cfg, &app) == 0 && app->ntrusted == 2);
+    ch_app_free(app);
+    memset(&cfg, 0, sizeof cfg);
+    cfg.trust_proxy = "127.0.0.1";
+    CHECK(listen_with(&cfg, &app) == 0 && app->ntrusted == 1);
+    ch_app_free(app);
+    memset(&cfg, 0, sizeof cfg);
+    cfg.trust_proxy = "proxy.local";
+    CHECK(listen_with(&cfg, &app) < 0 && strstr(ch_error(app), "trust_proxy") != NULL);
+    ch_app_free(app);
+    unsetenv("CHOPIN_TRUST_PROXY");
+}
+
 int main(void)
 {
     run("addresses: IPv4 and IPv6 literals agree with inet_pton", test_ip_parse);
@@ -652,6 +739,8 @@ int main(void)
     run("bug 8: decoded parameters and integer getters; Set-Cookie on a response", test_params_and_cookie);
     run("bug 6: buffers above the high-water mark are released", test_big_buffers_released);
     run("request id: kept when valid, else made", test_request_id);
+    run("bearer: the token from a cookie or a query parameter when the route asks", test_bearer_elsewhere);
+    run("config: CHOPIN_LOG, trust_proxy (code beats the environment; bad values refused)", test_config);
     printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed ? 1 : 0;
 }
