@@ -17,9 +17,13 @@ batteries-switches: | build
 	done
 	@echo "1 passed, 0 failed"
 
-batteries: build/batteries_unit batteries-switches
+batteries: build/batteries_unit build/batteries_oom batteries-switches
 	./build/batteries_unit
+	./build/batteries_oom
 
 # The cost case batteries.keepalive (bench/cost.sh) runs this build.
 build/bench-cost-batteries: examples/bench.c chopin.h | build
 	$(CC) $(WARN) $(COST_FLAGS) -DBENCH_BATTERIES $< -o $@ $(LIBS)
+
+build/batteries_oom: tests/batteries_oom.c chopin.h | build
+	$(CC) $(WARN) $(DEBUG) $(SAN) $< -o $@ $(LIBS)
