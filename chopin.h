@@ -742,6 +742,7 @@ CHOPIN_API int ch_metrics_route(ch_app *app, const char *path);
 
 #include <limits.h>
 #include <locale.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -780,7 +781,7 @@ CHOPIN_API int ch_metrics_route(ch_app *app, const char *path);
 #define CHOPIN_READ_SIZE 65536
 #endif
 #ifndef CHOPIN_MAX_PENDING
-#define CHOPIN_MAX_PENDING (1024 * 1024)
+#define CHOPIN_MAX_PENDING ((size_t)1024 * 1024)
 #endif
 #ifndef CHOPIN_SERVER_NAME
 #define CHOPIN_SERVER_NAME "chopin"
@@ -789,9 +790,9 @@ CHOPIN_API int ch_metrics_route(ch_app *app, const char *path);
 /* Defaults for a zeroed ch_config, resolved in one place (>>config). */
 #define CHI_DEFAULT_PORT 3000
 #define CHI_DEFAULT_HOST "0.0.0.0"
-#define CHI_DEFAULT_MAX_HEADER (16 * 1024)
-#define CHI_DEFAULT_MAX_TARGET (8 * 1024)
-#define CHI_DEFAULT_MAX_BODY (8 * 1024 * 1024)
+#define CHI_DEFAULT_MAX_HEADER ((size_t)16 * 1024)
+#define CHI_DEFAULT_MAX_TARGET ((size_t)8 * 1024)
+#define CHI_DEFAULT_MAX_BODY ((size_t)8 * 1024 * 1024)
 #define CHI_DEFAULT_MAX_CONNS 10000
 #define CHI_DEFAULT_IDLE_TIMEOUT 60
 #define CHI_DEFAULT_HEADER_TIMEOUT 20
@@ -805,9 +806,9 @@ CHOPIN_API int ch_metrics_route(ch_app *app, const char *path);
 #define CHI_MAX_LISTENERS CHI_MAX_WORKERS
 #define CHI_ACCEPT_BATCH 64           /* accepts per listener wake-up */
 #define CHI_LINGER_TIMEOUT 5          /* seconds a closing socket is drained */
-#define CHI_LINGER_MAX (256 * 1024)   /* bytes drained before giving up */
+#define CHI_LINGER_MAX ((size_t)256 * 1024) /* bytes drained before giving up */
 #define CHI_MAX_METHOD_LEN 32         /* longer method tokens get 501 */
-#define CHI_OUT_KEEP (256 * 1024)     /* the worker's output buffer shrinks back to this */
+#define CHI_OUT_KEEP ((size_t)256 * 1024) /* the worker's output buffer shrinks back to this */
 #define CHI_MAX_PREFIX 256            /* a group's whole prefix, parents' included */
 #define CHI_MAX_PATTERN 512           /* a group's prefix + a route pattern */
 #define CHI_MAX_HOST 256              /* HOST / cfg.host */
@@ -878,7 +879,7 @@ static size_t chi_utoa(uint64_t v, char *out)
         unsigned r = (unsigned)(v % 100);
         v /= 100;
         i -= 2;
-        memcpy(tmp + i, pairs + 2 * r, 2);
+        memcpy(tmp + i, pairs + 2 * (size_t)r, 2);
     }
     if (v >= 10) {
         i -= 2;
@@ -1024,7 +1025,11 @@ static const char *chi_skip_value(const char *p, const char *end)
     while (p < end && chi_is((unsigned char)*p, CHI_VALUE)) p++;
     return p;
 }
-static char chi_lower(char c) { return (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c; }
+static char chi_lower(char c)
+{
+    if (c >= 'A' && c <= 'Z') c = (char)(c + 32);
+    return c;
+}
 
 /* Case-insensitive comparison of n bytes with a lower-case literal. */
 static int chi_ieq(const char *s, const char *lower, size_t n)
@@ -1302,15 +1307,17 @@ CHOPIN_API void ch_json_str(ch_json *j, const char *s)
 CHOPIN_API void ch_json_int(ch_json *j, long long v)
 {
     char tmp[24];
+    size_t n = chi_itoa((int64_t)v, tmp);
     chi_json_sep(j);
-    chi_json_raw(j, tmp, chi_itoa((int64_t)v, tmp));
+    chi_json_raw(j, tmp, n);
 }
 
 CHOPIN_API void ch_json_uint(ch_json *j, unsigned long long v)
 {
     char tmp[24];
+    size_t n = chi_utoa((uint64_t)v, tmp);
     chi_json_sep(j);
-    chi_json_raw(j, tmp, chi_utoa((uint64_t)v, tmp));
+    chi_json_raw(j, tmp, n);
 }
 
 /* The shortest of %.15g, %.16g, %.17g that reads back as the same double:
@@ -1320,7 +1327,7 @@ CHOPIN_API void ch_json_double(ch_json *j, double v)
 {
     char tmp[40];
     int prec, n = 0, i;
-    if (v != v || v > 1.7976931348623157e308 || v < -1.7976931348623157e308) {
+    if (isnan(v) || isinf(v)) {
         ch_json_null(j);
         return;
     }
@@ -1750,7 +1757,9 @@ CHOPIN_API int ch_json_get_double(const ch_jdoc *d, int t, double *out)
 {
     char tmp[CHI_JSON_NUMBER_MAX];
     size_t n, i;
-    const char *point = localeconv()->decimal_point;
+    /* localeconv reads the process locale: safe while no thread calls
+       setlocale, which a server has no reason to do once running */
+    const char *point = localeconv()->decimal_point; /* NOLINT(concurrency-mt-unsafe) */
     if (ch_json_type(d, t) != CH_JSON_NUMBER) return -1;
     n = d->tok[t].end - d->tok[t].start;
     if (n >= sizeof tmp) return -1;
@@ -2372,14 +2381,12 @@ static int chi_ck_size_byte(chi_chunked *ck, unsigned char c, uint64_t max_body)
             if (ck->size > (UINT64_MAX >> 4)) return -400; /* overflow */
             ck->size = ck->size * 16 + (unsigned)d;
             ck->state = CHI_CK_SIZE;
-        } else if (ck->state == CHI_CK_SIZE_FIRST) {
-            return -400;
-        } else if (c == '\r') {
+        } else if (ck->state != CHI_CK_SIZE_FIRST && c == '\r') {
             ck->state = CHI_CK_SIZE_LF;
-        } else if (c == ';' || c == ' ' || c == '\t') {
+        } else if (ck->state != CHI_CK_SIZE_FIRST && (c == ';' || c == ' ' || c == '\t')) {
             ck->state = c == ';' ? CHI_CK_EXT_NAME_WS : CHI_CK_EXT_WS;
         } else {
-            return -400;
+            return -400; /* no digit first, or a byte a size line cannot hold */
         }
         return 0;
     default: /* CHI_CK_SIZE_LF */
@@ -2763,7 +2770,7 @@ static chi_node *chi_node_insert(chi_node *root, const char *pattern, const char
             for (i = 0; i < n->nkids; i++)
                 if (n->kids[i]->seg_len == len && memcmp(n->kids[i]->seg, p, len) == 0) next = n->kids[i];
             if (!next) {
-                kids = (chi_node **)CHOPIN_REALLOC(n->kids, sizeof *kids * (size_t)(n->nkids + 1));
+                kids = (chi_node **)CHOPIN_REALLOC(n->kids, sizeof(chi_node *) * (size_t)(n->nkids + 1));
                 if (!kids) {
                     *err = "out of memory";
                     return NULL;
@@ -3704,7 +3711,19 @@ static int64_t chi_os_wall_seconds(void)
     return (int64_t)ts.tv_sec;
 }
 
-static const char *chi_os_error_text(void) { return strerror(errno); }
+/* errno as text, thread-safe (strerror may share one buffer between
+   threads). GNU's strerror_r returns the text, POSIX's fills buf. */
+static const char *chi_os_errno_text(int e, char *buf, size_t n)
+{
+#if defined(__GLIBC__) && defined(_GNU_SOURCE)
+    return strerror_r(e, buf, n);
+#else
+    return strerror_r(e, buf, n) == 0 ? buf : "unknown error";
+#endif
+}
+
+/* The last error's text (errno), in buf. */
+static const char *chi_os_error_text(char *buf, size_t n) { return chi_os_errno_text(errno, buf, n); }
 
 CHOPIN_API const char *ch_backend(void)
 {
@@ -3901,7 +3920,8 @@ static int chi_os_take_port(int fd, struct addrinfo *ai, int *port)
 
 static int chi_os_listen_fail(struct addrinfo *ai, const int *fds, int opened, char *err, size_t errcap)
 {
-    snprintf(err, errcap, "%s", strerror(errno));
+    char buf[128];
+    (void)snprintf(err, errcap, "%s", chi_os_errno_text(errno, buf, sizeof buf));
     while (opened-- > 0) close(fds[opened]);
     freeaddrinfo(ai);
     return -1;
@@ -3920,10 +3940,10 @@ static int chi_os_listen(chi_listen_req *r, int *fds, char *err, size_t errcap)
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    snprintf(port, sizeof port, "%d", r->port);
+    (void)snprintf(port, sizeof port, "%d", r->port);
     rc = getaddrinfo(r->host, port, &hints, &ai);
     if (rc != 0) {
-        snprintf(err, errcap, "%s", gai_strerror(rc));
+        (void)snprintf(err, errcap, "%s", gai_strerror(rc));
         return -1;
     }
     if (r->reuseport && r->port != 0) {
@@ -3948,6 +3968,12 @@ static int chi_os_listen(chi_listen_req *r, int *fds, char *err, size_t errcap)
    stop signals (blocked in the mask, so they queue there instead of running
    a handler). Level-triggered throughout: a connection with input left is
    reported again, which keeps the server's bookkeeping simple. */
+#if defined(__TINYC__)
+/* glibc packs struct epoll_event on x86-64 with __attribute__, which its
+   headers hide from compilers that do not claim to be GCC; tcc does
+   understand it, and without it every event tag would come back shifted. */
+#undef __attribute__
+#endif
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
@@ -5103,7 +5129,7 @@ static void chi_set_error(ch_app *app, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(app->err, sizeof app->err, fmt, ap);
+    (void)vsnprintf(app->err, sizeof app->err, fmt, ap); /* a longer message is cut: it is only read */
     va_end(ap);
 }
 
@@ -5463,7 +5489,7 @@ CHOPIN_API int ch_res_printf(ch_res *res, int status, const char *content_type, 
     va_end(ap);
     if (n < 0 || chi_json_reserve(j, (size_t)n + 1) < 0) return -1;
     va_start(ap, fmt);
-    vsnprintf(j->buf, (size_t)n + 1, fmt, ap);
+    (void)vsnprintf(j->buf, (size_t)n + 1, fmt, ap); /* n + 1 bytes were measured above */
     va_end(ap);
     j->len = (size_t)n;
     res->status = status;
@@ -6225,7 +6251,7 @@ CHOPIN_API int ch_mw_timing(ch_req *req, ch_res *res, void *user)
 #endif
 
 #ifndef CHOPIN_NO_ACCESS_LOG
-#define CHI_LOG_FLUSH (32 * 1024)
+#define CHI_LOG_FLUSH ((size_t)32 * 1024)
 
 CHOPIN_API void ch_access_log(const ch_req *req, const ch_res *res, void *user)
 {
@@ -7295,9 +7321,9 @@ static int chi_conns_fit(chi_worker *w, int fd)
     chi_conn **t;
     if ((size_t)fd < w->conns_cap) return 0;
     while (cap <= (size_t)fd) cap *= 2;
-    t = (chi_conn **)CHOPIN_REALLOC(w->conns, sizeof *t * cap);
+    t = (chi_conn **)CHOPIN_REALLOC(w->conns, sizeof(chi_conn *) * cap);
     if (!t) return -1;
-    memset(t + w->conns_cap, 0, sizeof *t * (cap - w->conns_cap));
+    memset(t + w->conns_cap, 0, sizeof(chi_conn *) * (cap - w->conns_cap));
     w->conns = t;
     w->conns_cap = cap;
     return 0;
@@ -7517,8 +7543,9 @@ static void *chi_worker_main(void *arg)
     chi_worker *w = (chi_worker *)arg;
     while (chi_worker_running(w))
         if (chi_worker_pass(w, -1) < 0) {
+            char why[128];
             chi_log(w, CH_LOG_ERROR, CH_LOGITEM_WORKER_FAILED, "worker %d: waiting for events failed (%s): it stops",
-                    w->id, chi_os_error_text());
+                    w->id, chi_os_error_text(why, sizeof why));
             break;
         }
     return NULL;
@@ -7687,7 +7714,7 @@ static int chi_resolve_config(ch_app *app, const ch_config *in)
         return -1;
     }
     chi_config_defaults(&c);
-    snprintf(app->host, sizeof app->host, "%s", c.host ? c.host : CHI_DEFAULT_HOST);
+    (void)snprintf(app->host, sizeof app->host, "%s", c.host ? c.host : CHI_DEFAULT_HOST); /* length checked above */
     c.host = app->host;
     app->cfg = c;
     app->lim.max_header = c.max_header_size;
@@ -7703,9 +7730,9 @@ static int chi_resolve_config(ch_app *app, const ch_config *in)
 static void chi_addr_text(const ch_app *app, char *out, size_t n)
 {
     if (strchr(app->host, ':'))
-        snprintf(out, n, "[%s]:%d", app->host, app->cfg.port);
+        (void)snprintf(out, n, "[%s]:%d", app->host, app->cfg.port);
     else
-        snprintf(out, n, "%s:%d", app->host, app->cfg.port);
+        (void)snprintf(out, n, "%s:%d", app->host, app->cfg.port);
 }
 
 static int chi_bind_all(ch_app *app)
@@ -7809,7 +7836,8 @@ static int chi_start_workers(ch_app *app)
         chi_worker *w = &app->workers[i];
         if (chi_worker_init(w, app, i, app->listen_fds[app->nlisten == 1 ? 0 : i], shared, NULL) < 0 ||
             chi_os_thread_start(&w->thread, chi_worker_main, w) < 0) {
-            chi_set_error(app, "cannot start worker %d: %s", i, chi_os_error_text());
+            char why[128];
+            chi_set_error(app, "cannot start worker %d: %s", i, chi_os_error_text(why, sizeof why));
             chi_worker_cleanup(w);
             chi_stop_workers(app, i);
             return -1;
@@ -7873,7 +7901,8 @@ static int chi_embed_begin(ch_app *app)
         return -1;
     }
     if (chi_worker_init(&app->workers[0], app, 0, app->listen_fds[0], 0, &app->ctl) < 0) {
-        chi_set_error(app, "cannot start the embedded server: %s", chi_os_error_text());
+        char why[128];
+        chi_set_error(app, "cannot start the embedded server: %s", chi_os_error_text(why, sizeof why));
         chi_worker_cleanup(&app->workers[0]);
         CHOPIN_FREE(app->workers);
         app->workers = NULL;
@@ -7901,7 +7930,8 @@ CHOPIN_API int ch_poll(ch_app *app, int timeout_ms)
     }
     w = &app->workers[0];
     if (chi_worker_pass(w, timeout_ms < 0 ? 0 : timeout_ms) < 0) {
-        chi_set_error(app, "poll failed: %s", chi_os_error_text());
+        char why[128];
+        chi_set_error(app, "poll failed: %s", chi_os_error_text(why, sizeof why));
         return -1;
     }
     if (chi_worker_running(w)) return 0;

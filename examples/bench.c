@@ -9,6 +9,9 @@
      GET  /users/:id   {"id":"<id>"}, through the router with a parameter and
                        one middleware (Server-Timing), the routed case of the
                        benchmarks
+     GET  /health      "ok" (text/plain), through the router: the health
+                       check of a load balancer (deploy/haproxy.cfg,
+                       deploy/nginx.conf and tests/ops/haproxy.sh)
 
    Environment: PORT (default 3000), HOST (default 0.0.0.0), CHOPIN_WORKERS,
    SERVER_MODE=performance|standard, REUSEPORT=true|false. */
@@ -30,6 +33,12 @@ static void welcome(ch_req *req, ch_res *res)
 {
     (void)req;
     ch_res_text(res, 200, "Welcome to chopin.h. Try /plaintext, /json, /users/42 or POST /echo.\n");
+}
+
+static void health(ch_req *req, ch_res *res)
+{
+    (void)req;
+    ch_res_text(res, 200, "ok");
 }
 
 static void echo(ch_req *req, ch_res *res)
@@ -60,6 +69,7 @@ static ch_app *bench_app(void)
     ch_fast_text(app, "/plaintext", "Hello, World!");
     ch_fast_json_fn(app, "/json", json_hello, NULL);
     ch_get(app, "/", welcome, NULL);
+    ch_get(app, "/health", health, NULL);
     ch_post(app, "/echo", echo, NULL);
     users = ch_group_new(app, "/users");
     ch_group_use(users, ch_mw_timing, NULL);
