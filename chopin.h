@@ -3067,7 +3067,7 @@ static int chi_ipv4_parse(const char *s, size_t n, unsigned char out[4])
     int part;
     for (part = 0; part < 4; part++) {
         unsigned v = 0;
-        size_t start = i;
+        size_t start;
         if (part && (i >= n || s[i++] != '.')) return -1;
         start = i;
         while (i < n && s[i] >= '0' && s[i] <= '9' && i - start < 3) v = v * 10 + (unsigned)(s[i++] - '0');
@@ -3095,7 +3095,7 @@ static int chi_ipv6_parse(const char *s, size_t n, unsigned char out[16])
         unsigned v = 0;
         for (k = i; k < n && chi_hexval((unsigned char)s[k]) >= 0 && k - i < 4; k++) {}
         if (k < n && s[k] == '.') { /* an IPv4 tail */
-            if (ng > 6 || chi_ipv4_parse(s + i, n - i, g + ng * 2) < 0) return -1;
+            if (ng > 6 || chi_ipv4_parse(s + i, n - i, g + (size_t)ng * 2) < 0) return -1;
             ng += 2;
             i = n;
             break;
@@ -3103,8 +3103,8 @@ static int chi_ipv6_parse(const char *s, size_t n, unsigned char out[16])
         while (i < n && chi_hexval((unsigned char)s[i]) >= 0 && i - start < 4)
             v = v * 16 + (unsigned)chi_hexval((unsigned char)s[i++]);
         if (i == start) return -1;
-        g[ng * 2] = (unsigned char)(v >> 8);
-        g[ng * 2 + 1] = (unsigned char)v;
+        g[(size_t)ng * 2] = (unsigned char)(v >> 8);
+        g[(size_t)ng * 2 + 1] = (unsigned char)v;
         ng++;
         if (i == n) break;
         if (s[i] != ':') return -1;
@@ -3123,7 +3123,7 @@ static int chi_ipv6_parse(const char *s, size_t n, unsigned char out[16])
         memcpy(out, g, 16);
     } else {
         memcpy(out, g, (size_t)gap * 2);
-        memcpy(out + 16 - (size_t)(ng - gap) * 2, g + gap * 2, (size_t)(ng - gap) * 2);
+        memcpy(out + 16 - (size_t)(ng - gap) * 2, g + (size_t)gap * 2, (size_t)(ng - gap) * 2);
     }
     return 0;
 }
@@ -5107,17 +5107,17 @@ struct chi_worker {
     ch_res res;
     chi_buf log;             /* access log lines not yet written */
     int log_fd;
+    int log_lines, log_dropped; /* the logger's rate limit: this second's lines */
+    int out_failed;          /* an answer could not be written: out of memory */
+    unsigned decoded_mask;   /* which parameters are decoded (reset per request) */
+    int64_t log_second;      /* ... and which second that is */
     chi_metrics *metrics;    /* &app->metrics[id] when counting, else NULL */
     void **slots;            /* middleware state per worker (app->nslots) */
-    int64_t log_second;      /* the logger's rate limit: this second's lines */
-    int log_lines, log_dropped;
     chi_buf decoded;         /* ch_req_param_decoded's values, per request */
-    unsigned decoded_mask;   /* which parameters are decoded (reset per request) */
     size_t decoded_at[CHOPIN_MAX_PARAMS], decoded_len[CHOPIN_MAX_PARAMS];
-    char rid_prefix[24];     /* request ids: "<start second>-<worker>-" */
+    uint64_t rid_next;       /* request ids: a count after ... */
     size_t rid_prefix_len;
-    uint64_t rid_next;       /* ... and a count */
-    int out_failed;          /* an answer could not be written: out of memory */
+    char rid_prefix[24];     /* ... "<start second>-<worker>-" */
 };
 
 /* >>app ---------------------------------------------------------------------
@@ -5688,7 +5688,8 @@ static int chi_log_admit(chi_worker *w, ch_log_level level)
         w->log_dropped = 0;
         if (dropped) {
             char msg[64];
-            snprintf(msg, sizeof msg, "%d log lines left out (more than %d a second)", dropped, CHI_LOG_PER_SECOND);
+            (void)snprintf(msg, sizeof msg, "%d log lines left out (more than %d a second)", dropped,
+                           CHI_LOG_PER_SECOND);
             chi_log_emit(w->app, CH_LOG_WARN, CH_LOGITEM_SUPPRESSED, msg);
         }
     }
@@ -5706,7 +5707,7 @@ static void chi_log(chi_worker *w, ch_log_level level, ch_log_item item, const c
     va_list ap;
     if (!chi_log_admit(w, level)) return;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    (void)vsnprintf(msg, sizeof msg, fmt, ap); /* a longer message is cut */
     va_end(ap);
     chi_log_emit(w->app, level, item, msg);
 }
@@ -5994,8 +5995,8 @@ static void chi_fast_respond(chi_worker *w, int i, int send_body, int keep_alive
 static void chi_res_invalid(chi_worker *w, const ch_req *req, const ch_res *res)
 {
     char path[128], method[CHI_MAX_METHOD_LEN + 1];
-    snprintf(path, sizeof path, "%.*s", (int)(req->path.len < 100 ? req->path.len : 100), req->path.ptr);
-    snprintf(method, sizeof method, "%.*s", (int)req->method_name.len, req->method_name.ptr);
+    (void)snprintf(path, sizeof path, "%.*s", (int)(req->path.len < 100 ? req->path.len : 100), req->path.ptr);
+    (void)snprintf(method, sizeof method, "%.*s", (int)req->method_name.len, req->method_name.ptr);
     if (res->status < 200 || res->status > 599)
         chi_log(w, CH_LOG_ERROR, CH_LOGITEM_BAD_STATUS, "%s %s: status %d is not 200-599: 500", method, path,
                 res->status);
@@ -6659,7 +6660,7 @@ static void chi_rl_headers(const chi_rl *rl, ch_res *res, const chi_take *t)
 {
     static const char reset[] = "\r\nX-RateLimit-Reset: ";
     char *p;
-    if (chi_buf_reserve(&res->headers, rl->lines_len + sizeof reset + 2 * 24 + 2) < 0) return;
+    if (chi_buf_reserve(&res->headers, rl->lines_len + sizeof reset + (size_t)48 + 2) < 0) return;
     p = res->headers.ptr + res->headers.len;
     p = chi_put(p, rl->lines, rl->lines_len);
     p += chi_itoa(t->remaining, p);
