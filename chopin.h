@@ -5715,11 +5715,13 @@ static void chi_log(chi_worker *w, ch_log_level level, ch_log_item item, const c
 /* >>counters ------------------------------------------------------------------
    What /metrics reports (>>metrics), counted where it happens. Each worker
    writes only its own chi_metrics; a reader on another worker sums them
-   all. The stores and loads are "relaxed" atomics: on every common CPU a
-   plain load and store, but the compiler may neither tear nor cache them.
+   all. The stores and loads are "relaxed" atomics: on every common 64-bit
+   CPU a plain load and store, but the compiler may neither tear nor cache
+   them. (On a 32-bit CPU, where a 64-bit atomic is dear, they are plain
+   volatile accesses: a reader may then see a count torn mid-update.)
    Also here: the slots where middleware keeps per-worker state. */
 
-#if defined(__GNUC__) || defined(__clang__)
+#if (defined(__GNUC__) || defined(__clang__)) && UINTPTR_MAX > 0xffffffffu
 static void chi_stat_add(uint64_t *c, uint64_t n)
 {
     __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
