@@ -7276,7 +7276,10 @@ static void chi_expire(chi_worker *w, chi_conn *c)
     if ((c->queue == CHI_Q_HEAD || c->queue == CHI_Q_BODY) && chi_pending(c) == 0) {
         size_t before = w->out.len;
         chi_write_error(w, 408, "", 0, 1, 0, 1);
+        /* nothing of an earlier request may show (its buffer may be gone) */
         w->req.method_name = w->req.target = chi_str(NULL, 0);
+        w->req.header_count = 0;
+        memset(w->req.common, 0, sizeof w->req.common);
         chi_dispatch_refusal(w, &w->req, &c->peer, 408, before);
         c->flags |= CHI_F_CLOSING | CHI_F_LINGER_AFTER;
         chi_buf_free(&c->in);
