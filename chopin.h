@@ -55,6 +55,13 @@
    auth, access log and request timing ship with it), O(1) lookup of common
    request headers, lazy query and cookie decoding, a JSON writer and a
    strict zero-copy JSON reader.
+   Answering later: a handler may take its response (ch_res_defer) and
+   return; the response is finished later on the same worker, from a timer
+   (ch_timer_start), a function handed over from any thread (ch_defer_post,
+   ch_worker_post: a lock-free queue per worker) or after blocking work on a
+   small off-loop pool (ch_defer_offload). It may stream (chunked, with
+   backpressure) or send server-sent events (ch_sse_*). Requests pipelined
+   behind it wait; responses leave in request order.
 
    THREE WAYS TO RUN
      ch_run(app, cfg)       listen, then serve until SIGINT/SIGTERM or ch_stop
@@ -129,6 +136,10 @@
                                X-Real-IP, the PROXY header (trust_proxy is
                                then an error)
        CHOPIN_NO_REQUEST_ID    compile out ch_mw_request_id
+       CHOPIN_NO_SSE           compile out server-sent events (ch_sse_*)
+       CHOPIN_STREAM_BUFFER    262144  queued bytes of a stream over which
+                                       ch_defer_write says "wait for the
+                                       drain callback" (4x: the stream is cut)
        CHOPIN_CORE_ONLY        compile only layer 1, the core (parser, JSON,
                                router...): no system call, no server; for
                                tests, fuzzing and reuse
@@ -143,7 +154,14 @@
                                   its first byte (slowloris)
        body_timeout         30 s  a request body that makes no progress: 408
        write_timeout        30 s  a client that takes none of our answer
-       shutdown_timeout     10 s  grace period for in-flight requests
+       shutdown_timeout     10 s  grace period for in-flight requests, deferred
+                                  responses and streams (then a stream ends
+                                  with its last chunk, an unfinished deferred
+                                  response gets 503)
+       max_deferred    max_connections  deferred responses and streams per
+                                  worker; over it: 503
+       offload_threads       2    threads of the off-loop pool (started on
+                                  the first ch_defer_offload)
 
    LOGGING, PROXIES (ch_config fields; 0 / NULL means the default shown)
        log            stderr      a ch_log_fn(level, item, message, user);
@@ -181,6 +199,8 @@
                      PROXY protocol header (v1, v2)
      >>buckets       token buckets in a bounded LRU table (rate limiting)
      >>cookies       the Set-Cookie builder; integer getters
+     >>timers        the timer min-heap (a worker's timers, no clock)
+     >>queue         the lock-free queue that hands work to a worker
    Layer 2, the OS seam: all that asks the kernel
      >>os            backend choice, clock, sockets, listen, accept, threads
      >>os epoll      the poll set, waker, ticker and signals on Linux
@@ -188,7 +208,7 @@
      >>os poll       ... with plain poll(2)
    Layer 3, the server
      >>structs       every private server type: app, group, response,
-                     connection, worker
+                     connection, later response, pool, worker
      >>app           building the application: routes, groups, middleware
      >>response API  what handlers call to answer
      >>worker state  the Date cache and the timeout queues
@@ -205,6 +225,9 @@
      >>metrics       the Prometheus text route, summed over the workers
      >>batteries     their set-up at ch_listen and freeing
      >>connection    read, answer every request, write once, close
+     >>later         deferred responses, streams, posts, the settle pass
+     >>sse           server-sent events
+     >>offload       the off-loop pool of blocking threads
      >>accept        new connections, pausing at the limits
      >>worker loop   one pass: wait, I/O, tick
      >>config        ch_config + environment + defaults, resolved once
@@ -213,8 +236,8 @@
      >>embed         ch_poll: the server inside the caller's loop
 
    NOT YET
-   Answering later and streaming (chunked, SSE), WebSocket, static files,
-   streamed uploads, HTTP/2, TLS (put a proxy in front).
+   WebSocket, static files, streamed uploads, HTTP/2, TLS (put a proxy in
+   front).
 
    LICENSE
    MIT or public domain, your choice: see the end of the file.
@@ -335,6 +358,9 @@ typedef struct ch_config {
                                 X-Real-IP and the PROXY header believed */
     int proxy_protocol;      /* CH_YES: a connection from a trusted proxy starts
                                 with a PROXY v1 or v2 header (HAProxy) */
+    int max_deferred;        /* 0: max_connections; deferred responses and
+                                streams per worker, over it: 503 */
+    int offload_threads;     /* 0: 2; threads of the off-loop pool */
 } ch_config;
 
 typedef struct ch_header {
@@ -507,12 +533,12 @@ CHOPIN_API void ch_stop(ch_app *app);
    thread (standard mode: cfg.workers must be 0 or 1) and installs no signal
    handling. Returns 0 while serving, 1 once the server has stopped (after
    ch_stop and the graceful drain; the app can then be freed), -1 on an error
-   (see ch_error). ch_poll_fd gives a descriptor that becomes readable when
-   ch_poll has work, to put in the caller's own poll/select/epoll set (valid
-   from ch_app_new on); it is -1 with the poll backend: call ch_poll on a
-   timer there. */
+   (see ch_error). ch_poll_fd, after ch_listen, sets the server up as the
+   first ch_poll would and gives a descriptor that becomes readable when
+   ch_poll has work, to put in the caller's own poll/select/epoll set; it is
+   -1 with the poll backend (call ch_poll on a timer there) or on an error. */
 CHOPIN_API int ch_poll(ch_app *app, int timeout_ms);
-CHOPIN_API int ch_poll_fd(const ch_app *app);
+CHOPIN_API int ch_poll_fd(ch_app *app);
 /* The event backend this build uses: "epoll", "kqueue" or "poll". */
 CHOPIN_API const char *ch_backend(void);
 
@@ -720,6 +746,104 @@ CHOPIN_API int ch_use_ratelimit(ch_app *app, ch_group *g, const ch_ratelimit *rl
 CHOPIN_API int ch_metrics_route(ch_app *app, const char *path);
 #endif
 
+/* Answering later (see README.md, "Answering later" and "Streaming").
+   A worker is one event-loop thread; everything below runs on the worker
+   that owns the object unless it says "any thread". A handler (or a
+   middleware) takes its response with ch_res_defer and returns; the
+   connection stays open, later requests pipelined behind it wait, and the
+   response is finished later on the same worker: from a timer, from a
+   function handed over from another thread (ch_defer_post), or after
+   blocking work on the off-loop pool (ch_defer_offload). A deferred
+   response can also stream: a head, then body pieces with backpressure,
+   then an end; server-sent events are a stream.
+   A ch_defer is a handle by value (a worker and a generation-checked id):
+   it stays usable until the user finishes or releases it, and using it
+   after that, or after the client left, is defined: the call does nothing
+   and says so (-1 or 0). Request data (ch_req) is gone once the handler
+   returns: copy what the later answer needs. */
+typedef struct ch_worker ch_worker;
+typedef void (*ch_worker_fn)(ch_worker *w, void *user);
+
+typedef struct ch_defer {
+    ch_worker *w;            /* the worker that owns the response */
+    uint64_t id;             /* 0: no response (over the cap: 503 was sent) */
+} ch_defer;
+typedef void (*ch_defer_fn)(ch_defer d, void *user);
+
+/* Workers: start and stop hooks run on each worker's thread (before its
+   first request, after its last); per-worker data needs no __thread. */
+CHOPIN_API int ch_on_worker_start(ch_app *app, ch_worker_fn fn, void *user);
+CHOPIN_API int ch_on_worker_stop(ch_app *app, ch_worker_fn fn, void *user);
+CHOPIN_API ch_worker *ch_res_worker(const ch_res *res);
+CHOPIN_API int ch_worker_index(const ch_worker *w);   /* 0 .. count-1 */
+CHOPIN_API int ch_worker_count(const ch_worker *w);
+CHOPIN_API ch_app *ch_worker_app(const ch_worker *w);
+CHOPIN_API void *ch_worker_data(const ch_worker *w);
+CHOPIN_API void ch_worker_set_data(ch_worker *w, void *data);
+/* Worker i while the server runs (between the start hooks and ch_serve
+   returning), or NULL. */
+CHOPIN_API ch_worker *ch_app_worker(ch_app *app, int index);
+/* Any thread: fn(w, user) runs on w's thread soon, in the order posted.
+   Lock-free; a function posted while the worker stops still runs once.
+   Returns 0, or -1 when out of memory. */
+CHOPIN_API int ch_worker_post(ch_worker *w, ch_worker_fn fn, void *user);
+
+/* Timers on the worker, millisecond resolution: fn runs after ms, then
+   every repeat_ms (0: once). Returns a handle for ch_timer_stop, or 0 when
+   out of memory. Timers still pending when the worker stops do not run. */
+typedef uint64_t ch_timer;
+CHOPIN_API ch_timer ch_timer_start(ch_worker *w, uint64_t ms, uint64_t repeat_ms, ch_worker_fn fn, void *user);
+CHOPIN_API int ch_timer_stop(ch_worker *w, ch_timer t);  /* 0, or -1: not pending */
+
+/* Deferred responses. ch_res_defer gives a handle; over the worker's cap
+   (max_deferred) it gives id 0 and the client gets 503. Fill the response
+   with ch_defer_res + the ch_res_* calls, then ch_defer_finish. */
+CHOPIN_API ch_defer ch_res_defer(ch_res *res);
+CHOPIN_API ch_res *ch_defer_res(ch_defer d);      /* a stale handle gets a scratch response */
+CHOPIN_API int ch_defer_finish(ch_defer d);       /* 0 sent; -1 client gone or already finished */
+CHOPIN_API void ch_defer_release(ch_defer d);     /* let go; unanswered: 500 */
+CHOPIN_API int ch_defer_alive(ch_defer d);        /* 1 while the client waits and it is unfinished */
+/* fn runs once on the worker when the response can no longer be sent: the
+   client left, the deadline passed or the server stopped. Not after finish. */
+CHOPIN_API int ch_defer_on_abort(ch_defer d, ch_defer_fn fn, void *user);
+/* Any thread: fn(d, user) runs on d's worker (also when the client has gone:
+   then ch_defer_alive says 0 and ch_defer_finish -1). 0, or -1 (no memory). */
+CHOPIN_API int ch_defer_post(ch_defer d, ch_defer_fn fn, void *user);
+CHOPIN_API ch_timer ch_defer_after(ch_defer d, uint64_t ms, ch_defer_fn fn, void *user);
+/* After ms the client gets status (503 or 504) unless finished before; the
+   abort callback runs. */
+CHOPIN_API int ch_defer_deadline(ch_defer d, uint64_t ms, int status);
+/* work(user) runs on a thread of the off-loop pool (ch_config
+   offload_threads, default 2), then done(d, user) on d's worker. For
+   blocking calls (a database, a device), not for CPU-heavy work. done
+   always runs once, also when the client left or the server stops. */
+CHOPIN_API int ch_defer_offload(ch_defer d, void (*work)(void *user), ch_defer_fn done, void *user);
+
+/* Streaming. ch_defer_begin sends the head (status, Content-Type and
+   headers as set on ch_defer_res); length -1 means unknown: chunked for
+   HTTP/1.1, close-delimited for HTTP/1.0. Returns 0, 1 when no body will be
+   sent (HEAD, 204, 304: just end), -1 gone. ch_defer_write queues a piece
+   and returns 0, 1 when the queued output is over the bound (stop until
+   the drain callback), -1 when the client is gone or the stream is over. A
+   producer that ignores 1 until 4 times the bound is cut off. */
+CHOPIN_API int ch_defer_begin(ch_defer d, int64_t length);
+CHOPIN_API int ch_defer_write(ch_defer d, const void *data, size_t len);
+CHOPIN_API int ch_defer_on_drain(ch_defer d, ch_defer_fn fn, void *user);
+CHOPIN_API int ch_defer_end(ch_defer d);          /* ends the stream; as finish */
+CHOPIN_API size_t ch_defer_queued(ch_defer d);    /* bytes not yet taken by the client */
+
+#ifndef CHOPIN_NO_SSE
+/* Server-sent events (text/event-stream). ch_sse_begin starts the stream,
+   with a comment heartbeat every heartbeat_ms (0: none); ch_sse_event sends
+   one event (event and id may be NULL; data is split into "data:" lines at
+   CR, LF or CRLF); ch_sse_last_event_id reads the request's Last-Event-ID. */
+CHOPIN_API int ch_sse_begin(ch_defer d, uint64_t heartbeat_ms);
+CHOPIN_API int ch_sse_event(ch_defer d, const char *event, const char *id, const char *data, size_t len);
+CHOPIN_API int ch_sse_retry(ch_defer d, uint64_t ms);
+CHOPIN_API int ch_sse_comment(ch_defer d, const char *text);
+CHOPIN_API ch_str ch_sse_last_event_id(const ch_req *req);
+#endif
+
 #ifdef __cplusplus
 }
 #endif
@@ -786,6 +910,9 @@ CHOPIN_API int ch_metrics_route(ch_app *app, const char *path);
 #ifndef CHOPIN_SERVER_NAME
 #define CHOPIN_SERVER_NAME "chopin"
 #endif
+#ifndef CHOPIN_STREAM_BUFFER
+#define CHOPIN_STREAM_BUFFER (256 * 1024)
+#endif
 
 /* Defaults for a zeroed ch_config, resolved in one place (>>config). */
 #define CHI_DEFAULT_PORT 3000
@@ -815,6 +942,10 @@ CHOPIN_API int ch_metrics_route(ch_app *app, const char *path);
 #define CHI_ERROR_LEN 256             /* ch_error's message */
 #define CHI_MAX_FINISHERS 4           /* ch_res_on_finish calls per response */
 #define CHI_JSON_NUMBER_MAX 512       /* bytes of a number ch_json_get_double reads */
+#define CHI_HELD_INPUT CHOPIN_READ_SIZE /* input held behind a later response: reading pauses */
+#define CHI_STREAM_LOW (CHOPIN_STREAM_BUFFER / 4) /* a stream's queue this low: drain callback */
+#define CHI_STREAM_CUT (4 * (size_t)CHOPIN_STREAM_BUFFER) /* a producer that ignores "wait": cut */
+#define CHI_DEFAULT_OFFLOAD_THREADS 2
 
 /* >>utilities ---------------------------------------------------------------
    A growable byte buffer, integer formatting, the Date header, and the
@@ -825,12 +956,11 @@ typedef struct chi_buf {
     size_t len, cap;
 } chi_buf;
 
-/* Makes room for `extra` more bytes. Returns 0, or -1 when out of memory. */
-static int chi_buf_reserve(chi_buf *b, size_t extra)
+/* The slow half of chi_buf_reserve: the buffer grows (doubling). */
+static int chi_buf_grow(chi_buf *b, size_t extra)
 {
     size_t need, cap;
     char *p;
-    if (b->cap - b->len >= extra) return 0;
     if (extra > (size_t)-1 / 2 - b->len) return -1;
     need = b->len + extra;
     cap = b->cap ? b->cap : 1024;
@@ -840,6 +970,13 @@ static int chi_buf_reserve(chi_buf *b, size_t extra)
     b->ptr = p;
     b->cap = cap;
     return 0;
+}
+
+/* Makes room for `extra` more bytes. Returns 0, or -1 when out of memory.
+   The check that almost always succeeds is kept small enough to inline. */
+static int chi_buf_reserve(chi_buf *b, size_t extra)
+{
+    return b->cap - b->len >= extra ? 0 : chi_buf_grow(b, extra);
 }
 
 static int chi_buf_append(chi_buf *b, const void *data, size_t n)
@@ -2558,7 +2695,8 @@ enum {
     CHI_FRAME_LENGTH,      /* Content-Length: length */
     CHI_FRAME_LENGTH_OPEN, /* "Content-Length: " and stop: the caller writes the
                               digits per request (dynamic FastRoutes) */
-    CHI_FRAME_NONE         /* 1xx, 204, 304: no framing header */
+    CHI_FRAME_NONE,        /* 1xx, 204, 304: no framing header */
+    CHI_FRAME_CHUNKED      /* Transfer-Encoding: chunked (a stream) */
 };
 
 typedef struct chi_head_spec {
@@ -2628,6 +2766,7 @@ static char *chi_head_put(char *p, const chi_head_spec *h)
     p = chi_put(p, h->extra, h->extra_len);
     p = chi_put(p, conn, conn_len);
     if (h->framing == CHI_FRAME_NONE || !chi_status_has_body(h->status)) return chi_put(p, "\r\n", 2);
+    if (h->framing == CHI_FRAME_CHUNKED) return chi_put(p, "Transfer-Encoding: chunked\r\n\r\n", 30);
     p = chi_put(p, "Content-Length: ", 16);
     if (h->framing == CHI_FRAME_LENGTH_OPEN) return p;
     return chi_head_length_end(p, h->length);
@@ -3597,6 +3736,276 @@ CHOPIN_API int ch_req_query_int(const ch_req *req, const char *name, long long l
     if (n == CH_ABSENT) return CH_ABSENT;
     return n < 0 ? CH_BAD : chi_parse_ll(buf, (size_t)n, lo, hi, out);
 }
+/* >>timers ------------------------------------------------------------------
+   A worker's timers: a binary min-heap ordered by due time (milliseconds),
+   then by the order they were armed. Each timer sits in a slot that keeps its
+   place in the heap, so stopping one is O(log n) without a search, and a
+   handle (ch_timer: generation << 32 | slot + 1) names one arming of one
+   slot: a stale handle is recognised, never stops another timer. Adding,
+   stopping and running are O(log n); 100,000 pending cost 100,000 slots and
+   heap entries, nothing per pass. The clock is the caller's: this is plain
+   data, tested on its own (tests/async_unit.c). */
+
+#define CHI_TNONE 0xFFFFFFFFu
+
+typedef struct chi_tslot {
+    int64_t due;             /* ms, on the caller's clock */
+    uint64_t seq;            /* arming order: equal due times run in it */
+    uint64_t repeat;         /* ms; 0: once */
+    ch_worker_fn fn;
+    void *user;
+    uint32_t gen;            /* bumped when the slot is freed */
+    uint32_t heap;           /* its index in the heap; CHI_TNONE when free */
+    uint32_t next_free;
+    int owns_user;           /* user is freed with the timer if it never runs */
+} chi_tslot;
+
+typedef struct chi_timers {
+    chi_tslot *slot;
+    uint32_t nslot, slot_cap;
+    uint32_t *heap;          /* slot indices */
+    uint32_t n, heap_cap;
+    uint32_t free_head;      /* CHI_TNONE: none */
+    uint64_t seq;
+} chi_timers;
+
+static void chi_timers_init(chi_timers *t)
+{
+    memset(t, 0, sizeof *t);
+    t->free_head = CHI_TNONE;
+}
+
+static void chi_timers_free(chi_timers *t)
+{
+    uint32_t i;
+    for (i = 0; i < t->n; i++)
+        if (t->slot[t->heap[i]].owns_user) CHOPIN_FREE(t->slot[t->heap[i]].user);
+    CHOPIN_FREE(t->slot);
+    CHOPIN_FREE(t->heap);
+    chi_timers_init(t);
+}
+
+static int chi_t_before(const chi_timers *t, uint32_t a, uint32_t b)
+{
+    const chi_tslot *x = &t->slot[a], *y = &t->slot[b];
+    return x->due < y->due || (x->due == y->due && x->seq < y->seq);
+}
+
+static void chi_t_place(chi_timers *t, uint32_t i, uint32_t s)
+{
+    t->heap[i] = s;
+    t->slot[s].heap = i;
+}
+
+static void chi_t_up(chi_timers *t, uint32_t i)
+{
+    uint32_t s = t->heap[i];
+    while (i > 0) {
+        uint32_t parent = (i - 1) / 2;
+        if (!chi_t_before(t, s, t->heap[parent])) break;
+        chi_t_place(t, i, t->heap[parent]);
+        i = parent;
+    }
+    chi_t_place(t, i, s);
+}
+
+static void chi_t_down(chi_timers *t, uint32_t i)
+{
+    uint32_t s = t->heap[i];
+    for (;;) {
+        uint32_t kid = 2 * i + 1;
+        if (kid >= t->n) break;
+        if (kid + 1 < t->n && chi_t_before(t, t->heap[kid + 1], t->heap[kid])) kid++;
+        if (!chi_t_before(t, t->heap[kid], s)) break;
+        chi_t_place(t, i, t->heap[kid]);
+        i = kid;
+    }
+    chi_t_place(t, i, s);
+}
+
+/* Takes slot s out of the heap (it stays allocated). */
+static void chi_t_remove(chi_timers *t, uint32_t s)
+{
+    uint32_t i = t->slot[s].heap, last = t->heap[--t->n];
+    t->slot[s].heap = CHI_TNONE;
+    if (i == t->n) return;
+    chi_t_place(t, i, last);
+    chi_t_down(t, i);
+    chi_t_up(t, t->slot[last].heap);
+}
+
+static void chi_t_insert(chi_timers *t, uint32_t s)
+{
+    t->slot[s].seq = t->seq++;
+    chi_t_place(t, t->n++, s);
+    chi_t_up(t, t->n - 1);
+}
+
+static void chi_t_release(chi_timers *t, uint32_t s)
+{
+    t->slot[s].gen++;
+    t->slot[s].fn = NULL;
+    t->slot[s].owns_user = 0;
+    t->slot[s].next_free = t->free_head;
+    t->free_head = s;
+}
+
+/* A free slot with room for it in the heap; CHI_TNONE when out of memory. */
+static uint32_t chi_t_alloc(chi_timers *t)
+{
+    uint32_t s;
+    if (t->free_head != CHI_TNONE) {
+        s = t->free_head;
+        t->free_head = t->slot[s].next_free;
+        return s;
+    }
+    if (t->nslot == t->slot_cap) {
+        uint32_t cap = t->slot_cap ? t->slot_cap * 2 : 64;
+        chi_tslot *ns;
+        uint32_t *nh;
+        if (cap >= CHI_TNONE / 2) return CHI_TNONE;
+        ns = (chi_tslot *)CHOPIN_REALLOC(t->slot, sizeof *ns * cap);
+        if (!ns) return CHI_TNONE;
+        t->slot = ns;
+        nh = (uint32_t *)CHOPIN_REALLOC(t->heap, sizeof *nh * cap);
+        if (!nh) return CHI_TNONE;
+        t->heap = nh;
+        t->slot_cap = t->heap_cap = cap;
+    }
+    s = t->nslot++;
+    t->slot[s].gen = 1;
+    return s;
+}
+
+/* Arms fn at now + delay (then every repeat ms, 0: once). Returns a handle,
+   or 0 when out of memory. */
+static uint64_t chi_timers_add(chi_timers *t, int64_t now, uint64_t delay, uint64_t repeat, ch_worker_fn fn, void *user)
+{
+    uint32_t s = chi_t_alloc(t);
+    chi_tslot *ts;
+    if (s == CHI_TNONE || !fn) return 0;
+    ts = &t->slot[s];
+    ts->due = now + (int64_t)(delay > ((uint64_t)1 << 40) ? ((uint64_t)1 << 40) : delay);
+    ts->repeat = repeat > ((uint64_t)1 << 40) ? ((uint64_t)1 << 40) : repeat;
+    ts->fn = fn;
+    ts->user = user;
+    ts->owns_user = 0;
+    chi_t_insert(t, s);
+    return ((uint64_t)ts->gen << 32) | (uint64_t)(s + 1);
+}
+
+/* The slot a handle names while it is pending, or CHI_TNONE. */
+static uint32_t chi_t_find(const chi_timers *t, uint64_t id)
+{
+    uint32_t s = (uint32_t)(id & 0xFFFFFFFFu) - 1u;
+    if (id == 0 || s >= t->nslot || t->slot[s].gen != (uint32_t)(id >> 32) || t->slot[s].heap == CHI_TNONE)
+        return CHI_TNONE;
+    return s;
+}
+
+/* The timer's user pointer is memory it owns: freed if it never runs. */
+static void chi_timers_own(chi_timers *t, uint64_t id)
+{
+    uint32_t s = chi_t_find(t, id);
+    if (s != CHI_TNONE) t->slot[s].owns_user = 1;
+}
+
+static int chi_timers_cancel(chi_timers *t, uint64_t id)
+{
+    uint32_t s = chi_t_find(t, id);
+    if (s == CHI_TNONE) return -1;
+    if (t->slot[s].owns_user) CHOPIN_FREE(t->slot[s].user);
+    chi_t_remove(t, s);
+    chi_t_release(t, s);
+    return 0;
+}
+
+/* Milliseconds until the first timer is due (0 if it is), or -1: none. */
+static int64_t chi_timers_wait(const chi_timers *t, int64_t now)
+{
+    int64_t d;
+    if (t->n == 0) return -1;
+    d = t->slot[t->heap[0]].due - now;
+    return d < 0 ? 0 : d;
+}
+
+/* Runs every timer due at `now` that was armed before this call: one armed
+   by a callback waits for the next call, so a callback that re-arms at 0 ms
+   cannot keep this loop going. A repeating timer is re-armed before its
+   callback runs (which may stop it); a one-shot one is freed first (its
+   handle is stale inside the callback). Returns how many ran. */
+static int chi_timers_run(chi_timers *t, int64_t now, ch_worker *w)
+{
+    uint64_t before = t->seq;
+    int ran = 0;
+    while (t->n) {
+        uint32_t s = t->heap[0];
+        chi_tslot *ts = &t->slot[s];
+        ch_worker_fn fn;
+        void *user;
+        if (ts->due > now || ts->seq >= before) break;
+        fn = ts->fn;
+        user = ts->user;
+        if (ts->repeat) {
+            ts->due += (int64_t)ts->repeat;
+            if (ts->due <= now) ts->due = now + (int64_t)ts->repeat; /* late: no burst of catch-ups */
+            ts->seq = t->seq++;
+            chi_t_down(t, 0);
+        } else {
+            chi_t_remove(t, s);
+            chi_t_release(t, s);
+        }
+        fn(w, user);
+        ran++;
+    }
+    return ran;
+}
+
+/* >>queue -------------------------------------------------------------------
+   The hand-off from any thread to a worker: a lock-free stack of nodes that
+   producers push with one compare-and-swap and the worker takes whole with
+   one exchange, then reverses into arrival order. Only the push that finds
+   the stack empty needs to wake the worker: later ones ride on that wake,
+   which the worker takes before it takes the stack. Atomics are the
+   compiler's (__atomic, gcc and clang): no lock, no system call. */
+
+typedef struct chi_qnode {
+    struct chi_qnode *next;
+    ch_worker_fn wfn;        /* a plain post, or */
+    ch_defer_fn dfn;         /* one for a deferred response */
+    ch_defer d;
+    void *user;
+    void *extra;             /* the off-loop pool's job */
+} chi_qnode;
+
+typedef struct chi_mpsc {
+    chi_qnode *head;
+} chi_mpsc;
+
+/* Any thread. Returns 1 when the queue was empty (the caller wakes the
+   consumer), else 0. */
+static int chi_mpsc_push(chi_mpsc *q, chi_qnode *n)
+{
+    chi_qnode *old = __atomic_load_n(&q->head, __ATOMIC_RELAXED);
+    do {
+        n->next = old;
+    } while (!__atomic_compare_exchange_n(&q->head, &old, n, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+    return old == NULL;
+}
+
+/* The consumer: everything pushed so far, oldest first. */
+static chi_qnode *chi_mpsc_take(chi_mpsc *q)
+{
+    chi_qnode *n = __atomic_exchange_n(&q->head, (chi_qnode *)NULL, __ATOMIC_ACQUIRE), *fifo = NULL;
+    while (n) {
+        chi_qnode *next = n->next;
+        n->next = fifo;
+        fifo = n;
+        n = next;
+    }
+    return fifo;
+}
+
 
 #ifndef CHOPIN_CORE_ONLY
 /* >>os ------------------------------------------------------------------------
@@ -3863,15 +4272,19 @@ typedef pthread_t chi_thread;
 static int chi_os_thread_start(chi_thread *t, void *(*fn)(void *), void *arg) { return pthread_create(t, NULL, fn, arg) == 0 ? 0 : -1; }
 static void chi_os_thread_join(chi_thread t) { pthread_join(t, NULL); }
 
-#ifndef CHOPIN_NO_RATELIMIT
-/* A lock, for the one shared structure on the request path: the exact-mode
-   rate table (>>ratelimit). */
+/* A lock and a condition, for the off-loop pool's job queue (its threads
+   block anyway; the request path takes no lock). */
 typedef pthread_mutex_t chi_mutex;
+typedef pthread_cond_t chi_cond;
 static int chi_os_mutex_init(chi_mutex *m) { return pthread_mutex_init(m, NULL) == 0 ? 0 : -1; }
-static void chi_os_mutex_lock(chi_mutex *m) { pthread_mutex_lock(m); }
-static void chi_os_mutex_unlock(chi_mutex *m) { pthread_mutex_unlock(m); }
 static void chi_os_mutex_destroy(chi_mutex *m) { pthread_mutex_destroy(m); }
-#endif
+static void chi_os_lock(chi_mutex *m) { pthread_mutex_lock(m); }
+static void chi_os_unlock(chi_mutex *m) { pthread_mutex_unlock(m); }
+static int chi_os_cond_init(chi_cond *c) { return pthread_cond_init(c, NULL) == 0 ? 0 : -1; }
+static void chi_os_cond_destroy(chi_cond *c) { pthread_cond_destroy(c); }
+static void chi_os_cond_wait(chi_cond *c, chi_mutex *m) { pthread_cond_wait(c, m); }
+static void chi_os_cond_signal(chi_cond *c) { pthread_cond_signal(c); }
+static void chi_os_cond_broadcast(chi_cond *c) { pthread_cond_broadcast(c); }
 
 /* Listening sockets. */
 typedef struct chi_listen_req {
@@ -4918,9 +5331,20 @@ static int chi_signals_read(chi_signals *s)
      ch_app                        shared read-only by the workers once running
      ch_res                        the response a handler fills (one per worker)
      chi_conn                      one client connection
+     chi_later                     a response that outlives its handler
+                                   (deferred, streaming, SSE)
+     chi_pool                      the off-loop pool's threads and jobs
      chi_worker                    one thread's loop and everything it owns */
 
-typedef struct chi_worker chi_worker;
+typedef struct ch_worker chi_worker;
+typedef struct chi_later chi_later;
+typedef struct chi_pool chi_pool;
+
+typedef struct chi_hook {
+    ch_worker_fn fn;
+    void *user;
+} chi_hook;
+#define CHI_MAX_HOOKS 8               /* start hooks, stop hooks */
 
 /* Something registration allocated that ch_app_free must free (the state
    of ch_use_cors, ch_use_ratelimit). */
@@ -5001,6 +5425,12 @@ struct ch_app {
     chi_net trusted[CHI_MAX_TRUSTED]; /* ch_config.trust_proxy */
     int ntrusted;
     ch_log_level log_level;  /* resolved */
+    int nworkers;            /* running: ch_app_worker answers */
+    chi_hook start_hooks[CHI_MAX_HOOKS], stop_hooks[CHI_MAX_HOOKS];
+    int nstart, nstop;
+    int stop_flag;           /* atomic: ch_stop was called (the stop waker
+                                also carries posts in embedded mode) */
+    chi_pool *pool;          /* the off-loop pool, started on first use */
 };
 
 #define CHI_RID_MAX 64
@@ -5009,6 +5439,8 @@ struct ch_app {
    buffer when the handler returns. */
 struct ch_res {
     chi_worker *w;
+    ch_json *json;           /* the body writer: the worker's, or a deferred
+                                response's own */
     int status;
     chi_buf ctype;           /* Content-Type value; empty: none */
     chi_buf headers;         /* "Name: value\r\n" lines from the handler */
@@ -5047,7 +5479,10 @@ enum {
     CHI_F_LINGER = 4,        /* write side shut, draining the input */
     CHI_F_PEER_EOF = 8,      /* the client will send nothing more */
     CHI_F_BACKLOG = 16,      /* input left unprocessed: output over the limit */
-    CHI_F_PROXY = 32         /* a PROXY header is due before the first request */
+    CHI_F_STALL = 32,        /* held behind a deferred response, input full */
+    CHI_F_DIRTY = 64,        /* in the worker's list of connections to settle */
+    CHI_F_KILL = 128,        /* close when settled (a stream cut off) */
+    CHI_F_PROXY = 256        /* a PROXY header is due before the first request */
 };
 
 typedef struct chi_conn {
@@ -5067,7 +5502,54 @@ typedef struct chi_conn {
     int chunk_active;
     chi_chunked chunk;
     chi_peer peer;
+    chi_later *later;        /* the response in progress that holds the
+                                requests behind it; NULL: none */
 } chi_conn;
+
+/* A response that outlives its handler. The user holds it by a ch_defer
+   (index + generation) until finish or release; the connection holds it
+   while c is set. It is recycled (gen bumped) when both have let go. */
+enum { CHI_L_FREE, CHI_L_WAITING, CHI_L_STREAM, CHI_L_DONE };
+enum { CHI_LF_LENGTH, CHI_LF_CHUNKED, CHI_LF_CLOSE };
+struct chi_later {
+    uint32_t gen, index;
+    int state;
+    int user_holds;          /* until ch_defer_finish / _release / _end */
+    chi_conn *c;             /* NULL once detached (sent, aborted, cut) */
+    ch_res res;              /* what ch_defer_res fills */
+    ch_json json;            /* its own body writer */
+    int keep_alive, minor, head_only, no_body;
+    int framing;             /* CHI_LF_*, once begun */
+    uint64_t left;           /* CHI_LF_LENGTH: body bytes still owed */
+    int sse;
+    ch_defer_fn on_abort, on_drain;
+    void *abort_user, *drain_user;
+    int want_drain;          /* a write said "over the bound" */
+    ch_timer deadline, heartbeat;
+    int deadline_status;
+    ch_method method;
+    chi_buf line;            /* method name + target, for the after-hooks */
+    size_t method_len;
+    chi_later *next_free;
+};
+
+/* The off-loop pool: blocking threads shared by the workers, started on
+   the first ch_defer_offload. Jobs wait in a locked FIFO (the pool's
+   threads block anyway); results go back through the workers' queues. */
+typedef struct chi_job {
+    chi_qnode node;          /* posted back to the worker when done */
+    void (*work)(void *user);
+    struct chi_job *next;
+} chi_job;
+
+struct chi_pool {
+    chi_mutex mu;
+    chi_cond cv;
+    chi_job *head, *tail;
+    int stop;
+    int nthreads, started;
+    chi_thread *threads;
+};
 
 /* A worker's copy of one FastRoute's response: off into fast_bytes, the
    whole length, and the head's (a dynamic one ends at "Content-Length: "). */
@@ -5075,7 +5557,7 @@ typedef struct chi_fast_copy {
     size_t off, len, head_len;
 } chi_fast_copy;
 
-struct chi_worker {
+struct ch_worker {
     ch_app *app;
     int id;
     chi_poller own_poller;   /* its own, unless it runs in the caller's loop */
@@ -5118,7 +5600,37 @@ struct chi_worker {
     uint64_t rid_next;       /* request ids: a count after ... */
     size_t rid_prefix_len;
     char rid_prefix[24];     /* ... "<start second>-<worker>-" */
+    int hooks_started;       /* the start hooks ran (so the stop hooks will) */
+    /* answering later (>>later): nothing here is touched by a request
+       that does not use it */
+    chi_conn *cur;           /* the connection whose requests are being
+                                answered: its output goes to w->out */
+    int deferring;           /* ch_res_defer was called in this dispatch */
+    int keep_alive;          /* the request being dispatched keeps the connection */
+    chi_later **laters;      /* by index; each allocation is kept for reuse */
+    chi_later *free_laters;
+    uint32_t nlaters, laters_cap;
+    int live;                /* deferred responses and streams with a client */
+    int stop_flag;           /* atomic: the waker means "stop" */
+    int *dirty;              /* fds of connections to settle after this pass */
+    size_t ndirty, dirty_cap;
+    chi_timers timers;
+    int64_t now_ms;          /* read per pass while timers are pending */
+    chi_mpsc inbox;          /* posts from any thread */
+    chi_waker *wake;         /* what a post pokes: own waker, or the app's */
+    void *data;              /* ch_worker_set_data */
+    ch_res sink;             /* what a stale handle's ch_defer_res gets */
+    ch_json sink_json;
+    chi_buf sse_buf;         /* an event being framed */
 };
+
+/* Implemented in >>later, called from >>connection and the loop. */
+enum { CHI_WHY_DONE, CHI_WHY_ABORT, CHI_WHY_GONE };
+static void chi_later_detach(chi_worker *w, chi_later *l, int why);
+static void chi_hold_input(chi_worker *w, chi_conn *c, long n);
+static void chi_held_io(chi_worker *w, chi_conn *c);
+static void chi_mark_dirty(chi_worker *w, chi_conn *c);
+static chi_pool *chi_pool_new(void); /* >>offload */
 
 /* >>app ---------------------------------------------------------------------
    Building the application: what is added here is shared read-only by every
@@ -5146,7 +5658,8 @@ CHOPIN_API ch_app *ch_app_new(void)
     if (!app) return NULL;
     memset(app, 0, sizeof *app);
     app->root = chi_node_new();
-    if (app->root && chi_poller_open(&app->ctl) == 0) {
+    app->pool = chi_pool_new();
+    if (app->root && app->pool && chi_poller_open(&app->ctl) == 0) {
         app->ctl_open = 1;
         app->stop_open = chi_waker_open(&app->stop, &app->ctl, CHI_TAG_STOP) == 0;
     }
@@ -5364,7 +5877,6 @@ CHOPIN_API size_t ch_req_remote_addr(const ch_req *req, char *out, size_t cap)
     return chi_os_peer_text((const chi_peer *)req->conn, out, cap);
 }
 
-static ch_json *chi_worker_json(chi_worker *w) { return &w->json; }
 
 static void chi_res_reset(ch_res *res)
 {
@@ -5460,7 +5972,7 @@ CHOPIN_API void ch_res_text(ch_res *res, int status, const char *text)
 
 CHOPIN_API int ch_res_body(ch_res *res, const char *content_type, const void *body, size_t len)
 {
-    ch_json *j = chi_worker_json(res->w);
+    ch_json *j = res->json;
     ch_json_reset(j);
     chi_json_raw(j, (const char *)body, len);
     if (content_type) chi_res_default_ctype(res, content_type, strlen(content_type));
@@ -5470,7 +5982,7 @@ CHOPIN_API int ch_res_body(ch_res *res, const char *content_type, const void *bo
 
 CHOPIN_API ch_json *ch_res_json(ch_res *res, int status)
 {
-    ch_json *j = chi_worker_json(res->w);
+    ch_json *j = res->json;
     ch_json_reset(j);
     res->status = status;
     chi_res_default_ctype(res, "application/json", 16);
@@ -5480,7 +5992,7 @@ CHOPIN_API ch_json *ch_res_json(ch_res *res, int status)
 
 CHOPIN_API int ch_res_printf(ch_res *res, int status, const char *content_type, const char *fmt, ...)
 {
-    ch_json *j = chi_worker_json(res->w);
+    ch_json *j = res->json;
     va_list ap;
     int n;
     ch_json_reset(j);
@@ -5941,9 +6453,8 @@ static int chi_build_fast(chi_worker *w)
 
 /* A JSON body the writer could not finish is a 500, and the log says why
    (issue 9, bug 7). */
-static void chi_json_complaint(chi_worker *w, const char *method, const char *path)
+static void chi_json_complaint(chi_worker *w, const ch_json *j, const char *method, const char *path)
 {
-    const ch_json *j = &w->json;
     if (j->failed)
         chi_log(w, CH_LOG_ERROR, CH_LOGITEM_JSON_MISUSE,
                 "%s %s: the JSON writer was misused (a value without its key, a key inside an array, a second "
@@ -5965,7 +6476,7 @@ static void chi_fast_respond(chi_worker *w, int i, int send_body, int keep_alive
         ch_json_reset(&w->json);
         f->fn(&w->json, f->user);
         if (w->json.failed || w->json.depth != 0) {
-            chi_json_complaint(w, "GET", f->path);
+            chi_json_complaint(w, &w->json, "GET", f->path);
             chi_write_error(w, 500, "", 0, send_body, keep_alive, minor);
             return;
         }
@@ -6003,20 +6514,17 @@ static void chi_res_invalid(chi_worker *w, const ch_req *req, const ch_res *res)
         chi_log(w, CH_LOG_ERROR, CH_LOGITEM_BAD_STATUS, "%s %s: status %d is not 200-599: 500", method, path,
                 res->status);
     else
-        chi_json_complaint(w, method, path);
+        chi_json_complaint(w, res->json, method, path);
 }
 
-/* Lays out the response a handler filled. A HEAD answer's Content-Length
-   is the length the handler stated (ch_res_length), else its body's; one
-   with neither has none (a HEAD handler that skips the body must not claim
-   the body is empty). */
-static void chi_res_finish(chi_worker *w, ch_req *req, int keep_alive)
+/* Lays out a response a handler filled (the worker's, or a deferred one's). */
+static void chi_res_write(chi_worker *w, ch_res *res, ch_req *req, int keep_alive)
 {
-    ch_res *res = &w->res;
     int i, send_body = req->method != CH_HEAD;
+    const ch_json *j = res->json;
     chi_head_spec h;
     for (i = 0; i < res->nfinish; i++) res->finish[i](req, res, res->finish_user[i]);
-    if (res->status < 200 || res->status > 599 || (res->body_is_json && (w->json.failed || w->json.depth != 0))) {
+    if (res->status < 200 || res->status > 599 || (res->body_is_json && (j->failed || j->depth != 0))) {
         chi_res_invalid(w, req, res);
         chi_write_error(w, 500, "", 0, send_body, keep_alive, req->version_minor);
         return;
@@ -6026,18 +6534,25 @@ static void chi_res_finish(chi_worker *w, ch_req *req, int keep_alive)
     h.ctype_len = res->ctype.len;
     h.extra = res->headers.ptr;
     h.extra_len = res->headers.len;
-    h.length = res->body_is_json ? w->json.len : res->body_len;
+    h.length = res->body_is_json ? j->len : res->body_len;
+    /* HEAD: the length the handler stated (ch_res_length), else the body's;
+       neither: no Content-Length (a HEAD handler that skips the body must
+       not claim the body is empty) */
     if (!send_body) {
         if (res->has_length)
             h.length = res->length;
         else if (h.length == 0)
             h.framing = CHI_FRAME_NONE;
     }
-    if (chi_write_response(w, &h, res->body_is_json ? w->json.buf : res->body, send_body ? (size_t)h.length : 0,
-                           send_body) < 0)
-        chi_log(w, CH_LOG_ERROR, CH_LOGITEM_OUT_OF_MEMORY, "out of memory for a %lu-byte answer: closing the connection",
+    if (chi_write_response(w, &h, res->body_is_json ? j->buf : res->body, send_body ? (size_t)h.length : 0,
+                           send_body) < 0) {
+        chi_log(w, CH_LOG_ERROR, CH_LOGITEM_OUT_OF_MEMORY, "out of memory for a %lu-byte answer: a 500 and a close",
                 (unsigned long)h.length);
+        chi_write_error(w, 500, "", 0, send_body, 0, req->version_minor);
+    }
 }
+
+static void chi_res_finish(chi_worker *w, ch_req *req, int keep_alive) { chi_res_write(w, &w->res, req, keep_alive); }
 
 /* >>dispatch ----------------------------------------------------------------
    FastRoutes first (GET and HEAD only, no middleware). Everything else goes
@@ -6129,7 +6644,12 @@ static void chi_dispatch(chi_worker *w, ch_req *req, int keep_alive)
     chi_res_reset(&w->res);
     w->decoded_mask = 0;
     if (app->timed) w->res.start_ns = chi_os_now_ns();
+    w->keep_alive = keep_alive;
     chi_route_request(w, req);
+    if (w->deferring) { /* answered later (>>later), after-hooks then */
+        w->deferring = 0;
+        return;
+    }
     chi_res_finish(w, req, keep_alive);
     if (app->timed) chi_run_after(w, req, out_before);
 }
@@ -6687,9 +7207,9 @@ static int chi_mw_ratelimit(ch_req *req, ch_res *res, void *user)
     klen = chi_rl_key(rl, req, key);
     now = w->app->timed ? res->start_ns : chi_os_now_ns(); /* read at dispatch, when it was */
     if (rl->exact) {
-        chi_os_mutex_lock(&rl->lock);
+        chi_os_lock(&rl->lock);
         t = chi_buckets_take(&rl->shared, key, klen, now);
-        chi_os_mutex_unlock(&rl->lock);
+        chi_os_unlock(&rl->lock);
     } else {
         t = chi_buckets_take(&s->t, key, klen, now);
     }
@@ -6772,7 +7292,7 @@ static void chi_metrics_sum(const ch_app *app, chi_metrics *sum)
 static void chi_metrics_handler(ch_req *req, ch_res *res)
 {
     chi_metrics m;
-    ch_json *j = chi_worker_json(res->w);
+    ch_json *j = res->json;
     uint64_t cum = 0, count = 0;
     int i;
     (void)req;
@@ -6900,6 +7420,7 @@ static void chi_close(chi_worker *w, chi_conn *c)
 {
     CHOPIN_ASSERT(w->conns[c->fd] == c);
     CHI_COUNT(w, conns_closed, 1);
+    if (c->later) chi_later_detach(w, c->later, CHI_WHY_GONE); /* the client left */
     chi_q_unlink(w, c);
     chi_poller_forget(w->poller, c->fd);
     chi_os_close(c->fd);
@@ -7034,6 +7555,7 @@ static size_t chi_process(chi_worker *w, chi_conn *c, char *buf, size_t len)
             break;
         }
         c->continue_sent = 0;
+        w->out_failed = 0; /* whatever an earlier, deferred answer left */
         keep_alive = h.keep_alive && !w->stopping;
         req->conn = &c->peer;
         req->ctx = NULL;
@@ -7050,6 +7572,7 @@ static size_t chi_process(chi_worker *w, chi_conn *c, char *buf, size_t len)
             c->flags |= CHI_F_CLOSING | (off < len ? CHI_F_LINGER_AFTER : 0);
             return len;
         }
+        if (c->later) break; /* answered later: what follows waits for it */
     }
     return off;
 }
@@ -7082,6 +7605,10 @@ static void chi_after_io(chi_worker *w, chi_conn *c)
 {
     unsigned ev = 0;
     int q;
+    if (c->later) { /* answered later: >>later decides */
+        chi_held_io(w, c);
+        return;
+    }
     if (chi_pending(c) == 0 && (c->flags & CHI_F_CLOSING) && !(c->flags & CHI_F_LINGER)) {
         if (!(c->flags & CHI_F_LINGER_AFTER) || (c->flags & CHI_F_PEER_EOF) || chi_os_shutdown_write(c->fd) < 0) {
             chi_close(w, c);
@@ -7128,6 +7655,7 @@ static void chi_drop(chi_worker *w, chi_conn *c)
    write event will come to resume them. */
 static void chi_flush(chi_worker *w, chi_conn *c)
 {
+    size_t used;
     for (;;) {
         if (w->out.len) {
             size_t sent = 0;
@@ -7153,7 +7681,10 @@ static void chi_flush(chi_worker *w, chi_conn *c)
         }
         if (!(c->flags & CHI_F_BACKLOG) || chi_pending(c) != 0) break;
         c->flags &= ~(unsigned)CHI_F_BACKLOG;
-        if (chi_keep_rest(c, c->in.ptr, c->in.len, chi_process(w, c, c->in.ptr, c->in.len), 0) < 0) {
+        w->cur = c;
+        used = chi_process(w, c, c->in.ptr, c->in.len);
+        w->cur = NULL;
+        if (chi_keep_rest(c, c->in.ptr, c->in.len, used, 0) < 0) {
             chi_drop(w, c);
             return;
         }
@@ -7191,13 +7722,17 @@ static void chi_conn_received(chi_worker *w, chi_conn *c, long n)
 {
     int from_scratch = c->in.len == 0;
     char *buf;
-    size_t len;
+    size_t len, used;
     if (c->flags & CHI_F_LINGER) {
         chi_linger_received(w, c, n);
         return;
     }
     if (n == CHI_IO_AGAIN) return;
     if (n == CHI_IO_ERROR) {
+        chi_close(w, c);
+        return;
+    }
+    if (n == CHI_IO_EOF && c->later) { /* it left while we answer later */
         chi_close(w, c);
         return;
     }
@@ -7212,6 +7747,10 @@ static void chi_conn_received(chi_worker *w, chi_conn *c, long n)
     /* a request head must be whole within header_timeout of its first
        byte: bytes dribbled into an unfinished head are not progress, so a
        slowloris client is cut off; body bytes are progress */
+    if (c->later) {
+        chi_hold_input(w, c, n);
+        return;
+    }
     if (from_scratch || c->want || c->chunk_active) chi_touch(w, c);
     CHI_COUNT(w, bytes_in, (uint64_t)n);
     if (from_scratch) {
@@ -7222,7 +7761,10 @@ static void chi_conn_received(chi_worker *w, chi_conn *c, long n)
         buf = c->in.ptr;
         len = c->in.len;
     }
-    if (chi_keep_rest(c, buf, len, chi_process(w, c, buf, len), from_scratch) < 0) {
+    w->cur = c;
+    used = chi_process(w, c, buf, len);
+    w->cur = NULL;
+    if (chi_keep_rest(c, buf, len, used, from_scratch) < 0) {
         chi_drop(w, c);
         return;
     }
@@ -7240,7 +7782,10 @@ static void chi_conn_sent(chi_worker *w, chi_conn *c, long n)
     chi_touch(w, c);
     c->out_off += (size_t)n;
     if (chi_pending(c) == 0) {
-        chi_buf_free(&c->out);
+        if (c->later) /* a stream refills it: keep the memory */
+            c->out.len = 0;
+        else
+            chi_buf_free(&c->out);
         c->out_off = 0;
         chi_flush(w, c); /* answers the requests held back, if any */
         return;
@@ -7297,6 +7842,1064 @@ static void chi_expire_all(chi_worker *w)
         chi_conn *c;
         while ((c = w->qhead[q]) && c->last_active + w->timeouts[q] <= w->now) chi_expire(w, c);
     }
+}
+
+/* >>later -------------------------------------------------------------------
+   Answering later. A handler that calls ch_res_defer hands its response to a
+   chi_later and returns; the connection then holds every request pipelined
+   behind it (chi_process stops at the request boundary, the bytes wait in
+   c->in, reading pauses once CHI_HELD_INPUT of them are held) and reads on
+   only to learn that the client left. The later response is written when
+   the user finishes it, from a timer, a post or the off-loop pool, into the
+   connection's own output queue (c->out; w->out only while that connection
+   is the one being answered, so responses stay in request order). Nothing
+   here closes a connection or calls the user back from inside a call the
+   user made: a connection that needs work is marked "dirty" and settled by
+   the worker loop after its events (chi_settle_all): it is written, the
+   producer's drain callback runs, a cut-off stream is closed, and the
+   requests held behind a finished response are answered.
+
+   A chi_later is held twice: by the connection (l->c, until it is sent,
+   aborted or the client leaves) and by the user (until finish, end or
+   release). It is recycled when both have let go; its generation then
+   changes, so an old ch_defer finds nothing and every call on it is a
+   defined no-op.
+
+   Body sources: a stream's bytes come from ch_defer_write (copied into
+   c->out) and flow control is the drain callback, run when c->out falls
+   to CHI_STREAM_LOW after a write said "over the bound". Another producer
+   (a file with sendfile, a WebSocket) plugs in the same way: begin the
+   response, push bytes or send directly when chi_pending(c) is 0, and set
+   want_drain + on_drain to be called when the socket has taken the queue
+   (see ASYNC_API.md). */
+
+/* Appends bytes: chi_buf_append's twin, so that one keeps the callers it
+   had and stays inlined in the fast path. */
+static int chi_later_add(chi_buf *b, const void *p, size_t n)
+{
+    if (n == 0) return 0; /* (a body unlike chi_buf_append's, so no pass merges the two) */
+    if (chi_buf_reserve(b, n) < 0) return -1;
+    memcpy(b->ptr + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+static ch_defer chi_later_handle(chi_worker *w, const chi_later *l)
+{
+    ch_defer d;
+    d.w = w;
+    d.id = ((uint64_t)l->gen << 32) | (uint64_t)(l->index + 1);
+    return d;
+}
+
+/* The later a handle names, or NULL when it is stale. */
+static chi_later *chi_later_get(ch_defer d)
+{
+    chi_worker *w = d.w;
+    uint32_t i = (uint32_t)(d.id & 0xFFFFFFFFu) - 1u;
+    chi_later *l;
+    if (!w || !d.id || i >= w->nlaters) return NULL;
+    l = w->laters[i];
+    return l->state != CHI_L_FREE && l->gen == (uint32_t)(d.id >> 32) ? l : NULL;
+}
+
+static chi_later *chi_later_new(chi_worker *w)
+{
+    chi_later *l = w->free_laters;
+    if (l) {
+        w->free_laters = l->next_free;
+    } else {
+        if (w->nlaters == w->laters_cap) {
+            uint32_t cap = w->laters_cap ? w->laters_cap * 2 : 64;
+            chi_later **t = (chi_later **)CHOPIN_REALLOC(w->laters, sizeof(chi_later *) * cap);
+            if (!t) return NULL;
+            w->laters = t;
+            w->laters_cap = cap;
+        }
+        l = (chi_later *)CHOPIN_MALLOC(sizeof *l);
+        if (!l) return NULL;
+        memset(l, 0, sizeof *l);
+        l->index = w->nlaters;
+        l->gen = 1;
+        w->laters[w->nlaters++] = l;
+    }
+    l->state = CHI_L_WAITING;
+    l->user_holds = 1;
+    return l;
+}
+
+/* Both holders have let go: the slot is free for the next ch_res_defer. */
+static void chi_later_maybe_free(chi_worker *w, chi_later *l)
+{
+    uint32_t gen = l->gen + 1, index = l->index;
+    if (l->state == CHI_L_FREE || l->user_holds || l->c) return;
+    if (w->timers.slot) {
+        chi_timers_cancel(&w->timers, l->deadline);
+        chi_timers_cancel(&w->timers, l->heartbeat);
+    }
+    chi_buf_free(&l->res.ctype);
+    chi_buf_free(&l->res.headers);
+    chi_buf_free(&l->line);
+    ch_json_free(&l->json);
+    memset(l, 0, sizeof *l);
+    l->gen = gen ? gen : 1;
+    l->index = index;
+    l->state = CHI_L_FREE;
+    l->next_free = w->free_laters;
+    w->free_laters = l;
+}
+
+/* Queues c for chi_settle_all (once). */
+static void chi_mark_dirty(chi_worker *w, chi_conn *c)
+{
+    if (c->flags & CHI_F_DIRTY) return;
+    if (w->ndirty == w->dirty_cap) {
+        size_t cap = w->dirty_cap ? w->dirty_cap * 2 : 64;
+        int *t = (int *)CHOPIN_REALLOC(w->dirty, sizeof *t * cap);
+        if (!t) return; /* out of memory: it is settled by its next event */
+        w->dirty = t;
+        w->dirty_cap = cap;
+    }
+    w->dirty[w->ndirty++] = c->fd;
+    c->flags |= CHI_F_DIRTY;
+}
+
+/* The output a later response of c writes to: w->out while c is the
+   connection being answered (its batch), else c->out, lent to w->out so the
+   same writers (chi_head_put, chi_write_error) serve both. */
+static int chi_out_borrow(chi_worker *w, chi_conn *c, chi_buf *saved)
+{
+    if (c == w->cur) return 0;
+    if (c->out_off) { /* what was sent goes; the queue starts at 0 again */
+        memmove(c->out.ptr, c->out.ptr + c->out_off, c->out.len - c->out_off);
+        c->out.len -= c->out_off;
+        c->out_off = 0;
+    }
+    *saved = w->out;
+    w->out = c->out;
+    return 1;
+}
+
+static void chi_out_return(chi_worker *w, chi_conn *c, const chi_buf *saved, int borrowed)
+{
+    if (!borrowed) return;
+    c->out = w->out;
+    w->out = *saved;
+    chi_mark_dirty(w, c);
+}
+
+static size_t chi_later_queued(const chi_worker *w, const chi_conn *c)
+{
+    return chi_pending(c) + (c == w->cur ? w->out.len : 0);
+}
+
+/* The connection lets go: the response was sent (DONE), cannot be
+   (ABORT: the deadline, a cut-off, the server stopping), or the client left
+   (GONE: c is being closed). The abort callback runs here, never inside a
+   call the user made. */
+static void chi_later_detach(chi_worker *w, chi_later *l, int why)
+{
+    chi_conn *c = l->c;
+    if (!c) return;
+    l->c = NULL;
+    c->later = NULL;
+    c->flags &= ~(unsigned)CHI_F_STALL;
+    w->live--;
+    chi_timers_cancel(&w->timers, l->deadline);
+    chi_timers_cancel(&w->timers, l->heartbeat);
+    l->deadline = l->heartbeat = 0;
+    l->want_drain = 0;
+    if (why != CHI_WHY_GONE) chi_mark_dirty(w, c);
+    if (why != CHI_WHY_DONE) {
+        l->state = CHI_L_DONE;
+        if (l->on_abort && l->user_holds) {
+            ch_defer_fn fn = l->on_abort;
+            l->on_abort = NULL;
+            fn(chi_later_handle(w, l), l->abort_user);
+        }
+    }
+    chi_later_maybe_free(w, l);
+}
+
+/* The request as finishers and after-hooks see it once its handler has
+   returned: method, target and version (the rest of the bytes are gone). */
+static void chi_later_req(chi_worker *w, const chi_later *l, ch_req *r)
+{
+    const char *t = l->line.ptr + l->method_len, *q;
+    size_t tl = l->line.len - l->method_len;
+    memset(r, 0, sizeof *r);
+    r->method = l->method;
+    r->method_name = chi_str(l->line.ptr, l->method_len);
+    r->target = chi_str(t, tl);
+    q = tl ? (const char *)memchr(t, '?', tl) : NULL;
+    r->path = chi_str(t, q ? (size_t)(q - t) : tl);
+    r->query = q ? chi_str(q + 1, tl - (size_t)(q - t) - 1) : chi_str(t + tl, 0);
+    r->version_minor = l->minor;
+    r->headers = w->req_store.headers;
+    r->params = w->req_store.params;
+    r->conn = l->c ? &l->c->peer : NULL;
+}
+
+static void chi_later_after_hooks(chi_worker *w, chi_later *l)
+{
+    ch_app *app = w->app;
+    ch_req r;
+    int i;
+    if (!app->nafter) return;
+    chi_later_req(w, l, &r);
+    l->res.end_ns = chi_os_now_ns();
+    for (i = 0; i < app->nafter; i++) app->after[i].fn(&r, &l->res, app->after[i].user);
+}
+
+CHOPIN_API ch_defer ch_res_defer(ch_res *res)
+{
+    chi_worker *w = res->w;
+    chi_conn *c = w->cur;
+    ch_req *req = &w->req;
+    ch_defer none;
+    chi_later *l;
+    chi_buf ct, hd;
+    none.w = w;
+    none.id = 0;
+    if (res != &w->res || !c) return none;                 /* not a handler's response */
+    if (c->later) return chi_later_handle(w, c->later);    /* asked twice */
+    if (w->deferring) return none;                         /* deferred and finished already */
+    if (w->live >= w->app->cfg.max_deferred || !(l = chi_later_new(w))) {
+        ch_res_error(res, 503);
+        return none;
+    }
+    /* the response moves into the later: its header buffers change hands */
+    ct = l->res.ctype;
+    hd = l->res.headers;
+    l->res = *res;
+    res->ctype = ct;
+    res->headers = hd;
+    l->res.json = &l->json;
+    if (res->body == res->err_body) l->res.body = l->res.err_body;
+    if (res->body_is_json) chi_json_raw(&l->json, w->json.buf, w->json.len);
+    if (chi_later_add(&l->line, req->method_name.ptr, req->method_name.len) < 0 ||
+        chi_later_add(&l->line, req->target.ptr, req->target.len) < 0) {
+        l->user_holds = 0;
+        chi_later_maybe_free(w, l);
+        ch_res_error(res, 503);
+        return none;
+    }
+    l->method_len = req->method_name.len;
+    l->method = req->method;
+    l->minor = req->version_minor;
+    l->keep_alive = w->keep_alive;
+    l->head_only = req->method == CH_HEAD;
+    l->c = c;
+    c->later = l;
+    w->live++;
+    w->deferring = 1;
+    return chi_later_handle(w, l);
+}
+
+CHOPIN_API ch_res *ch_defer_res(ch_defer d)
+{
+    chi_later *l = chi_later_get(d);
+    if (l) return &l->res;
+    if (!d.w) return NULL;
+    chi_res_reset(&d.w->sink); /* writes to it go nowhere */
+    return &d.w->sink;
+}
+
+CHOPIN_API int ch_defer_alive(ch_defer d)
+{
+    chi_later *l = chi_later_get(d);
+    return l && l->c && l->user_holds && !(l->c->flags & CHI_F_KILL);
+}
+
+CHOPIN_API int ch_defer_on_abort(ch_defer d, ch_defer_fn fn, void *user)
+{
+    chi_later *l = chi_later_get(d);
+    if (!l || !l->user_holds) return -1;
+    l->on_abort = fn;
+    l->abort_user = user;
+    return 0;
+}
+
+CHOPIN_API int ch_defer_on_drain(ch_defer d, ch_defer_fn fn, void *user)
+{
+    chi_later *l = chi_later_get(d);
+    if (!l || !l->user_holds) return -1;
+    l->on_drain = fn;
+    l->drain_user = user;
+    return 0;
+}
+
+CHOPIN_API size_t ch_defer_queued(ch_defer d)
+{
+    chi_later *l = chi_later_get(d);
+    return l && l->c ? chi_later_queued(d.w, l->c) : 0;
+}
+
+/* Writes the whole response a waiting later holds. */
+static void chi_later_send_whole(chi_worker *w, chi_later *l)
+{
+    chi_conn *c = l->c;
+    chi_buf saved;
+    ch_req r;
+    int borrowed = chi_out_borrow(w, c, &saved);
+    size_t before = w->out.len;
+    int ka = l->keep_alive && !w->stopping;
+    chi_later_req(w, l, &r);
+    chi_res_write(w, &l->res, &r, ka);
+    l->res.bytes = w->out.len - before;
+    if (!ka) c->flags |= CHI_F_CLOSING;
+    chi_out_return(w, c, &saved, borrowed);
+    chi_later_after_hooks(w, l);
+}
+
+CHOPIN_API int ch_defer_end(ch_defer d);
+
+CHOPIN_API int ch_defer_finish(ch_defer d)
+{
+    chi_later *l = chi_later_get(d);
+    if (!l || !l->user_holds) return -1;
+    if (l->state == CHI_L_STREAM) return ch_defer_end(d);
+    l->user_holds = 0;
+    if (!l->c || l->state != CHI_L_WAITING || (l->c->flags & CHI_F_KILL)) {
+        chi_later_maybe_free(d.w, l);
+        return -1;
+    }
+    chi_later_send_whole(d.w, l);
+    chi_later_detach(d.w, l, CHI_WHY_DONE);
+    return 0;
+}
+
+CHOPIN_API void ch_defer_release(ch_defer d)
+{
+    chi_later *l = chi_later_get(d);
+    if (!l || !l->user_holds) return;
+    if (l->state == CHI_L_STREAM) {
+        ch_defer_end(d);
+        return;
+    }
+    if (l->c && l->state == CHI_L_WAITING) {
+        chi_res_reset(&l->res);
+        ch_res_error(&l->res, 500); /* abandoned unanswered */
+        ch_defer_finish(d);
+        return;
+    }
+    l->user_holds = 0;
+    chi_later_maybe_free(d.w, l);
+}
+
+/* An error status instead of the response (the deadline, shutdown); the
+   user learns it through the abort callback. */
+static void chi_later_refuse(chi_worker *w, chi_later *l, int status)
+{
+    chi_conn *c = l->c;
+    chi_buf saved;
+    int borrowed = chi_out_borrow(w, c, &saved);
+    int ka = l->keep_alive && !w->stopping;
+    chi_write_error(w, status, "", 0, !l->head_only, ka, l->minor);
+    if (!ka) c->flags |= CHI_F_CLOSING;
+    chi_out_return(w, c, &saved, borrowed);
+    l->res.status = status;
+    chi_later_detach(w, l, CHI_WHY_ABORT);
+}
+
+static void chi_later_deadline_fired(ch_worker *w, void *user)
+{
+    chi_later *l = (chi_later *)user;
+    l->deadline = 0;
+    if (l->c && l->state == CHI_L_WAITING) chi_later_refuse(w, l, l->deadline_status);
+}
+
+CHOPIN_API int ch_defer_deadline(ch_defer d, uint64_t ms, int status)
+{
+    chi_later *l = chi_later_get(d);
+    if (!l || !l->c || l->state != CHI_L_WAITING || status < 400 || status > 599) return -1;
+    chi_timers_cancel(&d.w->timers, l->deadline);
+    l->deadline_status = status;
+    l->deadline = ch_timer_start(d.w, ms, 0, chi_later_deadline_fired, l);
+    return l->deadline ? 0 : -1;
+}
+
+/* Streaming: the head, with the framing the body needs. */
+CHOPIN_API int ch_defer_begin(ch_defer d, int64_t length)
+{
+    chi_worker *w = d.w;
+    chi_later *l = chi_later_get(d);
+    chi_conn *c;
+    chi_head_spec h;
+    chi_buf saved;
+    ch_req r;
+    ch_res *res;
+    int i, borrowed, ka;
+    if (!l || !l->c || !l->user_holds || l->state != CHI_L_WAITING || (l->c->flags & CHI_F_KILL)) return -1;
+    c = l->c;
+    res = &l->res;
+    chi_later_req(w, l, &r);
+    for (i = 0; i < res->nfinish; i++) res->finish[i](&r, res, res->finish_user[i]);
+    res->nfinish = 0;
+    if (res->status < 200 || res->status > 599) res->status = 500;
+    chi_timers_cancel(&w->timers, l->deadline);
+    l->deadline = 0;
+    ka = l->keep_alive && !w->stopping;
+    l->no_body = l->head_only || !chi_status_has_body(res->status);
+    h = chi_spec(w, res->status, ka, l->minor);
+    h.ctype = res->ctype.ptr;
+    h.ctype_len = res->ctype.len;
+    h.extra = res->headers.ptr;
+    h.extra_len = res->headers.len;
+    if (length >= 0) {
+        l->framing = CHI_LF_LENGTH;
+        l->left = (uint64_t)length;
+        h.length = (uint64_t)length;
+    } else if (l->minor >= 1) {
+        l->framing = CHI_LF_CHUNKED;
+        h.framing = CHI_FRAME_CHUNKED;
+    } else {
+        l->framing = CHI_LF_CLOSE; /* HTTP/1.0: the body ends when we close */
+        h.framing = CHI_FRAME_NONE;
+        h.keep_alive = ka = 0;
+    }
+    borrowed = chi_out_borrow(w, c, &saved);
+    if (chi_buf_reserve(&w->out, chi_head_size(&h)) == 0) {
+        size_t before = w->out.len;
+        w->out.len = (size_t)(chi_head_put(w->out.ptr + w->out.len, &h) - w->out.ptr);
+        res->bytes = w->out.len - before;
+    } else {
+        c->flags |= CHI_F_KILL;
+    }
+    if (!ka) c->flags |= CHI_F_CLOSING;
+    l->keep_alive = ka;
+    chi_out_return(w, c, &saved, borrowed);
+    if (c->flags & CHI_F_KILL) {
+        chi_mark_dirty(w, c);
+        return -1;
+    }
+    l->state = CHI_L_STREAM;
+    return l->no_body ? 1 : 0;
+}
+
+/* Queues raw bytes of a stream (framing included): 0, 1 over the bound, -1 cut off. */
+static int chi_later_push(chi_worker *w, chi_later *l, const char *pre, size_t pre_len, const void *data, size_t len,
+                          const char *post, size_t post_len)
+{
+    chi_conn *c = l->c;
+    size_t queued = chi_later_queued(w, c), n = pre_len + len + post_len;
+    chi_buf saved;
+    int borrowed, ok;
+    if (queued > CHI_STREAM_CUT) {
+        c->flags |= CHI_F_KILL; /* it did not wait for the drain callback */
+        chi_mark_dirty(w, c);
+        return -1;
+    }
+    borrowed = chi_out_borrow(w, c, &saved);
+    ok = chi_buf_reserve(&w->out, n) == 0;
+    if (ok) {
+        char *p = chi_put(w->out.ptr + w->out.len, pre, pre_len);
+        p = chi_put(p, (const char *)data, len);
+        p = chi_put(p, post, post_len);
+        w->out.len = (size_t)(p - w->out.ptr);
+        l->res.bytes += n;
+    }
+    chi_out_return(w, c, &saved, borrowed);
+    if (!ok) {
+        c->flags |= CHI_F_KILL;
+        chi_mark_dirty(w, c);
+        return -1;
+    }
+    if (queued + n >= (size_t)CHOPIN_STREAM_BUFFER) {
+        l->want_drain = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* A stream the user may write to now, or NULL. */
+static chi_later *chi_later_writable(ch_defer d)
+{
+    chi_later *l = chi_later_get(d);
+    if (!l || !l->c || !l->user_holds || l->state != CHI_L_STREAM || (l->c->flags & CHI_F_KILL)) return NULL;
+    return l;
+}
+
+/* One piece of body, framed. */
+static int chi_later_piece(chi_worker *w, chi_later *l, const void *data, size_t len)
+{
+    char size[24];
+    size_t sl = 0;
+    if (l->no_body || len == 0) return 0;
+    if (l->framing == CHI_LF_LENGTH) {
+        if (len > l->left) { /* more than announced: the framing would break */
+            l->c->flags |= CHI_F_KILL;
+            chi_mark_dirty(w, l->c);
+            return -1;
+        }
+        l->left -= len;
+    }
+    if (l->framing == CHI_LF_CHUNKED) {
+        static const char hex[] = "0123456789abcdef";
+        char tmp[16];
+        size_t k = 0, v = len;
+        while (v) {
+            tmp[k++] = hex[v & 15];
+            v >>= 4;
+        }
+        while (k) size[sl++] = tmp[--k];
+        size[sl++] = '\r';
+        size[sl++] = '\n';
+        return chi_later_push(w, l, size, sl, data, len, "\r\n", 2);
+    }
+    return chi_later_push(w, l, NULL, 0, data, len, NULL, 0);
+}
+
+CHOPIN_API int ch_defer_write(ch_defer d, const void *data, size_t len)
+{
+    chi_later *l = chi_later_writable(d);
+    if (!l) return -1;
+    return chi_later_piece(d.w, l, data, len);
+}
+
+/* The end of a stream's body: the last chunk, or a close for HTTP/1.0. */
+static int chi_later_close_body(chi_worker *w, chi_later *l)
+{
+    chi_conn *c = l->c;
+    if (l->no_body) return 0;
+    if (l->framing == CHI_LF_CHUNKED) return chi_later_push(w, l, "0\r\n\r\n", 5, NULL, 0, NULL, 0) < 0 ? -1 : 0;
+    if (l->framing == CHI_LF_CLOSE) {
+        c->flags |= CHI_F_CLOSING;
+        return 0;
+    }
+    if (l->left) { /* fewer bytes than announced: only a close can tell */
+        c->flags |= CHI_F_KILL;
+        chi_mark_dirty(w, c);
+        return -1;
+    }
+    return 0;
+}
+
+CHOPIN_API int ch_defer_end(ch_defer d)
+{
+    chi_later *l = chi_later_get(d);
+    int rc;
+    if (!l || !l->user_holds) return -1;
+    if (l->state == CHI_L_WAITING) return ch_defer_finish(d);
+    l->user_holds = 0;
+    if (!l->c || l->state != CHI_L_STREAM || (l->c->flags & CHI_F_KILL)) {
+        chi_later_maybe_free(d.w, l);
+        return -1;
+    }
+    rc = chi_later_close_body(d.w, l);
+    if (!l->keep_alive) l->c->flags |= CHI_F_CLOSING;
+    chi_later_after_hooks(d.w, l);
+    chi_later_detach(d.w, l, CHI_WHY_DONE);
+    return rc;
+}
+
+/* Timers whose callback takes a handle: the timer owns the small record. */
+typedef struct chi_defer_timer {
+    ch_defer d;
+    ch_defer_fn fn;
+    void *user;
+} chi_defer_timer;
+
+static void chi_defer_timer_fired(ch_worker *w, void *user)
+{
+    chi_defer_timer t = *(chi_defer_timer *)user;
+    (void)w;
+    CHOPIN_FREE(user);
+    t.fn(t.d, t.user);
+}
+
+CHOPIN_API ch_timer ch_defer_after(ch_defer d, uint64_t ms, ch_defer_fn fn, void *user)
+{
+    chi_defer_timer *t;
+    ch_timer id;
+    if (!d.w || !fn || !(t = (chi_defer_timer *)CHOPIN_MALLOC(sizeof *t))) return 0;
+    t->d = d;
+    t->fn = fn;
+    t->user = user;
+    id = ch_timer_start(d.w, ms, 0, chi_defer_timer_fired, t);
+    if (!id) CHOPIN_FREE(t);
+    else chi_timers_own(&d.w->timers, id);
+    return id;
+}
+
+/* Posts: any thread. */
+static int chi_post_node(chi_worker *w, chi_qnode *n)
+{
+    if (chi_mpsc_push(&w->inbox, n)) chi_waker_wake(w->wake);
+    return 0;
+}
+
+CHOPIN_API int ch_defer_post(ch_defer d, ch_defer_fn fn, void *user)
+{
+    chi_qnode *n;
+    if (!d.w || !fn || !(n = (chi_qnode *)CHOPIN_MALLOC(sizeof *n))) return -1;
+    memset(n, 0, sizeof *n);
+    n->dfn = fn;
+    n->d = d;
+    n->user = user;
+    return chi_post_node(d.w, n);
+}
+
+CHOPIN_API int ch_worker_post(ch_worker *w, ch_worker_fn fn, void *user)
+{
+    chi_qnode *n;
+    if (!w || !fn || !(n = (chi_qnode *)CHOPIN_MALLOC(sizeof *n))) return -1;
+    memset(n, 0, sizeof *n);
+    n->wfn = fn;
+    n->user = user;
+    return chi_post_node(w, n);
+}
+
+/* The worker: everything posted so far, oldest first. */
+static void chi_run_inbox(chi_worker *w)
+{
+    chi_qnode *n = chi_mpsc_take(&w->inbox);
+    while (n) {
+        chi_qnode *next = n->next;
+        if (n->wfn)
+            n->wfn(w, n->user);
+        else if (n->dfn)
+            n->dfn(n->d, n->user);
+        CHOPIN_FREE(n); /* a pool job's node is at its start: this frees the job */
+        n = next;
+    }
+}
+
+/* chi_after_io for a connection whose response is in progress: never
+   closed here; read on (to see the client leave) until CHI_HELD_INPUT bytes
+   are held; no timeout of ours unless output waits for the client
+   (write_timeout); the drain callback is due once the queue is low. */
+static void chi_held_io(chi_worker *w, chi_conn *c)
+{
+    unsigned ev = chi_pending(c) ? CHI_EV_WRITE : 0u;
+    if (!(c->flags & CHI_F_STALL)) ev |= CHI_EV_READ;
+    if (ev != c->events) {
+        if (chi_poller_mod(w->poller, c->fd, c->events, ev, (uint64_t)c->fd) < 0) {
+            chi_close(w, c);
+            return;
+        }
+        c->events = ev;
+    }
+    if (c->later->want_drain && chi_pending(c) <= CHI_STREAM_LOW) chi_mark_dirty(w, c);
+    if (chi_pending(c))
+        chi_q_set(w, c, CHI_Q_WRITE);
+    else
+        chi_q_unlink(w, c);
+}
+
+/* Held input: bytes that came behind a later response wait in c->in. */
+static void chi_hold_input(chi_worker *w, chi_conn *c, long n)
+{
+    if (c->in.len == 0) {
+        if (chi_later_add(&c->in, w->scratch, (size_t)n) < 0) {
+            chi_close(w, c);
+            return;
+        }
+    } else {
+        c->in.len += (size_t)n;
+    }
+    if (c->in.len >= CHI_HELD_INPUT) c->flags |= CHI_F_STALL;
+    chi_after_io(w, c);
+}
+
+/* One dirty connection: cut off, drained, written, resumed. */
+static void chi_settle(chi_worker *w, chi_conn *c)
+{
+    chi_later *l = c->later;
+    c->flags &= ~(unsigned)CHI_F_DIRTY;
+    if (c->flags & CHI_F_KILL) {
+        chi_close(w, c);
+        return;
+    }
+    if (l && l->want_drain && l->on_drain && chi_pending(c) <= CHI_STREAM_LOW) {
+        l->want_drain = 0;
+        l->on_drain(chi_later_handle(w, l), l->drain_user); /* may write, end, or mark c again */
+        if (c->flags & CHI_F_KILL) {
+            chi_close(w, c);
+            return;
+        }
+    }
+    if (!c->later && c->in.len && !(c->flags & CHI_F_CLOSING)) {
+        /* the requests held behind a finished response, answered now */
+        size_t used;
+        w->cur = c;
+        used = chi_process(w, c, c->in.ptr, c->in.len);
+        w->cur = NULL;
+        if (chi_keep_rest(c, c->in.ptr, c->in.len, used, 0) < 0) {
+            chi_drop(w, c);
+            return;
+        }
+        chi_flush(w, c);
+        return;
+    }
+    if (chi_pending(c)) {
+        long r = chi_os_send(c->fd, c->out.ptr + c->out_off, chi_pending(c));
+        if (r == CHI_IO_ERROR) {
+            chi_close(w, c);
+            return;
+        }
+        if (r > 0) {
+            chi_conn_sent(w, c, r);
+            return;
+        }
+    }
+    chi_after_io(w, c);
+}
+
+/* Settles the connections marked so far; those marked meanwhile wait for the
+   next pass (which then does not sleep), so a producer whose client takes
+   everything at once cannot keep the worker from its other connections. */
+static void chi_settle_all(chi_worker *w)
+{
+    size_t i, n = w->ndirty;
+    if (n == 0) return;
+    for (i = 0; i < n; i++) {
+        int fd = w->dirty[i];
+        chi_conn *c = (size_t)fd < w->conns_cap ? w->conns[fd] : NULL;
+        if (c && (c->flags & CHI_F_DIRTY)) chi_settle(w, c);
+    }
+    memmove(w->dirty, w->dirty + n, sizeof *w->dirty * (w->ndirty - n));
+    w->ndirty -= n;
+}
+
+/* The shutdown deadline: a stream ends with its last chunk, a response never
+   finished gets 503; the user hears of it through the abort callback. */
+static void chi_later_shutdown(chi_worker *w)
+{
+    uint32_t i;
+    for (i = 0; i < w->nlaters; i++) {
+        chi_later *l = w->laters[i];
+        if (!l->c) continue;
+        if (l->state == CHI_L_WAITING) {
+            chi_later_refuse(w, l, 503);
+        } else {
+            if (!(l->c->flags & CHI_F_KILL)) chi_later_close_body(w, l);
+            l->c->flags |= CHI_F_CLOSING;
+            chi_later_detach(w, l, CHI_WHY_ABORT);
+        }
+    }
+    chi_settle_all(w);
+}
+
+/* Timers and the worker, for handlers. */
+static int64_t chi_now_ms(void) { return chi_os_now_ns() / 1000000; }
+
+CHOPIN_API ch_timer ch_timer_start(ch_worker *w, uint64_t ms, uint64_t repeat_ms, ch_worker_fn fn, void *user)
+{
+    if (!w || !fn) return 0;
+    w->now_ms = chi_now_ms();
+    return chi_timers_add(&w->timers, w->now_ms, ms, repeat_ms, fn, user);
+}
+
+CHOPIN_API int ch_timer_stop(ch_worker *w, ch_timer t) { return w ? chi_timers_cancel(&w->timers, t) : -1; }
+
+CHOPIN_API ch_worker *ch_res_worker(const ch_res *res) { return res ? res->w : NULL; }
+CHOPIN_API int ch_worker_index(const ch_worker *w) { return w->id; }
+CHOPIN_API int ch_worker_count(const ch_worker *w) { return w->app->embedded ? 1 : w->app->cfg.workers; }
+CHOPIN_API ch_app *ch_worker_app(const ch_worker *w) { return w->app; }
+CHOPIN_API void *ch_worker_data(const ch_worker *w) { return w->data; }
+CHOPIN_API void ch_worker_set_data(ch_worker *w, void *data) { w->data = data; }
+
+CHOPIN_API ch_worker *ch_app_worker(ch_app *app, int index)
+{
+    if (!app || index < 0 || index >= __atomic_load_n(&app->nworkers, __ATOMIC_ACQUIRE)) return NULL;
+    return &app->workers[index];
+}
+
+static int chi_add_hook(chi_hook *hooks, int *n, ch_worker_fn fn, void *user)
+{
+    if (!fn || *n == CHI_MAX_HOOKS) return -1;
+    hooks[*n].fn = fn;
+    hooks[(*n)++].user = user;
+    return 0;
+}
+
+CHOPIN_API int ch_on_worker_start(ch_app *app, ch_worker_fn fn, void *user)
+{
+    return chi_add_hook(app->start_hooks, &app->nstart, fn, user);
+}
+
+CHOPIN_API int ch_on_worker_stop(ch_app *app, ch_worker_fn fn, void *user)
+{
+    return chi_add_hook(app->stop_hooks, &app->nstop, fn, user);
+}
+
+static void chi_worker_hooks_start(chi_worker *w)
+{
+    int i;
+    w->hooks_started = 1;
+    for (i = 0; i < w->app->nstart; i++) w->app->start_hooks[i].fn(w, w->app->start_hooks[i].user);
+}
+
+/* The end of a worker's loop, on its thread: laters answered, posts run,
+   stop hooks. */
+static void chi_worker_wind_up(chi_worker *w)
+{
+    int i;
+    chi_later_shutdown(w);
+    chi_run_inbox(w);
+    if (!w->hooks_started) return;
+    w->hooks_started = 0;
+    for (i = 0; i < w->app->nstop; i++) w->app->stop_hooks[i].fn(w, w->app->stop_hooks[i].user);
+}
+
+/* What a worker's cleanup frees of this section. */
+static void chi_later_cleanup(chi_worker *w)
+{
+    uint32_t i;
+    chi_run_inbox(w); /* posts that came after the loop ended still run once */
+    chi_timers_free(&w->timers);
+    for (i = 0; i < w->nlaters; i++) {
+        chi_later *l = w->laters[i];
+        chi_buf_free(&l->res.ctype);
+        chi_buf_free(&l->res.headers);
+        chi_buf_free(&l->line);
+        ch_json_free(&l->json);
+        CHOPIN_FREE(l);
+    }
+    CHOPIN_FREE(w->laters);
+    w->laters = NULL;
+    w->nlaters = w->laters_cap = 0;
+    w->free_laters = NULL;
+    CHOPIN_FREE(w->dirty);
+    w->dirty = NULL;
+    w->ndirty = w->dirty_cap = 0;
+    chi_buf_free(&w->sink.ctype);
+    chi_buf_free(&w->sink.headers);
+    ch_json_free(&w->sink_json);
+    chi_buf_free(&w->sse_buf);
+}
+
+#ifndef CHOPIN_NO_SSE
+/* >>sse ---------------------------------------------------------------------
+   Server-sent events (WHATWG HTML, "Server-sent events"): a stream of
+   text/event-stream. Each event is built in the worker's buffer and leaves
+   as one piece (one chunk): "event:", "id:", one "data:" line per line of
+   the data (split at CRLF, LF or CR, as the client's parser splits them),
+   then a blank line. A field that would break the framing (a line end in
+   an event name or id) is refused. Heartbeats are comment lines that keep
+   proxies from closing an idle stream. */
+
+static int chi_sse_field_ok(const char *s)
+{
+    for (; s && *s; s++)
+        if (*s == '\r' || *s == '\n') return 0;
+    return 1;
+}
+
+static int chi_sse_put(chi_buf *b, const char *a, size_t an, const char *v, size_t vn)
+{
+    if (chi_later_add(b, a, an) < 0 || chi_later_add(b, v, vn) < 0) return -1;
+    return chi_later_add(b, "\n", 1);
+}
+
+/* "data: line\n" for every line of data. */
+static int chi_sse_data(chi_buf *b, const char *data, size_t len)
+{
+    size_t i = 0, start = 0;
+    for (;;) {
+        if (i == len || data[i] == '\r' || data[i] == '\n') {
+            if (chi_sse_put(b, "data: ", 6, data + start, i - start) < 0) return -1;
+            if (i == len) return 0;
+            if (data[i] == '\r' && i + 1 < len && data[i + 1] == '\n') i++;
+            start = ++i;
+            if (i == len) return 0; /* a trailing line end ends the last line */
+            continue;
+        }
+        i++;
+    }
+}
+
+static int chi_sse_send(ch_defer d, chi_later *l)
+{
+    chi_buf *b = &d.w->sse_buf;
+    int rc = chi_later_add(b, "\n", 1) < 0 ? -1 : chi_later_piece(d.w, l, b->ptr, b->len);
+    b->len = 0;
+    if (b->cap > (size_t)4 * CHOPIN_READ_SIZE) chi_buf_free(b); /* a huge event does not stay */
+    return rc;
+}
+
+CHOPIN_API int ch_sse_event(ch_defer d, const char *event, const char *id, const char *data, size_t len)
+{
+    chi_later *l = chi_later_writable(d);
+    chi_buf *b;
+    if (!l || !chi_sse_field_ok(event) || !chi_sse_field_ok(id)) return -1;
+    b = &d.w->sse_buf;
+    b->len = 0;
+    if ((event && chi_sse_put(b, "event: ", 7, event, strlen(event)) < 0) ||
+        (id && chi_sse_put(b, "id: ", 4, id, strlen(id)) < 0) || chi_sse_data(b, data ? data : "", data ? len : 0) < 0) {
+        b->len = 0;
+        return -1;
+    }
+    return chi_sse_send(d, l);
+}
+
+CHOPIN_API int ch_sse_retry(ch_defer d, uint64_t ms)
+{
+    chi_later *l = chi_later_writable(d);
+    char num[24];
+    size_t n;
+    if (!l) return -1;
+    n = chi_utoa(ms, num);
+    d.w->sse_buf.len = 0;
+    if (chi_sse_put(&d.w->sse_buf, "retry: ", 7, num, n) < 0) return -1;
+    return chi_sse_send(d, l);
+}
+
+CHOPIN_API int ch_sse_comment(ch_defer d, const char *text)
+{
+    chi_later *l = chi_later_writable(d);
+    const char *s = text ? text : "";
+    chi_buf *b;
+    if (!l) return -1;
+    b = &d.w->sse_buf;
+    b->len = 0;
+    for (;;) { /* one ": " line per line of text */
+        size_t n = strcspn(s, "\r\n");
+        if (chi_sse_put(b, ": ", 2, s, n) < 0) {
+            b->len = 0;
+            return -1;
+        }
+        s += n;
+        if (*s == '\r' && s[1] == '\n') s++;
+        if (!*s || !*++s) break;
+    }
+    return chi_sse_send(d, l);
+}
+
+static void chi_sse_heartbeat(ch_worker *w, void *user)
+{
+    chi_later *l = (chi_later *)user; /* the timer is stopped when l is detached */
+    ch_sse_comment(chi_later_handle(w, l), "");
+}
+
+CHOPIN_API int ch_sse_begin(ch_defer d, uint64_t heartbeat_ms)
+{
+    chi_later *l = chi_later_get(d);
+    int rc;
+    if (!l || l->state != CHI_L_WAITING) return -1;
+    chi_res_set_ctype(&l->res, "text/event-stream", 17);
+    chi_res_put_header(&l->res, "Cache-Control", 13, "no-cache", 8);
+    rc = ch_defer_begin(d, -1);
+    if (rc == 0) {
+        l->sse = 1;
+        if (heartbeat_ms) l->heartbeat = ch_timer_start(d.w, heartbeat_ms, heartbeat_ms, chi_sse_heartbeat, l);
+    }
+    return rc;
+}
+
+CHOPIN_API ch_str ch_sse_last_event_id(const ch_req *req) { return ch_req_header(req, "Last-Event-ID"); }
+#endif
+
+/* >>offload -----------------------------------------------------------------
+   The off-loop pool: a few blocking threads for work that would stall a
+   worker (a database client, a device, a blocking HTTP call). A job waits in
+   a locked FIFO (these threads block anyway; no worker ever takes the lock
+   but to add a job); its result comes back through its worker's queue. Not
+   for CPU-heavy work: that belongs on more workers. Jobs run in parallel
+   and finish in any order. Started on the first job; stopped after the
+   workers' loops end, when jobs not yet started are skipped (their done
+   function still runs, with the handle gone). */
+
+static void *chi_pool_main(void *arg)
+{
+    chi_pool *p = (chi_pool *)arg;
+    chi_os_lock(&p->mu);
+    for (;;) {
+        chi_job *job;
+        int skip;
+        while (!p->head && !p->stop) chi_os_cond_wait(&p->cv, &p->mu);
+        if (!p->head) break;
+        job = p->head;
+        p->head = job->next;
+        if (!p->head) p->tail = NULL;
+        skip = p->stop;
+        chi_os_unlock(&p->mu);
+        if (!skip) job->work(job->node.user);
+        chi_post_node(job->node.d.w, &job->node);
+        chi_os_lock(&p->mu);
+    }
+    chi_os_unlock(&p->mu);
+    return NULL;
+}
+
+static chi_pool *chi_pool_new(void)
+{
+    chi_pool *p = (chi_pool *)CHOPIN_MALLOC(sizeof *p);
+    if (!p) return NULL;
+    memset(p, 0, sizeof *p);
+    if (chi_os_mutex_init(&p->mu) < 0) {
+        CHOPIN_FREE(p);
+        return NULL;
+    }
+    if (chi_os_cond_init(&p->cv) < 0) {
+        chi_os_mutex_destroy(&p->mu);
+        CHOPIN_FREE(p);
+        return NULL;
+    }
+    return p;
+}
+
+/* Under the lock: the threads, the first time. */
+static int chi_pool_start(chi_pool *p, int n)
+{
+    int i;
+    p->threads = (chi_thread *)CHOPIN_MALLOC(sizeof *p->threads * (size_t)n);
+    if (!p->threads) return -1;
+    for (i = 0; i < n; i++)
+        if (chi_os_thread_start(&p->threads[i], chi_pool_main, p) < 0) break;
+    p->nthreads = i;
+    p->started = i > 0;
+    return i > 0 ? 0 : -1;
+}
+
+/* Stops the threads once every job has gone back to its worker. */
+static void chi_pool_stop(chi_pool *p)
+{
+    int i;
+    if (!p) return;
+    chi_os_lock(&p->mu);
+    p->stop = 1;
+    chi_os_cond_broadcast(&p->cv);
+    chi_os_unlock(&p->mu);
+    for (i = 0; i < p->nthreads; i++) chi_os_thread_join(p->threads[i]);
+    CHOPIN_FREE(p->threads);
+    p->threads = NULL;
+    p->nthreads = p->started = 0;
+    p->stop = 0;
+}
+
+static void chi_pool_free(chi_pool *p)
+{
+    if (!p) return;
+    chi_pool_stop(p);
+    chi_os_cond_destroy(&p->cv);
+    chi_os_mutex_destroy(&p->mu);
+    CHOPIN_FREE(p);
+}
+
+CHOPIN_API int ch_defer_offload(ch_defer d, void (*work)(void *user), ch_defer_fn done, void *user)
+{
+    chi_pool *p;
+    chi_job *job;
+    int rc = 0;
+    if (!d.w || !work || !done || !(p = d.w->app->pool)) return -1;
+    if (!(job = (chi_job *)CHOPIN_MALLOC(sizeof *job))) return -1;
+    memset(job, 0, sizeof *job);
+    job->node.dfn = done;
+    job->node.d = d;
+    job->node.user = user;
+    job->work = work;
+    chi_os_lock(&p->mu);
+    if (!p->started) rc = chi_pool_start(p, d.w->app->cfg.offload_threads);
+    if (rc == 0) {
+        if (p->tail) p->tail->next = job; else p->head = job;
+        p->tail = job;
+        chi_os_cond_signal(&p->cv);
+    }
+    chi_os_unlock(&p->mu);
+    if (rc < 0) CHOPIN_FREE(job);
+    return rc;
 }
 
 /* >>accept --------------------------------------------------------------------
@@ -7438,12 +9041,14 @@ static void chi_on_event(chi_worker *w, const chi_event *ev)
         if (w->accepting) chi_on_accept(w);
     } else if (ev->tag == CHI_TAG_TICK) {
         /* its two halves run around the batch: see chi_worker_pass */
-    } else if (ev->tag == CHI_TAG_WAKE) {
+    } else if (ev->tag == CHI_TAG_WAKE) { /* posts, or the stop */
         chi_waker_drain(&w->waker);
-        chi_begin_shutdown(w);
-    } else if (ev->tag == CHI_TAG_STOP) { /* embedded: ch_stop pokes the app's waker */
+        chi_run_inbox(w);
+        if (__atomic_load_n(&w->stop_flag, __ATOMIC_ACQUIRE)) chi_begin_shutdown(w);
+    } else if (ev->tag == CHI_TAG_STOP) { /* embedded: ch_stop and posts poke the app's waker */
         chi_waker_drain(&w->app->stop);
-        chi_begin_shutdown(w);
+        chi_run_inbox(w);
+        if (__atomic_load_n(&w->app->stop_flag, __ATOMIC_ACQUIRE)) chi_begin_shutdown(w);
     } else {
         chi_on_conn_event(w, (int)ev->tag, ev->flags);
     }
@@ -7457,15 +9062,36 @@ static int chi_worker_running(const chi_worker *w)
 }
 
 /* One pass. Returns 0, or -1 when the poller fails. */
+/* After the events: the timers due, then the connections to settle. */
+static void chi_async_pass(chi_worker *w)
+{
+    if (w->timers.n) chi_timers_run(&w->timers, w->now_ms = chi_now_ms(), w);
+    if (w->ndirty) chi_settle_all(w);
+}
+
+/* The wait: no longer than the first timer, no wait at all while
+   connections are left to settle. */
+static int chi_pass_timeout(chi_worker *w, int timeout_ms)
+{
+    int64_t t;
+    if (w->ndirty) return 0;
+    w->now_ms = chi_now_ms();
+    t = chi_timers_wait(&w->timers, w->now_ms);
+    return timeout_ms < 0 || t < timeout_ms ? (int)t : timeout_ms;
+}
+
 static int chi_worker_pass(chi_worker *w, int timeout_ms)
 {
     chi_event ev[CHI_MAX_EVENTS];
-    int n = chi_poller_wait(w->poller, ev, CHI_MAX_EVENTS, timeout_ms), i, tick = 0;
+    int n, i, tick = 0;
+    if (w->timers.n | (uint32_t)w->ndirty) timeout_ms = chi_pass_timeout(w, timeout_ms);
+    n = chi_poller_wait(w->poller, ev, CHI_MAX_EVENTS, timeout_ms);
     if (n < 0) return -1;
     for (i = 0; i < n; i++)
         if (ev[i].tag == CHI_TAG_TICK) tick = 1;
     if (tick) chi_tick_clock(w);
     for (i = 0; i < n; i++) chi_on_event(w, &ev[i]);
+    if (w->timers.n | (uint32_t)w->ndirty) chi_async_pass(w);
     if (tick) chi_tick_expire(w);
     /* below max_connections again: accept at once, not on the next tick */
     if (!w->accepting) chi_resume_accept(w);
@@ -7482,6 +9108,7 @@ static void chi_worker_cleanup(chi_worker *w)
         w->free_conns = c->next;
         CHOPIN_FREE(c);
     }
+    chi_later_cleanup(w);
     CHOPIN_FREE(w->conns);
     w->conns = NULL;
     w->conns_cap = 0;
@@ -7517,6 +9144,11 @@ static int chi_worker_init(chi_worker *w, ch_app *app, int id, int listen_fd, in
     w->listen_fd = listen_fd;
     w->listen_shared = shared;
     w->res.w = w;
+    w->res.json = &w->json;
+    w->sink.w = w;
+    w->sink.json = &w->sink_json;
+    chi_timers_init(&w->timers);
+    w->wake = poller ? &app->stop : &w->waker;
     chi_req_bind(&w->req, &w->req_store);
     w->req.worker = w;
     w->metrics = app->metrics && id < app->nmetrics ? &app->metrics[id] : NULL;
@@ -7547,6 +9179,7 @@ static int chi_worker_init(chi_worker *w, ch_app *app, int id, int listen_fd, in
 static void *chi_worker_main(void *arg)
 {
     chi_worker *w = (chi_worker *)arg;
+    chi_worker_hooks_start(w);
     while (chi_worker_running(w))
         if (chi_worker_pass(w, -1) < 0) {
             char why[128];
@@ -7554,6 +9187,7 @@ static void *chi_worker_main(void *arg)
                     w->id, chi_os_error_text(why, sizeof why));
             break;
         }
+    chi_worker_wind_up(w);
     return NULL;
 }
 
@@ -7693,6 +9327,8 @@ static void chi_config_defaults(ch_config *c)
     c->shutdown_timeout = chi_def(c->shutdown_timeout, CHI_DEFAULT_SHUTDOWN_TIMEOUT);
     c->backlog = chi_def(c->backlog, CHI_DEFAULT_BACKLOG);
     if (c->log_level == CH_LOG_DEFAULT) c->log_level = CH_LOG_WARN;
+    c->max_deferred = chi_def(c->max_deferred, c->max_connections);
+    c->offload_threads = chi_def(c->offload_threads, CHI_DEFAULT_OFFLOAD_THREADS);
 }
 
 /* Code, then environment, then defaults (see the precedence note above). */
@@ -7788,7 +9424,9 @@ CHOPIN_API const ch_config *ch_config_used(const ch_app *app) { return app->list
 
 CHOPIN_API void ch_stop(ch_app *app)
 {
-    if (app && app->stop_open) chi_waker_wake(&app->stop);
+    if (!app) return;
+    __atomic_store_n(&app->stop_flag, 1, __ATOMIC_RELEASE); /* the waker also carries posts */
+    if (app->stop_open) chi_waker_wake(&app->stop);
 }
 
 /* Returns on ch_stop, or on a stop signal (sig may be NULL: none). */
@@ -7811,11 +9449,14 @@ static void chi_wait_for_stop(ch_app *app, chi_signals *sig)
 static void chi_stop_workers(ch_app *app, int started)
 {
     int i;
-    for (i = 0; i < started; i++) chi_waker_wake(&app->workers[i].waker);
     for (i = 0; i < started; i++) {
-        chi_os_thread_join(app->workers[i].thread);
-        chi_worker_cleanup(&app->workers[i]);
+        __atomic_store_n(&app->workers[i].stop_flag, 1, __ATOMIC_RELEASE); /* the waker also carries posts */
+        chi_waker_wake(&app->workers[i].waker);
     }
+    for (i = 0; i < started; i++) chi_os_thread_join(app->workers[i].thread);
+    chi_pool_stop(app->pool); /* its last results go to the workers' queues */
+    __atomic_store_n(&app->nworkers, 0, __ATOMIC_RELEASE);
+    for (i = 0; i < started; i++) chi_worker_cleanup(&app->workers[i]);
     CHOPIN_FREE(app->workers);
     app->workers = NULL;
 }
@@ -7841,6 +9482,7 @@ static int chi_start_workers(ch_app *app)
         int shared = app->nlisten == 1 && nw > 1;
         chi_worker *w = &app->workers[i];
         if (chi_worker_init(w, app, i, app->listen_fds[app->nlisten == 1 ? 0 : i], shared, NULL) < 0 ||
+            (__atomic_store_n(&app->nworkers, i + 1, __ATOMIC_RELEASE), 0) ||
             chi_os_thread_start(&w->thread, chi_worker_main, w) < 0) {
             char why[128];
             chi_set_error(app, "cannot start worker %d: %s", i, chi_os_error_text(why, sizeof why));
@@ -7889,6 +9531,8 @@ CHOPIN_API int ch_run(ch_app *app, const ch_config *cfg)
 
 static void chi_embed_end(ch_app *app)
 {
+    chi_pool_stop(app->pool);
+    __atomic_store_n(&app->nworkers, 0, __ATOMIC_RELEASE);
     chi_worker_cleanup(&app->workers[0]);
     CHOPIN_FREE(app->workers);
     app->workers = NULL;
@@ -7897,6 +9541,10 @@ static void chi_embed_end(ch_app *app)
 
 static int chi_embed_begin(ch_app *app)
 {
+    if (!app->listening) {
+        chi_set_error(app, "ch_poll needs a successful ch_listen first");
+        return -1;
+    }
     if (app->cfg.workers > 1) {
         chi_set_error(app, "ch_poll runs one event loop: workers must be 0 or 1 (CHOPIN_WORKERS too)");
         return -1;
@@ -7915,6 +9563,8 @@ static int chi_embed_begin(ch_app *app)
         return -1;
     }
     app->embedded = 1;
+    __atomic_store_n(&app->nworkers, 1, __ATOMIC_RELEASE);
+    chi_worker_hooks_start(&app->workers[0]);
     return 0;
 }
 
@@ -7928,10 +9578,6 @@ CHOPIN_API int ch_poll(ch_app *app, int timeout_ms)
     }
     if (!app->workers) {
         if (app->embedded) return 1; /* stopped earlier */
-        if (!app->listening) {
-            chi_set_error(app, "ch_poll needs a successful ch_listen first");
-            return -1;
-        }
         if (chi_embed_begin(app) < 0) return -1;
     }
     w = &app->workers[0];
@@ -7941,11 +9587,20 @@ CHOPIN_API int ch_poll(ch_app *app, int timeout_ms)
         return -1;
     }
     if (chi_worker_running(w)) return 0;
+    chi_worker_wind_up(w);
     chi_embed_end(app);
     return 1;
 }
 
-CHOPIN_API int ch_poll_fd(const ch_app *app) { return app && app->ctl_open ? chi_poller_fd(&app->ctl) : -1; }
+/* The descriptor is the app's poller's; the worker joins it here if no
+   ch_poll did yet, so the listener and the tick are in the set before the
+   caller first waits on it. */
+CHOPIN_API int ch_poll_fd(ch_app *app)
+{
+    if (!app || (app->workers && !app->embedded)) return -1;
+    if (!app->workers && !app->embedded && chi_embed_begin(app) < 0) return -1;
+    return chi_poller_fd(&app->ctl);
+}
 
 /* Frees everything: a running embedded server is closed at once (call
    ch_stop and ch_poll until it returns 1 for a graceful stop). */
@@ -7956,6 +9611,7 @@ CHOPIN_API void ch_app_free(ch_app *app)
     chi_close_listeners(app);
     if (app->stop_open) chi_waker_close(&app->stop);
     if (app->ctl_open) chi_poller_close(&app->ctl);
+    chi_pool_free(app->pool);
     chi_app_free_routes(app);
     chi_batteries_free(app);
     CHOPIN_FREE(app);

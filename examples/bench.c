@@ -59,7 +59,7 @@ static void user_by_id(ch_req *req, ch_res *res)
     ch_json_object_end(j);
 }
 
-/* The routes, also used by tests/embed_server.c (the same app run from the
+/* The routes, also used by tests/embed/server.c (the same app run from the
    caller's loop with ch_poll). */
 static ch_app *bench_app(void)
 {

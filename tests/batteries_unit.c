@@ -359,6 +359,7 @@ static chi_worker *test_worker(ch_app *app)
     memset(&w, 0, sizeof w);
     w.app = app;
     w.res.w = &w;
+    w.res.json = &w.json;
     chi_req_bind(&w.req, &w.req_store);
     w.req.worker = &w;
     chi_common_init(w.common);

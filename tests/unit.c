@@ -1073,6 +1073,7 @@ static chi_worker *test_worker(ch_app *app)
     memset(&w, 0, sizeof w);
     w.app = app;
     w.res.w = &w;
+    w.res.json = &w.json;
     chi_req_bind(&w.req, &w.req_store);
     chi_common_init(w.common);
     chi_format_date(784111777, w.common + CHI_DATE_AT);
