@@ -5590,7 +5590,6 @@ struct ch_worker {
     chi_buf log;             /* access log lines not yet written */
     int log_fd;
     int log_lines, log_dropped; /* the logger's rate limit: this second's lines */
-    int out_failed;          /* an answer could not be written: out of memory */
     unsigned decoded_mask;   /* which parameters are decoded (reset per request) */
     int64_t log_second;      /* ... and which second that is */
     chi_metrics *metrics;    /* &app->metrics[id] when counting, else NULL */
@@ -5601,6 +5600,7 @@ struct ch_worker {
     size_t rid_prefix_len;
     char rid_prefix[24];     /* ... "<start second>-<worker>-" */
     int hooks_started;       /* the start hooks ran (so the stop hooks will) */
+    int out_failed;          /* an answer could not be written: out of memory */
     /* answering later (>>later): nothing here is touched by a request
        that does not use it */
     chi_conn *cur;           /* the connection whose requests are being
