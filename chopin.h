@@ -25,6 +25,10 @@
    -D_GNU_SOURCE.
 
    VERSION 0.2.0 (CHOPIN_VERSION_MAJOR/MINOR/PATCH, CHOPIN_VERSION_STRING)
+     next   batteries: a logger, CORS, rate limiting, trusted proxies,
+            metrics, request ids, cookies, decoded parameters; after-hooks
+            see refused requests; stricter chunk extensions and Host, the
+            characters browsers send in targets accepted
      0.2.0  the header in three layers (core, OS seam, server); kqueue and
             poll backends beside epoll; embedding in the caller's loop
             (ch_poll); values set in code beat the environment; request
@@ -112,6 +116,12 @@
                                         HOST:PORT; unset once read
        CHOPIN_READY_FD=fd              set by a restarting server for its
                                         successor (the readiness pipe)
+       CHOPIN_LOG=warn                 off|error|warn|info|debug: what the
+                                        logger passes on (ch_config.log_level)
+       CHOPIN_TRUST_PROXY=             proxy addresses/networks whose
+                                        X-Forwarded-For, X-Real-IP and PROXY
+                                        header are believed (ch_config.
+                                        trust_proxy), e.g. "127.0.0.1,10.0.0.0/8"
    An invalid value makes ch_listen() fail with a message from ch_error().
 
    DEPLOYING (README.md, "Deploying"; the files in deploy/)
@@ -162,6 +172,14 @@
        CHOPIN_NO_MULTIPART     compile out the multipart/form-data parser
        CHOPIN_NO_OPENAT2       open static files with one openat(O_NOFOLLOW)
                                per segment even where openat2 exists
+       CHOPIN_NO_CORS          compile out ch_use_cors
+       CHOPIN_NO_RATELIMIT     compile out ch_use_ratelimit (and its lock)
+       CHOPIN_NO_METRICS       compile out ch_metrics_route (the counters
+                               then count nothing)
+       CHOPIN_NO_PROXY         compile out trusted proxies: X-Forwarded-For,
+                               X-Real-IP, the PROXY header (trust_proxy is
+                               then an error)
+       CHOPIN_NO_REQUEST_ID    compile out ch_mw_request_id
        CHOPIN_NO_SSE           compile out server-sent events (ch_sse_*)
        CHOPIN_STREAM_BUFFER    262144  queued bytes of a stream over which
                                        ch_defer_write says "wait for the
@@ -190,6 +208,23 @@
        offload_threads       2    threads of the off-loop pool (started on
                                   the first ch_defer_offload)
 
+   LOGGING, PROXIES (ch_config fields; 0 / NULL means the default shown)
+       log            stderr      a ch_log_fn(level, item, message, user);
+                                  by default one line on stderr
+       log_level      warn        what is passed on (CH_LOG_OFF..DEBUG)
+       trust_proxy    none        see CHOPIN_TRUST_PROXY
+       proxy_protocol no          CH_YES: connections from trusted proxies
+                                  start with a PROXY v1/v2 header
+   The logger lets at most 20 lines a second through per worker, then one
+   line saying how many it left out.
+
+   BATTERIES
+   ch_use_cors (CORS), ch_use_ratelimit (token buckets, 429), ch_metrics_route
+   (Prometheus text), ch_mw_request_id (X-Request-Id), trusted proxies
+   (ch_req_client_addr), ch_res_error_msg, ch_res_cookie, ch_res_length
+   (HEAD), ch_req_param_decoded and the integer getters. Content-Type has
+   one rule: a type set with ch_res_header is kept by every body call.
+
    READING THIS FILE
    The implementation is three layers; each uses only what is above it. Each
    section starts with a banner you can search for (">>parser") and a few
@@ -205,6 +240,10 @@
      >>responses     reason phrases and the one writer of every response head
      >>routes        FastRoute records and the router's segment tree
      >>request       header, parameter, query and cookie lookups
+     >>addresses     IP literals, trusted networks, X-Forwarded-For, the
+                     PROXY protocol header (v1, v2)
+     >>buckets       token buckets in a bounded LRU table (rate limiting)
+     >>cookies       the Set-Cookie builder; integer getters
      >>timers        the timer min-heap (a worker's timers, no clock)
      >>queue         the lock-free queue that hands work to a worker
      >>sha1          SHA-1, for the WebSocket handshake only
@@ -226,10 +265,18 @@
      >>app           building the application: routes, groups, middleware
      >>response API  what handlers call to answer
      >>worker state  the Date cache and the timeout queues
+     >>logger        the log callback or stderr, levels, rate-limited
+     >>counters      per-worker metrics counters, per-worker middleware state
+     >>client        the client's address behind trusted proxies
      >>answers       writing heads and bodies into the worker's output
      >>dispatch      from a parsed request to bytes: FastRoutes, middleware,
                      router, handler, after-hooks
      >>middleware    bearer auth, Server-Timing, access log
+     >>request id    X-Request-Id kept or made
+     >>cors          CORS (the Fetch standard), preflights before auth
+     >>ratelimit     429 with Retry-After and X-RateLimit-*, per worker or exact
+     >>metrics       the Prometheus text route, summed over the workers
+     >>batteries     their set-up at ch_listen and freeing
      >>static        files as responses: ch_static, ch_res_file
      >>uploads       streamed request bodies; 100-continue after middleware
      >>connection    read, answer every request, write once, close
@@ -249,11 +296,10 @@
      >>embed         ch_poll: the server inside the caller's loop
 
    NOT YET
-   WebSocket extensions (permessage-deflate needs zlib), rate limiting,
-   CORS, metrics, HTTP/2, TLS (put a proxy in front); for files: multipart
-   byteranges (several ranges get the whole file), a per-worker open-file
-   cache, file bodies of deferred responses, pausing a streamed request body
-   from another thread.
+   WebSocket extensions (permessage-deflate needs zlib), HTTP/2, TLS (put a
+   proxy in front); for files: multipart byteranges (several ranges get the
+   whole file), a per-worker open-file cache, file bodies of deferred
+   responses, pausing a streamed request body from another thread.
 
    LICENSE
    MIT or public domain, your choice: see the end of the file.
@@ -313,6 +359,34 @@ typedef enum ch_mode {
     CH_MODE_STANDARD        /* one event loop */
 } ch_mode;
 
+/* The logger (sokol style): every runtime failure is one item of this enum
+   with a level, passed to ch_config.log, or by default written as one line
+   on stderr for warnings and errors, at most CHI_LOG_PER_SECOND lines a
+   second per worker (a flood of bad input cannot flood the log; a line
+   says how many were left out). $CHOPIN_LOG=off|error|warn|info|debug. */
+typedef enum ch_log_level {
+    CH_LOG_DEFAULT = 0,     /* ch_config.log_level: $CHOPIN_LOG, else warn */
+    CH_LOG_OFF, CH_LOG_ERROR, CH_LOG_WARN, CH_LOG_INFO, CH_LOG_DEBUG
+} ch_log_level;
+
+typedef enum ch_log_item {
+    CH_LOGITEM_NONE,
+    CH_LOGITEM_OUT_OF_MEMORY,    /* error: an answer could not be built; the
+                                    connection is closed, never left short */
+    CH_LOGITEM_JSON_UNFINISHED,  /* error: a handler left JSON containers open: 500 */
+    CH_LOGITEM_JSON_MISUSE,      /* error: the JSON writer was misused (a value
+                                    without a key, two top-level values): 500 */
+    CH_LOGITEM_BAD_STATUS,       /* error: a handler's status is not 200-599: 500 */
+    CH_LOGITEM_REQUEST_REFUSED,  /* info: the parser refused a request (4xx, 5xx) */
+    CH_LOGITEM_TIMEOUT,          /* debug: a connection timed out */
+    CH_LOGITEM_BAD_PROXY_HEADER, /* warn: a trusted proxy sent no valid PROXY header */
+    CH_LOGITEM_SUPPRESSED,       /* warn: lines left out by the rate limit */
+    CH_LOGITEM_WORKER_FAILED,    /* error: a worker's event loop failed; it stopped */
+    CH_LOGITEM_COUNT
+} ch_log_item;
+
+typedef void (*ch_log_fn)(ch_log_level level, ch_log_item item, const char *message, void *user);
+
 #define CH_PORT_ANY (-1)    /* ch_config.port: let the kernel pick a port */
 #define CH_YES 1            /* tri-state switches: 0 = default */
 #define CH_NO (-1)
@@ -338,6 +412,15 @@ typedef struct ch_config {
     int no_signals;          /* non-zero: ch_serve does not stop on SIGINT /
                                 SIGTERM nor restart on SIGUSR2; call
                                 ch_stop() / ch_restart() instead */
+    ch_log_fn log;           /* NULL: one line on stderr (warnings, errors) */
+    void *log_user;
+    ch_log_level log_level;  /* CH_LOG_DEFAULT: $CHOPIN_LOG, else CH_LOG_WARN */
+    const char *trust_proxy; /* NULL: $CHOPIN_TRUST_PROXY, else none. Proxy
+                                addresses or networks, "127.0.0.1, 10.0.0.0/8,
+                                ::1": only from these are X-Forwarded-For,
+                                X-Real-IP and the PROXY header believed */
+    int proxy_protocol;      /* CH_YES: a connection from a trusted proxy starts
+                                with a PROXY v1 or v2 header (HAProxy) */
     int max_deferred;        /* 0: max_connections; deferred responses and
                                 streams per worker, over it: 503 */
     int offload_threads;     /* 0: 2; threads of the off-loop pool */
@@ -392,6 +475,7 @@ typedef struct ch_req {
     void *ctx;               /* free for middleware to pass data to the handler;
                                 NULL at the start of every request */
     const void *conn;        /* internal: the connection's peer address */
+    void *worker;            /* internal: the worker serving it */
 } ch_req;
 
 typedef struct ch_app ch_app;
@@ -482,6 +566,10 @@ typedef struct ch_bearer {
     const char *token;
     int (*verify)(const char *token, size_t len, ch_req *req, void *user);
     void *user;
+    const char *cookie;      /* non-NULL: without an Authorization header, the
+                                token may come from this cookie */
+    const char *query;       /* ... or from this query parameter (EventSource
+                                and WebSocket clients cannot set headers) */
 } ch_bearer;
 CHOPIN_API int ch_mw_bearer(ch_req *req, ch_res *res, void *user);
 #endif
@@ -765,6 +853,112 @@ CHOPIN_API int ch_json_get_int(const ch_jdoc *doc, int t, long long *out);
 CHOPIN_API int ch_json_get_double(const ch_jdoc *doc, int t, double *out);
 CHOPIN_API int ch_json_get_bool(const ch_jdoc *doc, int t, int *out);
 
+/* ---- Batteries: helpers, CORS, rate limiting, proxies, metrics ---- */
+
+/* Route parameters and query values, decoded. ch_req_param_decoded gives
+   the percent-decoded value in worker memory, valid until the handler
+   returns ({NULL, 0} if absent). The integer getters return 0 and *out, or
+   CH_ABSENT, or CH_BAD (not a decimal integer, or outside [lo, hi]). */
+CHOPIN_API ch_str ch_req_param_decoded(ch_req *req, const char *name);
+CHOPIN_API int ch_req_param_int(const ch_req *req, const char *name, long long lo, long long hi, long long *out);
+CHOPIN_API int ch_req_query_int(const ch_req *req, const char *name, long long lo, long long hi, long long *out);
+/* The client's address as text: the peer, or, when the peer is a trusted
+   proxy (ch_config.trust_proxy), the client it names (PROXY header,
+   X-Forwarded-For, X-Real-IP). The access log and the rate limiter use it. */
+CHOPIN_API size_t ch_req_client_addr(const ch_req *req, char *out, size_t cap);
+
+/* Content-Type, one rule for every call: a Content-Type set with
+   ch_res_header is kept; a call that writes a body (ch_res_send, ch_res_text,
+   ch_res_json, ch_res_body, ch_res_printf, ch_res_error, ch_res_error_msg)
+   gives its own type only when none was set. */
+/* {"detail":"<message>"}, the message JSON-escaped. */
+CHOPIN_API void ch_res_error_msg(ch_res *res, int status, const char *message);
+/* HEAD: the length of the body a GET would send, without building it; the
+   answer to HEAD then says Content-Length: len. A HEAD answer with no body
+   and no stated length has no Content-Length at all (not a false 0). */
+CHOPIN_API void ch_res_length(ch_res *res, uint64_t len);
+CHOPIN_API int ch_req_is_head(const ch_req *req);
+
+/* Set-Cookie, validated: name a token, value cookie-octets (RFC 6265 4.1.1),
+   no ';' or control byte in path or domain, SameSite=None only with Secure,
+   the __Secure- and __Host- prefixes' rules. Returns 0, or -1 (nothing set). */
+typedef enum ch_same_site { CH_SAMESITE_DEFAULT = 0, CH_SAMESITE_LAX, CH_SAMESITE_STRICT, CH_SAMESITE_NONE } ch_same_site;
+typedef struct ch_cookie {
+    const char *name, *value;
+    const char *path, *domain;   /* NULL: not sent */
+    long long max_age;           /* seconds; 0: not sent; < 0: Max-Age=0 (delete) */
+    long long expires;           /* Unix time; 0: not sent */
+    int secure, http_only;
+    ch_same_site same_site;
+} ch_cookie;
+#define CH_COOKIE_MAX 4096
+CHOPIN_API int ch_res_cookie(ch_res *res, const ch_cookie *cookie);
+/* The same line's value without a response (for tests, or another server):
+   returns its length, or -1; out gets a NUL. */
+CHOPIN_API long ch_cookie_format(const ch_cookie *cookie, char *out, size_t cap);
+
+/* Request id: keeps a client's X-Request-Id (1-64 token bytes) or makes one,
+   sends it back, and gives it to the log (ch_res_request_id). */
+#ifndef CHOPIN_NO_REQUEST_ID
+CHOPIN_API int ch_mw_request_id(ch_req *req, ch_res *res, void *user);
+#endif
+CHOPIN_API ch_str ch_res_request_id(const ch_res *res);
+
+#ifndef CHOPIN_NO_CORS
+/* CORS (the Fetch standard). Allowed origins: a list, "*" for any, or a
+   callback. A preflight (OPTIONS with Access-Control-Request-Method) from an
+   allowed origin is answered 204 at once, before any later middleware (auth
+   included); an allowed origin's other requests get
+   Access-Control-Allow-Origin (and -Credentials, -Expose-Headers) and Vary:
+   Origin; any other origin gets no CORS header at all. ch_use_cors registers
+   it as app middleware (put it first); decisions are cached per worker. */
+typedef struct ch_cors {
+    const char *origins;         /* "https://a.example, https://b.example", or "*" */
+    int (*allow)(const char *origin, size_t len, void *user); /* or this: 1 allow */
+    void *allow_user;
+    const char *methods;         /* NULL: "GET, HEAD, POST, PUT, PATCH, DELETE" */
+    const char *headers;         /* NULL: "Authorization, Content-Type" */
+    const char *expose;          /* NULL: none */
+    int credentials;             /* Access-Control-Allow-Credentials: true */
+    int max_age;                 /* seconds; 0: 600 */
+} ch_cors;
+CHOPIN_API int ch_use_cors(ch_app *app, const ch_cors *cors);
+#endif
+
+#ifndef CHOPIN_NO_RATELIMIT
+/* Rate limiting: a token bucket per client key (the client's address, or
+   key()), in a table of table_size keys that forgets the least recently
+   used. A request takes a token; the bucket holds `burst` and refills at
+   `rate` a second. Answers carry X-RateLimit-Limit (burst) and
+   -Remaining; over the limit: 429 with Retry-After (whole seconds, >= 1),
+   X-RateLimit-Reset and a JSON body (pre-built per worker).
+   ACROSS WORKERS: by default each worker has its own table, so a client
+   whose connections land on k workers may get up to k times the limit (a
+   keep-alive connection stays on one worker, so one connection sees the
+   limit exactly). exact = 1 keeps one table for all workers behind a lock:
+   the limit is then exact, for a lock per request (tens of nanoseconds
+   without contention). With g NULL it applies to every routed request. */
+typedef struct ch_ratelimit {
+    double rate;                 /* tokens a second (> 0) */
+    int burst;                   /* 0: rate, rounded up */
+    int table_size;              /* keys kept; 0: 4096 */
+    int exact;                   /* non-zero: one table for all workers */
+    size_t (*key)(const ch_req *req, char *out, size_t cap, void *user); /* NULL: client address */
+    void *key_user;
+    const char *const *exempt;   /* NULL-terminated paths never limited */
+} ch_ratelimit;
+CHOPIN_API int ch_use_ratelimit(ch_app *app, ch_group *g, const ch_ratelimit *rl);
+#endif
+
+#ifndef CHOPIN_NO_METRICS
+/* Metrics: per-worker counters (requests by status, bytes in and out, open
+   connections, refused requests by status, timeouts, a request-duration
+   histogram), kept on their own cache lines and summed when asked.
+   ch_metrics_route serves them at GET path in the Prometheus text format
+   (text/plain; version=0.0.4) and turns the counting on. */
+CHOPIN_API int ch_metrics_route(ch_app *app, const char *path);
+#endif
+
 /* Answering later (see README.md, "Answering later" and "Streaming").
    A worker is one event-loop thread; everything below runs on the worker
    that owns the object unless it says "any thread". A handler (or a
@@ -994,6 +1188,9 @@ CHOPIN_API int ch_ws_publish(ch_app *app, const char *topic, ch_ws_type type, co
 #ifndef CHOPIN_MAX_PARAMS
 #define CHOPIN_MAX_PARAMS 8
 #endif
+#if CHOPIN_MAX_PARAMS < 1 || CHOPIN_MAX_PARAMS > 32
+#error "chopin.h: CHOPIN_MAX_PARAMS must be 1 to 32"
+#endif
 #ifndef CHOPIN_READ_SIZE
 #define CHOPIN_READ_SIZE 65536
 #endif
@@ -1195,30 +1392,36 @@ static void chi_format_date(int64_t t, char out[CHI_DATE_LEN])
 /* Character classes, one byte of flags per octet (checked against the RFC
    grammar by tests/unit.c):
      TOKEN  tchar (RFC 9110 5.6.2): method names, header names
-     URI    bytes allowed in a request-target (RFC 3986, without '#')
+     URI    bytes allowed in a request-target: RFC 3986's (without '#'),
+            and " ^ ` { | } which browsers send unencoded (nginx and Node
+            take them; none can end a request-target early)
      VALUE  field-value bytes: VCHAR, obs-text, SP, HTAB (RFC 9110 5.5)
      HEX    hexadecimal digits
      HOST   bytes of uri-host [":" port], IP literals included
      PATH   URI bytes that need no second look: all but '%' and '?'
-     JSON   bytes a JSON string holds as they are: 0x20-0x7F but '"', '\\' */
-enum { CHI_TOKEN = 1, CHI_URI = 2, CHI_VALUE = 4, CHI_HEX = 8, CHI_HOST = 16, CHI_PATH = 32, CHI_JSON = 64 };
+     JSON   bytes a JSON string holds as they are: 0x20-0x7F but '"', '\\'
+     REGNAME  HOST bytes but ':', '[' and ']': a reg-name or IPv4 address */
+enum {
+    CHI_TOKEN = 1, CHI_URI = 2, CHI_VALUE = 4, CHI_HEX = 8, CHI_HOST = 16, CHI_PATH = 32, CHI_JSON = 64,
+    CHI_REGNAME = 128
+};
 static const unsigned char chi_cclass[256] = {
-     0,  0,  0,  0,  0,  0,  0,  0,  0,  4,  0,  0,  0,  0,  0,  0,
-     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
-    68,119,  4, 69,119, 87,119,119,118,118,119,119,118,119,119,102,
-   127,127,127,127,127,127,127,127,127,127,118,118, 68,118, 68, 70,
-   102,127,127,127,127,127,127,119,119,119,119,119,119,119,119,119,
-   119,119,119,119,119,119,119,119,119,119,119,118,  4,118, 69,119,
-    69,127,127,127,127,127,127,119,119,119,119,119,119,119,119,119,
-   119,119,119,119,119,119,119,119,119,119,119, 68, 69, 68,119, 64,
-     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,
-     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,
-     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,
-     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,
-     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,
-     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,
-     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,
-     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,
+      0,   0,   0,   0,   0,   0,   0,   0,   0,   4,   0,   0,   0,   0,   0,   0,
+      0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,
+     68, 247,  38,  69, 247, 215, 247, 247, 246, 246, 247, 247, 246, 247, 247, 102,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 118, 246,  68, 246,  68,  70,
+    102, 255, 255, 255, 255, 255, 255, 247, 247, 247, 247, 247, 247, 247, 247, 247,
+    247, 247, 247, 247, 247, 247, 247, 247, 247, 247, 247, 118,   4, 118, 103, 247,
+    103, 255, 255, 255, 255, 255, 255, 247, 247, 247, 247, 247, 247, 247, 247, 247,
+    247, 247, 247, 247, 247, 247, 247, 247, 247, 247, 247, 102, 103, 102, 247,  64,
+      4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,
+      4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,
+      4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,
+      4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,
+      4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,
+      4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,
+      4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,
+      4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,   4,
 };
 
 static int chi_is(unsigned char c, int cls) { return (chi_cclass[c] & cls) != 0; }
@@ -2206,14 +2409,38 @@ static void chi_conn_token(const char *t, size_t n, void *ctx)
 }
 
 typedef struct chi_te_tokens {
-    int count, chunked;
+    int count, chunked, last_chunked;
 } chi_te_tokens;
 
 static void chi_te_token(const char *t, size_t n, void *ctx)
 {
     chi_te_tokens *te = (chi_te_tokens *)ctx;
     te->count++;
-    if (n == 7 && chi_ieq(t, "chunked", 7)) te->chunked++;
+    te->last_chunked = n == 7 && chi_ieq(t, "chunked", 7);
+    te->chunked += te->last_chunked;
+}
+
+/* uri-host [ ":" port ] (RFC 9112 3.2, RFC 3986 3.2.2): an IP literal in
+   brackets (hex digits, ':' and '.'), or a reg-name / IPv4 address without
+   ':' or brackets; then optionally ':' and digits. Skips it from p and
+   returns where it stops (end, or the first byte that is not a host byte),
+   or NULL when a host byte is out of place ("foo:1:2", "[zz]", "a]b"). One
+   pass, the same one that scans a Host value. */
+static const char *chi_skip_authority(const char *p, const char *end)
+{
+    if (p < end && *p == '[') {
+        const char *open = p;
+        for (p++; p < end && *p != ']'; p++)
+            if (!chi_is((unsigned char)*p, CHI_HEX) && *p != ':' && *p != '.') return NULL;
+        if (p == end) return end;
+        if (p == open + 1) return NULL; /* "[]" */
+        p++;
+    } else {
+        p = chi_skip_class(p, end, CHI_REGNAME);
+    }
+    if (p < end && *p == ':')
+        for (p++; p < end && (unsigned char)(*p - '0') < 10; p++) {}
+    return p < end && chi_is((unsigned char)*p, CHI_HOST) ? NULL : p;
 }
 
 /* Splits the request-target into path and query (q: the first '?', or
@@ -2235,11 +2462,8 @@ static int chi_split_target(ch_req *req, const char *q)
         else
             return -400;
         auth = t;
-        while (t < end && *t != '/' && *t != '?') {
-            if (!chi_is((unsigned char)*t, CHI_HOST)) return -400;
-            t++;
-        }
-        if (t == auth) return -400;
+        t = chi_skip_authority(t, end);
+        if (!t || t == auth || (t < end && *t != '/' && *t != '?')) return -400;
         if (t == end || *t == '?') { /* "http://h" and "http://h?x" mean the path "/" */
             req->path = chi_str("/", 1);
             req->query = q ? chi_str(q + 1, (size_t)(end - q - 1)) : chi_str(end, 0);
@@ -2361,7 +2585,7 @@ static int chi_note_field(int id, const char *value, size_t vlen, chi_head *h, c
 {
     switch (id) {
     case CH_H_HOST:
-        f->host_count++; /* its bytes were checked as they were scanned */
+        f->host_count++; /* its bytes and shape were checked as they were scanned */
         break;
     case CH_H_EXPECT:
         if (vlen == 12 && chi_ieq(value, "100-continue", 12))
@@ -2414,10 +2638,11 @@ static int chi_parse_field(const char **pp, const char *end, ch_req *req, chi_he
     p++;
     while (p < end && (*p == ' ' || *p == '\t')) p++;
     value = p;
-    /* a Host value is checked as it is scanned: only host bytes, then
+    /* a Host value is checked as it is scanned: uri-host [":" port], then
        optional whitespace, may come before the CR */
     if (id == CH_H_HOST) {
-        p = chi_skip_class(p, end, CHI_HOST);
+        p = chi_skip_authority(p, end);
+        if (!p) return -400;
         while (p < end && (*p == ' ' || *p == '\t')) p++;
     } else {
         p = chi_skip_value(p, end);
@@ -2450,9 +2675,12 @@ static long chi_decide_framing(const ch_req *req, const chi_limits *lim, const c
     h->body_kind = CHI_BODY_NONE;
     h->content_length = 0;
     if (f->te_seen) {
-        /* chunked must be the only coding; TE with CL, or in HTTP/1.0, is a
-           framing error (RFC 9112 6.1, 6.3) */
-        if (f->te.count != 1 || f->te.chunked != 1 || f->cl_seen || req->version_minor == 0) return -400;
+        /* chunked must be the last coding, and only once; TE with CL, or in
+           HTTP/1.0, is a framing error (RFC 9112 6.1, 6.3). A coding before
+           chunked ("gzip, chunked") is well framed but one we do not
+           decode: 501 (RFC 9112 6.1). */
+        if (!f->te.last_chunked || f->te.chunked != 1 || f->cl_seen || req->version_minor == 0) return -400;
+        if (f->te.count != 1) return -501;
         h->body_kind = CHI_BODY_CHUNKED;
     } else if (f->cl_seen) {
         if (f->cl > lim->max_body) return -413;
@@ -2475,6 +2703,7 @@ static long chi_parse_head(const char *buf, size_t len, const chi_limits *lim, c
     memset(&f, 0, sizeof f);
     req->header_count = 0;
     memset(req->common, 0, sizeof req->common);
+    req->method_name = req->target = chi_str(NULL, 0); /* what a refusal's log line can show */
     h->expect_continue = 0;
 
     /* RFC 9112 2.2: empty lines before the request-line are ignored */
@@ -2501,7 +2730,9 @@ static long chi_parse_head(const char *buf, size_t len, const chi_limits *lim, c
    partial request being moved to another buffer. */
 
 enum {
-    CHI_CK_SIZE_FIRST, CHI_CK_SIZE, CHI_CK_EXT_WS, CHI_CK_EXT, CHI_CK_SIZE_LF,
+    CHI_CK_SIZE_FIRST, CHI_CK_SIZE, CHI_CK_EXT_WS, CHI_CK_EXT_NAME_WS, CHI_CK_EXT_NAME,
+    CHI_CK_EXT_AFTER_NAME, CHI_CK_EXT_VAL_WS, CHI_CK_EXT_VAL_TOKEN, CHI_CK_EXT_VAL_QUOTED,
+    CHI_CK_EXT_VAL_ESCAPE, CHI_CK_SIZE_LF,
     CHI_CK_DATA, CHI_CK_DATA_CR, CHI_CK_DATA_LF,
     CHI_CK_TRAILER_START, CHI_CK_TRAILER_NAME, CHI_CK_TRAILER_VALUE,
     CHI_CK_TRAILER_LF, CHI_CK_END_LF, CHI_CK_DONE
@@ -2524,11 +2755,63 @@ static void chi_chunked_init(chi_chunked *ck, size_t body_start)
     ck->src = ck->dst = body_start;
 }
 
+/* Chunk extensions, by RFC 9112 7.1.1:
+       chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] )
+       ext-name = token; ext-val = token / quoted-string
+   One byte at a time after the size; returns 0 to go on or -400. Their
+   meaning is ignored, but their shape is checked: "5;", "5;a b", "5;a=" and
+   an unclosed quote are refused. */
+static int chi_ck_ws(unsigned char c) { return c == ' ' || c == '\t'; }
+
+static int chi_ck_ext_byte(chi_chunked *ck, unsigned char c)
+{
+    switch (ck->state) {
+    case CHI_CK_EXT_WS: /* after the size or a complete extension */
+        if (c == ';') ck->state = CHI_CK_EXT_NAME_WS;
+        else if (c == '\r') ck->state = CHI_CK_SIZE_LF;
+        else if (!chi_ck_ws(c)) return -400;
+        return 0;
+    case CHI_CK_EXT_NAME_WS: /* after ';': BWS, then a name */
+        if (chi_is(c, CHI_TOKEN)) ck->state = CHI_CK_EXT_NAME;
+        else if (!chi_ck_ws(c)) return -400;
+        return 0;
+    case CHI_CK_EXT_NAME:
+        if (chi_is(c, CHI_TOKEN)) return 0;
+        ck->state = CHI_CK_EXT_AFTER_NAME; /* and this byte is the one after the name */
+        return chi_ck_ext_byte(ck, c);
+    case CHI_CK_EXT_AFTER_NAME:
+        if (c == '=') ck->state = CHI_CK_EXT_VAL_WS;
+        else if (c == ';') ck->state = CHI_CK_EXT_NAME_WS;
+        else if (c == '\r') ck->state = CHI_CK_SIZE_LF;
+        else if (!chi_ck_ws(c)) return -400;
+        return 0;
+    case CHI_CK_EXT_VAL_WS: /* after '=': BWS, then a token or a quoted string */
+        if (chi_is(c, CHI_TOKEN)) ck->state = CHI_CK_EXT_VAL_TOKEN;
+        else if (c == '"') ck->state = CHI_CK_EXT_VAL_QUOTED;
+        else if (!chi_ck_ws(c)) return -400;
+        return 0;
+    case CHI_CK_EXT_VAL_TOKEN:
+        if (chi_is(c, CHI_TOKEN)) return 0;
+        ck->state = CHI_CK_EXT_WS;
+        return chi_ck_ext_byte(ck, c);
+    case CHI_CK_EXT_VAL_QUOTED: /* qdtext: HTAB, SP, VCHAR but '"' and '\\', obs-text */
+        if (c == '"') ck->state = CHI_CK_EXT_WS;
+        else if (c == '\\') ck->state = CHI_CK_EXT_VAL_ESCAPE;
+        else if (!chi_is(c, CHI_VALUE)) return -400;
+        return 0;
+    default: /* CHI_CK_EXT_VAL_ESCAPE: quoted-pair */
+        if (!chi_is(c, CHI_VALUE)) return -400;
+        ck->state = CHI_CK_EXT_VAL_QUOTED;
+        return 0;
+    }
+}
+
 /* The size line: hex digits, optional extensions, CRLF. One byte at a time;
    returns 0 to go on or -status. */
 static int chi_ck_size_byte(chi_chunked *ck, unsigned char c, uint64_t max_body)
 {
     int d;
+    if (ck->state >= CHI_CK_EXT_WS && ck->state < CHI_CK_SIZE_LF) return chi_ck_ext_byte(ck, c);
     switch (ck->state) {
     case CHI_CK_SIZE_FIRST:
     case CHI_CK_SIZE:
@@ -2540,22 +2823,10 @@ static int chi_ck_size_byte(chi_chunked *ck, unsigned char c, uint64_t max_body)
         } else if (ck->state != CHI_CK_SIZE_FIRST && c == '\r') {
             ck->state = CHI_CK_SIZE_LF;
         } else if (ck->state != CHI_CK_SIZE_FIRST && (c == ';' || c == ' ' || c == '\t')) {
-            ck->state = c == ';' ? CHI_CK_EXT : CHI_CK_EXT_WS;
+            ck->state = c == ';' ? CHI_CK_EXT_NAME_WS : CHI_CK_EXT_WS;
         } else {
             return -400; /* no digit first, or a byte a size line cannot hold */
         }
-        return 0;
-    case CHI_CK_EXT_WS: /* BWS before ';' */
-        if (c == ';')
-            ck->state = CHI_CK_EXT;
-        else if (c != ' ' && c != '\t')
-            return -400;
-        return 0;
-    case CHI_CK_EXT: /* chunk-ext: no control bytes but HTAB */
-        if (c == '\r')
-            ck->state = CHI_CK_SIZE_LF;
-        else if (!chi_is(c, CHI_VALUE))
-            return -400;
         return 0;
     default: /* CHI_CK_SIZE_LF */
         if (c != '\n') return -400;
@@ -3189,6 +3460,601 @@ CHOPIN_API ch_str ch_req_param(const ch_req *req, const char *name)
     return chi_str(NULL, 0);
 }
 
+/* >>addresses ---------------------------------------------------------------
+   Client addresses behind a proxy. chi_ip_parse reads an IPv4 or IPv6
+   literal into a chi_peer; a trusted-proxy list ("10.0.0.1, 10.0.0.0/8,
+   ::1") becomes networks that a peer is matched against. X-Forwarded-For is
+   read from the right: each hop appends the address it saw, so the first
+   address (from the right) that is not one of our proxies is the client;
+   anything further left was written by the client and proves nothing. The
+   PROXY protocol header (HAProxy, v1 text and v2 binary) states the client
+   address at the start of a connection; chi_proxy_parse reads it, stateless
+   like the request parser: complete, need more, or malformed. */
+
+#define CHI_MAX_TRUSTED 16    /* networks in ch_config.trust_proxy */
+
+typedef struct chi_net {
+    chi_peer addr;
+    int bits;                 /* prefix length */
+} chi_net;
+
+#if !defined(CHOPIN_NO_CORS) || !defined(CHOPIN_NO_RATELIMIT)
+/* The hash of the CORS cache and the rate table. */
+static uint32_t chi_hash(const char *s, size_t n)
+{
+    /* eight bytes a step, each mixed in by a multiply and a shift (the
+       finalizer of MurmurHash3's 64-bit variant); in-process use only, so
+       the byte order does not matter */
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ n, x;
+    while (n >= 8) {
+        memcpy(&x, s, 8);
+        h = (h ^ x) * 0xff51afd7ed558ccdull;
+        h ^= h >> 33;
+        s += 8;
+        n -= 8;
+    }
+    x = 0;
+    memcpy(&x, s, n);
+    h = (h ^ x) * 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+    return (uint32_t)h;
+}
+
+#endif
+
+#if !defined(CHOPIN_NO_PROXY) || !defined(CHOPIN_NO_RATELIMIT)
+/* An IPv4 address mapped into IPv6 (::ffff:a.b.c.d) compares as IPv4. */
+static chi_peer chi_peer_plain(const chi_peer *p)
+{
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    chi_peer r = *p;
+    if (p->family == 6 && memcmp(p->addr, mapped, 12) == 0) {
+        memset(&r, 0, sizeof r);
+        memcpy(r.addr, p->addr + 12, 4);
+        r.family = 4;
+    }
+    return r;
+}
+#endif
+
+#ifndef CHOPIN_NO_PROXY
+
+static int chi_ipv4_parse(const char *s, size_t n, unsigned char out[4])
+{
+    size_t i = 0;
+    int part;
+    for (part = 0; part < 4; part++) {
+        unsigned v = 0;
+        size_t start;
+        if (part && (i >= n || s[i++] != '.')) return -1;
+        start = i;
+        while (i < n && s[i] >= '0' && s[i] <= '9' && i - start < 3) v = v * 10 + (unsigned)(s[i++] - '0');
+        if (i == start || v > 255 || (i - start > 1 && s[start] == '0')) return -1;
+        out[part] = (unsigned char)v;
+    }
+    return i == n ? 0 : -1;
+}
+
+/* IPv6 text (RFC 4291 2.2): groups of 1-4 hex digits, one "::" for a run of
+   zero groups, an IPv4 tail allowed. */
+static int chi_ipv6_parse(const char *s, size_t n, unsigned char out[16])
+{
+    unsigned char g[16];
+    size_t i = 0;
+    int ng = 0, gap = -1;
+    if (n >= 2 && s[0] == ':' && s[1] == ':') {
+        gap = 0;
+        i = 2;
+    } else if (n && s[0] == ':') {
+        return -1;
+    }
+    while (i < n && ng < 8) {
+        size_t start = i, k;
+        unsigned v = 0;
+        for (k = i; k < n && chi_hexval((unsigned char)s[k]) >= 0 && k - i < 4; k++) {}
+        if (k < n && s[k] == '.') { /* an IPv4 tail */
+            if (ng > 6 || chi_ipv4_parse(s + i, n - i, g + (size_t)ng * 2) < 0) return -1;
+            ng += 2;
+            i = n;
+            break;
+        }
+        while (i < n && chi_hexval((unsigned char)s[i]) >= 0 && i - start < 4)
+            v = v * 16 + (unsigned)chi_hexval((unsigned char)s[i++]);
+        if (i == start) return -1;
+        g[(size_t)ng * 2] = (unsigned char)(v >> 8);
+        g[(size_t)ng * 2 + 1] = (unsigned char)v;
+        ng++;
+        if (i == n) break;
+        if (s[i] != ':') return -1;
+        i++;
+        if (i < n && s[i] == ':') {
+            if (gap >= 0) return -1;
+            gap = ng;
+            i++;
+        } else if (i == n) {
+            return -1; /* a trailing single ':' */
+        }
+    }
+    if (i != n || (gap < 0 && ng != 8) || (gap >= 0 && ng > 7)) return -1;
+    memset(out, 0, 16);
+    if (gap < 0) {
+        memcpy(out, g, 16);
+    } else {
+        memcpy(out, g, (size_t)gap * 2);
+        memcpy(out + 16 - (size_t)(ng - gap) * 2, g + (size_t)gap * 2, (size_t)(ng - gap) * 2);
+    }
+    return 0;
+}
+
+/* An IPv4 or IPv6 literal (an IPv6 one may be in brackets). 0 or -1. */
+static int chi_ip_parse(const char *s, size_t n, chi_peer *out)
+{
+    memset(out, 0, sizeof *out);
+    if (n >= 2 && s[0] == '[' && s[n - 1] == ']') {
+        s++;
+        n -= 2;
+    }
+    if (memchr(s, ':', n)) {
+        if (chi_ipv6_parse(s, n, out->addr) < 0) return -1;
+        out->family = 6;
+        return 0;
+    }
+    if (chi_ipv4_parse(s, n, out->addr) < 0) return -1;
+    out->family = 4;
+    return 0;
+}
+
+static int chi_net_match(const chi_net *net, const chi_peer *peer)
+{
+    chi_peer p = chi_peer_plain(peer);
+    int whole = net->bits / 8, rest = net->bits % 8;
+    if (p.family != net->addr.family) return 0;
+    if (memcmp(p.addr, net->addr.addr, (size_t)whole) != 0) return 0;
+    return rest == 0 || ((p.addr[whole] ^ net->addr.addr[whole]) & (0xff00 >> rest) & 0xff) == 0;
+}
+
+static int chi_nets_match(const chi_net *nets, int n, const chi_peer *peer)
+{
+    int i;
+    for (i = 0; i < n; i++)
+        if (chi_net_match(&nets[i], peer)) return 1;
+    return 0;
+}
+
+/* "a, b/24, c" into nets; returns how many, or -1 with the bad item. */
+static int chi_nets_parse(const char *list, chi_net *nets, int max, const char **bad)
+{
+    const char *p = list;
+    int n = 0;
+    while (*p) {
+        const char *s, *e, *slash;
+        long bits;
+        while (*p == ' ' || *p == ',') p++;
+        if (!*p) break;
+        s = p;
+        while (*p && *p != ',' && *p != ' ') p++;
+        e = p;
+        *bad = s;
+        if (n == max) return -1;
+        slash = (const char *)memchr(s, '/', (size_t)(e - s));
+        if (chi_ip_parse(s, (size_t)((slash ? slash : e) - s), &nets[n].addr) < 0) return -1;
+        nets[n].addr = chi_peer_plain(&nets[n].addr);
+        bits = nets[n].addr.family == 4 ? 32 : 128;
+        if (slash) {
+            long v = 0;
+            const char *d = slash + 1;
+            if (d == e || e - d > 3) return -1;
+            for (; d < e; d++) {
+                if (*d < '0' || *d > '9') return -1;
+                v = v * 10 + (*d - '0');
+            }
+            if (v > bits) return -1;
+            bits = v;
+        }
+        nets[n++].bits = (int)bits;
+    }
+    return n;
+}
+
+/* X-Forwarded-For: the right-most address that is not a trusted proxy (or
+   the left-most when all are). Returns 0 with *out, or -1 if none parses. */
+static int chi_xff_client(ch_str xff, const chi_net *nets, int nnets, chi_peer *out)
+{
+    const char *end = xff.ptr + xff.len;
+    int found = 0;
+    while (end > xff.ptr) {
+        const char *s = end, *e;
+        chi_peer p;
+        while (s > xff.ptr && s[-1] != ',') s--;
+        e = end;
+        end = s > xff.ptr ? s - 1 : s;
+        while (s < e && (*s == ' ' || *s == '\t')) s++;
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t')) e--;
+        if (chi_ip_parse(s, (size_t)(e - s), &p) < 0) return found ? 0 : -1; /* a hop we cannot read */
+        *out = p;
+        found = 1;
+        if (!chi_nets_match(nets, nnets, &p)) return 0;
+    }
+    return found ? 0 : -1;
+}
+
+/* PROXY protocol (haproxy.org/download/2.9/doc/proxy-protocol.txt).
+   v1: "PROXY TCP4|TCP6|UNKNOWN src dst sport dport\r\n", at most 107 bytes.
+   v2: a 12-byte signature, version/command, family, a 16-bit length, then
+   the addresses. Returns the header's length (with *out the source address,
+   family 0 for LOCAL / UNKNOWN), 0 when more bytes are needed, or -1. */
+#define CHI_PROXY_V1_MAX 107
+static const char chi_proxy_v2_sig[12] = {'\r', '\n', '\r', '\n', 0, '\r', '\n', 'Q', 'U', 'I', 'T', '\n'};
+
+/* One space-separated v1 field starting at *p; returns its end. */
+static const char *chi_proxy_field(const char *p, const char *end)
+{
+    while (p < end && *p != ' ' && *p != '\r') p++;
+    return p;
+}
+
+static long chi_proxy_v1(const char *buf, size_t len, chi_peer *out)
+{
+    const char *end, *p, *f[4], *fe[4];
+    const char *lf = (const char *)memchr(buf, '\n', len < CHI_PROXY_V1_MAX ? len : CHI_PROXY_V1_MAX);
+    chi_peer dst;
+    int i;
+    if (!lf) return len < CHI_PROXY_V1_MAX ? 0 : -1;
+    if (lf == buf || lf[-1] != '\r') return -1;
+    end = lf - 1;
+    p = buf + 6;
+    memset(out, 0, sizeof *out);
+    if (end - p >= 7 && memcmp(p, "UNKNOWN", 7) == 0) return (long)(lf + 1 - buf); /* rest ignored */
+    if (end - p < 5 || (memcmp(p, "TCP4 ", 5) != 0 && memcmp(p, "TCP6 ", 5) != 0)) return -1;
+    p += 5;
+    for (i = 0; i < 4; i++) { /* source, destination, source port, destination port */
+        f[i] = p;
+        fe[i] = chi_proxy_field(p, end);
+        if (fe[i] == f[i]) return -1;
+        p = fe[i];
+        if (i < 3) {
+            if (p == end || *p != ' ') return -1;
+            p++;
+        }
+    }
+    if (p != end) return -1;
+    if (chi_ip_parse(f[0], (size_t)(fe[0] - f[0]), out) < 0 || chi_ip_parse(f[1], (size_t)(fe[1] - f[1]), &dst) < 0)
+        return -1;
+    if (out->family != (buf[9] == '4' ? 4 : 6) || dst.family != out->family) return -1;
+    for (i = 2; i < 4; i++) {
+        long port;
+        const char *d;
+        if (fe[i] - f[i] > 5 || (fe[i] - f[i] > 1 && f[i][0] == '0')) return -1;
+        for (port = 0, d = f[i]; d < fe[i]; d++) {
+            if (*d < '0' || *d > '9') return -1;
+            port = port * 10 + (*d - '0');
+        }
+        if (port > 65535) return -1;
+    }
+    return (long)(lf + 1 - buf);
+}
+
+static long chi_proxy_v2(const unsigned char *b, size_t len, chi_peer *out)
+{
+    size_t total;
+    memset(out, 0, sizeof *out);
+    if (len < 16) return 0;
+    if ((b[12] >> 4) != 2 || (b[12] & 0x0f) > 1) return -1; /* version 2; LOCAL or PROXY */
+    total = 16 + ((size_t)b[14] << 8 | b[15]);
+    if (len < total) return 0;
+    if ((b[12] & 0x0f) == 0) return (long)total; /* LOCAL: the proxy's own check */
+    switch (b[13] >> 4) {
+    case 1: /* AF_INET: src, dst, ports */
+        if (total < 16 + 12) return -1;
+        out->family = 4;
+        memcpy(out->addr, b + 16, 4);
+        break;
+    case 2: /* AF_INET6 */
+        if (total < 16 + 36) return -1;
+        out->family = 6;
+        memcpy(out->addr, b + 16, 16);
+        break;
+    case 0: /* AF_UNSPEC */
+    case 3: /* AF_UNIX: no address to use */
+        break;
+    default:
+        return -1;
+    }
+    if ((b[13] & 0x0f) > 2) return -1; /* UNSPEC, STREAM or DGRAM */
+    return (long)total;
+}
+
+static long chi_proxy_parse(const char *buf, size_t len, chi_peer *out)
+{
+    size_t n = len < 12 ? len : 12;
+    if (memcmp(buf, chi_proxy_v2_sig, n) == 0) return len < 12 ? 0 : chi_proxy_v2((const unsigned char *)buf, len, out);
+    n = len < 6 ? len : 6;
+    if (memcmp(buf, "PROXY ", n) == 0) return len < 6 ? 0 : chi_proxy_v1(buf, len, out);
+    return -1;
+}
+
+#endif /* CHOPIN_NO_PROXY */
+
+#ifndef CHOPIN_NO_RATELIMIT
+/* >>buckets -----------------------------------------------------------------
+   The rate limiter's memory: a token bucket per key, in a table of at most
+   `cap` keys that forgets the least recently used one when full. Chained
+   hashing (an index array of heads, a next index per entry) and an LRU
+   list through the entries, all indices into one array allocated once:
+   no allocation per request. Time is passed in (nanoseconds), so the
+   table is plain data: unit-tested without a clock. */
+
+#define CHI_RL_KEY_MAX 64
+
+typedef struct chi_bucket {
+    char key[CHI_RL_KEY_MAX];
+    unsigned char keylen;
+    uint32_t hash;
+    int prev, next, hnext;    /* LRU list (most recent at the head), chain */
+    double tokens;
+    int64_t last_ns;          /* when tokens was last brought up to date */
+} chi_bucket;
+
+typedef struct chi_buckets {
+    chi_bucket *e;
+    int *heads;               /* nheads chain heads, -1 for none */
+    int cap, used, nheads;
+    int lru_head, lru_tail;
+    double rate, burst;
+} chi_buckets;
+
+/* What a take says: allowed or not, what is left, and the waits. */
+typedef struct chi_take {
+    int allowed;
+    long remaining;           /* whole tokens left */
+    long retry_after;         /* seconds until one token (>= 1), when refused */
+    long reset;               /* seconds until the bucket is full again */
+} chi_take;
+
+static int chi_buckets_init(chi_buckets *t, int cap, double rate, double burst)
+{
+    int i;
+    memset(t, 0, sizeof *t);
+    t->nheads = 1;
+    while (t->nheads < cap) t->nheads *= 2;
+    t->e = (chi_bucket *)CHOPIN_MALLOC(sizeof *t->e * (size_t)cap);
+    t->heads = (int *)CHOPIN_MALLOC(sizeof *t->heads * (size_t)t->nheads);
+    if (!t->e || !t->heads) {
+        CHOPIN_FREE(t->e);
+        CHOPIN_FREE(t->heads);
+        t->e = NULL;
+        t->heads = NULL;
+        return -1;
+    }
+    for (i = 0; i < t->nheads; i++) t->heads[i] = -1;
+    t->cap = cap;
+    t->lru_head = t->lru_tail = -1;
+    t->rate = rate;
+    t->burst = burst;
+    return 0;
+}
+
+static void chi_buckets_free(chi_buckets *t)
+{
+    CHOPIN_FREE(t->e);
+    CHOPIN_FREE(t->heads);
+    t->e = NULL;
+    t->heads = NULL;
+}
+
+static void chi_lru_unlink(chi_buckets *t, int i)
+{
+    chi_bucket *b = &t->e[i];
+    if (b->prev >= 0) t->e[b->prev].next = b->next; else t->lru_head = b->next;
+    if (b->next >= 0) t->e[b->next].prev = b->prev; else t->lru_tail = b->prev;
+}
+
+static void chi_lru_push_front(chi_buckets *t, int i)
+{
+    chi_bucket *b = &t->e[i];
+    b->prev = -1;
+    b->next = t->lru_head;
+    if (t->lru_head >= 0) t->e[t->lru_head].prev = i; else t->lru_tail = i;
+    t->lru_head = i;
+}
+
+static void chi_chain_remove(chi_buckets *t, int i)
+{
+    int *pp = &t->heads[t->e[i].hash & (uint32_t)(t->nheads - 1)];
+    while (*pp != i) pp = &t->e[*pp].hnext;
+    *pp = t->e[i].hnext;
+}
+
+/* The entry for key: found, or new (a full bucket), evicting the least
+   recently used entry when the table is full. Moves it to the LRU head. */
+static chi_bucket *chi_buckets_get(chi_buckets *t, const char *key, size_t n, int64_t now_ns)
+{
+    uint32_t h;
+    int i, *head;
+    if (n > CHI_RL_KEY_MAX) n = CHI_RL_KEY_MAX;
+    h = chi_hash(key, n);
+    head = &t->heads[h & (uint32_t)(t->nheads - 1)];
+    for (i = *head; i >= 0; i = t->e[i].hnext)
+        if (t->e[i].hash == h && t->e[i].keylen == n && memcmp(t->e[i].key, key, n) == 0) break;
+    if (i >= 0) {
+        chi_lru_unlink(t, i);
+    } else {
+        if (t->used < t->cap) {
+            i = t->used++;
+        } else {
+            i = t->lru_tail; /* forget the least recently used */
+            chi_lru_unlink(t, i);
+            chi_chain_remove(t, i);
+        }
+        memcpy(t->e[i].key, key, n);
+        t->e[i].keylen = (unsigned char)n;
+        t->e[i].hash = h;
+        t->e[i].tokens = t->burst;
+        t->e[i].last_ns = now_ns;
+        t->e[i].hnext = *head;
+        *head = i;
+    }
+    chi_lru_push_front(t, i);
+    return &t->e[i];
+}
+
+static long chi_ceil_seconds(double s)
+{
+    long v = (long)s;
+    return (double)v < s ? v + 1 : v;
+}
+
+/* Takes one token from key's bucket at time now_ns. */
+static chi_take chi_buckets_take(chi_buckets *t, const char *key, size_t n, int64_t now_ns)
+{
+    chi_bucket *b = chi_buckets_get(t, key, n, now_ns);
+    chi_take r;
+    if (now_ns > b->last_ns) {
+        b->tokens += (double)(now_ns - b->last_ns) / 1e9 * t->rate;
+        if (b->tokens > t->burst) b->tokens = t->burst;
+        b->last_ns = now_ns;
+    }
+    r.allowed = b->tokens >= 1.0;
+    if (r.allowed) b->tokens -= 1.0;
+    r.remaining = (long)b->tokens;
+    r.retry_after = r.allowed ? 0 : chi_ceil_seconds((1.0 - b->tokens) / t->rate);
+    if (!r.allowed && r.retry_after < 1) r.retry_after = 1;
+    r.reset = chi_ceil_seconds((t->burst - b->tokens) / t->rate);
+    return r;
+}
+
+#endif /* CHOPIN_NO_RATELIMIT */
+
+/* >>cookies -----------------------------------------------------------------
+   The Set-Cookie value (RFC 6265 4.1), built and checked in one place. */
+
+static int chi_cookie_octet(unsigned char c)
+{
+    return c == 0x21 || (c >= 0x23 && c <= 0x2B) || (c >= 0x2D && c <= 0x3A) || (c >= 0x3C && c <= 0x5B) ||
+           (c >= 0x5D && c <= 0x7E);
+}
+
+static int chi_cookie_value_ok(const char *v)
+{
+    size_t n = strlen(v), i;
+    if (n >= 2 && v[0] == '"' && v[n - 1] == '"') { /* a quoted value keeps its quotes */
+        v++;
+        n -= 2;
+    }
+    for (i = 0; i < n; i++)
+        if (!chi_cookie_octet((unsigned char)v[i])) return 0;
+    return 1;
+}
+
+/* path-value and Domain: any CHAR but CTLs and ';' */
+static int chi_cookie_attr_ok(const char *v)
+{
+    for (; *v; v++)
+        if ((unsigned char)*v < 0x20 || (unsigned char)*v >= 0x7f || *v == ';') return 0;
+    return 1;
+}
+
+/* Appends s to out at *n if it fits; returns -1 when it does not. */
+static int chi_cat(char *out, size_t cap, size_t *n, const char *s, size_t len)
+{
+    if (*n + len >= cap) return -1;
+    memcpy(out + *n, s, len);
+    *n += len;
+    return 0;
+}
+
+static int chi_cat_str(char *out, size_t cap, size_t *n, const char *s) { return chi_cat(out, cap, n, s, strlen(s)); }
+
+static int chi_cat_num(char *out, size_t cap, size_t *n, long long v)
+{
+    char d[24];
+    return chi_cat(out, cap, n, d, chi_itoa(v, d));
+}
+
+CHOPIN_API long ch_cookie_format(const ch_cookie *c, char *out, size_t cap)
+{
+    size_t n = 0, i;
+    int rc = 0;
+    if (cap) out[0] = 0;
+    if (!c || !c->name || !*c->name || !c->value || !cap) return -1;
+    for (i = 0; c->name[i]; i++)
+        if (!chi_is((unsigned char)c->name[i], CHI_TOKEN)) return -1;
+    if (!chi_cookie_value_ok(c->value)) return -1;
+    if ((c->path && !chi_cookie_attr_ok(c->path)) || (c->domain && !chi_cookie_attr_ok(c->domain))) return -1;
+    if (c->same_site == CH_SAMESITE_NONE && !c->secure) return -1; /* browsers drop it */
+    if ((strncmp(c->name, "__Secure-", 9) == 0 || strncmp(c->name, "__Host-", 7) == 0) && !c->secure) return -1;
+    if (strncmp(c->name, "__Host-", 7) == 0 && (c->domain || !c->path || strcmp(c->path, "/") != 0)) return -1;
+    if (c->expires < 0) return -1;
+    rc |= chi_cat_str(out, cap, &n, c->name);
+    rc |= chi_cat(out, cap, &n, "=", 1);
+    rc |= chi_cat_str(out, cap, &n, c->value);
+    if (c->max_age) {
+        rc |= chi_cat(out, cap, &n, "; Max-Age=", 10);
+        rc |= chi_cat_num(out, cap, &n, c->max_age < 0 ? 0 : c->max_age);
+    }
+    if (c->expires) {
+        char date[CHI_DATE_LEN];
+        chi_format_date((int64_t)c->expires, date);
+        rc |= chi_cat(out, cap, &n, "; Expires=", 10);
+        rc |= chi_cat(out, cap, &n, date, CHI_DATE_LEN);
+    }
+    if (c->path) rc |= chi_cat(out, cap, &n, "; Path=", 7) | chi_cat_str(out, cap, &n, c->path);
+    if (c->domain) rc |= chi_cat(out, cap, &n, "; Domain=", 9) | chi_cat_str(out, cap, &n, c->domain);
+    if (c->secure) rc |= chi_cat(out, cap, &n, "; Secure", 8);
+    if (c->http_only) rc |= chi_cat(out, cap, &n, "; HttpOnly", 10);
+    if (c->same_site == CH_SAMESITE_LAX) rc |= chi_cat(out, cap, &n, "; SameSite=Lax", 14);
+    if (c->same_site == CH_SAMESITE_STRICT) rc |= chi_cat(out, cap, &n, "; SameSite=Strict", 17);
+    if (c->same_site == CH_SAMESITE_NONE) rc |= chi_cat(out, cap, &n, "; SameSite=None", 15);
+    if (rc) {
+        out[0] = 0;
+        return -1;
+    }
+    out[n] = 0;
+    return (long)n;
+}
+
+/* A decimal integer in [lo, hi] from n bytes: optional '-', digits. */
+static int chi_parse_ll(const char *s, size_t n, long long lo, long long hi, long long *out)
+{
+    size_t i = 0;
+    int neg = 0;
+    unsigned long long v = 0, limit;
+    if (n && (s[0] == '-' || s[0] == '+')) {
+        neg = s[0] == '-';
+        i = 1;
+    }
+    if (i == n) return CH_BAD;
+    limit = neg ? (unsigned long long)LLONG_MAX + 1 : (unsigned long long)LLONG_MAX;
+    for (; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return CH_BAD;
+        if (v > (limit - (unsigned)(s[i] - '0')) / 10) return CH_BAD;
+        v = v * 10 + (unsigned)(s[i] - '0');
+    }
+    {
+        long long x = neg ? (v == (unsigned long long)LLONG_MAX + 1 ? LLONG_MIN : -(long long)v) : (long long)v;
+        if (x < lo || x > hi) return CH_BAD;
+        *out = x;
+    }
+    return 0;
+}
+
+CHOPIN_API int ch_req_param_int(const ch_req *req, const char *name, long long lo, long long hi, long long *out)
+{
+    ch_str s = ch_req_param(req, name);
+    char buf[32];
+    long n;
+    if (!s.ptr) return CH_ABSENT;
+    n = ch_url_decode(s.ptr, s.len, buf, sizeof buf, 0);
+    return n < 0 ? CH_BAD : chi_parse_ll(buf, (size_t)n, lo, hi, out);
+}
+
+CHOPIN_API int ch_req_query_int(const ch_req *req, const char *name, long long lo, long long hi, long long *out)
+{
+    char buf[32];
+    long n = ch_req_query(req, name, buf, sizeof buf);
+    if (n == CH_ABSENT) return CH_ABSENT;
+    return n < 0 ? CH_BAD : chi_parse_ll(buf, (size_t)n, lo, hi, out);
+}
 /* >>timers ------------------------------------------------------------------
    A worker's timers: a binary min-heap ordered by due time (milliseconds),
    then by the order they were armed. Each timer sits in a slot that keeps its
@@ -6835,6 +7701,32 @@ typedef struct chi_successor {
     int64_t deadline_ns;     /* killed if not ready by then */
 } chi_successor;
 
+/* Something registration allocated that ch_app_free must free (the state
+   of ch_use_cors, ch_use_ratelimit). */
+typedef struct chi_owned {
+    void *ptr;
+    void (*free_fn)(void *ptr);
+} chi_owned;
+
+/* A worker's counters (>>counters), on cache lines of their own: each
+   worker writes only its own, /metrics reads them all. */
+#define CHI_STATUS_MIN 100
+#define CHI_STATUS_SLOTS 500          /* statuses 100-599 */
+#define CHI_HIST_BUCKETS 12
+#define CHI_REFUSAL_KINDS 9           /* 400 408 413 414 417 431 501 505, other */
+#define CHI_CACHE_LINE 64
+typedef struct chi_metrics {
+    uint64_t by_status[CHI_STATUS_SLOTS];
+    uint64_t refused[CHI_REFUSAL_KINDS];
+    uint64_t hist[CHI_HIST_BUCKETS + 1]; /* request durations; the last: +Inf */
+    uint64_t dur_sum_ns;
+    uint64_t bytes_in, bytes_out;
+    uint64_t conns_opened, conns_closed;
+    uint64_t timeouts;
+} chi_metrics;
+/* whole cache lines, so that worker i's last line is not worker i+1's first */
+typedef char chi_metrics_fill_lines[sizeof(chi_metrics) % CHI_CACHE_LINE == 0 ? 1 : -1];
+
 typedef struct chi_mw {
     ch_middleware fn;
     void *user;
@@ -6877,6 +7769,17 @@ struct ch_app {
     int ctl_open, stop_open;
     chi_worker *workers;
     int embedded;            /* ch_poll runs workers[0] on the caller's thread */
+    chi_owned *owned;        /* freed by ch_app_free */
+    int nowned;
+    int nslots;              /* per-worker middleware states (chi_worker.slots) */
+    int timed;               /* dispatch reads the clock: after-hooks or metrics */
+    int metrics_on;          /* ch_metrics_route was called */
+    void *metrics_mem;       /* one chi_metrics per worker, cache-line aligned */
+    chi_metrics *metrics;
+    int nmetrics;
+    chi_net trusted[CHI_MAX_TRUSTED]; /* ch_config.trust_proxy */
+    int ntrusted;
+    ch_log_level log_level;  /* resolved */
     int nworkers;            /* running: ch_app_worker answers */
     chi_hook start_hooks[CHI_MAX_HOOKS], stop_hooks[CHI_MAX_HOOKS];
     int nstart, nstop;
@@ -6906,6 +7809,8 @@ struct ch_app {
                                 successor serves (see chi_begin_shutdown) */
 };
 
+#define CHI_RID_MAX 64
+
 /* The response a handler fills; chi_res_finish lays it out in the output
    buffer when the handler returns. */
 struct ch_res {
@@ -6928,6 +7833,11 @@ struct ch_res {
     int file_fd;
     uint64_t file_off, file_len;
     char err_body[CHI_ERROR_BODY_MAX]; /* ch_res_error's body */
+    int ctype_explicit;       /* set by ch_res_header: body calls keep it */
+    int has_length;           /* ch_res_length: a HEAD answer's Content-Length */
+    uint64_t length;
+    char rid[CHI_RID_MAX];    /* ch_mw_request_id's id */
+    size_t rid_len;
 };
 
 /* The timeout queues: what a connection is waiting for decides its queue,
@@ -6951,7 +7861,8 @@ enum {
     CHI_F_STALL = 32,        /* held behind a deferred response, input full */
     CHI_F_DIRTY = 64,        /* in the worker's list of connections to settle */
     CHI_F_KILL = 128,        /* close when settled (a stream cut off) */
-    CHI_F_FILE = 256         /* a file body is being sent after c->out (>>static) */
+    CHI_F_FILE = 256,        /* a file body is being sent after c->out (>>static) */
+    CHI_F_PROXY = 512        /* a PROXY header is due before the first request */
 };
 
 typedef struct chi_conn {
@@ -7110,7 +8021,18 @@ struct ch_worker {
     ch_res res;
     chi_buf log;             /* access log lines not yet written */
     int log_fd;
+    int log_lines, log_dropped; /* the logger's rate limit: this second's lines */
+    unsigned decoded_mask;   /* which parameters are decoded (reset per request) */
+    int64_t log_second;      /* ... and which second that is */
+    chi_metrics *metrics;    /* &app->metrics[id] when counting, else NULL */
+    void **slots;            /* middleware state per worker (app->nslots) */
+    chi_buf decoded;         /* ch_req_param_decoded's values, per request */
+    size_t decoded_at[CHOPIN_MAX_PARAMS], decoded_len[CHOPIN_MAX_PARAMS];
+    uint64_t rid_next;       /* request ids: a count after ... */
+    size_t rid_prefix_len;
+    char rid_prefix[24];     /* ... "<start second>-<worker>-" */
     int hooks_started;       /* the start hooks ran (so the stop hooks will) */
+    int out_failed;          /* an answer could not be written: out of memory */
     /* answering later (>>later): nothing here is touched by a request
        that does not use it */
     chi_conn *cur;           /* the connection whose requests are being
@@ -7319,6 +8241,7 @@ CHOPIN_API int ch_after(ch_app *app, ch_after_fn fn, void *user)
     app->after = a;
     a[app->nafter].fn = fn;
     a[app->nafter++].user = user;
+    app->timed = 1; /* after-hooks are told the duration */
     return 0;
 }
 
@@ -7416,6 +8339,9 @@ static void chi_res_reset(ch_res *res)
     res->nfinish = 0;
     if (res->file) chi_os_close(res->file_fd); /* never taken: close it */
     res->file = 0;
+    res->ctype_explicit = 0;
+    res->has_length = 0;
+    res->rid_len = 0;
 }
 
 CHOPIN_API int ch_res_on_finish(ch_res *res, ch_finish_fn fn, void *user)
@@ -7436,6 +8362,12 @@ static int chi_res_set_ctype(ch_res *res, const char *v, size_t n)
 {
     res->ctype.len = 0;
     return chi_buf_append(&res->ctype, v, n);
+}
+
+/* A body call's own type: only when ch_res_header set none (the one rule). */
+static void chi_res_default_ctype(ch_res *res, const char *v, size_t n)
+{
+    if (!res->ctype_explicit) chi_res_set_ctype(res, v, n);
 }
 
 /* Appends "name: value\r\n" as it is: for bytes already known to be valid. */
@@ -7464,7 +8396,10 @@ CHOPIN_API int ch_res_headern(ch_res *res, const char *name, size_t nlen, const 
         (nlen == 10 && chi_ieq(name, "connection", 10)) || (nlen == 4 && chi_ieq(name, "date", 4)) ||
         (nlen == 6 && chi_ieq(name, "server", 6)))
         return -1;
-    if (nlen == 12 && chi_ieq(name, "content-type", 12)) return chi_res_set_ctype(res, value, vlen);
+    if (nlen == 12 && chi_ieq(name, "content-type", 12)) {
+        res->ctype_explicit = 1;
+        return chi_res_set_ctype(res, value, vlen);
+    }
     return chi_res_put_header(res, name, nlen, value, vlen);
 }
 
@@ -7476,7 +8411,7 @@ CHOPIN_API int ch_res_header(ch_res *res, const char *name, const char *value)
 CHOPIN_API void ch_res_send(ch_res *res, int status, const char *content_type, const void *body, size_t len)
 {
     res->status = status;
-    if (content_type) chi_res_set_ctype(res, content_type, strlen(content_type));
+    if (content_type) chi_res_default_ctype(res, content_type, strlen(content_type));
     res->body = (const char *)body;
     res->body_len = len;
     res->body_is_json = 0;
@@ -7492,7 +8427,7 @@ CHOPIN_API int ch_res_body(ch_res *res, const char *content_type, const void *bo
     ch_json *j = res->json;
     ch_json_reset(j);
     chi_json_raw(j, (const char *)body, len);
-    if (content_type) chi_res_set_ctype(res, content_type, strlen(content_type));
+    if (content_type) chi_res_default_ctype(res, content_type, strlen(content_type));
     res->body_is_json = 1; /* the writer's buffer holds the copy */
     return j->failed ? -1 : 0;
 }
@@ -7502,7 +8437,7 @@ CHOPIN_API ch_json *ch_res_json(ch_res *res, int status)
     ch_json *j = res->json;
     ch_json_reset(j);
     res->status = status;
-    chi_res_set_ctype(res, "application/json", 16);
+    chi_res_default_ctype(res, "application/json", 16);
     res->body_is_json = 1;
     return j;
 }
@@ -7522,7 +8457,7 @@ CHOPIN_API int ch_res_printf(ch_res *res, int status, const char *content_type, 
     va_end(ap);
     j->len = (size_t)n;
     res->status = status;
-    if (content_type) chi_res_set_ctype(res, content_type, strlen(content_type));
+    if (content_type) chi_res_default_ctype(res, content_type, strlen(content_type));
     res->body_is_json = 1;
     return 0;
 }
@@ -7543,10 +8478,65 @@ CHOPIN_API int ch_res_redirect(ch_res *res, int status, const char *location)
 CHOPIN_API void ch_res_error(ch_res *res, int status)
 {
     res->status = status;
-    chi_res_set_ctype(res, "application/json", 16);
+    chi_res_default_ctype(res, "application/json", 16);
     res->body_is_json = 0;
     res->body = res->err_body;
     res->body_len = chi_error_body(status, res->err_body);
+}
+
+CHOPIN_API void ch_res_error_msg(ch_res *res, int status, const char *message)
+{
+    ch_json *j = ch_res_json(res, status);
+    ch_json_object_begin(j);
+    ch_json_key(j, "detail");
+    ch_json_str(j, message ? message : chi_error_detail(status));
+    ch_json_object_end(j);
+}
+
+CHOPIN_API void ch_res_length(ch_res *res, uint64_t len)
+{
+    res->has_length = 1;
+    res->length = len;
+}
+
+CHOPIN_API int ch_req_is_head(const ch_req *req) { return req->method == CH_HEAD; }
+
+CHOPIN_API int ch_res_cookie(ch_res *res, const ch_cookie *cookie)
+{
+    char line[CH_COOKIE_MAX];
+    long n = ch_cookie_format(cookie, line, sizeof line);
+    return n < 0 ? -1 : chi_res_put_header(res, "Set-Cookie", 10, line, (size_t)n);
+}
+
+CHOPIN_API ch_str ch_res_request_id(const ch_res *res) { return chi_str(res->rid, res->rid_len); }
+
+/* Decoded into the worker's buffer, which the next request reuses: each
+   parameter once per request, at an offset kept per parameter, in room
+   reserved on the first call (decoding never grows a value), so values of
+   one request stay valid together. The parser has checked every %-escape
+   of the target, so decoding succeeds. */
+CHOPIN_API ch_str ch_req_param_decoded(ch_req *req, const char *name)
+{
+    chi_worker *w = (chi_worker *)req->worker;
+    int i;
+    if (!w) return chi_str(NULL, 0);
+    for (i = 0; i < req->param_count && !ch_str_eq(req->params[i].name, name); i++) {}
+    if (i == req->param_count) return chi_str(NULL, 0);
+    if (!(w->decoded_mask & (1u << i))) {
+        const ch_str *raw = &req->params[i].value;
+        long n;
+        if (w->decoded_mask == 0) {
+            w->decoded.len = 0;
+            if (chi_buf_reserve(&w->decoded, req->path.len + CHOPIN_MAX_PARAMS) < 0) return chi_str(NULL, 0);
+        }
+        n = ch_url_decode(raw->ptr, raw->len, w->decoded.ptr + w->decoded.len, raw->len + 1, 0);
+        if (n < 0) return chi_str(NULL, 0);
+        w->decoded_at[i] = w->decoded.len;
+        w->decoded_len[i] = (size_t)n;
+        w->decoded.len += (size_t)n + 1;
+        w->decoded_mask |= 1u << i;
+    }
+    return chi_str(w->decoded.ptr + w->decoded_at[i], w->decoded_len[i]);
 }
 
 /* >>worker state ------------------------------------------------------------
@@ -7618,6 +8608,202 @@ static void chi_q_set(chi_worker *w, chi_conn *c, int q)
     chi_q_append(w, c, q);
 }
 
+/* >>logger --------------------------------------------------------------------
+   Every runtime failure goes through chi_log: a level, an item of
+   ch_log_item, and a message. With ch_config.log set, that function gets
+   it; otherwise one line goes to stderr ("chopin: error: ..."). Either
+   way at most CHI_LOG_PER_SECOND lines a second per worker are let
+   through, and the next line that gets through says how many were not, so
+   a flood of bad requests cannot turn into a flood of log lines. */
+
+#define CHI_LOG_PER_SECOND 20
+#define CHI_LOG_LINE 512
+
+static const char *chi_level_name(ch_log_level level)
+{
+    switch (level) {
+    case CH_LOG_ERROR: return "error";
+    case CH_LOG_WARN: return "warn";
+    case CH_LOG_INFO: return "info";
+    default: return "debug";
+    }
+}
+
+static void chi_log_emit(const ch_app *app, ch_log_level level, ch_log_item item, const char *msg)
+{
+    char line[CHI_LOG_LINE + 32];
+    int n;
+    if (app->cfg.log) {
+        app->cfg.log(level, item, msg, app->cfg.log_user);
+        return;
+    }
+    n = snprintf(line, sizeof line, "chopin: %s: %s\n", chi_level_name(level), msg);
+    if (n > 0) chi_os_write_all(2, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+}
+
+/* Is a line at this level let through now? Counts it if so. */
+static int chi_log_admit(chi_worker *w, ch_log_level level)
+{
+    if (level > w->app->log_level || w->app->log_level == CH_LOG_OFF) return 0;
+    if (w->log_second != w->now) {
+        int dropped = w->log_dropped;
+        w->log_second = w->now;
+        w->log_lines = 0;
+        w->log_dropped = 0;
+        if (dropped) {
+            char msg[64];
+            (void)snprintf(msg, sizeof msg, "%d log lines left out (more than %d a second)", dropped,
+                           CHI_LOG_PER_SECOND);
+            chi_log_emit(w->app, CH_LOG_WARN, CH_LOGITEM_SUPPRESSED, msg);
+        }
+    }
+    if (w->log_lines >= CHI_LOG_PER_SECOND) {
+        w->log_dropped++;
+        return 0;
+    }
+    w->log_lines++;
+    return 1;
+}
+
+static void chi_log(chi_worker *w, ch_log_level level, ch_log_item item, const char *fmt, ...)
+{
+    char msg[CHI_LOG_LINE];
+    va_list ap;
+    if (!chi_log_admit(w, level)) return;
+    va_start(ap, fmt);
+    (void)vsnprintf(msg, sizeof msg, fmt, ap); /* a longer message is cut */
+    va_end(ap);
+    chi_log_emit(w->app, level, item, msg);
+}
+
+/* >>counters ------------------------------------------------------------------
+   What /metrics reports (>>metrics), counted where it happens. Each worker
+   writes only its own chi_metrics; a reader on another worker sums them
+   all. The stores and loads are "relaxed" atomics: on every common 64-bit
+   CPU a plain load and store, but the compiler may neither tear nor cache
+   them. (On a 32-bit CPU, where a 64-bit atomic is dear, they are plain
+   volatile accesses: a reader may then see a count torn mid-update.)
+   Also here: the slots where middleware keeps per-worker state. */
+
+#if (defined(__GNUC__) || defined(__clang__)) && UINTPTR_MAX > 0xffffffffu
+static void chi_stat_add(uint64_t *c, uint64_t n)
+{
+    __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
+}
+#ifndef CHOPIN_NO_METRICS
+static uint64_t chi_stat_read(const uint64_t *c) { return __atomic_load_n(c, __ATOMIC_RELAXED); }
+#endif
+#else
+static void chi_stat_add(uint64_t *c, uint64_t n) { *(volatile uint64_t *)c += n; }
+#ifndef CHOPIN_NO_METRICS
+static uint64_t chi_stat_read(const uint64_t *c) { return *(const volatile uint64_t *)c; }
+#endif
+#endif
+
+/* Upper bounds of the duration histogram, in nanoseconds and as text. */
+static const int64_t chi_hist_ns[CHI_HIST_BUCKETS] = {100000, 250000, 500000, 1000000, 2500000, 5000000,
+                                                       10000000, 25000000, 50000000, 100000000, 500000000,
+                                                       1000000000};
+static const char *const chi_hist_le[CHI_HIST_BUCKETS] = {"0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005",
+                                                          "0.01", "0.025", "0.05", "0.1", "0.5", "1"};
+static const int chi_refusal_status[CHI_REFUSAL_KINDS - 1] = {400, 408, 413, 414, 417, 431, 501, 505};
+
+static void chi_count_request(chi_worker *w, int status, size_t bytes, int64_t ns)
+{
+    chi_metrics *m = w->metrics;
+    int b = 0;
+    if (!m) return;
+    if (status >= CHI_STATUS_MIN && status < CHI_STATUS_MIN + CHI_STATUS_SLOTS)
+        chi_stat_add(&m->by_status[status - CHI_STATUS_MIN], 1);
+    chi_stat_add(&m->bytes_out, bytes);
+    if (ns < 0) ns = 0;
+    while (b < CHI_HIST_BUCKETS && ns > chi_hist_ns[b]) b++;
+    chi_stat_add(&m->hist[b], 1);
+    chi_stat_add(&m->dur_sum_ns, (uint64_t)ns);
+}
+
+static void chi_count_refusal(chi_worker *w, int status)
+{
+    int k = 0;
+    if (!w->metrics) return;
+    while (k < CHI_REFUSAL_KINDS - 1 && chi_refusal_status[k] != status) k++;
+    chi_stat_add(&w->metrics->refused[k], 1);
+}
+
+static void chi_count(chi_worker *w, size_t field_offset, uint64_t n)
+{
+    if (w->metrics) chi_stat_add((uint64_t *)(void *)((char *)w->metrics + field_offset), n);
+}
+#define CHI_COUNT(w, field, n) chi_count((w), offsetof(chi_metrics, field), (n))
+
+/* The state a middleware keeps per worker (a CORS cache, a rate table)
+   starts with this header, so the worker can free it at the end. */
+typedef struct chi_slot {
+    void (*free_fn)(void *state);
+} chi_slot;
+
+#if !defined(CHOPIN_NO_CORS) || !defined(CHOPIN_NO_RATELIMIT)
+/* The worker's state for slot i, or NULL if none yet. */
+static void *chi_slot_get(chi_worker *w, int i) { return w->slots ? w->slots[i] : NULL; }
+
+/* Installs state for slot i (state starts with a chi_slot). 0 or -1. */
+static int chi_slot_set(chi_worker *w, int i, void *state)
+{
+    if (!w->slots) {
+        w->slots = (void **)CHOPIN_MALLOC(sizeof *w->slots * (size_t)w->app->nslots);
+        if (!w->slots) return -1;
+        memset(w->slots, 0, sizeof *w->slots * (size_t)w->app->nslots);
+    }
+    w->slots[i] = state;
+    return 0;
+}
+#endif
+
+static void chi_slots_free(chi_worker *w)
+{
+    int i;
+    for (i = 0; w->slots && i < w->app->nslots; i++)
+        if (w->slots[i]) ((chi_slot *)w->slots[i])->free_fn(w->slots[i]);
+    CHOPIN_FREE(w->slots);
+    w->slots = NULL;
+}
+
+/* >>client --------------------------------------------------------------------
+   Who the client is. The peer address, unless the peer is one of the
+   trusted proxies (ch_config.trust_proxy): then the client X-Forwarded-For
+   names (read from the right, skipping our own proxies), else X-Real-IP,
+   else the peer. A PROXY header (>>connection) has already replaced the
+   peer with the address it states. */
+
+static chi_peer chi_client_peer(const ch_req *req)
+{
+    const chi_worker *w = (const chi_worker *)req->worker;
+    const chi_peer *peer = (const chi_peer *)req->conn;
+    chi_peer out;
+    ch_str v;
+    if (!peer) {
+        memset(&out, 0, sizeof out);
+        return out;
+    }
+#ifndef CHOPIN_NO_PROXY
+    if (!w || !w->app->ntrusted || !chi_nets_match(w->app->trusted, w->app->ntrusted, peer)) return *peer;
+    v = ch_req_common(req, CH_H_X_FORWARDED_FOR);
+    if (v.len && chi_xff_client(v, w->app->trusted, w->app->ntrusted, &out) == 0) return out;
+    v = ch_req_common(req, CH_H_X_REAL_IP);
+    if (v.len && chi_ip_parse(v.ptr, v.len, &out) == 0) return out;
+#else
+    (void)w;
+    (void)v;
+#endif
+    return *peer;
+}
+
+CHOPIN_API size_t ch_req_client_addr(const ch_req *req, char *out, size_t cap)
+{
+    chi_peer p = chi_client_peer(req);
+    return chi_os_peer_text(&p, out, cap);
+}
+
 /* >>answers -------------------------------------------------------------------
    Writing answers into the worker's output buffer (w->out), which leaves in
    one send per read batch. Every head comes from the core's one writer,
@@ -7643,7 +8829,10 @@ static chi_head_spec chi_spec(const chi_worker *w, int status, int keep_alive, i
 static int chi_write_response(chi_worker *w, const chi_head_spec *h, const char *body, size_t body_len, int send_body)
 {
     char *p;
-    if (chi_buf_reserve(&w->out, chi_head_size(h) + body_len) < 0) return -1;
+    if (chi_buf_reserve(&w->out, chi_head_size(h) + body_len) < 0) {
+        w->out_failed = 1; /* the connection closes rather than skip an answer */
+        return -1;
+    }
     p = chi_head_put(w->out.ptr + w->out.len, h);
     if (send_body && chi_status_has_body(h->status)) p = chi_put(p, body, body_len);
     w->out.len = (size_t)(p - w->out.ptr);
@@ -7662,6 +8851,17 @@ static void chi_write_error(chi_worker *w, int status, const char *extra, size_t
     h.extra_len = extra_len;
     h.length = chi_error_body(status, body);
     chi_write_response(w, &h, body, (size_t)h.length, send_body);
+}
+
+/* After a batch is written: a buffer that grew past the high-water mark
+   for one huge answer (a 50 MB body, a huge JSON document) is given back
+   rather than kept for the worker's lifetime (issue 9, bug 6). */
+static void chi_release_big(chi_worker *w)
+{
+    if (w->out.cap > CHI_OUT_KEEP) chi_buf_free(&w->out);
+    if (w->json.cap > CHI_OUT_KEEP) ch_json_free(&w->json);
+    if (w->res.headers.cap > CHI_OUT_KEEP) chi_buf_free(&w->res.headers);
+    if (w->decoded.cap > CHI_OUT_KEEP) chi_buf_free(&w->decoded);
 }
 
 /* "HTTP/1.1 100 Continue": the client may send the body now. */
@@ -7703,6 +8903,19 @@ static int chi_build_fast(chi_worker *w)
     return 0;
 }
 
+/* A JSON body the writer could not finish is a 500, and the log says why
+   (issue 9, bug 7). */
+static void chi_json_complaint(chi_worker *w, const ch_json *j, const char *method, const char *path)
+{
+    if (j->failed)
+        chi_log(w, CH_LOG_ERROR, CH_LOGITEM_JSON_MISUSE,
+                "%s %s: the JSON writer was misused (a value without its key, a key inside an array, a second "
+                "top-level value, an end without its begin) or ran out of memory: 500", method, path);
+    else
+        chi_log(w, CH_LOG_ERROR, CH_LOGITEM_JSON_UNFINISHED, "%s %s: the handler left %d JSON container%s open: 500",
+                method, path, j->depth, j->depth == 1 ? "" : "s");
+}
+
 static void chi_fast_respond(chi_worker *w, int i, int send_body, int keep_alive, int minor)
 {
     const chi_fast *f = &w->app->fast[i];
@@ -7715,6 +8928,7 @@ static void chi_fast_respond(chi_worker *w, int i, int send_body, int keep_alive
         ch_json_reset(&w->json);
         f->fn(&w->json, f->user);
         if (w->json.failed || w->json.depth != 0) {
+            chi_json_complaint(w, &w->json, "GET", f->path);
             chi_write_error(w, 500, "", 0, send_body, keep_alive, minor);
             return;
         }
@@ -7725,12 +8939,17 @@ static void chi_fast_respond(chi_worker *w, int i, int send_body, int keep_alive
     if (keep_alive && minor == 1) {
         if (!f->fn) {
             size_t n = send_body ? fc->len : fc->head_len; /* reserve + put: both inline, whatever gcc's budget */
-            if (chi_buf_reserve(&w->out, n) == 0) w->out.len = (size_t)(chi_put(w->out.ptr + w->out.len, bytes, n) - w->out.ptr);
+            if (chi_buf_reserve(&w->out, n) == 0)
+                w->out.len = (size_t)(chi_put(w->out.ptr + w->out.len, bytes, n) - w->out.ptr);
+            else
+                w->out_failed = 1;
         } else if (chi_buf_reserve(&w->out, fc->len + 24 + body_len) == 0) {
             char *p = chi_put(w->out.ptr + w->out.len, bytes, fc->len);
             p = chi_head_length_end(p, body_len);
             if (send_body) p = chi_put(p, body, body_len);
             w->out.len = (size_t)(p - w->out.ptr);
+        } else {
+            w->out_failed = 1;
         }
         return;
     }
@@ -7773,6 +8992,19 @@ static void chi_res_finish_file(chi_worker *w, ch_res *res, ch_req *req, int kee
     }
 }
 
+/* Says in the log why a filled response cannot be sent (it becomes a 500). */
+static void chi_res_invalid(chi_worker *w, const ch_req *req, const ch_res *res)
+{
+    char path[128], method[CHI_MAX_METHOD_LEN + 1];
+    (void)snprintf(path, sizeof path, "%.*s", (int)(req->path.len < 100 ? req->path.len : 100), req->path.ptr);
+    (void)snprintf(method, sizeof method, "%.*s", (int)req->method_name.len, req->method_name.ptr);
+    if (res->status < 200 || res->status > 599)
+        chi_log(w, CH_LOG_ERROR, CH_LOGITEM_BAD_STATUS, "%s %s: status %d is not 200-599: 500", method, path,
+                res->status);
+    else
+        chi_json_complaint(w, res->json, method, path);
+}
+
 /* Lays out a response a handler filled (the worker's, or a deferred one's). */
 static void chi_res_write(chi_worker *w, ch_res *res, ch_req *req, int keep_alive)
 {
@@ -7782,6 +9014,7 @@ static void chi_res_write(chi_worker *w, ch_res *res, ch_req *req, int keep_aliv
     for (i = 0; i < res->nfinish; i++) res->finish[i](req, res, res->finish_user[i]);
     if (res->status < 200 || res->status > 599 || (res->body_is_json && (j->failed || j->depth != 0))) {
         chi_res_drop_file(res);
+        chi_res_invalid(w, req, res);
         chi_write_error(w, 500, "", 0, send_body, keep_alive, req->version_minor);
         return;
     }
@@ -7795,8 +9028,21 @@ static void chi_res_write(chi_worker *w, ch_res *res, ch_req *req, int keep_aliv
     h.extra = res->headers.ptr;
     h.extra_len = res->headers.len;
     h.length = res->body_is_json ? j->len : res->body_len;
-    if (chi_write_response(w, &h, res->body_is_json ? j->buf : res->body, (size_t)h.length, send_body) < 0)
+    /* HEAD: the length the handler stated (ch_res_length), else the body's;
+       neither: no Content-Length (a HEAD handler that skips the body must
+       not claim the body is empty) */
+    if (!send_body) {
+        if (res->has_length)
+            h.length = res->length;
+        else if (h.length == 0)
+            h.framing = CHI_FRAME_NONE;
+    }
+    if (chi_write_response(w, &h, res->body_is_json ? j->buf : res->body, send_body ? (size_t)h.length : 0,
+                           send_body) < 0) {
+        chi_log(w, CH_LOG_ERROR, CH_LOGITEM_OUT_OF_MEMORY, "out of memory for a %lu-byte answer: a 500 and a close",
+                (unsigned long)h.length);
         chi_write_error(w, 500, "", 0, send_body, 0, req->version_minor);
+    }
 }
 
 static void chi_res_finish(chi_worker *w, ch_req *req, int keep_alive) { chi_res_write(w, &w->res, req, keep_alive); }
@@ -7864,6 +9110,7 @@ static void chi_run_after(chi_worker *w, const ch_req *req, size_t out_before)
     int i;
     w->res.bytes = w->out.len - out_before + (w->res.file ? (size_t)w->res.file_len : 0);
     w->res.end_ns = chi_os_now_ns();
+    chi_count_request(w, w->res.status, w->res.bytes, w->res.end_ns - w->res.start_ns);
     for (i = 0; i < app->nafter; i++) app->after[i].fn(req, &w->res, app->after[i].user);
 }
 
@@ -7876,10 +9123,11 @@ static void chi_dispatch(chi_worker *w, ch_req *req, int keep_alive)
         for (i = 0; i < app->nfast; i++) {
             const chi_fast *f = &app->fast[i];
             if (f->path_len == req->path.len && memcmp(f->path, req->path.ptr, f->path_len) == 0) {
-                if (app->nafter) w->res.start_ns = chi_os_now_ns();
+                if (app->timed) w->res.start_ns = chi_os_now_ns();
                 chi_fast_respond(w, i, req->method != CH_HEAD, keep_alive, req->version_minor);
-                if (app->nafter) {
+                if (app->timed) {
                     w->res.status = 200;
+                    w->res.rid_len = 0;
                     chi_run_after(w, req, out_before);
                 }
                 return;
@@ -7887,7 +9135,8 @@ static void chi_dispatch(chi_worker *w, ch_req *req, int keep_alive)
         }
     }
     chi_res_reset(&w->res);
-    if (app->nafter) w->res.start_ns = chi_os_now_ns();
+    w->decoded_mask = 0;
+    if (app->timed) w->res.start_ns = chi_os_now_ns();
     w->keep_alive = keep_alive;
     chi_route_request(w, req);
     if (w->deferring) { /* answered later (>>later), after-hooks then */
@@ -7895,7 +9144,31 @@ static void chi_dispatch(chi_worker *w, ch_req *req, int keep_alive)
         return;
     }
     chi_res_finish(w, req, keep_alive);
-    if (app->nafter) chi_run_after(w, req, out_before);
+    if (app->timed) chi_run_after(w, req, out_before);
+}
+
+/* A request the parser refused (or one that timed out) is seen by the
+   after-hooks too, so the access log has the lines an operator looks for
+   (issue 9, bug 2): with its method and target when they were read, "-"
+   when not. Called just after the error answer went into w->out. */
+static void chi_dispatch_refusal(chi_worker *w, ch_req *req, const void *peer, int status, size_t out_before)
+{
+    chi_count_refusal(w, status);
+    chi_log(w, CH_LOG_INFO, CH_LOGITEM_REQUEST_REFUSED, "refused a request: %d %s", status, chi_reason(status));
+    if (!w->app->timed) return;
+    if (!req->method_name.len) {
+        req->method_name = chi_str("-", 1);
+        req->method = CH_OTHER;
+    }
+    if (!req->target.len) req->target = chi_str("-", 1);
+    req->path = req->target;
+    req->query = chi_str(NULL, 0);
+    req->conn = peer;
+    req->ctx = NULL;
+    chi_res_reset(&w->res);
+    w->res.status = status;
+    w->res.start_ns = chi_os_now_ns();
+    chi_run_after(w, req, out_before);
 }
 
 /* >>middleware --------------------------------------------------------------
@@ -7920,19 +9193,19 @@ static int chi_auth_fail(ch_res *res, int status, const char *challenge)
     return CH_DONE;
 }
 
-CHOPIN_API int ch_mw_bearer(ch_req *req, ch_res *res, void *user)
+/* The token from the cookie or query parameter the route named, decoded
+   into buf; its length, or -1. */
+static long chi_bearer_elsewhere(const ch_bearer *cfg, const ch_req *req, char *buf, size_t cap)
 {
-    const ch_bearer *cfg = (const ch_bearer *)user;
-    ch_str auth = ch_req_common(req, CH_H_AUTHORIZATION);
-    const char *tok;
-    size_t len;
-    if (!cfg || auth.len < 7 || !chi_ieq(auth.ptr, "bearer ", 7)) return chi_auth_fail(res, 401, "Bearer");
-    tok = auth.ptr + 7;
-    len = auth.len - 7;
-    while (len && *tok == ' ') {
-        tok++;
-        len--;
-    }
+    long n = -1;
+    if (cfg->cookie) n = ch_req_cookie(req, cfg->cookie, buf, cap);
+    if (n <= 0 && cfg->query) n = ch_req_query(req, cfg->query, buf, cap);
+    return n > 0 ? n : -1;
+}
+
+/* The token against the configured one, or the verify function's verdict. */
+static int chi_bearer_check(const ch_bearer *cfg, const char *tok, size_t len, ch_req *req, ch_res *res)
+{
     if (len == 0) return chi_auth_fail(res, 401, "Bearer");
     if (cfg->verify) {
         int verdict = cfg->verify(tok, len, req, cfg->user);
@@ -7942,6 +9215,27 @@ CHOPIN_API int ch_mw_bearer(ch_req *req, ch_res *res, void *user)
     }
     if (cfg->token && chi_same_secret(tok, len, cfg->token, strlen(cfg->token))) return CH_NEXT;
     return chi_auth_fail(res, 401, "Bearer error=\"invalid_token\"");
+}
+
+CHOPIN_API int ch_mw_bearer(ch_req *req, ch_res *res, void *user)
+{
+    const ch_bearer *cfg = (const ch_bearer *)user;
+    ch_str auth = ch_req_common(req, CH_H_AUTHORIZATION);
+    const char *tok;
+    size_t len;
+    if (cfg && !auth.ptr && (cfg->cookie || cfg->query)) {
+        char buf[512];
+        long n = chi_bearer_elsewhere(cfg, req, buf, sizeof buf);
+        return chi_bearer_check(cfg, buf, n < 0 ? 0 : (size_t)n, req, res);
+    }
+    if (!cfg || auth.len < 7 || !chi_ieq(auth.ptr, "bearer ", 7)) return chi_auth_fail(res, 401, "Bearer");
+    tok = auth.ptr + 7;
+    len = auth.len - 7;
+    while (len && *tok == ' ') {
+        tok++;
+        len--;
+    }
+    return chi_bearer_check(cfg, tok, len, req, res);
 }
 #endif
 
@@ -7980,27 +9274,626 @@ CHOPIN_API void ch_access_log(const ch_req *req, const ch_res *res, void *user)
     chi_worker *w = res->w;
     char *p;
     int64_t us = (res->end_ns - res->start_ns) / 1000;
+    size_t i;
     w->log_fd = user ? *(const int *)user : 1;
-    if (chi_buf_reserve(&w->log, 64 + CHI_DATE_LEN + req->method_name.len + req->target.len + 64) < 0) return;
+    if (chi_buf_reserve(&w->log, 64 + CHI_DATE_LEN + req->method_name.len + req->target.len * 3 + 64 + CHI_RID_MAX) < 0)
+        return;
     p = w->log.ptr + w->log.len;
-    p += ch_req_remote_addr(req, p, 46);
+    p += ch_req_client_addr(req, p, 46);
     p = chi_put(p, " [", 2);
     p = chi_put(p, w->common + CHI_DATE_AT, CHI_DATE_LEN);
     p = chi_put(p, "] \"", 3);
     p = chi_put(p, req->method_name.ptr, req->method_name.len);
     *p++ = ' ';
-    p = chi_put(p, req->target.ptr, req->target.len); /* no space, quote or CTL: the parser saw to it */
+    /* no space or CTL: the parser saw to it; a '"' (browsers send it) is
+       written %22 so the quoted field stays one field */
+    for (i = 0; i < req->target.len; i++) {
+        if (req->target.ptr[i] == '"')
+            p = chi_put(p, "%22", 3);
+        else
+            *p++ = req->target.ptr[i];
+    }
     p = chi_put(p, req->version_minor ? " HTTP/1.1\" " : " HTTP/1.0\" ", 11);
     p += chi_utoa((uint64_t)res->status, p);
     *p++ = ' ';
     p += chi_utoa(res->bytes, p);
     *p++ = ' ';
     p += chi_utoa((uint64_t)(us < 0 ? 0 : us), p);
-    p = chi_put(p, "us\n", 3);
+    p = chi_put(p, "us", 2);
+    if (res->rid_len) {
+        *p++ = ' ';
+        p = chi_put(p, res->rid, res->rid_len);
+    }
+    *p++ = '\n';
     w->log.len = (size_t)(p - w->log.ptr);
     if (w->log.len >= CHI_LOG_FLUSH) chi_log_flush(w);
 }
 #endif
+
+#ifndef CHOPIN_NO_REQUEST_ID
+/* >>request id ----------------------------------------------------------------
+   X-Request-Id: a client's (or a proxy's) id is kept when it is 1-64 token
+   bytes, else one is made: this worker's start second, its number and a
+   counter, in hex ("65f1a2b3-0-2a"), unique per process run. It goes back
+   in the answer and into the access log line. */
+
+static int chi_rid_valid(ch_str v)
+{
+    size_t i;
+    if (v.len == 0 || v.len > CHI_RID_MAX) return 0;
+    for (i = 0; i < v.len; i++)
+        if (!chi_is((unsigned char)v.ptr[i], CHI_TOKEN)) return 0;
+    return 1;
+}
+
+static size_t chi_hex(uint64_t v, char *out)
+{
+    char tmp[16];
+    size_t n = 0, i;
+    do {
+        tmp[n++] = "0123456789abcdef"[v & 15];
+        v >>= 4;
+    } while (v);
+    for (i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+CHOPIN_API int ch_mw_request_id(ch_req *req, ch_res *res, void *user)
+{
+    chi_worker *w = res->w;
+    ch_str v = ch_req_common(req, CH_H_X_REQUEST_ID);
+    (void)user;
+    if (chi_rid_valid(v)) {
+        memcpy(res->rid, v.ptr, v.len);
+        res->rid_len = v.len;
+    } else {
+        char *p;
+        if (!w->rid_prefix_len) { /* "<start second>-<worker>-", once */
+            p = w->rid_prefix;
+            p += chi_hex((uint64_t)chi_os_wall_seconds() & 0xffffffffu, p);
+            *p++ = '-';
+            p += chi_hex((uint64_t)w->id, p);
+            *p++ = '-';
+            w->rid_prefix_len = (size_t)(p - w->rid_prefix);
+        }
+        p = chi_put(res->rid, w->rid_prefix, w->rid_prefix_len);
+        p += chi_hex(++w->rid_next, p);
+        res->rid_len = (size_t)(p - res->rid);
+    }
+    chi_res_put_header(res, "X-Request-Id", 12, res->rid, res->rid_len); /* token bytes: no check needed */
+    return CH_NEXT;
+}
+#endif
+
+#if !defined(CHOPIN_NO_CORS) || !defined(CHOPIN_NO_RATELIMIT)
+/* What ch_app_free frees for a registration; -1 when out of memory. */
+static int chi_app_own(ch_app *app, void *ptr, void (*free_fn)(void *))
+{
+    chi_owned *o = (chi_owned *)chi_grow(app->owned, app->nowned, sizeof *o);
+    if (!o) return -1;
+    app->owned = o;
+    o[app->nowned].ptr = ptr;
+    o[app->nowned++].free_fn = free_fn;
+    return 0;
+}
+
+#endif
+
+#ifndef CHOPIN_NO_CORS
+/* Appends whole header lines ("Name: value\r\n"...) as they are. */
+static int chi_res_put_lines(ch_res *res, const char *lines, size_t n)
+{
+    return chi_buf_append(&res->headers, lines, n);
+}
+
+/* A header value given at registration: no CR, LF or other control byte. */
+static int chi_value_ok(const char *v)
+{
+    for (; *v; v++)
+        if (!chi_is((unsigned char)*v, CHI_VALUE)) return 0;
+    return 1;
+}
+
+/* >>cors ------------------------------------------------------------------------
+   CORS by the Fetch standard. The headers a preflight answer carries
+   (methods, headers, max-age) are built once at registration; an origin's
+   verdict (in the list, or by the callback) is cached per worker in a small
+   direct-mapped table, so a busy origin costs one hash and one compare. A
+   disallowed origin gets no CORS header at all, and the request goes on
+   as if CORS were not there (the browser then refuses to show the answer
+   to the page). */
+
+#define CHI_CORS_CACHE 64
+#define CHI_CORS_ORIGIN_MAX 128
+
+typedef struct chi_cors {
+    ch_cors cfg;
+    int slot, any;
+    char *origins;            /* a copy of cfg.origins */
+    char *preflight;          /* "Access-Control-Allow-Methods: ...\r\n..." */
+    size_t preflight_len;
+} chi_cors;
+
+typedef struct chi_cors_entry {
+    uint32_t hash;
+    unsigned char len;        /* 0: empty */
+    unsigned char allowed;
+    char origin[CHI_CORS_ORIGIN_MAX];
+} chi_cors_entry;
+
+typedef struct chi_cors_cache {
+    chi_slot hdr;
+    chi_cors_entry e[CHI_CORS_CACHE];
+} chi_cors_cache;
+
+static void chi_cors_free(void *p)
+{
+    chi_cors *c = (chi_cors *)p;
+    CHOPIN_FREE(c->origins);
+    CHOPIN_FREE(c->preflight);
+    CHOPIN_FREE(c);
+}
+
+/* Is origin in the comma-separated list? (exact, as the Fetch standard
+   compares serialized origins) */
+static int chi_cors_listed(const char *list, const char *o, size_t n)
+{
+    const char *p = list;
+    while (*p) {
+        const char *s, *e;
+        while (*p == ' ' || *p == ',') p++;
+        s = p;
+        while (*p && *p != ',' && *p != ' ') p++;
+        e = p;
+        if ((size_t)(e - s) == n && n && memcmp(s, o, n) == 0) return 1;
+    }
+    return 0;
+}
+
+static int chi_cors_decide(const chi_cors *c, const char *o, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) /* echoed back when allowed: only field-value bytes */
+        if (!chi_is((unsigned char)o[i], CHI_VALUE)) return 0;
+    if (c->any) return 1;
+    if (c->cfg.allow) return c->cfg.allow(o, n, c->cfg.allow_user) != 0;
+    return c->origins && chi_cors_listed(c->origins, o, n);
+}
+
+static void chi_cache_free(void *p) { CHOPIN_FREE(p); }
+
+/* The verdict for origin, from this worker's cache when it is there. */
+static int chi_cors_allowed(chi_worker *w, const chi_cors *c, ch_str o)
+{
+    chi_cors_cache *cache = (chi_cors_cache *)chi_slot_get(w, c->slot);
+    uint32_t h;
+    chi_cors_entry *e;
+    if (o.len >= CHI_CORS_ORIGIN_MAX) return chi_cors_decide(c, o.ptr, o.len);
+    if (!cache) {
+        cache = (chi_cors_cache *)CHOPIN_MALLOC(sizeof *cache);
+        if (!cache) return chi_cors_decide(c, o.ptr, o.len);
+        memset(cache, 0, sizeof *cache);
+        cache->hdr.free_fn = chi_cache_free;
+        if (chi_slot_set(w, c->slot, cache) < 0) {
+            CHOPIN_FREE(cache);
+            return chi_cors_decide(c, o.ptr, o.len);
+        }
+    }
+    h = chi_hash(o.ptr, o.len);
+    e = &cache->e[h % CHI_CORS_CACHE];
+    if (e->len != o.len || e->hash != h || memcmp(e->origin, o.ptr, o.len) != 0) {
+        e->allowed = (unsigned char)chi_cors_decide(c, o.ptr, o.len);
+        e->hash = h;
+        e->len = (unsigned char)o.len;
+        memcpy(e->origin, o.ptr, o.len);
+    }
+    return e->allowed;
+}
+
+/* Access-Control-Allow-Origin (and Vary, Credentials), on any answer, in
+   one append. */
+static void chi_cors_origin_headers(const chi_cors *c, ch_res *res, ch_str o)
+{
+    static const char acao[] = "Access-Control-Allow-Origin: ", vary[] = "\r\nVary: Origin\r\n",
+                      cred[] = "Access-Control-Allow-Credentials: true\r\n";
+    char *p;
+    if (c->any && !c->cfg.credentials) {
+        chi_res_put_lines(res, "Access-Control-Allow-Origin: *\r\n", 32);
+        return;
+    }
+    if (chi_buf_reserve(&res->headers, sizeof acao + o.len + sizeof vary + sizeof cred) < 0) return;
+    p = res->headers.ptr + res->headers.len;
+    p = chi_put(p, acao, sizeof acao - 1);
+    p = chi_put(p, o.ptr, o.len);
+    p = chi_put(p, vary, sizeof vary - 1);
+    if (c->cfg.credentials) p = chi_put(p, cred, sizeof cred - 1);
+    res->headers.len = (size_t)(p - res->headers.ptr);
+}
+
+static int chi_mw_cors(ch_req *req, ch_res *res, void *user)
+{
+    const chi_cors *c = (const chi_cors *)user;
+    ch_str o = ch_req_common(req, CH_H_ORIGIN);
+    if (!o.ptr) return CH_NEXT; /* not a cross-origin request */
+    if (!chi_cors_allowed(res->w, c, o)) return CH_NEXT;
+    chi_cors_origin_headers(c, res, o);
+    if (req->method == CH_OPTIONS && ch_req_header(req, "access-control-request-method").ptr) {
+        /* a preflight: answered here, before any auth middleware */
+        if (chi_buf_append(&res->headers, c->preflight, c->preflight_len) < 0) return CH_NEXT;
+        res->status = 204;
+        return CH_DONE;
+    }
+    if (c->cfg.expose) chi_res_put_header(res, "Access-Control-Expose-Headers", 29, c->cfg.expose, strlen(c->cfg.expose));
+    return CH_NEXT;
+}
+
+static char *chi_strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = (char *)CHOPIN_MALLOC(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+CHOPIN_API int ch_use_cors(ch_app *app, const ch_cors *cfg)
+{
+    chi_cors *c;
+    char buf[1024];
+    int n;
+    const char *methods, *headers;
+    if (!app || !cfg || (!cfg->origins && !cfg->allow)) return app ? chi_reg_error(app, "no origins", "(cors)") : -1;
+    methods = cfg->methods ? cfg->methods : "GET, HEAD, POST, PUT, PATCH, DELETE";
+    headers = cfg->headers ? cfg->headers : "Authorization, Content-Type";
+    if (!chi_value_ok(methods) || !chi_value_ok(headers) || (cfg->expose && !chi_value_ok(cfg->expose)))
+        return chi_reg_error(app, "a CR, LF or control byte in a CORS header", "(cors)");
+    n = snprintf(buf, sizeof buf, "Access-Control-Allow-Methods: %s\r\nAccess-Control-Allow-Headers: %s\r\n"
+                 "Access-Control-Max-Age: %d\r\n", methods, headers, cfg->max_age > 0 ? cfg->max_age : 600);
+    if (n < 0 || (size_t)n >= sizeof buf) return chi_reg_error(app, "CORS methods or headers too long", "(cors)");
+    c = (chi_cors *)CHOPIN_MALLOC(sizeof *c);
+    if (!c) return chi_reg_error(app, "out of memory", "(cors)");
+    memset(c, 0, sizeof *c);
+    c->cfg = *cfg;
+    c->any = cfg->origins && strcmp(cfg->origins, "*") == 0;
+    c->origins = cfg->origins ? chi_strdup(cfg->origins) : NULL;
+    c->preflight = chi_strdup(buf);
+    c->preflight_len = (size_t)n;
+    c->slot = app->nslots++;
+    if ((cfg->origins && !c->origins) || !c->preflight || chi_app_own(app, c, chi_cors_free) < 0) {
+        chi_cors_free(c);
+        return chi_reg_error(app, "out of memory", "(cors)");
+    }
+    return ch_use(app, chi_mw_cors, c);
+}
+#endif
+
+#ifndef CHOPIN_NO_RATELIMIT
+/* >>ratelimit -------------------------------------------------------------------
+   A token bucket per client (>>buckets holds them). Per worker by default:
+   each worker has its own table, with no lock and no shared cache line,
+   so a client is limited per worker it reaches (see ch_ratelimit in >>api
+   for what that means across workers). In exact mode one table serves all
+   workers behind a mutex. The 429 bodies are built once per worker and
+   Retry-After value and kept. */
+
+#define CHI_RL_DEFAULT_TABLE 4096
+#define CHI_RL_BODIES 64      /* Retry-After values whose 429 body is kept */
+#define CHI_RL_BODY_MAX 80
+
+typedef struct chi_rl {
+    ch_ratelimit cfg;
+    int slot;
+    double burst;
+    char lines[80];           /* "X-RateLimit-Limit: N\r\nX-RateLimit-Remaining: " */
+    size_t lines_len;
+    int exact;
+    chi_mutex lock;
+    chi_buckets shared;       /* exact mode */
+} chi_rl;
+
+typedef struct chi_rl_worker {
+    chi_slot hdr;
+    chi_buckets t;            /* per-worker mode */
+    unsigned char body_len[CHI_RL_BODIES + 1];
+    char body[CHI_RL_BODIES + 1][CHI_RL_BODY_MAX];
+} chi_rl_worker;
+
+static void chi_rl_free(void *p)
+{
+    chi_rl *rl = (chi_rl *)p;
+    if (rl->exact) {
+        chi_os_mutex_destroy(&rl->lock);
+        chi_buckets_free(&rl->shared);
+    }
+    CHOPIN_FREE(rl);
+}
+
+static void chi_rl_worker_free(void *p)
+{
+    chi_rl_worker *s = (chi_rl_worker *)p;
+    chi_buckets_free(&s->t);
+    CHOPIN_FREE(s);
+}
+
+static chi_rl_worker *chi_rl_state(chi_worker *w, const chi_rl *rl)
+{
+    chi_rl_worker *s = (chi_rl_worker *)chi_slot_get(w, rl->slot);
+    if (s) return s;
+    s = (chi_rl_worker *)CHOPIN_MALLOC(sizeof *s);
+    if (!s) return NULL;
+    memset(s, 0, sizeof *s);
+    s->hdr.free_fn = chi_rl_worker_free;
+    if ((!rl->exact && chi_buckets_init(&s->t, rl->cfg.table_size, rl->cfg.rate, rl->burst) < 0) ||
+        chi_slot_set(w, rl->slot, s) < 0) {
+        chi_rl_worker_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* The client's key: the key callback's, or the client address's bytes. */
+static size_t chi_rl_key(const chi_rl *rl, const ch_req *req, char *out)
+{
+    chi_peer p;
+    if (rl->cfg.key) {
+        size_t n = rl->cfg.key(req, out, CHI_RL_KEY_MAX, rl->cfg.key_user);
+        return n > CHI_RL_KEY_MAX ? CHI_RL_KEY_MAX : n;
+    }
+    p = chi_client_peer(req);
+    p = chi_peer_plain(&p);
+    out[0] = (char)p.family;
+    memcpy(out + 1, p.addr, 16);
+    return 17;
+}
+
+static int chi_rl_exempt(const chi_rl *rl, const ch_req *req)
+{
+    const char *const *e;
+    for (e = rl->cfg.exempt; e && *e; e++)
+        if (ch_str_eq(req->path, *e)) return 1;
+    return 0;
+}
+
+/* The 429 body for a Retry-After of n seconds, built once per worker. */
+static ch_str chi_rl_body(chi_rl_worker *s, long n, char *tmp)
+{
+    char *b = n <= CHI_RL_BODIES ? s->body[n] : tmp;
+    int len;
+    if (n <= CHI_RL_BODIES && s->body_len[n]) return chi_str(b, s->body_len[n]);
+    len = snprintf(b, CHI_RL_BODY_MAX, "{\"detail\":\"Too Many Requests\",\"retry_after\":%ld}", n);
+    if (n <= CHI_RL_BODIES) s->body_len[n] = (unsigned char)len;
+    return chi_str(b, (size_t)len);
+}
+
+static void chi_rl_num_header(ch_res *res, const char *name, size_t nlen, long v)
+{
+    char d[24];
+    chi_res_put_header(res, name, nlen, d, chi_itoa(v, d));
+}
+
+/* X-RateLimit-Limit, -Remaining and -Reset, in one append. */
+static void chi_rl_headers(const chi_rl *rl, ch_res *res, const chi_take *t)
+{
+    static const char reset[] = "\r\nX-RateLimit-Reset: ";
+    char *p;
+    if (chi_buf_reserve(&res->headers, rl->lines_len + sizeof reset + (size_t)48 + 2) < 0) return;
+    p = res->headers.ptr + res->headers.len;
+    p = chi_put(p, rl->lines, rl->lines_len);
+    p += chi_itoa(t->remaining, p);
+    p = chi_put(p, reset, sizeof reset - 1);
+    p += chi_itoa(t->reset, p);
+    p = chi_put(p, "\r\n", 2);
+    res->headers.len = (size_t)(p - res->headers.ptr);
+}
+
+static int chi_mw_ratelimit(ch_req *req, ch_res *res, void *user)
+{
+    chi_rl *rl = (chi_rl *)user;
+    chi_worker *w = res->w;
+    chi_rl_worker *s;
+    char key[CHI_RL_KEY_MAX];
+    size_t klen;
+    int64_t now;
+    chi_take t;
+    if (chi_rl_exempt(rl, req)) return CH_NEXT;
+    s = chi_rl_state(w, rl);
+    if (!s) return CH_NEXT; /* out of memory: let it through rather than refuse everyone */
+    klen = chi_rl_key(rl, req, key);
+    now = w->app->timed ? res->start_ns : chi_os_now_ns(); /* read at dispatch, when it was */
+    if (rl->exact) {
+        chi_os_lock(&rl->lock);
+        t = chi_buckets_take(&rl->shared, key, klen, now);
+        chi_os_unlock(&rl->lock);
+    } else {
+        t = chi_buckets_take(&s->t, key, klen, now);
+    }
+    chi_rl_headers(rl, res, &t);
+    if (t.allowed) return CH_NEXT;
+    {
+        char tmp[CHI_RL_BODY_MAX];
+        ch_str body = chi_rl_body(s, t.retry_after, tmp);
+        chi_rl_num_header(res, "Retry-After", 11, t.retry_after);
+        ch_res_send(res, 429, "application/json", body.ptr, body.len);
+        if (body.ptr == tmp) ch_res_body(res, "application/json", body.ptr, body.len); /* copied: tmp is ours */
+    }
+    return CH_DONE;
+}
+
+CHOPIN_API int ch_use_ratelimit(ch_app *app, ch_group *g, const ch_ratelimit *cfg)
+{
+    chi_rl *rl;
+    if (!app) return -1;
+    if (!cfg || !(cfg->rate > 0) || cfg->burst < 0 || cfg->table_size < 0)
+        return chi_reg_error(app, "rate must be > 0, burst and table_size >= 0", "(ratelimit)");
+    rl = (chi_rl *)CHOPIN_MALLOC(sizeof *rl);
+    if (!rl) return chi_reg_error(app, "out of memory", "(ratelimit)");
+    memset(rl, 0, sizeof *rl);
+    rl->cfg = *cfg;
+    if (!rl->cfg.table_size) rl->cfg.table_size = CHI_RL_DEFAULT_TABLE;
+    rl->burst = cfg->burst ? (double)cfg->burst : (double)chi_ceil_seconds(cfg->rate);
+    rl->lines_len = (size_t)snprintf(rl->lines, sizeof rl->lines, "X-RateLimit-Limit: %.0f\r\nX-RateLimit-Remaining: ",
+                                     rl->burst);
+    rl->slot = app->nslots++;
+    if (cfg->exact) {
+        if (chi_buckets_init(&rl->shared, rl->cfg.table_size, cfg->rate, rl->burst) < 0) {
+            CHOPIN_FREE(rl);
+            return chi_reg_error(app, "out of memory", "(ratelimit)");
+        }
+        if (chi_os_mutex_init(&rl->lock) < 0) {
+            chi_buckets_free(&rl->shared);
+            CHOPIN_FREE(rl);
+            return chi_reg_error(app, "cannot make a mutex", "(ratelimit)");
+        }
+        rl->exact = 1;
+    }
+    if (chi_app_own(app, rl, chi_rl_free) < 0) {
+        chi_rl_free(rl);
+        return chi_reg_error(app, "out of memory", "(ratelimit)");
+    }
+    return g ? ch_group_use(g, chi_mw_ratelimit, rl) : ch_use(app, chi_mw_ratelimit, rl);
+}
+#endif
+
+#ifndef CHOPIN_NO_METRICS
+/* >>metrics ---------------------------------------------------------------------
+   The Prometheus text exposition format (version 0.0.4), summed over every
+   worker's counters (>>counters) at the moment of the request. */
+
+static void chi_prom(ch_json *j, const char *fmt, ...)
+{
+    char line[256];
+    va_list ap;
+    int n;
+    va_start(ap, fmt);
+    n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n > 0) chi_json_raw(j, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+}
+
+static void chi_metrics_sum(const ch_app *app, chi_metrics *sum)
+{
+    const uint64_t *src;
+    uint64_t *dst = (uint64_t *)(void *)sum;
+    size_t k, words = sizeof *sum / sizeof(uint64_t);
+    int i;
+    memset(sum, 0, sizeof *sum);
+    for (i = 0; i < app->nmetrics; i++) {
+        src = (const uint64_t *)(const void *)&app->metrics[i];
+        for (k = 0; k < words; k++) dst[k] += chi_stat_read(&src[k]);
+    }
+}
+
+static void chi_metrics_handler(ch_req *req, ch_res *res)
+{
+    chi_metrics m;
+    ch_json *j = res->json;
+    uint64_t cum = 0, count = 0;
+    int i;
+    (void)req;
+    chi_metrics_sum(res->w->app, &m);
+    ch_json_reset(j);
+    chi_prom(j, "# HELP chopin_requests_total Requests answered, by status code.\n"
+                "# TYPE chopin_requests_total counter\n");
+    for (i = 0; i < CHI_STATUS_SLOTS; i++)
+        if (m.by_status[i] || i + CHI_STATUS_MIN == 200)
+            chi_prom(j, "chopin_requests_total{code=\"%d\"} %llu\n", i + CHI_STATUS_MIN,
+                     (unsigned long long)m.by_status[i]);
+    chi_prom(j, "# HELP chopin_request_duration_seconds Time from dispatch to the answer in the output.\n"
+                "# TYPE chopin_request_duration_seconds histogram\n");
+    for (i = 0; i <= CHI_HIST_BUCKETS; i++) count += m.hist[i];
+    for (i = 0; i < CHI_HIST_BUCKETS; i++) {
+        cum += m.hist[i];
+        chi_prom(j, "chopin_request_duration_seconds_bucket{le=\"%s\"} %llu\n", chi_hist_le[i], (unsigned long long)cum);
+    }
+    chi_prom(j, "chopin_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)count);
+    chi_prom(j, "chopin_request_duration_seconds_sum %.9f\n", (double)m.dur_sum_ns / 1e9);
+    chi_prom(j, "chopin_request_duration_seconds_count %llu\n", (unsigned long long)count);
+    chi_prom(j, "# HELP chopin_connections_open Connections open now.\n# TYPE chopin_connections_open gauge\n"
+                "chopin_connections_open %llu\n", (unsigned long long)(m.conns_opened - m.conns_closed));
+    chi_prom(j, "# HELP chopin_connections_total Connections accepted.\n# TYPE chopin_connections_total counter\n"
+                "chopin_connections_total %llu\n", (unsigned long long)m.conns_opened);
+    chi_prom(j, "# HELP chopin_received_bytes_total Bytes read from clients.\n"
+                "# TYPE chopin_received_bytes_total counter\nchopin_received_bytes_total %llu\n",
+             (unsigned long long)m.bytes_in);
+    chi_prom(j, "# HELP chopin_sent_bytes_total Bytes of answers (heads and bodies).\n"
+                "# TYPE chopin_sent_bytes_total counter\nchopin_sent_bytes_total %llu\n",
+             (unsigned long long)m.bytes_out);
+    chi_prom(j, "# HELP chopin_refused_requests_total Requests the parser refused, by status.\n"
+                "# TYPE chopin_refused_requests_total counter\n");
+    for (i = 0; i < CHI_REFUSAL_KINDS; i++)
+        if (m.refused[i])
+            chi_prom(j, i < CHI_REFUSAL_KINDS - 1 ? "chopin_refused_requests_total{code=\"%d\"} %llu\n"
+                                                  : "chopin_refused_requests_total{code=\"other\"} %llu\n",
+                     i < CHI_REFUSAL_KINDS - 1 ? chi_refusal_status[i] : 0, (unsigned long long)m.refused[i]);
+    chi_prom(j, "# HELP chopin_timeouts_total Connections closed by a timeout.\n# TYPE chopin_timeouts_total counter\n"
+                "chopin_timeouts_total %llu\n", (unsigned long long)m.timeouts);
+    res->status = 200;
+    chi_res_default_ctype(res, "text/plain; version=0.0.4; charset=utf-8", 40);
+    res->body_is_json = 1;
+}
+
+CHOPIN_API int ch_metrics_route(ch_app *app, const char *path)
+{
+    if (!app) return -1;
+    app->metrics_on = 1;
+    app->timed = 1;
+    return ch_get(app, path ? path : "/metrics", chi_metrics_handler, NULL);
+}
+#endif
+
+/* >>batteries -------------------------------------------------------------------
+   What the parts above need once the configuration is known (ch_listen):
+   the log level, the trusted proxies, one cache-line aligned chi_metrics
+   per worker; and what ch_app_free gives back. */
+
+static int chi_batteries_prepare(ch_app *app)
+{
+    const char *bad = "";
+    app->log_level = app->cfg.log_level;
+#ifdef CHOPIN_NO_PROXY
+    if (app->cfg.trust_proxy) {
+        chi_set_error(app, "trust_proxy: this build has CHOPIN_NO_PROXY");
+        return -1;
+    }
+    (void)bad;
+#else
+    if (app->cfg.trust_proxy) {
+        app->ntrusted = chi_nets_parse(app->cfg.trust_proxy, app->trusted, CHI_MAX_TRUSTED, &bad);
+        if (app->ntrusted < 0) {
+            app->ntrusted = 0;
+            chi_set_error(app, "invalid trust_proxy near '%.40s': expected addresses or networks (10.0.0.0/8), "
+                          "at most %d", bad, CHI_MAX_TRUSTED);
+            return -1;
+        }
+    }
+#endif
+    if (app->metrics_on && !app->metrics) {
+        size_t size = sizeof(chi_metrics) * (size_t)app->cfg.workers + CHI_CACHE_LINE;
+        app->metrics_mem = CHOPIN_MALLOC(size);
+        if (!app->metrics_mem) {
+            chi_set_error(app, "out of memory");
+            return -1;
+        }
+        memset(app->metrics_mem, 0, size);
+        /* each worker's counters on cache lines of their own */
+        app->metrics = (chi_metrics *)(void *)((char *)app->metrics_mem +
+                                               (CHI_CACHE_LINE - (uintptr_t)app->metrics_mem % CHI_CACHE_LINE) %
+                                                   CHI_CACHE_LINE);
+        app->nmetrics = app->cfg.workers;
+    }
+    return 0;
+}
+
+static void chi_batteries_free(ch_app *app)
+{
+    int i;
+    for (i = 0; i < app->nowned; i++) app->owned[i].free_fn(app->owned[i].ptr);
+    CHOPIN_FREE(app->owned);
+    app->owned = NULL;
+    app->nowned = 0;
+    CHOPIN_FREE(app->metrics_mem);
+    app->metrics_mem = NULL;
+    app->metrics = NULL;
+}
 
 /* >>static ------------------------------------------------------------------
    Files as responses. ch_static mounts a directory under a URL prefix as a
@@ -8726,6 +10619,7 @@ CHI_COLD static void chi_file_drop(chi_conn *c)
 static void chi_close(chi_worker *w, chi_conn *c)
 {
     CHOPIN_ASSERT(w->conns[c->fd] == c);
+    CHI_COUNT(w, conns_closed, 1);
     if (c->later) chi_later_detach(w, c->later, CHI_WHY_GONE); /* the client left */
     chi_q_unlink(w, c);
     chi_poller_forget(w->poller, c->fd);
@@ -8745,11 +10639,14 @@ static void chi_close(chi_worker *w, chi_conn *c)
 static size_t chi_pending(const chi_conn *c) { return c->out.len - c->out_off; }
 static size_t chi_out_pending(const chi_conn *c) { return chi_pending(c); }
 
-/* A refused request: the error goes out, then the connection closes. */
+/* A refused request: the error goes out, then the connection closes. The
+   after-hooks see it (>>dispatch). */
 static void chi_reject(chi_worker *w, chi_conn *c, int status, int minor)
 {
+    size_t before = w->out.len;
     chi_write_error(w, status, "", 0, 1, 0, minor);
     c->flags |= CHI_F_CLOSING | CHI_F_LINGER_AFTER;
+    chi_dispatch_refusal(w, &w->req, &c->peer, status, before);
 }
 
 static void chi_maybe_continue(chi_worker *w, chi_conn *c, const ch_req *req, const chi_head *h)
@@ -8798,6 +10695,27 @@ static int chi_request_body(chi_worker *w, chi_conn *c, char *p, size_t n, size_
     }
 }
 
+#ifndef CHOPIN_NO_PROXY
+/* The PROXY header a trusted proxy sends first (ch_config.proxy_protocol):
+   its source address becomes the peer. Returns its length, or 0 when more
+   bytes are needed; a malformed one closes the connection. */
+static size_t chi_proxy_header(chi_worker *w, chi_conn *c, const char *buf, size_t len)
+{
+    chi_peer peer;
+    long n = chi_proxy_parse(buf, len, &peer);
+    if (n == 0) return 0;
+    c->flags &= ~(unsigned)CHI_F_PROXY;
+    if (n < 0) {
+        chi_log(w, CH_LOG_WARN, CH_LOGITEM_BAD_PROXY_HEADER, "a trusted proxy's connection did not start with a valid "
+                "PROXY header: closed");
+        c->flags |= CHI_F_CLOSING;
+        return len;
+    }
+    if (peer.family) c->peer = peer; /* LOCAL / UNKNOWN keep the proxy's own */
+    return (size_t)n;
+}
+#endif
+
 /* Answers every complete request in buf[0, len). Returns the bytes used; the
    rest is the start of an unfinished request. */
 static size_t chi_process(chi_worker *w, chi_conn *c, char *buf, size_t len)
@@ -8812,6 +10730,10 @@ static size_t chi_process(chi_worker *w, chi_conn *c, char *buf, size_t len)
         if (w->app->stream_max > stream_lim.max_body) stream_lim.max_body = (size_t)w->app->stream_max;
         lim = &stream_lim;
     }
+#ifndef CHOPIN_NO_PROXY
+    if ((c->flags & CHI_F_PROXY) && (off = chi_proxy_header(w, c, buf, len)) == 0) return 0;
+#endif
+    if (c->flags & CHI_F_CLOSING) return len;
     while (off < len) {
         char *p = buf + off;
         size_t n = len - off, total = 0;
@@ -8852,12 +10774,19 @@ static size_t chi_process(chi_worker *w, chi_conn *c, char *buf, size_t len)
         }
         c->continue_sent = 0;
         c->early_done = 0;
+        w->out_failed = 0; /* whatever an earlier, deferred answer left */
         keep_alive = h.keep_alive && !w->stopping;
         req->conn = &c->peer;
         req->ctx = NULL;
         chi_dispatch(w, req, keep_alive);
         r = w->res.file ? chi_take_file(w, c) : 0;
         off += total;
+        if (w->out_failed) { /* an answer is missing: close rather than skip it */
+            w->out_failed = 0;
+            chi_log(w, CH_LOG_ERROR, CH_LOGITEM_OUT_OF_MEMORY, "out of memory for an answer: closing the connection");
+            c->flags |= CHI_F_CLOSING;
+            return len;
+        }
         if (!keep_alive) {
             /* what follows a closing request is never answered */
             c->flags |= CHI_F_CLOSING | (off < len ? CHI_F_LINGER_AFTER : 0);
@@ -8973,7 +10902,7 @@ static void chi_flush(chi_worker *w, chi_conn *c)
                 return;
             }
             w->out.len = 0;
-            if (w->out.cap > CHI_OUT_KEEP) chi_buf_free(&w->out); /* a huge answer does not stay */
+            chi_release_big(w); /* a huge answer does not stay */
         }
         if ((c->flags & CHI_F_FILE) && chi_out_pending(c) == 0 && chi_send_file(w, c) < 0) {
             chi_drop(w, c);
@@ -9062,6 +10991,7 @@ static void chi_conn_received(chi_worker *w, chi_conn *c, long n)
         return;
     }
     if (from_scratch || c->want || c->chunk_active || c->stream) chi_touch(w, c);
+    CHI_COUNT(w, bytes_in, (uint64_t)n);
     if (from_scratch) {
         buf = w->scratch;
         len = (size_t)n;
@@ -9134,8 +11064,18 @@ static void chi_on_writable(chi_worker *w, chi_conn *c)
 /* A timeout: a stalled request gets 408; anything else just closes. */
 static void chi_expire(chi_worker *w, chi_conn *c)
 {
+    CHI_COUNT(w, timeouts, 1);
+    chi_log(w, CH_LOG_DEBUG, CH_LOGITEM_TIMEOUT, "a connection timed out (waiting for %s)",
+            c->queue == CHI_Q_IDLE ? "a request" : c->queue == CHI_Q_HEAD ? "a request head" :
+            c->queue == CHI_Q_BODY ? "a request body" : c->queue == CHI_Q_WRITE ? "the client to read" : "a close");
     if ((c->queue == CHI_Q_HEAD || c->queue == CHI_Q_BODY) && chi_pending(c) == 0) {
+        size_t before = w->out.len;
         chi_write_error(w, 408, "", 0, 1, 0, 1);
+        /* nothing of an earlier request may show (its buffer may be gone) */
+        w->req.method_name = w->req.target = chi_str(NULL, 0);
+        w->req.header_count = 0;
+        memset(w->req.common, 0, sizeof w->req.common);
+        chi_dispatch_refusal(w, &w->req, &c->peer, 408, before);
         c->flags |= CHI_F_CLOSING | CHI_F_LINGER_AFTER;
         chi_buf_free(&c->in);
         chi_flush(w, c);
@@ -11049,6 +12989,11 @@ static int chi_conn_open(chi_worker *w, int fd, const chi_peer *peer)
     w->conns[fd] = c;
     w->nconns++;
     chi_q_append(w, c, CHI_Q_IDLE);
+    CHI_COUNT(w, conns_opened, 1);
+#ifndef CHOPIN_NO_PROXY
+    if (w->app->cfg.proxy_protocol == CH_YES && chi_nets_match(w->app->trusted, w->app->ntrusted, peer))
+        c->flags |= CHI_F_PROXY;
+#endif
     return 0;
 }
 
@@ -11241,6 +13186,8 @@ static void chi_worker_cleanup(chi_worker *w)
     chi_buf_free(&w->res.headers);
     if (w->log.len) chi_log_flush(w);
     chi_buf_free(&w->log);
+    chi_slots_free(w);
+    chi_buf_free(&w->decoded);
 }
 
 /* Sets up a worker around a poller: its own (threaded), or the app's
@@ -11262,6 +13209,8 @@ static int chi_worker_init(chi_worker *w, ch_app *app, int id, chi_poller *polle
     if (chi_os_mutex_init(&w->inbox_mu) < 0) return -1;
 #endif
     chi_req_bind(&w->req, &w->req_store);
+    w->req.worker = w;
+    w->metrics = app->metrics && id < app->nmetrics ? &app->metrics[id] : NULL;
     w->timeouts[CHI_Q_IDLE] = app->cfg.idle_timeout;
     w->timeouts[CHI_Q_HEAD] = app->cfg.header_timeout;
     w->timeouts[CHI_Q_BODY] = app->cfg.body_timeout;
@@ -11291,7 +13240,12 @@ static void *chi_worker_main(void *arg)
     chi_worker *w = (chi_worker *)arg;
     chi_worker_hooks_start(w);
     while (chi_worker_running(w))
-        if (chi_worker_pass(w, -1) < 0) break;
+        if (chi_worker_pass(w, -1) < 0) {
+            char why[128];
+            chi_log(w, CH_LOG_ERROR, CH_LOGITEM_WORKER_FAILED, "worker %d: waiting for events failed (%s): it stops",
+                    w->id, chi_os_error_text(why, sizeof why));
+            break;
+        }
     chi_worker_wind_up(w);
     return NULL;
 }
@@ -11434,6 +13388,28 @@ static int chi_parse_listen_env(const char *fds, const char *pid, long self, cha
     return (int)n;
 }
 
+static int chi_env_log(ch_app *app, ch_config *c)
+{
+    static const char *names[] = {"off", "error", "warn", "info", "debug"};
+    const char *v = getenv("CHOPIN_LOG");
+    size_t i;
+    if (c->log_level != CH_LOG_DEFAULT || !v) return 0;
+    for (i = 0; i < 5; i++)
+        if (strlen(v) == strlen(names[i]) && chi_ieq(v, names[i], strlen(v))) {
+            c->log_level = (ch_log_level)(CH_LOG_OFF + (int)i);
+            return 0;
+        }
+    chi_set_error(app, "invalid CHOPIN_LOG '%s': expected off, error, warn, info or debug", v);
+    return -1;
+}
+
+static int chi_env_trust_proxy(ch_config *c)
+{
+    const char *v = getenv("CHOPIN_TRUST_PROXY");
+    if (!c->trust_proxy && v && *v) c->trust_proxy = v;
+    return 0;
+}
+
 static int chi_def(int v, int d) { return v ? v : d; }
 static size_t chi_defz(size_t v, size_t d) { return v ? v : d; }
 
@@ -11456,6 +13432,7 @@ static void chi_config_defaults(ch_config *c)
     c->write_timeout = chi_def(c->write_timeout, CHI_DEFAULT_WRITE_TIMEOUT);
     c->shutdown_timeout = chi_def(c->shutdown_timeout, CHI_DEFAULT_SHUTDOWN_TIMEOUT);
     c->backlog = chi_def(c->backlog, CHI_DEFAULT_BACKLOG);
+    if (c->log_level == CH_LOG_DEFAULT) c->log_level = CH_LOG_WARN;
     c->max_deferred = chi_def(c->max_deferred, c->max_connections);
     c->offload_threads = chi_def(c->offload_threads, CHI_DEFAULT_OFFLOAD_THREADS);
 }
@@ -11470,7 +13447,7 @@ static int chi_resolve_config(ch_app *app, const ch_config *in)
         memset(&c, 0, sizeof c);
     if (!c.ignore_env && (chi_env_port(app, &c) < 0 || chi_env_host(app, &c) < 0 || chi_env_mode(app, &c) < 0 ||
                           chi_env_workers(app, &c) < 0 || chi_env_reuseport(app, &c) < 0 ||
-                          chi_env_pid_file(app, &c) < 0))
+                          chi_env_pid_file(app, &c) < 0 || chi_env_log(app, &c) < 0 || chi_env_trust_proxy(&c) < 0))
         return -1;
     if (c.port < CH_PORT_ANY || c.port > 65535 || c.workers < 0 || c.workers > CHI_MAX_WORKERS) {
         chi_set_error(app, "invalid ch_config: port or workers out of range");
@@ -11498,7 +13475,7 @@ static int chi_resolve_config(ch_app *app, const ch_config *in)
     app->lim.max_header = c.max_header_size;
     app->lim.max_target = c.max_target_size;
     app->lim.max_body = c.max_body_size;
-    return 0;
+    return chi_batteries_prepare(app);
 }
 
 /* >>listen ------------------------------------------------------------------
@@ -12142,6 +14119,7 @@ CHOPIN_API void ch_app_free(ch_app *app)
     CHOPIN_FREE(app->argv_block);
     chi_pool_free(app->pool);
     chi_app_free_routes(app);
+    chi_batteries_free(app);
     CHOPIN_FREE(app);
 }
 

@@ -204,13 +204,13 @@ static int write_some(int ep, conn *c)
 static void usage(void)
 {
     fprintf(stderr, "usage: client [-h host] [-p port] [-P path] [-n requests] [-c connections] [-d depth]\n"
-                    "              [-s status] [-b body] [-t seconds] [-q]\n");
+                    "              [-s status] [-b body] [-t seconds] [-q] [-H \"Name: value\"]\n");
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
-    const char *host = "127.0.0.1", *port = "8080", *path = "/plaintext";
+    const char *host = "127.0.0.1", *port = "8080", *path = "/plaintext", *extra_header = "";
     long total = 10000, nconn = 1, active, i;
     double timeout = 60, t0, t1;
     int quiet = 0, opt, ep;
@@ -219,7 +219,7 @@ int main(int argc, char **argv)
     struct addrinfo hints, *ai;
     struct epoll_event evs[256];
 
-    while ((opt = getopt(argc, argv, "h:p:P:n:c:d:s:b:t:q")) != -1) {
+    while ((opt = getopt(argc, argv, "h:p:P:n:c:d:s:b:t:qH:")) != -1) {
         switch (opt) {
         case 'h': host = optarg; break;
         case 'p': port = optarg; break;
@@ -231,6 +231,7 @@ int main(int argc, char **argv)
         case 'b': expect_body = optarg; expect_body_len = strlen(optarg); break;
         case 't': timeout = atof(optarg); break;
         case 'q': quiet = 1; break;
+        case 'H': extra_header = optarg; break;
         default: usage();
         }
     }
@@ -238,9 +239,10 @@ int main(int argc, char **argv)
     if (nconn > total && total > 0) nconn = total;
 
     /* the request, as wrk sends it, and a batch of depth copies */
-    req = malloc(strlen(path) + strlen(host) + strlen(port) + 64);
+    req = malloc(strlen(path) + strlen(host) + strlen(port) + strlen(extra_header) + 64);
     if (!req) die("malloc");
-    req_len = (size_t)sprintf(req, "GET %s HTTP/1.1\r\nHost: %s:%s\r\n\r\n", path, host, port);
+    req_len = (size_t)sprintf(req, "GET %s HTTP/1.1\r\nHost: %s:%s\r\n%s%s\r\n", path, host, port, extra_header,
+                              *extra_header ? "\r\n" : "");
     b = malloc(req_len * (size_t)depth);
     if (!b) die("malloc");
     for (i = 0; i < depth; i++) memcpy(b + (size_t)i * req_len, req, req_len);

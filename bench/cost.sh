@@ -73,7 +73,7 @@ if [ -n "${COST_SERVER:-}" ]; then
   make -s "$CLIENT" >&2 || fail "build failed"
   [ -x "$SERVER" ] || fail "COST_SERVER=$SERVER is not an executable"
 else
-  make -s "$SERVER" "$CLIENT" >&2 || fail "build failed"
+  make -s "$SERVER" build/bench-cost-batteries "$CLIENT" >&2 || fail "build failed"
 fi
 [ $((N % 16)) -eq 0 ] && [ $((W % 16)) -eq 0 ] || fail "COST_REQUESTS and COST_WARMUP must be multiples of 16"
 
@@ -126,18 +126,21 @@ stop_server() {
   server_pid=
 }
 
-# One measured run: tool, path, depth, requests, body. Prints the tool's
-# total: instructions (callgrind) or system calls (strace); runs in a
-# subshell, so it reports trouble on stderr and returns 1.
+# One measured run: tool, path, depth, requests, body, and optionally a
+# header line the client adds and the server to run (a case's own build).
+# Prints the tool's total: instructions (callgrind) or system calls
+# (strace); runs in a subshell, so it reports trouble on stderr and returns 1.
 one_run() {
-  local tool=$1 path=$2 depth=$3 count=$4 body=$5
+  local tool=$1 path=$2 depth=$3 count=$4 body=$5 header=${6:-}
+  [ -n "${7:-}" ] && [ -z "${COST_SERVER:-}" ] && SERVER=$7
   rm -f "$tmp"/cg.out "$tmp"/strace.out
   if [ "$tool" = callgrind ]; then
     start_server valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.out" || return 1
   else
     start_server strace -f -c -o "$tmp/strace.out" || return 1
   fi
-  if ! taskset -c "$CPU" "$CLIENT" -p "$port" -P "$path" -d "$depth" -n "$count" -b "$body" -q -t 120 >&2; then
+  if ! taskset -c "$CPU" "$CLIENT" -p "$port" -P "$path" -d "$depth" -n "$count" -b "$body" ${header:+-H "$header"} \
+       -q -t 120 >&2; then
     stop_server
     echo "cost: $path (depth $depth): the client did not get $count good responses" >&2
     return 1
@@ -162,12 +165,16 @@ one_run() {
   fi
 }
 
-# The cases: name, path, depth, expected body.
+# The cases: name, path, depth, expected body[, a header line the client
+# adds, the server build]. batteries.keepalive is routed.keepalive on the
+# build with CORS, request ids, a rate limit and metrics (examples/bench.c
+# with -DBENCH_BATTERIES), from an allowed Origin (issue 9: within 1.3x).
 CASES=(
   "plaintext.keepalive|/plaintext|1|Hello, World!"
   "plaintext.pipeline16|/plaintext|16|Hello, World!"
   "json.keepalive|/json|1|{\"message\":\"Hello, World!\"}"
   "routed.keepalive|/users/42|1|{\"id\":\"42\"}"
+  "batteries.keepalive|/users/42|1|{\"id\":\"42\"}|Origin: https://a.example|build/bench-cost-batteries"
 )
 
 # --profile: callgrind_annotate both runs of one case and print the
@@ -175,10 +182,10 @@ CASES=(
 if [ "$MODE" = --profile ]; then
   command -v callgrind_annotate >/dev/null || fail "callgrind_annotate (package valgrind) is missing"
   for c in "${CASES[@]}"; do
-    IFS='|' read -r name path depth body <<<"$c"
+    IFS='|' read -r name path depth body header server <<<"$c"
     [ "$name" = "$PROFILE_CASE" ] || continue
-    a=$(one_run callgrind "$path" "$depth" "$W" "$body") || fail "no figure"
-    b=$(one_run callgrind "$path" "$depth" "$((W + N))" "$body") || fail "no figure"
+    a=$(one_run callgrind "$path" "$depth" "$W" "$body" "$header" "$server") || fail "no figure"
+    b=$(one_run callgrind "$path" "$depth" "$((W + N))" "$body" "$header" "$server") || fail "no figure"
     echo "$name: $(awk -v a="$a" -v b="$b" -v n="$N" 'BEGIN {printf "%.1f", (b - a) / n}') instructions per request"
     for f in "$W" "$((W + N))"; do
       callgrind_annotate --threshold=100 --show-percs=no "$tmp/cg.$f" 2>/dev/null |
@@ -204,10 +211,11 @@ declare -A FIG=()
 declare -A BREAKDOWN=()
 order=()
 for c in "${CASES[@]}"; do
-  IFS='|' read -r name path depth body <<<"$c"
+  IFS='|' read -r name path depth body header server <<<"$c"
+  [ -n "${COST_SERVER:-}" ] && [ -n "$server" ] && continue # another build: only the cases of the plain app
   for tool in callgrind strace; do
-    a=$(one_run "$tool" "$path" "$depth" "$W" "$body") || fail "$name under $tool: no figure"
-    b=$(one_run "$tool" "$path" "$depth" "$((W + N))" "$body") || fail "$name under $tool: no figure"
+    a=$(one_run "$tool" "$path" "$depth" "$W" "$body" "$header" "$server") || fail "$name under $tool: no figure"
+    b=$(one_run "$tool" "$path" "$depth" "$((W + N))" "$body" "$header" "$server") || fail "$name under $tool: no figure"
     if [ "$tool" = callgrind ]; then
       key=instructions.$name
       FIG[$key]=$(awk -v a="$a" -v b="$b" -v n="$N" 'BEGIN {printf "%.1f", (b - a) / n}')
@@ -228,6 +236,7 @@ label() {
   shape=${shape/keepalive/keep-alive}
   shape=${shape/pipeline16/pipelined 16}
   [ "$route" = routed ] && route="/users/:id" || route="/$route"
+  [ "$route" = /batteries ] && route="/users/:id + CORS, rate limit, metrics, request id"
   printf '%s %s %s' "$what" "$route" "$shape"
 }
 
@@ -236,7 +245,8 @@ targets() {
   local ka=${FIG[instructions.plaintext.keepalive]} p16=${FIG[instructions.plaintext.pipeline16]}
   local js=${FIG[instructions.json.keepalive]} rt=${FIG[instructions.routed.keepalive]}
   local ska=${FIG[syscalls.plaintext.keepalive]} sp=${FIG[syscalls.plaintext.pipeline16]}
-  awk -v ka="$ka" -v p16="$p16" -v js="$js" -v rt="$rt" -v ska="$ska" -v sp="$sp" 'BEGIN {
+  awk -v ka="$ka" -v p16="$p16" -v js="$js" -v rt="$rt" -v ska="$ska" -v sp="$sp" \
+    -v bt="${FIG[instructions.batteries.keepalive]:-}" 'BEGIN {
     printf "targets (issue #4):\n"
     t("instructions, /plaintext keep-alive", ka, "<= 800", ka <= 800)
     t("instructions, /plaintext pipelined 16", p16, "<= 500", p16 <= 500)
@@ -244,6 +254,7 @@ targets() {
     t("instructions router + middleware add (/users/:id - /json)", rt - js, "-", -1)
     t("syscalls, one sequential keep-alive connection", ska, "3", ska >= 2.995 && ska <= 3.005)
     t("syscalls, pipelined 16", sp, "<= 0.2", sp <= 0.2)
+    if (bt != "") t("batteries / routed (issue #9)", bt / rt, "<= 1.3", bt / rt <= 1.3)
   }
   function t(what, v, goal, ok) {
     printf "  %-56s %9.3f  target %-7s %s\n", what, v, goal, (ok < 0 ? "" : ok ? "met" : "MISSED")

@@ -72,6 +72,23 @@ static ch_app *bench_app(void)
     users = ch_group_new(app, "/users");
     ch_group_use(users, ch_mw_timing, NULL);
     ch_group_route(users, CH_GET, "/:id", user_by_id, NULL);
+#ifdef BENCH_BATTERIES
+    /* the cost of the batteries (bench/cost.sh, batteries.keepalive): the
+       same routes behind CORS, request ids and a rate limit, with metrics */
+    {
+        ch_cors cors;
+        ch_ratelimit rl;
+        memset(&cors, 0, sizeof cors);
+        cors.origins = "https://a.example, https://b.example";
+        memset(&rl, 0, sizeof rl);
+        rl.rate = 100000; /* counted, never reached by one cost run */
+        rl.burst = 100000;
+        ch_use_cors(app, &cors);
+        ch_use(app, ch_mw_request_id, NULL);
+        ch_use_ratelimit(app, NULL, &rl);
+        ch_metrics_route(app, "/metrics");
+    }
+#endif
     return app;
 }
 

@@ -14,6 +14,24 @@
    mistyped field gives 400 saying what is wrong. PORT, HOST, CHOPIN_WORKERS
    as for every chopin.h program; ACCESS_LOG=off silences the access log.
 
+     GET    /metrics                200 Prometheus text            (no auth)
+
+   The batteries, switched on from the environment:
+     CORS_ORIGINS=https://a.example,https://b.example
+                 browsers on these origins may call the API: a preflight is
+                 answered 204 before auth; other origins get no CORS header
+     RATE_LIMIT=N
+                 N requests a second per client, bursts of N (exact across
+                 workers); over it 429 with Retry-After; /health and
+                 /metrics are never limited
+     TRUST_PROXY=127.0.0.1
+                 behind a proxy at that address: the client is the one
+                 X-Forwarded-For names (access log, rate limit)
+     PROXY_PROTOCOL=on
+                 connections from TRUST_PROXY addresses start with a PROXY
+                 v1/v2 header (HAProxy's send-proxy), which names the client
+   Every answer carries X-Request-Id (the client's, or a new one).
+
    SHARED STATE. chopin.h is shared-nothing: each worker thread runs its own
    loop and nothing the server owns is shared. The todo list, though, is the
    application's, and requests for it arrive on every worker, so the
@@ -27,6 +45,7 @@
 #define CHOPIN_IMPLEMENTATION
 #include "../chopin.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,18 +163,11 @@ static int read_todo(ch_req *req, ch_res *res, todo *out)
     return 0;
 }
 
-/* The :id parameter as a number; 0 when it is not one. */
+/* The :id parameter as a number; 0 when it is not one (no todo has id 0). */
 static long long todo_id(const ch_req *req)
 {
-    ch_str s = ch_req_param(req, "id");
-    long long v = 0;
-    size_t i;
-    if (s.len == 0 || s.len > 18) return 0;
-    for (i = 0; i < s.len; i++) {
-        if (s.ptr[i] < '0' || s.ptr[i] > '9') return 0;
-        v = v * 10 + (s.ptr[i] - '0');
-    }
-    return v;
+    long long v;
+    return ch_req_param_int(req, "id", 1, LLONG_MAX, &v) == 0 ? v : 0;
 }
 
 /* ---- handlers ---- */
@@ -246,6 +258,42 @@ static void delete_todo(ch_req *req, ch_res *res)
         ch_res_status(res, 204);
 }
 
+/* CORS, request ids and the rate limit, in the order they must run: a
+   preflight is answered before anything else. Returns 0, or -1 with a
+   message for a bad RATE_LIMIT. */
+static int use_batteries(ch_app *app)
+{
+    static const char *const never_limited[] = {"/health", "/metrics", NULL};
+    const char *origins = getenv("CORS_ORIGINS"), *rate = getenv("RATE_LIMIT");
+    if (origins && *origins) {
+        ch_cors cors;
+        memset(&cors, 0, sizeof cors);
+        cors.origins = origins;
+        cors.methods = "GET, POST, PUT, DELETE";
+        cors.headers = "Authorization, Content-Type";
+        cors.max_age = 600;
+        ch_use_cors(app, &cors);
+    }
+    ch_use(app, ch_mw_request_id, NULL);
+    if (rate && *rate) {
+        ch_ratelimit rl;
+        char *end;
+        long n = strtol(rate, &end, 10);
+        if (*end || n < 1 || n > 1000000) {
+            fprintf(stderr, "rest: RATE_LIMIT must be a number of requests a second (1-1000000)\n");
+            return -1;
+        }
+        memset(&rl, 0, sizeof rl);
+        rl.rate = (double)n;
+        rl.burst = (int)n;
+        rl.exact = 1; /* a client's connections land on any worker: one table for all */
+        rl.exempt = never_limited;
+        ch_use_ratelimit(app, NULL, &rl);
+    }
+    ch_metrics_route(app, "/metrics");
+    return 0;
+}
+
 int main(void)
 {
     const char *token = getenv("API_TOKEN"), *log = getenv("ACCESS_LOG");
@@ -253,9 +301,17 @@ int main(void)
     ch_app *app = ch_app_new();
     ch_group *api;
     const ch_config *used;
+    ch_config cfg;
     if (!app) return 1;
     memset(&auth, 0, sizeof auth);
     auth.token = token && *token ? token : "secret";
+    memset(&cfg, 0, sizeof cfg);
+    cfg.trust_proxy = getenv("TRUST_PROXY");
+    if (getenv("PROXY_PROTOCOL") && strcmp(getenv("PROXY_PROTOCOL"), "on") == 0) cfg.proxy_protocol = CH_YES;
+    if (use_batteries(app) < 0) {
+        ch_app_free(app);
+        return 1;
+    }
 
     ch_get(app, "/health", health, NULL);
     api = ch_group_new(app, "/api/v1");
@@ -267,7 +323,7 @@ int main(void)
     ch_group_route(api, CH_DELETE, "/todos/:id", delete_todo, NULL);
     if (!log || strcmp(log, "off") != 0) ch_after(app, ch_access_log, NULL);
 
-    if (ch_listen(app, NULL) != 0) {
+    if (ch_listen(app, &cfg) != 0) {
         fprintf(stderr, "rest: %s\n", ch_error(app));
         ch_app_free(app);
         return 1;

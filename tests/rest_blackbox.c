@@ -17,6 +17,8 @@
 
 static int port, passed, failed;
 static pid_t server;
+static int start_server_with(const char *bin, const char *token, const char *const *env, const char *log);
+static int stop_server(void);
 
 typedef struct response {
     int status;
@@ -90,13 +92,16 @@ static int read_response(int fd, response *r)
     return 0;
 }
 
-/* One request on a fresh connection. `auth` is a token or NULL. */
-static int call(const char *method, const char *path, const char *auth, const char *body, response *r)
+/* One request on a fresh connection. `auth` is a token or NULL; `extra`
+   is more header lines ("Name: value\r\n"...) or NULL. */
+static int call_ex(const char *method, const char *path, const char *extra, const char *auth, const char *body,
+                   response *r)
 {
     char req[8192];
     int fd = connect_server(), n, rc;
     if (fd < 0) return -1;
-    n = snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n", method, path);
+    n = snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n%s", method, path,
+                 extra ? extra : "");
     if (auth) n += snprintf(req + n, sizeof req - (size_t)n, "Authorization: Bearer %s\r\n", auth);
     if (body)
         n += snprintf(req + n, sizeof req - (size_t)n, "Content-Type: application/json\r\nContent-Length: %u\r\n\r\n%s",
@@ -106,6 +111,254 @@ static int call(const char *method, const char *path, const char *auth, const ch
     rc = write(fd, req, (size_t)n) == n ? read_response(fd, r) : -1;
     close(fd);
     return rc;
+}
+
+static int call(const char *method, const char *path, const char *auth, const char *body, response *r)
+{
+    return call_ex(method, path, NULL, auth, body, r);
+}
+
+/* Sends raw bytes on a fresh connection and reads one response. */
+static int raw(const char *bytes, response *r)
+{
+    int fd = connect_server(), rc;
+    if (fd < 0) return -1;
+    rc = write(fd, bytes, strlen(bytes)) == (ssize_t)strlen(bytes) ? read_response(fd, r) : -1;
+    close(fd);
+    return rc;
+}
+
+/* The value of header `name` ("Name: ") in r's head, copied; "" if none. */
+static const char *header(const response *r, const char *name)
+{
+    static char v[512];
+    char pat[128];
+    const char *p, *e;
+    snprintf(pat, sizeof pat, "\r\n%s: ", name);
+    v[0] = 0;
+    p = strstr(r->head, pat);
+    if (!p) return v;
+    p += strlen(pat);
+    e = strstr(p, "\r\n");
+    snprintf(v, sizeof v, "%.*s", (int)(e ? e - p : 0), p);
+    return v;
+}
+
+static void result(const char *name, int ok, const response *r);
+
+/* Reads the whole file into buf (NUL-terminated). */
+static void slurp(const char *path, char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
+    buf[n] = 0;
+    if (f) fclose(f);
+}
+
+/* The issue 9 contract: CORS_ORIGINS. */
+static void test_cors(const char *bin)
+{
+    static const char *const env[] = {"CORS_ORIGINS=https://a.example,https://b.example", NULL};
+    response r;
+    int ok;
+    if (start_server_with(bin, NULL, env, NULL) < 0) {
+        result("CORS: server starts", 0, NULL);
+        return;
+    }
+    ok = call_ex("OPTIONS", "/api/v1/todos", "Origin: https://a.example\r\nAccess-Control-Request-Method: POST\r\n"
+                 "Access-Control-Request-Headers: authorization, content-type\r\n", NULL, NULL, &r) == 0 &&
+         r.status == 204 && strcmp(header(&r, "Access-Control-Allow-Origin"), "https://a.example") == 0 &&
+         strstr(header(&r, "Access-Control-Allow-Methods"), "POST") &&
+         strstr(header(&r, "Access-Control-Allow-Headers"), "Authorization") &&
+         strstr(header(&r, "Access-Control-Allow-Headers"), "Content-Type") &&
+         atoi(header(&r, "Access-Control-Max-Age")) > 0 && strstr(header(&r, "Vary"), "Origin");
+    result("CORS: preflight from an allowed origin, without a token: 204 with the CORS headers", ok, &r);
+    ok = call_ex("GET", "/api/v1/todos", "Origin: https://b.example\r\n", "secret", NULL, &r) == 0 && r.status == 200 &&
+         strcmp(header(&r, "Access-Control-Allow-Origin"), "https://b.example") == 0 && strstr(header(&r, "Vary"), "Origin");
+    result("CORS: an allowed origin's request carries Access-Control-Allow-Origin", ok, &r);
+    ok = call_ex("GET", "/api/v1/todos", "Origin: https://b.example\r\n", NULL, NULL, &r) == 0 && r.status == 401 &&
+         strcmp(header(&r, "Access-Control-Allow-Origin"), "https://b.example") == 0;
+    result("CORS: a 401 to an allowed origin carries it too (the page can read the error)", ok, &r);
+    ok = call_ex("GET", "/api/v1/todos", "Origin: https://evil.example\r\n", "secret", NULL, &r) == 0 &&
+         r.status == 200 && !strstr(r.head, "Access-Control-") && !strstr(r.head, "Vary: Origin");
+    result("CORS: another origin gets no CORS header", ok, &r);
+    ok = call_ex("OPTIONS", "/api/v1/todos", "Origin: https://a.example.evil\r\nAccess-Control-Request-Method: POST\r\n",
+                 NULL, NULL, &r) == 0 && r.status != 204 && !strstr(r.head, "Access-Control-");
+    result("CORS: a preflight from another origin is not approved", ok, &r);
+    ok = call("GET", "/api/v1/todos", "secret", NULL, &r) == 0 && r.status == 200 && !strstr(r.head, "Access-Control-");
+    result("CORS: a request without Origin gets no CORS header", ok, &r);
+    stop_server();
+}
+
+/* The issue 9 contract: RATE_LIMIT. One table for all workers (exact). */
+static void test_rate_limit(const char *bin)
+{
+    static const char *const env[] = {"RATE_LIMIT=3", NULL};
+    response r;
+    int i, ok = 1, status[5], retry;
+    if (start_server_with(bin, NULL, env, NULL) < 0) {
+        result("rate limit: server starts", 0, NULL);
+        return;
+    }
+    for (i = 0; i < 3; i++) {
+        char want[16];
+        snprintf(want, sizeof want, "%d", 2 - i);
+        ok = ok && call("GET", "/api/v1/todos", "secret", NULL, &r) == 0 && r.status == 200 &&
+             strcmp(header(&r, "X-RateLimit-Limit"), "3") == 0 && strcmp(header(&r, "X-RateLimit-Remaining"), want) == 0;
+        status[i] = r.status;
+    }
+    result("rate limit: the first 3 pass with X-RateLimit-Limit: 3 and Remaining 2, 1, 0", ok, &r);
+    ok = call("GET", "/api/v1/todos", "secret", NULL, &r) == 0 && r.status == 429 &&
+         strstr(header(&r, "Content-Type"), "application/json") && r.body[0] == '{' && strstr(r.body, "\"detail\"") &&
+         atoi(header(&r, "Retry-After")) >= 1 && strcmp(header(&r, "X-RateLimit-Remaining"), "0") == 0;
+    retry = atoi(header(&r, "Retry-After"));
+    result("rate limit: the 4th gets 429, JSON, Retry-After >= 1, Remaining 0 (connections on any worker)", ok, &r);
+    for (i = 0, ok = 1; i < 10; i++) ok = ok && call("GET", "/health", NULL, NULL, &r) == 0 && r.status == 200;
+    result("rate limit: /health is never limited", ok, &r);
+    ok = call("GET", "/api/v1/todos", NULL, NULL, &r) == 0 && r.status == 429;
+    result("rate limit: runs before auth (no token, still 429)", ok, &r);
+    sleep((unsigned)(retry > 0 && retry < 5 ? retry : 1));
+    ok = call("GET", "/api/v1/todos", "secret", NULL, &r) == 0 && r.status == 200;
+    result("rate limit: after Retry-After seconds requests pass again", ok, &r);
+    ok = call_ex("GET", "/api/v1/todos", "X-Forwarded-For: 10.1.1.1\r\n", "secret", NULL, &r) == 0 && r.status == 200 &&
+         call_ex("GET", "/api/v1/todos", "X-Forwarded-For: 10.1.1.2\r\n", "secret", NULL, &r) == 0 && r.status == 200 &&
+         call_ex("GET", "/api/v1/todos", "X-Forwarded-For: 10.1.1.3\r\n", "secret", NULL, &r) == 0 && r.status == 429;
+    result("rate limit: X-Forwarded-For from an untrusted peer is ignored", ok, &r);
+    (void)status;
+    stop_server();
+}
+
+/* The issue 9 contract: GET /metrics. */
+static void test_metrics(const char *bin)
+{
+    response r;
+    int ok, i;
+    if (start_server_with(bin, NULL, NULL, NULL) < 0) {
+        result("metrics: server starts", 0, NULL);
+        return;
+    }
+    for (i = 0; i < 4; i++) call("GET", "/health", NULL, NULL, &r);
+    call("GET", "/api/v1/todos", NULL, NULL, &r);
+    raw("GET /x HTTP/1.1\r\nHost: foo:abc\r\n\r\n", &r);
+    ok = call("GET", "/metrics", NULL, NULL, &r) == 0 && r.status == 200 &&
+         strstr(header(&r, "Content-Type"), "text/plain; version=0.0.4") &&
+         strstr(r.body, "# TYPE chopin_requests_total counter") && strstr(r.body, "chopin_requests_total{code=\"200\"} 4\n") &&
+         strstr(r.body, "chopin_requests_total{code=\"401\"} 1\n") && strstr(r.body, "chopin_connections_open ") &&
+         strstr(r.body, "# TYPE chopin_request_duration_seconds histogram") &&
+         strstr(r.body, "chopin_request_duration_seconds_bucket{le=\"+Inf\"} 6\n") &&
+         strstr(r.body, "chopin_request_duration_seconds_sum ") && strstr(r.body, "chopin_request_duration_seconds_count 6\n") &&
+         strstr(r.body, "chopin_refused_requests_total{code=\"400\"} 1\n");
+    result("metrics: 200 Prometheus text, summed over the workers (requests by code, open connections, histogram, "
+           "refusals)", ok, &r);
+    stop_server();
+}
+
+/* The issue 9 contract: TRUST_PROXY, and bug 2 (refusals in the log). */
+static void test_trust_proxy(const char *bin)
+{
+    static const char *const env[] = {"TRUST_PROXY=127.0.0.1", "RATE_LIMIT=2", NULL};
+    char log[] = "/tmp/rest_blackbox_log_XXXXXX", text[65536];
+    response r;
+    int ok, fd = mkstemp(log);
+    if (fd >= 0) close(fd);
+    if (fd < 0 || start_server_with(bin, NULL, env, log) < 0) {
+        result("trust proxy: server starts", 0, NULL);
+        return;
+    }
+    ok = call_ex("GET", "/api/v1/todos", "X-Forwarded-For: 203.0.113.7\r\n", "secret", NULL, &r) == 0 && r.status == 200 &&
+         call_ex("GET", "/api/v1/todos", "X-Forwarded-For: 203.0.113.7\r\n", "secret", NULL, &r) == 0 && r.status == 200 &&
+         call_ex("GET", "/api/v1/todos", "X-Forwarded-For: 203.0.113.7\r\n", "secret", NULL, &r) == 0 && r.status == 429 &&
+         call_ex("GET", "/api/v1/todos", "X-Forwarded-For: 198.51.100.1, 203.0.113.8\r\n", "secret", NULL, &r) == 0 &&
+         r.status == 200;
+    result("trust proxy: the rate limiter counts per X-Forwarded-For client (right-most)", ok, &r);
+    raw("GET /bad HTTP/1.1\r\nHost: foo:abc\r\n\r\n", &r);
+    raw("\x01\x02 nonsense\r\n\r\n", &r);
+    raw("GET /api/v1/todos?q={\"a\"} HTTP/1.1\r\nHost: h\r\nX-Request-Id: abc-123\r\nConnection: close\r\n\r\n", &r);
+    ok = r.status == 401 && strcmp(header(&r, "X-Request-Id"), "abc-123") == 0;
+    result("request id: a client's X-Request-Id is kept; quotes and braces in a query are served", ok, &r);
+    stop_server(); /* flushes the access log */
+    slurp(log, text, sizeof text);
+    unlink(log);
+    ok = strstr(text, "\n203.0.113.7 [") && strstr(text, "\n203.0.113.8 [") && !strstr(text, "198.51.100.1 [");
+    result("trust proxy: the access log names the X-Forwarded-For client", ok, NULL);
+    if (!ok) printf("# log:\n%s\n", text);
+    ok = strstr(text, "\"GET /bad HTTP/1.1\" 400 ") && strstr(text, "\"- - HTTP/1.1\" 400 ");
+    result("bug 2: refused requests reach the access log (method and target where known, - otherwise)", ok, NULL);
+    ok = strstr(text, "\"GET /api/v1/todos?q={%22a%22} HTTP/1.1\" 401 ") && strstr(text, "us abc-123\n");
+    result("access log: a quote in the target is written %22; the request id ends the line", ok, NULL);
+}
+
+/* PROXY protocol from a trusted proxy: the header names the client. */
+static void test_proxy_protocol(const char *bin)
+{
+    static const char *const env[] = {"TRUST_PROXY=127.0.0.1", "PROXY_PROTOCOL=on", NULL};
+    static const unsigned char v2[] = {'\r', '\n', '\r', '\n', 0, '\r', '\n', 'Q', 'U', 'I', 'T', '\n', 0x21, 0x11, 0, 12,
+                                       198, 51, 100, 23, 127, 0, 0, 1, 0x30, 0x39, 0, 80};
+    char log[] = "/tmp/rest_blackbox_pp_XXXXXX", text[65536], buf[512];
+    response r;
+    int ok, fd = mkstemp(log);
+    if (fd >= 0) close(fd);
+    if (fd < 0 || start_server_with(bin, NULL, env, log) < 0) {
+        result("PROXY protocol: server starts", 0, NULL);
+        return;
+    }
+    ok = raw("PROXY TCP4 192.0.2.5 127.0.0.1 51000 80\r\nGET /health HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+             &r) == 0 && r.status == 200;
+    result("PROXY protocol v1: the request after the header is served", ok, &r);
+    memcpy(buf, v2, sizeof v2);
+    strcpy(buf + sizeof v2, "GET /health HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+    fd = connect_server();
+    ok = fd >= 0 && write(fd, buf, sizeof v2 + strlen(buf + sizeof v2)) > 0 && read_response(fd, &r) == 0 &&
+         r.status == 200;
+    if (fd >= 0) close(fd);
+    result("PROXY protocol v2: the request after the header is served", ok, &r);
+    ok = raw("GET /health HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", &r) < 0;
+    result("PROXY protocol: a trusted peer without the header is closed unanswered", ok, &r);
+    stop_server();
+    slurp(log, text, sizeof text);
+    unlink(log);
+    ok = strstr(text, "\n192.0.2.5 [") && strstr(text, "\n198.51.100.23 [");
+    result("PROXY protocol: the access log names the client from the header (v1 and v2)", ok, NULL);
+    if (!ok) printf("# log:\n%s\n", text);
+}
+
+/* Issue 9, bug 9, over a socket: what the parser refuses and accepts. */
+static void test_strictness(const char *bin)
+{
+    static const struct {
+        const char *name, *req;
+        int status;
+    } cases[] = {
+        {"chunk-ext '5;'", "POST /api/v1/todos HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5;\r\nhello\r\n0\r\n\r\n", 400},
+        {"chunk-ext '5;a b'", "POST /api/v1/todos HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5;a b\r\nhello\r\n0\r\n\r\n", 400},
+        {"chunk-ext '5;a@b'", "POST /api/v1/todos HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5;a@b\r\nhello\r\n0\r\n\r\n", 400},
+        {"chunk-ext '5;a='", "POST /api/v1/todos HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5;a=\r\nhello\r\n0\r\n\r\n", 400},
+        {"chunk-ext '5;a=\"b'", "POST /api/v1/todos HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5;a=\"b\r\nhello\r\n0\r\n\r\n", 400},
+        {"Host foo:abc", "GET /health HTTP/1.1\r\nHost: foo:abc\r\n\r\n", 400},
+        {"Host foo:80a", "GET /health HTTP/1.1\r\nHost: foo:80a\r\n\r\n", 400},
+        {"Host foo:1:2", "GET /health HTTP/1.1\r\nHost: foo:1:2\r\n\r\n", 400},
+        {"Host [::1", "GET /health HTTP/1.1\r\nHost: [::1\r\n\r\n", 400},
+        {"Host [zz]", "GET /health HTTP/1.1\r\nHost: [zz]\r\n\r\n", 400},
+        {"absolute-form authority foo:abc", "GET http://foo:abc/health HTTP/1.1\r\nHost: foo\r\n\r\n", 400},
+        {"Transfer-Encoding: gzip, chunked", "POST /api/v1/todos HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501},
+        {"a space in the target", "GET /he alth HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+        {"a byte >= 0x80 in the target", "GET /h\xc3\xa9 HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+        {"a CTL in the target", "GET /h\x01 HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+        {"{ } | ^ ` \" in the target are served", "GET /health?q={\"a\"}|^`x HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", 200},
+        {"chunk-ext with a quoted value is fine", "POST /api/v1/todos HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2 ; a = \"b c\";d\r\n{}\r\n0\r\n\r\n", 401},
+    };
+    response r;
+    size_t i;
+    char name[160];
+    if (start_server_with(bin, NULL, NULL, NULL) < 0) {
+        result("strictness: server starts", 0, NULL);
+        return;
+    }
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(name, sizeof name, "bug 9: %s: %d", cases[i].name, cases[i].status);
+        result(name, raw(cases[i].req, &r) == 0 && r.status == cases[i].status, &r);
+    }
+    stop_server();
 }
 
 static void result(const char *name, int ok, const response *r)
@@ -119,7 +372,9 @@ static void result(const char *name, int ok, const response *r)
     }
 }
 
-static int start_server(const char *bin, const char *token)
+/* env: NULL-terminated "NAME=value" strings for the server; log: a file
+   for its standard output (the access log), or NULL (no access log). */
+static int start_server_with(const char *bin, const char *token, const char *const *env, const char *log)
 {
     int i;
     port = free_port();
@@ -130,12 +385,16 @@ static int start_server(const char *bin, const char *token)
         snprintf(p, sizeof p, "%d", port);
         setenv("PORT", p, 1);
         setenv("HOST", "127.0.0.1", 1);
-        setenv("ACCESS_LOG", "off", 1);
+        setenv("ACCESS_LOG", log ? "on" : "off", 1);
+        unsetenv("CORS_ORIGINS");
+        unsetenv("RATE_LIMIT");
+        unsetenv("TRUST_PROXY");
         if (token)
             setenv("API_TOKEN", token, 1);
         else
             unsetenv("API_TOKEN");
-        if (!freopen("/dev/null", "w", stdout)) _exit(127);
+        for (i = 0; env && env[i]; i++) putenv((char *)env[i]);
+        if (!freopen(log ? log : "/dev/null", "w", stdout)) _exit(127);
         execl(bin, bin, (char *)NULL);
         _exit(127);
     }
@@ -149,6 +408,8 @@ static int start_server(const char *bin, const char *token)
     }
     return -1;
 }
+
+static int start_server(const char *bin, const char *token) { return start_server_with(bin, token, NULL, NULL); }
 
 static int stop_server(void)
 {
@@ -287,6 +548,12 @@ int main(int argc, char **argv)
         result("API_TOKEN accepted", call("GET", "/api/v1/todos", "tok-123", NULL, &r) == 0 && r.status == 200, &r);
         stop_server();
     }
+    test_cors(argv[1]);
+    test_rate_limit(argv[1]);
+    test_metrics(argv[1]);
+    test_trust_proxy(argv[1]);
+    test_proxy_protocol(argv[1]);
+    test_strictness(argv[1]);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

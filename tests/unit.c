@@ -87,7 +87,7 @@ static void test_date(void)
 static void test_char_table(void)
 {
     const char *tchar = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
-    const char *uri = "-._~:/?[]@!$&'()*+,;=%0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    const char *uri = "-._~:/?[]@!$&'()*+,;=%\"^`{|}0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
     const char *hex = "0123456789abcdefABCDEF";
     const char *host = "-._~!$&'()*+,;=%:[]0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
     int c;
@@ -99,6 +99,7 @@ static void test_char_table(void)
         CHECK(chi_is((unsigned char)c, CHI_URI) == (strchr(uri, c) != NULL));
         CHECK(chi_is((unsigned char)c, CHI_HEX) == (strchr(hex, c) != NULL));
         CHECK(chi_is((unsigned char)c, CHI_HOST) == (strchr(host, c) != NULL));
+        CHECK(chi_is((unsigned char)c, CHI_REGNAME) == (strchr(host, c) != NULL && c != ':' && c != '[' && c != ']'));
         CHECK(chi_is((unsigned char)c, CHI_VALUE) == value);
     }
     CHECK(chi_cclass[0] == 0);
@@ -282,6 +283,15 @@ static void test_parse_targets(void)
     CHECK(ch_str_eq(req.path, "/"));
     CHECK(parse_all_splits(d, strlen(d), &req, &h, (long)strlen(d)) > 0);
     CHECK(ch_str_eq(req.path, "/a%20b") && ch_str_eq(req.query, "c=%41"));
+    {
+        /* what browsers send unencoded (issue 9, bug 9), and valid authorities */
+        const char *e = "GET /a{b}|c^d`e\"f?x={\"k\":1}|^` HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n";
+        const char *f = "GET http://[::1]:80/p HTTP/1.1\r\nHost: a.b:\r\n\r\n";
+        CHECK(parse_all_splits(e, strlen(e), &req, &h, (long)strlen(e)) > 0);
+        CHECK(ch_str_eq(req.path, "/a{b}|c^d`e\"f") && ch_str_eq(req.query, "x={\"k\":1}|^`"));
+        CHECK(parse_all_splits(f, strlen(f), &req, &h, (long)strlen(f)) > 0);
+        CHECK(ch_str_eq(req.path, "/p"));
+    }
 }
 
 typedef struct bad_case {
@@ -335,7 +345,21 @@ static void test_parse_rejects(void)
         {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", -400},
         {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", -400},
         {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n", -400},
-        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", -400},
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", -501},
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", -400},
+        {"GET / HTTP/1.1\r\nHost: foo:abc\r\n\r\n", -400},
+        {"GET / HTTP/1.1\r\nHost: foo:80a\r\n\r\n", -400},
+        {"GET / HTTP/1.1\r\nHost: foo:1:2\r\n\r\n", -400},
+        {"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", -400},
+        {"GET / HTTP/1.1\r\nHost: [zz]\r\n\r\n", -400},
+        {"GET / HTTP/1.1\r\nHost: a]b\r\n\r\n", -400},
+        {"GET http://foo:abc/ HTTP/1.1\r\nHost: h\r\n\r\n", -400},
+        {"GET http://[::1/ HTTP/1.1\r\nHost: h\r\n\r\n", -400},
+        {"GET http://a:1:2/x HTTP/1.1\r\nHost: h\r\n\r\n", -400},
+        {"GET /a<b HTTP/1.1\r\nHost: h\r\n\r\n", -400},
+        {"GET /a\\b HTTP/1.1\r\nHost: h\r\n\r\n", -400},
+        {"GET /a\tb HTTP/1.1\r\nHost: h\r\n\r\n", -400},
+        {"GET /\xc3\xa9 HTTP/1.1\r\nHost: h\r\n\r\n", -400},
         {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", -400},
         {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", -400},
         {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: xchunked\r\n\r\n", -400},
@@ -443,11 +467,13 @@ static void test_chunked_valid(void)
     const char *a = "5\r\nhello\r\n7;ext=1;q=\"x y\"\r\n, world\r\n0\r\nTrailer-A: 1\r\nB: two\r\n\r\nNEXT";
     const char *b = "0\r\n\r\n";
     const char *c = "A \t;e\r\n0123456789\r\n00000\r\n\r\n";
+    const char *d = "5 ; a = b ;c;d=\"q\\\"\\\\ x\" \r\nhello\r\n0;last\r\n\r\n";
     CHECK(decode_dribbled(a, strlen(a), out, &n, &used) == 1);
     CHECK(n == 12 && memcmp(out, "hello, world", 12) == 0);
     CHECK(used == strlen(a) - 4);
     CHECK(decode_dribbled(b, strlen(b), out, &n, &used) == 1 && n == 0 && used == 5);
     CHECK(decode_dribbled(c, strlen(c), out, &n, &used) == 1 && n == 10 && memcmp(out, "0123456789", 10) == 0);
+    CHECK(decode_dribbled(d, strlen(d), out, &n, &used) == 1 && n == 5 && memcmp(out, "hello", 5) == 0);
 }
 
 static void test_chunked_invalid(void)
@@ -465,6 +491,15 @@ static void test_chunked_invalid(void)
         {"0\r\n folded: 1\r\n\r\n", -400},
         {"ffffffffffffffffffff\r\n", -400},
         {"200000\r\n", -413},
+        /* chunk-ext grammar (RFC 9112 7.1.1), issue 9 bug 9 */
+        {"5;\r\nhello\r\n0\r\n\r\n", -400},
+        {"5;a b\r\nhello\r\n0\r\n\r\n", -400},
+        {"5;a@b\r\nhello\r\n0\r\n\r\n", -400},
+        {"5;a=\r\nhello\r\n0\r\n\r\n", -400},
+        {"5;a=\"b\r\nhello\r\n0\r\n\r\n", -400},
+        {"5;=b\r\nhello\r\n0\r\n\r\n", -400},
+        {"5;a=b c\r\nhello\r\n0\r\n\r\n", -400},
+        {"5;a=\"b\"c\r\nhello\r\n0\r\n\r\n", -400},
     };
     size_t i, n, used;
     char out[64];

@@ -14,6 +14,46 @@
 
 #define MAX_TRAILER 65536 /* inputs are at most a few KiB: never reached */
 
+/* chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] ) (RFC 9112
+   7.1.1), ext-val = token / quoted-string, then optional whitespace before
+   the CR. Returns 1 with *pos at the CR, 0 when the bytes run out first, -1
+   when refused. */
+static int ref_chunk_ext(const unsigned char *s, size_t n, size_t *pos)
+{
+    size_t p = *pos;
+    for (;;) {
+        while (p < n && (s[p] == ' ' || s[p] == '\t')) p++;
+        if (p == n) return 0;
+        if (s[p] == '\r') {
+            *pos = p;
+            return 1;
+        }
+        if (s[p++] != ';') return -1;
+        while (p < n && (s[p] == ' ' || s[p] == '\t')) p++;
+        if (p == n) return 0;
+        if (!chi_is(s[p], CHI_TOKEN)) return -1; /* a name is required */
+        while (p < n && chi_is(s[p], CHI_TOKEN)) p++;
+        while (p < n && (s[p] == ' ' || s[p] == '\t')) p++;
+        if (p == n) return 0;
+        if (s[p] != '=') continue; /* no value: ';' or CR must follow */
+        p++;
+        while (p < n && (s[p] == ' ' || s[p] == '\t')) p++;
+        if (p == n) return 0;
+        if (s[p] == '"') { /* quoted-string: qdtext and quoted-pairs */
+            for (p++;; p++) {
+                if (p == n) return 0;
+                if (s[p] == '"') break;
+                if (s[p] == '\\' && ++p == n) return 0;
+                if (!chi_is(s[p], CHI_VALUE)) return -1;
+            }
+            p++;
+        } else {
+            if (!chi_is(s[p], CHI_TOKEN)) return -1; /* a value is required after '=' */
+            while (p < n && chi_is(s[p], CHI_TOKEN)) p++;
+        }
+    }
+}
+
 /* The reference: 1 complete (*used set), 0 valid prefix, -1 refused, -2 413. */
 static int ref_chunked(const unsigned char *s, size_t n, uint64_t max_body, char *out, size_t *out_len,
                        size_t *used)
@@ -30,18 +70,9 @@ static int ref_chunked(const unsigned char *s, size_t n, uint64_t max_body, char
             size = size * 16 + (uint64_t)chi_hexval(s[pos++]);
         }
         if (pos == n) return 0;
-        if (s[pos] == ' ' || s[pos] == '\t') {
-            while (pos < n && (s[pos] == ' ' || s[pos] == '\t')) pos++;
-            if (pos == n) return 0;
-            if (s[pos] != ';') return -1;
-        }
-        if (s[pos] == ';') {
-            pos++;
-            while (pos < n && s[pos] != '\r') {
-                if (!chi_is(s[pos], CHI_VALUE)) return -1;
-                pos++;
-            }
-            if (pos == n) return 0;
+        if (s[pos] != '\r') {
+            int e = ref_chunk_ext(s, n, &pos);
+            if (e <= 0) return e;
         }
         if (s[pos++] != '\r') return -1;
         if (pos == n) return 0;

@@ -1,0 +1,29 @@
+# Issue 9 (batteries and sharp edges): the unit tests of the new parts
+# (addresses, PROXY header, token buckets, cookies, the response rules),
+# and each of the batteries' CHOPIN_NO_* switches compiled on its own,
+# warning-free with -Wconversion -Wshadow (gcc and clang).
+#   make batteries     the unit tests (ASan+UBSan) and the switch builds
+BATTERIES_OFF = CHOPIN_NO_CORS CHOPIN_NO_RATELIMIT CHOPIN_NO_METRICS CHOPIN_NO_PROXY CHOPIN_NO_REQUEST_ID
+
+.PHONY: batteries batteries-switches
+build/batteries_unit: tests/batteries_unit.c chopin.h | build
+	$(CC) $(WARN) $(DEBUG) $(SAN) $< -o $@ $(LIBS)
+
+batteries-switches: | build
+	@for m in $(BATTERIES_OFF); do \
+	  $(CC) $(WARN) -Wconversion -Wshadow -Werror -O2 -c -o /dev/null -D$$m examples/hello.c || exit 1; \
+	  if command -v $(CLANG) >/dev/null; then \
+	    $(CLANG) $(WARN) -Wconversion -Wshadow -Werror -O2 -c -o /dev/null -D$$m examples/hello.c || exit 1; fi; \
+	done
+	@echo "1 passed, 0 failed"
+
+batteries: build/batteries_unit build/batteries_oom batteries-switches
+	./build/batteries_unit
+	./build/batteries_oom
+
+# The cost case batteries.keepalive (bench/cost.sh) runs this build.
+build/bench-cost-batteries: examples/bench.c chopin.h | build
+	$(CC) $(WARN) $(COST_FLAGS) -DBENCH_BATTERIES $< -o $@ $(LIBS)
+
+build/batteries_oom: tests/batteries_oom.c chopin.h | build
+	$(CC) $(WARN) $(DEBUG) $(SAN) $< -o $@ $(LIBS)

@@ -1,0 +1,747 @@
+/* batteries_unit.c - unit tests for issue 9's parts of chopin.h: address
+   parsing and trusted proxies, X-Forwarded-For, the PROXY protocol header,
+   the token buckets and their LRU table, the Set-Cookie builder, integer
+   getters, and the response rules fixed by bugs 4-8 (checked through a
+   worker built in memory). Includes the implementation, so the internal
+   chi_ functions are reachable. Last line: "N passed, N failed". */
+#define CHOPIN_IMPLEMENTATION
+#include "../chopin.h"
+
+#include <arpa/inet.h>
+
+static int g_passed, g_failed, g_case_failed;
+static const char *g_case;
+
+#define CHECK(cond) check((cond), #cond, __FILE__, __LINE__)
+static void check(int ok, const char *what, const char *file, int line)
+{
+    if (!ok) {
+        printf("  FAIL %s: %s (%s:%d)\n", g_case, what, file, line);
+        g_case_failed = 1;
+    }
+}
+
+static void run(const char *name, void (*fn)(void))
+{
+    g_case = name;
+    g_case_failed = 0;
+    fn();
+    if (g_case_failed) {
+        g_failed++;
+        printf("not ok - %s\n", name);
+    } else {
+        g_passed++;
+        printf("ok - %s\n", name);
+    }
+}
+
+/* ---- addresses ---- */
+
+/* chi_ip_parse agrees with inet_pton, byte for byte. */
+static int ip_agrees(const char *s)
+{
+    chi_peer p;
+    unsigned char want[16];
+    int v6 = strchr(s, ':') != NULL;
+    int ok_pton = inet_pton(v6 ? AF_INET6 : AF_INET, s, want) == 1;
+    int ok_ours = chi_ip_parse(s, strlen(s), &p) == 0;
+    if (ok_pton != ok_ours) {
+        printf("  %s: inet_pton %d, chi_ip_parse %d\n", s, ok_pton, ok_ours);
+        return 0;
+    }
+    return !ok_ours || (p.family == (v6 ? 6 : 4) && memcmp(p.addr, want, v6 ? 16 : 4) == 0);
+}
+
+static void test_ip_parse(void)
+{
+    static const char *cases[] = {
+        "127.0.0.1", "0.0.0.0", "255.255.255.255", "1.2.3.4", "256.1.1.1", "1.2.3", "1.2.3.4.5", "01.2.3.4",
+        "1.2.3.4 ", "", "a.b.c.d", "1..2.3", "::", "::1", "1::", "2001:db8::1", "2001:db8:0:0:0:0:2:1",
+        "fe80::1:2:3:4:5:6", "1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7:8:9", "1:2:3:4:5:6:7", ":1:2:3:4:5:6:7",
+        "1:2:3:4:5:6:7:", "1::2::3", "::ffff:10.0.0.1", "::10.0.0.1", "1:2:3:4:5:6:1.2.3.4", "12345::1",
+        "g::1", "::1.2.3", "1:2:3:4:5:6:7::", "::2:3:4:5:6:7:8", ":::",
+    };
+    size_t i;
+    chi_peer p;
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) CHECK(ip_agrees(cases[i]));
+    CHECK(chi_ip_parse("[::1]", 5, &p) == 0 && p.family == 6 && p.addr[15] == 1);
+}
+
+static void test_nets(void)
+{
+    chi_net nets[CHI_MAX_TRUSTED];
+    const char *bad = NULL;
+    chi_peer p;
+    int n = chi_nets_parse("127.0.0.1, 10.0.0.0/8,192.168.1.128/25 ::1 2001:db8::/32", nets, CHI_MAX_TRUSTED, &bad);
+    CHECK(n == 5);
+    chi_ip_parse("10.200.3.4", 10, &p);
+    CHECK(chi_nets_match(nets, n, &p));
+    chi_ip_parse("11.0.0.1", 8, &p);
+    CHECK(!chi_nets_match(nets, n, &p));
+    chi_ip_parse("192.168.1.200", 13, &p);
+    CHECK(chi_nets_match(nets, n, &p));
+    chi_ip_parse("192.168.1.100", 13, &p);
+    CHECK(!chi_nets_match(nets, n, &p));
+    chi_ip_parse("::ffff:127.0.0.1", 16, &p); /* a mapped IPv4 peer on a dual-stack socket */
+    CHECK(chi_nets_match(nets, n, &p));
+    chi_ip_parse("2001:db8:ffff::9", 16, &p);
+    CHECK(chi_nets_match(nets, n, &p));
+    chi_ip_parse("2001:db9::9", 11, &p);
+    CHECK(!chi_nets_match(nets, n, &p));
+    CHECK(chi_nets_parse("10.0.0.0/33", nets, CHI_MAX_TRUSTED, &bad) < 0);
+    CHECK(chi_nets_parse("10.0.0.0/", nets, CHI_MAX_TRUSTED, &bad) < 0);
+    CHECK(chi_nets_parse("localhost", nets, CHI_MAX_TRUSTED, &bad) < 0 && strcmp(bad, "localhost") == 0);
+    CHECK(chi_nets_parse("1.1.1.1,2.2.2.2,3.3.3.3", nets, 2, &bad) < 0);
+    CHECK(chi_nets_parse("", nets, CHI_MAX_TRUSTED, &bad) == 0);
+}
+
+static void test_xff(void)
+{
+    chi_net nets[4];
+    const char *bad;
+    chi_peer p, want;
+    int n = chi_nets_parse("10.0.0.0/8", nets, 4, &bad);
+    const char *a = "203.0.113.9, 10.0.0.2, 10.0.0.3";
+    const char *b = "10.0.0.5, 10.0.0.6";
+    const char *c = "evil, 198.51.100.4";
+    const char *d = "garbage";
+    const char *e = "1.1.1.1,  2001:db8::7 ";
+    CHECK(chi_xff_client(chi_str(a, strlen(a)), nets, n, &p) == 0);
+    chi_ip_parse("203.0.113.9", 11, &want);
+    CHECK(memcmp(&p, &want, sizeof p) == 0);
+    CHECK(chi_xff_client(chi_str(b, strlen(b)), nets, n, &p) == 0); /* all ours: the left-most */
+    chi_ip_parse("10.0.0.5", 8, &want);
+    CHECK(memcmp(&p, &want, sizeof p) == 0);
+    CHECK(chi_xff_client(chi_str(c, strlen(c)), nets, n, &p) == 0); /* what the client wrote is never reached */
+    chi_ip_parse("198.51.100.4", 12, &want);
+    CHECK(memcmp(&p, &want, sizeof p) == 0);
+    CHECK(chi_xff_client(chi_str(d, strlen(d)), nets, n, &p) < 0);
+    CHECK(chi_xff_client(chi_str(e, strlen(e)), nets, n, &p) == 0 && p.family == 6 && p.addr[15] == 7);
+}
+
+/* ---- PROXY protocol ---- */
+
+/* Every prefix of a valid header must say "need more", never a verdict. */
+static int proxy_prefixes_wait(const char *h, size_t len)
+{
+    size_t i;
+    chi_peer p;
+    for (i = 1; i < len; i++)
+        if (chi_proxy_parse(h, i, &p) != 0) {
+            printf("  prefix %u: %ld\n", (unsigned)i, chi_proxy_parse(h, i, &p));
+            return 0;
+        }
+    return 1;
+}
+
+static void test_proxy_v1(void)
+{
+    static const char *bad[] = {
+        "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n",         "PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n",
+        "PROXY TCP4 1.2.3.4  5.6.7.8 1 2\r\n",     "PROXY TCP4 ::1 ::1 1 2\r\n",
+        "PROXY TCP6 1.2.3.4 5.6.7.8 1 2\r\n",      "PROXY TCP4 1.2.3.4 5.6.7.8 65536 2\r\n",
+        "PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n",     "PROXY UDP4 1.2.3.4 5.6.7.8 1 2\r\n",
+        "PROXY TCP4 1.2.3.4 5.6.7.8 1 2 3\r\n",    "GET / HTTP/1.1\r\n",
+        "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\r\n",
+    };
+    const char *ok4 = "PROXY TCP4 203.0.113.9 10.0.0.1 56324 443\r\nGET /";
+    const char *ok6 = "PROXY TCP6 2001:db8::1 2001:db8::2 1 65535\r\n";
+    const char *unk = "PROXY UNKNOWN whatever\r\n";
+    char longline[200];
+    chi_peer p;
+    size_t i;
+    CHECK(chi_proxy_parse(ok4, strlen(ok4), &p) == (long)strlen(ok4) - 5 && p.family == 4 && p.addr[0] == 203 &&
+          p.addr[3] == 9);
+    CHECK(proxy_prefixes_wait(ok4, strlen(ok4) - 5));
+    CHECK(chi_proxy_parse(ok6, strlen(ok6), &p) == (long)strlen(ok6) && p.family == 6 && p.addr[15] == 1);
+    CHECK(chi_proxy_parse(unk, strlen(unk), &p) == (long)strlen(unk) && p.family == 0);
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        long r = chi_proxy_parse(bad[i], strlen(bad[i]), &p);
+        if (r != -1) printf("  bad v1 case %u: %ld\n", (unsigned)i, r);
+        CHECK(r == -1);
+    }
+    memset(longline, 'x', sizeof longline);
+    memcpy(longline, "PROXY TCP4 ", 11);
+    CHECK(chi_proxy_parse(longline, sizeof longline, &p) == -1); /* no CRLF within 107 bytes */
+}
+
+static size_t v2_header(unsigned char *b, int cmd, int fam, const unsigned char *addr, size_t alen)
+{
+    memcpy(b, chi_proxy_v2_sig, 12);
+    b[12] = (unsigned char)(0x20 | cmd);
+    b[13] = (unsigned char)(fam << 4 | 1);
+    b[14] = (unsigned char)(alen >> 8);
+    b[15] = (unsigned char)alen;
+    memcpy(b + 16, addr, alen);
+    return 16 + alen;
+}
+
+static void test_proxy_v2(void)
+{
+    unsigned char b[128], a4[12] = {198, 51, 100, 7, 10, 0, 0, 1, 0x1f, 0x90, 0x01, 0xbb}, a6[36 + 5];
+    chi_peer p;
+    size_t n;
+    memset(a6, 0, sizeof a6);
+    a6[0] = 0x20;
+    a6[1] = 0x01;
+    a6[15] = 9;
+    n = v2_header(b, 1, 1, a4, sizeof a4);
+    CHECK(chi_proxy_parse((const char *)b, n, &p) == (long)n && p.family == 4 && p.addr[0] == 198 && p.addr[3] == 7);
+    CHECK(proxy_prefixes_wait((const char *)b, n));
+    n = v2_header(b, 1, 2, a6, sizeof a6); /* TLVs after the addresses are skipped */
+    CHECK(chi_proxy_parse((const char *)b, n, &p) == (long)n && p.family == 6 && p.addr[0] == 0x20 && p.addr[15] == 9);
+    n = v2_header(b, 0, 0, a4, 0); /* LOCAL: a health check of the proxy's own */
+    CHECK(chi_proxy_parse((const char *)b, n, &p) == (long)n && p.family == 0);
+    n = v2_header(b, 1, 1, a4, 8); /* too short for two IPv4 addresses and ports */
+    CHECK(chi_proxy_parse((const char *)b, n, &p) == -1);
+    n = v2_header(b, 2, 1, a4, sizeof a4); /* an unknown command */
+    CHECK(chi_proxy_parse((const char *)b, n, &p) == -1);
+    n = v2_header(b, 1, 1, a4, sizeof a4);
+    b[12] = 0x31; /* version 3 */
+    CHECK(chi_proxy_parse((const char *)b, n, &p) == -1);
+    n = v2_header(b, 1, 4, a4, sizeof a4); /* an unknown family */
+    CHECK(chi_proxy_parse((const char *)b, n, &p) == -1);
+    b[11] = 'X'; /* not the signature */
+    CHECK(chi_proxy_parse((const char *)b, n, &p) == -1);
+}
+
+/* ---- token buckets ---- */
+
+#define SEC 1000000000LL
+static void test_buckets(void)
+{
+    chi_buckets t;
+    chi_take r;
+    int i;
+    CHECK(chi_buckets_init(&t, 2, 2.0, 3.0) == 0); /* 2 a second, bursts of 3, 2 keys */
+    for (i = 0; i < 3; i++) {
+        r = chi_buckets_take(&t, "a", 1, 0);
+        CHECK(r.allowed && r.remaining == 2 - i);
+    }
+    r = chi_buckets_take(&t, "a", 1, 0);
+    CHECK(!r.allowed && r.remaining == 0 && r.retry_after == 1 && r.reset == 2);
+    r = chi_buckets_take(&t, "a", 1, SEC / 2); /* half a second: one token back */
+    CHECK(r.allowed && r.remaining == 0);
+    r = chi_buckets_take(&t, "a", 1, SEC / 2 + SEC / 4);
+    CHECK(!r.allowed && r.retry_after == 1);
+    r = chi_buckets_take(&t, "a", 1, 100 * SEC); /* refills only up to the burst */
+    CHECK(r.allowed && r.remaining == 2);
+    /* LRU: a, then b, then c evicts the least recently used */
+    r = chi_buckets_take(&t, "b", 1, 100 * SEC);
+    CHECK(r.allowed && r.remaining == 2 && t.used == 2);
+    chi_buckets_take(&t, "a", 1, 100 * SEC); /* a is now the most recent: b goes */
+    r = chi_buckets_take(&t, "c", 1, 100 * SEC);
+    CHECK(r.allowed && r.remaining == 2 && t.used == 2);
+    r = chi_buckets_take(&t, "a", 1, 100 * SEC); /* a kept its count: its third token since the refill */
+    CHECK(r.allowed && r.remaining == 0);
+    r = chi_buckets_take(&t, "b", 1, 100 * SEC); /* b was forgotten: a full bucket */
+    CHECK(r.allowed && r.remaining == 2);
+    chi_buckets_free(&t);
+    /* a slow rate: Retry-After rounds up */
+    CHECK(chi_buckets_init(&t, 8, 0.1, 1.0) == 0);
+    chi_buckets_take(&t, "k", 1, 0);
+    r = chi_buckets_take(&t, "k", 1, SEC);
+    CHECK(!r.allowed && r.retry_after == 9);
+    chi_buckets_free(&t);
+}
+
+/* Many keys through a small table: chains and the LRU list stay whole. */
+static void test_buckets_churn(void)
+{
+    chi_buckets t;
+    int i, n, j;
+    unsigned seed = 7;
+    CHECK(chi_buckets_init(&t, 16, 1.0, 1.0) == 0);
+    for (i = 0; i < 5000; i++) {
+        char key[16];
+        seed = seed * 1103515245u + 12345u;
+        n = snprintf(key, sizeof key, "k%u", (seed >> 16) % 40);
+        chi_buckets_take(&t, key, (size_t)n, i);
+    }
+    for (i = t.lru_head, n = 0; i >= 0 && n <= 16; i = t.e[i].next) n++;
+    CHECK(n == 16 && t.used == 16);
+    for (j = 0, n = 0; j < t.nheads; j++)
+        for (i = t.heads[j]; i >= 0 && n <= 16; i = t.e[i].hnext) n++;
+    CHECK(n == 16);
+    chi_buckets_free(&t);
+}
+
+/* ---- cookies ---- */
+
+static void test_cookie(void)
+{
+    ch_cookie c;
+    char out[CH_COOKIE_MAX];
+    memset(&c, 0, sizeof c);
+    c.name = "sid";
+    c.value = "abc123";
+    c.path = "/";
+    c.max_age = 3600;
+    c.expires = 784111777;
+    c.secure = c.http_only = 1;
+    c.same_site = CH_SAMESITE_LAX;
+    CHECK(ch_cookie_format(&c, out, sizeof out) > 0);
+    CHECK(strcmp(out, "sid=abc123; Max-Age=3600; Expires=Sun, 06 Nov 1994 08:49:37 GMT; Path=/; Secure; HttpOnly; "
+                      "SameSite=Lax") == 0);
+    c.max_age = -1;
+    c.expires = 0;
+    c.path = NULL;
+    c.secure = c.http_only = 0;
+    c.same_site = CH_SAMESITE_DEFAULT;
+    c.value = "\"quoted\"";
+    CHECK(ch_cookie_format(&c, out, sizeof out) > 0 && strcmp(out, "sid=\"quoted\"; Max-Age=0") == 0);
+    c.value = "a b";
+    CHECK(ch_cookie_format(&c, out, sizeof out) == -1 && out[0] == 0);
+    c.value = "a;b";
+    CHECK(ch_cookie_format(&c, out, sizeof out) == -1);
+    c.value = "a\r\nSet-Cookie: x=y";
+    CHECK(ch_cookie_format(&c, out, sizeof out) == -1);
+    c.value = "ok";
+    c.name = "bad name";
+    CHECK(ch_cookie_format(&c, out, sizeof out) == -1);
+    c.name = "sid";
+    c.path = "/a;b";
+    CHECK(ch_cookie_format(&c, out, sizeof out) == -1);
+    c.path = NULL;
+    c.domain = "example.com\r\n";
+    CHECK(ch_cookie_format(&c, out, sizeof out) == -1);
+    c.domain = NULL;
+    c.same_site = CH_SAMESITE_NONE; /* None without Secure: browsers drop it */
+    CHECK(ch_cookie_format(&c, out, sizeof out) == -1);
+    c.secure = 1;
+    CHECK(ch_cookie_format(&c, out, sizeof out) > 0 && strstr(out, "; Secure; SameSite=None"));
+    c.name = "__Host-id";
+    CHECK(ch_cookie_format(&c, out, sizeof out) == -1); /* needs Path=/ */
+    c.path = "/";
+    CHECK(ch_cookie_format(&c, out, sizeof out) > 0);
+    c.domain = "example.com";
+    CHECK(ch_cookie_format(&c, out, sizeof out) == -1); /* and no Domain */
+    c.domain = NULL;
+    c.secure = 0;
+    c.same_site = CH_SAMESITE_STRICT;
+    c.name = "__Secure-id";
+    CHECK(ch_cookie_format(&c, out, sizeof out) == -1);
+    CHECK(ch_cookie_format(&c, out, 4) == -1); /* does not fit */
+}
+
+static void test_parse_ll(void)
+{
+    long long v = 0;
+    CHECK(chi_parse_ll("42", 2, 0, 100, &v) == 0 && v == 42);
+    CHECK(chi_parse_ll("-7", 2, -10, 10, &v) == 0 && v == -7);
+    CHECK(chi_parse_ll("101", 3, 0, 100, &v) == CH_BAD);
+    CHECK(chi_parse_ll("", 0, 0, 100, &v) == CH_BAD);
+    CHECK(chi_parse_ll("-", 1, -5, 5, &v) == CH_BAD);
+    CHECK(chi_parse_ll("1x", 2, 0, 100, &v) == CH_BAD);
+    CHECK(chi_parse_ll("9223372036854775807", 19, LLONG_MIN, LLONG_MAX, &v) == 0 && v == LLONG_MAX);
+    CHECK(chi_parse_ll("-9223372036854775808", 20, LLONG_MIN, LLONG_MAX, &v) == 0 && v == LLONG_MIN);
+    CHECK(chi_parse_ll("9223372036854775808", 19, LLONG_MIN, LLONG_MAX, &v) == CH_BAD);
+    CHECK(chi_parse_ll("99999999999999999999", 20, LLONG_MIN, LLONG_MAX, &v) == CH_BAD);
+}
+
+/* ---- responses, through a worker built in memory ---- */
+
+static const chi_limits lim = {16384, 8192, 1 << 20};
+static char logged[4096];
+static int log_items[CH_LOGITEM_COUNT];
+
+static void capture_log(ch_log_level level, ch_log_item item, const char *msg, void *user)
+{
+    (void)level;
+    (void)user;
+    log_items[item]++;
+    snprintf(logged, sizeof logged, "%s", msg);
+}
+
+static chi_worker *test_worker(ch_app *app)
+{
+    static chi_worker w;
+    memset(&w, 0, sizeof w);
+    w.app = app;
+    w.res.w = &w;
+    w.res.json = &w.json;
+    chi_req_bind(&w.req, &w.req_store);
+    w.req.worker = &w;
+    chi_common_init(w.common);
+    chi_format_date(784111777, w.common + CHI_DATE_AT);
+    app->cfg.log = capture_log;
+    app->log_level = CH_LOG_DEBUG;
+    return &w;
+}
+
+static void free_test_worker(chi_worker *w)
+{
+    chi_buf_free(&w->out);
+    ch_json_free(&w->json);
+    chi_buf_free(&w->res.ctype);
+    chi_buf_free(&w->res.headers);
+    chi_buf_free(&w->decoded);
+    chi_slots_free(w);
+}
+
+static const char *respond(chi_worker *w, const char *raw)
+{
+    chi_head h;
+    CHECK(chi_parse_head(raw, strlen(raw), &lim, &w->req, &h) > 0);
+    w->req.body = NULL;
+    w->req.body_len = 0;
+    w->req.ctx = NULL;
+    w->out.len = 0;
+    chi_dispatch(w, &w->req, 1);
+    chi_buf_append(&w->out, "", 1);
+    return w->out.ptr;
+}
+
+static void h_html_then_text(ch_req *req, ch_res *res)
+{
+    (void)req;
+    ch_res_header(res, "Content-Type", "text/html; charset=utf-8");
+    ch_res_text(res, 200, "<p>hi</p>");
+}
+
+static void h_html_then_json(ch_req *req, ch_res *res)
+{
+    ch_json *j;
+    (void)req;
+    ch_res_header(res, "Content-Type", "application/problem+json");
+    j = ch_res_json(res, 400);
+    ch_json_object_begin(j);
+    ch_json_object_end(j);
+}
+
+static void h_plain(ch_req *req, ch_res *res)
+{
+    (void)req;
+    ch_res_send(res, 200, "text/csv", "a,b", 3);
+}
+
+static void h_head_aware(ch_req *req, ch_res *res)
+{
+    ch_res_length(res, 123456789);
+    if (ch_req_is_head(req)) return; /* nothing built */
+    ch_res_text(res, 200, "big");
+}
+
+static void h_head_skips(ch_req *req, ch_res *res)
+{
+    if (!ch_req_is_head(req)) ch_res_text(res, 200, "body");
+}
+
+static void h_unfinished(ch_req *req, ch_res *res)
+{
+    ch_json *j = ch_res_json(res, 200);
+    (void)req;
+    ch_json_object_begin(j);
+    ch_json_key(j, "a");
+    ch_json_array_begin(j);
+}
+
+static void h_misused(ch_req *req, ch_res *res)
+{
+    ch_json *j = ch_res_json(res, 200);
+    (void)req;
+    ch_json_object_begin(j);
+    ch_json_int(j, 1); /* a value without its key */
+    ch_json_object_end(j);
+}
+
+static void h_bad_status(ch_req *req, ch_res *res)
+{
+    (void)req;
+    ch_res_status(res, 99);
+}
+
+static void h_error_msg(ch_req *req, ch_res *res)
+{
+    (void)req;
+    ch_res_error_msg(res, 422, "field \"title\" is\nmissing\\");
+}
+
+static char got_name[64], got_dec[64];
+static long long got_id;
+static int got_id_rc, got_page_rc;
+static long long got_page;
+static void h_params(ch_req *req, ch_res *res)
+{
+    ch_str name = ch_req_param_decoded(req, "name"), again = ch_req_param_decoded(req, "name");
+    ch_str rest = ch_req_param_decoded(req, "rest");
+    snprintf(got_name, sizeof got_name, "%.*s", (int)name.len, name.ptr);
+    snprintf(got_dec, sizeof got_dec, "%.*s", (int)rest.len, rest.ptr);
+    CHECK(again.ptr == name.ptr);
+    got_id_rc = ch_req_param_int(req, "id", 1, 1000, &got_id);
+    got_page_rc = ch_req_query_int(req, "page", 0, 50, &got_page);
+    ch_res_status(res, 204);
+}
+
+static void h_cookie(ch_req *req, ch_res *res)
+{
+    ch_cookie c;
+    (void)req;
+    memset(&c, 0, sizeof c);
+    c.name = "sid";
+    c.value = "v1";
+    c.http_only = 1;
+    CHECK(ch_res_cookie(res, &c) == 0);
+    c.value = "bad value";
+    CHECK(ch_res_cookie(res, &c) == -1);
+    ch_res_status(res, 204);
+}
+
+static void h_big(ch_req *req, ch_res *res)
+{
+    static char big[1 << 20];
+    (void)req;
+    memset(big, 'x', sizeof big);
+    ch_res_body(res, "application/octet-stream", big, sizeof big);
+}
+
+static void test_content_type_rule(void)
+{
+    ch_app *app = ch_app_new();
+    chi_worker *w;
+    const char *r;
+    ch_get(app, "/html", h_html_then_text, NULL);
+    ch_get(app, "/problem", h_html_then_json, NULL);
+    ch_get(app, "/csv", h_plain, NULL);
+    w = test_worker(app);
+    r = respond(w, "GET /html HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(strstr(r, "\r\nContent-Type: text/html; charset=utf-8\r\n") && !strstr(r, "text/plain"));
+    r = respond(w, "GET /problem HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(strstr(r, "\r\nContent-Type: application/problem+json\r\n") && strncmp(r, "HTTP/1.1 400", 12) == 0);
+    r = respond(w, "GET /csv HTTP/1.1\r\nHost: h\r\n\r\n"); /* nothing set: the call's type */
+    CHECK(strstr(r, "\r\nContent-Type: text/csv\r\n") != NULL);
+    free_test_worker(w);
+    ch_app_free(app);
+}
+
+static void test_head(void)
+{
+    ch_app *app = ch_app_new();
+    chi_worker *w;
+    const char *r;
+    ch_get(app, "/aware", h_head_aware, NULL);
+    ch_get(app, "/skips", h_head_skips, NULL);
+    w = test_worker(app);
+    r = respond(w, "HEAD /aware HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(strstr(r, "\r\nContent-Length: 123456789\r\n\r\n") && strcmp(r + strlen(r) - 4, "\r\n\r\n") == 0);
+    r = respond(w, "HEAD /skips HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(strncmp(r, "HTTP/1.1 200", 12) == 0 && !strstr(r, "Content-Length"));
+    r = respond(w, "GET /skips HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(strstr(r, "\r\nContent-Length: 4\r\n\r\nbody") != NULL);
+    free_test_worker(w);
+    ch_app_free(app);
+}
+
+static void test_json_misuse_logged(void)
+{
+    ch_app *app = ch_app_new();
+    chi_worker *w;
+    const char *r;
+    ch_get(app, "/unfinished", h_unfinished, NULL);
+    ch_get(app, "/misused", h_misused, NULL);
+    ch_get(app, "/status", h_bad_status, NULL);
+    ch_get(app, "/msg", h_error_msg, NULL);
+    w = test_worker(app);
+    memset(log_items, 0, sizeof log_items);
+    r = respond(w, "GET /unfinished HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(strncmp(r, "HTTP/1.1 500", 12) == 0 && log_items[CH_LOGITEM_JSON_UNFINISHED] == 1 &&
+          strstr(logged, "GET /unfinished") && strstr(logged, "2 JSON containers open"));
+    r = respond(w, "GET /misused HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(strncmp(r, "HTTP/1.1 500", 12) == 0 && log_items[CH_LOGITEM_JSON_MISUSE] == 1 && strstr(logged, "/misused"));
+    r = respond(w, "GET /status HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(strncmp(r, "HTTP/1.1 500", 12) == 0 && log_items[CH_LOGITEM_BAD_STATUS] == 1 && strstr(logged, "99"));
+    r = respond(w, "GET /msg HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(strncmp(r, "HTTP/1.1 422", 12) == 0 &&
+          strstr(r, "\r\n\r\n{\"detail\":\"field \\\"title\\\" is\\nmissing\\\\\"}") &&
+          strstr(r, "Content-Type: application/json"));
+    free_test_worker(w);
+    ch_app_free(app);
+}
+
+static void test_log_rate_limit(void)
+{
+    ch_app *app = ch_app_new();
+    chi_worker *w = test_worker(app);
+    int i;
+    memset(log_items, 0, sizeof log_items);
+    w->now = 10;
+    for (i = 0; i < 1000; i++) chi_log(w, CH_LOG_ERROR, CH_LOGITEM_OUT_OF_MEMORY, "flood %d", i);
+    CHECK(log_items[CH_LOGITEM_OUT_OF_MEMORY] == CHI_LOG_PER_SECOND);
+    w->now = 11;
+    chi_log(w, CH_LOG_ERROR, CH_LOGITEM_OUT_OF_MEMORY, "next second");
+    CHECK(log_items[CH_LOGITEM_SUPPRESSED] == 1 && log_items[CH_LOGITEM_OUT_OF_MEMORY] == CHI_LOG_PER_SECOND + 1);
+    app->log_level = CH_LOG_WARN;
+    chi_log(w, CH_LOG_INFO, CH_LOGITEM_REQUEST_REFUSED, "below the level");
+    CHECK(log_items[CH_LOGITEM_REQUEST_REFUSED] == 0);
+    app->log_level = CH_LOG_OFF;
+    chi_log(w, CH_LOG_ERROR, CH_LOGITEM_OUT_OF_MEMORY, "off");
+    CHECK(log_items[CH_LOGITEM_OUT_OF_MEMORY] == CHI_LOG_PER_SECOND + 1);
+    free_test_worker(w);
+    ch_app_free(app);
+}
+
+static void test_params_and_cookie(void)
+{
+    ch_app *app = ch_app_new();
+    chi_worker *w;
+    const char *r;
+    ch_get(app, "/u/:name/:id/*rest", h_params, NULL);
+    ch_get(app, "/cookie", h_cookie, NULL);
+    w = test_worker(app);
+    respond(w, "GET /u/J%C3%B6rg%20K/42/a%2Fb/c?page=7 HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(strcmp(got_name, "J\xc3\xb6rg K") == 0 && strcmp(got_dec, "a/b/c") == 0);
+    CHECK(got_id_rc == 0 && got_id == 42 && got_page_rc == 0 && got_page == 7);
+    respond(w, "GET /u/x/0/r?page=51 HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(got_id_rc == CH_BAD && got_page_rc == CH_BAD);
+    respond(w, "GET /u/x/%34%32/r HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(got_id_rc == 0 && got_id == 42 && got_page_rc == CH_ABSENT);
+    respond(w, "GET /u/x/4x/r?page=-1 HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(got_id_rc == CH_BAD && got_page_rc == CH_BAD);
+    r = respond(w, "GET /cookie HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(strstr(r, "\r\nSet-Cookie: sid=v1; HttpOnly\r\n") && !strstr(r, "bad value"));
+    free_test_worker(w);
+    ch_app_free(app);
+}
+
+/* Bug 6: a huge body does not stay resident once written. */
+static void test_big_buffers_released(void)
+{
+    ch_app *app = ch_app_new();
+    chi_worker *w;
+    ch_get(app, "/big", h_big, NULL);
+    w = test_worker(app);
+    respond(w, "GET /big HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(w->json.cap >= (1 << 20) && w->out.cap >= (1 << 20));
+    w->out.len = 0;
+    chi_release_big(w);
+    CHECK(w->json.cap == 0 && w->json.buf == NULL && w->out.cap == 0);
+    free_test_worker(w);
+    ch_app_free(app);
+}
+
+static void test_request_id(void)
+{
+    ch_app *app = ch_app_new();
+    chi_worker *w;
+    const char *r;
+    ch_use(app, ch_mw_request_id, NULL);
+    ch_get(app, "/csv", h_plain, NULL);
+    w = test_worker(app);
+    r = respond(w, "GET /csv HTTP/1.1\r\nHost: h\r\nX-Request-Id: req-77\r\n\r\n");
+    CHECK(strstr(r, "\r\nX-Request-Id: req-77\r\n") && ch_str_eq(ch_res_request_id(&w->res), "req-77"));
+    r = respond(w, "GET /csv HTTP/1.1\r\nHost: h\r\nX-Request-Id: bad id\r\n\r\n");
+    CHECK(strstr(r, "\r\nX-Request-Id: ") && !strstr(r, "bad id") && w->res.rid_len > 4);
+    free_test_worker(w);
+    ch_app_free(app);
+}
+
+/* The bearer token from a cookie or a query parameter, when the route asks. */
+static void test_bearer_elsewhere(void)
+{
+    ch_app *app = ch_app_new();
+    ch_bearer header_only, anywhere;
+    ch_group *a, *b;
+    chi_worker *w;
+    const char *r;
+    memset(&header_only, 0, sizeof header_only);
+    header_only.token = "s3cret";
+    anywhere = header_only;
+    anywhere.cookie = "token";
+    anywhere.query = "access_token";
+    a = ch_group_new(app, "/a");
+    ch_group_use(a, ch_mw_bearer, &header_only);
+    ch_group_route(a, CH_GET, "/x", h_plain, NULL);
+    b = ch_group_new(app, "/b");
+    ch_group_use(b, ch_mw_bearer, &anywhere);
+    ch_group_route(b, CH_GET, "/x", h_plain, NULL);
+    w = test_worker(app);
+    r = respond(w, "GET /a/x?access_token=s3cret HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(strncmp(r, "HTTP/1.1 401", 12) == 0); /* not asked for: the header only */
+    r = respond(w, "GET /b/x?access_token=s3cret HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(strncmp(r, "HTTP/1.1 200", 12) == 0);
+    r = respond(w, "GET /b/x HTTP/1.1\r\nHost: h\r\nCookie: a=1; token=s3cret\r\n\r\n");
+    CHECK(strncmp(r, "HTTP/1.1 200", 12) == 0);
+    r = respond(w, "GET /b/x?access_token=wrong HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(strncmp(r, "HTTP/1.1 401", 12) == 0 && strstr(r, "invalid_token"));
+    r = respond(w, "GET /b/x HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(strncmp(r, "HTTP/1.1 401", 12) == 0);
+    r = respond(w, "GET /b/x HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer s3cret\r\n\r\n");
+    CHECK(strncmp(r, "HTTP/1.1 200", 12) == 0);
+    free_test_worker(w);
+    ch_app_free(app);
+}
+
+/* CHOPIN_LOG and trust_proxy through ch_listen: code beats the
+   environment, bad values are errors with a message. */
+static int listen_with(ch_config *cfg, ch_app **out)
+{
+    ch_app *app = ch_app_new();
+    int rc;
+    cfg->host = "127.0.0.1";
+    cfg->port = CH_PORT_ANY;
+    cfg->workers = 1;
+    rc = ch_listen(app, cfg);
+    *out = app;
+    return rc;
+}
+
+static void test_config(void)
+{
+    ch_config cfg;
+    ch_app *app;
+    memset(&cfg, 0, sizeof cfg);
+    unsetenv("CHOPIN_LOG");
+    unsetenv("CHOPIN_TRUST_PROXY");
+    CHECK(listen_with(&cfg, &app) == 0 && app->log_level == CH_LOG_WARN && app->ntrusted == 0);
+    ch_app_free(app);
+    setenv("CHOPIN_LOG", "debug", 1);
+    memset(&cfg, 0, sizeof cfg);
+    CHECK(listen_with(&cfg, &app) == 0 && app->log_level == CH_LOG_DEBUG);
+    ch_app_free(app);
+    memset(&cfg, 0, sizeof cfg);
+    cfg.log_level = CH_LOG_ERROR; /* set in code: the environment does not change it */
+    CHECK(listen_with(&cfg, &app) == 0 && app->log_level == CH_LOG_ERROR);
+    ch_app_free(app);
+    setenv("CHOPIN_LOG", "loud", 1);
+    memset(&cfg, 0, sizeof cfg);
+    CHECK(listen_with(&cfg, &app) < 0 && strstr(ch_error(app), "CHOPIN_LOG") != NULL);
+    ch_app_free(app);
+    unsetenv("CHOPIN_LOG");
+    setenv("CHOPIN_TRUST_PROXY", "10.0.0.0/8, ::1", 1);
+    memset(&cfg, 0, sizeof cfg);
+    CHECK(listen_with(&cfg, &app) == 0 && app->ntrusted == 2);
+    ch_app_free(app);
+    memset(&cfg, 0, sizeof cfg);
+    cfg.trust_proxy = "127.0.0.1";
+    CHECK(listen_with(&cfg, &app) == 0 && app->ntrusted == 1);
+    ch_app_free(app);
+    memset(&cfg, 0, sizeof cfg);
+    cfg.trust_proxy = "proxy.local";
+    CHECK(listen_with(&cfg, &app) < 0 && strstr(ch_error(app), "trust_proxy") != NULL);
+    ch_app_free(app);
+    unsetenv("CHOPIN_TRUST_PROXY");
+}
+
+int main(void)
+{
+    run("addresses: IPv4 and IPv6 literals agree with inet_pton", test_ip_parse);
+    run("addresses: trusted networks (CIDR, mapped IPv4)", test_nets);
+    run("addresses: X-Forwarded-For read from the right", test_xff);
+    run("PROXY v1: valid, every prefix waits, malformed refused", test_proxy_v1);
+    run("PROXY v2: IPv4, IPv6, LOCAL, malformed refused", test_proxy_v2);
+    run("buckets: refill, burst, Retry-After, LRU eviction", test_buckets);
+    run("buckets: churn keeps the chains and LRU list whole", test_buckets_churn);
+    run("cookies: Set-Cookie built and validated", test_cookie);
+    run("integers: range and overflow checks", test_parse_ll);
+    run("bug 4: an explicit Content-Type wins over every body call", test_content_type_rule);
+    run("bug 5: HEAD states a length without a body, no false Content-Length: 0", test_head);
+    run("bug 7: a misused JSON writer says why in the log; error messages JSON-escaped", test_json_misuse_logged);
+    run("logger: rate-limited per second, levels, off", test_log_rate_limit);
+    run("bug 8: decoded parameters and integer getters; Set-Cookie on a response", test_params_and_cookie);
+    run("bug 6: buffers above the high-water mark are released", test_big_buffers_released);
+    run("request id: kept when valid, else made", test_request_id);
+    run("bearer: the token from a cookie or a query parameter when the route asks", test_bearer_elsewhere);
+    run("config: CHOPIN_LOG, trust_proxy (code beats the environment; bad values refused)", test_config);
+    printf("%d passed, %d failed\n", g_passed, g_failed);
+    return g_failed ? 1 : 0;
+}
