@@ -7747,66 +7747,65 @@ struct ch_group {
 };
 
 
-struct ch_app {
+struct ch_app { /* fields ordered by size, so the struct has no padding */
     chi_fast *fast;
-    int nfast;
     chi_node *root;
     chi_mw *mw;              /* global middleware */
-    int nmw;
     chi_after *after;        /* after-hooks */
-    int nafter;
     ch_group *groups;
-    int reg_failed;          /* a route could not be added: ch_listen fails */
-    char err[CHI_ERROR_LEN];
-    ch_config cfg;           /* resolved by ch_listen */
-    char host[CHI_MAX_HOST];
+    chi_worker *workers;
+    chi_owned *owned;        /* freed by ch_app_free */
+    void *metrics_mem;       /* one chi_metrics per worker, cache-line aligned */
+    chi_metrics *metrics;
+    chi_pool *pool;          /* the off-loop pool, started on first use */
+    struct chi_mount *mounts;
+    struct chi_mime_entry *mime;
+    uint64_t stream_max;     /* the largest of their limits */
+    char *argv_block;        /* the arguments, NUL-separated */
+    char **argv;             /* pointers into argv_block, NULL-terminated */
     chi_limits lim;
-    int listen_fds[CHI_MAX_LISTENERS];
+    chi_successor next;      /* a restart under way */
+    chi_hook start_hooks[CHI_MAX_HOOKS], stop_hooks[CHI_MAX_HOOKS];
+    ch_config cfg;           /* resolved by ch_listen */
+    int nfast;
+    int nmw;
+    int nafter;
+    int reg_failed;          /* a route could not be added: ch_listen fails */
     int nlisten;
     int listening;
-    chi_poller ctl;          /* the main thread's: stop requests, signals */
-    chi_waker stop;          /* poked by ch_stop */
     int ctl_open, stop_open;
-    chi_worker *workers;
     int embedded;            /* ch_poll runs workers[0] on the caller's thread */
-    chi_owned *owned;        /* freed by ch_app_free */
     int nowned;
     int nslots;              /* per-worker middleware states (chi_worker.slots) */
     int timed;               /* dispatch reads the clock: after-hooks or metrics */
     int metrics_on;          /* ch_metrics_route was called */
-    void *metrics_mem;       /* one chi_metrics per worker, cache-line aligned */
-    chi_metrics *metrics;
     int nmetrics;
-    chi_net trusted[CHI_MAX_TRUSTED]; /* ch_config.trust_proxy */
     int ntrusted;
     ch_log_level log_level;  /* resolved */
     int nworkers;            /* running: ch_app_worker answers */
-    chi_hook start_hooks[CHI_MAX_HOOKS], stop_hooks[CHI_MAX_HOOKS];
     int nstart, nstop;
     int stop_flag;           /* atomic: ch_stop was called (the stop waker
                                 also carries posts in embedded mode) */
-    chi_pool *pool;          /* the off-loop pool, started on first use */
-    struct chi_mount *mounts;
-    struct chi_mime_entry *mime;
     int nmime;
     int nstream;             /* routes added with ch_route_stream */
-    uint64_t stream_max;     /* the largest of their limits */
-    /* operations (>>listen, >>restart) */
     int host_given;          /* HOST or cfg.host was set (not the default) */
-    int listen_group[CHI_MAX_LISTENERS]; /* listeners with one address share a group */
     int inherited;           /* the listeners came by LISTEN_FDS */
-    char fdnames[CHI_MAX_HOST]; /* LISTEN_FDNAMES, passed on to a successor */
     int ready_fd;            /* CHOPIN_READY_FD: told once serving; -1: none */
-    char pid_file[CHI_MAX_PATH];
     int pid_written;
-    char exe[CHI_MAX_PATH];  /* what a restart runs; "": unknown */
-    char *argv_block;        /* the arguments, NUL-separated */
-    char **argv;             /* pointers into argv_block, NULL-terminated */
-    chi_waker restart;       /* poked by ch_restart */
     int restart_open;
-    chi_successor next;      /* a restart under way */
     int handover;            /* set before the workers are told to stop: a
                                 successor serves (see chi_begin_shutdown) */
+    chi_poller ctl;          /* the main thread's: stop requests, signals */
+    chi_waker stop;          /* poked by ch_stop */
+    chi_waker restart;       /* poked by ch_restart */
+    chi_net trusted[CHI_MAX_TRUSTED]; /* ch_config.trust_proxy */
+    int listen_fds[CHI_MAX_LISTENERS];
+    int listen_group[CHI_MAX_LISTENERS]; /* listeners with one address share a group */
+    char err[CHI_ERROR_LEN];
+    char host[CHI_MAX_HOST];
+    char fdnames[CHI_MAX_HOST]; /* LISTEN_FDNAMES, passed on to a successor */
+    char pid_file[CHI_MAX_PATH];
+    char exe[CHI_MAX_PATH];  /* what a restart runs; "": unknown */
 };
 
 #define CHI_RID_MAX 64
