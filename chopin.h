@@ -3656,12 +3656,16 @@ static int chi_nets_parse(const char *list, chi_net *nets, int max, const char *
     return n;
 }
 
-/* X-Forwarded-For: the right-most address that is not a trusted proxy (or
-   the left-most when all are). Returns 0 with *out, or -1 if none parses. */
-static int chi_xff_client(ch_str xff, const chi_net *nets, int nnets, chi_peer *out)
+/* X-Forwarded-For, one field line read from the right, continuing a walk
+   that may have begun on a later line (RFC 9110 5.3: several lines are one
+   comma-separated list, in order). *found says whether an address was
+   seen, *out holds the last one read. Returns 1 when the client is decided
+   (an address that is not a trusted proxy, or a hop we cannot read: then
+   the nearest readable one stands), 0 to go on to the line before. Empty
+   list elements are skipped (RFC 9110 5.6.1). */
+static int chi_xff_step(ch_str xff, const chi_net *nets, int nnets, chi_peer *out, int *found)
 {
     const char *end = xff.ptr + xff.len;
-    int found = 0;
     while (end > xff.ptr) {
         const char *s = end, *e;
         chi_peer p;
@@ -3670,12 +3674,47 @@ static int chi_xff_client(ch_str xff, const chi_net *nets, int nnets, chi_peer *
         end = s > xff.ptr ? s - 1 : s;
         while (s < e && (*s == ' ' || *s == '\t')) s++;
         while (e > s && (e[-1] == ' ' || e[-1] == '\t')) e--;
-        if (chi_ip_parse(s, (size_t)(e - s), &p) < 0) return found ? 0 : -1; /* a hop we cannot read */
+        if (s == e) continue; /* "a, , b" */
+        if (chi_ip_parse(s, (size_t)(e - s), &p) < 0) return 1; /* a hop we cannot read */
         *out = p;
-        found = 1;
-        if (!chi_nets_match(nets, nnets, &p)) return 0;
+        *found = 1;
+        if (!chi_nets_match(nets, nnets, &p)) return 1;
     }
+    return 0;
+}
+
+/* X-Forwarded-For: the right-most address that is not a trusted proxy (or
+   the left-most when all are). Returns 0 with *out, or -1 if none parses. */
+static int chi_xff_client(ch_str xff, const chi_net *nets, int nnets, chi_peer *out)
+{
+    int found = 0;
+    (void)chi_xff_step(xff, nets, nnets, out, &found);
     return found ? 0 : -1;
+}
+
+/* The same over every X-Forwarded-For line of a request, the last line
+   first. */
+static int chi_xff_client_lines(const ch_header *h, int count, const chi_net *nets, int nnets, chi_peer *out)
+{
+    int i, found = 0;
+    for (i = count - 1; i >= 0; i--)
+        if (chi_header_id(h[i].name.ptr, h[i].name.len) == CH_H_X_FORWARDED_FOR &&
+            chi_xff_step(h[i].value, nets, nnets, out, &found))
+            break;
+    return found ? 0 : -1;
+}
+
+/* X-Real-IP names one address; sent more than once it names none. */
+static int chi_real_ip_client(const ch_header *h, int count, chi_peer *out)
+{
+    int i, lines = 0, at = -1;
+    for (i = 0; i < count; i++)
+        if (chi_header_id(h[i].name.ptr, h[i].name.len) == CH_H_X_REAL_IP) {
+            lines++;
+            at = i;
+        }
+    if (lines != 1) return -1;
+    return chi_ip_parse(h[at].value.ptr, h[at].value.len, out);
 }
 
 /* PROXY protocol (haproxy.org/download/2.9/doc/proxy-protocol.txt).
@@ -3704,7 +3743,8 @@ static long chi_proxy_v1(const char *buf, size_t len, chi_peer *out)
     end = lf - 1;
     p = buf + 6;
     memset(out, 0, sizeof *out);
-    if (end - p >= 7 && memcmp(p, "UNKNOWN", 7) == 0) return (long)(lf + 1 - buf); /* rest ignored */
+    if (end - p >= 7 && memcmp(p, "UNKNOWN", 7) == 0 && (end - p == 7 || p[7] == ' '))
+        return (long)(lf + 1 - buf); /* rest ignored */
     if (end - p < 5 || (memcmp(p, "TCP4 ", 5) != 0 && memcmp(p, "TCP6 ", 5) != 0)) return -1;
     p += 5;
     for (i = 0; i < 4; i++) { /* source, destination, source port, destination port */
@@ -8678,13 +8718,21 @@ static void chi_log(chi_worker *w, ch_log_level level, ch_log_item item, const c
 /* >>counters ------------------------------------------------------------------
    What /metrics reports (>>metrics), counted where it happens. Each worker
    writes only its own chi_metrics; a reader on another worker sums them
-   all. The stores and loads are "relaxed" atomics: on every common 64-bit
-   CPU a plain load and store, but the compiler may neither tear nor cache
-   them. (On a 32-bit CPU, where a 64-bit atomic is dear, they are plain
-   volatile accesses: a reader may then see a count torn mid-update.)
+   all. The stores and loads are "relaxed" atomics wherever the compiler
+   says 64-bit atomics are lock-free (__GCC_ATOMIC_LLONG_LOCK_FREE == 2, gcc
+   and clang): on a 64-bit CPU a plain load and store; on 32-bit x86 (i586
+   and later) an 8-byte FPU/SSE move, on ARMv7 ldrexd/strexd. The compiler
+   may neither tear nor cache them, so a reader never sees a count torn
+   mid-update (tests/batteries_unit.c checks it, also built -m32). The
+   counters are 8-byte aligned (their block is cache-line aligned), which
+   those moves need. Elsewhere (no GNU C, or a CPU without lock-free 64-bit
+   atomics, where __atomic would need libatomic) they are volatile accesses
+   and a read may be torn.
    Also here: the slots where middleware keeps per-worker state. */
 
-#if (defined(__GNUC__) || defined(__clang__)) && UINTPTR_MAX > 0xffffffffu
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__GCC_ATOMIC_LLONG_LOCK_FREE) && \
+    __GCC_ATOMIC_LLONG_LOCK_FREE == 2
+#define CHI_STAT_ATOMIC 1     /* tests check which way was compiled */
 static void chi_stat_add(uint64_t *c, uint64_t n)
 {
     __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
@@ -8693,6 +8741,7 @@ static void chi_stat_add(uint64_t *c, uint64_t n)
 static uint64_t chi_stat_read(const uint64_t *c) { return __atomic_load_n(c, __ATOMIC_RELAXED); }
 #endif
 #else
+#define CHI_STAT_ATOMIC 0
 static void chi_stat_add(uint64_t *c, uint64_t n) { *(volatile uint64_t *)c += n; }
 #ifndef CHOPIN_NO_METRICS
 static uint64_t chi_stat_read(const uint64_t *c) { return *(const volatile uint64_t *)c; }
@@ -8770,8 +8819,8 @@ static void chi_slots_free(chi_worker *w)
 /* >>client --------------------------------------------------------------------
    Who the client is. The peer address, unless the peer is one of the
    trusted proxies (ch_config.trust_proxy): then the client X-Forwarded-For
-   names (read from the right, skipping our own proxies), else X-Real-IP,
-   else the peer. A PROXY header (>>connection) has already replaced the
+   names (all its lines as one list, read from the right, skipping our own
+   proxies), else X-Real-IP (when sent exactly once), else the peer. A PROXY header (>>connection) has already replaced the
    peer with the address it states. */
 
 static chi_peer chi_client_peer(const ch_req *req)
@@ -8786,10 +8835,13 @@ static chi_peer chi_client_peer(const ch_req *req)
     }
 #ifndef CHOPIN_NO_PROXY
     if (!w || !w->app->ntrusted || !chi_nets_match(w->app->trusted, w->app->ntrusted, peer)) return *peer;
+    /* the first-line look-ups are array reads: the walks run only when
+       the request has such a line */
     v = ch_req_common(req, CH_H_X_FORWARDED_FOR);
-    if (v.len && chi_xff_client(v, w->app->trusted, w->app->ntrusted, &out) == 0) return out;
+    if (v.ptr && chi_xff_client_lines(req->headers, req->header_count, w->app->trusted, w->app->ntrusted, &out) == 0)
+        return out;
     v = ch_req_common(req, CH_H_X_REAL_IP);
-    if (v.len && chi_ip_parse(v.ptr, v.len, &out) == 0) return out;
+    if (v.ptr && chi_real_ip_client(req->headers, req->header_count, &out) == 0) return out;
 #else
     (void)w;
     (void)v;
@@ -9806,8 +9858,12 @@ static void chi_metrics_handler(ch_req *req, ch_res *res)
     chi_prom(j, "chopin_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)count);
     chi_prom(j, "chopin_request_duration_seconds_sum %.9f\n", (double)m.dur_sum_ns / 1e9);
     chi_prom(j, "chopin_request_duration_seconds_count %llu\n", (unsigned long long)count);
+    /* the counters are read one after another while workers run: a
+       connection opened and closed between the two reads must not make
+       the gauge wrap round to 2^64 - 1 */
     chi_prom(j, "# HELP chopin_connections_open Connections open now.\n# TYPE chopin_connections_open gauge\n"
-                "chopin_connections_open %llu\n", (unsigned long long)(m.conns_opened - m.conns_closed));
+                "chopin_connections_open %llu\n",
+             (unsigned long long)(m.conns_opened > m.conns_closed ? m.conns_opened - m.conns_closed : 0));
     chi_prom(j, "# HELP chopin_connections_total Connections accepted.\n# TYPE chopin_connections_total counter\n"
                 "chopin_connections_total %llu\n", (unsigned long long)m.conns_opened);
     chi_prom(j, "# HELP chopin_received_bytes_total Bytes read from clients.\n"

@@ -6,5 +6,6 @@ suite "batteries: unit tests (addresses, PROXY header, buckets, cookies, bugs 4-
   bash -c 'make -s build/batteries_unit && ./build/batteries_unit'
 suite "batteries: out of memory for an answer closes the connection, skips none (ASan+UBSan)" \
   bash -c 'make -s build/batteries_oom && ./build/batteries_oom'
+suite "batteries: unit tests built -m32 (counters never read torn on a 32-bit CPU), UBSan" make -s batteries-m32
 suite "batteries: each CHOPIN_NO_* switch builds warning-free" make -s batteries-switches
 suite "todo API (examples/rest.c), release build" bash -c 'make -s build/rest build/rest_blackbox && ./build/rest_blackbox ./build/rest'
