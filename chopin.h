@@ -3683,17 +3683,9 @@ static int chi_xff_step(ch_str xff, const chi_net *nets, int nnets, chi_peer *ou
     return 0;
 }
 
-/* X-Forwarded-For: the right-most address that is not a trusted proxy (or
-   the left-most when all are). Returns 0 with *out, or -1 if none parses. */
-static int chi_xff_client(ch_str xff, const chi_net *nets, int nnets, chi_peer *out)
-{
-    int found = 0;
-    (void)chi_xff_step(xff, nets, nnets, out, &found);
-    return found ? 0 : -1;
-}
-
-/* The same over every X-Forwarded-For line of a request, the last line
-   first. */
+/* X-Forwarded-For over every such line of a request, the last line first:
+   the right-most address that is not a trusted proxy (or the left-most
+   when all are). Returns 0 with *out, or -1 if none parses. */
 static int chi_xff_client_lines(const ch_header *h, int count, const chi_net *nets, int nnets, chi_peer *out)
 {
     int i, found = 0;

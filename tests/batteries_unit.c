@@ -96,6 +96,15 @@ static void test_nets(void)
     CHECK(chi_nets_parse("", nets, CHI_MAX_TRUSTED, &bad) == 0);
 }
 
+/* One X-Forwarded-For line, through the walk over a request's lines. */
+static int chi_xff_client(ch_str xff, const chi_net *nets, int nnets, chi_peer *out)
+{
+    ch_header h;
+    h.name = chi_str("X-Forwarded-For", 15);
+    h.value = xff;
+    return chi_xff_client_lines(&h, 1, nets, nnets, out);
+}
+
 static void test_xff(void)
 {
     chi_net nets[4];
