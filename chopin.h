@@ -11120,6 +11120,7 @@ static void chi_expire(chi_worker *w, chi_conn *c)
         chi_write_error(w, 408, "", 0, 1, 0, 1);
         /* nothing of an earlier request may show (its buffer may be gone) */
         w->req.method_name = w->req.target = chi_str(NULL, 0);
+        w->req.version_minor = 1; /* as the 408 says, not an earlier request's */
         w->req.header_count = 0;
         memset(w->req.common, 0, sizeof w->req.common);
         chi_dispatch_refusal(w, &w->req, &c->peer, 408, before);

@@ -38,3 +38,8 @@ batteries-m32: | build
 	@if printf 'int main(void){return 0;}' | $(CC) -m32 -x c - -o build/m32-probe 2>/dev/null; then \
 	  $(MAKE) -s build/batteries_unit32 && ./build/batteries_unit32; \
 	else echo "skip: $(CC) -m32 cannot link here (install gcc-multilib)"; echo "0 passed, 0 failed"; fi
+
+# Contracts that need a server of their own (the 408 after-hook path, a 50 MB
+# answer not kept resident): release build, since RSS is measured.
+build/batteries_blackbox: tests/batteries_blackbox.c chopin.h | build
+	$(CC) $(WARN) -O2 -g $< -o $@ $(LIBS)
