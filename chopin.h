@@ -8812,8 +8812,9 @@ static void chi_slots_free(chi_worker *w)
    Who the client is. The peer address, unless the peer is one of the
    trusted proxies (ch_config.trust_proxy): then the client X-Forwarded-For
    names (all its lines as one list, read from the right, skipping our own
-   proxies), else X-Real-IP (when sent exactly once), else the peer. A PROXY header (>>connection) has already replaced the
-   peer with the address it states. */
+   proxies), else X-Real-IP (when sent exactly once), else the peer. A
+   PROXY header (>>connection) has already replaced the peer with the
+   address it states. */
 
 static chi_peer chi_client_peer(const ch_req *req)
 {
