@@ -3986,6 +3986,29 @@ static int chi_cookie_attr_ok(const char *v)
     return 1;
 }
 
+/* Domain (RFC 6265 4.1.2.3, a subdomain of RFC 1034 as RFC 1123 relaxed
+   it): labels of letters, digits and '-', joined by single dots; one
+   leading dot is allowed (and ignored by browsers). */
+static int chi_cookie_domain_ok(const char *v)
+{
+    size_t label = 0;
+    if (*v == '.') v++;
+    if (!*v) return 0;
+    for (; *v; v++) {
+        unsigned char c = (unsigned char)*v;
+        int alnum = ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') || (c >= '0' && c <= '9');
+        if (c == '.') {
+            if (label == 0 || v[-1] == '-') return 0; /* an empty label, or one ending in '-' */
+            label = 0;
+        } else if (alnum || (c == '-' && label > 0)) {
+            if (++label > 63) return 0;
+        } else {
+            return 0;
+        }
+    }
+    return label > 0 && v[-1] != '-';
+}
+
 /* Appends s to out at *n if it fits; returns -1 when it does not. */
 static int chi_cat(char *out, size_t cap, size_t *n, const char *s, size_t len)
 {
@@ -4012,7 +4035,7 @@ CHOPIN_API long ch_cookie_format(const ch_cookie *c, char *out, size_t cap)
     for (i = 0; c->name[i]; i++)
         if (!chi_is((unsigned char)c->name[i], CHI_TOKEN)) return -1;
     if (!chi_cookie_value_ok(c->value)) return -1;
-    if ((c->path && !chi_cookie_attr_ok(c->path)) || (c->domain && !chi_cookie_attr_ok(c->domain))) return -1;
+    if ((c->path && !chi_cookie_attr_ok(c->path)) || (c->domain && !chi_cookie_domain_ok(c->domain))) return -1;
     if (c->same_site == CH_SAMESITE_NONE && !c->secure) return -1; /* browsers drop it */
     if ((strncmp(c->name, "__Secure-", 9) == 0 || strncmp(c->name, "__Host-", 7) == 0) && !c->secure) return -1;
     if (strncmp(c->name, "__Host-", 7) == 0 && (c->domain || !c->path || strcmp(c->path, "/") != 0)) return -1;

@@ -369,7 +369,43 @@ static void test_cookie(void)
     c.path = NULL;
     c.domain = "example.com\r\n";
     CHECK(ch_cookie_format(&c, out, sizeof out) == -1);
+    {
+        /* Domain is a host name (RFC 6265 4.1.2.3): labels of letters,
+           digits, '-'; one leading dot allowed */
+        static const char *good[] = {"example.com", ".example.com", "a-b.example", "localhost", "127.0.0.1", "x1.y2"};
+        static const char *bad[] = {"", ".", "exa mple.com", "example..com", "-a.com", "a-.com", "example.com.",
+                                    "ex_ample.com", "example.com:80", "a,b", "\xc3\xa9.com", "a=b"};
+        size_t i;
+        for (i = 0; i < sizeof good / sizeof good[0]; i++) {
+            c.domain = good[i];
+            CHECK(ch_cookie_format(&c, out, sizeof out) > 0 && strstr(out, "; Domain="));
+        }
+        for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+            c.domain = bad[i];
+            if (ch_cookie_format(&c, out, sizeof out) != -1) printf("  Domain accepted: '%s'\n", bad[i]);
+            CHECK(ch_cookie_format(&c, out, sizeof out) == -1);
+        }
+    }
     c.domain = NULL;
+    {
+        /* cookie-octet (RFC 6265 4.1.1): no CTL, whitespace, DQUOTE inside,
+           comma, semicolon or backslash; a token for the name */
+        static const char *bad_values[] = {"a\"b", "a,b", "a\\b", "a\tb", "\"", "a\x7f", "\xc3\xa9"};
+        static const char *bad_names[] = {"a=b", "a;b", "", "a\"", "(a)", "a/b", "a@b"};
+        size_t i;
+        for (i = 0; i < sizeof bad_values / sizeof bad_values[0]; i++) {
+            c.value = bad_values[i];
+            CHECK(ch_cookie_format(&c, out, sizeof out) == -1);
+        }
+        c.value = "";
+        CHECK(ch_cookie_format(&c, out, sizeof out) > 0 && strncmp(out, "sid=;", 5) == 0); /* empty is allowed */
+        c.value = "ok";
+        for (i = 0; i < sizeof bad_names / sizeof bad_names[0]; i++) {
+            c.name = bad_names[i];
+            CHECK(ch_cookie_format(&c, out, sizeof out) == -1);
+        }
+        c.name = "sid";
+    }
     c.same_site = CH_SAMESITE_NONE; /* None without Secure: browsers drop it */
     CHECK(ch_cookie_format(&c, out, sizeof out) == -1);
     c.secure = 1;
