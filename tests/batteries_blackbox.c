@@ -25,6 +25,7 @@
 static int g_port, g_passed, g_failed;
 static pid_t g_server;
 static long g_mid_rss; /* the server's RSS once 1 MB of an answer has come */
+static int g_cors_mode;  /* 0: no CORS; 1: "*" with credentials; 2: "*"; 3: a callback */
 
 static long server_rss_kib(void);
 
@@ -55,10 +56,32 @@ static void small(ch_req *req, ch_res *res)
     ch_res_text(res, 200, "ok");
 }
 
+/* CORS by callback: any subdomain of trusted.example over https. */
+static int allow_trusted(const char *origin, size_t len, void *user)
+{
+    static const char suffix[] = ".trusted.example";
+    (void)user;
+    return len > 8 + sizeof suffix - 1 && memcmp(origin, "https://", 8) == 0 &&
+           memcmp(origin + len - (sizeof suffix - 1), suffix, sizeof suffix - 1) == 0;
+}
+
+static void use_cors(ch_app *app)
+{
+    ch_cors cors;
+    memset(&cors, 0, sizeof cors);
+    cors.origins = g_cors_mode == 3 ? NULL : "*";
+    cors.allow = g_cors_mode == 3 ? allow_trusted : NULL;
+    cors.credentials = g_cors_mode == 1;
+    cors.expose = "X-Total";
+    cors.headers = "Content-Type";
+    if (g_cors_mode) ch_use_cors(app, &cors);
+}
+
 static void serve(int port)
 {
     ch_app *app = ch_app_new();
     ch_config cfg;
+    use_cors(app);
     memset(&cfg, 0, sizeof cfg);
     cfg.host = "127.0.0.1";
     cfg.port = port;
@@ -234,6 +257,79 @@ static void test_big_answer_released(void)
            ok && before > 0 && after > 0 && after - before < BIG_SLACK_KIB);
 }
 
+/* One request on a fresh connection; its status and head into head. */
+static int head_of(const char *bytes, char *head, size_t cap)
+{
+    size_t have = 0;
+    int fd = connect_server();
+    head[0] = 0;
+    if (fd < 0 || write(fd, bytes, strlen(bytes)) != (ssize_t)strlen(bytes)) {
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    while (have < cap - 1 && !strstr(head, "\r\n\r\n")) {
+        ssize_t n = read(fd, head + have, cap - 1 - have);
+        if (n <= 0) break;
+        have += (size_t)n;
+        head[have] = 0;
+    }
+    close(fd);
+    return strstr(head, "\r\n\r\n") ? atoi(head + 9) : -1;
+}
+
+/* The CORS configurations rest.c does not use (Fetch standard, 3.2). */
+static void test_cors_modes(const char *log)
+{
+    static const char get[] = "GET /small HTTP/1.1\r\nHost: h\r\nOrigin: https://x.example\r\n\r\n";
+    static const char pre[] = "OPTIONS /small HTTP/1.1\r\nHost: h\r\nOrigin: https://x.example\r\n"
+                              "Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type\r\n\r\n";
+    char h[4096];
+    int ok;
+    g_cors_mode = 1;
+    if (start_server(log) < 0) {
+        result("CORS: server starts", 0);
+        return;
+    }
+    ok = head_of(get, h, sizeof h) == 200 && strstr(h, "\r\nAccess-Control-Allow-Origin: https://x.example\r\n") &&
+         strstr(h, "\r\nAccess-Control-Allow-Credentials: true\r\n") && strstr(h, "\r\nVary: Origin\r\n") &&
+         strstr(h, "\r\nAccess-Control-Expose-Headers: X-Total\r\n") && !strstr(h, "Allow-Origin: *");
+    result("CORS: origins * with credentials echoes the origin (never *), with Credentials and Vary: Origin", ok);
+    if (!ok) printf("# %s", h);
+    ok = head_of(pre, h, sizeof h) == 204 && strstr(h, "\r\nAccess-Control-Allow-Origin: https://x.example\r\n") &&
+         strstr(h, "\r\nAccess-Control-Allow-Credentials: true\r\n") &&
+         strstr(h, "\r\nAccess-Control-Allow-Headers: Content-Type\r\n") && strstr(h, "\r\nAccess-Control-Allow-Methods: ") &&
+         strstr(h, "\r\nAccess-Control-Max-Age: 600\r\n") && !strstr(h, "Content-Length");
+    result("CORS: its preflight: 204, the origin echoed, Credentials, methods, headers, max-age 600", ok);
+    if (!ok) printf("# %s", h);
+    ok = head_of("GET /small HTTP/1.1\r\nHost: h\r\n\r\n", h, sizeof h) == 200 && !strstr(h, "Access-Control-");
+    result("CORS: a request without Origin gets no CORS header", ok);
+    stop_server();
+    g_cors_mode = 2;
+    if (start_server(log) < 0) {
+        result("CORS: server starts", 0);
+        return;
+    }
+    ok = head_of(get, h, sizeof h) == 200 && strstr(h, "\r\nAccess-Control-Allow-Origin: *\r\n") &&
+         !strstr(h, "Access-Control-Allow-Credentials");
+    result("CORS: origins * without credentials sends *, no Credentials", ok);
+    if (!ok) printf("# %s", h);
+    stop_server();
+    g_cors_mode = 3;
+    if (start_server(log) < 0) {
+        result("CORS: server starts", 0);
+        return;
+    }
+    ok = head_of("OPTIONS /small HTTP/1.1\r\nHost: h\r\nOrigin: https://a.trusted.example\r\n"
+                 "Access-Control-Request-Method: POST\r\n\r\n", h, sizeof h) == 204 &&
+         strstr(h, "\r\nAccess-Control-Allow-Origin: https://a.trusted.example\r\n") && strstr(h, "\r\nVary: Origin\r\n");
+    ok = ok && head_of(pre, h, sizeof h) != 204 && !strstr(h, "Access-Control-");
+    ok = ok && head_of(get, h, sizeof h) == 200 && !strstr(h, "Access-Control-");
+    result("CORS: an origin callback: its origins get the headers, others none (preflight not approved)", ok);
+    if (!ok) printf("# %s", h);
+    stop_server();
+    g_cors_mode = 0;
+}
+
 /* Sends bytes and waits for the 408 and the close. */
 static int timed_out(int fd, const char *bytes)
 {
@@ -333,6 +429,8 @@ int main(void)
     if (!ok) printf("# log:\n%s\n", text);
     ok = strstr(text, "\"GET /big HTTP/1.1\" 200 ") != NULL;
     result("access log: the big answers are logged too", ok);
+    test_cors_modes(log);
+    unlink(log);
     printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed ? 1 : 0;
 }
