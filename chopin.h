@@ -929,15 +929,24 @@ CHOPIN_API int ch_use_cors(ch_app *app, const ch_cors *cors);
 /* Rate limiting: a token bucket per client key (the client's address, or
    key()), in a table of table_size keys that forgets the least recently
    used. A request takes a token; the bucket holds `burst` and refills at
-   `rate` a second. Answers carry X-RateLimit-Limit (burst) and
-   -Remaining; over the limit: 429 with Retry-After (whole seconds, >= 1),
-   X-RateLimit-Reset and a JSON body (pre-built per worker).
-   ACROSS WORKERS: by default each worker has its own table, so a client
-   whose connections land on k workers may get up to k times the limit (a
-   keep-alive connection stays on one worker, so one connection sees the
-   limit exactly). exact = 1 keeps one table for all workers behind a lock:
-   the limit is then exact, for a lock per request (tens of nanoseconds
-   without contention). With g NULL it applies to every routed request. */
+   `rate` a second. Answers carry X-RateLimit-Limit (burst),
+   X-RateLimit-Remaining (whole tokens left) and X-RateLimit-Reset (seconds
+   until the bucket is full again); over the limit: 429 with Retry-After
+   (whole seconds until a token, >= 1), Remaining 0 and a JSON body
+   {"detail":"Too Many Requests","retry_after":N} (pre-built per worker).
+   ACROSS WORKERS: by default each worker has its own table. The kernel
+   spreads a client's connections over the workers (SO_REUSEPORT hashes
+   each connection's addresses and ports), so a client with connections on
+   k workers gets up to k * burst at once and k * rate a second sustained;
+   one connection stays on one worker, so a single keep-alive connection
+   sees the limit exactly. exact = 1 keeps one table for all workers behind
+   a mutex: the limit is then exact whatever the workers, for a lock per
+   limited request (tens of nanoseconds without contention). In both modes
+   a table that is full forgets its least recently used key, and a client
+   forgotten so starts again with a full bucket: size table_size above the
+   number of clients active within burst / rate seconds. FastRoutes and
+   `exempt` paths are never limited. With g NULL it applies to every routed
+   request, else to the group's routes. */
 typedef struct ch_ratelimit {
     double rate;                 /* tokens a second (> 0) */
     int burst;                   /* 0: rate, rounded up */
