@@ -77,6 +77,37 @@ static void use_cors(ch_app *app)
     if (g_cors_mode) ch_use_cors(app, &cors);
 }
 
+/* Bug 5: HEAD states the length without building the body. */
+static void head_len(ch_req *req, ch_res *res)
+{
+    if (req->method == CH_HEAD) {
+        ch_res_status(res, 200);
+        ch_res_length(res, 12345);
+        return;
+    }
+    ch_res_text(res, 200, "a GET body");
+}
+
+/* Bug 5: a handler that skips the body for HEAD and states nothing. */
+static void head_skip(ch_req *req, ch_res *res)
+{
+    if (req->method == CH_HEAD) {
+        ch_res_status(res, 200);
+        return;
+    }
+    ch_res_text(res, 200, "a GET body");
+}
+
+/* Bug 4: a Content-Type set first is kept by every body call. */
+static void ctype(ch_req *req, ch_res *res)
+{
+    ch_res_header(res, "Content-Type", "text/csv");
+    if (ch_req_param(req, "how").len == 4)
+        ch_res_text(res, 200, "a,b\n");
+    else
+        ch_res_send(res, 200, "application/octet-stream", "a,b\n", 4);
+}
+
 static void serve(int port)
 {
     ch_app *app = ch_app_new();
@@ -91,6 +122,9 @@ static void serve(int port)
     cfg.log_level = CH_LOG_ERROR;
     ch_get(app, "/big", big_json, NULL);
     ch_get(app, "/small", small, NULL);
+    ch_get(app, "/head-len", head_len, NULL);
+    ch_get(app, "/head-skip", head_skip, NULL);
+    ch_get(app, "/ctype/:how", ctype, NULL);
     ch_post(app, "/small", small, NULL);
     ch_after(app, ch_access_log, NULL);
     if (ch_listen(app, &cfg) != 0 || ch_serve(app) != 0) {
@@ -277,6 +311,33 @@ static int head_of(const char *bytes, char *head, size_t cap)
     return strstr(head, "\r\n\r\n") ? atoi(head + 9) : -1;
 }
 
+static int count_of(const char *h, const char *what)
+{
+    int n = 0;
+    for (; (h = strstr(h, what)) != NULL; h++) n++;
+    return n;
+}
+
+/* Bugs 4 and 5 over a socket. */
+static void test_head_and_ctype(void)
+{
+    char h[4096];
+    int ok;
+    ok = head_of("HEAD /head-len HTTP/1.1\r\nHost: h\r\n\r\n", h, sizeof h) == 200 &&
+         strstr(h, "\r\nContent-Length: 12345\r\n") && strstr(h, "\r\n\r\n")[4] == 0;
+    result("bug 5: HEAD with ch_res_length: Content-Length states the GET body's length, no body follows", ok);
+    ok = head_of("HEAD /head-skip HTTP/1.1\r\nHost: h\r\n\r\n", h, sizeof h) == 200 && !strstr(h, "Content-Length");
+    result("bug 5: HEAD answered without a body or a length: no Content-Length at all (not a false 0)", ok);
+    ok = ok && head_of("GET /head-skip HTTP/1.1\r\nHost: h\r\n\r\n", h, sizeof h) == 200 &&
+         strstr(h, "\r\nContent-Length: 10\r\n");
+    ok = head_of("GET /ctype/text HTTP/1.1\r\nHost: h\r\n\r\n", h, sizeof h) == 200 &&
+         strstr(h, "\r\nContent-Type: text/csv\r\n") && count_of(h, "Content-Type:") == 1;
+    ok = ok && head_of("GET /ctype/send HTTP/1.1\r\nHost: h\r\n\r\n", h, sizeof h) == 200 &&
+         strstr(h, "\r\nContent-Type: text/csv\r\n") && count_of(h, "Content-Type:") == 1;
+    result("bug 4: a Content-Type set with ch_res_header wins over ch_res_text and ch_res_send alike, sent once", ok);
+    if (!ok) printf("# %s", h);
+}
+
 /* The CORS configurations rest.c does not use (Fetch standard, 3.2). */
 static void test_cors_modes(const char *log)
 {
@@ -395,6 +456,7 @@ int main(void)
     }
     test_big_answer_released();
     send_refusals();
+    test_head_and_ctype();
     /* two at once, so the suite waits for one timeout, not two */
     a = connect_server();
     b = connect_server();
