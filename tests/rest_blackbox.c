@@ -374,6 +374,24 @@ static void test_proxy_malformed(void)
     result("PROXY protocol: v1 UNKNOWN and v2 LOCAL are served (as the proxy itself)", ok, &r);
 }
 
+/* PROXY protocol on, from a peer that is not a trusted proxy: no header is
+   expected or believed (a client cannot name itself someone else). */
+static void test_proxy_untrusted(const char *bin)
+{
+    static const char *const env[] = {"TRUST_PROXY=10.9.9.9", "PROXY_PROTOCOL=on", NULL};
+    response r;
+    int ok;
+    if (start_server_with(bin, NULL, env, NULL) < 0) {
+        result("PROXY protocol (untrusted peer): server starts", 0, NULL);
+        return;
+    }
+    ok = raw("GET /health HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", &r) == 0 && r.status == 200;
+    ok = ok && raw("PROXY TCP4 192.0.2.5 127.0.0.1 51000 80\r\nGET /health HTTP/1.1\r\nHost: h\r\n"
+                   "Connection: close\r\n\r\n", &r) == 0 && r.status == 400;
+    result("PROXY protocol: an untrusted peer is served without a header; one it sends is a bad request (400)", ok, &r);
+    stop_server();
+}
+
 /* PROXY protocol from a trusted proxy: the header names the client. */
 static void test_proxy_protocol(const char *bin)
 {
@@ -640,6 +658,7 @@ int main(int argc, char **argv)
     test_metrics(argv[1]);
     test_trust_proxy(argv[1]);
     test_proxy_protocol(argv[1]);
+    test_proxy_untrusted(argv[1]);
     test_strictness(argv[1]);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
