@@ -28,7 +28,10 @@
      next   batteries: a logger, CORS, rate limiting, trusted proxies,
             metrics, request ids, cookies, decoded parameters; after-hooks
             see refused requests; stricter chunk extensions and Host, the
-            characters browsers send in targets accepted
+            characters browsers send in targets accepted; X-Forwarded-For
+            read over all its lines, X-Real-IP only when sent once; metrics
+            counters never read torn on 32-bit CPUs with lock-free 64-bit
+            atomics; Set-Cookie Domain checked as a host name
      0.2.0  the header in three layers (core, OS seam, server); kqueue and
             poll backends beside epoll; embedding in the caller's loop
             (ch_poll); values set in code beat the environment; request
