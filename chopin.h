@@ -3798,8 +3798,10 @@ static long chi_proxy_v2(const unsigned char *b, size_t len, chi_peer *out)
         out->family = 6;
         memcpy(out->addr, b + 16, 16);
         break;
-    case 0: /* AF_UNSPEC */
-    case 3: /* AF_UNIX: no address to use */
+    case 3: /* AF_UNIX: two 108-byte paths; no address to use */
+        if (total < 16 + 216) return -1;
+        break;
+    case 0: /* AF_UNSPEC: the address block is ignored */
         break;
     default:
         return -1;

@@ -258,6 +258,14 @@ static void test_proxy_v2(void)
     CHECK(chi_proxy_parse((const char *)b, n, &p) == (long)n && p.family == 0);
     n = v2_header(b, 1, 1, a4, 8); /* too short for two IPv4 addresses and ports */
     CHECK(chi_proxy_parse((const char *)b, n, &p) == -1);
+    {
+        static unsigned char unix_addrs[216];
+        static unsigned char big[16 + 216];
+        n = v2_header(big, 1, 3, unix_addrs, sizeof unix_addrs); /* AF_UNIX: served as the proxy itself */
+        CHECK(chi_proxy_parse((const char *)big, n, &p) == (long)n && p.family == 0);
+        n = v2_header(big, 1, 3, unix_addrs, 12); /* AF_UNIX too short for its two paths */
+        CHECK(chi_proxy_parse((const char *)big, n, &p) == -1);
+    }
     n = v2_header(b, 2, 1, a4, sizeof a4); /* an unknown command */
     CHECK(chi_proxy_parse((const char *)b, n, &p) == -1);
     n = v2_header(b, 1, 1, a4, sizeof a4);
