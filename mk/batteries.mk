@@ -30,12 +30,15 @@ build/batteries_oom: tests/batteries_oom.c chopin.h | build
 
 # The unit tests built for a 32-bit CPU (gcc -m32, gcc-multilib), with
 # UBSan: the metrics counters must not be read torn there (issue 9). A
-# machine without the 32-bit libraries prints why and passes nothing.
+# machine without the 32-bit headers and libraries (gcc-multilib, which
+# Debian will not install beside gcc-aarch64-linux-gnu) prints why and
+# passes nothing.
 build/batteries_unit32: tests/batteries_unit.c chopin.h | build
 	$(CC) -m32 $(WARN) -O2 -g -fsanitize=undefined -fno-sanitize-recover=undefined $< -o $@ $(LIBS)
 
 batteries-m32: | build
-	@if printf 'int main(void){return 0;}' | $(CC) -m32 -x c - -o build/m32-probe 2>/dev/null; then \
+	@if printf '#include <errno.h>\n#include <pthread.h>\nint main(void){return errno;}\n' | \
+	    $(CC) -m32 -x c - -o build/m32-probe $(LIBS) 2>/dev/null; then \
 	  $(MAKE) -s build/batteries_unit32 && ./build/batteries_unit32; \
 	else echo "skip: $(CC) -m32 cannot link here (install gcc-multilib)"; echo "0 passed, 0 failed"; fi
 
