@@ -110,9 +110,25 @@ static void ctype(ch_req *req, ch_res *res)
 
 static void serve(int port)
 {
+    static ch_bearer events_auth, plain_auth;
     ch_app *app = ch_app_new();
+    ch_group *events, *plain;
     ch_config cfg;
     use_cors(app);
+    /* the bearer token from a cookie or the query where the route asks
+       (EventSource and WebSocket clients cannot set headers), and only there */
+    memset(&events_auth, 0, sizeof events_auth);
+    events_auth.token = "t0k";
+    events_auth.cookie = "sid";
+    events_auth.query = "access_token";
+    plain_auth = events_auth;
+    plain_auth.cookie = plain_auth.query = NULL;
+    events = ch_group_new(app, "/events");
+    ch_group_use(events, ch_mw_bearer, &events_auth);
+    ch_group_route(events, CH_GET, "/feed", small, NULL);
+    plain = ch_group_new(app, "/plain");
+    ch_group_use(plain, ch_mw_bearer, &plain_auth);
+    ch_group_route(plain, CH_GET, "/feed", small, NULL);
     memset(&cfg, 0, sizeof cfg);
     cfg.host = "127.0.0.1";
     cfg.port = port;
@@ -338,6 +354,36 @@ static void test_head_and_ctype(void)
     if (!ok) printf("# %s", h);
 }
 
+/* The bearer middleware's other token places. */
+static void test_bearer_places(void)
+{
+    static const struct {
+        const char *req;
+        int status;
+    } cases[] = {
+        {"GET /events/feed HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer t0k\r\n\r\n", 200},
+        {"GET /events/feed HTTP/1.1\r\nHost: h\r\nCookie: a=1; sid=t0k\r\n\r\n", 200},
+        {"GET /events/feed?x=1&access_token=t0k HTTP/1.1\r\nHost: h\r\n\r\n", 200},
+        {"GET /events/feed?access_token=t0k%21 HTTP/1.1\r\nHost: h\r\n\r\n", 401},
+        {"GET /events/feed HTTP/1.1\r\nHost: h\r\nCookie: sid=nope\r\n\r\n", 401},
+        {"GET /events/feed HTTP/1.1\r\nHost: h\r\n\r\n", 401},
+        {"GET /plain/feed HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer t0k\r\n\r\n", 200},
+        {"GET /plain/feed HTTP/1.1\r\nHost: h\r\nCookie: sid=t0k\r\n\r\n", 401},
+        {"GET /plain/feed?access_token=t0k HTTP/1.1\r\nHost: h\r\n\r\n", 401},
+    };
+    char h[4096];
+    size_t i;
+    int ok = 1;
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int st = head_of(cases[i].req, h, sizeof h);
+        if (st != cases[i].status) {
+            ok = 0;
+            printf("# %d, not %d: %.60s\n", st, cases[i].status, cases[i].req);
+        }
+    }
+    result("bearer: the token from the header, or from a cookie or the query where the route asks (only there)", ok);
+}
+
 /* The CORS configurations rest.c does not use (Fetch standard, 3.2). */
 static void test_cors_modes(const char *log)
 {
@@ -457,6 +503,7 @@ int main(void)
     test_big_answer_released();
     send_refusals();
     test_head_and_ctype();
+    test_bearer_places();
     /* two at once, so the suite waits for one timeout, not two */
     a = connect_server();
     b = connect_server();
