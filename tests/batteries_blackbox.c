@@ -26,8 +26,12 @@ static int g_port, g_passed, g_failed;
 static pid_t g_server;
 static long g_mid_rss; /* the server's RSS once 1 MB of an answer has come */
 static int g_cors_mode;  /* 0: no CORS; 1: "*" with credentials; 2: "*"; 3: a callback */
+static const char *g_errlog;   /* the server's stderr goes here when set */
+static const char *g_chopin_log; /* CHOPIN_LOG for the server, or NULL */
 
 static long server_rss_kib(void);
+static int status_of(const char *bytes, size_t len);
+static void slurp(const char *path, char *buf, size_t cap);
 
 static void result(const char *name, int ok)
 {
@@ -135,7 +139,7 @@ static void serve(int port)
     cfg.workers = 1;
     cfg.header_timeout = 1;
     cfg.body_timeout = 1;
-    cfg.log_level = CH_LOG_ERROR;
+    cfg.log_level = g_chopin_log ? CH_LOG_DEFAULT : CH_LOG_ERROR; /* default: $CHOPIN_LOG */
     ch_get(app, "/big", big_json, NULL);
     ch_get(app, "/small", small, NULL);
     ch_get(app, "/head-len", head_len, NULL);
@@ -193,6 +197,11 @@ static int start_server(const char *log)
     g_server = fork();
     if (g_server == 0) {
         if (!freopen(log, "w", stdout)) _exit(127);
+        if (g_errlog && !freopen(g_errlog, "w", stderr)) _exit(127);
+        if (g_chopin_log && *g_chopin_log)
+            setenv("CHOPIN_LOG", g_chopin_log, 1);
+        else
+            unsetenv("CHOPIN_LOG");
         serve(g_port);
     }
     for (i = 0; i < 500; i++) {
@@ -384,6 +393,62 @@ static void test_bearer_places(void)
     result("bearer: the token from the header, or from a cookie or the query where the route asks (only there)", ok);
 }
 
+/* The logger: CHOPIN_LOG's level; one line on stderr by default; at most
+   20 lines a second, then one line saying how many were left out. */
+static int lines_with(const char *text, const char *what, long *sum_after)
+{
+    int n = 0;
+    const char *p = text;
+    while ((p = strstr(p, what)) != NULL) {
+        n++;
+        p += strlen(what);
+        if (sum_after) *sum_after += atol(p);
+    }
+    return n;
+}
+
+static void logger_run(const char *level, const char *errlog, int bad, int pause_then_one)
+{
+    int i;
+    g_chopin_log = level;
+    g_errlog = errlog;
+    if (start_server("/dev/null") < 0) {
+        g_chopin_log = g_errlog = NULL;
+        return;
+    }
+    for (i = 0; i < bad; i++) status_of("\x01 nonsense\r\n\r\n", 14);
+    if (pause_then_one) {
+        usleep(2100000); /* into a later second: the next line reports the ones left out */
+        status_of("\x01 nonsense\r\n\r\n", 14);
+    }
+    stop_server();
+    g_chopin_log = g_errlog = NULL;
+}
+
+static void test_logger(void)
+{
+    char errlog[] = "/tmp/batteries_stderr_XXXXXX", text[65536];
+    int fd = mkstemp(errlog), info;
+    long left_out = 0;
+    if (fd >= 0) close(fd);
+    logger_run("info", errlog, 60, 1);
+    slurp(errlog, text, sizeof text);
+    info = lines_with(text, "chopin: info: refused a request: 400 Bad Request\n", NULL);
+    lines_with(text, "chopin: warn: ", &left_out);
+    result("logger: CHOPIN_LOG=info, a flood of 61 bad requests: at most 20 lines a second on stderr, then how many "
+           "were left out (every one accounted for)",
+           info >= 20 && info <= 41 && left_out > 0 && info + left_out == 61);
+    if (!(info >= 20 && info <= 41 && left_out > 0 && info + left_out == 61))
+        printf("# %d info lines, %ld left out; stderr:\n%s\n", info, left_out, text);
+    logger_run("off", errlog, 5, 0);
+    slurp(errlog, text, sizeof text);
+    result("logger: CHOPIN_LOG=off: nothing on stderr", text[0] == 0);
+    logger_run("", errlog, 5, 0);
+    slurp(errlog, text, sizeof text);
+    result("logger: by default (warn) a refused request is not logged", !strstr(text, "refused"));
+    unlink(errlog);
+}
+
 /* The CORS configurations rest.c does not use (Fetch standard, 3.2). */
 static void test_cors_modes(const char *log)
 {
@@ -539,6 +604,7 @@ int main(void)
     ok = strstr(text, "\"GET /big HTTP/1.1\" 200 ") != NULL;
     result("access log: the big answers are logged too", ok);
     test_cors_modes(log);
+    test_logger();
     unlink(log);
     printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed ? 1 : 0;
