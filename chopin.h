@@ -913,8 +913,11 @@ CHOPIN_API ch_str ch_res_request_id(const ch_res *res);
    allowed origin is answered 204 at once, before any later middleware (auth
    included); an allowed origin's other requests get
    Access-Control-Allow-Origin (and -Credentials, -Expose-Headers) and Vary:
-   Origin; any other origin gets no CORS header at all. ch_use_cors registers
-   it as app middleware (put it first); decisions are cached per worker. */
+   Origin; any other origin gets no CORS header at all. With credentials
+   and "*" the origin is echoed (browsers refuse "*" with credentials). A
+   request without Origin gets only Vary: Origin, so that no cache serves
+   it to a CORS request. ch_use_cors registers it as app middleware (put it
+   first); decisions are cached per worker. */
 typedef struct ch_cors {
     const char *origins;         /* "https://a.example, https://b.example", or "*" */
     int (*allow)(const char *origin, size_t len, void *user); /* or this: 1 allow */
@@ -9482,7 +9485,8 @@ static int chi_value_ok(const char *v)
    direct-mapped table, so a busy origin costs one hash and one compare. A
    disallowed origin gets no CORS header at all, and the request goes on
    as if CORS were not there (the browser then refuses to show the answer
-   to the page). */
+   to the page). A request without Origin gets no CORS header either, but
+   Vary: Origin, so that a cache never serves it to a CORS request. */
 
 #define CHI_CORS_CACHE 64
 #define CHI_CORS_ORIGIN_MAX 128
@@ -9595,7 +9599,12 @@ static int chi_mw_cors(ch_req *req, ch_res *res, void *user)
 {
     const chi_cors *c = (const chi_cors *)user;
     ch_str o = ch_req_common(req, CH_H_ORIGIN);
-    if (!o.ptr) return CH_NEXT; /* not a cross-origin request */
+    if (!o.ptr) { /* not a cross-origin request: no CORS header, but caches
+                     must not hand this answer to one (Fetch, "CORS protocol
+                     and HTTP caches": it lacks the grant a CORS request gets) */
+        chi_res_put_lines(res, "Vary: Origin\r\n", 14);
+        return CH_NEXT;
+    }
     if (!chi_cors_allowed(res->w, c, o)) return CH_NEXT;
     chi_cors_origin_headers(c, res, o);
     if (req->method == CH_OPTIONS && ch_req_header(req, "access-control-request-method").ptr) {
