@@ -46,3 +46,6 @@ batteries-m32: | build
 # answer not kept resident): release build, since RSS is measured.
 build/batteries_blackbox: tests/batteries_blackbox.c chopin.h | build
 	$(CC) $(WARN) -O2 -g $< -o $@ $(LIBS)
+
+build/batteries_blackbox-asan: tests/batteries_blackbox.c chopin.h | build
+	$(CC) $(WARN) $(DEBUG) $(SAN) $< -o $@ $(LIBS)

@@ -13,6 +13,8 @@ suite "batteries: unit tests built -m32 (counters never read torn on a 32-bit CP
 suite "batteries: each CHOPIN_NO_* switch builds warning-free" make -s batteries-switches
 suite "batteries: 408 after a partial head reaches the access log; a 50 MB answer is not kept (RSS), release" \
   bash -c 'make -s build/batteries_blackbox && ./build/batteries_blackbox'
+suite "batteries: the same, ASan+UBSan (RSS reported, not checked)" \
+  bash -c 'make -s build/batteries_blackbox-asan && BATTERIES_SANITIZED=1 ./build/batteries_blackbox-asan'
 suite "todo API (examples/rest.c), release build" bash -c 'make -s build/rest build/rest_blackbox && ./build/rest_blackbox ./build/rest'
 # /metrics read by the real Prometheus client's text parser (Debian's
 # python3-prometheus-client, for the system python3): installed here when
