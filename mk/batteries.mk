@@ -1,7 +1,8 @@
 # Issue 9 (batteries and sharp edges): the unit tests of the new parts
 # (addresses, PROXY header, token buckets, cookies, the response rules),
 # and each of the batteries' CHOPIN_NO_* switches compiled on its own,
-# warning-free with -Wconversion -Wshadow (gcc and clang).
+# warning-free with -Wconversion -Wshadow (gcc -O2; clang -fsyntax-only:
+# its warnings are all front-end ones, and the suite stays short).
 #   make batteries     the unit tests (ASan+UBSan) and the switch builds
 BATTERIES_OFF = CHOPIN_NO_CORS CHOPIN_NO_RATELIMIT CHOPIN_NO_METRICS CHOPIN_NO_PROXY CHOPIN_NO_REQUEST_ID
 
@@ -13,7 +14,7 @@ batteries-switches: | build
 	@for m in $(BATTERIES_OFF); do \
 	  $(CC) $(WARN) -Wconversion -Wshadow -Werror -O2 -c -o build/batteries-switch.o -D$$m examples/hello.c || exit 1; \
 	  if command -v $(CLANG) >/dev/null; then \
-	    $(CLANG) $(WARN) -Wconversion -Wshadow -Werror -O2 -c -o build/batteries-switch.o -D$$m examples/hello.c || exit 1; fi; \
+	    $(CLANG) $(WARN) -Wconversion -Wshadow -Werror -fsyntax-only -D$$m examples/hello.c || exit 1; fi; \
 	done
 	@echo "1 passed, 0 failed"
 
