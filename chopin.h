@@ -382,6 +382,8 @@ typedef enum ch_log_item {
     CH_LOGITEM_BAD_PROXY_HEADER, /* warn: a trusted proxy sent no valid PROXY header */
     CH_LOGITEM_SUPPRESSED,       /* warn: lines left out by the rate limit */
     CH_LOGITEM_WORKER_FAILED,    /* error: a worker's event loop failed; it stopped */
+    CH_LOGITEM_IO_URING_REFUSED, /* warn: CHOPIN_USE_IO_URING, but the kernel or a
+                                    seccomp policy refused io_uring: epoll serves */
     CH_LOGITEM_COUNT
 } ch_log_item;
 
@@ -5820,10 +5822,15 @@ CHOPIN_API int ch_form_decode_next(ch_str *rest, char *key, size_t kcap, char *v
    completion backend (io_uring: "these bytes arrived", "that send finished")
    would call the same functions from its completions. */
 
-#if (defined(CHOPIN_USE_EPOLL) + defined(CHOPIN_USE_KQUEUE) + defined(CHOPIN_USE_POLL)) > 1
-#error "chopin.h: define at most one of CHOPIN_USE_EPOLL, CHOPIN_USE_KQUEUE, CHOPIN_USE_POLL"
+#if (defined(CHOPIN_USE_EPOLL) + defined(CHOPIN_USE_KQUEUE) + defined(CHOPIN_USE_POLL) + defined(CHOPIN_USE_IO_URING)) > 1
+#error "chopin.h: define at most one of CHOPIN_USE_EPOLL, CHOPIN_USE_KQUEUE, CHOPIN_USE_POLL, CHOPIN_USE_IO_URING"
 #endif
-#if defined(CHOPIN_USE_EPOLL)
+#if defined(CHOPIN_USE_IO_URING) && !defined(__linux__)
+#error "chopin.h: CHOPIN_USE_IO_URING is Linux only"
+#endif
+#if defined(CHOPIN_USE_IO_URING)
+#define CHI_OS_IO_URING 1 /* with the epoll block beside it: the fallback */
+#elif defined(CHOPIN_USE_EPOLL)
 #define CHI_OS_EPOLL 1
 #elif defined(CHOPIN_USE_KQUEUE)
 #define CHI_OS_KQUEUE 1
@@ -5934,9 +5941,15 @@ static const char *chi_os_errno_text(int e, char *buf, size_t n)
 /* The last error's text (errno), in buf. */
 static const char *chi_os_error_text(char *buf, size_t n) { return chi_os_errno_text(errno, buf, n); }
 
+#if defined(CHI_OS_IO_URING)
+static int chi_ur_usable(void); /* >>os io_uring */
+#endif
+
 CHOPIN_API const char *ch_backend(void)
 {
-#if defined(CHI_OS_EPOLL)
+#if defined(CHI_OS_IO_URING)
+    return chi_ur_usable() ? "io_uring" : "epoll";
+#elif defined(CHI_OS_EPOLL)
     return "epoll";
 #elif defined(CHI_OS_KQUEUE)
     return "kqueue";
@@ -6719,7 +6732,34 @@ static int chi_os_open_file(const char *path)
 
 static int chi_os_mkdir(const char *path) { return (mkdir(path, 0755) == 0 || errno == EEXIST) ? 0 : -1; }
 
-#if defined(CHI_OS_EPOLL)
+#if defined(CHI_OS_IO_URING)
+/* Under CHOPIN_USE_IO_URING the epoll block below is the fallback: its seam
+   names get an epoll prefix here, and >>os io_uring defines the real ones,
+   which use the ring or call these. */
+#define chi_poller chi_epoll_poller
+#define chi_poller_open chi_epoll_poller_open
+#define chi_poller_close chi_epoll_poller_close
+#define chi_poller_add chi_epoll_poller_add
+#define chi_poller_mod chi_epoll_poller_mod
+#define chi_poller_del chi_epoll_poller_del
+#define chi_poller_forget chi_epoll_poller_forget
+#define chi_poller_wait chi_epoll_poller_wait
+#define chi_poller_fd chi_epoll_poller_fd
+#define chi_waker chi_epoll_waker
+#define chi_waker_open chi_epoll_waker_open
+#define chi_waker_wake chi_epoll_waker_wake
+#define chi_waker_drain chi_epoll_waker_drain
+#define chi_waker_close chi_epoll_waker_close
+#define chi_ticker chi_epoll_ticker
+#define chi_ticker_open chi_epoll_ticker_open
+#define chi_ticker_drain chi_epoll_ticker_drain
+#define chi_ticker_close chi_epoll_ticker_close
+#define chi_signals chi_epoll_signals
+#define chi_signals_open chi_epoll_signals_open
+#define chi_signals_read chi_epoll_signals_read
+#define chi_signals_close chi_epoll_signals_close
+#endif
+#if defined(CHI_OS_EPOLL) || defined(CHI_OS_IO_URING)
 /* >>os epoll ------------------------------------------------------------------
    Linux. Every source of events is a descriptor in the epoll set: sockets,
    an eventfd for the waker, a timerfd for the ticker and a signalfd for the
@@ -6922,6 +6962,680 @@ static void chi_signals_close(chi_signals *s)
     pthread_sigmask(SIG_SETMASK, &s->old, NULL);
 }
 #endif /* CHI_OS_EPOLL */
+#if defined(CHI_OS_IO_URING)
+#undef chi_poller
+#undef chi_poller_open
+#undef chi_poller_close
+#undef chi_poller_add
+#undef chi_poller_mod
+#undef chi_poller_del
+#undef chi_poller_forget
+#undef chi_poller_wait
+#undef chi_poller_fd
+#undef chi_waker
+#undef chi_waker_open
+#undef chi_waker_wake
+#undef chi_waker_drain
+#undef chi_waker_close
+#undef chi_ticker
+#undef chi_ticker_open
+#undef chi_ticker_drain
+#undef chi_ticker_close
+#undef chi_signals
+#undef chi_signals_open
+#undef chi_signals_read
+#undef chi_signals_close
+#endif
+
+#if defined(CHI_OS_IO_URING)
+/* >>os io_uring ---------------------------------------------------------------
+   Linux, CHOPIN_USE_IO_URING: the same readiness contract as epoll, driven
+   through an io_uring instead of an epoll set, so that one io_uring_enter
+   per loop pass both hands the kernel every change of interest made during
+   the pass and waits for the next events (epoll pays an epoll_wait per pass
+   and an epoll_ctl per change).
+   - Raw system calls (io_uring_setup, io_uring_enter) and the ring layout of
+     the kernel's <linux/io_uring.h>; no liburing.
+   - Interest in a descriptor is a one-shot IORING_OP_POLL_ADD, armed again
+     just before the next wait while the interest lasts. A one-shot poll
+     checks readiness when it is armed, so a socket with bytes left is
+     reported again on the next pass: level-triggered, as the seam wants.
+     Every arming carries a generation in its user_data: a poll that was
+     cancelled (interest changed, descriptor forgotten) and still completes
+     is recognised as stale and dropped.
+   - A pending poll holds a reference to its socket, so closing the
+     descriptor alone would not close the connection: chi_poller_forget
+     cancels it (the cancel goes with the next enter).
+   - The waker is an eventfd with an IORING_OP_READ on it (the read is the
+     drain; the owner re-arms it); the ticker an IORING_OP_TIMEOUT re-armed
+     on each tick; the stop signals a signalfd polled like a socket.
+   - Refused (no io_uring in the kernel, kernel.io_uring_disabled, a seccomp
+     filter, missing features): the poller is the epoll one, chosen when it
+     opens; p->refused keeps the errno for the one log line (>>listen).
+   Embedded (ch_poll_fd): the ring's descriptor is readable when a
+   completion waits; ch_poll submits what its pass queued before it returns
+   (chi_poller_flush), so a caller that sleeps on the descriptor misses
+   nothing. */
+#if !defined(__GNUC__) && !defined(__clang__)
+#error "chopin.h: CHOPIN_USE_IO_URING needs GCC or clang (the ring is shared memory with the kernel: __atomic builtins)"
+#endif
+#include <linux/io_uring.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+
+/* what a completion's user_data names (low 3 bits; pointers are 8-aligned) */
+#define CHI_UR_IGNORE 0u  /* a cancel's own completion */
+#define CHI_UR_FD 1u      /* a poll: generation << 35 | fd << 3 */
+#define CHI_UR_WAKER 2u   /* the waker's read: its address */
+#define CHI_UR_TICKER 3u  /* the ticker's timeout: its address */
+#define CHI_UR_GEN_MASK 0x1fffffffu
+#define CHI_UR_SQ 1024u   /* submission entries; the queue is flushed when full */
+#define CHI_UR_CQ 16384u  /* completion entries; more wait in the kernel (NODROP) */
+
+typedef struct chi_ur_fd {
+    uint64_t tag;
+    uint32_t gen;              /* of the poll armed now */
+    unsigned char ev;          /* interest: CHI_EV_READ | CHI_EV_WRITE */
+    unsigned char armed;       /* the mask of the poll in the kernel, 0: none */
+    unsigned char reg;         /* registered */
+    unsigned char dirty;       /* in the list looked at before the next wait */
+} chi_ur_fd;
+
+typedef struct chi_poller {
+    int uring;                 /* 1: the ring; 0: the epoll poller below */
+    int refused;               /* why the ring was refused (errno), 0 if it was not */
+    chi_epoll_poller ep;
+    int fd, open;
+    unsigned *sq_head, *sq_tail, *sq_mask, *sq_array, *cq_head, *cq_tail, *cq_mask;
+    struct io_uring_sqe *sqes;
+    struct io_uring_cqe *cqes;
+    void *ring_map, *sqe_map;
+    size_t ring_len, sqe_len;
+    unsigned tail;             /* ours; published to the kernel at each enter */
+    unsigned features, skip;   /* skip: IOSQE_CQE_SKIP_SUCCESS where the kernel has it */
+    chi_ur_fd *fds;
+    size_t nfds;
+    int *dirty;
+    size_t ndirty, dirty_cap;
+} chi_poller;
+
+typedef struct chi_waker {
+    chi_epoll_waker ep;
+    chi_poller *p;
+    uint64_t tag, value;       /* value: what the ring's read writes */
+    int fd, open, armed;
+} chi_waker;
+
+typedef struct chi_ticker {
+    chi_epoll_ticker ep;
+    chi_poller *p;
+    uint64_t tag;
+    struct __kernel_timespec ts;
+    int open, armed;
+} chi_ticker;
+
+static long chi_ur_setup(unsigned entries, struct io_uring_params *prm)
+{
+    return syscall(__NR_io_uring_setup, entries, prm);
+}
+
+static long chi_ur_enter(int fd, unsigned submit, unsigned min_complete, unsigned flags, void *arg, size_t argsz)
+{
+    return syscall(__NR_io_uring_enter, fd, submit, min_complete, flags, arg, argsz);
+}
+
+/* The features the backend relies on: completions never dropped, and a
+   wait with a timeout in one enter (Linux 5.11). */
+#define CHI_UR_NEEDS (IORING_FEAT_NODROP | IORING_FEAT_EXT_ARG | IORING_FEAT_SINGLE_MMAP)
+
+/* Sets the ring up; returns 0, or the errno that refused it. */
+static int chi_ur_open(chi_poller *p)
+{
+    struct io_uring_params prm;
+    long fd;
+    int e;
+    memset(&prm, 0, sizeof prm);
+    prm.flags = IORING_SETUP_CQSIZE;
+    prm.cq_entries = CHI_UR_CQ;
+    fd = chi_ur_setup(CHI_UR_SQ, &prm);
+    if (fd < 0) return errno ? errno : ENOSYS;
+    p->fd = (int)fd;
+    if ((prm.features & CHI_UR_NEEDS) != CHI_UR_NEEDS) {
+        close(p->fd);
+        return EOPNOTSUPP;
+    }
+    p->features = prm.features;
+    p->ring_len = prm.sq_off.array + prm.sq_entries * sizeof(unsigned);
+    if (prm.cq_off.cqes + prm.cq_entries * sizeof(struct io_uring_cqe) > p->ring_len)
+        p->ring_len = prm.cq_off.cqes + prm.cq_entries * sizeof(struct io_uring_cqe);
+    p->sqe_len = prm.sq_entries * sizeof(struct io_uring_sqe);
+    p->ring_map = mmap(NULL, p->ring_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, p->fd, (off_t)IORING_OFF_SQ_RING);
+    p->sqe_map = p->ring_map == MAP_FAILED ? MAP_FAILED :
+                 mmap(NULL, p->sqe_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, p->fd, (off_t)IORING_OFF_SQES);
+    if (p->sqe_map == MAP_FAILED) {
+        e = errno;
+        if (p->ring_map != MAP_FAILED) munmap(p->ring_map, p->ring_len);
+        close(p->fd);
+        return e;
+    }
+    {
+        char *r = (char *)p->ring_map;
+        p->sq_head = (unsigned *)(void *)(r + prm.sq_off.head);
+        p->sq_tail = (unsigned *)(void *)(r + prm.sq_off.tail);
+        p->sq_mask = (unsigned *)(void *)(r + prm.sq_off.ring_mask);
+        p->sq_array = (unsigned *)(void *)(r + prm.sq_off.array);
+        p->cq_head = (unsigned *)(void *)(r + prm.cq_off.head);
+        p->cq_tail = (unsigned *)(void *)(r + prm.cq_off.tail);
+        p->cq_mask = (unsigned *)(void *)(r + prm.cq_off.ring_mask);
+        p->cqes = (struct io_uring_cqe *)(void *)(r + prm.cq_off.cqes);
+    }
+    p->sqes = (struct io_uring_sqe *)p->sqe_map;
+    p->tail = *p->sq_tail;
+    p->skip = (prm.features & IORING_FEAT_CQE_SKIP) ? (unsigned)IOSQE_CQE_SKIP_SUCCESS : 0u;
+    return 0;
+}
+
+/* Would a poller open on the ring now? (ch_backend asks the kernel the same
+   question the pollers ask, so its answer is the truth, with no state.) */
+static int chi_ur_usable(void)
+{
+    chi_poller p;
+    memset(&p, 0, sizeof p);
+    if (chi_ur_open(&p) != 0) return 0;
+    munmap(p.sqe_map, p.sqe_len);
+    munmap(p.ring_map, p.ring_len);
+    close(p.fd);
+    return 1;
+}
+
+static int chi_poller_open(chi_poller *p)
+{
+    int e;
+    memset(p, 0, sizeof *p);
+    e = chi_ur_open(p);
+    if (e == 0) {
+        p->uring = p->open = 1;
+        return 0;
+    }
+    p->refused = e;
+    return chi_epoll_poller_open(&p->ep);
+}
+
+static void chi_poller_close(chi_poller *p)
+{
+    if (!p->uring) {
+        chi_epoll_poller_close(&p->ep);
+        return;
+    }
+    if (!p->open) return;
+    munmap(p->sqe_map, p->sqe_len);
+    munmap(p->ring_map, p->ring_len);
+    close(p->fd);
+    CHOPIN_FREE(p->fds);
+    CHOPIN_FREE(p->dirty);
+    p->fds = NULL;
+    p->dirty = NULL;
+    p->nfds = p->ndirty = p->dirty_cap = 0;
+    p->open = 0;
+}
+
+/* Hands the kernel what was queued and, with GETEVENTS, waits. Returns the
+   enter's result (-1 with errno on failure). */
+static long chi_ur_submit(chi_poller *p, unsigned min_complete, unsigned flags, void *arg, size_t argsz)
+{
+    unsigned pending;
+    long r;
+    __atomic_store_n(p->sq_tail, p->tail, __ATOMIC_RELEASE);
+    pending = p->tail - __atomic_load_n(p->sq_head, __ATOMIC_ACQUIRE);
+    if (pending == 0 && !(flags & IORING_ENTER_GETEVENTS)) return 0;
+    do {
+        r = chi_ur_enter(p->fd, pending, min_complete, flags, arg, argsz);
+    } while (r < 0 && errno == EINTR && !(flags & IORING_ENTER_GETEVENTS));
+    return r;
+}
+
+/* A zeroed submission entry, or NULL when the queue is full and cannot be
+   emptied. */
+static struct io_uring_sqe *chi_ur_sqe(chi_poller *p)
+{
+    struct io_uring_sqe *s;
+    unsigned idx;
+    if (p->tail - __atomic_load_n(p->sq_head, __ATOMIC_ACQUIRE) >= *p->sq_mask + 1) {
+        if (chi_ur_submit(p, 0, 0, NULL, 0) < 0) return NULL;
+        if (p->tail - __atomic_load_n(p->sq_head, __ATOMIC_ACQUIRE) >= *p->sq_mask + 1) return NULL;
+    }
+    idx = p->tail & *p->sq_mask;
+    s = &p->sqes[idx];
+    memset(s, 0, sizeof *s);
+    p->sq_array[idx] = idx;
+    p->tail++;
+    return s;
+}
+
+static uint32_t chi_ur_poll_mask(unsigned ev)
+{
+    uint32_t m = ((ev & CHI_EV_READ) ? (uint32_t)POLLIN : 0u) | ((ev & CHI_EV_WRITE) ? (uint32_t)POLLOUT : 0u);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    m = (m << 16) | (m >> 16); /* the kernel swaps the halves back */
+#endif
+    return m;
+}
+
+static uint64_t chi_ur_fd_data(int fd, uint32_t gen)
+{
+    return ((uint64_t)(gen & CHI_UR_GEN_MASK) << 35) | ((uint64_t)(unsigned)fd << 3) | CHI_UR_FD;
+}
+
+static int chi_ur_arm_poll(chi_poller *p, int fd, chi_ur_fd *e)
+{
+    struct io_uring_sqe *s = chi_ur_sqe(p);
+    if (!s) return -1;
+    s->opcode = IORING_OP_POLL_ADD;
+    s->fd = fd;
+    s->poll32_events = chi_ur_poll_mask(e->ev);
+    s->user_data = chi_ur_fd_data(fd, e->gen);
+    e->armed = e->ev;
+    return 0;
+}
+
+/* Cancels fd's pending poll: a later completion of it is stale. */
+static int chi_ur_cancel_poll(chi_poller *p, int fd, chi_ur_fd *e)
+{
+    struct io_uring_sqe *s;
+    if (!e->armed) return 0;
+    s = chi_ur_sqe(p);
+    if (!s) return -1;
+    s->opcode = IORING_OP_POLL_REMOVE;
+    s->addr = chi_ur_fd_data(fd, e->gen);
+    s->flags = (unsigned char)p->skip;
+    s->user_data = CHI_UR_IGNORE;
+    e->gen = (e->gen + 1) & CHI_UR_GEN_MASK;
+    e->armed = 0;
+    return 0;
+}
+
+/* fd's entry, the table grown to hold it. */
+static chi_ur_fd *chi_ur_entry(chi_poller *p, int fd)
+{
+    if (fd < 0) return NULL;
+    if ((size_t)fd >= p->nfds) {
+        size_t n = p->nfds ? p->nfds : 256;
+        chi_ur_fd *t;
+        while (n <= (size_t)fd) n *= 2;
+        t = (chi_ur_fd *)CHOPIN_REALLOC(p->fds, n * sizeof *t);
+        if (!t) return NULL;
+        memset(t + p->nfds, 0, (n - p->nfds) * sizeof *t);
+        p->fds = t;
+        p->nfds = n;
+    }
+    return &p->fds[fd];
+}
+
+/* Marks fd to be looked at before the next wait (armed, re-armed, or its
+   poll changed). */
+static int chi_ur_mark(chi_poller *p, int fd, chi_ur_fd *e)
+{
+    if (e->dirty) return 0;
+    if (p->ndirty == p->dirty_cap) {
+        size_t n = p->dirty_cap ? p->dirty_cap * 2 : 256;
+        int *t = (int *)CHOPIN_REALLOC(p->dirty, n * sizeof *t);
+        if (!t) return -1;
+        p->dirty = t;
+        p->dirty_cap = n;
+    }
+    p->dirty[p->ndirty++] = fd;
+    e->dirty = 1;
+    return 0;
+}
+
+static int chi_poller_add(chi_poller *p, int fd, unsigned ev, uint64_t tag, int exclusive)
+{
+    chi_ur_fd *e;
+    if (!p->uring) return chi_epoll_poller_add(&p->ep, fd, ev, tag, exclusive);
+    /* no EPOLLEXCLUSIVE for a shared listener: every worker is woken, the
+       ones that find no connection get EAGAIN */
+    (void)exclusive;
+    e = chi_ur_entry(p, fd);
+    if (!e) {
+        errno = ENOMEM;
+        return -1;
+    }
+    if (e->reg) {
+        errno = EEXIST;
+        return -1;
+    }
+    e->reg = 1;
+    e->tag = tag;
+    e->ev = (unsigned char)ev;
+    return ev ? chi_ur_mark(p, fd, e) : 0;
+}
+
+static int chi_poller_mod(chi_poller *p, int fd, unsigned old_ev, unsigned ev, uint64_t tag)
+{
+    chi_ur_fd *e;
+    if (!p->uring) return chi_epoll_poller_mod(&p->ep, fd, old_ev, ev, tag);
+    if (fd < 0 || (size_t)fd >= p->nfds || !p->fds[fd].reg) {
+        errno = ENOENT;
+        return -1;
+    }
+    e = &p->fds[fd];
+    e->tag = tag;
+    e->ev = (unsigned char)ev;
+    /* a poll that asks for more than the interest now may stay: what it
+       reports is masked with the interest when it completes */
+    if (e->armed && !(ev & ~(unsigned)e->armed)) return 0;
+    return chi_ur_mark(p, fd, e);
+}
+
+static int chi_poller_del(chi_poller *p, int fd, unsigned old_ev)
+{
+    chi_ur_fd *e;
+    if (!p->uring) return chi_epoll_poller_del(&p->ep, fd, old_ev);
+    if (fd < 0 || (size_t)fd >= p->nfds || !p->fds[fd].reg) {
+        errno = ENOENT;
+        return -1;
+    }
+    e = &p->fds[fd];
+    e->reg = 0;
+    e->ev = 0;
+    return chi_ur_cancel_poll(p, fd, e);
+}
+
+static void chi_poller_forget(chi_poller *p, int fd)
+{
+    if (!p->uring) {
+        chi_epoll_poller_forget(&p->ep, fd);
+        return;
+    }
+    if (fd >= 0 && (size_t)fd < p->nfds && p->fds[fd].reg) (void)chi_poller_del(p, fd, 0);
+}
+
+/* Before a wait: every descriptor whose interest changed or whose poll
+   fired gets the poll its interest asks for now. */
+static int chi_ur_prepare(chi_poller *p)
+{
+    size_t i;
+    for (i = 0; i < p->ndirty; i++) {
+        int fd = p->dirty[i];
+        chi_ur_fd *e = &p->fds[fd];
+        e->dirty = 0;
+        if (!e->reg) continue;
+        if (e->armed && (e->ev & ~(unsigned)e->armed) && chi_ur_cancel_poll(p, fd, e) < 0) return -1;
+        if (!e->armed && e->ev && chi_ur_arm_poll(p, fd, e) < 0) return -1;
+    }
+    p->ndirty = 0;
+    return 0;
+}
+
+/* One completion as an event; returns 1 if it is one to report. */
+static int chi_ur_event(chi_poller *p, const struct io_uring_cqe *cqe, chi_event *out)
+{
+    uint64_t ud = cqe->user_data;
+    unsigned kind = (unsigned)(ud & 7u);
+    if (kind == CHI_UR_FD) {
+        int fd = (int)((ud >> 3) & 0xffffffffu);
+        uint32_t gen = (uint32_t)(ud >> 35) & CHI_UR_GEN_MASK;
+        chi_ur_fd *e = (size_t)fd < p->nfds ? &p->fds[fd] : NULL;
+        unsigned fl = 0;
+        if (!e || !e->reg || !e->armed || e->gen != gen) return 0; /* stale */
+        e->armed = 0;
+        if (e->ev) (void)chi_ur_mark(p, fd, e); /* level-triggered: armed again before the next wait */
+        if (cqe->res < 0) {
+            fl = CHI_EV_ERROR;
+        } else {
+            uint32_t m = (uint32_t)cqe->res;
+            fl = ((m & (uint32_t)POLLIN) ? CHI_EV_READ : 0u) | ((m & (uint32_t)POLLOUT) ? CHI_EV_WRITE : 0u) |
+                 ((m & (uint32_t)(POLLERR | POLLHUP)) ? CHI_EV_ERROR : 0u);
+        }
+        fl &= (unsigned)e->ev | CHI_EV_ERROR;
+        if (!fl || !e->ev) return 0;
+        out->tag = e->tag;
+        out->flags = fl;
+        return 1;
+    }
+    if (kind == CHI_UR_WAKER) {
+        chi_waker *wk = (chi_waker *)(uintptr_t)(ud & ~(uint64_t)7);
+        wk->armed = 0;
+        if (cqe->res == -ECANCELED || !wk->open) return 0;
+        out->tag = wk->tag;
+        out->flags = CHI_EV_READ;
+        return 1;
+    }
+    if (kind == CHI_UR_TICKER) {
+        chi_ticker *t = (chi_ticker *)(uintptr_t)(ud & ~(uint64_t)7);
+        t->armed = 0;
+        if (cqe->res == -ECANCELED || !t->open) return 0;
+        out->tag = t->tag;
+        out->flags = CHI_EV_READ;
+        return 1;
+    }
+    return 0;
+}
+
+/* Takes up to max completions as events; the rest stay for the next wait. */
+static int chi_ur_reap(chi_poller *p, chi_event *out, int max)
+{
+    unsigned head = *p->cq_head, tail = __atomic_load_n(p->cq_tail, __ATOMIC_ACQUIRE);
+    int n = 0;
+    while (head != tail && n < max) {
+        n += chi_ur_event(p, &p->cqes[head & *p->cq_mask], &out[n]);
+        head++;
+    }
+    __atomic_store_n(p->cq_head, head, __ATOMIC_RELEASE);
+    return n;
+}
+
+static int chi_ur_cq_ready(const chi_poller *p)
+{
+    return *p->cq_head != __atomic_load_n(p->cq_tail, __ATOMIC_ACQUIRE);
+}
+
+/* One enter: what the pass queued goes in, and (unless completions are
+   already waiting, or timeout_ms is 0) it waits for at least one. */
+static int chi_poller_wait(chi_poller *p, chi_event *out, int max, int timeout_ms)
+{
+    struct io_uring_getevents_arg arg;
+    struct __kernel_timespec ts;
+    long r;
+    int n;
+    if (!p->uring) return chi_epoll_poller_wait(&p->ep, out, max, timeout_ms);
+    if (max > CHI_MAX_EVENTS) max = CHI_MAX_EVENTS;
+    if (chi_ur_prepare(p) < 0) return -1;
+    n = chi_ur_reap(p, out, max);
+    if (n > 0 || timeout_ms == 0 || chi_ur_cq_ready(p)) {
+        r = chi_ur_submit(p, 0, 0, NULL, 0);
+    } else if (timeout_ms < 0) {
+        r = chi_ur_submit(p, 1, IORING_ENTER_GETEVENTS, NULL, 0);
+    } else {
+        memset(&arg, 0, sizeof arg);
+        ts.tv_sec = timeout_ms / 1000;
+        ts.tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
+        arg.ts = (uint64_t)(uintptr_t)&ts;
+        r = chi_ur_submit(p, 1, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg, sizeof arg);
+    }
+    if (r < 0 && errno != EINTR && errno != ETIME && errno != EAGAIN && errno != EBUSY) return -1;
+    /* whatever completed while the pass ran, or during the wait */
+    return n + chi_ur_reap(p, out + n, max - n);
+}
+
+/* Submits what a pass queued without waiting (an embedding caller sleeps
+   on the ring's descriptor next, and a poll that was never submitted would
+   never wake it). */
+static void chi_poller_flush(chi_poller *p)
+{
+    if (!p->uring) return;
+    if (chi_ur_prepare(p) == 0) (void)chi_ur_submit(p, 0, 0, NULL, 0);
+}
+
+static int chi_poller_fd(const chi_poller *p)
+{
+    if (!p->uring) return chi_epoll_poller_fd(&p->ep);
+    return p->open ? p->fd : -1;
+}
+
+static int chi_ur_arm_waker(chi_waker *wk)
+{
+    struct io_uring_sqe *s = chi_ur_sqe(wk->p);
+    if (!s) return -1;
+    s->opcode = IORING_OP_READ;
+    s->fd = wk->fd;
+    s->addr = (uint64_t)(uintptr_t)&wk->value;
+    s->len = sizeof wk->value;
+    s->off = (uint64_t)-1; /* no position: an eventfd */
+    s->user_data = (uint64_t)(uintptr_t)wk | CHI_UR_WAKER;
+    wk->armed = 1;
+    return 0;
+}
+
+static int chi_waker_open(chi_waker *wk, chi_poller *p, uint64_t tag)
+{
+    memset(wk, 0, sizeof *wk);
+    if (!p->uring) return chi_epoll_waker_open(&wk->ep, &p->ep, tag);
+    wk->p = p;
+    wk->tag = tag;
+    wk->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (wk->fd < 0) return -1;
+    wk->open = 1;
+    if (chi_ur_arm_waker(wk) < 0) {
+        close(wk->fd);
+        wk->open = 0;
+        return -1;
+    }
+    return 0;
+}
+
+static void chi_waker_wake(chi_waker *wk)
+{
+    uint64_t one = 1;
+    ssize_t r;
+    if (!wk->p) {
+        chi_epoll_waker_wake(&wk->ep);
+        return;
+    }
+    r = write(wk->fd, &one, sizeof one);
+    (void)r;
+}
+
+/* The ring's read already took the count: only the next read is armed. */
+static void chi_waker_drain(chi_waker *wk)
+{
+    if (!wk->p) {
+        chi_epoll_waker_drain(&wk->ep);
+        return;
+    }
+    if (wk->open && !wk->armed) (void)chi_ur_arm_waker(wk);
+}
+
+/* A read still pending is cancelled when the ring closes; it writes nothing. */
+static void chi_waker_close(chi_waker *wk)
+{
+    if (!wk->p) {
+        chi_epoll_waker_close(&wk->ep);
+        return;
+    }
+    if (wk->open) close(wk->fd);
+    wk->open = 0;
+}
+
+static int chi_ur_arm_ticker(chi_ticker *t)
+{
+    struct io_uring_sqe *s = chi_ur_sqe(t->p);
+    if (!s) return -1;
+    s->opcode = IORING_OP_TIMEOUT;
+    s->fd = -1;
+    s->addr = (uint64_t)(uintptr_t)&t->ts;
+    s->len = 1;
+    s->off = 0; /* no completion count: a pure timer */
+    s->user_data = (uint64_t)(uintptr_t)t | CHI_UR_TICKER;
+    t->armed = 1;
+    return 0;
+}
+
+static int chi_ticker_open(chi_ticker *t, chi_poller *p, int ms, uint64_t tag)
+{
+    memset(t, 0, sizeof *t);
+    if (!p->uring) return chi_epoll_ticker_open(&t->ep, &p->ep, ms, tag);
+    t->p = p;
+    t->tag = tag;
+    t->ts.tv_sec = ms / 1000;
+    t->ts.tv_nsec = (long long)(ms % 1000) * 1000000;
+    t->open = 1;
+    if (chi_ur_arm_ticker(t) < 0) {
+        t->open = 0;
+        return -1;
+    }
+    return 0;
+}
+
+static void chi_ticker_drain(chi_ticker *t)
+{
+    if (!t->p) {
+        chi_epoll_ticker_drain(&t->ep);
+        return;
+    }
+    if (t->open && !t->armed) (void)chi_ur_arm_ticker(t);
+}
+
+static void chi_ticker_close(chi_ticker *t)
+{
+    if (!t->p) {
+        chi_epoll_ticker_close(&t->ep);
+        return;
+    }
+    t->open = 0; /* its timeout is cancelled with the ring; one that fires first is dropped */
+}
+
+/* The signals: a signalfd, polled through the ring like a socket. */
+typedef struct chi_signals {
+    chi_epoll_signals ep;
+    chi_poller *p;
+    int fd, open;
+    sigset_t set, old;
+} chi_signals;
+
+static int chi_signals_open(chi_signals *s, chi_poller *p, const int *signos, int n, uint64_t tag)
+{
+    int i;
+    memset(s, 0, sizeof *s);
+    if (!p->uring) return chi_epoll_signals_open(&s->ep, &p->ep, signos, n, tag);
+    s->p = p;
+    sigemptyset(&s->set);
+    for (i = 0; i < n; i++) sigaddset(&s->set, signos[i]);
+    pthread_sigmask(SIG_BLOCK, &s->set, &s->old);
+    s->fd = signalfd(-1, &s->set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (s->fd < 0 || chi_poller_add(p, s->fd, CHI_EV_READ, tag, 0) < 0) {
+        if (s->fd >= 0) close(s->fd);
+        pthread_sigmask(SIG_SETMASK, &s->old, NULL);
+        return -1;
+    }
+    s->open = 1;
+    return 0;
+}
+
+static int chi_signals_read(chi_signals *s)
+{
+    struct signalfd_siginfo si;
+    if (!s->p) return chi_epoll_signals_read(&s->ep);
+    if (read(s->fd, &si, sizeof si) != (ssize_t)sizeof si) return 0;
+    return (int)si.ssi_signo;
+}
+
+static void chi_signals_close(chi_signals *s)
+{
+    struct timespec zero = {0, 0};
+    if (!s->p) {
+        chi_epoll_signals_close(&s->ep);
+        return;
+    }
+    if (!s->open) return;
+    chi_poller_forget(s->p, s->fd);
+    close(s->fd);
+    s->open = 0;
+    while (sigtimedwait(&s->set, NULL, &zero) > 0) {}
+    pthread_sigmask(SIG_SETMASK, &s->old, NULL);
+}
+#endif /* CHI_OS_IO_URING */
 
 #if defined(CHI_OS_KQUEUE)
 /* >>os kqueue -----------------------------------------------------------------
@@ -13626,6 +14340,20 @@ static int chi_bind_all(ch_app *app)
     return 0;
 }
 
+#if defined(CHI_OS_IO_URING)
+/* The one line saying io_uring was refused and epoll serves instead: the
+   app's own poller opened first and met the refusal (each worker's poller
+   then asks the kernel again and meets the same answer). */
+static void chi_uring_refused_log(const ch_app *app)
+{
+    char msg[CHI_LOG_LINE], why[128];
+    if (!app->ctl.refused || app->log_level == CH_LOG_OFF || app->log_level < CH_LOG_WARN) return;
+    (void)snprintf(msg, sizeof msg, "io_uring refused (%s): serving with epoll",
+                   chi_os_errno_text(app->ctl.refused, why, sizeof why));
+    chi_log_emit(app, CH_LOG_WARN, CH_LOGITEM_IO_URING_REFUSED, msg);
+}
+#endif
+
 CHOPIN_API int ch_listen(ch_app *app, const ch_config *cfg)
 {
     int rc;
@@ -13642,6 +14370,9 @@ CHOPIN_API int ch_listen(ch_app *app, const ch_config *cfg)
     chi_take_ready_fd(app);
 #ifndef CHOPIN_NO_RESTART
     chi_take_command(app, cfg ? cfg->argv : NULL);
+#endif
+#if defined(CHI_OS_IO_URING)
+    chi_uring_refused_log(app);
 #endif
     app->listening = 1;
     app->err[0] = 0;
@@ -14087,6 +14818,9 @@ CHOPIN_API int ch_poll(ch_app *app, int timeout_ms)
         chi_set_error(app, "poll failed: %s", chi_os_error_text(why, sizeof why));
         return -1;
     }
+#if defined(CHI_OS_IO_URING)
+    chi_poller_flush(&app->ctl); /* the caller may sleep on ch_poll_fd next */
+#endif
     if (chi_worker_running(w)) return 0;
     chi_worker_wind_up(w);
     chi_embed_end(app);
@@ -14100,6 +14834,9 @@ CHOPIN_API int ch_poll_fd(ch_app *app)
 {
     if (!app || (app->workers && !app->embedded)) return -1;
     if (!app->workers && !app->embedded && chi_embed_begin(app) < 0) return -1;
+#if defined(CHI_OS_IO_URING)
+    chi_poller_flush(&app->ctl);
+#endif
     return chi_poller_fd(&app->ctl);
 }
 
