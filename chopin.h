@@ -7029,18 +7029,34 @@ static void chi_signals_close(chi_signals *s)
 #define CHI_UR_FD 1u      /* a poll: generation << 35 | fd << 3 */
 #define CHI_UR_WAKER 2u   /* the waker's read: its address */
 #define CHI_UR_TICKER 3u  /* the ticker's timeout: its address */
+#define CHI_UR_RECV 4u    /* a connection's multishot receive: generation << 35 | fd << 3 */
 #define CHI_UR_GEN_MASK 0x1fffffffu
 #define CHI_UR_SQ 1024u   /* submission entries; the queue is flushed when full */
 #define CHI_UR_CQ 16384u  /* completion entries; more wait in the kernel (NODROP) */
+#define CHI_UR_NBUF 256u  /* provided receive buffers per worker (a power of 2) */
+#define CHI_UR_BUF 4096u  /* bytes each */
+#define CHI_EV_DATA 8u    /* io_uring only: bytes (or EOF, an error) received for the tag:
+                             the server takes them with chi_poller_data */
 
 typedef struct chi_ur_fd {
     uint64_t tag;
-    uint32_t gen;              /* of the poll armed now */
+    uint32_t gen;              /* of the registration (its receive carries it) */
+    uint32_t pgen;             /* of the poll armed now */
     unsigned char ev;          /* interest: CHI_EV_READ | CHI_EV_WRITE */
     unsigned char armed;       /* the mask of the poll in the kernel, 0: none */
     unsigned char reg;         /* registered */
     unsigned char dirty;       /* in the list looked at before the next wait */
+    unsigned char rstate;      /* the receive: CHI_UR_R_IDLE, _ARMED, _CANCELLING */
 } chi_ur_fd;
+
+#define CHI_UR_R_IDLE 0
+#define CHI_UR_R_ARMED 1
+#define CHI_UR_R_CANCELLING 2      /* until its last completion: none armed beside it */
+
+typedef struct chi_ur_data {
+    long res;                  /* bytes, CHI_IO_EOF or CHI_IO_ERROR */
+    int bid;                   /* its buffer, -1: none */
+} chi_ur_data;
 
 typedef struct chi_poller {
     int uring;                 /* 1: the ring; 0: the epoll poller below */
@@ -7058,6 +7074,15 @@ typedef struct chi_poller {
     size_t nfds;
     int *dirty;
     size_t ndirty, dirty_cap;
+    /* receive mode (a worker's poller, chi_poller_receive): connections
+       (tags below CHI_TAG_BASE) that want to read get a multishot receive
+       into the provided buffers instead of a poll */
+    int recv;
+    struct io_uring_buf *br;   /* the buffer ring (shared with the kernel) */
+    char *bufs;
+    unsigned br_tail;
+    chi_ur_data data[CHI_MAX_EVENTS]; /* one per CHI_EV_DATA event of the last wait, in order */
+    int data_head, data_n;
 } chi_poller;
 
 typedef struct chi_waker {
@@ -7171,7 +7196,11 @@ static void chi_poller_close(chi_poller *p)
     if (!p->open) return;
     munmap(p->sqe_map, p->sqe_len);
     munmap(p->ring_map, p->ring_len);
-    close(p->fd);
+    close(p->fd); /* the buffer ring is unregistered with the ring */
+    if (p->br) munmap((void *)p->br, CHI_UR_NBUF * sizeof(struct io_uring_buf));
+    CHOPIN_FREE(p->bufs);
+    p->br = NULL;
+    p->bufs = NULL;
     CHOPIN_FREE(p->fds);
     CHOPIN_FREE(p->dirty);
     p->fds = NULL;
@@ -7227,15 +7256,57 @@ static uint64_t chi_ur_fd_data(int fd, uint32_t gen)
     return ((uint64_t)(gen & CHI_UR_GEN_MASK) << 35) | ((uint64_t)(unsigned)fd << 3) | CHI_UR_FD;
 }
 
-static int chi_ur_arm_poll(chi_poller *p, int fd, chi_ur_fd *e)
+static int chi_ur_arm_poll(chi_poller *p, int fd, chi_ur_fd *e, unsigned ev)
 {
     struct io_uring_sqe *s = chi_ur_sqe(p);
     if (!s) return -1;
     s->opcode = IORING_OP_POLL_ADD;
     s->fd = fd;
-    s->poll32_events = chi_ur_poll_mask(e->ev);
-    s->user_data = chi_ur_fd_data(fd, e->gen);
-    e->armed = e->ev;
+    s->poll32_events = chi_ur_poll_mask(ev);
+    s->user_data = chi_ur_fd_data(fd, e->pgen);
+    e->armed = (unsigned char)ev;
+    return 0;
+}
+
+static uint64_t chi_ur_recv_data(int fd, uint32_t gen)
+{
+    return ((uint64_t)(gen & CHI_UR_GEN_MASK) << 35) | ((uint64_t)(unsigned)fd << 3) | CHI_UR_RECV;
+}
+
+/* Is fd's reading done by a receive (not a poll)? */
+static int chi_ur_receives(const chi_poller *p, const chi_ur_fd *e) { return p->recv && e->tag < CHI_TAG_BASE; }
+
+/* The interest that a poll serves: all of it, or only writing. */
+static unsigned chi_ur_poll_ev(const chi_poller *p, const chi_ur_fd *e)
+{
+    return chi_ur_receives(p, e) ? (unsigned)e->ev & CHI_EV_WRITE : (unsigned)e->ev;
+}
+
+static int chi_ur_arm_recv(chi_poller *p, int fd, chi_ur_fd *e)
+{
+    struct io_uring_sqe *s = chi_ur_sqe(p);
+    if (!s) return -1;
+    s->opcode = IORING_OP_RECV;
+    s->fd = fd;
+    s->ioprio = IORING_RECV_MULTISHOT;
+    s->flags = IOSQE_BUFFER_SELECT;
+    s->buf_group = 0;
+    s->user_data = chi_ur_recv_data(fd, e->gen);
+    e->rstate = CHI_UR_R_ARMED;
+    return 0;
+}
+
+static int chi_ur_cancel_recv(chi_poller *p, int fd, chi_ur_fd *e)
+{
+    struct io_uring_sqe *s;
+    if (e->rstate != CHI_UR_R_ARMED) return 0;
+    s = chi_ur_sqe(p);
+    if (!s) return -1;
+    s->opcode = IORING_OP_ASYNC_CANCEL;
+    s->addr = chi_ur_recv_data(fd, e->gen);
+    s->flags = (unsigned char)p->skip;
+    s->user_data = CHI_UR_IGNORE;
+    e->rstate = CHI_UR_R_CANCELLING;
     return 0;
 }
 
@@ -7247,10 +7318,10 @@ static int chi_ur_cancel_poll(chi_poller *p, int fd, chi_ur_fd *e)
     s = chi_ur_sqe(p);
     if (!s) return -1;
     s->opcode = IORING_OP_POLL_REMOVE;
-    s->addr = chi_ur_fd_data(fd, e->gen);
+    s->addr = chi_ur_fd_data(fd, e->pgen);
     s->flags = (unsigned char)p->skip;
     s->user_data = CHI_UR_IGNORE;
-    e->gen = (e->gen + 1) & CHI_UR_GEN_MASK;
+    e->pgen = (e->pgen + 1) & CHI_UR_GEN_MASK;
     e->armed = 0;
     return 0;
 }
@@ -7322,10 +7393,7 @@ static int chi_poller_mod(chi_poller *p, int fd, unsigned old_ev, unsigned ev, u
     e = &p->fds[fd];
     e->tag = tag;
     e->ev = (unsigned char)ev;
-    /* a poll that asks for more than the interest now may stay: what it
-       reports is masked with the interest when it completes */
-    if (e->armed && !(ev & ~(unsigned)e->armed)) return 0;
-    return chi_ur_mark(p, fd, e);
+    return chi_ur_mark(p, fd, e); /* the poll (or receive) follows before the next wait */
 }
 
 static int chi_poller_del(chi_poller *p, int fd, unsigned old_ev)
@@ -7339,6 +7407,10 @@ static int chi_poller_del(chi_poller *p, int fd, unsigned old_ev)
     e = &p->fds[fd];
     e->reg = 0;
     e->ev = 0;
+    if (chi_ur_cancel_recv(p, fd, e) < 0) return -1;
+    /* what the old registration's receive still brings is stale */
+    e->gen = (e->gen + 1) & CHI_UR_GEN_MASK;
+    e->rstate = CHI_UR_R_IDLE;
     return chi_ur_cancel_poll(p, fd, e);
 }
 
@@ -7359,13 +7431,64 @@ static int chi_ur_prepare(chi_poller *p)
     for (i = 0; i < p->ndirty; i++) {
         int fd = p->dirty[i];
         chi_ur_fd *e = &p->fds[fd];
+        unsigned pev;
         e->dirty = 0;
         if (!e->reg) continue;
-        if (e->armed && (e->ev & ~(unsigned)e->armed) && chi_ur_cancel_poll(p, fd, e) < 0) return -1;
-        if (!e->armed && e->ev && chi_ur_arm_poll(p, fd, e) < 0) return -1;
+        /* a poll that asks for more than the interest now may stay: what it
+           reports is masked with the interest when it completes */
+        pev = chi_ur_poll_ev(p, e);
+        if (e->armed && (pev & ~(unsigned)e->armed) && chi_ur_cancel_poll(p, fd, e) < 0) return -1;
+        if (!e->armed && pev && chi_ur_arm_poll(p, fd, e, pev) < 0) return -1;
+        if (!chi_ur_receives(p, e)) continue;
+        if ((e->ev & CHI_EV_READ) && e->rstate == CHI_UR_R_IDLE && chi_ur_arm_recv(p, fd, e) < 0) return -1;
+        if (!(e->ev & CHI_EV_READ) && chi_ur_cancel_recv(p, fd, e) < 0) return -1;
     }
     p->ndirty = 0;
     return 0;
+}
+
+/* A provided buffer goes back to the kernel. */
+static void chi_ur_recycle(chi_poller *p, unsigned bid)
+{
+    struct io_uring_buf *b = &p->br[p->br_tail & (CHI_UR_NBUF - 1)];
+    b->addr = (uint64_t)(uintptr_t)(p->bufs + (size_t)bid * CHI_UR_BUF);
+    b->len = CHI_UR_BUF;
+    b->bid = (uint16_t)bid;
+    p->br_tail++;
+    /* the ring's tail lies in the first entry's reserved field */
+    __atomic_store_n(&p->br[0].resv, (uint16_t)p->br_tail, __ATOMIC_RELEASE);
+}
+
+/* A receive's completion: bytes (in a provided buffer), the end, an error,
+   or the receive ended (cancelled, out of buffers: armed again before the
+   next wait while the interest lasts). Bytes are never dropped while the
+   registration lives, even after the interest in reading went away. */
+static int chi_ur_received(chi_poller *p, const struct io_uring_cqe *cqe, chi_event *out)
+{
+    uint64_t ud = cqe->user_data;
+    int fd = (int)((ud >> 3) & 0xffffffffu), bid = -1;
+    uint32_t gen = (uint32_t)(ud >> 35) & CHI_UR_GEN_MASK;
+    chi_ur_fd *e = (size_t)fd < p->nfds ? &p->fds[fd] : NULL;
+    chi_ur_data *d;
+    if (cqe->flags & IORING_CQE_F_BUFFER) bid = (int)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+    if (!e || !e->reg || e->gen != gen) { /* stale: the connection is gone */
+        if (bid >= 0) chi_ur_recycle(p, (unsigned)bid);
+        return 0;
+    }
+    if (!(cqe->flags & IORING_CQE_F_MORE)) {
+        e->rstate = CHI_UR_R_IDLE;
+        (void)chi_ur_mark(p, fd, e);
+    }
+    if (cqe->res == -ECANCELED || cqe->res == -ENOBUFS || (cqe->res > 0 && bid < 0)) {
+        if (bid >= 0) chi_ur_recycle(p, (unsigned)bid);
+        return 0;
+    }
+    d = &p->data[p->data_n++];
+    d->bid = bid;
+    d->res = cqe->res > 0 ? (long)cqe->res : cqe->res == 0 ? CHI_IO_EOF : CHI_IO_ERROR;
+    out->tag = e->tag;
+    out->flags = CHI_EV_DATA;
+    return 1;
 }
 
 /* One completion as an event; returns 1 if it is one to report. */
@@ -7378,7 +7501,7 @@ static int chi_ur_event(chi_poller *p, const struct io_uring_cqe *cqe, chi_event
         uint32_t gen = (uint32_t)(ud >> 35) & CHI_UR_GEN_MASK;
         chi_ur_fd *e = (size_t)fd < p->nfds ? &p->fds[fd] : NULL;
         unsigned fl = 0;
-        if (!e || !e->reg || !e->armed || e->gen != gen) return 0; /* stale */
+        if (!e || !e->reg || !e->armed || e->pgen != gen) return 0; /* stale */
         e->armed = 0;
         if (e->ev) (void)chi_ur_mark(p, fd, e); /* level-triggered: armed again before the next wait */
         if (cqe->res < 0) {
@@ -7388,12 +7511,16 @@ static int chi_ur_event(chi_poller *p, const struct io_uring_cqe *cqe, chi_event
             fl = ((m & (uint32_t)POLLIN) ? CHI_EV_READ : 0u) | ((m & (uint32_t)POLLOUT) ? CHI_EV_WRITE : 0u) |
                  ((m & (uint32_t)(POLLERR | POLLHUP)) ? CHI_EV_ERROR : 0u);
         }
+        /* reading is the receive's: a hang-up goes to the writer, which
+           meets it (a read here would race with the receive) */
+        if (chi_ur_receives(p, e)) fl = (fl & CHI_EV_ERROR) ? CHI_EV_WRITE : fl & CHI_EV_WRITE;
         fl &= (unsigned)e->ev | CHI_EV_ERROR;
         if (!fl || !e->ev) return 0;
         out->tag = e->tag;
         out->flags = fl;
         return 1;
     }
+    if (kind == CHI_UR_RECV) return chi_ur_received(p, cqe, out);
     if (kind == CHI_UR_WAKER) {
         chi_waker *wk = (chi_waker *)(uintptr_t)(ud & ~(uint64_t)7);
         wk->armed = 0;
@@ -7431,6 +7558,55 @@ static int chi_ur_cq_ready(const chi_poller *p)
     return *p->cq_head != __atomic_load_n(p->cq_tail, __ATOMIC_ACQUIRE);
 }
 
+/* The bytes of the next CHI_EV_DATA event (in the order of the events):
+   a count with *data pointing at them, or CHI_IO_EOF / CHI_IO_ERROR. Each
+   is followed by one chi_poller_data_done, once the bytes are copied. */
+static long chi_poller_data(chi_poller *p, const char **data)
+{
+    const chi_ur_data *d = &p->data[p->data_head];
+    if (p->data_head >= p->data_n) return CHI_IO_ERROR; /* (never: one item per event) */
+    *data = d->bid >= 0 ? p->bufs + (size_t)d->bid * CHI_UR_BUF : NULL;
+    return d->res;
+}
+
+static void chi_poller_data_done(chi_poller *p)
+{
+    if (p->data_head >= p->data_n) return;
+    if (p->data[p->data_head].bid >= 0) chi_ur_recycle(p, (unsigned)p->data[p->data_head].bid);
+    p->data_head++;
+}
+
+/* A worker's poller receives for its connections (a multishot receive
+   into CHI_UR_NBUF provided buffers of CHI_UR_BUF bytes, shared by all its
+   connections: an idle one holds none). Returns 0, or -1 where the kernel
+   has no buffer rings (Linux < 5.19): the poller then stays with polls. */
+static int chi_poller_receive(chi_poller *p)
+{
+    struct io_uring_buf_reg reg;
+    size_t len = CHI_UR_NBUF * sizeof(struct io_uring_buf);
+    unsigned i;
+    void *m;
+    if (!p->uring || p->recv) return p->recv ? 0 : -1;
+    m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return -1;
+    p->br = (struct io_uring_buf *)m;
+    p->bufs = (char *)CHOPIN_MALLOC((size_t)CHI_UR_NBUF * CHI_UR_BUF);
+    memset(&reg, 0, sizeof reg);
+    reg.ring_addr = (uint64_t)(uintptr_t)m;
+    reg.ring_entries = CHI_UR_NBUF;
+    reg.bgid = 0;
+    if (!p->bufs || syscall(__NR_io_uring_register, p->fd, IORING_REGISTER_PBUF_RING, &reg, 1) < 0) {
+        munmap(m, len);
+        CHOPIN_FREE(p->bufs);
+        p->br = NULL;
+        p->bufs = NULL;
+        return -1;
+    }
+    for (i = 0; i < CHI_UR_NBUF; i++) chi_ur_recycle(p, i);
+    p->recv = 1;
+    return 0;
+}
+
 /* One enter: what the pass queued goes in, and (unless completions are
    already waiting, or timeout_ms is 0) it waits for at least one. */
 static int chi_poller_wait(chi_poller *p, chi_event *out, int max, int timeout_ms)
@@ -7441,6 +7617,8 @@ static int chi_poller_wait(chi_poller *p, chi_event *out, int max, int timeout_m
     int n;
     if (!p->uring) return chi_epoll_poller_wait(&p->ep, out, max, timeout_ms);
     if (max > CHI_MAX_EVENTS) max = CHI_MAX_EVENTS;
+    while (p->data_head < p->data_n) chi_poller_data_done(p); /* (all taken, normally) */
+    p->data_head = p->data_n = 0;
     if (chi_ur_prepare(p) < 0) return -1;
     n = chi_ur_reap(p, out, max);
     if (n > 0 || timeout_ms == 0 || chi_ur_cq_ready(p)) {
@@ -11764,6 +11942,34 @@ static void chi_on_readable(chi_worker *w, chi_conn *c)
     chi_conn_received(w, c, chi_os_recv(c->fd, buf, cap));
 }
 
+#if defined(CHI_OS_IO_URING)
+/* Completion: the ring received bytes for c (or its end, or an error):
+   they go where a read would have put them (chi_conn_rbuf), in as many
+   pieces as that buffer needs. c is NULL when the connection has gone. */
+static void chi_on_received(chi_worker *w, chi_conn *c)
+{
+    const char *data = NULL;
+    long n = chi_poller_data(w->poller, &data);
+    if (c && n <= 0) chi_conn_received(w, c, n);
+    while (c && n > 0) {
+        char *buf;
+        size_t cap, k;
+        int fd = c->fd;
+        if (chi_conn_rbuf(w, c, &buf, &cap) < 0) {
+            chi_close(w, c);
+            break;
+        }
+        k = (size_t)n < cap ? (size_t)n : cap;
+        memcpy(buf, data, k);
+        data += k;
+        n -= (long)k;
+        chi_conn_received(w, c, (long)k);
+        if (w->conns[fd] != c) break; /* closed */
+    }
+    chi_poller_data_done(w->poller);
+}
+#endif
+
 /* Readiness: the socket takes more of what it did not take before. */
 static void chi_on_writable(chi_worker *w, chi_conn *c)
 {
@@ -13793,6 +13999,12 @@ static void chi_tick_expire(chi_worker *w)
 static void chi_on_conn_event(chi_worker *w, int fd, unsigned flags)
 {
     chi_conn *c = (size_t)fd < w->conns_cap ? w->conns[fd] : NULL;
+#if defined(CHI_OS_IO_URING)
+    if (flags & CHI_EV_DATA) { /* bytes the ring received, not readiness */
+        chi_on_received(w, c);
+        return;
+    }
+#endif
     if (!c) return;
     if ((flags & (CHI_EV_READ | CHI_EV_ERROR)) && (c->events & CHI_EV_READ)) {
         chi_on_readable(w, c);
@@ -13940,6 +14152,9 @@ static int chi_worker_init(chi_worker *w, ch_app *app, int id, chi_poller *polle
     }
     w->scratch = (char *)CHOPIN_MALLOC(CHOPIN_READ_SIZE);
     if (!w->scratch || chi_ticker_open(&w->ticker, w->poller, 1000, CHI_TAG_TICK) < 0) return -1;
+#if defined(CHI_OS_IO_URING) && !defined(CHOPIN_IO_URING_POLL_ONLY)
+    (void)chi_poller_receive(w->poller); /* where the kernel can: else polls, as for epoll */
+#endif
     w->ticker_open = 1;
     chi_read_clock(w);
     chi_refresh_date(w); /* before the FastRoutes are built: they copy it */
