@@ -7077,7 +7077,7 @@ typedef struct chi_poller {
     /* receive mode (a worker's poller, chi_poller_receive): connections
        (tags below CHI_TAG_BASE) that want to read get a multishot receive
        into the provided buffers instead of a poll */
-    int recv;
+    int recv, enabled;
     struct io_uring_buf *br;   /* the buffer ring (shared with the kernel) */
     char *bufs;
     unsigned br_tail;
@@ -7114,17 +7114,33 @@ static long chi_ur_enter(int fd, unsigned submit, unsigned min_complete, unsigne
    wait with a timeout in one enter (Linux 5.11). */
 #define CHI_UR_NEEDS (IORING_FEAT_NODROP | IORING_FEAT_EXT_ARG | IORING_FEAT_SINGLE_MMAP)
 
+/* How completions reach the thread (measured, bench/uring.sh): by default
+   the kernel interrupts a running thread to post each one; with
+   COOP_TASKRUN (Linux 5.19) it waits for the thread's next enter, which
+   the loop makes anyway; a ring only its own thread submits to (a
+   worker's) also takes DEFER_TASKRUN (6.1): all the work is done in that
+   enter, in one batch. It is created disabled, and the first submission
+   enables it on the thread that makes it (the worker's, not the thread
+   that set the worker up). Each is tried first, then the one before. */
+#define CHI_UR_COOP (IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG)
+#define CHI_UR_OWNED (IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED)
+
 /* Sets the ring up; returns 0, or the errno that refused it. */
-static int chi_ur_open(chi_poller *p)
+static int chi_ur_open(chi_poller *p, int owned)
 {
     struct io_uring_params prm;
-    long fd;
-    int e;
-    memset(&prm, 0, sizeof prm);
-    prm.flags = IORING_SETUP_CQSIZE;
-    prm.cq_entries = CHI_UR_CQ;
-    fd = chi_ur_setup(CHI_UR_SQ, &prm);
+    long fd = -1;
+    int e, i;
+    static const unsigned tries[3] = {CHI_UR_OWNED, CHI_UR_COOP, 0};
+    for (i = owned ? 0 : 1; i < 3; i++) {
+        memset(&prm, 0, sizeof prm);
+        prm.flags = IORING_SETUP_CQSIZE | tries[i];
+        prm.cq_entries = CHI_UR_CQ;
+        fd = chi_ur_setup(CHI_UR_SQ, &prm);
+        if (fd >= 0 || errno != EINVAL) break;
+    }
     if (fd < 0) return errno ? errno : ENOSYS;
+    p->enabled = !(prm.flags & IORING_SETUP_R_DISABLED);
     p->fd = (int)fd;
     if ((prm.features & CHI_UR_NEEDS) != CHI_UR_NEEDS) {
         close(p->fd);
@@ -7167,18 +7183,18 @@ static int chi_ur_usable(void)
 {
     chi_poller p;
     memset(&p, 0, sizeof p);
-    if (chi_ur_open(&p) != 0) return 0;
+    if (chi_ur_open(&p, 0) != 0) return 0;
     munmap(p.sqe_map, p.sqe_len);
     munmap(p.ring_map, p.ring_len);
     close(p.fd);
     return 1;
 }
 
-static int chi_poller_open(chi_poller *p)
+static int chi_ur_poller_open(chi_poller *p, int owned)
 {
     int e;
     memset(p, 0, sizeof *p);
-    e = chi_ur_open(p);
+    e = chi_ur_open(p, owned);
     if (e == 0) {
         p->uring = p->open = 1;
         return 0;
@@ -7186,6 +7202,13 @@ static int chi_poller_open(chi_poller *p)
     p->refused = e;
     return chi_epoll_poller_open(&p->ep);
 }
+
+static int chi_poller_open(chi_poller *p) { return chi_ur_poller_open(p, 0); }
+
+/* A poller that one thread alone will wait on and change (a threaded
+   worker's): it may be set up on another thread, but the first wait fixes
+   the thread. */
+static int chi_poller_open_owned(chi_poller *p) { return chi_ur_poller_open(p, 1); }
 
 static void chi_poller_close(chi_poller *p)
 {
@@ -7215,6 +7238,10 @@ static long chi_ur_submit(chi_poller *p, unsigned min_complete, unsigned flags, 
 {
     unsigned pending;
     long r;
+    if (!p->enabled) { /* the thread that submits first is the ring's one submitter */
+        if (syscall(__NR_io_uring_register, p->fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0) return -1;
+        p->enabled = 1;
+    }
     __atomic_store_n(p->sq_tail, p->tail, __ATOMIC_RELEASE);
     pending = p->tail - __atomic_load_n(p->sq_head, __ATOMIC_ACQUIRE);
     if (pending == 0 && !(flags & IORING_ENTER_GETEVENTS)) return 0;
@@ -14145,7 +14172,11 @@ static int chi_worker_init(chi_worker *w, ch_app *app, int id, chi_poller *polle
     if (poller) {
         w->poller = poller;
     } else {
+#if defined(CHI_OS_IO_URING)
+        if (chi_poller_open_owned(&w->own_poller) < 0) return -1;
+#else
         if (chi_poller_open(&w->own_poller) < 0) return -1;
+#endif
         w->poller = &w->own_poller;
         if (chi_waker_open(&w->waker, w->poller, CHI_TAG_WAKE) < 0) return -1;
         w->waker_open = 1;
