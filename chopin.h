@@ -25,7 +25,10 @@
    -D_GNU_SOURCE.
 
    VERSION 0.2.0 (CHOPIN_VERSION_MAJOR/MINOR/PATCH, CHOPIN_VERSION_STRING)
-     next   batteries: a logger, CORS, rate limiting, trusted proxies,
+     next   an io_uring backend (CHOPIN_USE_IO_URING: multishot receives
+            into provided buffers, one io_uring_enter per loop pass, epoll
+            when the kernel refuses io_uring);
+            batteries: a logger, CORS, rate limiting, trusted proxies,
             metrics, request ids, cookies, decoded parameters; after-hooks
             see refused requests; stricter chunk extensions and Host, the
             characters browsers send in targets accepted
@@ -88,6 +91,14 @@
                             default there)
        CHOPIN_USE_POLL      plain POSIX poll(2): any other Unix (the default
                             there), and a fallback that works everywhere
+       CHOPIN_USE_IO_URING  Linux: io_uring (raw system calls, no liburing;
+                            5.19 or later for receives into provided
+                            buffers, 6.1 for a worker's own deferred ring).
+                            Where io_uring_setup is refused (ENOSYS, EPERM
+                            from a seccomp policy or kernel.io_uring_disabled)
+                            the process serves with epoll and logs one warning
+                            (CH_LOGITEM_IO_URING_REFUSED); ch_backend() says
+                            which one runs
    macOS's SO_REUSEPORT does not balance connections between sockets, so
    there (and on OpenBSD and NetBSD) REUSEPORT defaults to false and the
    workers share one listener. Only Linux is tested by running: epoll and
@@ -154,7 +165,11 @@
        CHOPIN_REALLOC(p, n)            FREE together or none of them
        CHOPIN_FREE(p)                  (default: malloc, realloc, free)
        CHOPIN_ASSERT(c)                default: assert(c)
-       CHOPIN_USE_EPOLL, CHOPIN_USE_KQUEUE, CHOPIN_USE_POLL   see above
+       CHOPIN_USE_EPOLL, CHOPIN_USE_KQUEUE, CHOPIN_USE_POLL,
+       CHOPIN_USE_IO_URING             see above
+       CHOPIN_IO_URING_POLL_ONLY  io_uring: connections are read after a
+                               poll, as with epoll, not received into the
+                               ring's provided buffers (for comparison)
        CHOPIN_MAX_HEADERS      100     request header lines kept per request
                                        (1-254); more: 431
        CHOPIN_MAX_PARAMS       8       route parameters per request
@@ -259,6 +274,7 @@
      >>os epoll      the poll set, waker, ticker and signals on Linux
      >>os kqueue     ... on macOS and the BSDs
      >>os poll       ... with plain poll(2)
+     >>os io_uring   ... with io_uring on Linux (epoll where it is refused)
    Layer 3, the server
      >>structs       every private server type: app, group, response,
                      connection, later response, pool, worker
