@@ -7629,6 +7629,9 @@ static int chi_poller_receive(chi_poller *p)
     size_t len = CHI_UR_NBUF * sizeof(struct io_uring_buf);
     unsigned i;
     void *m;
+#if defined(CHOPIN_IO_URING_POLL_ONLY)
+    return -1;
+#endif
     if (!p->uring || p->recv) return p->recv ? 0 : -1;
     m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED) return -1;
@@ -14199,7 +14202,7 @@ static int chi_worker_init(chi_worker *w, ch_app *app, int id, chi_poller *polle
     }
     w->scratch = (char *)CHOPIN_MALLOC(CHOPIN_READ_SIZE);
     if (!w->scratch || chi_ticker_open(&w->ticker, w->poller, 1000, CHI_TAG_TICK) < 0) return -1;
-#if defined(CHI_OS_IO_URING) && !defined(CHOPIN_IO_URING_POLL_ONLY)
+#if defined(CHI_OS_IO_URING)
     (void)chi_poller_receive(w->poller); /* where the kernel can: else polls, as for epoll */
 #endif
     w->ticker_open = 1;
