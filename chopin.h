@@ -7093,7 +7093,7 @@ typedef struct chi_poller {
     /* receive mode (a worker's poller, chi_poller_receive): connections
        (tags below CHI_TAG_BASE) that want to read get a multishot receive
        into the provided buffers instead of a poll */
-    int recv, enabled;
+    int recv, enabled, deferred;
     struct io_uring_buf *br;   /* the buffer ring (shared with the kernel) */
     char *bufs;
     unsigned br_tail;
@@ -7130,14 +7130,16 @@ static long chi_ur_enter(int fd, unsigned submit, unsigned min_complete, unsigne
    wait with a timeout in one enter (Linux 5.11). */
 #define CHI_UR_NEEDS (IORING_FEAT_NODROP | IORING_FEAT_EXT_ARG | IORING_FEAT_SINGLE_MMAP)
 
-/* How completions reach the thread (measured, bench/uring.sh): by default
-   the kernel interrupts a running thread to post each one; with
-   COOP_TASKRUN (Linux 5.19) it waits for the thread's next enter, which
-   the loop makes anyway; a ring only its own thread submits to (a
-   worker's) also takes DEFER_TASKRUN (6.1): all the work is done in that
-   enter, in one batch. It is created disabled, and the first submission
-   enables it on the thread that makes it (the worker's, not the thread
-   that set the worker up). Each is tried first, then the one before. */
+/* How completions reach a worker's thread (measured, bench/uring.sh): by
+   default the kernel interrupts the running thread to post each one; a ring
+   only its own thread submits to (a threaded worker's) takes DEFER_TASKRUN
+   (Linux 6.1): the work is done in the thread's next enter, in one batch; or,
+   where that is refused, COOP_TASKRUN (5.19): no interrupt. The ring is
+   created disabled, and the first submission enables it on the thread that
+   makes it (the worker's, not the thread that set the worker up). The
+   app's own ring (the main thread's, or the embedded worker's whose caller
+   sleeps on its descriptor in poll(2)) keeps the default, which posts
+   completions at once and so wakes such a caller. */
 #define CHI_UR_COOP (IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG)
 #define CHI_UR_OWNED (IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED)
 
@@ -7148,7 +7150,7 @@ static int chi_ur_open(chi_poller *p, int owned)
     long fd = -1;
     int e, i;
     static const unsigned tries[3] = {CHI_UR_OWNED, CHI_UR_COOP, 0};
-    for (i = owned ? 0 : 1; i < 3; i++) {
+    for (i = owned ? 0 : 2; i < 3; i++) {
         memset(&prm, 0, sizeof prm);
         prm.flags = IORING_SETUP_CQSIZE | tries[i];
         prm.cq_entries = CHI_UR_CQ;
@@ -7157,6 +7159,7 @@ static int chi_ur_open(chi_poller *p, int owned)
     }
     if (fd < 0) return errno ? errno : ENOSYS;
     p->enabled = !(prm.flags & IORING_SETUP_R_DISABLED);
+    p->deferred = (prm.flags & IORING_SETUP_DEFER_TASKRUN) != 0;
     p->fd = (int)fd;
     if ((prm.features & CHI_UR_NEEDS) != CHI_UR_NEEDS) {
         close(p->fd);
@@ -7668,7 +7671,10 @@ static int chi_poller_wait(chi_poller *p, chi_event *out, int max, int timeout_m
     if (chi_ur_prepare(p) < 0) return -1;
     n = chi_ur_reap(p, out, max);
     if (n > 0 || timeout_ms == 0 || chi_ur_cq_ready(p)) {
-        r = chi_ur_submit(p, 0, 0, NULL, 0);
+        /* a deferred ring posts completions only in an enter that asks
+           for them: asked for here too, without waiting, or a pass that
+           never sleeps (connections left to settle) would see none */
+        r = chi_ur_submit(p, 0, p->deferred ? IORING_ENTER_GETEVENTS : 0u, NULL, 0);
     } else if (timeout_ms < 0) {
         r = chi_ur_submit(p, 1, IORING_ENTER_GETEVENTS, NULL, 0);
     } else {
