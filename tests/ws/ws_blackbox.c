@@ -166,6 +166,10 @@ static int start_server(const char *path)
         }
         sleep_ms(20);
     }
+    /* never leave it behind: it holds the suite's output pipe open */
+    kill(g_pid, SIGKILL);
+    waitpid(g_pid, &g_status, 0);
+    g_reaped = 1;
     return fail("the server did not listen within %d ms", START_TIMEOUT_MS);
 }
 
