@@ -185,6 +185,10 @@
                                        ch_defer_write says "wait for the
                                        drain callback" (4x: the stream is cut)
        CHOPIN_NO_WEBSOCKET     compile out WebSocket (and SHA-1, base64)
+       CHOPIN_NO_RAW_SYSCALLS  read, send and epoll_wait through the C
+                               library even on Linux x86-64 / arm64 (where
+                               they are otherwise issued directly, without
+                               glibc's thread-cancellation bookkeeping)
        CHOPIN_CORE_ONLY        compile only layer 1, the core (parser, JSON,
                                router...): no system call, no server; for
                                tests, fuzzing and reuse
@@ -5947,23 +5951,88 @@ CHOPIN_API const char *ch_backend(void)
 
 static int chi_os_would_block(void) { return errno == EAGAIN || errno == EWOULDBLOCK; }
 
+/* Raw system calls for the hot path (receive, send, the poller's wait).
+   On a thread, glibc wraps each blocking call in cancellation bookkeeping
+   (switch async cancellation on, make the call, switch it off): about 50
+   instructions per call, 150 per keep-alive request, for a feature chopin.h
+   never uses (it stops its workers by message, never by pthread_cancel). On
+   Linux x86-64 and arm64 the call is made directly with the architecture's
+   syscall instruction; elsewhere, or with CHOPIN_NO_RAW_SYSCALLS, through the
+   C library as before. chi_sys6 returns the kernel's answer: a result >= 0,
+   or -errno (the C library's wrapper would set errno and return -1). */
+#if defined(__linux__) && !defined(CHOPIN_NO_RAW_SYSCALLS) && (defined(__x86_64__) || defined(__aarch64__))
+#include <sys/syscall.h>
+#define CHI_RAW_SYSCALLS 1
+#if defined(__x86_64__)
+/* x86-64: number in rax, arguments in rdi, rsi, rdx, r10, r8, r9; the
+   instruction itself overwrites rcx and r11. The last three arguments are
+   moved in by the asm text, so no register variable is needed. */
+static long chi_sys6(long nr, long a, long b, long c, long d, long e, long f)
+{
+    long r;
+    __asm__ volatile("mov %5, %%r10\n\tmov %6, %%r8\n\tmov %7, %%r9\n\tsyscall"
+                     : "=a"(r)
+                     : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(d), "r"(e), "r"(f)
+                     : "rcx", "r8", "r9", "r10", "r11", "memory");
+    return r;
+}
+#else
+/* arm64: number in x8, arguments in x0..x5, the result in x0 (GCC's
+   explicit register variables are the documented way to pin them). */
+static long chi_sys6(long nr, long a, long b, long c, long d, long e, long f)
+{
+    register long x8 __asm__("x8") = nr;
+    register long x0 __asm__("x0") = a;
+    register long x1 __asm__("x1") = b;
+    register long x2 __asm__("x2") = c;
+    register long x3 __asm__("x3") = d;
+    register long x4 __asm__("x4") = e;
+    register long x5 __asm__("x5") = f;
+    __asm__ volatile("svc #0"
+                     : "+r"(x0)
+                     : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5)
+                     : "memory");
+    return x0;
+}
+#endif
+/* A raw call's answer in the C library's terms: -1 with errno set. */
+static long chi_sys_result(long r)
+{
+    if (r >= 0) return r;
+    errno = (int)-r;
+    return -1;
+}
+static long chi_sys_read(int fd, char *p, size_t n)
+{
+    return chi_sys_result(chi_sys6(SYS_read, fd, (long)p, (long)n, 0, 0, 0));
+}
+static long chi_sys_send(int fd, const char *p, size_t n)
+{
+    /* send() is sendto() without an address, on both architectures */
+    return chi_sys_result(chi_sys6(SYS_sendto, fd, (long)p, (long)n, CHI_SEND_FLAGS, 0, 0));
+}
+#else
+static long chi_sys_read(int fd, char *p, size_t n) { return (long)read(fd, p, n); }
+static long chi_sys_send(int fd, const char *p, size_t n) { return (long)send(fd, p, n, CHI_SEND_FLAGS); }
+#endif
+
 static long chi_os_recv(int fd, char *p, size_t n)
 {
-    ssize_t r;
+    long r;
     do {
-        r = read(fd, p, n);
+        r = chi_sys_read(fd, p, n);
     } while (r < 0 && errno == EINTR);
-    if (r >= 0) return (long)r;
+    if (r >= 0) return r;
     return chi_os_would_block() ? CHI_IO_AGAIN : CHI_IO_ERROR;
 }
 
 static long chi_os_send(int fd, const char *p, size_t n)
 {
-    ssize_t r;
+    long r;
     do {
-        r = send(fd, p, n, CHI_SEND_FLAGS);
+        r = chi_sys_send(fd, p, n);
     } while (r < 0 && errno == EINTR);
-    if (r >= 0) return (long)r;
+    if (r >= 0) return r;
     return chi_os_would_block() ? CHI_IO_AGAIN : CHI_IO_ERROR;
 }
 
@@ -6794,12 +6863,25 @@ static void chi_poller_forget(chi_poller *p, int fd)
     (void)fd;
 }
 
+/* epoll_wait without glibc's cancellation bookkeeping (see chi_sys6):
+   arm64 has only epoll_pwait, which with no signal mask is the same call. */
+static int chi_epoll_wait(int fd, struct epoll_event *ev, int max, int timeout_ms)
+{
+#if defined(CHI_RAW_SYSCALLS) && defined(SYS_epoll_wait)
+    return (int)chi_sys_result(chi_sys6(SYS_epoll_wait, fd, (long)ev, max, timeout_ms, 0, 0));
+#elif defined(CHI_RAW_SYSCALLS)
+    return (int)chi_sys_result(chi_sys6(SYS_epoll_pwait, fd, (long)ev, max, timeout_ms, 0, 8));
+#else
+    return epoll_wait(fd, ev, max, timeout_ms);
+#endif
+}
+
 static int chi_poller_wait(chi_poller *p, chi_event *out, int max, int timeout_ms)
 {
     struct epoll_event ev[CHI_MAX_EVENTS];
     int n, i;
     if (max > CHI_MAX_EVENTS) max = CHI_MAX_EVENTS;
-    n = epoll_wait(p->fd, ev, max, timeout_ms);
+    n = chi_epoll_wait(p->fd, ev, max, timeout_ms);
     for (i = 0; i < n; i++) {
         uint32_t e = ev[i].events;
         out[i].tag = ev[i].data.u64;
