@@ -1583,28 +1583,34 @@ static int chi_json_in_array(const ch_json *j)
     return j->depth > 0 && ((j->arrays >> (j->depth - 1)) & 1);
 }
 
-/* Called before every value and key: writes the comma if one is due. A
-   value in an object must follow its key. */
-static void chi_json_sep_for(ch_json *j, int is_key)
+/* Called before every value and key: returns ',' when a comma is due
+   before it, else 0 (the caller writes it with the value). A value in an
+   object must follow its key. */
+static char chi_json_comma(ch_json *j, int is_key)
 {
     uint64_t bit;
     if (j->after_key) {
         j->after_key = 0;
-        return;
+        return 0;
     }
     if (j->depth == 0) {
         if (j->len) j->failed = 1; /* a second top-level value */
-        return;
+        return 0;
     }
     if (!is_key && !chi_json_in_array(j)) j->failed = 1;
     bit = (uint64_t)1 << (j->depth - 1);
-    if (j->fresh & bit)
+    if (j->fresh & bit) {
         j->fresh &= ~bit;
-    else
-        chi_json_char(j, ',');
+        return 0;
+    }
+    return ',';
 }
 
-static void chi_json_sep(ch_json *j) { chi_json_sep_for(j, 0); }
+/* Writes the comma before a value if one is due. */
+static void chi_json_sep(ch_json *j)
+{
+    if (chi_json_comma(j, 0)) chi_json_char(j, ',');
+}
 
 static void chi_json_open(ch_json *j, char c)
 {
@@ -1656,21 +1662,71 @@ static size_t chi_utf8_len(const unsigned char *s, size_t n)
     return 4;
 }
 
-/* Writes a quoted, escaped string. One capacity check covers the worst
-   case; words of eight bytes that need no escape are copied whole. */
-static void chi_json_quoted(ch_json *j, const char *str, size_t n)
+/* Does this word of eight string bytes hold one that needs a closer look:
+   a control byte, a byte >= 0x80, '"' or '\\'? */
+static uint64_t chi_json_word_special(uint64_t x)
+{
+    return chi_has_below(x, 0x20) | (x & CHI_HIGHS) | chi_has_byte(x, '"') | chi_has_byte(x, '\\');
+}
+
+/* The usual string, with nothing to escape, checked and copied a word at a
+   time: words of eight bytes, the last one overlapping the one before it
+   (so a 13-byte string is two words, and no byte past the string is read);
+   4 to 7 bytes as two overlapping halves checked as one word. Writes to o
+   and returns 1, or returns 0 when a byte needs escaping (the caller then
+   starts again with the general loop, over whatever this wrote). */
+static int chi_json_plain(char *o, const char *s, size_t n)
+{
+    uint32_t a, b;
+    size_t i;
+    if (n >= 8) {
+        for (i = 0; n - i > 8; i += 8) {
+            uint64_t x = chi_load8(s + i);
+            if (chi_json_word_special(x)) return 0;
+            memcpy(o + i, &x, 8);
+        }
+        if (chi_json_word_special(chi_load8(s + n - 8))) return 0;
+        memcpy(o + n - 8, s + n - 8, 8);
+        return 1;
+    }
+    if (n >= 4) {
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        if (chi_json_word_special((uint64_t)a | (uint64_t)b << 32)) return 0;
+        memcpy(o, &a, 4);
+        memcpy(o + n - 4, &b, 4);
+        return 1;
+    }
+    for (i = 0; i < n; i++) {
+        if (!chi_is((unsigned char)s[i], CHI_JSON)) return 0;
+        o[i] = s[i];
+    }
+    return 1;
+}
+
+/* Writes a quoted, escaped string, with the comma before it and the colon
+   after it when `before` / `after` are not 0 (one writer call for a whole
+   key or value). One capacity check covers the worst case; the usual
+   string takes chi_json_plain's few words, the general loop copies words of
+   eight bytes that need no escape whole and escapes the rest. */
+static void chi_json_quoted(ch_json *j, char before, const char *str, size_t n, char after)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *s = (const unsigned char *)str;
     size_t i = 0;
     char *o;
     /* worst case: every byte becomes \u00XX (6 bytes) or U+FFFD (6 bytes) */
-    if (n > ((size_t)-1 - 2) / 6 || chi_json_reserve(j, n * 6 + 2) < 0) {
+    if (n > ((size_t)-1 - 4) / 6 || chi_json_reserve(j, n * 6 + 4) < 0) {
         j->failed = 1;
         return;
     }
     o = j->buf + j->len;
+    if (before) *o++ = before;
     *o++ = '"';
+    if (chi_json_plain(o, str, n)) {
+        o += n;
+        i = n;
+    }
     while (i < n) {
         unsigned char c;
         while (n - i >= 8) {
@@ -1715,6 +1771,7 @@ static void chi_json_quoted(ch_json *j, const char *str, size_t n)
         i++;
     }
     *o++ = '"';
+    if (after) *o++ = after;
     j->len = (size_t)(o - j->buf);
 }
 
@@ -1724,19 +1781,13 @@ CHOPIN_API void ch_json_keyn(ch_json *j, const char *key, size_t len)
         j->failed = 1;
         return;
     }
-    chi_json_sep_for(j, 1);
-    chi_json_quoted(j, key, len);
-    chi_json_char(j, ':');
+    chi_json_quoted(j, chi_json_comma(j, 1), key, len, ':');
     j->after_key = 1;
 }
 
 CHOPIN_API void ch_json_key(ch_json *j, const char *key) { ch_json_keyn(j, key, strlen(key)); }
 
-CHOPIN_API void ch_json_strn(ch_json *j, const char *s, size_t len)
-{
-    chi_json_sep(j);
-    chi_json_quoted(j, s, len);
-}
+CHOPIN_API void ch_json_strn(ch_json *j, const char *s, size_t len) { chi_json_quoted(j, chi_json_comma(j, 0), s, len, 0); }
 
 CHOPIN_API void ch_json_str(ch_json *j, const char *s)
 {

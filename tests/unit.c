@@ -585,6 +585,67 @@ static void test_json_escaping(void)
     ch_json_free(&j);
 }
 
+/* The word-at-a-time paths (chi_json_plain, the general loop): every length
+   from 0 to 40, with one byte that needs a look at every position, against
+   the byte-by-byte answer. Each string sits in a buffer of its exact size, so
+   ASan (the unit build) catches a read past it. Keys and values in an
+   object check the comma and colon written with them. */
+static void test_json_short_strings(void)
+{
+    static const char *const special[] = {"/", "\"", "\\", "\n", "\x7f", "\xc3\xa9", "\x80"};
+    static const char *const escaped[] = {"/", "\\\"", "\\\\", "\\n", "\x7f", "\xc3\xa9", "\\ufffd"};
+    ch_json j;
+    char want[256];
+    size_t n, at, k;
+    int ok;
+    ch_json_init(&j);
+    for (n = 0; n <= 40; n++) {
+        for (k = 0; k < sizeof special / sizeof special[0]; k++) {
+            for (at = 0; at <= n; at++) { /* at == n: nothing special (the plain path) */
+                size_t sl = at < n ? strlen(special[k]) : 0, len = at < n ? n - 1 + sl : n, w = 0, i;
+                char *s;
+                if (at == n && k > 0) continue;
+                s = (char *)malloc(len ? len : 1);
+                for (i = 0; i < len; i++) s[i] = (char)('a' + i % 26);
+                if (at < n) memcpy(s + at, special[k], sl);
+                want[w++] = '"';
+                for (i = 0; i < len; i++) {
+                    if (at < n && i == at) {
+                        memcpy(want + w, escaped[k], strlen(escaped[k]));
+                        w += strlen(escaped[k]);
+                        i += sl - 1;
+                    } else {
+                        want[w++] = s[i];
+                    }
+                }
+                want[w++] = '"';
+                want[w] = 0;
+                ch_json_reset(&j);
+                ch_json_strn(&j, s, len);
+                ok = json_is(&j, want);
+                if (!ok) printf("  (length %u, special %u at %u)\n", (unsigned)len, (unsigned)k, (unsigned)at);
+                CHECK(ok);
+                free(s);
+            }
+        }
+    }
+    ch_json_reset(&j);
+    ch_json_object_begin(&j);
+    ch_json_key(&j, "message");
+    ch_json_str(&j, "Hello, World!");
+    ch_json_key(&j, "a\"b");
+    ch_json_array_begin(&j);
+    ch_json_str(&j, "x");
+    ch_json_str(&j, "");
+    ch_json_str(&j, "0123456789abcdef");
+    ch_json_array_end(&j);
+    ch_json_key(&j, "");
+    ch_json_strn(&j, "\n", 1);
+    ch_json_object_end(&j);
+    CHECK(json_is(&j, "{\"message\":\"Hello, World!\",\"a\\\"b\":[\"x\",\"\",\"0123456789abcdef\"],\"\":\"\\n\"}"));
+    ch_json_free(&j);
+}
+
 static void test_json_numbers(void)
 {
     ch_json j;
@@ -1339,6 +1400,7 @@ int main(void)
     run("chunked: invalid bodies", test_chunked_invalid);
     run("json: structure and commas", test_json_structure);
     run("json: string escaping", test_json_escaping);
+    run("json: strings of every length 0-40, a special byte at every position", test_json_short_strings);
     run("json: numbers round-trip", test_json_numbers);
     run("router: matching and precedence", test_router_match);
     run("router: registration errors", test_router_errors);
