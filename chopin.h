@@ -3041,6 +3041,8 @@ static char *chi_head_length_end(char *p, uint64_t length)
 #define CHI_SERVER_LINE "Server: " CHOPIN_SERVER_NAME "\r\n"
 #define CHI_DATE_AT (sizeof(CHI_SERVER_LINE) - 1 + 6)
 #define CHI_COMMON_LEN (CHI_DATE_AT + CHI_DATE_LEN + 2)
+#define CHI_OK_LINE_LEN 17 /* "HTTP/1.1 200 OK\r\n" */
+#define CHI_OK_LEAD_LEN (CHI_OK_LINE_LEN + CHI_COMMON_LEN)
 
 static void chi_common_init(char common[CHI_COMMON_LEN])
 {
@@ -3055,7 +3057,9 @@ enum {
     CHI_FRAME_LENGTH_OPEN, /* "Content-Length: " and stop: the caller writes the
                               digits per request (dynamic FastRoutes) */
     CHI_FRAME_NONE,        /* 1xx, 204, 304: no framing header */
-    CHI_FRAME_CHUNKED      /* Transfer-Encoding: chunked (a stream) */
+    CHI_FRAME_CHUNKED,     /* Transfer-Encoding: chunked (a stream) */
+    CHI_FRAME_LEAD         /* nothing after the status line and common lines:
+                              the "lead" a worker keeps for its 200s */
 };
 
 typedef struct chi_head_spec {
@@ -3063,6 +3067,10 @@ typedef struct chi_head_spec {
     int keep_alive, minor;     /* decide the Connection line */
     const char *common;        /* "Server: ...\r\nDate: ...\r\n", or NULL */
     size_t common_len;
+    const char *lead;          /* status line + common lines, written by this
+                                  writer once per worker (CHI_FRAME_LEAD) and
+                                  copied whole per answer; NULL: write them */
+    size_t lead_len;
     const char *ctype;         /* Content-Type value; ctype_len 0: none */
     size_t ctype_len;
     const char *extra;         /* "Name: value\r\n" lines, as they are */
@@ -3110,13 +3118,20 @@ static size_t chi_status_line(int status, char *out)
 }
 
 /* The one head writer: p has chi_head_size(h) bytes of room. Returns the
-   end of what it wrote. */
+   end of what it wrote. The status line and the common lines come from
+   h->lead when the worker keeps them pre-built for this status (the usual
+   200: one copy instead of the reason lookup and four pieces). */
 static char *chi_head_put(char *p, const chi_head_spec *h)
 {
     size_t conn_len;
     const char *conn = chi_connection_line(h->keep_alive, h->minor, &conn_len);
-    p += chi_status_line(h->status, p);
-    p = chi_put(p, h->common, h->common_len);
+    if (h->lead) {
+        p = chi_put(p, h->lead, h->lead_len);
+    } else {
+        p += chi_status_line(h->status, p);
+        p = chi_put(p, h->common, h->common_len);
+        if (h->framing == CHI_FRAME_LEAD) return p;
+    }
     if (h->ctype_len) {
         p = chi_put(p, "Content-Type: ", 14);
         p = chi_put(p, h->ctype, h->ctype_len);
@@ -3186,10 +3201,14 @@ typedef struct chi_node {
     size_t seg_len;
     struct chi_node **kids;         /* static children */
     int nkids;
+    unsigned *index;                /* kids by segment hash: 1 + kid, 0 empty */
+    unsigned index_mask;            /* slots - 1 (a power of two) */
     struct chi_node *param;         /* ":name" child */
     char *param_name;
+    size_t param_name_len;
     struct chi_node *wild;          /* "*name" child: matches the rest */
     char *wild_name;
+    size_t wild_name_len;
     chi_route routes[CH_METHOD_COUNT];
     unsigned methods;               /* bit per method that has a handler */
     unsigned fast_methods;          /* GET|HEAD when a FastRoute owns it */
@@ -3208,6 +3227,7 @@ static void chi_node_free(chi_node *n)
     if (!n) return;
     for (i = 0; i < n->nkids; i++) chi_node_free(n->kids[i]);
     CHOPIN_FREE(n->kids);
+    CHOPIN_FREE(n->index);
     chi_node_free(n->param);
     chi_node_free(n->wild);
     CHOPIN_FREE(n->seg);
@@ -3226,6 +3246,47 @@ static char *chi_strndup(const char *s, size_t n)
     return d;
 }
 
+/* A node's static children are found by a small open-addressing table
+   keyed by the segment's length and its first and last bytes: one probe,
+   usually, however many siblings there are (an API has dozens at /api/v1). */
+static unsigned chi_seg_hash(const char *p, size_t len)
+{
+    return len ? (unsigned)len * 31u + (unsigned char)p[0] * 7u + (unsigned char)p[len - 1] : 0u;
+}
+
+/* The static child named p[0, len), or NULL. */
+static chi_node *chi_node_kid(const chi_node *n, const char *p, size_t len)
+{
+    unsigned h;
+    if (!n->index) return NULL;
+    for (h = chi_seg_hash(p, len) & n->index_mask; n->index[h]; h = (h + 1) & n->index_mask) {
+        chi_node *k = n->kids[n->index[h] - 1];
+        if (k->seg_len == len && memcmp(k->seg, p, len) == 0) return k;
+    }
+    return NULL;
+}
+
+/* Rebuilds n's table after a child was added: at least twice as many slots
+   as children, so a probe soon meets an empty slot. Returns 0 or -1. */
+static int chi_node_index(chi_node *n)
+{
+    unsigned size = 4, *index;
+    int i;
+    while (size < 2u * (unsigned)n->nkids) size *= 2;
+    index = (unsigned *)CHOPIN_MALLOC(sizeof *index * size);
+    if (!index) return -1;
+    memset(index, 0, sizeof *index * size);
+    for (i = 0; i < n->nkids; i++) {
+        unsigned h = chi_seg_hash(n->kids[i]->seg, n->kids[i]->seg_len) & (size - 1);
+        while (index[h]) h = (h + 1) & (size - 1);
+        index[h] = (unsigned)i + 1;
+    }
+    CHOPIN_FREE(n->index);
+    n->index = index;
+    n->index_mask = size - 1;
+    return 0;
+}
+
 /* Finds or makes the node for a pattern. Returns NULL and sets *err. */
 static chi_node *chi_node_insert(chi_node *root, const char *pattern, const char **err)
 {
@@ -3241,6 +3302,7 @@ static chi_node *chi_node_insert(chi_node *root, const char *pattern, const char
         size_t len = e ? (size_t)(e - p) : strlen(p);
         if (len && (p[0] == ':' || p[0] == '*')) {
             char **name = p[0] == ':' ? &n->param_name : &n->wild_name;
+            size_t *name_len = p[0] == ':' ? &n->param_name_len : &n->wild_name_len;
             chi_node **kid = p[0] == ':' ? &n->param : &n->wild;
             if (len == 1) {
                 *err = "a route parameter needs a name";
@@ -3261,13 +3323,11 @@ static chi_node *chi_node_insert(chi_node *root, const char *pattern, const char
                     *err = "out of memory";
                     return NULL;
                 }
+                *name_len = len - 1;
             }
             n = *kid;
         } else {
-            int i;
-            chi_node *next = NULL, **kids;
-            for (i = 0; i < n->nkids; i++)
-                if (n->kids[i]->seg_len == len && memcmp(n->kids[i]->seg, p, len) == 0) next = n->kids[i];
+            chi_node *next = chi_node_kid(n, p, len), **kids;
             if (!next) {
                 kids = (chi_node **)CHOPIN_REALLOC(n->kids, sizeof(chi_node *) * (size_t)(n->nkids + 1));
                 if (!kids) {
@@ -3283,6 +3343,10 @@ static chi_node *chi_node_insert(chi_node *root, const char *pattern, const char
                 }
                 next->seg_len = len;
                 n->kids[n->nkids++] = next;
+                if (chi_node_index(n) < 0) {
+                    *err = "out of memory";
+                    return NULL;
+                }
             }
             n = next;
         }
@@ -3311,18 +3375,14 @@ static chi_node *chi_node_match(chi_node *n, const char *p, const char *end, ch_
 {
     const char *e = (const char *)memchr(p, '/', (size_t)(end - p));
     size_t len = e ? (size_t)(e - p) : (size_t)(end - p);
-    chi_node *found;
-    int i;
-    for (i = 0; i < n->nkids; i++) {
-        chi_node *k = n->kids[i];
-        if (k->seg_len == len && memcmp(k->seg, p, len) == 0) {
-            found = e ? chi_node_match(k, e + 1, end, req) : k;
-            if (found && (found->methods | found->fast_methods)) return found;
-        }
+    chi_node *found, *k = chi_node_kid(n, p, len);
+    if (k) {
+        found = e ? chi_node_match(k, e + 1, end, req) : k;
+        if (found && (found->methods | found->fast_methods)) return found;
     }
     if (n->param && len > 0 && req->param_count < CHOPIN_MAX_PARAMS && chi_param_ok(p, len)) {
         ch_param *pa = &req->params[req->param_count++];
-        pa->name = chi_str(n->param_name, strlen(n->param_name));
+        pa->name = chi_str(n->param_name, n->param_name_len);
         pa->value = chi_str(p, len);
         found = e ? chi_node_match(n->param, e + 1, end, req) : n->param;
         if (found && (found->methods | found->fast_methods)) return found;
@@ -3330,7 +3390,7 @@ static chi_node *chi_node_match(chi_node *n, const char *p, const char *end, ch_
     }
     if (n->wild && req->param_count < CHOPIN_MAX_PARAMS && chi_param_ok(p, (size_t)(end - p))) {
         ch_param *pa = &req->params[req->param_count++];
-        pa->name = chi_str(n->wild_name, strlen(n->wild_name));
+        pa->name = chi_str(n->wild_name, n->wild_name_len);
         pa->value = chi_str(p, (size_t)(end - p));
         if (n->wild->methods) return n->wild;
         req->param_count--;
@@ -8145,6 +8205,7 @@ struct ch_worker {
     char *scratch;           /* CHOPIN_READ_SIZE bytes */
     chi_buf out;             /* responses of the current read batch */
     char common[CHI_COMMON_LEN]; /* "Server: ...\r\nDate: ...\r\n" */
+    char ok_lead[CHI_OK_LEAD_LEN]; /* "HTTP/1.1 200 OK\r\n" + common (>>answers) */
     chi_buf fast_bytes;      /* each FastRoute's response (or prefix) */
     chi_fast_copy *fast;
     ch_json json;
@@ -8689,12 +8750,12 @@ static void chi_log_flush(chi_worker *w)
 
 /* The Date is patched into the shared prefix and into every FastRoute copy,
    each of which starts with "HTTP/1.1 200 OK\r\n" + common. */
-#define CHI_OK_LINE_LEN 17 /* "HTTP/1.1 200 OK\r\n" */
 
 static void chi_refresh_date(chi_worker *w)
 {
     int i;
     chi_format_date(chi_os_wall_seconds(), w->common + CHI_DATE_AT);
+    memcpy(w->ok_lead + CHI_OK_LINE_LEN + CHI_DATE_AT, w->common + CHI_DATE_AT, CHI_DATE_LEN);
     for (i = 0; w->fast && i < w->app->nfast; i++)
         memcpy(w->fast_bytes.ptr + w->fast[i].off + CHI_OK_LINE_LEN + CHI_DATE_AT, w->common + CHI_DATE_AT,
                CHI_DATE_LEN);
@@ -8953,7 +9014,24 @@ static chi_head_spec chi_spec(const chi_worker *w, int status, int keep_alive, i
     h.common = w->common;
     h.common_len = CHI_COMMON_LEN;
     h.framing = CHI_FRAME_LENGTH;
+    if (status == 200) {
+        h.lead = w->ok_lead;
+        h.lead_len = sizeof w->ok_lead;
+    }
     return h;
+}
+
+/* Lays out the worker's lead for 200 answers with the one head writer,
+   once at start-up (the Date is patched in with the others). */
+static void chi_build_ok_lead(chi_worker *w)
+{
+    chi_head_spec h;
+    memset(&h, 0, sizeof h);
+    h.status = 200;
+    h.common = w->common;
+    h.common_len = CHI_COMMON_LEN;
+    h.framing = CHI_FRAME_LEAD;
+    chi_head_put(w->ok_lead, &h); /* fits: chi_head_size's room is for whole heads */
 }
 
 /* A head and, unless HEAD or a status without one, the body. Returns -1
@@ -9372,20 +9450,24 @@ CHOPIN_API int ch_mw_bearer(ch_req *req, ch_res *res, void *user)
 #endif
 
 #ifndef CHOPIN_NO_TIMING
+/* "Server-Timing: app;dur=<ms>.<3 digits>\r\n", written straight into the
+   response's header lines (our own bytes: no check, no second copy). */
 static void chi_timing_finish(ch_req *req, ch_res *res, void *user)
 {
-    char v[48], *p;
+    char *p;
     int64_t us = (chi_os_now_ns() - res->timing_ns) / 1000;
     (void)req;
     (void)user;
     if (us < 0) us = 0;
-    p = chi_put(v, "app;dur=", 8);
+    if (chi_buf_reserve(&res->headers, 64) < 0) return;
+    p = chi_put(res->headers.ptr + res->headers.len, "Server-Timing: app;dur=", 23);
     p += chi_utoa((uint64_t)(us / 1000), p);
     *p++ = '.';
     *p++ = (char)('0' + us % 1000 / 100);
     *p++ = (char)('0' + us % 100 / 10);
     *p++ = (char)('0' + us % 10);
-    chi_res_put_header(res, "Server-Timing", 13, v, (size_t)(p - v)); /* our own bytes: no check */
+    p = chi_put(p, "\r\n", 2);
+    res->headers.len = (size_t)(p - res->headers.ptr);
 }
 
 CHOPIN_API int ch_mw_timing(ch_req *req, ch_res *res, void *user)
@@ -13349,6 +13431,7 @@ static int chi_worker_init(chi_worker *w, ch_app *app, int id, chi_poller *polle
     w->timeouts[CHI_Q_WRITE] = app->cfg.write_timeout;
     w->timeouts[CHI_Q_LINGER] = CHI_LINGER_TIMEOUT;
     chi_common_init(w->common);
+    chi_build_ok_lead(w);
     if (poller) {
         w->poller = poller;
     } else {

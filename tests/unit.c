@@ -1138,6 +1138,7 @@ static chi_worker *test_worker(ch_app *app)
     chi_req_bind(&w.req, &w.req_store);
     chi_common_init(w.common);
     chi_format_date(784111777, w.common + CHI_DATE_AT);
+    chi_build_ok_lead(&w); /* the 200 lead, as a worker builds it */
     return &w;
 }
 
