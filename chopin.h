@@ -3203,6 +3203,8 @@ typedef struct chi_node {
     int nkids;
     unsigned *index;                /* kids by segment hash: 1 + kid, 0 empty */
     unsigned index_mask;            /* slots - 1 (a power of two) */
+    unsigned index_shift;           /* 32 - log2(slots): a hash's top bits */
+    uint32_t index_seed;            /* the multiplier that spreads these kids */
     struct chi_node *param;         /* ":name" child */
     char *param_name;
     size_t param_name_len;
@@ -3248,42 +3250,77 @@ static char *chi_strndup(const char *s, size_t n)
 
 /* A node's static children are found by a small open-addressing table
    keyed by the segment's length and its first and last bytes: one probe,
-   usually, however many siblings there are (an API has dozens at /api/v1). */
-static unsigned chi_seg_hash(const char *p, size_t len)
+   however many siblings there are (an API has dozens at /api/v1). The three
+   are mixed by one multiplication and the table takes the product's top
+   bits; the multiplier is chosen per node, when routes are added, so that
+   no two children share a slot (chi_node_index). */
+static uint32_t chi_seg_hash(const char *p, size_t len, uint32_t seed)
 {
-    return len ? (unsigned)len * 31u + (unsigned char)p[0] * 7u + (unsigned char)p[len - 1] : 0u;
+    uint32_t x = len ? (uint32_t)len | (uint32_t)(unsigned char)p[0] << 8 | (uint32_t)(unsigned char)p[len - 1] << 16 : 0u;
+    return x * seed;
 }
 
-/* The static child named p[0, len), or NULL. */
+/* The static child named p[0, len), or NULL (the caller checked that n has
+   an index). */
 static chi_node *chi_node_kid(const chi_node *n, const char *p, size_t len)
 {
     unsigned h;
-    if (!n->index) return NULL;
-    for (h = chi_seg_hash(p, len) & n->index_mask; n->index[h]; h = (h + 1) & n->index_mask) {
+    for (h = chi_seg_hash(p, len, n->index_seed) >> n->index_shift; n->index[h]; h = (h + 1) & n->index_mask) {
         chi_node *k = n->kids[n->index[h] - 1];
         if (k->seg_len == len && memcmp(k->seg, p, len) == 0) return k;
     }
     return NULL;
 }
 
-/* Rebuilds n's table after a child was added: at least twice as many slots
-   as children, so a probe soon meets an empty slot. Returns 0 or -1. */
-static int chi_node_index(chi_node *n)
+/* Fills index (size slots, top `shift` bits) with n's kids under seed.
+   Returns 1 when every kid got its own slot, 0 when some had to move on to
+   the next free one (still correct, one probe more). */
+static int chi_node_fill(const chi_node *n, unsigned *index, unsigned size, unsigned shift, uint32_t seed)
 {
-    unsigned size = 4, *index;
-    int i;
-    while (size < 2u * (unsigned)n->nkids) size *= 2;
-    index = (unsigned *)CHOPIN_MALLOC(sizeof *index * size);
-    if (!index) return -1;
+    int i, clean = 1;
     memset(index, 0, sizeof *index * size);
     for (i = 0; i < n->nkids; i++) {
-        unsigned h = chi_seg_hash(n->kids[i]->seg, n->kids[i]->seg_len) & (size - 1);
+        unsigned h = chi_seg_hash(n->kids[i]->seg, n->kids[i]->seg_len, seed) >> shift;
+        if (index[h]) clean = 0;
         while (index[h]) h = (h + 1) & (size - 1);
         index[h] = (unsigned)i + 1;
     }
+    return clean;
+}
+
+/* Rebuilds n's table after a child was added: at least twice as many slots
+   as children, and a multiplier (odd numbers from the golden ratio's,
+   2654435761) under which no two kids collide, trying a few dozen before
+   taking a table twice the size; past 8 slots per kid a collision is kept.
+   Returns 0 or -1. */
+static int chi_node_index(chi_node *n)
+{
+    unsigned size = 4, shift = 30, *index = NULL;
+    uint32_t seed = 2654435761u;
+    int tries;
+    while (size < 2u * (unsigned)n->nkids) {
+        size *= 2;
+        shift--;
+    }
+    for (;;) {
+        unsigned *grown = (unsigned *)CHOPIN_REALLOC(index, sizeof *index * size);
+        if (!grown) {
+            CHOPIN_FREE(index);
+            return -1;
+        }
+        index = grown;
+        for (tries = 0, seed = 2654435761u; tries < 64; tries++, seed += 2)
+            if (chi_node_fill(n, index, size, shift, seed)) break;
+        if (tries < 64 || size >= 8u * (unsigned)n->nkids) break; /* kids that share length and ends always collide */
+        size *= 2;
+        shift--;
+    }
+    if (tries == 64) chi_node_fill(n, index, size, shift, seed); /* the last seed, with collisions */
     CHOPIN_FREE(n->index);
     n->index = index;
     n->index_mask = size - 1;
+    n->index_shift = shift;
+    n->index_seed = seed;
     return 0;
 }
 
@@ -3327,7 +3364,7 @@ static chi_node *chi_node_insert(chi_node *root, const char *pattern, const char
             }
             n = *kid;
         } else {
-            chi_node *next = chi_node_kid(n, p, len), **kids;
+            chi_node *next = n->index ? chi_node_kid(n, p, len) : NULL, **kids;
             if (!next) {
                 kids = (chi_node **)CHOPIN_REALLOC(n->kids, sizeof(chi_node *) * (size_t)(n->nkids + 1));
                 if (!kids) {
@@ -3375,7 +3412,7 @@ static chi_node *chi_node_match(chi_node *n, const char *p, const char *end, ch_
 {
     const char *e = (const char *)memchr(p, '/', (size_t)(end - p));
     size_t len = e ? (size_t)(e - p) : (size_t)(end - p);
-    chi_node *found, *k = chi_node_kid(n, p, len);
+    chi_node *found, *k = n->index ? chi_node_kid(n, p, len) : NULL;
     if (k) {
         found = e ? chi_node_match(k, e + 1, end, req) : k;
         if (found && (found->methods | found->fast_methods)) return found;

@@ -742,6 +742,41 @@ static void test_router_match(void)
     ch_app_free(app);
 }
 
+/* Many siblings in the static-child table (>>routes: chi_node_index): each
+   is found by its own handler's user pointer; kids that share length, first
+   and last byte ("uaers", "ubers", ...) must collide and still be found;
+   near misses are not found. */
+static void test_router_many_siblings(void)
+{
+    static char names[200][8];
+    ch_app *app = ch_app_new();
+    ch_req req = new_req();
+    char path[16];
+    chi_node *n;
+    int i, found = 0, missed = 0;
+    for (i = 0; i < 200; i++) {
+        if (i < 26)
+            snprintf(names[i], sizeof names[i], "u%cers", 'a' + i); /* the same key */
+        else
+            snprintf(names[i], sizeof names[i], "s%d", i * 7919 % 10007);
+        snprintf(path, sizeof path, "/%s", names[i]);
+        CHECK(ch_get(app, path, h_any, names[i]) == 0);
+    }
+    CHECK(ch_get(app, "/", h_other, NULL) == 0);
+    for (i = 0; i < 200; i++) {
+        snprintf(path, sizeof path, "/%s", names[i]);
+        n = match(app, path, &req);
+        found += n && n->routes[CH_GET].user == names[i];
+        snprintf(path, sizeof path, "/%sx", names[i]);
+        missed += match(app, path, &req) == NULL;
+    }
+    CHECK(found == 200 && missed == 200);
+    n = match(app, "/", &req);
+    CHECK(n && n->routes[CH_GET].handler == h_other);
+    CHECK(match(app, "/uzzrs", &req) == NULL && match(app, "/users", &req) != NULL);
+    ch_app_free(app);
+}
+
 static void test_router_errors(void)
 {
     ch_app *app = ch_app_new();
@@ -1404,6 +1439,7 @@ int main(void)
     run("json: strings of every length 0-40, a special byte at every position", test_json_short_strings);
     run("json: numbers round-trip", test_json_numbers);
     run("router: matching and precedence", test_router_match);
+    run("router: 200 siblings, 26 with the same hash key", test_router_many_siblings);
     run("router: registration errors", test_router_errors);
     run("router: Allow list", test_allow_list);
     run("request: common headers in O(1)", test_header_lookup);
