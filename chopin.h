@@ -1308,30 +1308,39 @@ static char *chi_put(char *p, const char *s, size_t n)
     return p + n;
 }
 
-/* Unsigned integer to decimal, two digits per division; `out` needs 20
-   bytes. Returns the number of digits. No printf on the hot path. */
+/* How many decimal digits v has (1 to 20). */
+static size_t chi_digit_count(uint64_t v)
+{
+    size_t n = 1;
+    uint64_t ten_n = 10; /* 10^n; the n < 20 guard stops before it overflows */
+    while (n < 20 && v >= ten_n) {
+        n++;
+        ten_n *= 10;
+    }
+    return n;
+}
+
+/* Unsigned integer to decimal, two digits per division, written from the
+   last digit back straight into `out` (the length is counted first, so no
+   second copy); `out` needs 20 bytes. Returns the number of digits. No
+   printf on the hot path. */
 static size_t chi_utoa(uint64_t v, char *out)
 {
     static const char pairs[] =
         "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
         "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
         "8081828384858687888990919293949596979899";
-    char tmp[20];
-    size_t i = sizeof tmp, n;
+    size_t n = chi_digit_count(v), i = n;
     while (v >= 100) {
         unsigned r = (unsigned)(v % 100);
         v /= 100;
         i -= 2;
-        memcpy(tmp + i, pairs + 2 * (size_t)r, 2);
+        memcpy(out + i, pairs + 2 * (size_t)r, 2);
     }
-    if (v >= 10) {
-        i -= 2;
-        memcpy(tmp + i, pairs + 2 * v, 2);
-    } else {
-        tmp[--i] = (char)('0' + v);
-    }
-    n = sizeof tmp - i;
-    memcpy(out, tmp + i, n);
+    if (v >= 10)
+        memcpy(out, pairs + 2 * v, 2);
+    else
+        out[0] = (char)('0' + v);
     return n;
 }
 
@@ -4029,6 +4038,7 @@ static chi_bucket *chi_buckets_get(chi_buckets *t, const char *key, size_t n, in
     for (i = *head; i >= 0; i = t->e[i].hnext)
         if (t->e[i].hash == h && t->e[i].keylen == n && memcmp(t->e[i].key, key, n) == 0) break;
     if (i >= 0) {
+        if (i == t->lru_head) return &t->e[i]; /* the same client again: already most recent */
         chi_lru_unlink(t, i);
     } else {
         if (t->used < t->cap) {

@@ -46,6 +46,21 @@ static void test_itoa(void)
         snprintf(want, sizeof want, "%llu", (unsigned long long)v[i]);
         CHECK(n == strlen(want) && memcmp(out, want, n) == 0);
     }
+    { /* every digit-count boundary: 10^k - 1 and 10^k */
+        uint64_t p = 1;
+        int k;
+        for (k = 0; k < 20; k++, p *= 10) {
+            uint64_t b[2];
+            int j;
+            b[0] = p - 1;
+            b[1] = p;
+            for (j = 0; j < 2; j++) {
+                n = chi_utoa(b[j], out);
+                snprintf(want, sizeof want, "%llu", (unsigned long long)b[j]);
+                CHECK(n == strlen(want) && memcmp(out, want, n) == 0);
+            }
+        }
+    }
     n = chi_itoa(-9223372036854775807LL - 1, out);
     CHECK(n == 20 && memcmp(out, "-9223372036854775808", 20) == 0);
     n = chi_itoa(-5, out);
