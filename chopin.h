@@ -2345,6 +2345,22 @@ static ch_method chi_method_of(const char *m, size_t n)
 static int chi_is_name(const char *s, const char *lower, size_t n)
 {
     size_t i;
+    uint32_t x, y;
+    /* the same test a word at a time: eight bytes, the last word
+       overlapping the one before; 4 to 7 bytes as two overlapping halves */
+    if (n >= 8) {
+        for (i = 0; n - i > 8; i += 8)
+            if ((chi_load8(s + i) | CHI_ONES * 0x20) != chi_load8(lower + i)) return 0;
+        return (chi_load8(s + n - 8) | CHI_ONES * 0x20) == chi_load8(lower + n - 8);
+    }
+    if (n >= 4) {
+        memcpy(&x, s, 4);
+        memcpy(&y, lower, 4);
+        if ((x | 0x20202020u) != y) return 0;
+        memcpy(&x, s + n - 4, 4);
+        memcpy(&y, lower + n - 4, 4);
+        return (x | 0x20202020u) == y;
+    }
     for (i = 0; i < n; i++)
         if ((s[i] | 0x20) != lower[i]) return 0;
     return 1;

@@ -121,6 +121,53 @@ static void test_char_table(void)
 }
 
 /* The 8-byte scanner must stop exactly where the byte-by-byte one does. */
+/* The common header names (chi_header_id, compared a word at a time):
+   each in lower case, upper case and alternating case is found; with any
+   one byte changed (to another letter, a '-' or its case-folded neighbour
+   '@' / '`' that OR 0x20 does not make a letter) it is not. Names sit in
+   buffers of their exact size (ASan: no read past them). */
+static void test_header_names(void)
+{
+    static const struct { const char *name; ch_hdr id; } names[] = {
+        {"host", CH_H_HOST}, {"range", CH_H_RANGE}, {"accept", CH_H_ACCEPT}, {"cookie", CH_H_COOKIE},
+        {"expect", CH_H_EXPECT}, {"origin", CH_H_ORIGIN}, {"referer", CH_H_REFERER}, {"upgrade", CH_H_UPGRADE},
+        {"x-real-ip", CH_H_X_REAL_IP}, {"connection", CH_H_CONNECTION}, {"user-agent", CH_H_USER_AGENT},
+        {"content-type", CH_H_CONTENT_TYPE}, {"x-request-id", CH_H_X_REQUEST_ID},
+        {"authorization", CH_H_AUTHORIZATION}, {"cache-control", CH_H_CACHE_CONTROL},
+        {"if-none-match", CH_H_IF_NONE_MATCH}, {"content-length", CH_H_CONTENT_LENGTH},
+        {"accept-encoding", CH_H_ACCEPT_ENCODING}, {"accept-language", CH_H_ACCEPT_LANGUAGE},
+        {"x-forwarded-for", CH_H_X_FORWARDED_FOR}, {"transfer-encoding", CH_H_TRANSFER_ENCODING},
+        {"if-modified-since", CH_H_IF_MODIFIED_SINCE}, {"x-forwarded-proto", CH_H_X_FORWARDED_PROTO}};
+    static const char swaps[] = "q-@`";
+    size_t i, k, n, at;
+    int bad = 0;
+    for (i = 0; i < sizeof names / sizeof names[0]; i++) {
+        n = strlen(names[i].name);
+        for (k = 0; k < 3; k++) { /* lower, upper, alternating */
+            char *s = (char *)malloc(n);
+            for (at = 0; at < n; at++) {
+                char c = names[i].name[at];
+                s[at] = (k == 1 || (k == 2 && at % 2)) && c >= 'a' && c <= 'z' ? (char)(c - 32) : c;
+            }
+            bad += chi_header_id(s, n) != (int)names[i].id;
+            free(s);
+        }
+        for (at = 0; at < n; at++)
+            for (k = 0; k < sizeof swaps - 1; k++) {
+                char *s = (char *)malloc(n);
+                memcpy(s, names[i].name, n);
+                if (s[at] == swaps[k]) {
+                    free(s);
+                    continue;
+                }
+                s[at] = swaps[k];
+                bad += chi_header_id(s, n) == (int)names[i].id;
+                free(s);
+            }
+    }
+    CHECK(bad == 0);
+}
+
 static void test_skip_value(void)
 {
     char buf[40];
@@ -1439,6 +1486,7 @@ int main(void)
     run("date: IMF-fixdate", test_date);
     run("character table matches the RFC grammar", test_char_table);
     run("SWAR value scanner agrees with the table", test_skip_value);
+    run("header names: every case, every one-byte change", test_header_names);
     run("responses: the one head writer and error bodies", test_error_responses);
     run("parser: a GET with query and headers", test_parse_simple_get);
     run("parser: framing and keep-alive", test_parse_framing);
