@@ -9077,7 +9077,7 @@ static chi_head_spec chi_spec(const chi_worker *w, int status, int keep_alive, i
     h.common = w->common;
     h.common_len = CHI_COMMON_LEN;
     h.framing = CHI_FRAME_LENGTH;
-    if (status == 200) {
+    if (status == 200 && w->ok_lead[0]) { /* built by chi_worker_init (a test's hand-made worker may lack it) */
         h.lead = w->ok_lead;
         h.lead_len = sizeof w->ok_lead;
     }
