@@ -25,7 +25,10 @@
    -D_GNU_SOURCE.
 
    VERSION 0.2.0 (CHOPIN_VERSION_MAJOR/MINOR/PATCH, CHOPIN_VERSION_STRING)
-     next   batteries: a logger, CORS, rate limiting, trusted proxies,
+     next   an io_uring backend (CHOPIN_USE_IO_URING: multishot receives
+            into provided buffers, one io_uring_enter per loop pass, epoll
+            when the kernel refuses io_uring);
+            batteries: a logger, CORS, rate limiting, trusted proxies,
             metrics, request ids, cookies, decoded parameters; after-hooks
             see refused requests; stricter chunk extensions and Host, the
             characters browsers send in targets accepted
@@ -88,6 +91,14 @@
                             default there)
        CHOPIN_USE_POLL      plain POSIX poll(2): any other Unix (the default
                             there), and a fallback that works everywhere
+       CHOPIN_USE_IO_URING  Linux: io_uring (raw system calls, no liburing;
+                            5.19 or later for receives into provided
+                            buffers, 6.1 for a worker's own deferred ring).
+                            Where io_uring_setup is refused (ENOSYS, EPERM
+                            from a seccomp policy or kernel.io_uring_disabled)
+                            the process serves with epoll and logs one warning
+                            (CH_LOGITEM_IO_URING_REFUSED); ch_backend() says
+                            which one runs
    macOS's SO_REUSEPORT does not balance connections between sockets, so
    there (and on OpenBSD and NetBSD) REUSEPORT defaults to false and the
    workers share one listener. Only Linux is tested by running: epoll and
@@ -154,7 +165,11 @@
        CHOPIN_REALLOC(p, n)            FREE together or none of them
        CHOPIN_FREE(p)                  (default: malloc, realloc, free)
        CHOPIN_ASSERT(c)                default: assert(c)
-       CHOPIN_USE_EPOLL, CHOPIN_USE_KQUEUE, CHOPIN_USE_POLL   see above
+       CHOPIN_USE_EPOLL, CHOPIN_USE_KQUEUE, CHOPIN_USE_POLL,
+       CHOPIN_USE_IO_URING             see above
+       CHOPIN_IO_URING_POLL_ONLY  io_uring: connections are read after a
+                               poll, as with epoll, not received into the
+                               ring's provided buffers (for comparison)
        CHOPIN_MAX_HEADERS      100     request header lines kept per request
                                        (1-254); more: 431
        CHOPIN_MAX_PARAMS       8       route parameters per request
@@ -263,6 +278,7 @@
      >>os epoll      the poll set, waker, ticker and signals on Linux
      >>os kqueue     ... on macOS and the BSDs
      >>os poll       ... with plain poll(2)
+     >>os io_uring   ... with io_uring on Linux (epoll where it is refused)
    Layer 3, the server
      >>structs       every private server type: app, group, response,
                      connection, later response, pool, worker
@@ -386,6 +402,8 @@ typedef enum ch_log_item {
     CH_LOGITEM_BAD_PROXY_HEADER, /* warn: a trusted proxy sent no valid PROXY header */
     CH_LOGITEM_SUPPRESSED,       /* warn: lines left out by the rate limit */
     CH_LOGITEM_WORKER_FAILED,    /* error: a worker's event loop failed; it stopped */
+    CH_LOGITEM_IO_URING_REFUSED, /* warn: CHOPIN_USE_IO_URING, but the kernel or a
+                                    seccomp policy refused io_uring: epoll serves */
     CH_LOGITEM_COUNT
 } ch_log_item;
 
@@ -5998,10 +6016,15 @@ CHOPIN_API int ch_form_decode_next(ch_str *rest, char *key, size_t kcap, char *v
    completion backend (io_uring: "these bytes arrived", "that send finished")
    would call the same functions from its completions. */
 
-#if (defined(CHOPIN_USE_EPOLL) + defined(CHOPIN_USE_KQUEUE) + defined(CHOPIN_USE_POLL)) > 1
-#error "chopin.h: define at most one of CHOPIN_USE_EPOLL, CHOPIN_USE_KQUEUE, CHOPIN_USE_POLL"
+#if (defined(CHOPIN_USE_EPOLL) + defined(CHOPIN_USE_KQUEUE) + defined(CHOPIN_USE_POLL) + defined(CHOPIN_USE_IO_URING)) > 1
+#error "chopin.h: define at most one of CHOPIN_USE_EPOLL, CHOPIN_USE_KQUEUE, CHOPIN_USE_POLL, CHOPIN_USE_IO_URING"
 #endif
-#if defined(CHOPIN_USE_EPOLL)
+#if defined(CHOPIN_USE_IO_URING) && !defined(__linux__)
+#error "chopin.h: CHOPIN_USE_IO_URING is Linux only"
+#endif
+#if defined(CHOPIN_USE_IO_URING)
+#define CHI_OS_IO_URING 1 /* with the epoll block beside it: the fallback */
+#elif defined(CHOPIN_USE_EPOLL)
 #define CHI_OS_EPOLL 1
 #elif defined(CHOPIN_USE_KQUEUE)
 #define CHI_OS_KQUEUE 1
@@ -6112,9 +6135,15 @@ static const char *chi_os_errno_text(int e, char *buf, size_t n)
 /* The last error's text (errno), in buf. */
 static const char *chi_os_error_text(char *buf, size_t n) { return chi_os_errno_text(errno, buf, n); }
 
+#if defined(CHI_OS_IO_URING)
+static int chi_ur_usable(void); /* >>os io_uring */
+#endif
+
 CHOPIN_API const char *ch_backend(void)
 {
-#if defined(CHI_OS_EPOLL)
+#if defined(CHI_OS_IO_URING)
+    return chi_ur_usable() ? "io_uring" : "epoll";
+#elif defined(CHI_OS_EPOLL)
     return "epoll";
 #elif defined(CHI_OS_KQUEUE)
     return "kqueue";
@@ -6962,7 +6991,34 @@ static int chi_os_open_file(const char *path)
 
 static int chi_os_mkdir(const char *path) { return (mkdir(path, 0755) == 0 || errno == EEXIST) ? 0 : -1; }
 
-#if defined(CHI_OS_EPOLL)
+#if defined(CHI_OS_IO_URING)
+/* Under CHOPIN_USE_IO_URING the epoll block below is the fallback: its seam
+   names get an epoll prefix here, and >>os io_uring defines the real ones,
+   which use the ring or call these. */
+#define chi_poller chi_epoll_poller
+#define chi_poller_open chi_epoll_poller_open
+#define chi_poller_close chi_epoll_poller_close
+#define chi_poller_add chi_epoll_poller_add
+#define chi_poller_mod chi_epoll_poller_mod
+#define chi_poller_del chi_epoll_poller_del
+#define chi_poller_forget chi_epoll_poller_forget
+#define chi_poller_wait chi_epoll_poller_wait
+#define chi_poller_fd chi_epoll_poller_fd
+#define chi_waker chi_epoll_waker
+#define chi_waker_open chi_epoll_waker_open
+#define chi_waker_wake chi_epoll_waker_wake
+#define chi_waker_drain chi_epoll_waker_drain
+#define chi_waker_close chi_epoll_waker_close
+#define chi_ticker chi_epoll_ticker
+#define chi_ticker_open chi_epoll_ticker_open
+#define chi_ticker_drain chi_epoll_ticker_drain
+#define chi_ticker_close chi_epoll_ticker_close
+#define chi_signals chi_epoll_signals
+#define chi_signals_open chi_epoll_signals_open
+#define chi_signals_read chi_epoll_signals_read
+#define chi_signals_close chi_epoll_signals_close
+#endif
+#if defined(CHI_OS_EPOLL) || defined(CHI_OS_IO_URING)
 /* >>os epoll ------------------------------------------------------------------
    Linux. Every source of events is a descriptor in the epoll set: sockets,
    an eventfd for the waker, a timerfd for the ticker and a signalfd for the
@@ -7178,6 +7234,894 @@ static void chi_signals_close(chi_signals *s)
     pthread_sigmask(SIG_SETMASK, &s->old, NULL);
 }
 #endif /* CHI_OS_EPOLL */
+#if defined(CHI_OS_IO_URING)
+#undef chi_poller
+#undef chi_poller_open
+#undef chi_poller_close
+#undef chi_poller_add
+#undef chi_poller_mod
+#undef chi_poller_del
+#undef chi_poller_forget
+#undef chi_poller_wait
+#undef chi_poller_fd
+#undef chi_waker
+#undef chi_waker_open
+#undef chi_waker_wake
+#undef chi_waker_drain
+#undef chi_waker_close
+#undef chi_ticker
+#undef chi_ticker_open
+#undef chi_ticker_drain
+#undef chi_ticker_close
+#undef chi_signals
+#undef chi_signals_open
+#undef chi_signals_read
+#undef chi_signals_close
+#endif
+
+#if defined(CHI_OS_IO_URING)
+/* >>os io_uring ---------------------------------------------------------------
+   Linux, CHOPIN_USE_IO_URING: the same readiness contract as epoll, driven
+   through an io_uring instead of an epoll set, so that one io_uring_enter
+   per loop pass both hands the kernel every change of interest made during
+   the pass and waits for the next events (epoll pays an epoll_wait per pass
+   and an epoll_ctl per change).
+   - Raw system calls (io_uring_setup, io_uring_enter) and the ring layout of
+     the kernel's <linux/io_uring.h>; no liburing.
+   - Interest in a descriptor is a one-shot IORING_OP_POLL_ADD, armed again
+     just before the next wait while the interest lasts. A one-shot poll
+     checks readiness when it is armed, so a socket with bytes left is
+     reported again on the next pass: level-triggered, as the seam wants.
+     Every arming carries a generation in its user_data: a poll that was
+     cancelled (interest changed, descriptor forgotten) and still completes
+     is recognised as stale and dropped.
+   - A pending poll holds a reference to its socket, so closing the
+     descriptor alone would not close the connection: chi_poller_forget
+     cancels it (the cancel goes with the next enter).
+   - The waker is an eventfd with an IORING_OP_READ on it (the read is the
+     drain; the owner re-arms it); the ticker an IORING_OP_TIMEOUT re-armed
+     on each tick; the stop signals a signalfd polled like a socket.
+   - Refused (no io_uring in the kernel, kernel.io_uring_disabled, a seccomp
+     filter, missing features): the poller is the epoll one, chosen when it
+     opens; p->refused keeps the errno for the one log line (>>listen).
+   Embedded (ch_poll_fd): the ring's descriptor is readable when a
+   completion waits; ch_poll submits what its pass queued before it returns
+   (chi_poller_flush), so a caller that sleeps on the descriptor misses
+   nothing. */
+#if !defined(__GNUC__) && !defined(__clang__)
+#error "chopin.h: CHOPIN_USE_IO_URING needs GCC or clang (the ring is shared memory with the kernel: __atomic builtins)"
+#endif
+#include <linux/io_uring.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+
+/* what a completion's user_data names (low 3 bits; pointers are 8-aligned) */
+#define CHI_UR_IGNORE 0u  /* a cancel's own completion */
+#define CHI_UR_FD 1u      /* a poll: generation << 35 | fd << 3 */
+#define CHI_UR_WAKER 2u   /* the waker's read: its address */
+#define CHI_UR_TICKER 3u  /* the ticker's timeout: its address */
+#define CHI_UR_RECV 4u    /* a connection's multishot receive: generation << 35 | fd << 3 */
+#define CHI_UR_GEN_MASK 0x1fffffffu
+#define CHI_UR_SQ 1024u   /* submission entries; the queue is flushed when full */
+#define CHI_UR_CQ 16384u  /* completion entries; more wait in the kernel (NODROP) */
+#define CHI_UR_NBUF 256u  /* provided receive buffers per worker (a power of 2) */
+#define CHI_UR_BUF 4096u  /* bytes each */
+#define CHI_EV_DATA 8u    /* io_uring only: bytes (or EOF, an error) received for the tag:
+                             the server takes them with chi_poller_data */
+
+typedef struct chi_ur_fd {
+    uint64_t tag;
+    uint32_t gen;              /* of the registration (its receive carries it) */
+    uint32_t pgen;             /* of the poll armed now */
+    unsigned char ev;          /* interest: CHI_EV_READ | CHI_EV_WRITE */
+    unsigned char armed;       /* the mask of the poll in the kernel, 0: none */
+    unsigned char reg;         /* registered */
+    unsigned char dirty;       /* in the list looked at before the next wait */
+    unsigned char rstate;      /* the receive: CHI_UR_R_IDLE, _ARMED, _CANCELLING */
+} chi_ur_fd;
+
+#define CHI_UR_R_IDLE 0
+#define CHI_UR_R_ARMED 1
+#define CHI_UR_R_CANCELLING 2      /* until its last completion: none armed beside it */
+
+typedef struct chi_ur_data {
+    long res;                  /* bytes, CHI_IO_EOF or CHI_IO_ERROR */
+    int bid;                   /* its buffer, -1: none */
+} chi_ur_data;
+
+typedef struct chi_poller {
+    int uring;                 /* 1: the ring; 0: the epoll poller below */
+    int refused;               /* why the ring was refused (errno), 0 if it was not */
+    chi_epoll_poller ep;
+    int fd, open;
+    unsigned *sq_head, *sq_tail, *sq_mask, *sq_array, *cq_head, *cq_tail, *cq_mask;
+    struct io_uring_sqe *sqes;
+    struct io_uring_cqe *cqes;
+    void *ring_map, *sqe_map;
+    size_t ring_len, sqe_len;
+    unsigned tail;             /* ours; published to the kernel at each enter */
+    unsigned features, skip;   /* skip: IOSQE_CQE_SKIP_SUCCESS where the kernel has it */
+    chi_ur_fd *fds;
+    size_t nfds;
+    int *dirty;
+    size_t ndirty, dirty_cap;
+    /* receive mode (a worker's poller, chi_poller_receive): connections
+       (tags below CHI_TAG_BASE) that want to read get a multishot receive
+       into the provided buffers instead of a poll */
+    int recv, enabled, deferred;
+    struct io_uring_buf *br;   /* the buffer ring (shared with the kernel) */
+    char *bufs;
+    unsigned br_tail;
+    chi_ur_data data[CHI_MAX_EVENTS]; /* one per CHI_EV_DATA event of the last wait, in order */
+    int data_head, data_n;
+} chi_poller;
+
+typedef struct chi_waker {
+    chi_epoll_waker ep;
+    chi_poller *p;
+    uint64_t tag, value;       /* value: what the ring's read writes */
+    int fd, open, armed;
+} chi_waker;
+
+typedef struct chi_ticker {
+    chi_epoll_ticker ep;
+    chi_poller *p;
+    uint64_t tag;
+    struct __kernel_timespec ts;
+    int open, armed;
+} chi_ticker;
+
+static long chi_ur_setup(unsigned entries, struct io_uring_params *prm)
+{
+    return syscall(__NR_io_uring_setup, entries, prm);
+}
+
+static long chi_ur_enter(int fd, unsigned submit, unsigned min_complete, unsigned flags, void *arg, size_t argsz)
+{
+    return syscall(__NR_io_uring_enter, fd, submit, min_complete, flags, arg, argsz);
+}
+
+/* The features the backend relies on: completions never dropped, and a
+   wait with a timeout in one enter (Linux 5.11). */
+#define CHI_UR_NEEDS (IORING_FEAT_NODROP | IORING_FEAT_EXT_ARG | IORING_FEAT_SINGLE_MMAP)
+
+/* How completions reach a worker's thread (measured, bench/uring.sh): by
+   default the kernel interrupts the running thread to post each one; a ring
+   only its own thread submits to (a threaded worker's) takes DEFER_TASKRUN
+   (Linux 6.1): the work is done in the thread's next enter, in one batch; or,
+   where that is refused, COOP_TASKRUN (5.19): no interrupt. The ring is
+   created disabled, and the first submission enables it on the thread that
+   makes it (the worker's, not the thread that set the worker up). The
+   app's own ring (the main thread's, or the embedded worker's whose caller
+   sleeps on its descriptor in poll(2)) keeps the default, which posts
+   completions at once and so wakes such a caller. */
+#define CHI_UR_COOP (IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG)
+#define CHI_UR_OWNED (IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED)
+
+/* Sets the ring up; returns 0, or the errno that refused it. */
+static int chi_ur_open(chi_poller *p, int owned)
+{
+    struct io_uring_params prm;
+    long fd = -1;
+    int e, i;
+    static const unsigned tries[3] = {CHI_UR_OWNED, CHI_UR_COOP, 0};
+    for (i = owned ? 0 : 2; i < 3; i++) {
+        memset(&prm, 0, sizeof prm);
+        prm.flags = IORING_SETUP_CQSIZE | tries[i];
+        prm.cq_entries = CHI_UR_CQ;
+        fd = chi_ur_setup(CHI_UR_SQ, &prm);
+        if (fd >= 0 || errno != EINVAL) break;
+    }
+    if (fd < 0) return errno ? errno : ENOSYS;
+    p->enabled = !(prm.flags & IORING_SETUP_R_DISABLED);
+    p->deferred = (prm.flags & IORING_SETUP_DEFER_TASKRUN) != 0;
+    p->fd = (int)fd;
+    if ((prm.features & CHI_UR_NEEDS) != CHI_UR_NEEDS) {
+        close(p->fd);
+        return EOPNOTSUPP;
+    }
+    p->features = prm.features;
+    p->ring_len = prm.sq_off.array + prm.sq_entries * sizeof(unsigned);
+    if (prm.cq_off.cqes + prm.cq_entries * sizeof(struct io_uring_cqe) > p->ring_len)
+        p->ring_len = prm.cq_off.cqes + prm.cq_entries * sizeof(struct io_uring_cqe);
+    p->sqe_len = prm.sq_entries * sizeof(struct io_uring_sqe);
+    p->ring_map = mmap(NULL, p->ring_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, p->fd, (off_t)IORING_OFF_SQ_RING);
+    p->sqe_map = p->ring_map == MAP_FAILED ? MAP_FAILED :
+                 mmap(NULL, p->sqe_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, p->fd, (off_t)IORING_OFF_SQES);
+    if (p->sqe_map == MAP_FAILED) {
+        e = errno;
+        if (p->ring_map != MAP_FAILED) munmap(p->ring_map, p->ring_len);
+        close(p->fd);
+        return e;
+    }
+    {
+        char *r = (char *)p->ring_map;
+        p->sq_head = (unsigned *)(void *)(r + prm.sq_off.head);
+        p->sq_tail = (unsigned *)(void *)(r + prm.sq_off.tail);
+        p->sq_mask = (unsigned *)(void *)(r + prm.sq_off.ring_mask);
+        p->sq_array = (unsigned *)(void *)(r + prm.sq_off.array);
+        p->cq_head = (unsigned *)(void *)(r + prm.cq_off.head);
+        p->cq_tail = (unsigned *)(void *)(r + prm.cq_off.tail);
+        p->cq_mask = (unsigned *)(void *)(r + prm.cq_off.ring_mask);
+        p->cqes = (struct io_uring_cqe *)(void *)(r + prm.cq_off.cqes);
+    }
+    p->sqes = (struct io_uring_sqe *)p->sqe_map;
+    p->tail = *p->sq_tail;
+    p->skip = (prm.features & IORING_FEAT_CQE_SKIP) ? (unsigned)IOSQE_CQE_SKIP_SUCCESS : 0u;
+    return 0;
+}
+
+/* Would a poller open on the ring now? (ch_backend asks the kernel the same
+   question the pollers ask, so its answer is the truth, with no state.) */
+static int chi_ur_usable(void)
+{
+    chi_poller p;
+    memset(&p, 0, sizeof p);
+    if (chi_ur_open(&p, 0) != 0) return 0;
+    munmap(p.sqe_map, p.sqe_len);
+    munmap(p.ring_map, p.ring_len);
+    close(p.fd);
+    return 1;
+}
+
+static int chi_ur_poller_open(chi_poller *p, int owned)
+{
+    int e;
+    memset(p, 0, sizeof *p);
+    e = chi_ur_open(p, owned);
+    if (e == 0) {
+        p->uring = p->open = 1;
+        return 0;
+    }
+    p->refused = e;
+    return chi_epoll_poller_open(&p->ep);
+}
+
+static int chi_poller_open(chi_poller *p) { return chi_ur_poller_open(p, 0); }
+
+/* A poller that one thread alone will wait on and change (a threaded
+   worker's): it may be set up on another thread, but the first wait fixes
+   the thread. */
+static int chi_poller_open_owned(chi_poller *p) { return chi_ur_poller_open(p, 1); }
+
+static void chi_poller_close(chi_poller *p)
+{
+    if (!p->uring) {
+        chi_epoll_poller_close(&p->ep);
+        return;
+    }
+    if (!p->open) return;
+    munmap(p->sqe_map, p->sqe_len);
+    munmap(p->ring_map, p->ring_len);
+    close(p->fd); /* the buffer ring is unregistered with the ring */
+    if (p->br) munmap((void *)p->br, CHI_UR_NBUF * sizeof(struct io_uring_buf));
+    CHOPIN_FREE(p->bufs);
+    p->br = NULL;
+    p->bufs = NULL;
+    CHOPIN_FREE(p->fds);
+    CHOPIN_FREE(p->dirty);
+    p->fds = NULL;
+    p->dirty = NULL;
+    p->nfds = p->ndirty = p->dirty_cap = 0;
+    p->open = 0;
+}
+
+/* Hands the kernel what was queued and, with GETEVENTS, waits. Returns the
+   enter's result (-1 with errno on failure). */
+static long chi_ur_submit(chi_poller *p, unsigned min_complete, unsigned flags, void *arg, size_t argsz)
+{
+    unsigned pending;
+    long r;
+    if (!p->enabled) { /* the thread that submits first is the ring's one submitter */
+        if (syscall(__NR_io_uring_register, p->fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0) return -1;
+        p->enabled = 1;
+    }
+    __atomic_store_n(p->sq_tail, p->tail, __ATOMIC_RELEASE);
+    pending = p->tail - __atomic_load_n(p->sq_head, __ATOMIC_ACQUIRE);
+    if (pending == 0 && !(flags & IORING_ENTER_GETEVENTS)) return 0;
+    do {
+        r = chi_ur_enter(p->fd, pending, min_complete, flags, arg, argsz);
+    } while (r < 0 && errno == EINTR && !(flags & IORING_ENTER_GETEVENTS));
+    return r;
+}
+
+/* A zeroed submission entry, or NULL when the queue is full and cannot be
+   emptied. */
+static struct io_uring_sqe *chi_ur_sqe(chi_poller *p)
+{
+    struct io_uring_sqe *s;
+    unsigned idx;
+    if (p->tail - __atomic_load_n(p->sq_head, __ATOMIC_ACQUIRE) >= *p->sq_mask + 1) {
+        if (chi_ur_submit(p, 0, 0, NULL, 0) < 0) return NULL;
+        if (p->tail - __atomic_load_n(p->sq_head, __ATOMIC_ACQUIRE) >= *p->sq_mask + 1) return NULL;
+    }
+    idx = p->tail & *p->sq_mask;
+    s = &p->sqes[idx];
+    memset(s, 0, sizeof *s);
+    p->sq_array[idx] = idx;
+    p->tail++;
+    return s;
+}
+
+static uint32_t chi_ur_poll_mask(unsigned ev)
+{
+    uint32_t m = ((ev & CHI_EV_READ) ? (uint32_t)POLLIN : 0u) | ((ev & CHI_EV_WRITE) ? (uint32_t)POLLOUT : 0u);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    m = (m << 16) | (m >> 16); /* the kernel swaps the halves back */
+#endif
+    return m;
+}
+
+static uint64_t chi_ur_fd_data(int fd, uint32_t gen)
+{
+    return ((uint64_t)(gen & CHI_UR_GEN_MASK) << 35) | ((uint64_t)(unsigned)fd << 3) | CHI_UR_FD;
+}
+
+static int chi_ur_arm_poll(chi_poller *p, int fd, chi_ur_fd *e, unsigned ev)
+{
+    struct io_uring_sqe *s = chi_ur_sqe(p);
+    if (!s) return -1;
+    s->opcode = IORING_OP_POLL_ADD;
+    s->fd = fd;
+    s->poll32_events = chi_ur_poll_mask(ev);
+    s->user_data = chi_ur_fd_data(fd, e->pgen);
+    e->armed = (unsigned char)ev;
+    return 0;
+}
+
+static uint64_t chi_ur_recv_data(int fd, uint32_t gen)
+{
+    return ((uint64_t)(gen & CHI_UR_GEN_MASK) << 35) | ((uint64_t)(unsigned)fd << 3) | CHI_UR_RECV;
+}
+
+/* Is fd's reading done by a receive (not a poll)? */
+static int chi_ur_receives(const chi_poller *p, const chi_ur_fd *e) { return p->recv && e->tag < CHI_TAG_BASE; }
+
+/* The interest that a poll serves: all of it, or only writing. */
+static unsigned chi_ur_poll_ev(const chi_poller *p, const chi_ur_fd *e)
+{
+    return chi_ur_receives(p, e) ? (unsigned)e->ev & CHI_EV_WRITE : (unsigned)e->ev;
+}
+
+static int chi_ur_arm_recv(chi_poller *p, int fd, chi_ur_fd *e)
+{
+    struct io_uring_sqe *s = chi_ur_sqe(p);
+    if (!s) return -1;
+    s->opcode = IORING_OP_RECV;
+    s->fd = fd;
+    s->ioprio = IORING_RECV_MULTISHOT;
+    s->flags = IOSQE_BUFFER_SELECT;
+    s->buf_group = 0;
+    s->user_data = chi_ur_recv_data(fd, e->gen);
+    e->rstate = CHI_UR_R_ARMED;
+    return 0;
+}
+
+static int chi_ur_cancel_recv(chi_poller *p, int fd, chi_ur_fd *e)
+{
+    struct io_uring_sqe *s;
+    if (e->rstate != CHI_UR_R_ARMED) return 0;
+    s = chi_ur_sqe(p);
+    if (!s) return -1;
+    s->opcode = IORING_OP_ASYNC_CANCEL;
+    s->addr = chi_ur_recv_data(fd, e->gen);
+    s->flags = (unsigned char)p->skip;
+    s->user_data = CHI_UR_IGNORE;
+    e->rstate = CHI_UR_R_CANCELLING;
+    return 0;
+}
+
+/* Cancels fd's pending poll: a later completion of it is stale. */
+static int chi_ur_cancel_poll(chi_poller *p, int fd, chi_ur_fd *e)
+{
+    struct io_uring_sqe *s;
+    if (!e->armed) return 0;
+    s = chi_ur_sqe(p);
+    if (!s) return -1;
+    s->opcode = IORING_OP_POLL_REMOVE;
+    s->addr = chi_ur_fd_data(fd, e->pgen);
+    s->flags = (unsigned char)p->skip;
+    s->user_data = CHI_UR_IGNORE;
+    e->pgen = (e->pgen + 1) & CHI_UR_GEN_MASK;
+    e->armed = 0;
+    return 0;
+}
+
+/* fd's entry, the table grown to hold it. */
+static chi_ur_fd *chi_ur_entry(chi_poller *p, int fd)
+{
+    if (fd < 0) return NULL;
+    if ((size_t)fd >= p->nfds) {
+        size_t n = p->nfds ? p->nfds : 256;
+        chi_ur_fd *t;
+        while (n <= (size_t)fd) n *= 2;
+        t = (chi_ur_fd *)CHOPIN_REALLOC(p->fds, n * sizeof *t);
+        if (!t) return NULL;
+        memset(t + p->nfds, 0, (n - p->nfds) * sizeof *t);
+        p->fds = t;
+        p->nfds = n;
+    }
+    return &p->fds[fd];
+}
+
+/* Marks fd to be looked at before the next wait (armed, re-armed, or its
+   poll changed). */
+static int chi_ur_mark(chi_poller *p, int fd, chi_ur_fd *e)
+{
+    if (e->dirty) return 0;
+    if (p->ndirty == p->dirty_cap) {
+        size_t n = p->dirty_cap ? p->dirty_cap * 2 : 256;
+        int *t = (int *)CHOPIN_REALLOC(p->dirty, n * sizeof *t);
+        if (!t) return -1;
+        p->dirty = t;
+        p->dirty_cap = n;
+    }
+    p->dirty[p->ndirty++] = fd;
+    e->dirty = 1;
+    return 0;
+}
+
+static int chi_poller_add(chi_poller *p, int fd, unsigned ev, uint64_t tag, int exclusive)
+{
+    chi_ur_fd *e;
+    if (!p->uring) return chi_epoll_poller_add(&p->ep, fd, ev, tag, exclusive);
+    /* no EPOLLEXCLUSIVE for a shared listener: every worker is woken, the
+       ones that find no connection get EAGAIN */
+    (void)exclusive;
+    e = chi_ur_entry(p, fd);
+    if (!e) {
+        errno = ENOMEM;
+        return -1;
+    }
+    if (e->reg) {
+        errno = EEXIST;
+        return -1;
+    }
+    e->reg = 1;
+    e->tag = tag;
+    e->ev = (unsigned char)ev;
+    return ev ? chi_ur_mark(p, fd, e) : 0;
+}
+
+static int chi_poller_mod(chi_poller *p, int fd, unsigned old_ev, unsigned ev, uint64_t tag)
+{
+    chi_ur_fd *e;
+    if (!p->uring) return chi_epoll_poller_mod(&p->ep, fd, old_ev, ev, tag);
+    if (fd < 0 || (size_t)fd >= p->nfds || !p->fds[fd].reg) {
+        errno = ENOENT;
+        return -1;
+    }
+    e = &p->fds[fd];
+    e->tag = tag;
+    e->ev = (unsigned char)ev;
+    return chi_ur_mark(p, fd, e); /* the poll (or receive) follows before the next wait */
+}
+
+static int chi_poller_del(chi_poller *p, int fd, unsigned old_ev)
+{
+    chi_ur_fd *e;
+    if (!p->uring) return chi_epoll_poller_del(&p->ep, fd, old_ev);
+    if (fd < 0 || (size_t)fd >= p->nfds || !p->fds[fd].reg) {
+        errno = ENOENT;
+        return -1;
+    }
+    e = &p->fds[fd];
+    e->reg = 0;
+    e->ev = 0;
+    if (chi_ur_cancel_recv(p, fd, e) < 0) return -1;
+    /* what the old registration's receive still brings is stale */
+    e->gen = (e->gen + 1) & CHI_UR_GEN_MASK;
+    e->rstate = CHI_UR_R_IDLE;
+    return chi_ur_cancel_poll(p, fd, e);
+}
+
+static void chi_poller_forget(chi_poller *p, int fd)
+{
+    if (!p->uring) {
+        chi_epoll_poller_forget(&p->ep, fd);
+        return;
+    }
+    if (fd >= 0 && (size_t)fd < p->nfds && p->fds[fd].reg) (void)chi_poller_del(p, fd, 0);
+}
+
+/* Before a wait: every descriptor whose interest changed or whose poll
+   fired gets the poll its interest asks for now. */
+static int chi_ur_prepare(chi_poller *p)
+{
+    size_t i;
+    for (i = 0; i < p->ndirty; i++) {
+        int fd = p->dirty[i];
+        chi_ur_fd *e = &p->fds[fd];
+        unsigned pev;
+        e->dirty = 0;
+        if (!e->reg) continue;
+        /* a poll that asks for more than the interest now may stay: what it
+           reports is masked with the interest when it completes */
+        pev = chi_ur_poll_ev(p, e);
+        if (e->armed && (pev & ~(unsigned)e->armed) && chi_ur_cancel_poll(p, fd, e) < 0) return -1;
+        if (!e->armed && pev && chi_ur_arm_poll(p, fd, e, pev) < 0) return -1;
+        if (!chi_ur_receives(p, e)) continue;
+        if ((e->ev & CHI_EV_READ) && e->rstate == CHI_UR_R_IDLE && chi_ur_arm_recv(p, fd, e) < 0) return -1;
+        if (!(e->ev & CHI_EV_READ) && chi_ur_cancel_recv(p, fd, e) < 0) return -1;
+    }
+    p->ndirty = 0;
+    return 0;
+}
+
+/* A provided buffer goes back to the kernel. */
+static void chi_ur_recycle(chi_poller *p, unsigned bid)
+{
+    struct io_uring_buf *b = &p->br[p->br_tail & (CHI_UR_NBUF - 1)];
+    b->addr = (uint64_t)(uintptr_t)(p->bufs + (size_t)bid * CHI_UR_BUF);
+    b->len = CHI_UR_BUF;
+    b->bid = (uint16_t)bid;
+    p->br_tail++;
+    /* the ring's tail lies in the first entry's reserved field */
+    __atomic_store_n(&p->br[0].resv, (uint16_t)p->br_tail, __ATOMIC_RELEASE);
+}
+
+/* A receive's completion: bytes (in a provided buffer), the end, an error,
+   or the receive ended (cancelled, out of buffers: armed again before the
+   next wait while the interest lasts). Bytes are never dropped while the
+   registration lives, even after the interest in reading went away. */
+static int chi_ur_received(chi_poller *p, const struct io_uring_cqe *cqe, chi_event *out)
+{
+    uint64_t ud = cqe->user_data;
+    int fd = (int)((ud >> 3) & 0xffffffffu), bid = -1;
+    uint32_t gen = (uint32_t)(ud >> 35) & CHI_UR_GEN_MASK;
+    chi_ur_fd *e = (size_t)fd < p->nfds ? &p->fds[fd] : NULL;
+    chi_ur_data *d;
+    if (cqe->flags & IORING_CQE_F_BUFFER) bid = (int)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+    if (!e || !e->reg || e->gen != gen) { /* stale: the connection is gone */
+        if (bid >= 0) chi_ur_recycle(p, (unsigned)bid);
+        return 0;
+    }
+    if (!(cqe->flags & IORING_CQE_F_MORE)) {
+        e->rstate = CHI_UR_R_IDLE;
+        (void)chi_ur_mark(p, fd, e);
+    }
+    if (cqe->res == -ECANCELED || cqe->res == -ENOBUFS || (cqe->res > 0 && bid < 0)) {
+        if (bid >= 0) chi_ur_recycle(p, (unsigned)bid);
+        return 0;
+    }
+    d = &p->data[p->data_n++];
+    d->bid = bid;
+    d->res = cqe->res > 0 ? (long)cqe->res : cqe->res == 0 ? CHI_IO_EOF : CHI_IO_ERROR;
+    out->tag = e->tag;
+    out->flags = CHI_EV_DATA;
+    return 1;
+}
+
+/* One completion as an event; returns 1 if it is one to report. */
+static int chi_ur_event(chi_poller *p, const struct io_uring_cqe *cqe, chi_event *out)
+{
+    uint64_t ud = cqe->user_data;
+    unsigned kind = (unsigned)(ud & 7u);
+    if (kind == CHI_UR_FD) {
+        int fd = (int)((ud >> 3) & 0xffffffffu);
+        uint32_t gen = (uint32_t)(ud >> 35) & CHI_UR_GEN_MASK;
+        chi_ur_fd *e = (size_t)fd < p->nfds ? &p->fds[fd] : NULL;
+        unsigned fl = 0;
+        if (!e || !e->reg || !e->armed || e->pgen != gen) return 0; /* stale */
+        e->armed = 0;
+        if (e->ev) (void)chi_ur_mark(p, fd, e); /* level-triggered: armed again before the next wait */
+        if (cqe->res < 0) {
+            fl = CHI_EV_ERROR;
+        } else {
+            uint32_t m = (uint32_t)cqe->res;
+            fl = ((m & (uint32_t)POLLIN) ? CHI_EV_READ : 0u) | ((m & (uint32_t)POLLOUT) ? CHI_EV_WRITE : 0u) |
+                 ((m & (uint32_t)(POLLERR | POLLHUP)) ? CHI_EV_ERROR : 0u);
+        }
+        /* reading is the receive's: a hang-up goes to the writer, which
+           meets it (a read here would race with the receive) */
+        if (chi_ur_receives(p, e)) fl = (fl & CHI_EV_ERROR) ? CHI_EV_WRITE : fl & CHI_EV_WRITE;
+        fl &= (unsigned)e->ev | CHI_EV_ERROR;
+        if (!fl || !e->ev) return 0;
+        out->tag = e->tag;
+        out->flags = fl;
+        return 1;
+    }
+    if (kind == CHI_UR_RECV) return chi_ur_received(p, cqe, out);
+    if (kind == CHI_UR_WAKER) {
+        chi_waker *wk = (chi_waker *)(uintptr_t)(ud & ~(uint64_t)7);
+        wk->armed = 0;
+        if (cqe->res == -ECANCELED || !wk->open) return 0;
+        out->tag = wk->tag;
+        out->flags = CHI_EV_READ;
+        return 1;
+    }
+    if (kind == CHI_UR_TICKER) {
+        chi_ticker *t = (chi_ticker *)(uintptr_t)(ud & ~(uint64_t)7);
+        t->armed = 0;
+        if (cqe->res == -ECANCELED || !t->open) return 0;
+        out->tag = t->tag;
+        out->flags = CHI_EV_READ;
+        return 1;
+    }
+    return 0;
+}
+
+/* Takes up to max completions as events; the rest stay for the next wait. */
+static int chi_ur_reap(chi_poller *p, chi_event *out, int max)
+{
+    unsigned head = *p->cq_head, tail = __atomic_load_n(p->cq_tail, __ATOMIC_ACQUIRE);
+    int n = 0;
+    while (head != tail && n < max) {
+        n += chi_ur_event(p, &p->cqes[head & *p->cq_mask], &out[n]);
+        head++;
+    }
+    __atomic_store_n(p->cq_head, head, __ATOMIC_RELEASE);
+    return n;
+}
+
+static int chi_ur_cq_ready(const chi_poller *p)
+{
+    return *p->cq_head != __atomic_load_n(p->cq_tail, __ATOMIC_ACQUIRE);
+}
+
+/* The bytes of the next CHI_EV_DATA event (in the order of the events):
+   a count with *data pointing at them, or CHI_IO_EOF / CHI_IO_ERROR. Each
+   is followed by one chi_poller_data_done, once the bytes are copied. */
+static long chi_poller_data(chi_poller *p, const char **data)
+{
+    const chi_ur_data *d = &p->data[p->data_head];
+    if (p->data_head >= p->data_n) return CHI_IO_ERROR; /* (never: one item per event) */
+    *data = d->bid >= 0 ? p->bufs + (size_t)d->bid * CHI_UR_BUF : NULL;
+    return d->res;
+}
+
+static void chi_poller_data_done(chi_poller *p)
+{
+    if (p->data_head >= p->data_n) return;
+    if (p->data[p->data_head].bid >= 0) chi_ur_recycle(p, (unsigned)p->data[p->data_head].bid);
+    p->data_head++;
+}
+
+/* A worker's poller receives for its connections (a multishot receive
+   into CHI_UR_NBUF provided buffers of CHI_UR_BUF bytes, shared by all its
+   connections: an idle one holds none). Returns 0, or -1 where the kernel
+   has no buffer rings (Linux < 5.19): the poller then stays with polls. */
+static int chi_poller_receive(chi_poller *p)
+{
+    struct io_uring_buf_reg reg;
+    size_t len = CHI_UR_NBUF * sizeof(struct io_uring_buf);
+    unsigned i;
+    void *m;
+#if defined(CHOPIN_IO_URING_POLL_ONLY)
+    return -1;
+#endif
+    if (!p->uring || p->recv) return p->recv ? 0 : -1;
+    m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return -1;
+    p->br = (struct io_uring_buf *)m;
+    p->bufs = (char *)CHOPIN_MALLOC((size_t)CHI_UR_NBUF * CHI_UR_BUF);
+    memset(&reg, 0, sizeof reg);
+    reg.ring_addr = (uint64_t)(uintptr_t)m;
+    reg.ring_entries = CHI_UR_NBUF;
+    reg.bgid = 0;
+    if (!p->bufs || syscall(__NR_io_uring_register, p->fd, IORING_REGISTER_PBUF_RING, &reg, 1) < 0) {
+        munmap(m, len);
+        CHOPIN_FREE(p->bufs);
+        p->br = NULL;
+        p->bufs = NULL;
+        return -1;
+    }
+    for (i = 0; i < CHI_UR_NBUF; i++) chi_ur_recycle(p, i);
+    p->recv = 1;
+    return 0;
+}
+
+/* One enter: what the pass queued goes in, and (unless completions are
+   already waiting, or timeout_ms is 0) it waits for at least one. */
+static int chi_poller_wait(chi_poller *p, chi_event *out, int max, int timeout_ms)
+{
+    struct io_uring_getevents_arg arg;
+    struct __kernel_timespec ts;
+    long r;
+    int n;
+    if (!p->uring) return chi_epoll_poller_wait(&p->ep, out, max, timeout_ms);
+    if (max > CHI_MAX_EVENTS) max = CHI_MAX_EVENTS;
+    while (p->data_head < p->data_n) chi_poller_data_done(p); /* (all taken, normally) */
+    p->data_head = p->data_n = 0;
+    if (chi_ur_prepare(p) < 0) return -1;
+    n = chi_ur_reap(p, out, max);
+    if (n > 0 || timeout_ms == 0 || chi_ur_cq_ready(p)) {
+        /* a deferred ring posts completions only in an enter that asks
+           for them: asked for here too, without waiting, or a pass that
+           never sleeps (connections left to settle) would see none */
+        r = chi_ur_submit(p, 0, p->deferred ? IORING_ENTER_GETEVENTS : 0u, NULL, 0);
+    } else if (timeout_ms < 0) {
+        r = chi_ur_submit(p, 1, IORING_ENTER_GETEVENTS, NULL, 0);
+    } else {
+        memset(&arg, 0, sizeof arg);
+        ts.tv_sec = timeout_ms / 1000;
+        ts.tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
+        arg.ts = (uint64_t)(uintptr_t)&ts;
+        r = chi_ur_submit(p, 1, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg, sizeof arg);
+    }
+    if (r < 0 && errno != EINTR && errno != ETIME && errno != EAGAIN && errno != EBUSY) return -1;
+    /* whatever completed while the pass ran, or during the wait */
+    return n + chi_ur_reap(p, out + n, max - n);
+}
+
+/* Submits what a pass queued without waiting (an embedding caller sleeps
+   on the ring's descriptor next, and a poll that was never submitted would
+   never wake it). */
+static void chi_poller_flush(chi_poller *p)
+{
+    if (!p->uring) return;
+    if (chi_ur_prepare(p) == 0) (void)chi_ur_submit(p, 0, 0, NULL, 0);
+}
+
+static int chi_poller_fd(const chi_poller *p)
+{
+    if (!p->uring) return chi_epoll_poller_fd(&p->ep);
+    return p->open ? p->fd : -1;
+}
+
+static int chi_ur_arm_waker(chi_waker *wk)
+{
+    struct io_uring_sqe *s = chi_ur_sqe(wk->p);
+    if (!s) return -1;
+    s->opcode = IORING_OP_READ;
+    s->fd = wk->fd;
+    s->addr = (uint64_t)(uintptr_t)&wk->value;
+    s->len = sizeof wk->value;
+    s->off = (uint64_t)-1; /* no position: an eventfd */
+    s->user_data = (uint64_t)(uintptr_t)wk | CHI_UR_WAKER;
+    wk->armed = 1;
+    return 0;
+}
+
+static int chi_waker_open(chi_waker *wk, chi_poller *p, uint64_t tag)
+{
+    memset(wk, 0, sizeof *wk);
+    if (!p->uring) return chi_epoll_waker_open(&wk->ep, &p->ep, tag);
+    wk->p = p;
+    wk->tag = tag;
+    wk->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (wk->fd < 0) return -1;
+    wk->open = 1;
+    if (chi_ur_arm_waker(wk) < 0) {
+        close(wk->fd);
+        wk->open = 0;
+        return -1;
+    }
+    return 0;
+}
+
+static void chi_waker_wake(chi_waker *wk)
+{
+    uint64_t one = 1;
+    ssize_t r;
+    if (!wk->p) {
+        chi_epoll_waker_wake(&wk->ep);
+        return;
+    }
+    r = write(wk->fd, &one, sizeof one);
+    (void)r;
+}
+
+/* The ring's read already took the count: only the next read is armed. */
+static void chi_waker_drain(chi_waker *wk)
+{
+    if (!wk->p) {
+        chi_epoll_waker_drain(&wk->ep);
+        return;
+    }
+    if (wk->open && !wk->armed) (void)chi_ur_arm_waker(wk);
+}
+
+/* A read still pending is cancelled when the ring closes; it writes nothing. */
+static void chi_waker_close(chi_waker *wk)
+{
+    if (!wk->p) {
+        chi_epoll_waker_close(&wk->ep);
+        return;
+    }
+    if (wk->open) close(wk->fd);
+    wk->open = 0;
+}
+
+static int chi_ur_arm_ticker(chi_ticker *t)
+{
+    struct io_uring_sqe *s = chi_ur_sqe(t->p);
+    if (!s) return -1;
+    s->opcode = IORING_OP_TIMEOUT;
+    s->fd = -1;
+    s->addr = (uint64_t)(uintptr_t)&t->ts;
+    s->len = 1;
+    s->off = 0; /* no completion count: a pure timer */
+    s->user_data = (uint64_t)(uintptr_t)t | CHI_UR_TICKER;
+    t->armed = 1;
+    return 0;
+}
+
+static int chi_ticker_open(chi_ticker *t, chi_poller *p, int ms, uint64_t tag)
+{
+    memset(t, 0, sizeof *t);
+    if (!p->uring) return chi_epoll_ticker_open(&t->ep, &p->ep, ms, tag);
+    t->p = p;
+    t->tag = tag;
+    t->ts.tv_sec = ms / 1000;
+    t->ts.tv_nsec = (long long)(ms % 1000) * 1000000;
+    t->open = 1;
+    if (chi_ur_arm_ticker(t) < 0) {
+        t->open = 0;
+        return -1;
+    }
+    return 0;
+}
+
+static void chi_ticker_drain(chi_ticker *t)
+{
+    if (!t->p) {
+        chi_epoll_ticker_drain(&t->ep);
+        return;
+    }
+    if (t->open && !t->armed) (void)chi_ur_arm_ticker(t);
+}
+
+static void chi_ticker_close(chi_ticker *t)
+{
+    if (!t->p) {
+        chi_epoll_ticker_close(&t->ep);
+        return;
+    }
+    t->open = 0; /* its timeout is cancelled with the ring; one that fires first is dropped */
+}
+
+/* The signals: a signalfd, polled through the ring like a socket. */
+typedef struct chi_signals {
+    chi_epoll_signals ep;
+    chi_poller *p;
+    int fd, open;
+    sigset_t set, old;
+} chi_signals;
+
+static int chi_signals_open(chi_signals *s, chi_poller *p, const int *signos, int n, uint64_t tag)
+{
+    int i;
+    memset(s, 0, sizeof *s);
+    if (!p->uring) return chi_epoll_signals_open(&s->ep, &p->ep, signos, n, tag);
+    s->p = p;
+    sigemptyset(&s->set);
+    for (i = 0; i < n; i++) sigaddset(&s->set, signos[i]);
+    pthread_sigmask(SIG_BLOCK, &s->set, &s->old);
+    s->fd = signalfd(-1, &s->set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (s->fd < 0 || chi_poller_add(p, s->fd, CHI_EV_READ, tag, 0) < 0) {
+        if (s->fd >= 0) close(s->fd);
+        pthread_sigmask(SIG_SETMASK, &s->old, NULL);
+        return -1;
+    }
+    s->open = 1;
+    return 0;
+}
+
+static int chi_signals_read(chi_signals *s)
+{
+    struct signalfd_siginfo si;
+    if (!s->p) return chi_epoll_signals_read(&s->ep);
+    if (read(s->fd, &si, sizeof si) != (ssize_t)sizeof si) return 0;
+    return (int)si.ssi_signo;
+}
+
+static void chi_signals_close(chi_signals *s)
+{
+    struct timespec zero = {0, 0};
+    if (!s->p) {
+        chi_epoll_signals_close(&s->ep);
+        return;
+    }
+    if (!s->open) return;
+    chi_poller_forget(s->p, s->fd);
+    close(s->fd);
+    s->open = 0;
+    while (sigtimedwait(&s->set, NULL, &zero) > 0) {}
+    pthread_sigmask(SIG_SETMASK, &s->old, NULL);
+}
+#endif /* CHI_OS_IO_URING */
 
 #if defined(CHI_OS_KQUEUE)
 /* >>os kqueue -----------------------------------------------------------------
@@ -11328,6 +12272,34 @@ static void chi_on_readable(chi_worker *w, chi_conn *c)
     chi_conn_received(w, c, chi_os_recv(c->fd, buf, cap));
 }
 
+#if defined(CHI_OS_IO_URING)
+/* Completion: the ring received bytes for c (or its end, or an error):
+   they go where a read would have put them (chi_conn_rbuf), in as many
+   pieces as that buffer needs. c is NULL when the connection has gone. */
+static void chi_on_received(chi_worker *w, chi_conn *c)
+{
+    const char *data = NULL;
+    long n = chi_poller_data(w->poller, &data);
+    if (c && n <= 0) chi_conn_received(w, c, n);
+    while (c && n > 0) {
+        char *buf;
+        size_t cap, k;
+        int fd = c->fd;
+        if (chi_conn_rbuf(w, c, &buf, &cap) < 0) {
+            chi_close(w, c);
+            break;
+        }
+        k = (size_t)n < cap ? (size_t)n : cap;
+        memcpy(buf, data, k);
+        data += k;
+        n -= (long)k;
+        chi_conn_received(w, c, (long)k);
+        if (w->conns[fd] != c) break; /* closed */
+    }
+    chi_poller_data_done(w->poller);
+}
+#endif
+
 /* Readiness: the socket takes more of what it did not take before. */
 static void chi_on_writable(chi_worker *w, chi_conn *c)
 {
@@ -13357,6 +14329,12 @@ static void chi_tick_expire(chi_worker *w)
 static void chi_on_conn_event(chi_worker *w, int fd, unsigned flags)
 {
     chi_conn *c = (size_t)fd < w->conns_cap ? w->conns[fd] : NULL;
+#if defined(CHI_OS_IO_URING)
+    if (flags & CHI_EV_DATA) { /* bytes the ring received, not readiness */
+        chi_on_received(w, c);
+        return;
+    }
+#endif
     if (!c) return;
     if ((flags & (CHI_EV_READ | CHI_EV_ERROR)) && (c->events & CHI_EV_READ)) {
         chi_on_readable(w, c);
@@ -13498,13 +14476,20 @@ static int chi_worker_init(chi_worker *w, ch_app *app, int id, chi_poller *polle
     if (poller) {
         w->poller = poller;
     } else {
+#if defined(CHI_OS_IO_URING)
+        if (chi_poller_open_owned(&w->own_poller) < 0) return -1;
+#else
         if (chi_poller_open(&w->own_poller) < 0) return -1;
+#endif
         w->poller = &w->own_poller;
         if (chi_waker_open(&w->waker, w->poller, CHI_TAG_WAKE) < 0) return -1;
         w->waker_open = 1;
     }
     w->scratch = (char *)CHOPIN_MALLOC(CHOPIN_READ_SIZE);
     if (!w->scratch || chi_ticker_open(&w->ticker, w->poller, 1000, CHI_TAG_TICK) < 0) return -1;
+#if defined(CHI_OS_IO_URING)
+    (void)chi_poller_receive(w->poller); /* where the kernel can: else polls, as for epoll */
+#endif
     w->ticker_open = 1;
     chi_read_clock(w);
     chi_refresh_date(w); /* before the FastRoutes are built: they copy it */
@@ -13905,6 +14890,20 @@ static int chi_bind_all(ch_app *app)
     return 0;
 }
 
+#if defined(CHI_OS_IO_URING)
+/* The one line saying io_uring was refused and epoll serves instead: the
+   app's own poller opened first and met the refusal (each worker's poller
+   then asks the kernel again and meets the same answer). */
+static void chi_uring_refused_log(const ch_app *app)
+{
+    char msg[CHI_LOG_LINE], why[128];
+    if (!app->ctl.refused || app->log_level == CH_LOG_OFF || app->log_level < CH_LOG_WARN) return;
+    (void)snprintf(msg, sizeof msg, "io_uring refused (%s): serving with epoll",
+                   chi_os_errno_text(app->ctl.refused, why, sizeof why));
+    chi_log_emit(app, CH_LOG_WARN, CH_LOGITEM_IO_URING_REFUSED, msg);
+}
+#endif
+
 CHOPIN_API int ch_listen(ch_app *app, const ch_config *cfg)
 {
     int rc;
@@ -13921,6 +14920,9 @@ CHOPIN_API int ch_listen(ch_app *app, const ch_config *cfg)
     chi_take_ready_fd(app);
 #ifndef CHOPIN_NO_RESTART
     chi_take_command(app, cfg ? cfg->argv : NULL);
+#endif
+#if defined(CHI_OS_IO_URING)
+    chi_uring_refused_log(app);
 #endif
     app->listening = 1;
     app->err[0] = 0;
@@ -14366,6 +15368,9 @@ CHOPIN_API int ch_poll(ch_app *app, int timeout_ms)
         chi_set_error(app, "poll failed: %s", chi_os_error_text(why, sizeof why));
         return -1;
     }
+#if defined(CHI_OS_IO_URING)
+    chi_poller_flush(&app->ctl); /* the caller may sleep on ch_poll_fd next */
+#endif
     if (chi_worker_running(w)) return 0;
     chi_worker_wind_up(w);
     chi_embed_end(app);
@@ -14379,6 +15384,9 @@ CHOPIN_API int ch_poll_fd(ch_app *app)
 {
     if (!app || (app->workers && !app->embedded)) return -1;
     if (!app->workers && !app->embedded && chi_embed_begin(app) < 0) return -1;
+#if defined(CHI_OS_IO_URING)
+    chi_poller_flush(&app->ctl);
+#endif
     return chi_poller_fd(&app->ctl);
 }
 
