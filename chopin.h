@@ -203,6 +203,10 @@
                                        ch_defer_write says "wait for the
                                        drain callback" (4x: the stream is cut)
        CHOPIN_NO_WEBSOCKET     compile out WebSocket (and SHA-1, base64)
+       CHOPIN_NO_RAW_SYSCALLS  read, send and epoll_wait through the C
+                               library even on Linux x86-64 / arm64 (where
+                               they are otherwise issued directly, without
+                               glibc's thread-cancellation bookkeeping)
        CHOPIN_CORE_ONLY        compile only layer 1, the core (parser, JSON,
                                router...): no system call, no server; for
                                tests, fuzzing and reuse
@@ -1337,30 +1341,39 @@ static char *chi_put(char *p, const char *s, size_t n)
     return p + n;
 }
 
-/* Unsigned integer to decimal, two digits per division; `out` needs 20
-   bytes. Returns the number of digits. No printf on the hot path. */
+/* How many decimal digits v has (1 to 20). */
+static size_t chi_digit_count(uint64_t v)
+{
+    size_t n = 1;
+    uint64_t ten_n = 10; /* 10^n; the n < 20 guard stops before it overflows */
+    while (n < 20 && v >= ten_n) {
+        n++;
+        ten_n *= 10;
+    }
+    return n;
+}
+
+/* Unsigned integer to decimal, two digits per division, written from the
+   last digit back straight into `out` (the length is counted first, so no
+   second copy); `out` needs 20 bytes. Returns the number of digits. No
+   printf on the hot path. */
 static size_t chi_utoa(uint64_t v, char *out)
 {
     static const char pairs[] =
         "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
         "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
         "8081828384858687888990919293949596979899";
-    char tmp[20];
-    size_t i = sizeof tmp, n;
+    size_t n = chi_digit_count(v), i = n;
     while (v >= 100) {
         unsigned r = (unsigned)(v % 100);
         v /= 100;
         i -= 2;
-        memcpy(tmp + i, pairs + 2 * (size_t)r, 2);
+        memcpy(out + i, pairs + 2 * (size_t)r, 2);
     }
-    if (v >= 10) {
-        i -= 2;
-        memcpy(tmp + i, pairs + 2 * v, 2);
-    } else {
-        tmp[--i] = (char)('0' + v);
-    }
-    n = sizeof tmp - i;
-    memcpy(out, tmp + i, n);
+    if (v >= 10)
+        memcpy(out, pairs + 2 * v, 2);
+    else
+        out[0] = (char)('0' + v);
     return n;
 }
 
@@ -1612,28 +1625,34 @@ static int chi_json_in_array(const ch_json *j)
     return j->depth > 0 && ((j->arrays >> (j->depth - 1)) & 1);
 }
 
-/* Called before every value and key: writes the comma if one is due. A
-   value in an object must follow its key. */
-static void chi_json_sep_for(ch_json *j, int is_key)
+/* Called before every value and key: returns ',' when a comma is due
+   before it, else 0 (the caller writes it with the value). A value in an
+   object must follow its key. */
+static char chi_json_comma(ch_json *j, int is_key)
 {
     uint64_t bit;
     if (j->after_key) {
         j->after_key = 0;
-        return;
+        return 0;
     }
     if (j->depth == 0) {
         if (j->len) j->failed = 1; /* a second top-level value */
-        return;
+        return 0;
     }
     if (!is_key && !chi_json_in_array(j)) j->failed = 1;
     bit = (uint64_t)1 << (j->depth - 1);
-    if (j->fresh & bit)
+    if (j->fresh & bit) {
         j->fresh &= ~bit;
-    else
-        chi_json_char(j, ',');
+        return 0;
+    }
+    return ',';
 }
 
-static void chi_json_sep(ch_json *j) { chi_json_sep_for(j, 0); }
+/* Writes the comma before a value if one is due. */
+static void chi_json_sep(ch_json *j)
+{
+    if (chi_json_comma(j, 0)) chi_json_char(j, ',');
+}
 
 static void chi_json_open(ch_json *j, char c)
 {
@@ -1685,21 +1704,71 @@ static size_t chi_utf8_len(const unsigned char *s, size_t n)
     return 4;
 }
 
-/* Writes a quoted, escaped string. One capacity check covers the worst
-   case; words of eight bytes that need no escape are copied whole. */
-static void chi_json_quoted(ch_json *j, const char *str, size_t n)
+/* Does this word of eight string bytes hold one that needs a closer look:
+   a control byte, a byte >= 0x80, '"' or '\\'? */
+static uint64_t chi_json_word_special(uint64_t x)
+{
+    return chi_has_below(x, 0x20) | (x & CHI_HIGHS) | chi_has_byte(x, '"') | chi_has_byte(x, '\\');
+}
+
+/* The usual string, with nothing to escape, checked and copied a word at a
+   time: words of eight bytes, the last one overlapping the one before it
+   (so a 13-byte string is two words, and no byte past the string is read);
+   4 to 7 bytes as two overlapping halves checked as one word. Writes to o
+   and returns 1, or returns 0 when a byte needs escaping (the caller then
+   starts again with the general loop, over whatever this wrote). */
+static int chi_json_plain(char *o, const char *s, size_t n)
+{
+    uint32_t a, b;
+    size_t i;
+    if (n >= 8) {
+        for (i = 0; n - i > 8; i += 8) {
+            uint64_t x = chi_load8(s + i);
+            if (chi_json_word_special(x)) return 0;
+            memcpy(o + i, &x, 8);
+        }
+        if (chi_json_word_special(chi_load8(s + n - 8))) return 0;
+        memcpy(o + n - 8, s + n - 8, 8);
+        return 1;
+    }
+    if (n >= 4) {
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        if (chi_json_word_special((uint64_t)a | (uint64_t)b << 32)) return 0;
+        memcpy(o, &a, 4);
+        memcpy(o + n - 4, &b, 4);
+        return 1;
+    }
+    for (i = 0; i < n; i++) {
+        if (!chi_is((unsigned char)s[i], CHI_JSON)) return 0;
+        o[i] = s[i];
+    }
+    return 1;
+}
+
+/* Writes a quoted, escaped string, with the comma before it and the colon
+   after it when `before` / `after` are not 0 (one writer call for a whole
+   key or value). One capacity check covers the worst case; the usual
+   string takes chi_json_plain's few words, the general loop copies words of
+   eight bytes that need no escape whole and escapes the rest. */
+static void chi_json_quoted(ch_json *j, char before, const char *str, size_t n, char after)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *s = (const unsigned char *)str;
     size_t i = 0;
     char *o;
     /* worst case: every byte becomes \u00XX (6 bytes) or U+FFFD (6 bytes) */
-    if (n > ((size_t)-1 - 2) / 6 || chi_json_reserve(j, n * 6 + 2) < 0) {
+    if (n > ((size_t)-1 - 4) / 6 || chi_json_reserve(j, n * 6 + 4) < 0) {
         j->failed = 1;
         return;
     }
     o = j->buf + j->len;
+    if (before) *o++ = before;
     *o++ = '"';
+    if (chi_json_plain(o, str, n)) {
+        o += n;
+        i = n;
+    }
     while (i < n) {
         unsigned char c;
         while (n - i >= 8) {
@@ -1744,6 +1813,7 @@ static void chi_json_quoted(ch_json *j, const char *str, size_t n)
         i++;
     }
     *o++ = '"';
+    if (after) *o++ = after;
     j->len = (size_t)(o - j->buf);
 }
 
@@ -1753,19 +1823,13 @@ CHOPIN_API void ch_json_keyn(ch_json *j, const char *key, size_t len)
         j->failed = 1;
         return;
     }
-    chi_json_sep_for(j, 1);
-    chi_json_quoted(j, key, len);
-    chi_json_char(j, ':');
+    chi_json_quoted(j, chi_json_comma(j, 1), key, len, ':');
     j->after_key = 1;
 }
 
 CHOPIN_API void ch_json_key(ch_json *j, const char *key) { ch_json_keyn(j, key, strlen(key)); }
 
-CHOPIN_API void ch_json_strn(ch_json *j, const char *s, size_t len)
-{
-    chi_json_sep(j);
-    chi_json_quoted(j, s, len);
-}
+CHOPIN_API void ch_json_strn(ch_json *j, const char *s, size_t len) { chi_json_quoted(j, chi_json_comma(j, 0), s, len, 0); }
 
 CHOPIN_API void ch_json_str(ch_json *j, const char *s)
 {
@@ -2314,6 +2378,22 @@ static ch_method chi_method_of(const char *m, size_t n)
 static int chi_is_name(const char *s, const char *lower, size_t n)
 {
     size_t i;
+    uint32_t x, y;
+    /* the same test a word at a time: eight bytes, the last word
+       overlapping the one before; 4 to 7 bytes as two overlapping halves */
+    if (n >= 8) {
+        for (i = 0; n - i > 8; i += 8)
+            if ((chi_load8(s + i) | CHI_ONES * 0x20) != chi_load8(lower + i)) return 0;
+        return (chi_load8(s + n - 8) | CHI_ONES * 0x20) == chi_load8(lower + n - 8);
+    }
+    if (n >= 4) {
+        memcpy(&x, s, 4);
+        memcpy(&y, lower, 4);
+        if ((x | 0x20202020u) != y) return 0;
+        memcpy(&x, s + n - 4, 4);
+        memcpy(&y, lower + n - 4, 4);
+        return (x | 0x20202020u) == y;
+    }
     for (i = 0; i < n; i++)
         if ((s[i] | 0x20) != lower[i]) return 0;
     return 1;
@@ -3019,6 +3099,8 @@ static char *chi_head_length_end(char *p, uint64_t length)
 #define CHI_SERVER_LINE "Server: " CHOPIN_SERVER_NAME "\r\n"
 #define CHI_DATE_AT (sizeof(CHI_SERVER_LINE) - 1 + 6)
 #define CHI_COMMON_LEN (CHI_DATE_AT + CHI_DATE_LEN + 2)
+#define CHI_OK_LINE_LEN 17 /* "HTTP/1.1 200 OK\r\n" */
+#define CHI_OK_LEAD_LEN (CHI_OK_LINE_LEN + CHI_COMMON_LEN)
 
 static void chi_common_init(char common[CHI_COMMON_LEN])
 {
@@ -3033,7 +3115,9 @@ enum {
     CHI_FRAME_LENGTH_OPEN, /* "Content-Length: " and stop: the caller writes the
                               digits per request (dynamic FastRoutes) */
     CHI_FRAME_NONE,        /* 1xx, 204, 304: no framing header */
-    CHI_FRAME_CHUNKED      /* Transfer-Encoding: chunked (a stream) */
+    CHI_FRAME_CHUNKED,     /* Transfer-Encoding: chunked (a stream) */
+    CHI_FRAME_LEAD         /* nothing after the status line and common lines:
+                              the "lead" a worker keeps for its 200s */
 };
 
 typedef struct chi_head_spec {
@@ -3041,6 +3125,10 @@ typedef struct chi_head_spec {
     int keep_alive, minor;     /* decide the Connection line */
     const char *common;        /* "Server: ...\r\nDate: ...\r\n", or NULL */
     size_t common_len;
+    const char *lead;          /* status line + common lines, written by this
+                                  writer once per worker (CHI_FRAME_LEAD) and
+                                  copied whole per answer; NULL: write them */
+    size_t lead_len;
     const char *ctype;         /* Content-Type value; ctype_len 0: none */
     size_t ctype_len;
     const char *extra;         /* "Name: value\r\n" lines, as they are */
@@ -3088,13 +3176,20 @@ static size_t chi_status_line(int status, char *out)
 }
 
 /* The one head writer: p has chi_head_size(h) bytes of room. Returns the
-   end of what it wrote. */
+   end of what it wrote. The status line and the common lines come from
+   h->lead when the worker keeps them pre-built for this status (the usual
+   200: one copy instead of the reason lookup and four pieces). */
 static char *chi_head_put(char *p, const chi_head_spec *h)
 {
     size_t conn_len;
     const char *conn = chi_connection_line(h->keep_alive, h->minor, &conn_len);
-    p += chi_status_line(h->status, p);
-    p = chi_put(p, h->common, h->common_len);
+    if (h->lead) {
+        p = chi_put(p, h->lead, h->lead_len);
+    } else {
+        p += chi_status_line(h->status, p);
+        p = chi_put(p, h->common, h->common_len);
+        if (h->framing == CHI_FRAME_LEAD) return p;
+    }
     if (h->ctype_len) {
         p = chi_put(p, "Content-Type: ", 14);
         p = chi_put(p, h->ctype, h->ctype_len);
@@ -3164,10 +3259,16 @@ typedef struct chi_node {
     size_t seg_len;
     struct chi_node **kids;         /* static children */
     int nkids;
+    unsigned *index;                /* kids by segment hash: 1 + kid, 0 empty */
+    unsigned index_mask;            /* slots - 1 (a power of two) */
+    unsigned index_shift;           /* 32 - log2(slots): a hash's top bits */
+    uint32_t index_seed;            /* the multiplier that spreads these kids */
     struct chi_node *param;         /* ":name" child */
     char *param_name;
+    size_t param_name_len;
     struct chi_node *wild;          /* "*name" child: matches the rest */
     char *wild_name;
+    size_t wild_name_len;
     chi_route routes[CH_METHOD_COUNT];
     unsigned methods;               /* bit per method that has a handler */
     unsigned fast_methods;          /* GET|HEAD when a FastRoute owns it */
@@ -3186,6 +3287,7 @@ static void chi_node_free(chi_node *n)
     if (!n) return;
     for (i = 0; i < n->nkids; i++) chi_node_free(n->kids[i]);
     CHOPIN_FREE(n->kids);
+    CHOPIN_FREE(n->index);
     chi_node_free(n->param);
     chi_node_free(n->wild);
     CHOPIN_FREE(n->seg);
@@ -3204,6 +3306,82 @@ static char *chi_strndup(const char *s, size_t n)
     return d;
 }
 
+/* A node's static children are found by a small open-addressing table
+   keyed by the segment's length and its first and last bytes: one probe,
+   however many siblings there are (an API has dozens at /api/v1). The three
+   are mixed by one multiplication and the table takes the product's top
+   bits; the multiplier is chosen per node, when routes are added, so that
+   no two children share a slot (chi_node_index). */
+static uint32_t chi_seg_hash(const char *p, size_t len, uint32_t seed)
+{
+    uint32_t x = len ? (uint32_t)len | (uint32_t)(unsigned char)p[0] << 8 | (uint32_t)(unsigned char)p[len - 1] << 16 : 0u;
+    return x * seed;
+}
+
+/* The static child named p[0, len), or NULL (the caller checked that n has
+   an index). */
+static chi_node *chi_node_kid(const chi_node *n, const char *p, size_t len)
+{
+    unsigned h;
+    for (h = chi_seg_hash(p, len, n->index_seed) >> n->index_shift; n->index[h]; h = (h + 1) & n->index_mask) {
+        chi_node *k = n->kids[n->index[h] - 1];
+        if (k->seg_len == len && memcmp(k->seg, p, len) == 0) return k;
+    }
+    return NULL;
+}
+
+/* Fills index (size slots, top `shift` bits) with n's kids under seed.
+   Returns 1 when every kid got its own slot, 0 when some had to move on to
+   the next free one (still correct, one probe more). */
+static int chi_node_fill(const chi_node *n, unsigned *index, unsigned size, unsigned shift, uint32_t seed)
+{
+    int i, clean = 1;
+    memset(index, 0, sizeof *index * size);
+    for (i = 0; i < n->nkids; i++) {
+        unsigned h = chi_seg_hash(n->kids[i]->seg, n->kids[i]->seg_len, seed) >> shift;
+        if (index[h]) clean = 0;
+        while (index[h]) h = (h + 1) & (size - 1);
+        index[h] = (unsigned)i + 1;
+    }
+    return clean;
+}
+
+/* Rebuilds n's table after a child was added: at least twice as many slots
+   as children, and a multiplier (odd numbers from the golden ratio's,
+   2654435761) under which no two kids collide, trying a few dozen before
+   taking a table twice the size; past 8 slots per kid a collision is kept.
+   Returns 0 or -1. */
+static int chi_node_index(chi_node *n)
+{
+    unsigned size = 4, shift = 30, *index = NULL;
+    uint32_t seed = 2654435761u;
+    int tries;
+    while (size < 2u * (unsigned)n->nkids) {
+        size *= 2;
+        shift--;
+    }
+    for (;;) {
+        unsigned *grown = (unsigned *)CHOPIN_REALLOC(index, sizeof *index * size);
+        if (!grown) {
+            CHOPIN_FREE(index);
+            return -1;
+        }
+        index = grown;
+        for (tries = 0, seed = 2654435761u; tries < 64; tries++, seed += 2)
+            if (chi_node_fill(n, index, size, shift, seed)) break;
+        if (tries < 64 || size >= 8u * (unsigned)n->nkids) break; /* kids that share length and ends always collide */
+        size *= 2;
+        shift--;
+    }
+    if (tries == 64) chi_node_fill(n, index, size, shift, seed); /* the last seed, with collisions */
+    CHOPIN_FREE(n->index);
+    n->index = index;
+    n->index_mask = size - 1;
+    n->index_shift = shift;
+    n->index_seed = seed;
+    return 0;
+}
+
 /* Finds or makes the node for a pattern. Returns NULL and sets *err. */
 static chi_node *chi_node_insert(chi_node *root, const char *pattern, const char **err)
 {
@@ -3219,6 +3397,7 @@ static chi_node *chi_node_insert(chi_node *root, const char *pattern, const char
         size_t len = e ? (size_t)(e - p) : strlen(p);
         if (len && (p[0] == ':' || p[0] == '*')) {
             char **name = p[0] == ':' ? &n->param_name : &n->wild_name;
+            size_t *name_len = p[0] == ':' ? &n->param_name_len : &n->wild_name_len;
             chi_node **kid = p[0] == ':' ? &n->param : &n->wild;
             if (len == 1) {
                 *err = "a route parameter needs a name";
@@ -3239,13 +3418,11 @@ static chi_node *chi_node_insert(chi_node *root, const char *pattern, const char
                     *err = "out of memory";
                     return NULL;
                 }
+                *name_len = len - 1;
             }
             n = *kid;
         } else {
-            int i;
-            chi_node *next = NULL, **kids;
-            for (i = 0; i < n->nkids; i++)
-                if (n->kids[i]->seg_len == len && memcmp(n->kids[i]->seg, p, len) == 0) next = n->kids[i];
+            chi_node *next = n->index ? chi_node_kid(n, p, len) : NULL, **kids;
             if (!next) {
                 kids = (chi_node **)CHOPIN_REALLOC(n->kids, sizeof(chi_node *) * (size_t)(n->nkids + 1));
                 if (!kids) {
@@ -3261,6 +3438,10 @@ static chi_node *chi_node_insert(chi_node *root, const char *pattern, const char
                 }
                 next->seg_len = len;
                 n->kids[n->nkids++] = next;
+                if (chi_node_index(n) < 0) {
+                    *err = "out of memory";
+                    return NULL;
+                }
             }
             n = next;
         }
@@ -3289,18 +3470,14 @@ static chi_node *chi_node_match(chi_node *n, const char *p, const char *end, ch_
 {
     const char *e = (const char *)memchr(p, '/', (size_t)(end - p));
     size_t len = e ? (size_t)(e - p) : (size_t)(end - p);
-    chi_node *found;
-    int i;
-    for (i = 0; i < n->nkids; i++) {
-        chi_node *k = n->kids[i];
-        if (k->seg_len == len && memcmp(k->seg, p, len) == 0) {
-            found = e ? chi_node_match(k, e + 1, end, req) : k;
-            if (found && (found->methods | found->fast_methods)) return found;
-        }
+    chi_node *found, *k = n->index ? chi_node_kid(n, p, len) : NULL;
+    if (k) {
+        found = e ? chi_node_match(k, e + 1, end, req) : k;
+        if (found && (found->methods | found->fast_methods)) return found;
     }
     if (n->param && len > 0 && req->param_count < CHOPIN_MAX_PARAMS && chi_param_ok(p, len)) {
         ch_param *pa = &req->params[req->param_count++];
-        pa->name = chi_str(n->param_name, strlen(n->param_name));
+        pa->name = chi_str(n->param_name, n->param_name_len);
         pa->value = chi_str(p, len);
         found = e ? chi_node_match(n->param, e + 1, end, req) : n->param;
         if (found && (found->methods | found->fast_methods)) return found;
@@ -3308,7 +3485,7 @@ static chi_node *chi_node_match(chi_node *n, const char *p, const char *end, ch_
     }
     if (n->wild && req->param_count < CHOPIN_MAX_PARAMS && chi_param_ok(p, (size_t)(end - p))) {
         ch_param *pa = &req->params[req->param_count++];
-        pa->name = chi_str(n->wild_name, strlen(n->wild_name));
+        pa->name = chi_str(n->wild_name, n->wild_name_len);
         pa->value = chi_str(p, (size_t)(end - p));
         if (n->wild->methods) return n->wild;
         req->param_count--;
@@ -3944,6 +4121,7 @@ static chi_bucket *chi_buckets_get(chi_buckets *t, const char *key, size_t n, in
     for (i = *head; i >= 0; i = t->e[i].hnext)
         if (t->e[i].hash == h && t->e[i].keylen == n && memcmp(t->e[i].key, key, n) == 0) break;
     if (i >= 0) {
+        if (i == t->lru_head) return &t->e[i]; /* the same client again: already most recent */
         chi_lru_unlink(t, i);
     } else {
         if (t->used < t->cap) {
@@ -6048,23 +6226,88 @@ CHOPIN_API const char *ch_backend(void)
 
 static int chi_os_would_block(void) { return errno == EAGAIN || errno == EWOULDBLOCK; }
 
+/* Raw system calls for the hot path (receive, send, the poller's wait).
+   On a thread, glibc wraps each blocking call in cancellation bookkeeping
+   (switch async cancellation on, make the call, switch it off): about 50
+   instructions per call, 150 per keep-alive request, for a feature chopin.h
+   never uses (it stops its workers by message, never by pthread_cancel). On
+   Linux x86-64 and arm64 the call is made directly with the architecture's
+   syscall instruction; elsewhere, or with CHOPIN_NO_RAW_SYSCALLS, through the
+   C library as before. chi_sys6 returns the kernel's answer: a result >= 0,
+   or -errno (the C library's wrapper would set errno and return -1). */
+#if defined(__linux__) && !defined(CHOPIN_NO_RAW_SYSCALLS) && (defined(__x86_64__) || defined(__aarch64__))
+#include <sys/syscall.h>
+#define CHI_RAW_SYSCALLS 1
+#if defined(__x86_64__)
+/* x86-64: number in rax, arguments in rdi, rsi, rdx, r10, r8, r9; the
+   instruction itself overwrites rcx and r11. The last three arguments are
+   moved in by the asm text, so no register variable is needed. */
+static long chi_sys6(long nr, long a, long b, long c, long d, long e, long f)
+{
+    long r;
+    __asm__ volatile("mov %5, %%r10\n\tmov %6, %%r8\n\tmov %7, %%r9\n\tsyscall"
+                     : "=a"(r)
+                     : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(d), "r"(e), "r"(f)
+                     : "rcx", "r8", "r9", "r10", "r11", "memory");
+    return r;
+}
+#else
+/* arm64: number in x8, arguments in x0..x5, the result in x0 (GCC's
+   explicit register variables are the documented way to pin them). */
+static long chi_sys6(long nr, long a, long b, long c, long d, long e, long f)
+{
+    register long x8 __asm__("x8") = nr;
+    register long x0 __asm__("x0") = a;
+    register long x1 __asm__("x1") = b;
+    register long x2 __asm__("x2") = c;
+    register long x3 __asm__("x3") = d;
+    register long x4 __asm__("x4") = e;
+    register long x5 __asm__("x5") = f;
+    __asm__ volatile("svc #0"
+                     : "+r"(x0)
+                     : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5)
+                     : "memory");
+    return x0;
+}
+#endif
+/* A raw call's answer in the C library's terms: -1 with errno set. */
+static long chi_sys_result(long r)
+{
+    if (r >= 0) return r;
+    errno = (int)-r;
+    return -1;
+}
+static long chi_sys_read(int fd, char *p, size_t n)
+{
+    return chi_sys_result(chi_sys6(SYS_read, fd, (long)p, (long)n, 0, 0, 0));
+}
+static long chi_sys_send(int fd, const char *p, size_t n)
+{
+    /* send() is sendto() without an address, on both architectures */
+    return chi_sys_result(chi_sys6(SYS_sendto, fd, (long)p, (long)n, CHI_SEND_FLAGS, 0, 0));
+}
+#else
+static long chi_sys_read(int fd, char *p, size_t n) { return (long)read(fd, p, n); }
+static long chi_sys_send(int fd, const char *p, size_t n) { return (long)send(fd, p, n, CHI_SEND_FLAGS); }
+#endif
+
 static long chi_os_recv(int fd, char *p, size_t n)
 {
-    ssize_t r;
+    long r;
     do {
-        r = read(fd, p, n);
+        r = chi_sys_read(fd, p, n);
     } while (r < 0 && errno == EINTR);
-    if (r >= 0) return (long)r;
+    if (r >= 0) return r;
     return chi_os_would_block() ? CHI_IO_AGAIN : CHI_IO_ERROR;
 }
 
 static long chi_os_send(int fd, const char *p, size_t n)
 {
-    ssize_t r;
+    long r;
     do {
-        r = send(fd, p, n, CHI_SEND_FLAGS);
+        r = chi_sys_send(fd, p, n);
     } while (r < 0 && errno == EINTR);
-    if (r >= 0) return (long)r;
+    if (r >= 0) return r;
     return chi_os_would_block() ? CHI_IO_AGAIN : CHI_IO_ERROR;
 }
 
@@ -6922,12 +7165,25 @@ static void chi_poller_forget(chi_poller *p, int fd)
     (void)fd;
 }
 
+/* epoll_wait without glibc's cancellation bookkeeping (see chi_sys6):
+   arm64 has only epoll_pwait, which with no signal mask is the same call. */
+static int chi_epoll_wait(int fd, struct epoll_event *ev, int max, int timeout_ms)
+{
+#if defined(CHI_RAW_SYSCALLS) && defined(SYS_epoll_wait)
+    return (int)chi_sys_result(chi_sys6(SYS_epoll_wait, fd, (long)ev, max, timeout_ms, 0, 0));
+#elif defined(CHI_RAW_SYSCALLS)
+    return (int)chi_sys_result(chi_sys6(SYS_epoll_pwait, fd, (long)ev, max, timeout_ms, 0, 8));
+#else
+    return epoll_wait(fd, ev, max, timeout_ms);
+#endif
+}
+
 static int chi_poller_wait(chi_poller *p, chi_event *out, int max, int timeout_ms)
 {
     struct epoll_event ev[CHI_MAX_EVENTS];
     int n, i;
     if (max > CHI_MAX_EVENTS) max = CHI_MAX_EVENTS;
-    n = epoll_wait(p->fd, ev, max, timeout_ms);
+    n = chi_epoll_wait(p->fd, ev, max, timeout_ms);
     for (i = 0; i < n; i++) {
         uint32_t e = ev[i].events;
         out[i].tag = ev[i].data.u64;
@@ -9028,6 +9284,7 @@ struct ch_worker {
     char *scratch;           /* CHOPIN_READ_SIZE bytes */
     chi_buf out;             /* responses of the current read batch */
     char common[CHI_COMMON_LEN]; /* "Server: ...\r\nDate: ...\r\n" */
+    char ok_lead[CHI_OK_LEAD_LEN]; /* "HTTP/1.1 200 OK\r\n" + common (>>answers) */
     chi_buf fast_bytes;      /* each FastRoute's response (or prefix) */
     chi_fast_copy *fast;
     ch_json json;
@@ -9572,12 +9829,12 @@ static void chi_log_flush(chi_worker *w)
 
 /* The Date is patched into the shared prefix and into every FastRoute copy,
    each of which starts with "HTTP/1.1 200 OK\r\n" + common. */
-#define CHI_OK_LINE_LEN 17 /* "HTTP/1.1 200 OK\r\n" */
 
 static void chi_refresh_date(chi_worker *w)
 {
     int i;
     chi_format_date(chi_os_wall_seconds(), w->common + CHI_DATE_AT);
+    memcpy(w->ok_lead + CHI_OK_LINE_LEN + CHI_DATE_AT, w->common + CHI_DATE_AT, CHI_DATE_LEN);
     for (i = 0; w->fast && i < w->app->nfast; i++)
         memcpy(w->fast_bytes.ptr + w->fast[i].off + CHI_OK_LINE_LEN + CHI_DATE_AT, w->common + CHI_DATE_AT,
                CHI_DATE_LEN);
@@ -9849,7 +10106,24 @@ static chi_head_spec chi_spec(const chi_worker *w, int status, int keep_alive, i
     h.common = w->common;
     h.common_len = CHI_COMMON_LEN;
     h.framing = CHI_FRAME_LENGTH;
+    if (status == 200 && w->ok_lead[0]) { /* built by chi_worker_init (a test's hand-made worker may lack it) */
+        h.lead = w->ok_lead;
+        h.lead_len = sizeof w->ok_lead;
+    }
     return h;
+}
+
+/* Lays out the worker's lead for 200 answers with the one head writer,
+   once at start-up (the Date is patched in with the others). */
+static void chi_build_ok_lead(chi_worker *w)
+{
+    chi_head_spec h;
+    memset(&h, 0, sizeof h);
+    h.status = 200;
+    h.common = w->common;
+    h.common_len = CHI_COMMON_LEN;
+    h.framing = CHI_FRAME_LEAD;
+    chi_head_put(w->ok_lead, &h); /* fits: chi_head_size's room is for whole heads */
 }
 
 /* A head and, unless HEAD or a status without one, the body. Returns -1
@@ -10268,20 +10542,24 @@ CHOPIN_API int ch_mw_bearer(ch_req *req, ch_res *res, void *user)
 #endif
 
 #ifndef CHOPIN_NO_TIMING
+/* "Server-Timing: app;dur=<ms>.<3 digits>\r\n", written straight into the
+   response's header lines (our own bytes: no check, no second copy). */
 static void chi_timing_finish(ch_req *req, ch_res *res, void *user)
 {
-    char v[48], *p;
+    char *p;
     int64_t us = (chi_os_now_ns() - res->timing_ns) / 1000;
     (void)req;
     (void)user;
     if (us < 0) us = 0;
-    p = chi_put(v, "app;dur=", 8);
+    if (chi_buf_reserve(&res->headers, 64) < 0) return;
+    p = chi_put(res->headers.ptr + res->headers.len, "Server-Timing: app;dur=", 23);
     p += chi_utoa((uint64_t)(us / 1000), p);
     *p++ = '.';
     *p++ = (char)('0' + us % 1000 / 100);
     *p++ = (char)('0' + us % 100 / 10);
     *p++ = (char)('0' + us % 10);
-    chi_res_put_header(res, "Server-Timing", 13, v, (size_t)(p - v)); /* our own bytes: no check */
+    p = chi_put(p, "\r\n", 2);
+    res->headers.len = (size_t)(p - res->headers.ptr);
 }
 
 CHOPIN_API int ch_mw_timing(ch_req *req, ch_res *res, void *user)
@@ -14290,6 +14568,7 @@ static int chi_worker_init(chi_worker *w, ch_app *app, int id, chi_poller *polle
     w->timeouts[CHI_Q_WRITE] = app->cfg.write_timeout;
     w->timeouts[CHI_Q_LINGER] = CHI_LINGER_TIMEOUT;
     chi_common_init(w->common);
+    chi_build_ok_lead(w);
     if (poller) {
         w->poller = poller;
     } else {
