@@ -8075,14 +8075,19 @@ static void chi_waker_wake(chi_waker *wk)
     (void)r;
 }
 
-/* The ring's read already took the count: only the next read is armed. */
+/* The ring's read took the count it saw; wakes that came after it would
+   complete the next read at once (a wake reported after its drain), so the
+   counter is emptied as epoll's drain does before the next read is armed. */
 static void chi_waker_drain(chi_waker *wk)
 {
     if (!wk->p) {
         chi_epoll_waker_drain(&wk->ep);
         return;
     }
-    if (wk->open && !wk->armed) (void)chi_ur_arm_waker(wk);
+    if (wk->open && !wk->armed) {
+        chi_drain_counter(wk->fd);
+        (void)chi_ur_arm_waker(wk);
+    }
 }
 
 /* A read still pending is cancelled when the ring closes; it writes nothing. */
