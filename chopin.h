@@ -5298,49 +5298,97 @@ static int chi_etag_match(ch_str list, const char *etag, size_t elen, int weak)
     return 0;
 }
 
-/* IMF-fixdate, "Sun, 06 Nov 1994 08:49:37 GMT", to seconds since the
-   epoch. The obsolete forms (RFC 850, asctime) give -1: a date that does not
-   parse makes its header ignored. */
-static int chi_http_date(const char *s, size_t n, int64_t *out)
+/* Two digits at s, or -1. */
+static int chi_date_2d(const char *s)
+{
+    if (s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9') return -1;
+    return (s[0] - '0') * 10 + (s[1] - '0');
+}
+
+/* "Nov" at s: 1..12, or -1. */
+static int chi_date_month(const char *s)
 {
     static const char mon[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
-    int64_t y, m, d, hh, mm, ss, era, yoe, doy, doe;
-    int i, k;
-    const char *digits = "0123456789";
-    if (n != CHI_DATE_LEN || s[3] != ',' || s[4] != ' ' || s[7] != ' ' || s[11] != ' ' || s[16] != ' ' ||
-        s[19] != ':' || s[22] != ':' || memcmp(s + 25, " GMT", 4) != 0)
-        return -1;
-    for (i = 0; i < CHI_DATE_LEN; i++) {
-        static const unsigned char at[] = {5, 6, 12, 13, 14, 15, 17, 18, 20, 21, 23, 24};
-        for (k = 0; k < 12; k++)
-            if (at[k] == i && !memchr(digits, s[i], 10)) return -1;
-    }
-    for (m = 0; m < 12 && memcmp(s + 8, mon + 3 * m, 3) != 0; m++) {}
-    if (m == 12) return -1;
-    m += 1;
-    d = (s[5] - '0') * 10 + (s[6] - '0');
-    y = (s[12] - '0') * 1000 + (s[13] - '0') * 100 + (s[14] - '0') * 10 + (s[15] - '0');
-    hh = (s[17] - '0') * 10 + (s[18] - '0');
-    mm = (s[20] - '0') * 10 + (s[21] - '0');
-    ss = (s[23] - '0') * 10 + (s[24] - '0');
-    if (d < 1 || d > 31 || hh > 23 || mm > 59 || ss > 60) return -1;
-    /* days from civil, the inverse of chi_format_date's method */
+    int m;
+    for (m = 0; m < 12; m++)
+        if (memcmp(s, mon + 3 * m, 3) == 0) return m + 1;
+    return -1;
+}
+
+/* "08:49:37" at s into seconds of the day, or -1. */
+static int64_t chi_date_clock(const char *s)
+{
+    int hh = chi_date_2d(s), mm = chi_date_2d(s + 3), ss = chi_date_2d(s + 6);
+    if (s[2] != ':' || s[5] != ':' || hh < 0 || mm < 0 || ss < 0 || hh > 23 || mm > 59 || ss > 60) return -1;
+    return (int64_t)hh * 3600 + mm * 60 + ss;
+}
+
+/* Seconds since the epoch of a civil date (days from civil, the inverse of
+   chi_format_date's method), or -1 for a day out of range. */
+static int chi_date_join(int64_t y, int64_t m, int64_t d, int64_t clock, int64_t *out)
+{
+    int64_t era, yoe, doy, doe;
+    if (m < 1 || d < 1 || d > 31 || clock < 0) return -1;
     y -= m <= 2;
     era = (y >= 0 ? y : y - 399) / 400;
     yoe = y - era * 400;
     doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
     doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    *out = (era * 146097 + doe - 719468) * 86400 + hh * 3600 + mm * 60 + ss;
+    *out = (era * 146097 + doe - 719468) * 86400 + clock;
     return 0;
 }
 
-/* RFC 9110 13.2.2, for a GET or HEAD of a representation with these
-   validators: 412 (If-Match, else If-Unmodified-Since, fails), 304
-   (If-None-Match matches, else, without If-None-Match, not modified since
-   If-Modified-Since), or 0 to go on. if_match and if_unmodified may be
-   {NULL, 0}. */
+/* An HTTP-date (RFC 9110 5.6.7) to seconds since the epoch. A recipient
+   must accept all three forms:
+     IMF-fixdate  "Sun, 06 Nov 1994 08:49:37 GMT"
+     RFC 850      "Sunday, 06-Nov-94 08:49:37 GMT" (a two-digit year is
+                  taken as 1970-2069: the core has no clock to do better)
+     asctime      "Sun Nov  6 08:49:37 1994"
+   Anything else gives -1, and the header that held it is ignored. */
+static int chi_http_date(const char *s, size_t n, int64_t *out)
+{
+    const char *c = (const char *)memchr(s, ',', n < 10 ? n : 10);
+    int d, m, y, y2;
+    if (c && c - s == 3 && n == CHI_DATE_LEN) { /* IMF-fixdate */
+        d = chi_date_2d(s + 5);
+        m = chi_date_month(s + 8);
+        y = chi_date_2d(s + 12);
+        y2 = chi_date_2d(s + 14);
+        if (s[4] != ' ' || s[7] != ' ' || s[11] != ' ' || s[16] != ' ' || memcmp(s + 25, " GMT", 4) != 0 || d < 0 ||
+            y < 0 || y2 < 0)
+            return -1;
+        return chi_date_join(y * 100 + y2, m, d, chi_date_clock(s + 17), out);
+    }
+    if (c && c - s >= 6) { /* RFC 850: the weekday's full name, then 24 bytes */
+        const char *p = c + 1;
+        if ((size_t)(p - s) + 23 != n || p[0] != ' ' || p[3] != '-' || p[7] != '-' || p[10] != ' ' ||
+            memcmp(p + 19, " GMT", 4) != 0)
+            return -1;
+        d = chi_date_2d(p + 1);
+        m = chi_date_month(p + 4);
+        y = chi_date_2d(p + 8);
+        if (d < 0 || y < 0) return -1;
+        return chi_date_join(y < 70 ? 2000 + y : 1900 + y, m, d, chi_date_clock(p + 11), out);
+    }
+    if (!c && n == 24 && s[3] == ' ' && s[7] == ' ' && s[10] == ' ' && s[19] == ' ') { /* asctime */
+        d = s[8] == ' ' ? ((s[9] >= '1' && s[9] <= '9') ? s[9] - '0' : -1) : chi_date_2d(s + 8);
+        m = chi_date_month(s + 4);
+        y = chi_date_2d(s + 20);
+        y2 = chi_date_2d(s + 22);
+        if (d < 0 || y < 0 || y2 < 0) return -1;
+        return chi_date_join(y * 100 + y2, m, d, chi_date_clock(s + 11), out);
+    }
+    return -1;
+}
+
+/* RFC 9110 13.2.2, for a representation with these validators: 412
+   (If-Match, else If-Unmodified-Since, fails), 304 (If-None-Match matches,
+   else, without If-None-Match, not modified since If-Modified-Since), or 0
+   to go on. `get_or_head` is 0 for any other method: a matching
+   If-None-Match is then 412 and If-Modified-Since is ignored (13.1.2,
+   13.1.3). Any header may be {NULL, 0}. */
 static int chi_preconditions(ch_str if_match, ch_str if_unmodified, ch_str if_none, ch_str if_modified,
-                             const char *etag, size_t elen, int64_t mtime)
+                             const char *etag, size_t elen, int64_t mtime, int get_or_head)
 {
     int64_t t;
     if (if_match.ptr) {
@@ -5348,8 +5396,9 @@ static int chi_preconditions(ch_str if_match, ch_str if_unmodified, ch_str if_no
     } else if (if_unmodified.ptr && chi_http_date(if_unmodified.ptr, if_unmodified.len, &t) == 0 && mtime > t) {
         return 412;
     }
-    if (if_none.ptr) return chi_etag_match(if_none, etag, elen, 1) ? 304 : 0;
-    if (if_modified.ptr && chi_http_date(if_modified.ptr, if_modified.len, &t) == 0 && mtime <= t) return 304;
+    if (if_none.ptr) return chi_etag_match(if_none, etag, elen, 1) ? (get_or_head ? 304 : 412) : 0;
+    if (get_or_head && if_modified.ptr && chi_http_date(if_modified.ptr, if_modified.len, &t) == 0 && mtime <= t)
+        return 304;
     return 0;
 }
 
@@ -5363,15 +5412,16 @@ static int chi_if_range_ok(ch_str v, const char *etag, size_t elen, int64_t mtim
     return chi_http_date(v.ptr, v.len, &t) == 0 && t == mtime;
 }
 
-/* A decimal number of up to 18 digits. */
+/* A decimal number; one past 18 digits stays at 10^18, beyond any file
+   (a last-byte-pos past the end is clamped, a first-byte-pos is 416). */
 static int chi_range_num(const char **pp, const char *end, uint64_t *out)
 {
     const char *p = *pp;
     uint64_t v = 0;
     int n = 0;
     while (p < end && *p >= '0' && *p <= '9') {
-        if (++n > 18) return -1;
-        v = v * 10 + (uint64_t)(*p++ - '0');
+        v = ++n > 18 ? (uint64_t)1000000000000000000u : v * 10 + (uint64_t)(*p - '0');
+        p++;
     }
     if (n == 0) return -1;
     *pp = p;
@@ -10015,7 +10065,7 @@ static void chi_serve_file(ch_req *req, ch_res *res, int fd, const chi_file_info
     if (vary) chi_file_header(res, "Vary", 4, "Accept-Encoding", 15);
     cond = chi_preconditions(ch_req_header(req, "If-Match"), ch_req_header(req, "If-Unmodified-Since"),
                              ch_req_common(req, CH_H_IF_NONE_MATCH), ch_req_common(req, CH_H_IF_MODIFIED_SINCE),
-                             etag, elen, fi->mtime);
+                             etag, elen, fi->mtime, req->method == CH_GET || req->method == CH_HEAD);
     if (cond == 304) {
         chi_os_close(fd);
         res->ctype.len = 0;
@@ -10029,7 +10079,9 @@ static void chi_serve_file(ch_req *req, ch_res *res, int fd, const chi_file_info
     }
     if (encoding) chi_file_header(res, "Content-Encoding", 16, encoding, strlen(encoding));
     chi_file_header(res, "Accept-Ranges", 13, "bytes", 5);
-    if (chi_if_range_ok(ch_req_header(req, "If-Range"), etag, elen, fi->mtime))
+    /* Range is defined for GET only (RFC 9110 14.2): HEAD and the rest
+       ignore it and describe the whole file */
+    if (req->method == CH_GET && chi_if_range_ok(ch_req_header(req, "If-Range"), etag, elen, fi->mtime))
         range = chi_range_parse(ch_req_common(req, CH_H_RANGE), fi->size, &first, &last);
     if (range == 416) {
         p = chi_put(crange, "bytes */", 8);

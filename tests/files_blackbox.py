@@ -272,7 +272,13 @@ def test_ranges(port, files):
             ok = ok and h.get("content-length") == str(len(body))
         result("Range %s -> %d" % (rng, want), ok, "%d %r %r" % (st, h.get("content-range"), b[:20]))
     st, h, b = request(port, "HEAD", "/static/a.txt", {"Range": "bytes=0-9"})
-    result("HEAD with Range: 206 head, Content-Length 10, no body", st == 206 and h.get("content-length") == "10" and b == b"")
+    result("HEAD with Range: ignored (RFC 9110 14.2: GET only), 200 head, Content-Length 100",
+           st == 200 and h.get("content-length") == "100" and "content-range" not in h and b == b"", "%d %r" % (st, h))
+    st, h, b = request(port, "GET", "/static/a.txt", {"Range": "bytes=95-99999999999999999999999"})
+    result("Range with a last byte past 18 digits: clamped, 206", st == 206 and b == data[95:]
+           and h.get("content-range") == "bytes 95-99/100", "%d %r" % (st, h))
+    st, h, b = request(port, "GET", "/static/a.txt", {"Range": "bytes=99999999999999999999999-"})
+    result("Range with a first byte past 18 digits: 416", st == 416 and h.get("content-range") == "bytes */100")
     st, h, b = request(port, "GET", "/static/empty.txt", {"Range": "bytes=0-0"})
     result("Range on an empty file: 416", st == 416 and h.get("content-range") == "bytes */0")
     st, h, b = request(port, "GET", "/static/a.txt", {"Range": "bytes=0-4", "If-Range": etag})
@@ -320,6 +326,19 @@ def test_conditionals(port):
         result("conditional %s -> %d" % (hd, want), ok, "%d %r" % (st, h))
     st, h, b = request(port, "HEAD", "/static/a.txt", {"If-None-Match": etag})
     result("HEAD with a matching If-None-Match: 304", st == 304)
+    # RFC 9110 5.6.7: the obsolete RFC 850 and asctime forms are dates too
+    import email.utils
+    t = email.utils.parsedate_to_datetime(lm)
+    rfc850 = t.strftime("%A, %d-%b-%y %H:%M:%S GMT")
+    asctime = t.strftime("%a %b ") + ("%2d" % t.day) + t.strftime(" %H:%M:%S %Y")
+    bad = []
+    for d in (rfc850, asctime):
+        st, h, b = request(port, "GET", "/static/a.txt", {"If-Modified-Since": d})
+        if st != 304:
+            bad.append("%s -> %d" % (d, st))
+    result("If-Modified-Since in the RFC 850 and asctime forms: 304", not bad, "; ".join(bad))
+    st, h, b = request(port, "GET", "/static/a.txt", {"If-Unmodified-Since": "Saturday, 01-Jan-00 00:00:00 GMT"})
+    result("If-Unmodified-Since in the RFC 850 form, before the file: 412", st == 412, str(st))
 
 
 def test_precompressed(port):
