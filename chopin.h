@@ -7743,6 +7743,7 @@ typedef struct chi_hook {
 struct chi_mount;        /* >>static: a directory mounted by ch_static */
 struct chi_mime_entry;   /* >>static: an application's own MIME type */
 struct chi_stream;       /* >>uploads: a request body taken as a stream */
+struct chi_passed;       /* >>uploads: the middleware's verdict before a body */
 
 /* A new copy of the executable that a restart started and waits for. */
 typedef struct chi_successor {
@@ -7937,6 +7938,7 @@ typedef struct chi_conn {
     int file_fd;             /* a file body being sent (>>static) */
     uint64_t file_off, file_left;
     struct chi_stream *stream; /* a body being streamed (>>uploads) */
+    struct chi_passed *passed; /* the middleware let this body in (>>uploads) */
 } chi_conn;
 
 /* A response that outlives its handler. The user holds it by a ch_defer
@@ -10295,10 +10297,21 @@ CHOPIN_API void ch_file_close(int fd) { if (fd >= 0) chi_os_close(fd); }
      max_body_size. At the end, on_end fills the response;
    - any other route reads its body whole (max_body_size) as before, with
      100 Continue sent once the middleware let the request through. The
-     middleware then runs a second time with the body: keep it free of
-     side effects that must not happen twice, or check req->body. */
+     verdict is kept (chi_passed: what the middleware put in the response,
+     its finishers, req->ctx), and when the body is in, the route's handler
+     runs on it without the middleware running again: a rate limiter
+     counts the request once, a request id stays the same. */
 
 enum { CHI_EARLY_NONE, CHI_EARLY_ANSWERED, CHI_EARLY_STREAM };
+
+/* What the middleware left for a buffered route whose body is still to
+   come: the response so far (its header buffers change hands), and the
+   context it set. The worker's response serves other connections
+   meanwhile. */
+struct chi_passed {
+    ch_res res;
+    void *ctx;
+};
 
 
 struct chi_stream {
@@ -10421,6 +10434,64 @@ static int chi_early_answer(chi_worker *w, chi_conn *c, ch_req *req, size_t out_
     return CHI_EARLY_ANSWERED;
 }
 
+/* Keeps the middleware's verdict on c (see struct chi_passed): w->res's
+   header buffers move into it, w->res gets empty ones. */
+CHI_COLD static int chi_keep_verdict(chi_worker *w, chi_conn *c, const ch_req *req)
+{
+    struct chi_passed *v = (struct chi_passed *)CHOPIN_MALLOC(sizeof *v);
+    if (!v) return -1;
+    v->res = w->res;
+    v->ctx = req->ctx;
+    memset(&w->res.ctype, 0, sizeof w->res.ctype);
+    memset(&w->res.headers, 0, sizeof w->res.headers);
+    w->res.file = 0;
+    c->passed = v;
+    return 0;
+}
+
+CHI_COLD static void chi_passed_free(chi_conn *c)
+{
+    if (!c->passed) return;
+    chi_buf_free(&c->passed->res.ctype);
+    chi_buf_free(&c->passed->res.headers);
+    CHOPIN_FREE(c->passed);
+    c->passed = NULL;
+}
+
+/* chi_dispatch for a body the middleware let in before it came: the
+   response starts as the middleware left it, and only the handler runs. */
+CHI_COLD static void chi_dispatch_passed(chi_worker *w, chi_conn *c, ch_req *req, int keep_alive)
+{
+    struct chi_passed *v = c->passed;
+    ch_res *res = &w->res;
+    const chi_route *route;
+    size_t out_before = w->out.len;
+    chi_buf ct, hd;
+    chi_res_reset(res);
+    ct = res->ctype;
+    hd = res->headers;
+    *res = v->res; /* its buffers and w->res's trade places */
+    v->res.ctype = ct;
+    v->res.headers = hd;
+    chi_passed_free(c);
+    w->decoded_mask = 0;
+    w->keep_alive = keep_alive;
+    req->ctx = v->ctx;
+    route = chi_route_peek(w, req); /* the params again: the head may have moved */
+    if (route) {
+        req->user = route->user;
+        route->handler(req, res);
+    } else {
+        ch_res_error(res, 404);
+    }
+    if (w->deferring) {
+        w->deferring = 0;
+        return;
+    }
+    chi_res_finish(w, req, keep_alive);
+    if (w->app->timed) chi_run_after(w, req, out_before);
+}
+
 /* The head of a request with a body is in (hl bytes of the `have` so far):
    see the >>uploads notes. Runs once per request (c->early_done). */
 CHI_COLD static int chi_early(chi_worker *w, chi_conn *c, ch_req *req, const chi_head *h, const char *head, size_t hl,
@@ -10448,6 +10519,7 @@ CHI_COLD static int chi_early(chi_worker *w, chi_conn *c, ch_req *req, const chi
     if (app->nafter) w->res.start_ns = chi_os_now_ns();
     if (chi_early_route(w, req, &route) == CH_DONE) return chi_early_answer(w, c, req, out_before, 0);
     if (!route->stream_max) { /* buffered: the middleware let it in */
+        if (chi_keep_verdict(w, c, req) < 0) return chi_early_answer(w, c, req, out_before, 503);
         chi_write_continue(w);
         c->continue_sent = 1;
         return CHI_EARLY_NONE;
@@ -10677,6 +10749,7 @@ static void chi_close(chi_worker *w, chi_conn *c)
     chi_os_close(c->fd);
     w->conns[c->fd] = NULL;
     if (c->stream) chi_stream_abort(c);
+    if (c->passed) chi_passed_free(c);
     if (c->flags & CHI_F_FILE) chi_file_drop(c);
     chi_buf_free(&c->in);
     chi_buf_free(&c->out);
@@ -10829,7 +10902,10 @@ static size_t chi_process(chi_worker *w, chi_conn *c, char *buf, size_t len)
         keep_alive = h.keep_alive && !w->stopping;
         req->conn = &c->peer;
         req->ctx = NULL;
-        chi_dispatch(w, req, keep_alive);
+        if (c->passed) /* the middleware ran before the body (>>uploads) */
+            chi_dispatch_passed(w, c, req, keep_alive);
+        else
+            chi_dispatch(w, req, keep_alive);
         r = w->res.file ? chi_take_file(w, c) : 0;
         off += total;
         if (w->out_failed) { /* an answer is missing: close rather than skip it */

@@ -603,6 +603,25 @@ def test_continue(port, rest_port):
         st2, _, b, _ = read_response(s, buf=rest)
         s.close()
         result("with the token: 100 Continue, then the todo is created", st1 == 100 and st2 == 201, "%d %d %r" % (st1, st2, b))
+        # the middleware runs once for an Expect: 100-continue request: the
+        # rate limiter (RATE_LIMIT=10) counts it once, and its headers stay
+        auth = {"Authorization": "Bearer secret"}
+        _, ha, _ = request(rest_port, "GET", "/api/v1/todos", auth)
+        s = connect(rest_port)
+        s.sendall(b"POST /api/v1/todos HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nAuthorization: Bearer secret\r\n"
+                  b"Content-Type: application/json\r\nContent-Length: 27\r\n\r\n")
+        st1, _, _, rest = read_response(s)
+        s.sendall(b'{"title":"b","done":false}\n')
+        st2, hb, _, _ = read_response(s, buf=rest)
+        s.close()
+        _, hc, _ = request(rest_port, "GET", "/api/v1/todos", auth)
+        try:
+            a, b2, c = (int(x.get("x-ratelimit-remaining", "-99")) for x in (ha, hb, hc))
+        except ValueError:
+            a = b2 = c = -99
+        result("Expect: 100-continue: the middleware runs once (rate limit counted once, its headers kept)",
+               st1 == 100 and st2 == 201 and a - b2 == 1 and b2 - c == 1 and "x-request-id" in hb,
+               "%d %d remaining %d %d %d" % (st1, st2, a, b2, c))
 
 
 def test_big(srv, root, updir, mb, rss_limit_mb):
@@ -690,7 +709,7 @@ def main():
         test_slow_reader_and_leaving(srv, ROOT)
         test_uploads(srv.port, updir)
         if rest:
-            rsrv = Server(rest, {"API_TOKEN": "secret"})
+            rsrv = Server(rest, {"API_TOKEN": "secret", "RATE_LIMIT": "10"})
         test_continue(srv.port, rsrv.port if rsrv else 0)
         if big_mb > 0:
             test_big(srv, ROOT, updir, big_mb, rss_limit)
