@@ -620,7 +620,11 @@ CHOPIN_API void ch_health_handler(ch_req *req, ch_res *res);
    again from one thread: it runs what is ready and returns within
    timeout_ms (0: do not wait). It serves with one event loop on the calling
    thread (standard mode: cfg.workers must be 0 or 1) and installs no signal
-   handling. Returns 0 while serving, 1 once the server has stopped (after
+   handling, nor changes the thread's signal mask: a file body's sendfile
+   (which has no MSG_NOSIGNAL) blocks SIGPIPE around each call instead,
+   where ch_serve's workers block it once at their start; a caller that
+   blocks SIGPIPE on its thread itself makes that one call cheaper. Returns
+   0 while serving, 1 once the server has stopped (after
    ch_stop and the graceful drain; the app can then be freed), -1 on an error
    (see ch_error). ch_poll_fd, after ch_listen, sets the server up as the
    first ch_poll would and gives a descriptor that becomes readable when
@@ -6630,17 +6634,36 @@ static int chi_os_file_stat(int fd, chi_file_info *fi)
 
 #endif /* CHOPIN_NO_STATIC */
 
+/* Blocks SIGPIPE on the calling thread for good: a worker thread calls it
+   once at its start, so its sendfile calls need no guard (see below). A
+   SIGPIPE raised on it then stays pending, never delivered, and goes with
+   the thread. Returns 0, or -1 (the guard stays on). */
+static int chi_os_block_sigpipe(void)
+{
+#if defined(__linux__)
+    sigset_t pipe_set;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    return pthread_sigmask(SIG_BLOCK, &pipe_set, NULL) == 0 ? 0 : -1;
+#else
+    return 0; /* the bounce path sends with MSG_NOSIGNAL / SO_NOSIGPIPE */
+#endif
+}
+
 /* Up to n bytes of fd from *off to the socket, without copying them through
    user space where the kernel can (sendfile); *off moves by what was sent.
+   `pipe_blocked`: the thread blocks SIGPIPE already (chi_os_block_sigpipe).
    Returns bytes, CHI_IO_AGAIN, or CHI_IO_ERROR (also when the file ended
    early: the length promised can no longer be kept). */
-static long chi_os_sendfile(int sock, int fd, uint64_t *off, size_t n, char *bounce, size_t bounce_cap)
+static long chi_os_sendfile(int sock, int fd, uint64_t *off, size_t n, char *bounce, size_t bounce_cap,
+                            int pipe_blocked)
 {
 #if defined(__linux__)
     /* sendfile has no MSG_NOSIGNAL: a peer that left would raise SIGPIPE
-       and end the process. It is blocked around the call, and one that
-       came is taken back before the mask is restored. (A thread that keeps
-       SIGPIPE blocked pays nothing but the first mask call.) */
+       and end the process. On a thread that does not block it for good
+       (ch_poll's caller's: its mask is the caller's own), it is blocked
+       around the call, and one that came is taken back before the mask is
+       restored: two more system calls, three after a reset. */
     off_t o = (off_t)*off;
     ssize_t r;
     sigset_t pipe_set, old;
@@ -6648,6 +6671,17 @@ static long chi_os_sendfile(int sock, int fd, uint64_t *off, size_t n, char *bou
     (void)bounce;
     (void)bounce_cap;
     if (n > 0x7ffff000) n = 0x7ffff000;
+    if (pipe_blocked) {
+        do {
+            r = sendfile(sock, fd, &o, n);
+        } while (r < 0 && errno == EINTR);
+        if (r > 0) {
+            *off = (uint64_t)o;
+            return (long)r;
+        }
+        if (r == 0) return CHI_IO_ERROR;
+        return chi_os_would_block() ? CHI_IO_AGAIN : CHI_IO_ERROR;
+    }
     sigemptyset(&pipe_set);
     sigaddset(&pipe_set, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
@@ -6673,6 +6707,7 @@ static long chi_os_sendfile(int sock, int fd, uint64_t *off, size_t n, char *bou
 #else
     /* a bounce buffer: pread then send; the unsent rest is read again */
     ssize_t got, r;
+    (void)pipe_blocked;
     if (n > bounce_cap) n = bounce_cap;
     do {
         got = pread(fd, bounce, n, (off_t)*off);
@@ -8051,6 +8086,7 @@ struct ch_worker {
     int64_t accept_pause_until;
     chi_thread thread;
     int started;
+    int sigpipe_blocked;     /* its thread blocks SIGPIPE for good (>>run) */
     chi_conn **conns;        /* indexed by fd */
     size_t conns_cap;
     chi_conn *free_conns;
@@ -10706,7 +10742,7 @@ CHI_COLD static int chi_take_file(chi_worker *w, chi_conn *c)
 CHI_COLD static int chi_send_file(chi_worker *w, chi_conn *c)
 {
     size_t n = c->file_left > CHI_SENDFILE_CHUNK ? CHI_SENDFILE_CHUNK : (size_t)c->file_left;
-    long r = chi_os_sendfile(c->fd, c->file_fd, &c->file_off, n, w->scratch, CHOPIN_READ_SIZE);
+    long r = chi_os_sendfile(c->fd, c->file_fd, &c->file_off, n, w->scratch, CHOPIN_READ_SIZE, w->sigpipe_blocked);
     if (r == CHI_IO_AGAIN) return 0;
     if (r < 0) return -1; /* the client left, or the file shrank */
     chi_touch(w, c);
@@ -13365,6 +13401,8 @@ static int chi_worker_init(chi_worker *w, ch_app *app, int id, chi_poller *polle
 static void *chi_worker_main(void *arg)
 {
     chi_worker *w = (chi_worker *)arg;
+    /* once per thread, so no sendfile needs its own guard (>>os) */
+    w->sigpipe_blocked = chi_os_block_sigpipe() == 0;
     chi_worker_hooks_start(w);
     while (chi_worker_running(w))
         if (chi_worker_pass(w, -1) < 0) {

@@ -674,6 +674,45 @@ def test_big(srv, root, updir, mb, rss_limit_mb):
     os.unlink(os.path.join(root, "big-down.bin"))
 
 
+def test_sigpipe_once(binary, root, updir):
+    """A worker blocks SIGPIPE once at its start: no mask calls per file."""
+    if not shutil.which("strace") or os.environ.get("FILES_VALGRIND") == "1":
+        print("# skipped: SIGPIPE mask calls per file (strace is not installed)")
+        return
+    port = free_port()
+    log = os.path.join(os.path.dirname(root), "strace.log")
+    env = dict(os.environ, PORT=str(port), HOST="127.0.0.1", CHOPIN_WORKERS="1", ROOT=root, UPLOAD_DIR=updir)
+    p = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=rt_sigprocmask,sendfile", "-o", log, binary], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        time.sleep(0.2)
+        with open(log) as f:
+            masks_before = f.read().count("rt_sigprocmask(")
+        s = connect(port)
+        for _ in range(20):
+            s.sendall(b"GET /static/a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+            st, _, _, _ = read_response(s)
+        s.close()
+        time.sleep(0.2)
+        with open(log) as f:
+            text = f.read()
+    finally:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    files, masks = text.count("sendfile("), text.count("rt_sigprocmask(") - masks_before
+    result("20 files sent: %d sendfile calls, %d SIGPIPE mask calls (blocked once per worker)" % (files, masks),
+           files >= 20 and masks == 0, text[-1500:])
+
+
 ROOT = ""
 
 
@@ -707,6 +746,7 @@ def main():
         test_traversal(srv.port, ROOT, base)
         test_pipelining(srv.port, files)
         test_slow_reader_and_leaving(srv, ROOT)
+        test_sigpipe_once(binary, ROOT, updir)
         test_uploads(srv.port, updir)
         if rest:
             rsrv = Server(rest, {"API_TOKEN": "secret", "RATE_LIMIT": "10"})
