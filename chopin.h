@@ -7923,6 +7923,7 @@ struct ch_res {
     uint64_t length;
     char rid[CHI_RID_MAX];    /* ch_mw_request_id's id */
     size_t rid_len;
+    struct chi_later *later;  /* the deferred response this is; NULL: the worker's */
 };
 
 /* The timeout queues: what a connection is waiting for decides its queue,
@@ -8000,6 +8001,10 @@ struct chi_later {
     ch_method method;
     chi_buf line;            /* method name + target, for the after-hooks */
     size_t method_len;
+    chi_buf ask;             /* the request's conditional and Range headers, for
+                                a file answer made later (>>static) */
+    uint32_t ask_len[6];     /* each one's length in `ask`, in CHI_ASK_* order;
+                                UINT32_MAX: absent */
     chi_later *next_free;
 #ifndef CHOPIN_NO_WEBSOCKET
     ch_ws *ws;               /* this response is a WebSocket (>>websocket) */
@@ -9061,11 +9066,6 @@ __attribute__((noinline, cold))
 static void chi_res_finish_file(chi_worker *w, ch_res *res, ch_req *req, int keep_alive, int send_body)
 {
     chi_head_spec h = chi_spec(w, res->status, keep_alive, req->version_minor);
-    if (res != &w->res) { /* a deferred response's file: not carried yet */
-        chi_res_drop_file(res);
-        chi_write_error(w, 500, "", 0, send_body, keep_alive, req->version_minor);
-        return;
-    }
     h.ctype = res->ctype.ptr;
     h.ctype_len = res->ctype.len;
     h.extra = res->headers.ptr;
@@ -10082,10 +10082,74 @@ static void chi_res_set_file(ch_res *res, int fd, uint64_t first, uint64_t len)
     res->body_is_json = 0;
 }
 
-/* Answers req with the open regular file fd (taken over: closed when sent
-   or refused). `name` gives the Content-Type; `encoding` a Content-Encoding
+/* What a request asks of a file beyond the file: its preconditions and
+   Range. Taken from the request, or, for a response answered later (whose
+   request is gone), from the copy ch_res_defer kept in the chi_later. */
+enum { CHI_ASK_IF_MATCH, CHI_ASK_IF_UNMODIFIED, CHI_ASK_IF_NONE, CHI_ASK_IF_MODIFIED, CHI_ASK_IF_RANGE, CHI_ASK_RANGE,
+       CHI_ASK_COUNT };
+typedef struct chi_file_ask {
+    ch_str v[CHI_ASK_COUNT];
+    ch_method method;
+} chi_file_ask;
+
+static void chi_ask_from_req(const ch_req *req, chi_file_ask *a)
+{
+    a->v[CHI_ASK_IF_MATCH] = ch_req_header(req, "If-Match");
+    a->v[CHI_ASK_IF_UNMODIFIED] = ch_req_header(req, "If-Unmodified-Since");
+    a->v[CHI_ASK_IF_NONE] = ch_req_common(req, CH_H_IF_NONE_MATCH);
+    a->v[CHI_ASK_IF_MODIFIED] = ch_req_common(req, CH_H_IF_MODIFIED_SINCE);
+    a->v[CHI_ASK_IF_RANGE] = ch_req_header(req, "If-Range");
+    a->v[CHI_ASK_RANGE] = ch_req_common(req, CH_H_RANGE);
+    a->method = req->method;
+}
+
+/* ch_res_defer: keeps the ask in the later, the request's bytes being
+   about to go. Returns 0, or -1 out of memory. */
+static int chi_ask_keep(chi_later *l, const ch_req *req)
+{
+    chi_file_ask a;
+    int k;
+    chi_ask_from_req(req, &a);
+    l->ask.len = 0;
+    for (k = 0; k < CHI_ASK_COUNT; k++) {
+        l->ask_len[k] = a.v[k].ptr ? (uint32_t)a.v[k].len : UINT32_MAX;
+        if (a.v[k].ptr && chi_buf_append(&l->ask, a.v[k].ptr, a.v[k].len) < 0) return -1;
+    }
+    return 0;
+}
+
+static void chi_ask_from_later(const chi_later *l, chi_file_ask *a)
+{
+    size_t at = 0;
+    int k;
+    for (k = 0; k < CHI_ASK_COUNT; k++) {
+        if (l->ask_len[k] == UINT32_MAX) {
+            a->v[k] = chi_str(NULL, 0);
+            continue;
+        }
+        a->v[k] = chi_str(l->ask.ptr + at, l->ask_len[k]);
+        at += l->ask_len[k];
+    }
+    a->method = l->method;
+}
+
+/* The ask for a file answer on res: from req when the handler has it, else
+   from res's later; -1 when there is neither. */
+static int chi_file_ask_for(const ch_req *req, const ch_res *res, chi_file_ask *a)
+{
+    if (req) {
+        chi_ask_from_req(req, a);
+        return 0;
+    }
+    if (!res->later) return -1;
+    chi_ask_from_later(res->later, a);
+    return 0;
+}
+
+/* Answers with the open regular file fd (taken over: closed when sent or
+   refused). `name` gives the Content-Type; `encoding` a Content-Encoding
    ("gzip", "br") or NULL. */
-static void chi_serve_file(ch_req *req, ch_res *res, int fd, const chi_file_info *fi, const char *name,
+static void chi_serve_file(const chi_file_ask *ask, ch_res *res, int fd, const chi_file_info *fi, const char *name,
                            const char *encoding, int vary)
 {
     chi_worker *w = res->w;
@@ -10101,9 +10165,9 @@ static void chi_serve_file(ch_req *req, ch_res *res, int fd, const chi_file_info
     chi_file_header(res, "ETag", 4, etag, elen);
     chi_file_header(res, "Last-Modified", 13, date, CHI_DATE_LEN);
     if (vary) chi_file_header(res, "Vary", 4, "Accept-Encoding", 15);
-    cond = chi_preconditions(ch_req_header(req, "If-Match"), ch_req_header(req, "If-Unmodified-Since"),
-                             ch_req_common(req, CH_H_IF_NONE_MATCH), ch_req_common(req, CH_H_IF_MODIFIED_SINCE),
-                             etag, elen, fi->mtime, req->method == CH_GET || req->method == CH_HEAD);
+    cond = chi_preconditions(ask->v[CHI_ASK_IF_MATCH], ask->v[CHI_ASK_IF_UNMODIFIED], ask->v[CHI_ASK_IF_NONE],
+                             ask->v[CHI_ASK_IF_MODIFIED], etag, elen, fi->mtime,
+                             ask->method == CH_GET || ask->method == CH_HEAD);
     if (cond == 304) {
         chi_os_close(fd);
         res->ctype.len = 0;
@@ -10119,8 +10183,8 @@ static void chi_serve_file(ch_req *req, ch_res *res, int fd, const chi_file_info
     chi_file_header(res, "Accept-Ranges", 13, "bytes", 5);
     /* Range is defined for GET only (RFC 9110 14.2): HEAD and the rest
        ignore it and describe the whole file */
-    if (req->method == CH_GET && chi_if_range_ok(ch_req_header(req, "If-Range"), etag, elen, fi->mtime))
-        range = chi_range_parse(ch_req_common(req, CH_H_RANGE), fi->size, &first, &last);
+    if (ask->method == CH_GET && chi_if_range_ok(ask->v[CHI_ASK_IF_RANGE], etag, elen, fi->mtime))
+        range = chi_range_parse(ask->v[CHI_ASK_RANGE], fi->size, &first, &last);
     if (range == 416) {
         p = chi_put(crange, "bytes */", 8);
         p += chi_utoa(fi->size, p);
@@ -10155,15 +10219,23 @@ static int chi_file_refuse(ch_res *res, int fd, int status)
 CHOPIN_API int ch_res_file_fd(ch_req *req, ch_res *res, int fd, const char *name)
 {
     chi_file_info fi;
+    chi_file_ask ask;
+    if (!res) {
+        if (fd >= 0) chi_os_close(fd);
+        return -1;
+    }
+    if (chi_file_ask_for(req, res, &ask) < 0) return chi_file_refuse(res, fd, 500); /* no request to answer */
     if (fd < 0) return chi_file_refuse(res, -1, 404);
     if (chi_os_file_stat(fd, &fi) < 0 || !fi.is_reg) return chi_file_refuse(res, fd, 404);
-    chi_serve_file(req, res, fd, &fi, name ? name : "", NULL, 0);
+    chi_serve_file(&ask, res, fd, &fi, name ? name : "", NULL, 0);
     return 0;
 }
 
 CHOPIN_API int ch_res_file(ch_req *req, ch_res *res, const char *path)
 {
-    int fd = path ? chi_os_open_file(path) : CHI_FILE_NOTFOUND;
+    int fd;
+    if (!res) return -1;
+    fd = path ? chi_os_open_file(path) : CHI_FILE_NOTFOUND;
     if (fd < 0) return chi_file_refuse(res, -1, fd == CHI_FILE_FORBIDDEN ? 403 : 404);
     return ch_res_file_fd(req, res, fd, path);
 }
@@ -10192,6 +10264,7 @@ static void chi_static_handler(ch_req *req, ch_res *res)
     ch_str want = ch_req_param(req, CHI_STATIC_PARAM);
     char rel[CHI_PATH_MAX];
     chi_file_info fi;
+    chi_file_ask ask;
     long n = chi_path_clean(want.ptr ? want.ptr : "", want.len, rel, sizeof rel - 80, m->dotfiles == CH_YES);
     int fd, vary = 0;
     const char *enc = NULL;
@@ -10248,7 +10321,8 @@ static void chi_static_handler(ch_req *req, ch_res *res)
         }
     }
     if (m->cache_control[0]) chi_file_header(res, "Cache-Control", 13, m->cache_control, strlen(m->cache_control));
-    chi_serve_file(req, res, fd, &fi, rel, enc, vary);
+    chi_ask_from_req(req, &ask);
+    chi_serve_file(&ask, res, fd, &fi, rel, enc, vary);
 }
 
 CHOPIN_API int ch_static(ch_app *app, const char *prefix, const char *root, const ch_static_opts *opts)
@@ -10509,10 +10583,10 @@ CHI_COLD static void chi_dispatch_passed(chi_worker *w, chi_conn *c, ch_req *req
     *res = v->res; /* its buffers and w->res's trade places */
     v->res.ctype = ct;
     v->res.headers = hd;
+    req->ctx = v->ctx;
     chi_passed_free(c);
     w->decoded_mask = 0;
     w->keep_alive = keep_alive;
-    req->ctx = v->ctx;
     route = chi_route_peek(w, req); /* the params again: the head may have moved */
     if (route) {
         req->user = route->user;
@@ -10726,9 +10800,10 @@ CHI_COLD static int chi_stream_pump(chi_worker *w, chi_conn *c)
 
 /* A file body taken from the response just written: it goes out after the
    head, before anything else on this connection. */
-CHI_COLD static int chi_take_file(chi_worker *w, chi_conn *c)
+/* The file body of res (the worker's, or a later one's just written) goes
+   to c: it leaves after c's output, before anything else. */
+CHI_COLD static int chi_conn_file(chi_conn *c, ch_res *res)
 {
-    ch_res *res = &w->res;
     if (!res->file) return 0;
     res->file = 0;
     c->file_fd = res->file_fd;
@@ -10737,6 +10812,8 @@ CHI_COLD static int chi_take_file(chi_worker *w, chi_conn *c)
     c->flags |= CHI_F_FILE;
     return 1;
 }
+
+CHI_COLD static int chi_take_file(chi_worker *w, chi_conn *c) { return chi_conn_file(c, &w->res); }
 
 /* Sends some of the file body; the writable event brings the rest. */
 CHI_COLD static int chi_send_file(chi_worker *w, chi_conn *c)
@@ -11351,6 +11428,7 @@ static CHI_OUTLINE void chi_later_maybe_free(chi_worker *w, chi_later *l)
     /* its buffers stay for the next one (freed with the worker); the rest
        is set again by ch_res_defer */
     l->res.ctype.len = l->res.headers.len = l->line.len = 0;
+    chi_res_drop_file(&l->res); /* a file answer never sent */
     ch_json_reset(&l->json);
     l->gen = gen ? gen : 1;
     l->state = CHI_L_FREE;
@@ -11502,8 +11580,10 @@ CHOPIN_API ch_defer ch_res_defer(ch_res *res)
     ct = l->res.ctype;
     hd = l->res.headers;
     l->res = *res;
+    l->res.later = l;
     res->ctype = ct;
     res->headers = hd;
+    res->file = 0; /* a file answer made already moved too */
     l->res.json = &l->json;
     l->framing = CHI_LF_LENGTH;
     l->left = 0;
@@ -11518,6 +11598,14 @@ CHOPIN_API ch_defer ch_res_defer(ch_res *res)
         ch_res_error(res, 503);
         return none;
     }
+#ifndef CHOPIN_NO_STATIC
+    if (chi_ask_keep(l, req) < 0) { /* for ch_res_file(NULL, res, ...) later */
+        l->user_holds = 0;
+        chi_later_maybe_free(w, l);
+        ch_res_error(res, 503);
+        return none;
+    }
+#endif
     l->method_len = req->method_name.len;
     l->method = req->method;
     l->minor = req->version_minor;
@@ -11580,8 +11668,11 @@ static CHI_OUTLINE void chi_later_send_whole(chi_worker *w, chi_later *l)
     int ka = l->keep_alive && !w->stopping;
     chi_later_req(w, l, &r);
     chi_res_write(w, &l->res, &r, ka);
-    l->res.bytes = w->out.len - before;
+    l->res.bytes = w->out.len - before + (l->res.file ? (size_t)l->res.file_len : 0);
     if (!ka) c->flags |= CHI_F_CLOSING;
+#ifndef CHOPIN_NO_STATIC
+    chi_conn_file(c, &l->res); /* a file body follows its head (>>static) */
+#endif
     chi_out_return(w, c, &saved, borrowed);
     chi_later_after_hooks(w, l);
 }
@@ -12093,6 +12184,7 @@ static CHI_OUTLINE void chi_later_cleanup(chi_worker *w)
         chi_buf_free(&l->res.ctype);
         chi_buf_free(&l->res.headers);
         chi_buf_free(&l->line);
+        chi_buf_free(&l->ask);
         ch_json_free(&l->json);
         CHOPIN_FREE(l);
     }

@@ -14,13 +14,18 @@
                                "fields":{"name":"value",...}}; malformed: 400
                               {"detail":"<reason>"}
      PUT /raw/:name           the raw body streamed to UPLOAD_DIR/<name> (no
-                              '/', no leading '.'); 201 {"bytes":N} */
+                              '/', no leading '.'); 201 {"bytes":N}
+     GET/HEAD /later/:name    ROOT/<name> (no '/', no leading '.', no symlink)
+                              answered later, from a 1 ms timer: a file on a
+                              deferred response gets the same head, validators,
+                              ranges and sendfile as /static */
 #define CHOPIN_IMPLEMENTATION
 #include "../chopin.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #define MAX_UPLOAD (((uint64_t)4 << 30) + (1 << 20)) /* 4 GiB of files + the multipart framing */
@@ -318,6 +323,51 @@ static void raw_handler(ch_req *req, ch_res *res)
     ch_req_body_stream(res, raw_data, raw_end, r);
 }
 
+/* GET /later/:name: the handler defers; the timer answers with the file.
+   ch_res_file_fd(NULL, ...) takes the request's conditional and Range
+   headers from what ch_res_defer kept. */
+typedef struct later_file {
+    char path[2100], name[256];
+} later_file;
+
+static void later_fire(ch_defer d, void *user)
+{
+    later_file *lf = (later_file *)user;
+    int fd = open(lf->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC); /* a symlink is refused */
+    if (fd < 0)
+        ch_res_error(ch_defer_res(d), 404);
+    else
+        ch_res_file_fd(NULL, ch_defer_res(d), fd, lf->name);
+    ch_defer_finish(d);
+    free(lf);
+}
+
+static void later_handler(ch_req *req, ch_res *res)
+{
+    const paths *dirs = (const paths *)req->user;
+    ch_str enc = ch_req_param(req, "name");
+    later_file *lf = (later_file *)calloc(1, sizeof *lf);
+    long n;
+    ch_defer d;
+    if (!lf) {
+        ch_res_error(res, 503);
+        return;
+    }
+    n = ch_url_decode(enc.ptr, enc.len, lf->name, sizeof lf->name, 0);
+    if (n <= 0 || lf->name[0] == '.' || strchr(lf->name, '/') || strchr(lf->name, '\\') || memchr(lf->name, 0, (size_t)n)) {
+        free(lf);
+        ch_res_error(res, 404);
+        return;
+    }
+    snprintf(lf->path, sizeof lf->path, "%s/%s", dirs->root, lf->name);
+    d = ch_res_defer(res);
+    if (!ch_defer_after(d, 1, later_fire, lf)) {
+        free(lf);
+        ch_res_error(ch_defer_res(d), 503);
+        ch_defer_finish(d);
+    }
+}
+
 static void index_handler(ch_req *req, ch_res *res)
 {
     const paths *dirs = (const paths *)req->user;
@@ -358,6 +408,8 @@ int main(void)
     ch_route(app, CH_HEAD, "/", index_handler, &dirs);
     ch_route_stream(app, CH_POST, "/upload", upload_handler, &dirs, MAX_UPLOAD);
     ch_route_stream(app, CH_PUT, "/raw/:name", raw_handler, &dirs, MAX_UPLOAD);
+    ch_get(app, "/later/:name", later_handler, &dirs);
+    ch_route(app, CH_HEAD, "/later/:name", later_handler, &dirs);
     if (ch_run(app, NULL) != 0) {
         fprintf(stderr, "files: %s\n", ch_error(app));
         ch_app_free(app);

@@ -674,6 +674,35 @@ def test_big(srv, root, updir, mb, rss_limit_mb):
     os.unlink(os.path.join(root, "big-down.bin"))
 
 
+def test_later(port, files):
+    """A file on a deferred response (GET /later/:name, answered from a timer)."""
+    data = files["a.txt"]
+    st, h, b = request(port, "GET", "/later/a.txt")
+    _, hs, _ = request(port, "GET", "/static/a.txt")
+    result("deferred file: 200, the bytes, the same validators and type as /static",
+           st == 200 and b == data and h.get("etag") == hs.get("etag") and h.get("last-modified") == hs.get("last-modified")
+           and h.get("content-type") == hs.get("content-type") and h.get("accept-ranges") == "bytes", "%d %r" % (st, h))
+    st, h, b = request(port, "HEAD", "/later/a.txt")
+    result("deferred file, HEAD: the head only", st == 200 and b == b"" and h.get("content-length") == "100")
+    st, h, b = request(port, "GET", "/later/a.txt", {"If-None-Match": hs["etag"]})
+    result("deferred file: If-None-Match kept through the deferral, 304", st == 304 and b == b"", str(st))
+    st, h, b = request(port, "GET", "/later/a.txt", {"Range": "bytes=10-19"})
+    result("deferred file: Range kept, 206", st == 206 and b == data[10:20] and h.get("content-range") == "bytes 10-19/100",
+           "%d %r" % (st, h))
+    st, h, b = request(port, "GET", "/later/a.txt", {"Range": "bytes=10-19", "If-Range": '"stale"'})
+    result("deferred file: a stale If-Range, 200", st == 200 and b == data)
+    big = open(os.path.join(ROOT, "big.bin"), "rb").read()
+    st, h, b = request(port, "GET", "/later/big.bin")
+    result("deferred file: 4 MiB through sendfile, intact", st == 200 and b == big, "%d %d" % (st, len(b)))
+    out = raw(port, b"GET /later/a.txt HTTP/1.1\r\nHost: x\r\n\r\nGET /static/app.js HTTP/1.1\r\nHost: x\r\n\r\n"
+              b"GET /later/data.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    i1, i2, i3 = out.find(data), out.find(files["app.js"]), out.find(files["data.json"])
+    result("deferred files pipelined around a static one: in order", out.count(b"HTTP/1.1 200") == 3 and 0 < i1 < i2 < i3,
+           repr(out[-300:]))
+    st, h, b = request(port, "GET", "/later/escape")
+    result("deferred file: a symlink is refused (404), nothing outside the root", st == 404 and SECRET not in b, str(st))
+
+
 def test_sigpipe_once(binary, root, updir):
     """A worker blocks SIGPIPE once at its start: no mask calls per file."""
     if not shutil.which("strace") or os.environ.get("FILES_VALGRIND") == "1":
@@ -747,6 +776,7 @@ def main():
         test_pipelining(srv.port, files)
         test_slow_reader_and_leaving(srv, ROOT)
         test_sigpipe_once(binary, ROOT, updir)
+        test_later(srv.port, files)
         test_uploads(srv.port, updir)
         if rest:
             rsrv = Server(rest, {"API_TOKEN": "secret", "RATE_LIMIT": "10"})
