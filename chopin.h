@@ -689,9 +689,12 @@ CHOPIN_API int ch_mime_set(ch_app *app, const char *ext, const char *type);
    (never read into memory), with Content-Type by extension, a strong ETag
    (inode, size, modification time), Last-Modified, 304 for If-None-Match /
    If-Modified-Since (RFC 9110 13.2.2 order; If-Match and
-   If-Unmodified-Since give 412), one Range answered 206 (suffix and open
-   ranges too; If-Range honoured; an unsatisfiable one 416; several ranges
-   are answered with the whole file, 200), Accept-Ranges: bytes. With
+   If-Unmodified-Since give 412; the dates in any of the three HTTP-date
+   forms), one Range answered 206 (suffix and open ranges too; If-Range
+   honoured; an unsatisfiable one 416; several ranges are answered with the
+   whole file, 200, not multipart/byteranges, as RFC 9110 14.2 allows; on
+   HEAD, Range is ignored: it is defined for GET only), Accept-Ranges:
+   bytes. With
    precompressed siblings (name.br, name.gz) and an Accept-Encoding that
    takes them, the sibling goes out with Content-Encoding; either way such a
    file's answers carry Vary: Accept-Encoding.
@@ -700,18 +703,31 @@ CHOPIN_API int ch_mime_set(ch_app *app, const char *ext, const char *type);
    unless dotfiles is CH_YES; the file is opened beneath the root without
    following any symlink (openat2 RESOLVE_BENEATH where the kernel has it,
    else one openat(O_NOFOLLOW) per segment): 403. A directory serves its
-   index file; there is no directory listing. */
+   index file; there is no directory listing.
+   Open-file cache (file_cache, on by default; CHOPIN_NO_FILE_CACHE compiles
+   it out): each worker keeps up to CHOPIN_FILE_CACHE_SLOTS (64) files it
+   opened for a mount, descriptor and stat, for up to a second (nginx's
+   open_file_cache). A cached file is checked with one fstatat that does
+   not follow a symlink before each use: a file changed, removed or
+   replaced by a symlink is seen at once. The absence of a .br/.gz
+   sibling is remembered for that second (a new sibling shows within a
+   second). The descriptors close when the worker stops. */
 typedef struct ch_static_opts {
     const char *index;          /* NULL: "index.html"; "": none (404) */
     const char *cache_control;  /* NULL: no Cache-Control header */
     int precompressed;          /* 0 or CH_YES: serve .br/.gz siblings; CH_NO: never */
     int dotfiles;               /* 0 or CH_NO: names starting with '.' get 404; CH_YES: served */
+    int file_cache;             /* 0 or CH_YES: each worker keeps files it opened (see below); CH_NO: opens every time */
 } ch_static_opts;
 CHOPIN_API int ch_static(ch_app *app, const char *prefix, const char *root, const ch_static_opts *opts);
 /* Answers with one file (by path, or an open descriptor that it takes over
    and closes), with the same validators, conditionals and ranges. A path
    given here is trusted: it is the application's, not the client's.
-   Returns 0, or -1 with a 403/404 error answer already set. */
+   Returns 0, or -1 with a 403/404 error answer already set. From any
+   handler; on a deferred response too (ch_defer_res(d), then
+   ch_defer_finish), where req may be NULL: ch_res_defer kept the request's
+   If-* and Range headers for it. On another method than GET/HEAD, a
+   matching If-None-Match is 412 and Range is ignored. */
 CHOPIN_API int ch_res_file(ch_req *req, ch_res *res, const char *path);
 CHOPIN_API int ch_res_file_fd(ch_req *req, ch_res *res, int fd, const char *name_for_type);
 #endif
@@ -6534,7 +6550,7 @@ static int chi_os_write_pidfile(const char *path, long pid)
 #define CHI_FILE_FAILED (-500)
 
 typedef struct chi_file_info {
-    uint64_t size, ino;
+    uint64_t size, ino, dev;
     int64_t mtime_ns;
     int64_t mtime;           /* seconds */
     int is_reg, is_dir;
@@ -6614,12 +6630,12 @@ static int chi_os_open_beneath(int root, const char *rel)
     return chi_os_open_walk(root, rel);
 }
 
-static int chi_os_file_stat(int fd, chi_file_info *fi)
+static int chi_os_file_info(const struct stat *st_, chi_file_info *fi)
 {
-    struct stat st;
-    if (fstat(fd, &st) < 0) return -1;
+    const struct stat st = *st_;
     fi->size = (uint64_t)st.st_size;
     fi->ino = (uint64_t)st.st_ino;
+    fi->dev = (uint64_t)st.st_dev;
 #if defined(__APPLE__)
     fi->mtime = (int64_t)st.st_mtimespec.tv_sec;
     fi->mtime_ns = fi->mtime * 1000000000 + (int64_t)st.st_mtimespec.tv_nsec;
@@ -6630,6 +6646,23 @@ static int chi_os_file_stat(int fd, chi_file_info *fi)
     fi->is_reg = S_ISREG(st.st_mode);
     fi->is_dir = S_ISDIR(st.st_mode);
     return 0;
+}
+
+static int chi_os_file_stat(int fd, chi_file_info *fi)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0) return -1;
+    return chi_os_file_info(&st, fi);
+}
+
+/* The file at rel beneath root as it is now, a final symlink not followed
+   (lstat): what a cached descriptor is checked against (>>static). rel is
+   clean (>>paths). Returns 0 or -1. */
+static int chi_os_stat_beneath(int root, const char *rel, chi_file_info *fi)
+{
+    struct stat st;
+    if (fstatat(root, rel, &st, AT_SYMLINK_NOFOLLOW) < 0) return -1;
+    return chi_os_file_info(&st, fi);
 }
 
 #endif /* CHOPIN_NO_STATIC */
@@ -7779,6 +7812,7 @@ struct chi_mount;        /* >>static: a directory mounted by ch_static */
 struct chi_mime_entry;   /* >>static: an application's own MIME type */
 struct chi_stream;       /* >>uploads: a request body taken as a stream */
 struct chi_passed;       /* >>uploads: the middleware's verdict before a body */
+struct chi_fcache;       /* >>static: a worker's open files and their stat */
 
 /* A new copy of the executable that a restart started and waits for. */
 typedef struct chi_successor {
@@ -8092,6 +8126,7 @@ struct ch_worker {
     chi_thread thread;
     int started;
     int sigpipe_blocked;     /* its thread blocks SIGPIPE for good (>>run) */
+    struct chi_fcache *fcache; /* open files of ch_static mounts (>>static) */
     chi_conn **conns;        /* indexed by fd */
     size_t conns_cap;
     chi_conn *free_conns;
@@ -8210,6 +8245,7 @@ CHOPIN_API ch_app *ch_app_new(void)
 }
 
 static void chi_files_free(ch_app *app); /* >>static */
+static void chi_file_release(chi_worker *w, int fd); /* >>static: a file body's descriptor */
 
 /* What registration allocated; ch_app_free (>>run) calls it last. */
 static void chi_app_free_routes(ch_app *app)
@@ -8429,7 +8465,7 @@ static void chi_res_reset(ch_res *res)
     res->body_len = 0;
     res->body_is_json = 0;
     res->nfinish = 0;
-    if (res->file) chi_os_close(res->file_fd); /* never taken: close it */
+    if (res->file) chi_file_release(res->w, res->file_fd); /* never taken: let it go */
     res->file = 0;
     res->ctype_explicit = 0;
     res->has_length = 0;
@@ -9054,7 +9090,7 @@ static void chi_fast_respond(chi_worker *w, int i, int send_body, int keep_alive
 
 static void chi_res_drop_file(ch_res *res)
 {
-    if (res->file) chi_os_close(res->file_fd);
+    if (res->file) chi_file_release(res->w, res->file_fd);
     res->file = 0;
 }
 
@@ -10008,7 +10044,7 @@ struct chi_mount {
     int root_fd;
     char index[64];
     char cache_control[128];
-    int precompressed, dotfiles;
+    int precompressed, dotfiles, file_cache;
     struct chi_mount *next;
 };
 
@@ -10063,7 +10099,156 @@ static void chi_files_free(ch_app *app)
     app->nmime = 0;
 }
 
+/* The open-file cache: a worker's table of CHOPIN_FILE_CACHE_SLOTS entries,
+   one per hash of (mount, path), each a file opened beneath the mount's
+   root with its stat, or the memory that a .br/.gz sibling is absent. An
+   entry lives up to CHI_FCACHE_MS; a file's entry is checked against the
+   path's current stat before each use. Its descriptor is lent to the
+   answers that send it (refs), so it closes only once none uses it: an
+   entry in use is not replaced, the new file is then opened uncached. */
+#ifndef CHOPIN_FILE_CACHE_SLOTS
+#define CHOPIN_FILE_CACHE_SLOTS 64
+#endif
+#define CHI_FCACHE_MS 1000
+#define CHI_FCACHE_PATH 112 /* longer paths are not cached */
+#if !defined(CHOPIN_NO_STATIC) && !defined(CHOPIN_NO_FILE_CACHE)
+#define CHI_FILE_CACHE 1
+#else
+#define CHI_FILE_CACHE 0
+#endif
+
+enum { CHI_FC_EMPTY, CHI_FC_FILE, CHI_FC_ABSENT };
+
+typedef struct chi_fcache_ent {
+    const void *mount;
+    int state;               /* CHI_FC_* */
+    int fd;                  /* CHI_FC_FILE: the descriptor */
+    int refs;                /* answers sending it now */
+    int64_t born_ms;
+    chi_file_info fi;
+    size_t len;
+    char path[CHI_FCACHE_PATH];
+} chi_fcache_ent;
+
+struct chi_fcache {
+    chi_fcache_ent e[CHOPIN_FILE_CACHE_SLOTS];
+};
+
+/* A file body's descriptor is done with: a cached one goes back to its
+   entry, any other closes. */
+static void chi_file_release(chi_worker *w, int fd)
+{
+#if CHI_FILE_CACHE
+    if (w && w->fcache) {
+        int i;
+        for (i = 0; i < CHOPIN_FILE_CACHE_SLOTS; i++) {
+            chi_fcache_ent *e = &w->fcache->e[i];
+            if (e->state == CHI_FC_FILE && e->fd == fd) {
+                e->refs--;
+                return;
+            }
+        }
+    }
+#else
+    (void)w;
+#endif
+    chi_os_close(fd);
+}
+
+#if CHI_FILE_CACHE
+static void chi_fcache_clear(chi_fcache_ent *e)
+{
+    if (e->state == CHI_FC_FILE) chi_os_close(e->fd);
+    e->state = CHI_FC_EMPTY;
+}
+
+/* The worker stops: every descriptor closes (its connections are gone). */
+static void chi_fcache_free(chi_worker *w)
+{
+    int i;
+    if (!w->fcache) return;
+    for (i = 0; i < CHOPIN_FILE_CACHE_SLOTS; i++) chi_fcache_clear(&w->fcache->e[i]);
+    CHOPIN_FREE(w->fcache);
+    w->fcache = NULL;
+}
+
+static chi_fcache_ent *chi_fcache_slot(chi_worker *w, const void *mount, const char *rel, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL ^ (uint64_t)(uintptr_t)mount;
+    size_t i;
+    if (!w->fcache) {
+        w->fcache = (struct chi_fcache *)CHOPIN_MALLOC(sizeof *w->fcache);
+        if (!w->fcache) return NULL;
+        memset(w->fcache, 0, sizeof *w->fcache);
+    }
+    for (i = 0; i < n; i++) h = (h ^ (unsigned char)rel[i]) * 1099511628211ULL;
+    return &w->fcache->e[h % CHOPIN_FILE_CACHE_SLOTS];
+}
+
+static int chi_same_file(const chi_file_info *a, const chi_file_info *b)
+{
+    return a->ino == b->ino && a->dev == b->dev && a->size == b->size && a->mtime_ns == b->mtime_ns && b->is_reg;
+}
+#else
+static void chi_fcache_free(chi_worker *w) { (void)w; }
+#endif
+
 #ifndef CHOPIN_NO_STATIC
+/* Opens rel (n bytes, clean) beneath the mount's root and stats it, through
+   the worker's cache unless the mount opted out. `sibling`: a .br/.gz
+   whose absence may be remembered. Returns the descriptor (release it with
+   chi_file_release) or CHI_FILE_NOTFOUND / CHI_FILE_FORBIDDEN. */
+static int chi_mount_open(chi_worker *w, const struct chi_mount *m, const char *rel, size_t n, chi_file_info *fi,
+                          int sibling)
+{
+    int fd;
+#if CHI_FILE_CACHE
+    chi_fcache_ent *e = NULL;
+    int64_t now = 0;
+    if (m->file_cache != CH_NO && n > 0 && n < CHI_FCACHE_PATH && (e = chi_fcache_slot(w, m, rel, n))) {
+        now = chi_os_now_ns() / 1000000;
+        if (e->state != CHI_FC_EMPTY && e->mount == m && e->len == n && memcmp(e->path, rel, n) == 0 &&
+            now - e->born_ms < CHI_FCACHE_MS) {
+            chi_file_info cur;
+            if (e->state == CHI_FC_ABSENT) return CHI_FILE_NOTFOUND;
+            if (chi_os_stat_beneath(m->root_fd, rel, &cur) == 0 && chi_same_file(&e->fi, &cur)) {
+                e->refs++;
+                *fi = e->fi;
+                return e->fd;
+            }
+        }
+    }
+#endif
+    fd = chi_os_open_beneath(m->root_fd, rel);
+    if (fd >= 0 && chi_os_file_stat(fd, fi) < 0) {
+        chi_os_close(fd);
+        fd = CHI_FILE_NOTFOUND;
+    }
+#if CHI_FILE_CACHE
+    if (e && (e->state != CHI_FC_FILE || e->refs == 0)) {
+        chi_fcache_clear(e);
+        if (fd >= 0 && fi->is_reg) {
+            e->state = CHI_FC_FILE;
+            e->fd = fd;
+            e->refs = 1;
+            e->fi = *fi;
+        } else if (fd == CHI_FILE_NOTFOUND && sibling) {
+            e->state = CHI_FC_ABSENT;
+        }
+        if (e->state != CHI_FC_EMPTY) {
+            e->mount = m;
+            e->born_ms = now;
+            e->len = n;
+            memcpy(e->path, rel, n);
+        }
+    }
+#else
+    (void)w;
+    (void)sibling;
+#endif
+    return fd;
+}
+
 CHI_COLD static void chi_file_header(ch_res *res, const char *name, size_t nlen, const char *v, size_t vlen)
 {
     ch_res_headern(res, name, nlen, v, vlen); /* checked, though ours: keeps chi_res_put_header's callers few */
@@ -10169,13 +10354,13 @@ static void chi_serve_file(const chi_file_ask *ask, ch_res *res, int fd, const c
                              ask->v[CHI_ASK_IF_MODIFIED], etag, elen, fi->mtime,
                              ask->method == CH_GET || ask->method == CH_HEAD);
     if (cond == 304) {
-        chi_os_close(fd);
+        chi_file_release(res->w, fd);
         res->ctype.len = 0;
         res->status = 304;
         return;
     }
     if (cond == 412) {
-        chi_os_close(fd);
+        chi_file_release(res->w, fd);
         ch_res_error(res, 412);
         return;
     }
@@ -10188,7 +10373,7 @@ static void chi_serve_file(const chi_file_ask *ask, ch_res *res, int fd, const c
     if (range == 416) {
         p = chi_put(crange, "bytes */", 8);
         p += chi_utoa(fi->size, p);
-        chi_os_close(fd);
+        chi_file_release(res->w, fd);
         ch_res_error(res, 416);
         chi_file_header(res, "Content-Range", 13, crange, (size_t)(p - crange));
         return;
@@ -10211,7 +10396,7 @@ static void chi_serve_file(const chi_file_ask *ask, ch_res *res, int fd, const c
 
 static int chi_file_refuse(ch_res *res, int fd, int status)
 {
-    if (fd >= 0) chi_os_close(fd);
+    if (fd >= 0) chi_file_release(res->w, fd);
     ch_res_error(res, status);
     return -1;
 }
@@ -10241,7 +10426,8 @@ CHOPIN_API int ch_res_file(ch_req *req, ch_res *res, const char *path)
 }
 
 /* name.br or name.gz beside the file, when the client takes it. */
-static int chi_sibling(int root, const char *rel, size_t n, const char *suffix, chi_file_info *fi)
+static int chi_sibling(chi_worker *w, const struct chi_mount *m, const char *rel, size_t n, const char *suffix,
+                       chi_file_info *fi)
 {
     char sib[CHI_PATH_MAX];
     size_t sl = strlen(suffix);
@@ -10249,10 +10435,10 @@ static int chi_sibling(int root, const char *rel, size_t n, const char *suffix, 
     if (n + sl + 1 > sizeof sib) return -1;
     memcpy(sib, rel, n);
     memcpy(sib + n, suffix, sl + 1);
-    fd = chi_os_open_beneath(root, sib);
+    fd = chi_mount_open(w, m, sib, n + sl, fi, 1);
     if (fd < 0) return -1;
-    if (chi_os_file_stat(fd, fi) < 0 || !fi->is_reg) {
-        chi_os_close(fd);
+    if (!fi->is_reg) {
+        chi_file_release(w, fd);
         return -1;
     }
     return fd;
@@ -10272,17 +10458,13 @@ static void chi_static_handler(ch_req *req, ch_res *res)
         ch_res_error(res, (int)-n);
         return;
     }
-    fd = chi_os_open_beneath(m->root_fd, rel);
+    fd = chi_mount_open(res->w, m, rel, (size_t)n, &fi, 0);
     if (fd < 0) {
         chi_file_refuse(res, -1, fd == CHI_FILE_FORBIDDEN ? 403 : 404);
         return;
     }
-    if (chi_os_file_stat(fd, &fi) < 0) {
-        chi_file_refuse(res, fd, 404);
-        return;
-    }
     if (fi.is_dir) {
-        chi_os_close(fd);
+        chi_file_release(res->w, fd);
         if (!m->index[0]) {
             ch_res_error(res, 404);
             return;
@@ -10290,9 +10472,9 @@ static void chi_static_handler(ch_req *req, ch_res *res)
         if (n) rel[n++] = '/';
         memcpy(rel + n, m->index, strlen(m->index) + 1);
         n += (long)strlen(m->index);
-        fd = chi_os_open_beneath(m->root_fd, rel);
-        if (fd < 0 || chi_os_file_stat(fd, &fi) < 0) {
-            chi_file_refuse(res, fd, 404);
+        fd = chi_mount_open(res->w, m, rel, (size_t)n, &fi, 0);
+        if (fd < 0) {
+            chi_file_refuse(res, -1, 404);
             return;
         }
     }
@@ -10307,16 +10489,16 @@ static void chi_static_handler(ch_req *req, ch_res *res)
         int k;
         for (k = 0; k < 2; k++) {
             chi_file_info si;
-            int sfd = chi_sibling(m->root_fd, rel, (size_t)n, suffixes[k], &si);
+            int sfd = chi_sibling(res->w, m, rel, (size_t)n, suffixes[k], &si);
             if (sfd < 0) continue;
             vary = 1; /* the answer depends on Accept-Encoding */
             if (!enc && chi_accepts_coding(ae, codings[k])) {
-                chi_os_close(fd);
+                chi_file_release(res->w, fd);
                 fd = sfd;
                 fi = si;
                 enc = codings[k];
             } else {
-                chi_os_close(sfd);
+                chi_file_release(res->w, sfd);
             }
         }
     }
@@ -10352,6 +10534,7 @@ CHOPIN_API int ch_static(ch_app *app, const char *prefix, const char *root, cons
     memcpy(m->cache_control, cc, strlen(cc) + 1);
     m->precompressed = opts ? opts->precompressed : 0;
     m->dotfiles = opts ? opts->dotfiles : 0;
+    m->file_cache = opts ? opts->file_cache : 0;
     m->next = app->mounts;
     app->mounts = m;
     memcpy(pattern, prefix, plen);
@@ -10825,15 +11008,15 @@ CHI_COLD static int chi_send_file(chi_worker *w, chi_conn *c)
     chi_touch(w, c);
     c->file_left -= (uint64_t)r;
     if (c->file_left == 0) {
-        chi_os_close(c->file_fd);
+        chi_file_release(w, c->file_fd);
         c->flags &= ~(unsigned)CHI_F_FILE;
     }
     return 0;
 }
 
-CHI_COLD static void chi_file_drop(chi_conn *c)
+CHI_COLD static void chi_file_drop(chi_worker *w, chi_conn *c)
 {
-    if (c->flags & CHI_F_FILE) chi_os_close(c->file_fd);
+    if (c->flags & CHI_F_FILE) chi_file_release(w, c->file_fd);
     c->flags &= ~(unsigned)CHI_F_FILE;
     c->file_left = 0;
 }
@@ -10863,7 +11046,7 @@ static void chi_close(chi_worker *w, chi_conn *c)
     w->conns[c->fd] = NULL;
     if (c->stream) chi_stream_abort(c);
     if (c->passed) chi_passed_free(c);
-    if (c->flags & CHI_F_FILE) chi_file_drop(c);
+    if (c->flags & CHI_F_FILE) chi_file_drop(w, c);
     chi_buf_free(&c->in);
     chi_buf_free(&c->out);
     c->next = w->free_conns;
@@ -13418,6 +13601,7 @@ static void chi_worker_cleanup(chi_worker *w)
         CHOPIN_FREE(c);
     }
     chi_later_cleanup(w);
+    chi_fcache_free(w); /* after the connections: none sends a file now */
 #ifndef CHOPIN_NO_WEBSOCKET
     chi_ws_cleanup(w);
 #endif

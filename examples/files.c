@@ -2,7 +2,8 @@
 
    Environment: PORT, HOST, CHOPIN_WORKERS (as every example), ROOT (the
    directory served, default ./public) and UPLOAD_DIR (where uploads go,
-   default ./uploads, created if missing).
+   default ./uploads, created if missing); FILE_CACHE=off turns the
+   per-worker open-file cache of /static off (for comparisons).
 
      GET/HEAD /static/<path>  a file under ROOT: sendfile, ETag/Last-Modified,
                               304, Range/206/416, .br/.gz siblings, no escape
@@ -403,7 +404,13 @@ int main(void)
         snprintf(path, sizeof path, "%s/%s", dirs.uploads, probe);
         unlink(path);
     }
-    ch_static(app, "/static", dirs.root, NULL);
+    {
+        ch_static_opts so;
+        const char *fc = getenv("FILE_CACHE");
+        memset(&so, 0, sizeof so);
+        so.file_cache = fc && strcmp(fc, "off") == 0 ? CH_NO : 0;
+        ch_static(app, "/static", dirs.root, &so);
+    }
     ch_get(app, "/", index_handler, &dirs);
     ch_route(app, CH_HEAD, "/", index_handler, &dirs);
     ch_route_stream(app, CH_POST, "/upload", upload_handler, &dirs, MAX_UPLOAD);

@@ -703,16 +703,50 @@ def test_later(port, files):
     result("deferred file: a symlink is refused (404), nothing outside the root", st == 404 and SECRET not in b, str(st))
 
 
-def test_sigpipe_once(binary, root, updir):
-    """A worker blocks SIGPIPE once at its start: no mask calls per file."""
+def test_file_cache(port, root):
+    """The open-file cache never serves what is no longer there."""
+    p = os.path.join(root, "cached.txt")
+    with open(p, "wb") as f:
+        f.write(b"one")
+    st1, _, b1 = request(port, "GET", "/static/cached.txt")
+    st1b, _, b1b = request(port, "GET", "/static/cached.txt")
+    os.unlink(p)
+    st2, _, _ = request(port, "GET", "/static/cached.txt")
+    result("open-file cache: a removed file is 404 at once", st1 == 200 and b1 == b"one" and st1b == 200 and
+           b1b == b"one" and st2 == 404, "%d %d %d" % (st1, st1b, st2))
+    with open(p, "wb") as f:
+        f.write(b"two!")
+    st3, _, b3 = request(port, "GET", "/static/cached.txt")
+    os.rename(os.path.join(root, "a.txt"), p + ".tmp")
+    os.rename(p + ".tmp", p)  # replaced by another file (another inode) of the same name
+    st4, _, b4 = request(port, "GET", "/static/cached.txt")
+    os.rename(p, os.path.join(root, "a.txt"))
+    result("open-file cache: a file created again, then replaced by rename, seen at once",
+           st3 == 200 and b3 == b"two!" and st4 == 200 and b4 == b"0123456789" * 10, "%d %r %d %r" % (st3, b3, st4, b4[:20]))
+    st5, h5, b5 = request(port, "GET", "/static/app.js", {"Accept-Encoding": "gzip"})
+    with open(os.path.join(root, "app.js.gz"), "wb") as f:
+        f.write(b"GZ-APP")
+    time.sleep(1.1)
+    st6, h6, b6 = request(port, "GET", "/static/app.js", {"Accept-Encoding": "gzip"})
+    os.unlink(os.path.join(root, "app.js.gz"))
+    result("open-file cache: a new .gz sibling is served within a second",
+           st5 == 200 and "content-encoding" not in h5 and st6 == 200 and b6 == b"GZ-APP"
+           and h6.get("content-encoding") == "gzip", "%d %r %d %r" % (st5, h5, st6, h6))
+
+
+def test_sigpipe_once(binary, root, updir, cache=True):
+    """A worker blocks SIGPIPE once at its start: no mask calls per file.
+    With the open-file cache, 20 answers of one file open it once."""
     if not shutil.which("strace") or os.environ.get("FILES_VALGRIND") == "1":
-        print("# skipped: SIGPIPE mask calls per file (strace is not installed)")
+        print("# skipped: system calls per file (strace is not installed)")
         return
     port = free_port()
     log = os.path.join(os.path.dirname(root), "strace.log")
     env = dict(os.environ, PORT=str(port), HOST="127.0.0.1", CHOPIN_WORKERS="1", ROOT=root, UPLOAD_DIR=updir)
-    p = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=rt_sigprocmask,sendfile", "-o", log, binary], env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if not cache:
+        env["FILE_CACHE"] = "off"
+    p = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=rt_sigprocmask,sendfile,openat,openat2,newfstatat,close",
+                          "-o", log, binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(200):
             try:
@@ -722,7 +756,9 @@ def test_sigpipe_once(binary, root, updir):
                 time.sleep(0.05)
         time.sleep(0.2)
         with open(log) as f:
-            masks_before = f.read().count("rt_sigprocmask(")
+            before = f.read()
+        masks_before = before.count("rt_sigprocmask(")
+        opens_before = before.count("openat(") + before.count("openat2(")
         s = connect(port)
         for _ in range(20):
             s.sendall(b"GET /static/a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -738,8 +774,16 @@ def test_sigpipe_once(binary, root, updir):
         except subprocess.TimeoutExpired:
             p.kill()
     files, masks = text.count("sendfile("), text.count("rt_sigprocmask(") - masks_before
-    result("20 files sent: %d sendfile calls, %d SIGPIPE mask calls (blocked once per worker)" % (files, masks),
-           files >= 20 and masks == 0, text[-1500:])
+    opens = text.count("openat(") + text.count("openat2(") - opens_before
+    if cache:
+        result("20 files sent: %d sendfile calls, %d SIGPIPE mask calls (blocked once per worker)" % (files, masks),
+               files >= 20 and masks == 0, text[-1500:])
+        # the file, its .br and .gz siblings: each opened (or found absent) once
+        result("open-file cache: 20 answers of one file, %d opens (file + 2 absent siblings)" % opens,
+               files >= 20 and opens <= 3 * 2, text[-1500:])
+    else:
+        result("FILE_CACHE=off: 20 answers of one file, %d opens (file + 2 siblings each time)" % opens,
+               files >= 20 and opens >= 20 * 3, text[-1500:])
 
 
 ROOT = ""
@@ -776,6 +820,8 @@ def main():
         test_pipelining(srv.port, files)
         test_slow_reader_and_leaving(srv, ROOT)
         test_sigpipe_once(binary, ROOT, updir)
+        test_sigpipe_once(binary, ROOT, updir, cache=False)
+        test_file_cache(srv.port, ROOT)
         test_later(srv.port, files)
         test_uploads(srv.port, updir)
         if rest:
