@@ -757,14 +757,30 @@ CHOPIN_API void ch_file_close(int fd);
    route reads its body whole, up to max_body_size.
    Expect: 100-continue is answered only once the route's middleware let the
    request in: a refusal (401 from auth, 404, 405) goes out instead and the
-   body is never read. For a buffered route that middleware runs again when
-   the body is in. */
+   body is never read. For a buffered route the middleware's verdict is
+   kept, and only the handler runs when the body is in.
+   Pausing: a consumer that finishes its work later (a disk or a queue that
+   is busy) returns CH_BODY_PAUSE from on_data: those bytes were taken, and
+   the server reads nothing more from that client (no timeout runs) until
+   ch_body_resume(b), on the worker's thread (a timer, ch_worker_post), with
+   the handle ch_req_body_handle(res) gave in the handler. The kernel's buffers fill
+   and the client's sending stops: memory stays bounded. on_end waits for
+   the resume too. A stale handle (the client left: on_end got
+   CH_BODY_ABORTED) makes ch_body_resume a no-op returning -1. */
 #define CH_BODY_ABORTED (-1)
+#define CH_BODY_PAUSE 1
 typedef int (*ch_body_fn)(ch_req *req, const char *data, size_t len, void *state);
 typedef void (*ch_body_end_fn)(ch_req *req, ch_res *res, int status, void *state);
+typedef struct ch_body {
+    struct ch_worker *w;
+    int fd;
+    uint64_t serial;
+} ch_body;
 CHOPIN_API int ch_route_stream(ch_app *app, ch_method method, const char *pattern, ch_handler h, void *user,
                                uint64_t max_body);
 CHOPIN_API int ch_req_body_stream(ch_res *res, ch_body_fn on_data, ch_body_end_fn on_end, void *state);
+CHOPIN_API ch_body ch_req_body_handle(ch_res *res);
+CHOPIN_API int ch_body_resume(ch_body b);
 
 #ifndef CHOPIN_NO_MULTIPART
 /* multipart/form-data (RFC 7578), streamed: feed the body in pieces of any
@@ -7979,6 +7995,7 @@ enum {
     CHI_F_PEER_EOF = 8,      /* the client will send nothing more */
     CHI_F_BACKLOG = 16,      /* input left unprocessed: output over the limit */
     CHI_F_STALL = 32,        /* held behind a deferred response, input full */
+    CHI_F_PAUSED = 1 << 20,  /* a streamed body's consumer paused (>>uploads) */
     CHI_F_DIRTY = 64,        /* in the worker's list of connections to settle */
     CHI_F_KILL = 128,        /* close when settled (a stream cut off) */
     CHI_F_FILE = 256,        /* a file body is being sent after c->out (>>static) */
@@ -8127,6 +8144,7 @@ struct ch_worker {
     int started;
     int sigpipe_blocked;     /* its thread blocks SIGPIPE for good (>>run) */
     struct chi_fcache *fcache; /* open files of ch_static mounts (>>static) */
+    uint64_t stream_serial;  /* the last streamed body's number (>>uploads) */
     chi_conn **conns;        /* indexed by fd */
     size_t conns_cap;
     chi_conn *free_conns;
@@ -10618,6 +10636,9 @@ struct chi_stream {
     uint64_t max_body;
     chi_chunked ck;
     int keep_alive, taken;
+    int complete;            /* the whole body was handed over */
+    int resumed;             /* ch_body_resume ran: the settle pass pumps */
+    uint64_t serial;         /* what a ch_body names (w->stream_serial) */
     ch_req req;              /* the request as parsed, its slices into the */
     chi_req_store store;     /* head that was at `base` (now c->in's start) */
     uintptr_t base;
@@ -10648,6 +10669,36 @@ CHOPIN_API int ch_req_body_stream(ch_res *res, ch_body_fn on_data, ch_body_end_f
     s->on_end = on_end;
     s->state = state;
     s->taken = 1;
+    return 0;
+}
+
+CHOPIN_API ch_body ch_req_body_handle(ch_res *res)
+{
+    ch_body b;
+    chi_worker *w = res ? res->w : NULL;
+    struct chi_stream *s = w ? w->stream_offer : NULL;
+    memset(&b, 0, sizeof b);
+    if (!s || !w->cur) return b; /* only from a ch_route_stream handler */
+    b.w = w;
+    b.fd = w->cur->fd;
+    b.serial = s->serial;
+    return b;
+}
+
+static void chi_mark_dirty(chi_worker *w, chi_conn *c); /* >>later */
+
+/* Reading goes on: the settle pass hands over what is held (chi_settle),
+   never inside this call. */
+CHOPIN_API int ch_body_resume(ch_body b)
+{
+    chi_worker *w = b.w;
+    chi_conn *c;
+    if (!w || b.fd < 0 || (size_t)b.fd >= w->conns_cap || !(c = w->conns[b.fd]) || !c->stream ||
+        c->stream->serial != b.serial || !(c->flags & CHI_F_PAUSED))
+        return -1;
+    c->flags &= ~(unsigned)CHI_F_PAUSED;
+    c->stream->resumed = 1;
+    chi_mark_dirty(w, c);
     return 0;
 }
 
@@ -10828,6 +10879,7 @@ CHI_COLD static int chi_early(chi_worker *w, chi_conn *c, ch_req *req, const chi
     s->left = h->content_length;
     s->max_body = route->stream_max;
     s->keep_alive = h->keep_alive;
+    s->serial = ++w->stream_serial;
     chi_chunked_init(&s->ck, hl);
     w->stream_offer = s;
     route->handler(req, &w->res);
@@ -10891,6 +10943,7 @@ static void chi_stream_free(chi_conn *c)
 {
     CHOPIN_FREE(c->stream);
     c->stream = NULL;
+    c->flags &= ~(unsigned)CHI_F_PAUSED;
 }
 
 /* The client left, or a timeout closes the connection: on_end learns it. */
@@ -10933,19 +10986,29 @@ static int chi_stream_feed(chi_worker *w, chi_conn *c, const char *p, size_t n)
     r = s->on_data(req, p, n, s->state);
     s->ctx = req->ctx;
     if (r == 0) return 0;
+    if (r == CH_BODY_PAUSE) {
+        c->flags |= CHI_F_PAUSED; /* chi_after_io stops reading */
+        return 0;
+    }
     return (r >= 400 && r <= 599) ? r : 400;
 }
 
 /* What arrived after the head goes to on_data; the head stays in c->in.
    When the body ends, the answer is written and the requests pipelined
-   after it are answered. */
+   after it are answered. A paused consumer (CHI_F_PAUSED) gets nothing
+   more, not even its on_end, until it resumes. */
 CHI_COLD static int chi_stream_pump(chi_worker *w, chi_conn *c)
 {
     while (c->stream) {
         struct chi_stream *s = c->stream;
         size_t hl = s->head_len, used, rest;
         int status = 0, done = 0;
-        if (s->body_kind == CHI_BODY_LENGTH) {
+        s->resumed = 0;
+        if (c->flags & CHI_F_PAUSED) return 0;
+        if (s->complete) {
+            done = 1;
+            used = hl;
+        } else if (s->body_kind == CHI_BODY_LENGTH) {
             size_t take = c->in.len - hl;
             if ((uint64_t)take > s->left) take = (size_t)s->left;
             status = chi_stream_feed(w, c, c->in.ptr + hl, take);
@@ -10968,7 +11031,8 @@ CHI_COLD static int chi_stream_pump(chi_worker *w, chi_conn *c)
         rest = c->in.len - used; /* not yet decoded, or the next requests */
         memmove(c->in.ptr + hl, c->in.ptr + used, rest);
         c->in.len = hl + rest;
-        if (!done) return 0;
+        if (done) s->complete = 1;
+        if (!done || (c->flags & CHI_F_PAUSED)) return 0;
         chi_stream_end(w, c, 0);
         memmove(c->in.ptr, c->in.ptr + hl, rest);
         c->in.len = rest;
@@ -11265,7 +11329,7 @@ static void chi_after_io(chi_worker *w, chi_conn *c)
     }
     if (chi_pending(c) || (c->flags & CHI_F_FILE)) ev |= CHI_EV_WRITE;
     if ((c->flags & CHI_F_LINGER) ||
-        (!(c->flags & (CHI_F_CLOSING | CHI_F_BACKLOG)) && chi_pending(c) < CHOPIN_MAX_PENDING))
+        (!(c->flags & (CHI_F_CLOSING | CHI_F_BACKLOG | CHI_F_PAUSED)) && chi_pending(c) < CHOPIN_MAX_PENDING))
         ev |= CHI_EV_READ;
     if (ev != c->events) {
         if (chi_poller_mod(w->poller, c->fd, c->events, ev, (uint64_t)c->fd) < 0) {
@@ -11279,14 +11343,18 @@ static void chi_after_io(chi_worker *w, chi_conn *c)
     else if (chi_pending(c) || (c->flags & CHI_F_FILE))
         q = CHI_Q_WRITE;
     else if (c->in.len)
-        q = (c->want || c->chunk_active || c->stream) ? CHI_Q_BODY : CHI_Q_HEAD;
+        q = (c->flags & CHI_F_PAUSED) ? CHI_Q_NONE /* the consumer's wait, not the client's */
+            : (c->want || c->chunk_active || c->stream) ? CHI_Q_BODY : CHI_Q_HEAD;
     else
         q = CHI_Q_IDLE;
     if (q == CHI_Q_IDLE && w->stopping && !w->idle_close_at) { /* (a hand-over's grace: kept) */
         chi_close(w, c);
         return;
     }
-    chi_q_set(w, c, q);
+    if (q == CHI_Q_NONE)
+        chi_q_unlink(w, c);
+    else
+        chi_q_set(w, c, q);
 }
 
 /* Drops the batch being written and the connection with it. */
@@ -12228,6 +12296,18 @@ static CHI_OUTLINE void chi_settle(chi_worker *w, chi_conn *c)
             chi_close(w, c);
             return;
         }
+    }
+    if (c->stream && c->stream->resumed) { /* ch_body_resume (>>uploads) */
+        int rc;
+        w->cur = c;
+        rc = chi_stream_pump(w, c);
+        w->cur = NULL;
+        if (rc < 0) {
+            chi_drop(w, c);
+            return;
+        }
+        chi_flush(w, c);
+        return;
     }
     if (!c->later && c->in.len && !(c->flags & CHI_F_CLOSING)) {
         /* the requests held behind a finished response, answered now */

@@ -16,6 +16,10 @@
                               {"detail":"<reason>"}
      PUT /raw/:name           the raw body streamed to UPLOAD_DIR/<name> (no
                               '/', no leading '.'); 201 {"bytes":N}
+     PUT /slow/:name?pause=MS as /raw, but the consumer pauses MS ms after
+                              the first piece (CH_BODY_PAUSE, then
+                              ch_body_resume from a timer): the server reads
+                              nothing from the client meanwhile
      GET/HEAD /later/:name    ROOT/<name> (no '/', no leading '.', no symlink)
                               answered later, from a 1 ms timer: a file on a
                               deferred response gets the same head, validators,
@@ -270,7 +274,18 @@ typedef struct raw {
     int fd;
     uint64_t bytes;
     char path[2100];
+    long pause_ms;          /* PUT /slow: pause once, after the first piece */
+    ch_body body;           /* the handle to resume it */
+    ch_timer timer;
 } raw;
+
+static void raw_resume(ch_worker *w, void *user)
+{
+    raw *r = (raw *)user;
+    (void)w;
+    r->timer = 0;
+    ch_body_resume(r->body);
+}
 
 static int raw_data(ch_req *req, const char *data, size_t len, void *state)
 {
@@ -278,6 +293,11 @@ static int raw_data(ch_req *req, const char *data, size_t len, void *state)
     (void)req;
     if (ch_file_write(r->fd, data, len) < 0) return 500;
     r->bytes += len;
+    if (r->pause_ms > 0) { /* busy for a while: no more bytes until the timer */
+        r->timer = ch_timer_start(r->body.w, (uint64_t)r->pause_ms, 0, raw_resume, r);
+        r->pause_ms = 0;
+        if (r->timer) return CH_BODY_PAUSE;
+    }
     return 0;
 }
 
@@ -285,6 +305,7 @@ static void raw_end(ch_req *req, ch_res *res, int status, void *state)
 {
     raw *r = (raw *)state;
     (void)req;
+    if (r->timer) ch_timer_stop(r->body.w, r->timer); /* the client left while paused */
     ch_file_close(r->fd);
     if (status == 0) {
         ch_json *j = ch_res_json(res, 201);
@@ -321,6 +342,11 @@ static void raw_handler(ch_req *req, ch_res *res)
         return;
     }
     snprintf(r->path, sizeof r->path, "%s/%s", dirs->uploads, name);
+    if (req->path.len > 6 && memcmp(req->path.ptr, "/slow/", 6) == 0) {
+        char ms[16];
+        if (ch_req_query(req, "pause", ms, sizeof ms) > 0) r->pause_ms = atol(ms);
+        r->body = ch_req_body_handle(res);
+    }
     ch_req_body_stream(res, raw_data, raw_end, r);
 }
 
@@ -415,6 +441,7 @@ int main(void)
     ch_route(app, CH_HEAD, "/", index_handler, &dirs);
     ch_route_stream(app, CH_POST, "/upload", upload_handler, &dirs, MAX_UPLOAD);
     ch_route_stream(app, CH_PUT, "/raw/:name", raw_handler, &dirs, MAX_UPLOAD);
+    ch_route_stream(app, CH_PUT, "/slow/:name", raw_handler, &dirs, MAX_UPLOAD);
     ch_get(app, "/later/:name", later_handler, &dirs);
     ch_route(app, CH_HEAD, "/later/:name", later_handler, &dirs);
     if (ch_run(app, NULL) != 0) {

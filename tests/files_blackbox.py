@@ -703,6 +703,47 @@ def test_later(port, files):
     result("deferred file: a symlink is refused (404), nothing outside the root", st == 404 and SECRET not in b, str(st))
 
 
+def test_pause(srv, updir):
+    """A stream consumer that pauses (CH_BODY_PAUSE) stops the server reading:
+    the client can only fill the kernel's buffers meanwhile; after the resume
+    the whole body arrives and is answered."""
+    size = 64 << 20
+    block = b"p" * (1 << 16)
+
+    def sent_within(path, seconds):
+        s = connect(srv.port)
+        s.sendall(b"PUT %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (path.encode(), size))
+        s.setblocking(False)
+        sent, t_end = 0, time.time() + seconds
+        while sent < size and time.time() < t_end:
+            try:
+                sent += s.send(block[:min(len(block), size - sent)])
+            except BlockingIOError:
+                time.sleep(0.005)
+        return s, sent
+
+    s, paused_sent = sent_within("/slow/paused.bin?pause=1500", 0.7)
+    rss_paused = srv.rss_kb("VmRSS")
+    s.settimeout(30 * SLOW)
+    view = memoryview(block * 16)
+    sent = paused_sent
+    while sent < size:
+        n = min(len(view), size - sent)
+        s.sendall(view[:n])
+        sent += n
+    st, _, b, _ = read_response(s)
+    s.close()
+    ok = st == 201 and json.loads(b) == {"bytes": size} and os.path.getsize(os.path.join(updir, "paused.bin")) == size
+    s2, free_sent = sent_within("/raw/unpaused.bin", 0.7)
+    s2.close()
+    result("a paused body consumer stops the reads: %.1f MiB taken in 0.7 s paused (%.1f MiB not paused), "
+           "server RSS %.1f MiB; then all %d MiB, 201" % (paused_sent / 1048576.0, free_sent / 1048576.0,
+                                                         rss_paused / 1024.0, size >> 20),
+           ok and paused_sent < 24 << 20 and free_sent > paused_sent and rss_paused < 64 * 1024,
+           "%d %r" % (st, b[:100]))
+    os.unlink(os.path.join(updir, "paused.bin"))
+
+
 def test_file_cache(port, root):
     """The open-file cache never serves what is no longer there."""
     p = os.path.join(root, "cached.txt")
@@ -827,6 +868,7 @@ def main():
         if rest:
             rsrv = Server(rest, {"API_TOKEN": "secret", "RATE_LIMIT": "10"})
         test_continue(srv.port, rsrv.port if rsrv else 0)
+        test_pause(srv, updir)
         if big_mb > 0:
             test_big(srv, ROOT, updir, big_mb, rss_limit)
         rc, err = srv.stop()
