@@ -172,6 +172,11 @@
        CHOPIN_NO_MULTIPART     compile out the multipart/form-data parser
        CHOPIN_NO_OPENAT2       open static files with one openat(O_NOFOLLOW)
                                per segment even where openat2 exists
+       CHOPIN_NO_FILE_CACHE    compile out the per-worker open-file cache
+                               of ch_static (on by default; per mount:
+                               ch_static_opts.file_cache = CH_NO)
+       CHOPIN_FILE_CACHE_SLOTS 64      files each worker keeps open for a
+                                       second (descriptor + stat)
        CHOPIN_NO_CORS          compile out ch_use_cors
        CHOPIN_NO_RATELIMIT     compile out ch_use_ratelimit (and its lock)
        CHOPIN_NO_METRICS       compile out ch_metrics_route (the counters
@@ -6646,21 +6651,20 @@ static int chi_os_open_beneath(int root, const char *rel)
     return chi_os_open_walk(root, rel);
 }
 
-static int chi_os_file_info(const struct stat *st_, chi_file_info *fi)
+static int chi_os_file_info(const struct stat *st, chi_file_info *fi)
 {
-    const struct stat st = *st_;
-    fi->size = (uint64_t)st.st_size;
-    fi->ino = (uint64_t)st.st_ino;
-    fi->dev = (uint64_t)st.st_dev;
+    fi->size = (uint64_t)st->st_size;
+    fi->ino = (uint64_t)st->st_ino;
+    fi->dev = (uint64_t)st->st_dev;
 #if defined(__APPLE__)
-    fi->mtime = (int64_t)st.st_mtimespec.tv_sec;
-    fi->mtime_ns = fi->mtime * 1000000000 + (int64_t)st.st_mtimespec.tv_nsec;
+    fi->mtime = (int64_t)st->st_mtimespec.tv_sec;
+    fi->mtime_ns = fi->mtime * 1000000000 + (int64_t)st->st_mtimespec.tv_nsec;
 #else
-    fi->mtime = (int64_t)st.st_mtim.tv_sec;
-    fi->mtime_ns = fi->mtime * 1000000000 + (int64_t)st.st_mtim.tv_nsec;
+    fi->mtime = (int64_t)st->st_mtim.tv_sec;
+    fi->mtime_ns = fi->mtime * 1000000000 + (int64_t)st->st_mtim.tv_nsec;
 #endif
-    fi->is_reg = S_ISREG(st.st_mode);
-    fi->is_dir = S_ISDIR(st.st_mode);
+    fi->is_reg = S_ISREG(st->st_mode);
+    fi->is_dir = S_ISDIR(st->st_mode);
     return 0;
 }
 
@@ -6671,6 +6675,7 @@ static int chi_os_file_stat(int fd, chi_file_info *fi)
     return chi_os_file_info(&st, fi);
 }
 
+#ifndef CHOPIN_NO_FILE_CACHE
 /* The file at rel beneath root as it is now, a final symlink not followed
    (lstat): what a cached descriptor is checked against (>>static). rel is
    clean (>>paths). Returns 0 or -1. */
@@ -6680,6 +6685,7 @@ static int chi_os_stat_beneath(int root, const char *rel, chi_file_info *fi)
     if (fstatat(root, rel, &st, AT_SYMLINK_NOFOLLOW) < 0) return -1;
     return chi_os_file_info(&st, fi);
 }
+#endif
 
 #endif /* CHOPIN_NO_STATIC */
 
@@ -10262,6 +10268,7 @@ static int chi_mount_open(chi_worker *w, const struct chi_mount *m, const char *
     }
 #else
     (void)w;
+    (void)n;
     (void)sibling;
 #endif
     return fd;

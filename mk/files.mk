@@ -1,7 +1,9 @@
 # Files (issue 11): static files, uploads, multipart, the MIME table.
 #   make files-test    unit tests (both ways of opening beneath a root) and
 #                      the black-box suite against build/files, release and
-#                      ASan+UBSan (what `make test` runs, via tests/suites/files.sh)
+#                      ASan+UBSan, with the 1 GiB upload and download whose
+#                      peak RSS is bounded (256 MiB under ASan); `make test`
+#                      runs the same with 256 MiB (64 under ASan) for its time
 #   make files-memcheck  the black-box suite against a -O1 -g build under
 #                      valgrind memcheck (smaller big-file test)
 #   make bench-files   build/files beside nginx (if installed) on a 1 KiB and
