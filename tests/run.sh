@@ -14,7 +14,9 @@ suite() {
   shift
   log=$(mktemp)
   echo "== $name"
+  local t0=$SECONDS
   "$@" 2>&1 | tee "$log"
+  echo "-- $name: $((SECONDS - t0)) s"
   local last
   last=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
   if [ -z "$last" ]; then

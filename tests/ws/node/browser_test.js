@@ -21,11 +21,20 @@ let failed = 0;
 const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'chopin-chromium-'));
 const browser = spawn(chromium, ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
   '--no-first-run', '--no-default-browser-check', '--remote-debugging-port=0', `--user-data-dir=${profile}`,
-  'about:blank'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  'about:blank'], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, TMPDIR: profile } });
 
+// Chromium's helper processes may still write into the profile after the
+// main one is killed: wait for its exit (bounded) before removing the folder.
+function removeProfile() {
+  try { fs.rmSync(profile, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 }); } catch (e) { /* best effort */ }
+}
 function cleanup() {
-  try { browser.kill('SIGKILL'); } catch (e) { /* gone */ }
-  try { fs.rmSync(profile, { recursive: true, force: true }); } catch (e) { /* best effort */ }
+  return new Promise((resolve) => {
+    if (browser.exitCode !== null || browser.signalCode !== null) { removeProfile(); resolve(); return; }
+    const t = setTimeout(() => { removeProfile(); resolve(); }, 3000);
+    browser.once('exit', () => { clearTimeout(t); setTimeout(() => { removeProfile(); resolve(); }, 200); });
+    try { browser.kill('SIGKILL'); } catch (e) { clearTimeout(t); removeProfile(); resolve(); }
+  });
 }
 
 function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
@@ -137,7 +146,7 @@ const cases = [
 ];
 
 (async () => {
-  const guard = setTimeout(() => { console.log(`FAIL - the browser test took over 90 s\n${passed} passed, ${failed + 1} failed`); cleanup(); process.exit(1); }, 90000);
+  const guard = setTimeout(() => { console.log(`FAIL - the browser test took over 90 s\n${passed} passed, ${failed + 1} failed`); cleanup().then(() => process.exit(1)); }, 90000);
   for (const [name, fn] of cases) {
     try {
       await fn();
@@ -151,7 +160,7 @@ const cases = [
   }
   clearTimeout(guard);
   if (peer) peer.close();
-  cleanup();
+  await cleanup();
   console.log(`${passed} passed, ${failed} failed`);
   process.exit(failed ? 1 : 0);
 })();
