@@ -768,10 +768,12 @@ CHOPIN_API void ch_file_close(int fd);
    is busy) returns CH_BODY_PAUSE from on_data: those bytes were taken, and
    the server reads nothing more from that client (no timeout runs) until
    ch_body_resume(b), on the worker's thread (a timer, ch_worker_post), with
-   the handle ch_req_body_handle(res) gave in the handler. The kernel's buffers fill
-   and the client's sending stops: memory stays bounded. on_end waits for
-   the resume too. A stale handle (the client left: on_end got
-   CH_BODY_ABORTED) makes ch_body_resume a no-op returning -1. */
+   the handle ch_req_body_handle(res) gave in the handler. The kernel's
+   buffers fill and the client's sending stops: memory stays bounded.
+   on_end waits for the resume too. A resume that comes first (inside
+   on_data, before it returns CH_BODY_PAUSE) cancels that pause. A stale
+   handle (the client left: on_end got CH_BODY_ABORTED) makes
+   ch_body_resume a no-op returning -1. */
 #define CH_BODY_ABORTED (-1)
 #define CH_BODY_PAUSE 1
 typedef int (*ch_body_fn)(ch_req *req, const char *data, size_t len, void *state);
@@ -10645,6 +10647,7 @@ struct chi_stream {
     int keep_alive, taken;
     int complete;            /* the whole body was handed over */
     int resumed;             /* ch_body_resume ran: the settle pass pumps */
+    int resume_early;        /* ... before the pause it answers: no pause */
     uint64_t serial;         /* what a ch_body names (w->stream_serial) */
     ch_req req;              /* the request as parsed, its slices into the */
     chi_req_store store;     /* head that was at `base` (now c->in's start) */
@@ -10701,8 +10704,12 @@ CHOPIN_API int ch_body_resume(ch_body b)
     chi_worker *w = b.w;
     chi_conn *c;
     if (!w || b.fd < 0 || (size_t)b.fd >= w->conns_cap || !(c = w->conns[b.fd]) || !c->stream ||
-        c->stream->serial != b.serial || !(c->flags & CHI_F_PAUSED))
+        c->stream->serial != b.serial)
         return -1;
+    if (!(c->flags & CHI_F_PAUSED)) { /* from inside on_data, before its CH_BODY_PAUSE */
+        c->stream->resume_early = 1;
+        return 0;
+    }
     c->flags &= ~(unsigned)CHI_F_PAUSED;
     c->stream->resumed = 1;
     chi_mark_dirty(w, c);
@@ -10994,7 +11001,8 @@ static int chi_stream_feed(chi_worker *w, chi_conn *c, const char *p, size_t n)
     s->ctx = req->ctx;
     if (r == 0) return 0;
     if (r == CH_BODY_PAUSE) {
-        c->flags |= CHI_F_PAUSED; /* chi_after_io stops reading */
+        if (!s->resume_early) c->flags |= CHI_F_PAUSED; /* chi_after_io stops reading */
+        s->resume_early = 0;
         return 0;
     }
     return (r >= 400 && r <= 599) ? r : 400;
