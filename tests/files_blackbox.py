@@ -779,7 +779,7 @@ def test_sigpipe_once(binary, root, updir, cache=True):
     """A worker blocks SIGPIPE once at its start: no mask calls per file.
     With the open-file cache, 20 answers of one file open it once."""
     if not shutil.which("strace") or os.environ.get("FILES_VALGRIND") == "1":
-        print("# skipped: system calls per file (strace is not installed)")
+        print("# skipped: system calls per file (no strace, or the server runs under valgrind)")
         return
     port = free_port()
     log = os.path.join(os.path.dirname(root), "strace.log")
