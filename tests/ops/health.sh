@@ -60,7 +60,17 @@ PID_FILE=$pidfile PORT=$port HOST=127.0.0.1 SERVER_MODE=standard "$SERVER" >"$OP
 first=$!
 track "$first"
 disown "$first"
-if ! wait_http "$port" /plaintext 5 || [ "$(cat "$pidfile" 2>/dev/null)" != "$first" ]; then
+# wait_pid FILE PID SECONDS: until FILE holds PID (the server writes it just
+# after its workers start, so a first answer can come before it is there)
+wait_pid() {
+  local end=$(($(now_ms) + $3 * 1000))
+  while [ "$(now_ms)" -lt "$end" ]; do
+    [ "$(cat "$1" 2>/dev/null)" = "$2" ] && return 0
+    sleep 0.01
+  done
+  return 1
+}
+if ! wait_http "$port" /plaintext 5 || ! wait_pid "$pidfile" "$first" 5; then
   bad "the server did not start, or PID_FILE does not hold its pid"
   sed 's/^/    /' "$OPS_TMP/server.log"
   echo "$passed passed, $failed failed"
