@@ -5354,7 +5354,7 @@ static int chi_date_month(const char *s)
     static const char mon[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
     int m;
     for (m = 0; m < 12; m++)
-        if (memcmp(s, mon + 3 * m, 3) == 0) return m + 1;
+        if (memcmp(s, mon + 3 * (size_t)m, 3) == 0) return m + 1;
     return -1;
 }
 
@@ -5363,7 +5363,7 @@ static int64_t chi_date_clock(const char *s)
 {
     int hh = chi_date_2d(s), mm = chi_date_2d(s + 3), ss = chi_date_2d(s + 6);
     if (s[2] != ':' || s[5] != ':' || hh < 0 || mm < 0 || ss < 0 || hh > 23 || mm > 59 || ss > 60) return -1;
-    return (int64_t)hh * 3600 + mm * 60 + ss;
+    return (int64_t)hh * 3600 + (int64_t)mm * 60 + ss;
 }
 
 /* Seconds since the epoch of a civil date (days from civil, the inverse of
