@@ -55,18 +55,21 @@ warnings: | build
 	@$(CC) $(WARN) -Werror -O2 -c -o /dev/null -DCHOPIN_STATIC examples/hello.c
 	@$(CC) $(WARN) -Werror -O2 -c -o /dev/null -DCHOPIN_NO_AUTH -DCHOPIN_NO_ACCESS_LOG -DCHOPIN_NO_TIMING -DCHOPIN_NO_SSE \
 	  -DCHOPIN_NO_STATIC -DCHOPIN_NO_MULTIPART -DCHOPIN_NO_FILE_CACHE -DCHOPIN_NO_WEBSOCKET -DCHOPIN_NO_RESTART \
-	  -DCHOPIN_NO_CORS -DCHOPIN_NO_RATELIMIT -DCHOPIN_NO_METRICS -DCHOPIN_NO_PROXY -DCHOPIN_NO_REQUEST_ID examples/hello.c
+	  -DCHOPIN_NO_CORS -DCHOPIN_NO_RATELIMIT -DCHOPIN_NO_METRICS -DCHOPIN_NO_PROXY -DCHOPIN_NO_REQUEST_ID -DCHOPIN_NO_RAW_SYSCALLS examples/hello.c
 	@$(CC) $(WARN) -Werror -Wconversion -Wshadow -O2 -c -o /dev/null -DCHOPIN_NO_RESTART examples/bench.c
 	@$(CC) $(WARN) -Werror -Wconversion -Wshadow -O2 -c -o /dev/null -DCHOPIN_NO_FILE_CACHE examples/bench.c
 	@$(CC) $(WARN) -Werror -O2 -c -o /dev/null '-DCHOPIN_MALLOC(n)=malloc(n)' '-DCHOPIN_REALLOC(p,n)=realloc(p,n)' \
 	  '-DCHOPIN_FREE(p)=free(p)' '-DCHOPIN_ASSERT(c)=((void)0)' examples/hello.c
 	@! $(CC) $(WARN) -c -o /dev/null '-DCHOPIN_MALLOC(n)=malloc(n)' examples/hello.c 2>/dev/null # all or none
-	@for b in -DCHOPIN_USE_EPOLL -DCHOPIN_USE_POLL '-DCHOPIN_USE_KQUEUE -Itests/kqueue'; do \
+	@for b in -DCHOPIN_USE_EPOLL -DCHOPIN_USE_POLL '-DCHOPIN_USE_KQUEUE -Itests/kqueue' -DCHOPIN_USE_IO_URING; do \
 	  $(CC) $(WARN) -Werror -O2 -c -o /dev/null $$b examples/bench.c || exit 1; \
 	  $(CXX) -x c++ -Wall -Wextra -Wpedantic -Werror -O2 -c -o /dev/null $$b examples/bench.c || exit 1; \
 	done
 	@! $(CC) $(WARN) -c -o /dev/null -DCHOPIN_USE_POLL -DCHOPIN_USE_EPOLL examples/hello.c 2>/dev/null # one backend
-	@echo "warnings: none (gcc, clang, g++; CHOPIN_STATIC, CHOPIN_NO_*, a user allocator, each backend)"
+	@! $(CC) $(WARN) -c -o /dev/null -DCHOPIN_USE_IO_URING -DCHOPIN_USE_EPOLL examples/hello.c 2>/dev/null # one backend
+	@$(CC) $(WARN) -Werror -Wconversion -Wshadow -O2 -c -o /dev/null -DCHOPIN_USE_IO_URING -DCHOPIN_NO_RESTART examples/bench.c
+	@$(CC) $(WARN) -Werror -Wconversion -Wshadow -O2 -c -o /dev/null -DCHOPIN_USE_IO_URING -DCHOPIN_IO_URING_POLL_ONLY examples/bench.c
+	@echo "warnings: none (gcc, clang, g++; CHOPIN_STATIC, CHOPIN_NO_*, a user allocator, each backend, io_uring)"
 
 unit: build/unit
 	./build/unit

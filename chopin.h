@@ -25,10 +25,16 @@
    -D_GNU_SOURCE.
 
    VERSION 0.2.0 (CHOPIN_VERSION_MAJOR/MINOR/PATCH, CHOPIN_VERSION_STRING)
-     next   batteries: a logger, CORS, rate limiting, trusted proxies,
+     next   an io_uring backend (CHOPIN_USE_IO_URING: multishot receives
+            into provided buffers, one io_uring_enter per loop pass, epoll
+            when the kernel refuses io_uring);
+            batteries: a logger, CORS, rate limiting, trusted proxies,
             metrics, request ids, cookies, decoded parameters; after-hooks
             see refused requests; stricter chunk extensions and Host, the
-            characters browsers send in targets accepted
+            characters browsers send in targets accepted; X-Forwarded-For
+            read over all its lines, X-Real-IP only when sent once; metrics
+            counters never read torn on 32-bit CPUs with lock-free 64-bit
+            atomics; Set-Cookie Domain checked as a host name
      0.2.0  the header in three layers (core, OS seam, server); kqueue and
             poll backends beside epoll; embedding in the caller's loop
             (ch_poll); values set in code beat the environment; request
@@ -88,6 +94,14 @@
                             default there)
        CHOPIN_USE_POLL      plain POSIX poll(2): any other Unix (the default
                             there), and a fallback that works everywhere
+       CHOPIN_USE_IO_URING  Linux: io_uring (raw system calls, no liburing;
+                            5.19 or later for receives into provided
+                            buffers, 6.1 for a worker's own deferred ring).
+                            Where io_uring_setup is refused (ENOSYS, EPERM
+                            from a seccomp policy or kernel.io_uring_disabled)
+                            the process serves with epoll and logs one warning
+                            (CH_LOGITEM_IO_URING_REFUSED); ch_backend() says
+                            which one runs
    macOS's SO_REUSEPORT does not balance connections between sockets, so
    there (and on OpenBSD and NetBSD) REUSEPORT defaults to false and the
    workers share one listener. Only Linux is tested by running: epoll and
@@ -154,7 +168,11 @@
        CHOPIN_REALLOC(p, n)            FREE together or none of them
        CHOPIN_FREE(p)                  (default: malloc, realloc, free)
        CHOPIN_ASSERT(c)                default: assert(c)
-       CHOPIN_USE_EPOLL, CHOPIN_USE_KQUEUE, CHOPIN_USE_POLL   see above
+       CHOPIN_USE_EPOLL, CHOPIN_USE_KQUEUE, CHOPIN_USE_POLL,
+       CHOPIN_USE_IO_URING             see above
+       CHOPIN_IO_URING_POLL_ONLY  io_uring: connections are read after a
+                               poll, as with epoll, not received into the
+                               ring's provided buffers (for comparison)
        CHOPIN_MAX_HEADERS      100     request header lines kept per request
                                        (1-254); more: 431
        CHOPIN_MAX_PARAMS       8       route parameters per request
@@ -190,6 +208,10 @@
                                        ch_defer_write says "wait for the
                                        drain callback" (4x: the stream is cut)
        CHOPIN_NO_WEBSOCKET     compile out WebSocket (and SHA-1, base64)
+       CHOPIN_NO_RAW_SYSCALLS  read, send and epoll_wait through the C
+                               library even on Linux x86-64 / arm64 (where
+                               they are otherwise issued directly, without
+                               glibc's thread-cancellation bookkeeping)
        CHOPIN_CORE_ONLY        compile only layer 1, the core (parser, JSON,
                                router...): no system call, no server; for
                                tests, fuzzing and reuse
@@ -264,6 +286,7 @@
      >>os epoll      the poll set, waker, ticker and signals on Linux
      >>os kqueue     ... on macOS and the BSDs
      >>os poll       ... with plain poll(2)
+     >>os io_uring   ... with io_uring on Linux (epoll where it is refused)
    Layer 3, the server
      >>structs       every private server type: app, group, response,
                      connection, later response, pool, worker
@@ -387,6 +410,8 @@ typedef enum ch_log_item {
     CH_LOGITEM_BAD_PROXY_HEADER, /* warn: a trusted proxy sent no valid PROXY header */
     CH_LOGITEM_SUPPRESSED,       /* warn: lines left out by the rate limit */
     CH_LOGITEM_WORKER_FAILED,    /* error: a worker's event loop failed; it stopped */
+    CH_LOGITEM_IO_URING_REFUSED, /* warn: CHOPIN_USE_IO_URING, but the kernel or a
+                                    seccomp policy refused io_uring: epoll serves */
     CH_LOGITEM_COUNT
 } ch_log_item;
 
@@ -953,8 +978,11 @@ CHOPIN_API ch_str ch_res_request_id(const ch_res *res);
    allowed origin is answered 204 at once, before any later middleware (auth
    included); an allowed origin's other requests get
    Access-Control-Allow-Origin (and -Credentials, -Expose-Headers) and Vary:
-   Origin; any other origin gets no CORS header at all. ch_use_cors registers
-   it as app middleware (put it first); decisions are cached per worker. */
+   Origin; any other origin gets no CORS header at all. With credentials
+   and "*" the origin is echoed (browsers refuse "*" with credentials). A
+   request without Origin gets only Vary: Origin, so that no cache serves
+   it to a CORS request. ch_use_cors registers it as app middleware (put it
+   first); decisions are cached per worker. */
 typedef struct ch_cors {
     const char *origins;         /* "https://a.example, https://b.example", or "*" */
     int (*allow)(const char *origin, size_t len, void *user); /* or this: 1 allow */
@@ -972,15 +1000,24 @@ CHOPIN_API int ch_use_cors(ch_app *app, const ch_cors *cors);
 /* Rate limiting: a token bucket per client key (the client's address, or
    key()), in a table of table_size keys that forgets the least recently
    used. A request takes a token; the bucket holds `burst` and refills at
-   `rate` a second. Answers carry X-RateLimit-Limit (burst) and
-   -Remaining; over the limit: 429 with Retry-After (whole seconds, >= 1),
-   X-RateLimit-Reset and a JSON body (pre-built per worker).
-   ACROSS WORKERS: by default each worker has its own table, so a client
-   whose connections land on k workers may get up to k times the limit (a
-   keep-alive connection stays on one worker, so one connection sees the
-   limit exactly). exact = 1 keeps one table for all workers behind a lock:
-   the limit is then exact, for a lock per request (tens of nanoseconds
-   without contention). With g NULL it applies to every routed request. */
+   `rate` a second. Answers carry X-RateLimit-Limit (burst),
+   X-RateLimit-Remaining (whole tokens left) and X-RateLimit-Reset (seconds
+   until the bucket is full again); over the limit: 429 with Retry-After
+   (whole seconds until a token, >= 1), Remaining 0 and a JSON body
+   {"detail":"Too Many Requests","retry_after":N} (pre-built per worker).
+   ACROSS WORKERS: by default each worker has its own table. The kernel
+   spreads a client's connections over the workers (SO_REUSEPORT hashes
+   each connection's addresses and ports), so a client with connections on
+   k workers gets up to k * burst at once and k * rate a second sustained;
+   one connection stays on one worker, so a single keep-alive connection
+   sees the limit exactly. exact = 1 keeps one table for all workers behind
+   a mutex: the limit is then exact whatever the workers, for a lock per
+   limited request (tens of nanoseconds without contention). In both modes
+   a table that is full forgets its least recently used key, and a client
+   forgotten so starts again with a full bucket: size table_size above the
+   number of clients active within burst / rate seconds. FastRoutes and
+   `exempt` paths are never limited. With g NULL it applies to every routed
+   request, else to the group's routes. */
 typedef struct ch_ratelimit {
     double rate;                 /* tokens a second (> 0) */
     int burst;                   /* 0: rate, rounded up */
@@ -1347,30 +1384,39 @@ static char *chi_put(char *p, const char *s, size_t n)
     return p + n;
 }
 
-/* Unsigned integer to decimal, two digits per division; `out` needs 20
-   bytes. Returns the number of digits. No printf on the hot path. */
+/* How many decimal digits v has (1 to 20). */
+static size_t chi_digit_count(uint64_t v)
+{
+    size_t n = 1;
+    uint64_t ten_n = 10; /* 10^n; the n < 20 guard stops before it overflows */
+    while (n < 20 && v >= ten_n) {
+        n++;
+        ten_n *= 10;
+    }
+    return n;
+}
+
+/* Unsigned integer to decimal, two digits per division, written from the
+   last digit back straight into `out` (the length is counted first, so no
+   second copy); `out` needs 20 bytes. Returns the number of digits. No
+   printf on the hot path. */
 static size_t chi_utoa(uint64_t v, char *out)
 {
     static const char pairs[] =
         "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
         "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
         "8081828384858687888990919293949596979899";
-    char tmp[20];
-    size_t i = sizeof tmp, n;
+    size_t n = chi_digit_count(v), i = n;
     while (v >= 100) {
         unsigned r = (unsigned)(v % 100);
         v /= 100;
         i -= 2;
-        memcpy(tmp + i, pairs + 2 * (size_t)r, 2);
+        memcpy(out + i, pairs + 2 * (size_t)r, 2);
     }
-    if (v >= 10) {
-        i -= 2;
-        memcpy(tmp + i, pairs + 2 * v, 2);
-    } else {
-        tmp[--i] = (char)('0' + v);
-    }
-    n = sizeof tmp - i;
-    memcpy(out, tmp + i, n);
+    if (v >= 10)
+        memcpy(out, pairs + 2 * v, 2);
+    else
+        out[0] = (char)('0' + v);
     return n;
 }
 
@@ -1622,28 +1668,34 @@ static int chi_json_in_array(const ch_json *j)
     return j->depth > 0 && ((j->arrays >> (j->depth - 1)) & 1);
 }
 
-/* Called before every value and key: writes the comma if one is due. A
-   value in an object must follow its key. */
-static void chi_json_sep_for(ch_json *j, int is_key)
+/* Called before every value and key: returns ',' when a comma is due
+   before it, else 0 (the caller writes it with the value). A value in an
+   object must follow its key. */
+static char chi_json_comma(ch_json *j, int is_key)
 {
     uint64_t bit;
     if (j->after_key) {
         j->after_key = 0;
-        return;
+        return 0;
     }
     if (j->depth == 0) {
         if (j->len) j->failed = 1; /* a second top-level value */
-        return;
+        return 0;
     }
     if (!is_key && !chi_json_in_array(j)) j->failed = 1;
     bit = (uint64_t)1 << (j->depth - 1);
-    if (j->fresh & bit)
+    if (j->fresh & bit) {
         j->fresh &= ~bit;
-    else
-        chi_json_char(j, ',');
+        return 0;
+    }
+    return ',';
 }
 
-static void chi_json_sep(ch_json *j) { chi_json_sep_for(j, 0); }
+/* Writes the comma before a value if one is due. */
+static void chi_json_sep(ch_json *j)
+{
+    if (chi_json_comma(j, 0)) chi_json_char(j, ',');
+}
 
 static void chi_json_open(ch_json *j, char c)
 {
@@ -1695,21 +1747,71 @@ static size_t chi_utf8_len(const unsigned char *s, size_t n)
     return 4;
 }
 
-/* Writes a quoted, escaped string. One capacity check covers the worst
-   case; words of eight bytes that need no escape are copied whole. */
-static void chi_json_quoted(ch_json *j, const char *str, size_t n)
+/* Does this word of eight string bytes hold one that needs a closer look:
+   a control byte, a byte >= 0x80, '"' or '\\'? */
+static uint64_t chi_json_word_special(uint64_t x)
+{
+    return chi_has_below(x, 0x20) | (x & CHI_HIGHS) | chi_has_byte(x, '"') | chi_has_byte(x, '\\');
+}
+
+/* The usual string, with nothing to escape, checked and copied a word at a
+   time: words of eight bytes, the last one overlapping the one before it
+   (so a 13-byte string is two words, and no byte past the string is read);
+   4 to 7 bytes as two overlapping halves checked as one word. Writes to o
+   and returns 1, or returns 0 when a byte needs escaping (the caller then
+   starts again with the general loop, over whatever this wrote). */
+static int chi_json_plain(char *o, const char *s, size_t n)
+{
+    uint32_t a, b;
+    size_t i;
+    if (n >= 8) {
+        for (i = 0; n - i > 8; i += 8) {
+            uint64_t x = chi_load8(s + i);
+            if (chi_json_word_special(x)) return 0;
+            memcpy(o + i, &x, 8);
+        }
+        if (chi_json_word_special(chi_load8(s + n - 8))) return 0;
+        memcpy(o + n - 8, s + n - 8, 8);
+        return 1;
+    }
+    if (n >= 4) {
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        if (chi_json_word_special((uint64_t)a | (uint64_t)b << 32)) return 0;
+        memcpy(o, &a, 4);
+        memcpy(o + n - 4, &b, 4);
+        return 1;
+    }
+    for (i = 0; i < n; i++) {
+        if (!chi_is((unsigned char)s[i], CHI_JSON)) return 0;
+        o[i] = s[i];
+    }
+    return 1;
+}
+
+/* Writes a quoted, escaped string, with the comma before it and the colon
+   after it when `before` / `after` are not 0 (one writer call for a whole
+   key or value). One capacity check covers the worst case; the usual
+   string takes chi_json_plain's few words, the general loop copies words of
+   eight bytes that need no escape whole and escapes the rest. */
+static void chi_json_quoted(ch_json *j, char before, const char *str, size_t n, char after)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *s = (const unsigned char *)str;
     size_t i = 0;
     char *o;
     /* worst case: every byte becomes \u00XX (6 bytes) or U+FFFD (6 bytes) */
-    if (n > ((size_t)-1 - 2) / 6 || chi_json_reserve(j, n * 6 + 2) < 0) {
+    if (n > ((size_t)-1 - 4) / 6 || chi_json_reserve(j, n * 6 + 4) < 0) {
         j->failed = 1;
         return;
     }
     o = j->buf + j->len;
+    if (before) *o++ = before;
     *o++ = '"';
+    if (chi_json_plain(o, str, n)) {
+        o += n;
+        i = n;
+    }
     while (i < n) {
         unsigned char c;
         while (n - i >= 8) {
@@ -1754,6 +1856,7 @@ static void chi_json_quoted(ch_json *j, const char *str, size_t n)
         i++;
     }
     *o++ = '"';
+    if (after) *o++ = after;
     j->len = (size_t)(o - j->buf);
 }
 
@@ -1763,19 +1866,13 @@ CHOPIN_API void ch_json_keyn(ch_json *j, const char *key, size_t len)
         j->failed = 1;
         return;
     }
-    chi_json_sep_for(j, 1);
-    chi_json_quoted(j, key, len);
-    chi_json_char(j, ':');
+    chi_json_quoted(j, chi_json_comma(j, 1), key, len, ':');
     j->after_key = 1;
 }
 
 CHOPIN_API void ch_json_key(ch_json *j, const char *key) { ch_json_keyn(j, key, strlen(key)); }
 
-CHOPIN_API void ch_json_strn(ch_json *j, const char *s, size_t len)
-{
-    chi_json_sep(j);
-    chi_json_quoted(j, s, len);
-}
+CHOPIN_API void ch_json_strn(ch_json *j, const char *s, size_t len) { chi_json_quoted(j, chi_json_comma(j, 0), s, len, 0); }
 
 CHOPIN_API void ch_json_str(ch_json *j, const char *s)
 {
@@ -2324,6 +2421,22 @@ static ch_method chi_method_of(const char *m, size_t n)
 static int chi_is_name(const char *s, const char *lower, size_t n)
 {
     size_t i;
+    uint32_t x, y;
+    /* the same test a word at a time: eight bytes, the last word
+       overlapping the one before; 4 to 7 bytes as two overlapping halves */
+    if (n >= 8) {
+        for (i = 0; n - i > 8; i += 8)
+            if ((chi_load8(s + i) | CHI_ONES * 0x20) != chi_load8(lower + i)) return 0;
+        return (chi_load8(s + n - 8) | CHI_ONES * 0x20) == chi_load8(lower + n - 8);
+    }
+    if (n >= 4) {
+        memcpy(&x, s, 4);
+        memcpy(&y, lower, 4);
+        if ((x | 0x20202020u) != y) return 0;
+        memcpy(&x, s + n - 4, 4);
+        memcpy(&y, lower + n - 4, 4);
+        return (x | 0x20202020u) == y;
+    }
     for (i = 0; i < n; i++)
         if ((s[i] | 0x20) != lower[i]) return 0;
     return 1;
@@ -3029,6 +3142,8 @@ static char *chi_head_length_end(char *p, uint64_t length)
 #define CHI_SERVER_LINE "Server: " CHOPIN_SERVER_NAME "\r\n"
 #define CHI_DATE_AT (sizeof(CHI_SERVER_LINE) - 1 + 6)
 #define CHI_COMMON_LEN (CHI_DATE_AT + CHI_DATE_LEN + 2)
+#define CHI_OK_LINE_LEN 17 /* "HTTP/1.1 200 OK\r\n" */
+#define CHI_OK_LEAD_LEN (CHI_OK_LINE_LEN + CHI_COMMON_LEN)
 
 static void chi_common_init(char common[CHI_COMMON_LEN])
 {
@@ -3043,7 +3158,9 @@ enum {
     CHI_FRAME_LENGTH_OPEN, /* "Content-Length: " and stop: the caller writes the
                               digits per request (dynamic FastRoutes) */
     CHI_FRAME_NONE,        /* 1xx, 204, 304: no framing header */
-    CHI_FRAME_CHUNKED      /* Transfer-Encoding: chunked (a stream) */
+    CHI_FRAME_CHUNKED,     /* Transfer-Encoding: chunked (a stream) */
+    CHI_FRAME_LEAD         /* nothing after the status line and common lines:
+                              the "lead" a worker keeps for its 200s */
 };
 
 typedef struct chi_head_spec {
@@ -3051,6 +3168,10 @@ typedef struct chi_head_spec {
     int keep_alive, minor;     /* decide the Connection line */
     const char *common;        /* "Server: ...\r\nDate: ...\r\n", or NULL */
     size_t common_len;
+    const char *lead;          /* status line + common lines, written by this
+                                  writer once per worker (CHI_FRAME_LEAD) and
+                                  copied whole per answer; NULL: write them */
+    size_t lead_len;
     const char *ctype;         /* Content-Type value; ctype_len 0: none */
     size_t ctype_len;
     const char *extra;         /* "Name: value\r\n" lines, as they are */
@@ -3098,13 +3219,20 @@ static size_t chi_status_line(int status, char *out)
 }
 
 /* The one head writer: p has chi_head_size(h) bytes of room. Returns the
-   end of what it wrote. */
+   end of what it wrote. The status line and the common lines come from
+   h->lead when the worker keeps them pre-built for this status (the usual
+   200: one copy instead of the reason lookup and four pieces). */
 static char *chi_head_put(char *p, const chi_head_spec *h)
 {
     size_t conn_len;
     const char *conn = chi_connection_line(h->keep_alive, h->minor, &conn_len);
-    p += chi_status_line(h->status, p);
-    p = chi_put(p, h->common, h->common_len);
+    if (h->lead) {
+        p = chi_put(p, h->lead, h->lead_len);
+    } else {
+        p += chi_status_line(h->status, p);
+        p = chi_put(p, h->common, h->common_len);
+        if (h->framing == CHI_FRAME_LEAD) return p;
+    }
     if (h->ctype_len) {
         p = chi_put(p, "Content-Type: ", 14);
         p = chi_put(p, h->ctype, h->ctype_len);
@@ -3174,10 +3302,16 @@ typedef struct chi_node {
     size_t seg_len;
     struct chi_node **kids;         /* static children */
     int nkids;
+    unsigned *index;                /* kids by segment hash: 1 + kid, 0 empty */
+    unsigned index_mask;            /* slots - 1 (a power of two) */
+    unsigned index_shift;           /* 32 - log2(slots): a hash's top bits */
+    uint32_t index_seed;            /* the multiplier that spreads these kids */
     struct chi_node *param;         /* ":name" child */
     char *param_name;
+    size_t param_name_len;
     struct chi_node *wild;          /* "*name" child: matches the rest */
     char *wild_name;
+    size_t wild_name_len;
     chi_route routes[CH_METHOD_COUNT];
     unsigned methods;               /* bit per method that has a handler */
     unsigned fast_methods;          /* GET|HEAD when a FastRoute owns it */
@@ -3196,6 +3330,7 @@ static void chi_node_free(chi_node *n)
     if (!n) return;
     for (i = 0; i < n->nkids; i++) chi_node_free(n->kids[i]);
     CHOPIN_FREE(n->kids);
+    CHOPIN_FREE(n->index);
     chi_node_free(n->param);
     chi_node_free(n->wild);
     CHOPIN_FREE(n->seg);
@@ -3214,6 +3349,82 @@ static char *chi_strndup(const char *s, size_t n)
     return d;
 }
 
+/* A node's static children are found by a small open-addressing table
+   keyed by the segment's length and its first and last bytes: one probe,
+   however many siblings there are (an API has dozens at /api/v1). The three
+   are mixed by one multiplication and the table takes the product's top
+   bits; the multiplier is chosen per node, when routes are added, so that
+   no two children share a slot (chi_node_index). */
+static uint32_t chi_seg_hash(const char *p, size_t len, uint32_t seed)
+{
+    uint32_t x = len ? (uint32_t)len | (uint32_t)(unsigned char)p[0] << 8 | (uint32_t)(unsigned char)p[len - 1] << 16 : 0u;
+    return x * seed;
+}
+
+/* The static child named p[0, len), or NULL (the caller checked that n has
+   an index). */
+static chi_node *chi_node_kid(const chi_node *n, const char *p, size_t len)
+{
+    unsigned h;
+    for (h = chi_seg_hash(p, len, n->index_seed) >> n->index_shift; n->index[h]; h = (h + 1) & n->index_mask) {
+        chi_node *k = n->kids[n->index[h] - 1];
+        if (k->seg_len == len && memcmp(k->seg, p, len) == 0) return k;
+    }
+    return NULL;
+}
+
+/* Fills index (size slots, top `shift` bits) with n's kids under seed.
+   Returns 1 when every kid got its own slot, 0 when some had to move on to
+   the next free one (still correct, one probe more). */
+static int chi_node_fill(const chi_node *n, unsigned *index, unsigned size, unsigned shift, uint32_t seed)
+{
+    int i, clean = 1;
+    memset(index, 0, sizeof *index * size);
+    for (i = 0; i < n->nkids; i++) {
+        unsigned h = chi_seg_hash(n->kids[i]->seg, n->kids[i]->seg_len, seed) >> shift;
+        if (index[h]) clean = 0;
+        while (index[h]) h = (h + 1) & (size - 1);
+        index[h] = (unsigned)i + 1;
+    }
+    return clean;
+}
+
+/* Rebuilds n's table after a child was added: at least twice as many slots
+   as children, and a multiplier (odd numbers from the golden ratio's,
+   2654435761) under which no two kids collide, trying a few dozen before
+   taking a table twice the size; past 8 slots per kid a collision is kept.
+   Returns 0 or -1. */
+static int chi_node_index(chi_node *n)
+{
+    unsigned size = 4, shift = 30, *index = NULL;
+    uint32_t seed = 2654435761u;
+    int tries;
+    while (size < 2u * (unsigned)n->nkids) {
+        size *= 2;
+        shift--;
+    }
+    for (;;) {
+        unsigned *grown = (unsigned *)CHOPIN_REALLOC(index, sizeof *index * size);
+        if (!grown) {
+            CHOPIN_FREE(index);
+            return -1;
+        }
+        index = grown;
+        for (tries = 0, seed = 2654435761u; tries < 64; tries++, seed += 2)
+            if (chi_node_fill(n, index, size, shift, seed)) break;
+        if (tries < 64 || size >= 8u * (unsigned)n->nkids) break; /* kids that share length and ends always collide */
+        size *= 2;
+        shift--;
+    }
+    if (tries == 64) chi_node_fill(n, index, size, shift, seed); /* the last seed, with collisions */
+    CHOPIN_FREE(n->index);
+    n->index = index;
+    n->index_mask = size - 1;
+    n->index_shift = shift;
+    n->index_seed = seed;
+    return 0;
+}
+
 /* Finds or makes the node for a pattern. Returns NULL and sets *err. */
 static chi_node *chi_node_insert(chi_node *root, const char *pattern, const char **err)
 {
@@ -3229,6 +3440,7 @@ static chi_node *chi_node_insert(chi_node *root, const char *pattern, const char
         size_t len = e ? (size_t)(e - p) : strlen(p);
         if (len && (p[0] == ':' || p[0] == '*')) {
             char **name = p[0] == ':' ? &n->param_name : &n->wild_name;
+            size_t *name_len = p[0] == ':' ? &n->param_name_len : &n->wild_name_len;
             chi_node **kid = p[0] == ':' ? &n->param : &n->wild;
             if (len == 1) {
                 *err = "a route parameter needs a name";
@@ -3249,13 +3461,11 @@ static chi_node *chi_node_insert(chi_node *root, const char *pattern, const char
                     *err = "out of memory";
                     return NULL;
                 }
+                *name_len = len - 1;
             }
             n = *kid;
         } else {
-            int i;
-            chi_node *next = NULL, **kids;
-            for (i = 0; i < n->nkids; i++)
-                if (n->kids[i]->seg_len == len && memcmp(n->kids[i]->seg, p, len) == 0) next = n->kids[i];
+            chi_node *next = n->index ? chi_node_kid(n, p, len) : NULL, **kids;
             if (!next) {
                 kids = (chi_node **)CHOPIN_REALLOC(n->kids, sizeof(chi_node *) * (size_t)(n->nkids + 1));
                 if (!kids) {
@@ -3271,6 +3481,10 @@ static chi_node *chi_node_insert(chi_node *root, const char *pattern, const char
                 }
                 next->seg_len = len;
                 n->kids[n->nkids++] = next;
+                if (chi_node_index(n) < 0) {
+                    *err = "out of memory";
+                    return NULL;
+                }
             }
             n = next;
         }
@@ -3299,18 +3513,14 @@ static chi_node *chi_node_match(chi_node *n, const char *p, const char *end, ch_
 {
     const char *e = (const char *)memchr(p, '/', (size_t)(end - p));
     size_t len = e ? (size_t)(e - p) : (size_t)(end - p);
-    chi_node *found;
-    int i;
-    for (i = 0; i < n->nkids; i++) {
-        chi_node *k = n->kids[i];
-        if (k->seg_len == len && memcmp(k->seg, p, len) == 0) {
-            found = e ? chi_node_match(k, e + 1, end, req) : k;
-            if (found && (found->methods | found->fast_methods)) return found;
-        }
+    chi_node *found, *k = n->index ? chi_node_kid(n, p, len) : NULL;
+    if (k) {
+        found = e ? chi_node_match(k, e + 1, end, req) : k;
+        if (found && (found->methods | found->fast_methods)) return found;
     }
     if (n->param && len > 0 && req->param_count < CHOPIN_MAX_PARAMS && chi_param_ok(p, len)) {
         ch_param *pa = &req->params[req->param_count++];
-        pa->name = chi_str(n->param_name, strlen(n->param_name));
+        pa->name = chi_str(n->param_name, n->param_name_len);
         pa->value = chi_str(p, len);
         found = e ? chi_node_match(n->param, e + 1, end, req) : n->param;
         if (found && (found->methods | found->fast_methods)) return found;
@@ -3318,7 +3528,7 @@ static chi_node *chi_node_match(chi_node *n, const char *p, const char *end, ch_
     }
     if (n->wild && req->param_count < CHOPIN_MAX_PARAMS && chi_param_ok(p, (size_t)(end - p))) {
         ch_param *pa = &req->params[req->param_count++];
-        pa->name = chi_str(n->wild_name, strlen(n->wild_name));
+        pa->name = chi_str(n->wild_name, n->wild_name_len);
         pa->value = chi_str(p, (size_t)(end - p));
         if (n->wild->methods) return n->wild;
         req->param_count--;
@@ -3699,12 +3909,16 @@ static int chi_nets_parse(const char *list, chi_net *nets, int max, const char *
     return n;
 }
 
-/* X-Forwarded-For: the right-most address that is not a trusted proxy (or
-   the left-most when all are). Returns 0 with *out, or -1 if none parses. */
-static int chi_xff_client(ch_str xff, const chi_net *nets, int nnets, chi_peer *out)
+/* X-Forwarded-For, one field line read from the right, continuing a walk
+   that may have begun on a later line (RFC 9110 5.3: several lines are one
+   comma-separated list, in order). *found says whether an address was
+   seen, *out holds the last one read. Returns 1 when the client is decided
+   (an address that is not a trusted proxy, or a hop we cannot read: then
+   the nearest readable one stands), 0 to go on to the line before. Empty
+   list elements are skipped (RFC 9110 5.6.1). */
+static int chi_xff_step(ch_str xff, const chi_net *nets, int nnets, chi_peer *out, int *found)
 {
     const char *end = xff.ptr + xff.len;
-    int found = 0;
     while (end > xff.ptr) {
         const char *s = end, *e;
         chi_peer p;
@@ -3713,12 +3927,39 @@ static int chi_xff_client(ch_str xff, const chi_net *nets, int nnets, chi_peer *
         end = s > xff.ptr ? s - 1 : s;
         while (s < e && (*s == ' ' || *s == '\t')) s++;
         while (e > s && (e[-1] == ' ' || e[-1] == '\t')) e--;
-        if (chi_ip_parse(s, (size_t)(e - s), &p) < 0) return found ? 0 : -1; /* a hop we cannot read */
+        if (s == e) continue; /* "a, , b" */
+        if (chi_ip_parse(s, (size_t)(e - s), &p) < 0) return 1; /* a hop we cannot read */
         *out = p;
-        found = 1;
-        if (!chi_nets_match(nets, nnets, &p)) return 0;
+        *found = 1;
+        if (!chi_nets_match(nets, nnets, &p)) return 1;
     }
+    return 0;
+}
+
+/* X-Forwarded-For over every such line of a request, the last line first:
+   the right-most address that is not a trusted proxy (or the left-most
+   when all are). Returns 0 with *out, or -1 if none parses. */
+static int chi_xff_client_lines(const ch_header *h, int count, const chi_net *nets, int nnets, chi_peer *out)
+{
+    int i, found = 0;
+    for (i = count - 1; i >= 0; i--)
+        if (chi_header_id(h[i].name.ptr, h[i].name.len) == CH_H_X_FORWARDED_FOR &&
+            chi_xff_step(h[i].value, nets, nnets, out, &found))
+            break;
     return found ? 0 : -1;
+}
+
+/* X-Real-IP names one address; sent more than once it names none. */
+static int chi_real_ip_client(const ch_header *h, int count, chi_peer *out)
+{
+    int i, lines = 0, at = -1;
+    for (i = 0; i < count; i++)
+        if (chi_header_id(h[i].name.ptr, h[i].name.len) == CH_H_X_REAL_IP) {
+            lines++;
+            at = i;
+        }
+    if (lines != 1) return -1;
+    return chi_ip_parse(h[at].value.ptr, h[at].value.len, out);
 }
 
 /* PROXY protocol (haproxy.org/download/2.9/doc/proxy-protocol.txt).
@@ -3747,7 +3988,8 @@ static long chi_proxy_v1(const char *buf, size_t len, chi_peer *out)
     end = lf - 1;
     p = buf + 6;
     memset(out, 0, sizeof *out);
-    if (end - p >= 7 && memcmp(p, "UNKNOWN", 7) == 0) return (long)(lf + 1 - buf); /* rest ignored */
+    if (end - p >= 7 && memcmp(p, "UNKNOWN", 7) == 0 && (end - p == 7 || p[7] == ' '))
+        return (long)(lf + 1 - buf); /* rest ignored */
     if (end - p < 5 || (memcmp(p, "TCP4 ", 5) != 0 && memcmp(p, "TCP6 ", 5) != 0)) return -1;
     p += 5;
     for (i = 0; i < 4; i++) { /* source, destination, source port, destination port */
@@ -3797,8 +4039,10 @@ static long chi_proxy_v2(const unsigned char *b, size_t len, chi_peer *out)
         out->family = 6;
         memcpy(out->addr, b + 16, 16);
         break;
-    case 0: /* AF_UNSPEC */
-    case 3: /* AF_UNIX: no address to use */
+    case 3: /* AF_UNIX: two 108-byte paths; no address to use */
+        if (total < 16 + 216) return -1;
+        break;
+    case 0: /* AF_UNSPEC: the address block is ignored */
         break;
     default:
         return -1;
@@ -3920,6 +4164,7 @@ static chi_bucket *chi_buckets_get(chi_buckets *t, const char *key, size_t n, in
     for (i = *head; i >= 0; i = t->e[i].hnext)
         if (t->e[i].hash == h && t->e[i].keylen == n && memcmp(t->e[i].key, key, n) == 0) break;
     if (i >= 0) {
+        if (i == t->lru_head) return &t->e[i]; /* the same client again: already most recent */
         chi_lru_unlink(t, i);
     } else {
         if (t->used < t->cap) {
@@ -3997,6 +4242,29 @@ static int chi_cookie_attr_ok(const char *v)
     return 1;
 }
 
+/* Domain (RFC 6265 4.1.2.3, a subdomain of RFC 1034 as RFC 1123 relaxed
+   it): labels of letters, digits and '-', joined by single dots; one
+   leading dot is allowed (and ignored by browsers). */
+static int chi_cookie_domain_ok(const char *v)
+{
+    size_t label = 0;
+    if (*v == '.') v++;
+    if (!*v) return 0;
+    for (; *v; v++) {
+        unsigned char c = (unsigned char)*v;
+        int alnum = ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') || (c >= '0' && c <= '9');
+        if (c == '.') {
+            if (label == 0 || v[-1] == '-') return 0; /* an empty label, or one ending in '-' */
+            label = 0;
+        } else if (alnum || (c == '-' && label > 0)) {
+            if (++label > 63) return 0;
+        } else {
+            return 0;
+        }
+    }
+    return label > 0 && v[-1] != '-';
+}
+
 /* Appends s to out at *n if it fits; returns -1 when it does not. */
 static int chi_cat(char *out, size_t cap, size_t *n, const char *s, size_t len)
 {
@@ -4023,7 +4291,7 @@ CHOPIN_API long ch_cookie_format(const ch_cookie *c, char *out, size_t cap)
     for (i = 0; c->name[i]; i++)
         if (!chi_is((unsigned char)c->name[i], CHI_TOKEN)) return -1;
     if (!chi_cookie_value_ok(c->value)) return -1;
-    if ((c->path && !chi_cookie_attr_ok(c->path)) || (c->domain && !chi_cookie_attr_ok(c->domain))) return -1;
+    if ((c->path && !chi_cookie_attr_ok(c->path)) || (c->domain && !chi_cookie_domain_ok(c->domain))) return -1;
     if (c->same_site == CH_SAMESITE_NONE && !c->secure) return -1; /* browsers drop it */
     if ((strncmp(c->name, "__Secure-", 9) == 0 || strncmp(c->name, "__Host-", 7) == 0) && !c->secure) return -1;
     if (strncmp(c->name, "__Host-", 7) == 0 && (c->domain || !c->path || strcmp(c->path, "/") != 0)) return -1;
@@ -5913,10 +6181,15 @@ CHOPIN_API int ch_form_decode_next(ch_str *rest, char *key, size_t kcap, char *v
    completion backend (io_uring: "these bytes arrived", "that send finished")
    would call the same functions from its completions. */
 
-#if (defined(CHOPIN_USE_EPOLL) + defined(CHOPIN_USE_KQUEUE) + defined(CHOPIN_USE_POLL)) > 1
-#error "chopin.h: define at most one of CHOPIN_USE_EPOLL, CHOPIN_USE_KQUEUE, CHOPIN_USE_POLL"
+#if (defined(CHOPIN_USE_EPOLL) + defined(CHOPIN_USE_KQUEUE) + defined(CHOPIN_USE_POLL) + defined(CHOPIN_USE_IO_URING)) > 1
+#error "chopin.h: define at most one of CHOPIN_USE_EPOLL, CHOPIN_USE_KQUEUE, CHOPIN_USE_POLL, CHOPIN_USE_IO_URING"
 #endif
-#if defined(CHOPIN_USE_EPOLL)
+#if defined(CHOPIN_USE_IO_URING) && !defined(__linux__)
+#error "chopin.h: CHOPIN_USE_IO_URING is Linux only"
+#endif
+#if defined(CHOPIN_USE_IO_URING)
+#define CHI_OS_IO_URING 1 /* with the epoll block beside it: the fallback */
+#elif defined(CHOPIN_USE_EPOLL)
 #define CHI_OS_EPOLL 1
 #elif defined(CHOPIN_USE_KQUEUE)
 #define CHI_OS_KQUEUE 1
@@ -6027,9 +6300,15 @@ static const char *chi_os_errno_text(int e, char *buf, size_t n)
 /* The last error's text (errno), in buf. */
 static const char *chi_os_error_text(char *buf, size_t n) { return chi_os_errno_text(errno, buf, n); }
 
+#if defined(CHI_OS_IO_URING)
+static int chi_ur_usable(void); /* >>os io_uring */
+#endif
+
 CHOPIN_API const char *ch_backend(void)
 {
-#if defined(CHI_OS_EPOLL)
+#if defined(CHI_OS_IO_URING)
+    return chi_ur_usable() ? "io_uring" : "epoll";
+#elif defined(CHI_OS_EPOLL)
     return "epoll";
 #elif defined(CHI_OS_KQUEUE)
     return "kqueue";
@@ -6040,23 +6319,88 @@ CHOPIN_API const char *ch_backend(void)
 
 static int chi_os_would_block(void) { return errno == EAGAIN || errno == EWOULDBLOCK; }
 
+/* Raw system calls for the hot path (receive, send, the poller's wait).
+   On a thread, glibc wraps each blocking call in cancellation bookkeeping
+   (switch async cancellation on, make the call, switch it off): about 50
+   instructions per call, 150 per keep-alive request, for a feature chopin.h
+   never uses (it stops its workers by message, never by pthread_cancel). On
+   Linux x86-64 and arm64 the call is made directly with the architecture's
+   syscall instruction; elsewhere, or with CHOPIN_NO_RAW_SYSCALLS, through the
+   C library as before. chi_sys6 returns the kernel's answer: a result >= 0,
+   or -errno (the C library's wrapper would set errno and return -1). */
+#if defined(__linux__) && !defined(CHOPIN_NO_RAW_SYSCALLS) && (defined(__x86_64__) || defined(__aarch64__))
+#include <sys/syscall.h>
+#define CHI_RAW_SYSCALLS 1
+#if defined(__x86_64__)
+/* x86-64: number in rax, arguments in rdi, rsi, rdx, r10, r8, r9; the
+   instruction itself overwrites rcx and r11. The last three arguments are
+   moved in by the asm text, so no register variable is needed. */
+static long chi_sys6(long nr, long a, long b, long c, long d, long e, long f)
+{
+    long r;
+    __asm__ volatile("mov %5, %%r10\n\tmov %6, %%r8\n\tmov %7, %%r9\n\tsyscall"
+                     : "=a"(r)
+                     : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(d), "r"(e), "r"(f)
+                     : "rcx", "r8", "r9", "r10", "r11", "memory");
+    return r;
+}
+#else
+/* arm64: number in x8, arguments in x0..x5, the result in x0 (GCC's
+   explicit register variables are the documented way to pin them). */
+static long chi_sys6(long nr, long a, long b, long c, long d, long e, long f)
+{
+    register long x8 __asm__("x8") = nr;
+    register long x0 __asm__("x0") = a;
+    register long x1 __asm__("x1") = b;
+    register long x2 __asm__("x2") = c;
+    register long x3 __asm__("x3") = d;
+    register long x4 __asm__("x4") = e;
+    register long x5 __asm__("x5") = f;
+    __asm__ volatile("svc #0"
+                     : "+r"(x0)
+                     : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5)
+                     : "memory");
+    return x0;
+}
+#endif
+/* A raw call's answer in the C library's terms: -1 with errno set. */
+static long chi_sys_result(long r)
+{
+    if (r >= 0) return r;
+    errno = (int)-r;
+    return -1;
+}
+static long chi_sys_read(int fd, char *p, size_t n)
+{
+    return chi_sys_result(chi_sys6(SYS_read, fd, (long)p, (long)n, 0, 0, 0));
+}
+static long chi_sys_send(int fd, const char *p, size_t n)
+{
+    /* send() is sendto() without an address, on both architectures */
+    return chi_sys_result(chi_sys6(SYS_sendto, fd, (long)p, (long)n, CHI_SEND_FLAGS, 0, 0));
+}
+#else
+static long chi_sys_read(int fd, char *p, size_t n) { return (long)read(fd, p, n); }
+static long chi_sys_send(int fd, const char *p, size_t n) { return (long)send(fd, p, n, CHI_SEND_FLAGS); }
+#endif
+
 static long chi_os_recv(int fd, char *p, size_t n)
 {
-    ssize_t r;
+    long r;
     do {
-        r = read(fd, p, n);
+        r = chi_sys_read(fd, p, n);
     } while (r < 0 && errno == EINTR);
-    if (r >= 0) return (long)r;
+    if (r >= 0) return r;
     return chi_os_would_block() ? CHI_IO_AGAIN : CHI_IO_ERROR;
 }
 
 static long chi_os_send(int fd, const char *p, size_t n)
 {
-    ssize_t r;
+    long r;
     do {
-        r = send(fd, p, n, CHI_SEND_FLAGS);
+        r = chi_sys_send(fd, p, n);
     } while (r < 0 && errno == EINTR);
-    if (r >= 0) return (long)r;
+    if (r >= 0) return r;
     return chi_os_would_block() ? CHI_IO_AGAIN : CHI_IO_ERROR;
 }
 
@@ -6861,7 +7205,34 @@ static int chi_os_open_file(const char *path)
 
 static int chi_os_mkdir(const char *path) { return (mkdir(path, 0755) == 0 || errno == EEXIST) ? 0 : -1; }
 
-#if defined(CHI_OS_EPOLL)
+#if defined(CHI_OS_IO_URING)
+/* Under CHOPIN_USE_IO_URING the epoll block below is the fallback: its seam
+   names get an epoll prefix here, and >>os io_uring defines the real ones,
+   which use the ring or call these. */
+#define chi_poller chi_epoll_poller
+#define chi_poller_open chi_epoll_poller_open
+#define chi_poller_close chi_epoll_poller_close
+#define chi_poller_add chi_epoll_poller_add
+#define chi_poller_mod chi_epoll_poller_mod
+#define chi_poller_del chi_epoll_poller_del
+#define chi_poller_forget chi_epoll_poller_forget
+#define chi_poller_wait chi_epoll_poller_wait
+#define chi_poller_fd chi_epoll_poller_fd
+#define chi_waker chi_epoll_waker
+#define chi_waker_open chi_epoll_waker_open
+#define chi_waker_wake chi_epoll_waker_wake
+#define chi_waker_drain chi_epoll_waker_drain
+#define chi_waker_close chi_epoll_waker_close
+#define chi_ticker chi_epoll_ticker
+#define chi_ticker_open chi_epoll_ticker_open
+#define chi_ticker_drain chi_epoll_ticker_drain
+#define chi_ticker_close chi_epoll_ticker_close
+#define chi_signals chi_epoll_signals
+#define chi_signals_open chi_epoll_signals_open
+#define chi_signals_read chi_epoll_signals_read
+#define chi_signals_close chi_epoll_signals_close
+#endif
+#if defined(CHI_OS_EPOLL) || defined(CHI_OS_IO_URING)
 /* >>os epoll ------------------------------------------------------------------
    Linux. Every source of events is a descriptor in the epoll set: sockets,
    an eventfd for the waker, a timerfd for the ticker and a signalfd for the
@@ -6936,12 +7307,25 @@ static void chi_poller_forget(chi_poller *p, int fd)
     (void)fd;
 }
 
+/* epoll_wait without glibc's cancellation bookkeeping (see chi_sys6):
+   arm64 has only epoll_pwait, which with no signal mask is the same call. */
+static int chi_epoll_wait(int fd, struct epoll_event *ev, int max, int timeout_ms)
+{
+#if defined(CHI_RAW_SYSCALLS) && defined(SYS_epoll_wait)
+    return (int)chi_sys_result(chi_sys6(SYS_epoll_wait, fd, (long)ev, max, timeout_ms, 0, 0));
+#elif defined(CHI_RAW_SYSCALLS)
+    return (int)chi_sys_result(chi_sys6(SYS_epoll_pwait, fd, (long)ev, max, timeout_ms, 0, 8));
+#else
+    return epoll_wait(fd, ev, max, timeout_ms);
+#endif
+}
+
 static int chi_poller_wait(chi_poller *p, chi_event *out, int max, int timeout_ms)
 {
     struct epoll_event ev[CHI_MAX_EVENTS];
     int n, i;
     if (max > CHI_MAX_EVENTS) max = CHI_MAX_EVENTS;
-    n = epoll_wait(p->fd, ev, max, timeout_ms);
+    n = chi_epoll_wait(p->fd, ev, max, timeout_ms);
     for (i = 0; i < n; i++) {
         uint32_t e = ev[i].events;
         out[i].tag = ev[i].data.u64;
@@ -7064,6 +7448,894 @@ static void chi_signals_close(chi_signals *s)
     pthread_sigmask(SIG_SETMASK, &s->old, NULL);
 }
 #endif /* CHI_OS_EPOLL */
+#if defined(CHI_OS_IO_URING)
+#undef chi_poller
+#undef chi_poller_open
+#undef chi_poller_close
+#undef chi_poller_add
+#undef chi_poller_mod
+#undef chi_poller_del
+#undef chi_poller_forget
+#undef chi_poller_wait
+#undef chi_poller_fd
+#undef chi_waker
+#undef chi_waker_open
+#undef chi_waker_wake
+#undef chi_waker_drain
+#undef chi_waker_close
+#undef chi_ticker
+#undef chi_ticker_open
+#undef chi_ticker_drain
+#undef chi_ticker_close
+#undef chi_signals
+#undef chi_signals_open
+#undef chi_signals_read
+#undef chi_signals_close
+#endif
+
+#if defined(CHI_OS_IO_URING)
+/* >>os io_uring ---------------------------------------------------------------
+   Linux, CHOPIN_USE_IO_URING: the same readiness contract as epoll, driven
+   through an io_uring instead of an epoll set, so that one io_uring_enter
+   per loop pass both hands the kernel every change of interest made during
+   the pass and waits for the next events (epoll pays an epoll_wait per pass
+   and an epoll_ctl per change).
+   - Raw system calls (io_uring_setup, io_uring_enter) and the ring layout of
+     the kernel's <linux/io_uring.h>; no liburing.
+   - Interest in a descriptor is a one-shot IORING_OP_POLL_ADD, armed again
+     just before the next wait while the interest lasts. A one-shot poll
+     checks readiness when it is armed, so a socket with bytes left is
+     reported again on the next pass: level-triggered, as the seam wants.
+     Every arming carries a generation in its user_data: a poll that was
+     cancelled (interest changed, descriptor forgotten) and still completes
+     is recognised as stale and dropped.
+   - A pending poll holds a reference to its socket, so closing the
+     descriptor alone would not close the connection: chi_poller_forget
+     cancels it (the cancel goes with the next enter).
+   - The waker is an eventfd with an IORING_OP_READ on it (the read is the
+     drain; the owner re-arms it); the ticker an IORING_OP_TIMEOUT re-armed
+     on each tick; the stop signals a signalfd polled like a socket.
+   - Refused (no io_uring in the kernel, kernel.io_uring_disabled, a seccomp
+     filter, missing features): the poller is the epoll one, chosen when it
+     opens; p->refused keeps the errno for the one log line (>>listen).
+   Embedded (ch_poll_fd): the ring's descriptor is readable when a
+   completion waits; ch_poll submits what its pass queued before it returns
+   (chi_poller_flush), so a caller that sleeps on the descriptor misses
+   nothing. */
+#if !defined(__GNUC__) && !defined(__clang__)
+#error "chopin.h: CHOPIN_USE_IO_URING needs GCC or clang (the ring is shared memory with the kernel: __atomic builtins)"
+#endif
+#include <linux/io_uring.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+
+/* what a completion's user_data names (low 3 bits; pointers are 8-aligned) */
+#define CHI_UR_IGNORE 0u  /* a cancel's own completion */
+#define CHI_UR_FD 1u      /* a poll: generation << 35 | fd << 3 */
+#define CHI_UR_WAKER 2u   /* the waker's read: its address */
+#define CHI_UR_TICKER 3u  /* the ticker's timeout: its address */
+#define CHI_UR_RECV 4u    /* a connection's multishot receive: generation << 35 | fd << 3 */
+#define CHI_UR_GEN_MASK 0x1fffffffu
+#define CHI_UR_SQ 1024u   /* submission entries; the queue is flushed when full */
+#define CHI_UR_CQ 16384u  /* completion entries; more wait in the kernel (NODROP) */
+#define CHI_UR_NBUF 256u  /* provided receive buffers per worker (a power of 2) */
+#define CHI_UR_BUF 4096u  /* bytes each */
+#define CHI_EV_DATA 8u    /* io_uring only: bytes (or EOF, an error) received for the tag:
+                             the server takes them with chi_poller_data */
+
+typedef struct chi_ur_fd {
+    uint64_t tag;
+    uint32_t gen;              /* of the registration (its receive carries it) */
+    uint32_t pgen;             /* of the poll armed now */
+    unsigned char ev;          /* interest: CHI_EV_READ | CHI_EV_WRITE */
+    unsigned char armed;       /* the mask of the poll in the kernel, 0: none */
+    unsigned char reg;         /* registered */
+    unsigned char dirty;       /* in the list looked at before the next wait */
+    unsigned char rstate;      /* the receive: CHI_UR_R_IDLE, _ARMED, _CANCELLING */
+} chi_ur_fd;
+
+#define CHI_UR_R_IDLE 0
+#define CHI_UR_R_ARMED 1
+#define CHI_UR_R_CANCELLING 2      /* until its last completion: none armed beside it */
+
+typedef struct chi_ur_data {
+    long res;                  /* bytes, CHI_IO_EOF or CHI_IO_ERROR */
+    int bid;                   /* its buffer, -1: none */
+} chi_ur_data;
+
+typedef struct chi_poller {
+    int uring;                 /* 1: the ring; 0: the epoll poller below */
+    int refused;               /* why the ring was refused (errno), 0 if it was not */
+    chi_epoll_poller ep;
+    int fd, open;
+    unsigned *sq_head, *sq_tail, *sq_mask, *sq_array, *cq_head, *cq_tail, *cq_mask;
+    struct io_uring_sqe *sqes;
+    struct io_uring_cqe *cqes;
+    void *ring_map, *sqe_map;
+    size_t ring_len, sqe_len;
+    unsigned tail;             /* ours; published to the kernel at each enter */
+    unsigned features, skip;   /* skip: IOSQE_CQE_SKIP_SUCCESS where the kernel has it */
+    chi_ur_fd *fds;
+    size_t nfds;
+    int *dirty;
+    size_t ndirty, dirty_cap;
+    /* receive mode (a worker's poller, chi_poller_receive): connections
+       (tags below CHI_TAG_BASE) that want to read get a multishot receive
+       into the provided buffers instead of a poll */
+    int recv, enabled, deferred;
+    struct io_uring_buf *br;   /* the buffer ring (shared with the kernel) */
+    char *bufs;
+    unsigned br_tail;
+    chi_ur_data data[CHI_MAX_EVENTS]; /* one per CHI_EV_DATA event of the last wait, in order */
+    int data_head, data_n;
+} chi_poller;
+
+typedef struct chi_waker {
+    chi_epoll_waker ep;
+    chi_poller *p;
+    uint64_t tag, value;       /* value: what the ring's read writes */
+    int fd, open, armed;
+} chi_waker;
+
+typedef struct chi_ticker {
+    chi_epoll_ticker ep;
+    chi_poller *p;
+    uint64_t tag;
+    struct __kernel_timespec ts;
+    int open, armed;
+} chi_ticker;
+
+static long chi_ur_setup(unsigned entries, struct io_uring_params *prm)
+{
+    return syscall(__NR_io_uring_setup, entries, prm);
+}
+
+static long chi_ur_enter(int fd, unsigned submit, unsigned min_complete, unsigned flags, void *arg, size_t argsz)
+{
+    return syscall(__NR_io_uring_enter, fd, submit, min_complete, flags, arg, argsz);
+}
+
+/* The features the backend relies on: completions never dropped, and a
+   wait with a timeout in one enter (Linux 5.11). */
+#define CHI_UR_NEEDS (IORING_FEAT_NODROP | IORING_FEAT_EXT_ARG | IORING_FEAT_SINGLE_MMAP)
+
+/* How completions reach a worker's thread (measured, bench/uring.sh): by
+   default the kernel interrupts the running thread to post each one; a ring
+   only its own thread submits to (a threaded worker's) takes DEFER_TASKRUN
+   (Linux 6.1): the work is done in the thread's next enter, in one batch; or,
+   where that is refused, COOP_TASKRUN (5.19): no interrupt. The ring is
+   created disabled, and the first submission enables it on the thread that
+   makes it (the worker's, not the thread that set the worker up). The
+   app's own ring (the main thread's, or the embedded worker's whose caller
+   sleeps on its descriptor in poll(2)) keeps the default, which posts
+   completions at once and so wakes such a caller. */
+#define CHI_UR_COOP (IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG)
+#define CHI_UR_OWNED (IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED)
+
+/* Sets the ring up; returns 0, or the errno that refused it. */
+static int chi_ur_open(chi_poller *p, int owned)
+{
+    struct io_uring_params prm;
+    long fd = -1;
+    int e, i;
+    static const unsigned tries[3] = {CHI_UR_OWNED, CHI_UR_COOP, 0};
+    for (i = owned ? 0 : 2; i < 3; i++) {
+        memset(&prm, 0, sizeof prm);
+        prm.flags = IORING_SETUP_CQSIZE | tries[i];
+        prm.cq_entries = CHI_UR_CQ;
+        fd = chi_ur_setup(CHI_UR_SQ, &prm);
+        if (fd >= 0 || errno != EINVAL) break;
+    }
+    if (fd < 0) return errno ? errno : ENOSYS;
+    p->enabled = !(prm.flags & IORING_SETUP_R_DISABLED);
+    p->deferred = (prm.flags & IORING_SETUP_DEFER_TASKRUN) != 0;
+    p->fd = (int)fd;
+    if ((prm.features & CHI_UR_NEEDS) != CHI_UR_NEEDS) {
+        close(p->fd);
+        return EOPNOTSUPP;
+    }
+    p->features = prm.features;
+    p->ring_len = prm.sq_off.array + prm.sq_entries * sizeof(unsigned);
+    if (prm.cq_off.cqes + prm.cq_entries * sizeof(struct io_uring_cqe) > p->ring_len)
+        p->ring_len = prm.cq_off.cqes + prm.cq_entries * sizeof(struct io_uring_cqe);
+    p->sqe_len = prm.sq_entries * sizeof(struct io_uring_sqe);
+    p->ring_map = mmap(NULL, p->ring_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, p->fd, (off_t)IORING_OFF_SQ_RING);
+    p->sqe_map = p->ring_map == MAP_FAILED ? MAP_FAILED :
+                 mmap(NULL, p->sqe_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, p->fd, (off_t)IORING_OFF_SQES);
+    if (p->sqe_map == MAP_FAILED) {
+        e = errno;
+        if (p->ring_map != MAP_FAILED) munmap(p->ring_map, p->ring_len);
+        close(p->fd);
+        return e;
+    }
+    {
+        char *r = (char *)p->ring_map;
+        p->sq_head = (unsigned *)(void *)(r + prm.sq_off.head);
+        p->sq_tail = (unsigned *)(void *)(r + prm.sq_off.tail);
+        p->sq_mask = (unsigned *)(void *)(r + prm.sq_off.ring_mask);
+        p->sq_array = (unsigned *)(void *)(r + prm.sq_off.array);
+        p->cq_head = (unsigned *)(void *)(r + prm.cq_off.head);
+        p->cq_tail = (unsigned *)(void *)(r + prm.cq_off.tail);
+        p->cq_mask = (unsigned *)(void *)(r + prm.cq_off.ring_mask);
+        p->cqes = (struct io_uring_cqe *)(void *)(r + prm.cq_off.cqes);
+    }
+    p->sqes = (struct io_uring_sqe *)p->sqe_map;
+    p->tail = *p->sq_tail;
+    p->skip = (prm.features & IORING_FEAT_CQE_SKIP) ? (unsigned)IOSQE_CQE_SKIP_SUCCESS : 0u;
+    return 0;
+}
+
+/* Would a poller open on the ring now? (ch_backend asks the kernel the same
+   question the pollers ask, so its answer is the truth, with no state.) */
+static int chi_ur_usable(void)
+{
+    chi_poller p;
+    memset(&p, 0, sizeof p);
+    if (chi_ur_open(&p, 0) != 0) return 0;
+    munmap(p.sqe_map, p.sqe_len);
+    munmap(p.ring_map, p.ring_len);
+    close(p.fd);
+    return 1;
+}
+
+static int chi_ur_poller_open(chi_poller *p, int owned)
+{
+    int e;
+    memset(p, 0, sizeof *p);
+    e = chi_ur_open(p, owned);
+    if (e == 0) {
+        p->uring = p->open = 1;
+        return 0;
+    }
+    p->refused = e;
+    return chi_epoll_poller_open(&p->ep);
+}
+
+static int chi_poller_open(chi_poller *p) { return chi_ur_poller_open(p, 0); }
+
+/* A poller that one thread alone will wait on and change (a threaded
+   worker's): it may be set up on another thread, but the first wait fixes
+   the thread. */
+static int chi_poller_open_owned(chi_poller *p) { return chi_ur_poller_open(p, 1); }
+
+static void chi_poller_close(chi_poller *p)
+{
+    if (!p->uring) {
+        chi_epoll_poller_close(&p->ep);
+        return;
+    }
+    if (!p->open) return;
+    munmap(p->sqe_map, p->sqe_len);
+    munmap(p->ring_map, p->ring_len);
+    close(p->fd); /* the buffer ring is unregistered with the ring */
+    if (p->br) munmap((void *)p->br, CHI_UR_NBUF * sizeof(struct io_uring_buf));
+    CHOPIN_FREE(p->bufs);
+    p->br = NULL;
+    p->bufs = NULL;
+    CHOPIN_FREE(p->fds);
+    CHOPIN_FREE(p->dirty);
+    p->fds = NULL;
+    p->dirty = NULL;
+    p->nfds = p->ndirty = p->dirty_cap = 0;
+    p->open = 0;
+}
+
+/* Hands the kernel what was queued and, with GETEVENTS, waits. Returns the
+   enter's result (-1 with errno on failure). */
+static long chi_ur_submit(chi_poller *p, unsigned min_complete, unsigned flags, void *arg, size_t argsz)
+{
+    unsigned pending;
+    long r;
+    if (!p->enabled) { /* the thread that submits first is the ring's one submitter */
+        if (syscall(__NR_io_uring_register, p->fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0) return -1;
+        p->enabled = 1;
+    }
+    __atomic_store_n(p->sq_tail, p->tail, __ATOMIC_RELEASE);
+    pending = p->tail - __atomic_load_n(p->sq_head, __ATOMIC_ACQUIRE);
+    if (pending == 0 && !(flags & IORING_ENTER_GETEVENTS)) return 0;
+    do {
+        r = chi_ur_enter(p->fd, pending, min_complete, flags, arg, argsz);
+    } while (r < 0 && errno == EINTR && !(flags & IORING_ENTER_GETEVENTS));
+    return r;
+}
+
+/* A zeroed submission entry, or NULL when the queue is full and cannot be
+   emptied. */
+static struct io_uring_sqe *chi_ur_sqe(chi_poller *p)
+{
+    struct io_uring_sqe *s;
+    unsigned idx;
+    if (p->tail - __atomic_load_n(p->sq_head, __ATOMIC_ACQUIRE) >= *p->sq_mask + 1) {
+        if (chi_ur_submit(p, 0, 0, NULL, 0) < 0) return NULL;
+        if (p->tail - __atomic_load_n(p->sq_head, __ATOMIC_ACQUIRE) >= *p->sq_mask + 1) return NULL;
+    }
+    idx = p->tail & *p->sq_mask;
+    s = &p->sqes[idx];
+    memset(s, 0, sizeof *s);
+    p->sq_array[idx] = idx;
+    p->tail++;
+    return s;
+}
+
+static uint32_t chi_ur_poll_mask(unsigned ev)
+{
+    uint32_t m = ((ev & CHI_EV_READ) ? (uint32_t)POLLIN : 0u) | ((ev & CHI_EV_WRITE) ? (uint32_t)POLLOUT : 0u);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    m = (m << 16) | (m >> 16); /* the kernel swaps the halves back */
+#endif
+    return m;
+}
+
+static uint64_t chi_ur_fd_data(int fd, uint32_t gen)
+{
+    return ((uint64_t)(gen & CHI_UR_GEN_MASK) << 35) | ((uint64_t)(unsigned)fd << 3) | CHI_UR_FD;
+}
+
+static int chi_ur_arm_poll(chi_poller *p, int fd, chi_ur_fd *e, unsigned ev)
+{
+    struct io_uring_sqe *s = chi_ur_sqe(p);
+    if (!s) return -1;
+    s->opcode = IORING_OP_POLL_ADD;
+    s->fd = fd;
+    s->poll32_events = chi_ur_poll_mask(ev);
+    s->user_data = chi_ur_fd_data(fd, e->pgen);
+    e->armed = (unsigned char)ev;
+    return 0;
+}
+
+static uint64_t chi_ur_recv_data(int fd, uint32_t gen)
+{
+    return ((uint64_t)(gen & CHI_UR_GEN_MASK) << 35) | ((uint64_t)(unsigned)fd << 3) | CHI_UR_RECV;
+}
+
+/* Is fd's reading done by a receive (not a poll)? */
+static int chi_ur_receives(const chi_poller *p, const chi_ur_fd *e) { return p->recv && e->tag < CHI_TAG_BASE; }
+
+/* The interest that a poll serves: all of it, or only writing. */
+static unsigned chi_ur_poll_ev(const chi_poller *p, const chi_ur_fd *e)
+{
+    return chi_ur_receives(p, e) ? (unsigned)e->ev & CHI_EV_WRITE : (unsigned)e->ev;
+}
+
+static int chi_ur_arm_recv(chi_poller *p, int fd, chi_ur_fd *e)
+{
+    struct io_uring_sqe *s = chi_ur_sqe(p);
+    if (!s) return -1;
+    s->opcode = IORING_OP_RECV;
+    s->fd = fd;
+    s->ioprio = IORING_RECV_MULTISHOT;
+    s->flags = IOSQE_BUFFER_SELECT;
+    s->buf_group = 0;
+    s->user_data = chi_ur_recv_data(fd, e->gen);
+    e->rstate = CHI_UR_R_ARMED;
+    return 0;
+}
+
+static int chi_ur_cancel_recv(chi_poller *p, int fd, chi_ur_fd *e)
+{
+    struct io_uring_sqe *s;
+    if (e->rstate != CHI_UR_R_ARMED) return 0;
+    s = chi_ur_sqe(p);
+    if (!s) return -1;
+    s->opcode = IORING_OP_ASYNC_CANCEL;
+    s->addr = chi_ur_recv_data(fd, e->gen);
+    s->flags = (unsigned char)p->skip;
+    s->user_data = CHI_UR_IGNORE;
+    e->rstate = CHI_UR_R_CANCELLING;
+    return 0;
+}
+
+/* Cancels fd's pending poll: a later completion of it is stale. */
+static int chi_ur_cancel_poll(chi_poller *p, int fd, chi_ur_fd *e)
+{
+    struct io_uring_sqe *s;
+    if (!e->armed) return 0;
+    s = chi_ur_sqe(p);
+    if (!s) return -1;
+    s->opcode = IORING_OP_POLL_REMOVE;
+    s->addr = chi_ur_fd_data(fd, e->pgen);
+    s->flags = (unsigned char)p->skip;
+    s->user_data = CHI_UR_IGNORE;
+    e->pgen = (e->pgen + 1) & CHI_UR_GEN_MASK;
+    e->armed = 0;
+    return 0;
+}
+
+/* fd's entry, the table grown to hold it. */
+static chi_ur_fd *chi_ur_entry(chi_poller *p, int fd)
+{
+    if (fd < 0) return NULL;
+    if ((size_t)fd >= p->nfds) {
+        size_t n = p->nfds ? p->nfds : 256;
+        chi_ur_fd *t;
+        while (n <= (size_t)fd) n *= 2;
+        t = (chi_ur_fd *)CHOPIN_REALLOC(p->fds, n * sizeof *t);
+        if (!t) return NULL;
+        memset(t + p->nfds, 0, (n - p->nfds) * sizeof *t);
+        p->fds = t;
+        p->nfds = n;
+    }
+    return &p->fds[fd];
+}
+
+/* Marks fd to be looked at before the next wait (armed, re-armed, or its
+   poll changed). */
+static int chi_ur_mark(chi_poller *p, int fd, chi_ur_fd *e)
+{
+    if (e->dirty) return 0;
+    if (p->ndirty == p->dirty_cap) {
+        size_t n = p->dirty_cap ? p->dirty_cap * 2 : 256;
+        int *t = (int *)CHOPIN_REALLOC(p->dirty, n * sizeof *t);
+        if (!t) return -1;
+        p->dirty = t;
+        p->dirty_cap = n;
+    }
+    p->dirty[p->ndirty++] = fd;
+    e->dirty = 1;
+    return 0;
+}
+
+static int chi_poller_add(chi_poller *p, int fd, unsigned ev, uint64_t tag, int exclusive)
+{
+    chi_ur_fd *e;
+    if (!p->uring) return chi_epoll_poller_add(&p->ep, fd, ev, tag, exclusive);
+    /* no EPOLLEXCLUSIVE for a shared listener: every worker is woken, the
+       ones that find no connection get EAGAIN */
+    (void)exclusive;
+    e = chi_ur_entry(p, fd);
+    if (!e) {
+        errno = ENOMEM;
+        return -1;
+    }
+    if (e->reg) {
+        errno = EEXIST;
+        return -1;
+    }
+    e->reg = 1;
+    e->tag = tag;
+    e->ev = (unsigned char)ev;
+    return ev ? chi_ur_mark(p, fd, e) : 0;
+}
+
+static int chi_poller_mod(chi_poller *p, int fd, unsigned old_ev, unsigned ev, uint64_t tag)
+{
+    chi_ur_fd *e;
+    if (!p->uring) return chi_epoll_poller_mod(&p->ep, fd, old_ev, ev, tag);
+    if (fd < 0 || (size_t)fd >= p->nfds || !p->fds[fd].reg) {
+        errno = ENOENT;
+        return -1;
+    }
+    e = &p->fds[fd];
+    e->tag = tag;
+    e->ev = (unsigned char)ev;
+    return chi_ur_mark(p, fd, e); /* the poll (or receive) follows before the next wait */
+}
+
+static int chi_poller_del(chi_poller *p, int fd, unsigned old_ev)
+{
+    chi_ur_fd *e;
+    if (!p->uring) return chi_epoll_poller_del(&p->ep, fd, old_ev);
+    if (fd < 0 || (size_t)fd >= p->nfds || !p->fds[fd].reg) {
+        errno = ENOENT;
+        return -1;
+    }
+    e = &p->fds[fd];
+    e->reg = 0;
+    e->ev = 0;
+    if (chi_ur_cancel_recv(p, fd, e) < 0) return -1;
+    /* what the old registration's receive still brings is stale */
+    e->gen = (e->gen + 1) & CHI_UR_GEN_MASK;
+    e->rstate = CHI_UR_R_IDLE;
+    return chi_ur_cancel_poll(p, fd, e);
+}
+
+static void chi_poller_forget(chi_poller *p, int fd)
+{
+    if (!p->uring) {
+        chi_epoll_poller_forget(&p->ep, fd);
+        return;
+    }
+    if (fd >= 0 && (size_t)fd < p->nfds && p->fds[fd].reg) (void)chi_poller_del(p, fd, 0);
+}
+
+/* Before a wait: every descriptor whose interest changed or whose poll
+   fired gets the poll its interest asks for now. */
+static int chi_ur_prepare(chi_poller *p)
+{
+    size_t i;
+    for (i = 0; i < p->ndirty; i++) {
+        int fd = p->dirty[i];
+        chi_ur_fd *e = &p->fds[fd];
+        unsigned pev;
+        e->dirty = 0;
+        if (!e->reg) continue;
+        /* a poll that asks for more than the interest now may stay: what it
+           reports is masked with the interest when it completes */
+        pev = chi_ur_poll_ev(p, e);
+        if (e->armed && (pev & ~(unsigned)e->armed) && chi_ur_cancel_poll(p, fd, e) < 0) return -1;
+        if (!e->armed && pev && chi_ur_arm_poll(p, fd, e, pev) < 0) return -1;
+        if (!chi_ur_receives(p, e)) continue;
+        if ((e->ev & CHI_EV_READ) && e->rstate == CHI_UR_R_IDLE && chi_ur_arm_recv(p, fd, e) < 0) return -1;
+        if (!(e->ev & CHI_EV_READ) && chi_ur_cancel_recv(p, fd, e) < 0) return -1;
+    }
+    p->ndirty = 0;
+    return 0;
+}
+
+/* A provided buffer goes back to the kernel. */
+static void chi_ur_recycle(chi_poller *p, unsigned bid)
+{
+    struct io_uring_buf *b = &p->br[p->br_tail & (CHI_UR_NBUF - 1)];
+    b->addr = (uint64_t)(uintptr_t)(p->bufs + (size_t)bid * CHI_UR_BUF);
+    b->len = CHI_UR_BUF;
+    b->bid = (uint16_t)bid;
+    p->br_tail++;
+    /* the ring's tail lies in the first entry's reserved field */
+    __atomic_store_n(&p->br[0].resv, (uint16_t)p->br_tail, __ATOMIC_RELEASE);
+}
+
+/* A receive's completion: bytes (in a provided buffer), the end, an error,
+   or the receive ended (cancelled, out of buffers: armed again before the
+   next wait while the interest lasts). Bytes are never dropped while the
+   registration lives, even after the interest in reading went away. */
+static int chi_ur_received(chi_poller *p, const struct io_uring_cqe *cqe, chi_event *out)
+{
+    uint64_t ud = cqe->user_data;
+    int fd = (int)((ud >> 3) & 0xffffffffu), bid = -1;
+    uint32_t gen = (uint32_t)(ud >> 35) & CHI_UR_GEN_MASK;
+    chi_ur_fd *e = (size_t)fd < p->nfds ? &p->fds[fd] : NULL;
+    chi_ur_data *d;
+    if (cqe->flags & IORING_CQE_F_BUFFER) bid = (int)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+    if (!e || !e->reg || e->gen != gen) { /* stale: the connection is gone */
+        if (bid >= 0) chi_ur_recycle(p, (unsigned)bid);
+        return 0;
+    }
+    if (!(cqe->flags & IORING_CQE_F_MORE)) {
+        e->rstate = CHI_UR_R_IDLE;
+        (void)chi_ur_mark(p, fd, e);
+    }
+    if (cqe->res == -ECANCELED || cqe->res == -ENOBUFS || (cqe->res > 0 && bid < 0)) {
+        if (bid >= 0) chi_ur_recycle(p, (unsigned)bid);
+        return 0;
+    }
+    d = &p->data[p->data_n++];
+    d->bid = bid;
+    d->res = cqe->res > 0 ? (long)cqe->res : cqe->res == 0 ? CHI_IO_EOF : CHI_IO_ERROR;
+    out->tag = e->tag;
+    out->flags = CHI_EV_DATA;
+    return 1;
+}
+
+/* One completion as an event; returns 1 if it is one to report. */
+static int chi_ur_event(chi_poller *p, const struct io_uring_cqe *cqe, chi_event *out)
+{
+    uint64_t ud = cqe->user_data;
+    unsigned kind = (unsigned)(ud & 7u);
+    if (kind == CHI_UR_FD) {
+        int fd = (int)((ud >> 3) & 0xffffffffu);
+        uint32_t gen = (uint32_t)(ud >> 35) & CHI_UR_GEN_MASK;
+        chi_ur_fd *e = (size_t)fd < p->nfds ? &p->fds[fd] : NULL;
+        unsigned fl = 0;
+        if (!e || !e->reg || !e->armed || e->pgen != gen) return 0; /* stale */
+        e->armed = 0;
+        if (e->ev) (void)chi_ur_mark(p, fd, e); /* level-triggered: armed again before the next wait */
+        if (cqe->res < 0) {
+            fl = CHI_EV_ERROR;
+        } else {
+            uint32_t m = (uint32_t)cqe->res;
+            fl = ((m & (uint32_t)POLLIN) ? CHI_EV_READ : 0u) | ((m & (uint32_t)POLLOUT) ? CHI_EV_WRITE : 0u) |
+                 ((m & (uint32_t)(POLLERR | POLLHUP)) ? CHI_EV_ERROR : 0u);
+        }
+        /* reading is the receive's: a hang-up goes to the writer, which
+           meets it (a read here would race with the receive) */
+        if (chi_ur_receives(p, e)) fl = (fl & CHI_EV_ERROR) ? CHI_EV_WRITE : fl & CHI_EV_WRITE;
+        fl &= (unsigned)e->ev | CHI_EV_ERROR;
+        if (!fl || !e->ev) return 0;
+        out->tag = e->tag;
+        out->flags = fl;
+        return 1;
+    }
+    if (kind == CHI_UR_RECV) return chi_ur_received(p, cqe, out);
+    if (kind == CHI_UR_WAKER) {
+        chi_waker *wk = (chi_waker *)(uintptr_t)(ud & ~(uint64_t)7);
+        wk->armed = 0;
+        if (cqe->res == -ECANCELED || !wk->open) return 0;
+        out->tag = wk->tag;
+        out->flags = CHI_EV_READ;
+        return 1;
+    }
+    if (kind == CHI_UR_TICKER) {
+        chi_ticker *t = (chi_ticker *)(uintptr_t)(ud & ~(uint64_t)7);
+        t->armed = 0;
+        if (cqe->res == -ECANCELED || !t->open) return 0;
+        out->tag = t->tag;
+        out->flags = CHI_EV_READ;
+        return 1;
+    }
+    return 0;
+}
+
+/* Takes up to max completions as events; the rest stay for the next wait. */
+static int chi_ur_reap(chi_poller *p, chi_event *out, int max)
+{
+    unsigned head = *p->cq_head, tail = __atomic_load_n(p->cq_tail, __ATOMIC_ACQUIRE);
+    int n = 0;
+    while (head != tail && n < max) {
+        n += chi_ur_event(p, &p->cqes[head & *p->cq_mask], &out[n]);
+        head++;
+    }
+    __atomic_store_n(p->cq_head, head, __ATOMIC_RELEASE);
+    return n;
+}
+
+static int chi_ur_cq_ready(const chi_poller *p)
+{
+    return *p->cq_head != __atomic_load_n(p->cq_tail, __ATOMIC_ACQUIRE);
+}
+
+/* The bytes of the next CHI_EV_DATA event (in the order of the events):
+   a count with *data pointing at them, or CHI_IO_EOF / CHI_IO_ERROR. Each
+   is followed by one chi_poller_data_done, once the bytes are copied. */
+static long chi_poller_data(chi_poller *p, const char **data)
+{
+    const chi_ur_data *d = &p->data[p->data_head];
+    if (p->data_head >= p->data_n) return CHI_IO_ERROR; /* (never: one item per event) */
+    *data = d->bid >= 0 ? p->bufs + (size_t)d->bid * CHI_UR_BUF : NULL;
+    return d->res;
+}
+
+static void chi_poller_data_done(chi_poller *p)
+{
+    if (p->data_head >= p->data_n) return;
+    if (p->data[p->data_head].bid >= 0) chi_ur_recycle(p, (unsigned)p->data[p->data_head].bid);
+    p->data_head++;
+}
+
+/* A worker's poller receives for its connections (a multishot receive
+   into CHI_UR_NBUF provided buffers of CHI_UR_BUF bytes, shared by all its
+   connections: an idle one holds none). Returns 0, or -1 where the kernel
+   has no buffer rings (Linux < 5.19): the poller then stays with polls. */
+static int chi_poller_receive(chi_poller *p)
+{
+    struct io_uring_buf_reg reg;
+    size_t len = CHI_UR_NBUF * sizeof(struct io_uring_buf);
+    unsigned i;
+    void *m;
+#if defined(CHOPIN_IO_URING_POLL_ONLY)
+    return -1;
+#endif
+    if (!p->uring || p->recv) return p->recv ? 0 : -1;
+    m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return -1;
+    p->br = (struct io_uring_buf *)m;
+    p->bufs = (char *)CHOPIN_MALLOC((size_t)CHI_UR_NBUF * CHI_UR_BUF);
+    memset(&reg, 0, sizeof reg);
+    reg.ring_addr = (uint64_t)(uintptr_t)m;
+    reg.ring_entries = CHI_UR_NBUF;
+    reg.bgid = 0;
+    if (!p->bufs || syscall(__NR_io_uring_register, p->fd, IORING_REGISTER_PBUF_RING, &reg, 1) < 0) {
+        munmap(m, len);
+        CHOPIN_FREE(p->bufs);
+        p->br = NULL;
+        p->bufs = NULL;
+        return -1;
+    }
+    for (i = 0; i < CHI_UR_NBUF; i++) chi_ur_recycle(p, i);
+    p->recv = 1;
+    return 0;
+}
+
+/* One enter: what the pass queued goes in, and (unless completions are
+   already waiting, or timeout_ms is 0) it waits for at least one. */
+static int chi_poller_wait(chi_poller *p, chi_event *out, int max, int timeout_ms)
+{
+    struct io_uring_getevents_arg arg;
+    struct __kernel_timespec ts;
+    long r;
+    int n;
+    if (!p->uring) return chi_epoll_poller_wait(&p->ep, out, max, timeout_ms);
+    if (max > CHI_MAX_EVENTS) max = CHI_MAX_EVENTS;
+    while (p->data_head < p->data_n) chi_poller_data_done(p); /* (all taken, normally) */
+    p->data_head = p->data_n = 0;
+    if (chi_ur_prepare(p) < 0) return -1;
+    n = chi_ur_reap(p, out, max);
+    if (n > 0 || timeout_ms == 0 || chi_ur_cq_ready(p)) {
+        /* a deferred ring posts completions only in an enter that asks
+           for them: asked for here too, without waiting, or a pass that
+           never sleeps (connections left to settle) would see none */
+        r = chi_ur_submit(p, 0, p->deferred ? IORING_ENTER_GETEVENTS : 0u, NULL, 0);
+    } else if (timeout_ms < 0) {
+        r = chi_ur_submit(p, 1, IORING_ENTER_GETEVENTS, NULL, 0);
+    } else {
+        memset(&arg, 0, sizeof arg);
+        ts.tv_sec = timeout_ms / 1000;
+        ts.tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
+        arg.ts = (uint64_t)(uintptr_t)&ts;
+        r = chi_ur_submit(p, 1, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg, sizeof arg);
+    }
+    if (r < 0 && errno != EINTR && errno != ETIME && errno != EAGAIN && errno != EBUSY) return -1;
+    /* whatever completed while the pass ran, or during the wait */
+    return n + chi_ur_reap(p, out + n, max - n);
+}
+
+/* Submits what a pass queued without waiting (an embedding caller sleeps
+   on the ring's descriptor next, and a poll that was never submitted would
+   never wake it). */
+static void chi_poller_flush(chi_poller *p)
+{
+    if (!p->uring) return;
+    if (chi_ur_prepare(p) == 0) (void)chi_ur_submit(p, 0, 0, NULL, 0);
+}
+
+static int chi_poller_fd(const chi_poller *p)
+{
+    if (!p->uring) return chi_epoll_poller_fd(&p->ep);
+    return p->open ? p->fd : -1;
+}
+
+static int chi_ur_arm_waker(chi_waker *wk)
+{
+    struct io_uring_sqe *s = chi_ur_sqe(wk->p);
+    if (!s) return -1;
+    s->opcode = IORING_OP_READ;
+    s->fd = wk->fd;
+    s->addr = (uint64_t)(uintptr_t)&wk->value;
+    s->len = sizeof wk->value;
+    s->off = (uint64_t)-1; /* no position: an eventfd */
+    s->user_data = (uint64_t)(uintptr_t)wk | CHI_UR_WAKER;
+    wk->armed = 1;
+    return 0;
+}
+
+static int chi_waker_open(chi_waker *wk, chi_poller *p, uint64_t tag)
+{
+    memset(wk, 0, sizeof *wk);
+    if (!p->uring) return chi_epoll_waker_open(&wk->ep, &p->ep, tag);
+    wk->p = p;
+    wk->tag = tag;
+    wk->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (wk->fd < 0) return -1;
+    wk->open = 1;
+    if (chi_ur_arm_waker(wk) < 0) {
+        close(wk->fd);
+        wk->open = 0;
+        return -1;
+    }
+    return 0;
+}
+
+static void chi_waker_wake(chi_waker *wk)
+{
+    uint64_t one = 1;
+    ssize_t r;
+    if (!wk->p) {
+        chi_epoll_waker_wake(&wk->ep);
+        return;
+    }
+    r = write(wk->fd, &one, sizeof one);
+    (void)r;
+}
+
+/* The ring's read already took the count: only the next read is armed. */
+static void chi_waker_drain(chi_waker *wk)
+{
+    if (!wk->p) {
+        chi_epoll_waker_drain(&wk->ep);
+        return;
+    }
+    if (wk->open && !wk->armed) (void)chi_ur_arm_waker(wk);
+}
+
+/* A read still pending is cancelled when the ring closes; it writes nothing. */
+static void chi_waker_close(chi_waker *wk)
+{
+    if (!wk->p) {
+        chi_epoll_waker_close(&wk->ep);
+        return;
+    }
+    if (wk->open) close(wk->fd);
+    wk->open = 0;
+}
+
+static int chi_ur_arm_ticker(chi_ticker *t)
+{
+    struct io_uring_sqe *s = chi_ur_sqe(t->p);
+    if (!s) return -1;
+    s->opcode = IORING_OP_TIMEOUT;
+    s->fd = -1;
+    s->addr = (uint64_t)(uintptr_t)&t->ts;
+    s->len = 1;
+    s->off = 0; /* no completion count: a pure timer */
+    s->user_data = (uint64_t)(uintptr_t)t | CHI_UR_TICKER;
+    t->armed = 1;
+    return 0;
+}
+
+static int chi_ticker_open(chi_ticker *t, chi_poller *p, int ms, uint64_t tag)
+{
+    memset(t, 0, sizeof *t);
+    if (!p->uring) return chi_epoll_ticker_open(&t->ep, &p->ep, ms, tag);
+    t->p = p;
+    t->tag = tag;
+    t->ts.tv_sec = ms / 1000;
+    t->ts.tv_nsec = (long long)(ms % 1000) * 1000000;
+    t->open = 1;
+    if (chi_ur_arm_ticker(t) < 0) {
+        t->open = 0;
+        return -1;
+    }
+    return 0;
+}
+
+static void chi_ticker_drain(chi_ticker *t)
+{
+    if (!t->p) {
+        chi_epoll_ticker_drain(&t->ep);
+        return;
+    }
+    if (t->open && !t->armed) (void)chi_ur_arm_ticker(t);
+}
+
+static void chi_ticker_close(chi_ticker *t)
+{
+    if (!t->p) {
+        chi_epoll_ticker_close(&t->ep);
+        return;
+    }
+    t->open = 0; /* its timeout is cancelled with the ring; one that fires first is dropped */
+}
+
+/* The signals: a signalfd, polled through the ring like a socket. */
+typedef struct chi_signals {
+    chi_epoll_signals ep;
+    chi_poller *p;
+    int fd, open;
+    sigset_t set, old;
+} chi_signals;
+
+static int chi_signals_open(chi_signals *s, chi_poller *p, const int *signos, int n, uint64_t tag)
+{
+    int i;
+    memset(s, 0, sizeof *s);
+    if (!p->uring) return chi_epoll_signals_open(&s->ep, &p->ep, signos, n, tag);
+    s->p = p;
+    sigemptyset(&s->set);
+    for (i = 0; i < n; i++) sigaddset(&s->set, signos[i]);
+    pthread_sigmask(SIG_BLOCK, &s->set, &s->old);
+    s->fd = signalfd(-1, &s->set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (s->fd < 0 || chi_poller_add(p, s->fd, CHI_EV_READ, tag, 0) < 0) {
+        if (s->fd >= 0) close(s->fd);
+        pthread_sigmask(SIG_SETMASK, &s->old, NULL);
+        return -1;
+    }
+    s->open = 1;
+    return 0;
+}
+
+static int chi_signals_read(chi_signals *s)
+{
+    struct signalfd_siginfo si;
+    if (!s->p) return chi_epoll_signals_read(&s->ep);
+    if (read(s->fd, &si, sizeof si) != (ssize_t)sizeof si) return 0;
+    return (int)si.ssi_signo;
+}
+
+static void chi_signals_close(chi_signals *s)
+{
+    struct timespec zero = {0, 0};
+    if (!s->p) {
+        chi_epoll_signals_close(&s->ep);
+        return;
+    }
+    if (!s->open) return;
+    chi_poller_forget(s->p, s->fd);
+    close(s->fd);
+    s->open = 0;
+    while (sigtimedwait(&s->set, NULL, &zero) > 0) {}
+    pthread_sigmask(SIG_SETMASK, &s->old, NULL);
+}
+#endif /* CHI_OS_IO_URING */
 
 #if defined(CHI_OS_KQUEUE)
 /* >>os kqueue -----------------------------------------------------------------
@@ -8166,6 +9438,7 @@ struct ch_worker {
     char *scratch;           /* CHOPIN_READ_SIZE bytes */
     chi_buf out;             /* responses of the current read batch */
     char common[CHI_COMMON_LEN]; /* "Server: ...\r\nDate: ...\r\n" */
+    char ok_lead[CHI_OK_LEAD_LEN]; /* "HTTP/1.1 200 OK\r\n" + common (>>answers) */
     chi_buf fast_bytes;      /* each FastRoute's response (or prefix) */
     chi_fast_copy *fast;
     ch_json json;
@@ -8711,12 +9984,12 @@ static void chi_log_flush(chi_worker *w)
 
 /* The Date is patched into the shared prefix and into every FastRoute copy,
    each of which starts with "HTTP/1.1 200 OK\r\n" + common. */
-#define CHI_OK_LINE_LEN 17 /* "HTTP/1.1 200 OK\r\n" */
 
 static void chi_refresh_date(chi_worker *w)
 {
     int i;
     chi_format_date(chi_os_wall_seconds(), w->common + CHI_DATE_AT);
+    memcpy(w->ok_lead + CHI_OK_LINE_LEN + CHI_DATE_AT, w->common + CHI_DATE_AT, CHI_DATE_LEN);
     for (i = 0; w->fast && i < w->app->nfast; i++)
         memcpy(w->fast_bytes.ptr + w->fast[i].off + CHI_OK_LINE_LEN + CHI_DATE_AT, w->common + CHI_DATE_AT,
                CHI_DATE_LEN);
@@ -8833,13 +10106,21 @@ static void chi_log(chi_worker *w, ch_log_level level, ch_log_item item, const c
 /* >>counters ------------------------------------------------------------------
    What /metrics reports (>>metrics), counted where it happens. Each worker
    writes only its own chi_metrics; a reader on another worker sums them
-   all. The stores and loads are "relaxed" atomics: on every common 64-bit
-   CPU a plain load and store, but the compiler may neither tear nor cache
-   them. (On a 32-bit CPU, where a 64-bit atomic is dear, they are plain
-   volatile accesses: a reader may then see a count torn mid-update.)
+   all. The stores and loads are "relaxed" atomics wherever the compiler
+   says 64-bit atomics are lock-free (__GCC_ATOMIC_LLONG_LOCK_FREE == 2, gcc
+   and clang): on a 64-bit CPU a plain load and store; on 32-bit x86 (i586
+   and later) an 8-byte FPU/SSE move, on ARMv7 ldrexd/strexd. The compiler
+   may neither tear nor cache them, so a reader never sees a count torn
+   mid-update (tests/batteries_unit.c checks it, also built -m32). The
+   counters are 8-byte aligned (their block is cache-line aligned), which
+   those moves need. Elsewhere (no GNU C, or a CPU without lock-free 64-bit
+   atomics, where __atomic would need libatomic) they are volatile accesses
+   and a read may be torn.
    Also here: the slots where middleware keeps per-worker state. */
 
-#if (defined(__GNUC__) || defined(__clang__)) && UINTPTR_MAX > 0xffffffffu
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__GCC_ATOMIC_LLONG_LOCK_FREE) && \
+    __GCC_ATOMIC_LLONG_LOCK_FREE == 2
+#define CHI_STAT_ATOMIC 1     /* tests check which way was compiled */
 static void chi_stat_add(uint64_t *c, uint64_t n)
 {
     __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
@@ -8848,6 +10129,7 @@ static void chi_stat_add(uint64_t *c, uint64_t n)
 static uint64_t chi_stat_read(const uint64_t *c) { return __atomic_load_n(c, __ATOMIC_RELAXED); }
 #endif
 #else
+#define CHI_STAT_ATOMIC 0
 static void chi_stat_add(uint64_t *c, uint64_t n) { *(volatile uint64_t *)c += n; }
 #ifndef CHOPIN_NO_METRICS
 static uint64_t chi_stat_read(const uint64_t *c) { return *(const volatile uint64_t *)c; }
@@ -8925,9 +10207,10 @@ static void chi_slots_free(chi_worker *w)
 /* >>client --------------------------------------------------------------------
    Who the client is. The peer address, unless the peer is one of the
    trusted proxies (ch_config.trust_proxy): then the client X-Forwarded-For
-   names (read from the right, skipping our own proxies), else X-Real-IP,
-   else the peer. A PROXY header (>>connection) has already replaced the
-   peer with the address it states. */
+   names (all its lines as one list, read from the right, skipping our own
+   proxies), else X-Real-IP (when sent exactly once), else the peer. A
+   PROXY header (>>connection) has already replaced the peer with the
+   address it states. */
 
 static chi_peer chi_client_peer(const ch_req *req)
 {
@@ -8941,10 +10224,13 @@ static chi_peer chi_client_peer(const ch_req *req)
     }
 #ifndef CHOPIN_NO_PROXY
     if (!w || !w->app->ntrusted || !chi_nets_match(w->app->trusted, w->app->ntrusted, peer)) return *peer;
+    /* the first-line look-ups are array reads: the walks run only when
+       the request has such a line */
     v = ch_req_common(req, CH_H_X_FORWARDED_FOR);
-    if (v.len && chi_xff_client(v, w->app->trusted, w->app->ntrusted, &out) == 0) return out;
+    if (v.ptr && chi_xff_client_lines(req->headers, req->header_count, w->app->trusted, w->app->ntrusted, &out) == 0)
+        return out;
     v = ch_req_common(req, CH_H_X_REAL_IP);
-    if (v.len && chi_ip_parse(v.ptr, v.len, &out) == 0) return out;
+    if (v.ptr && chi_real_ip_client(req->headers, req->header_count, &out) == 0) return out;
 #else
     (void)w;
     (void)v;
@@ -8975,7 +10261,24 @@ static chi_head_spec chi_spec(const chi_worker *w, int status, int keep_alive, i
     h.common = w->common;
     h.common_len = CHI_COMMON_LEN;
     h.framing = CHI_FRAME_LENGTH;
+    if (status == 200 && w->ok_lead[0]) { /* built by chi_worker_init (a test's hand-made worker may lack it) */
+        h.lead = w->ok_lead;
+        h.lead_len = sizeof w->ok_lead;
+    }
     return h;
+}
+
+/* Lays out the worker's lead for 200 answers with the one head writer,
+   once at start-up (the Date is patched in with the others). */
+static void chi_build_ok_lead(chi_worker *w)
+{
+    chi_head_spec h;
+    memset(&h, 0, sizeof h);
+    h.status = 200;
+    h.common = w->common;
+    h.common_len = CHI_COMMON_LEN;
+    h.framing = CHI_FRAME_LEAD;
+    chi_head_put(w->ok_lead, &h); /* fits: chi_head_size's room is for whole heads */
 }
 
 /* A head and, unless HEAD or a status without one, the body. Returns -1
@@ -9389,20 +10692,24 @@ CHOPIN_API int ch_mw_bearer(ch_req *req, ch_res *res, void *user)
 #endif
 
 #ifndef CHOPIN_NO_TIMING
+/* "Server-Timing: app;dur=<ms>.<3 digits>\r\n", written straight into the
+   response's header lines (our own bytes: no check, no second copy). */
 static void chi_timing_finish(ch_req *req, ch_res *res, void *user)
 {
-    char v[48], *p;
+    char *p;
     int64_t us = (chi_os_now_ns() - res->timing_ns) / 1000;
     (void)req;
     (void)user;
     if (us < 0) us = 0;
-    p = chi_put(v, "app;dur=", 8);
+    if (chi_buf_reserve(&res->headers, 64) < 0) return;
+    p = chi_put(res->headers.ptr + res->headers.len, "Server-Timing: app;dur=", 23);
     p += chi_utoa((uint64_t)(us / 1000), p);
     *p++ = '.';
     *p++ = (char)('0' + us % 1000 / 100);
     *p++ = (char)('0' + us % 100 / 10);
     *p++ = (char)('0' + us % 10);
-    chi_res_put_header(res, "Server-Timing", 13, v, (size_t)(p - v)); /* our own bytes: no check */
+    p = chi_put(p, "\r\n", 2);
+    res->headers.len = (size_t)(p - res->headers.ptr);
 }
 
 CHOPIN_API int ch_mw_timing(ch_req *req, ch_res *res, void *user)
@@ -9550,7 +10857,8 @@ static int chi_value_ok(const char *v)
    direct-mapped table, so a busy origin costs one hash and one compare. A
    disallowed origin gets no CORS header at all, and the request goes on
    as if CORS were not there (the browser then refuses to show the answer
-   to the page). */
+   to the page). A request without Origin gets no CORS header either, but
+   Vary: Origin, so that a cache never serves it to a CORS request. */
 
 #define CHI_CORS_CACHE 64
 #define CHI_CORS_ORIGIN_MAX 128
@@ -9663,7 +10971,12 @@ static int chi_mw_cors(ch_req *req, ch_res *res, void *user)
 {
     const chi_cors *c = (const chi_cors *)user;
     ch_str o = ch_req_common(req, CH_H_ORIGIN);
-    if (!o.ptr) return CH_NEXT; /* not a cross-origin request */
+    if (!o.ptr) { /* not a cross-origin request: no CORS header, but caches
+                     must not hand this answer to one (Fetch, "CORS protocol
+                     and HTTP caches": it lacks the grant a CORS request gets) */
+        chi_res_put_lines(res, "Vary: Origin\r\n", 14);
+        return CH_NEXT;
+    }
     if (!chi_cors_allowed(res->w, c, o)) return CH_NEXT;
     chi_cors_origin_headers(c, res, o);
     if (req->method == CH_OPTIONS && ch_req_header(req, "access-control-request-method").ptr) {
@@ -9956,8 +11269,12 @@ static void chi_metrics_handler(ch_req *req, ch_res *res)
     chi_prom(j, "chopin_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)count);
     chi_prom(j, "chopin_request_duration_seconds_sum %.9f\n", (double)m.dur_sum_ns / 1e9);
     chi_prom(j, "chopin_request_duration_seconds_count %llu\n", (unsigned long long)count);
+    /* the counters are read one after another while workers run: a
+       connection opened and closed between the two reads must not make
+       the gauge wrap round to 2^64 - 1 */
     chi_prom(j, "# HELP chopin_connections_open Connections open now.\n# TYPE chopin_connections_open gauge\n"
-                "chopin_connections_open %llu\n", (unsigned long long)(m.conns_opened - m.conns_closed));
+                "chopin_connections_open %llu\n",
+             (unsigned long long)(m.conns_opened > m.conns_closed ? m.conns_opened - m.conns_closed : 0));
     chi_prom(j, "# HELP chopin_connections_total Connections accepted.\n# TYPE chopin_connections_total counter\n"
                 "chopin_connections_total %llu\n", (unsigned long long)m.conns_opened);
     chi_prom(j, "# HELP chopin_received_bytes_total Bytes read from clients.\n"
@@ -11557,6 +12874,34 @@ static void chi_on_readable(chi_worker *w, chi_conn *c)
     chi_conn_received(w, c, chi_os_recv(c->fd, buf, cap));
 }
 
+#if defined(CHI_OS_IO_URING)
+/* Completion: the ring received bytes for c (or its end, or an error):
+   they go where a read would have put them (chi_conn_rbuf), in as many
+   pieces as that buffer needs. c is NULL when the connection has gone. */
+static void chi_on_received(chi_worker *w, chi_conn *c)
+{
+    const char *data = NULL;
+    long n = chi_poller_data(w->poller, &data);
+    if (c && n <= 0) chi_conn_received(w, c, n);
+    while (c && n > 0) {
+        char *buf;
+        size_t cap, k;
+        int fd = c->fd;
+        if (chi_conn_rbuf(w, c, &buf, &cap) < 0) {
+            chi_close(w, c);
+            break;
+        }
+        k = (size_t)n < cap ? (size_t)n : cap;
+        memcpy(buf, data, k);
+        data += k;
+        n -= (long)k;
+        chi_conn_received(w, c, (long)k);
+        if (w->conns[fd] != c) break; /* closed */
+    }
+    chi_poller_data_done(w->poller);
+}
+#endif
+
 /* Readiness: the socket takes more of what it did not take before. */
 static void chi_on_writable(chi_worker *w, chi_conn *c)
 {
@@ -11579,6 +12924,7 @@ static void chi_expire(chi_worker *w, chi_conn *c)
         chi_write_error(w, 408, "", 0, 1, 0, 1);
         /* nothing of an earlier request may show (its buffer may be gone) */
         w->req.method_name = w->req.target = chi_str(NULL, 0);
+        w->req.version_minor = 1; /* as the 408 says, not an earlier request's */
         w->req.header_count = 0;
         memset(w->req.common, 0, sizeof w->req.common);
         chi_dispatch_refusal(w, &w->req, &c->peer, 408, before);
@@ -13613,6 +14959,12 @@ static void chi_tick_expire(chi_worker *w)
 static void chi_on_conn_event(chi_worker *w, int fd, unsigned flags)
 {
     chi_conn *c = (size_t)fd < w->conns_cap ? w->conns[fd] : NULL;
+#if defined(CHI_OS_IO_URING)
+    if (flags & CHI_EV_DATA) { /* bytes the ring received, not readiness */
+        chi_on_received(w, c);
+        return;
+    }
+#endif
     if (!c) return;
     if ((flags & (CHI_EV_READ | CHI_EV_ERROR)) && (c->events & CHI_EV_READ)) {
         chi_on_readable(w, c);
@@ -13751,16 +15103,24 @@ static int chi_worker_init(chi_worker *w, ch_app *app, int id, chi_poller *polle
     w->timeouts[CHI_Q_WRITE] = app->cfg.write_timeout;
     w->timeouts[CHI_Q_LINGER] = CHI_LINGER_TIMEOUT;
     chi_common_init(w->common);
+    chi_build_ok_lead(w);
     if (poller) {
         w->poller = poller;
     } else {
+#if defined(CHI_OS_IO_URING)
+        if (chi_poller_open_owned(&w->own_poller) < 0) return -1;
+#else
         if (chi_poller_open(&w->own_poller) < 0) return -1;
+#endif
         w->poller = &w->own_poller;
         if (chi_waker_open(&w->waker, w->poller, CHI_TAG_WAKE) < 0) return -1;
         w->waker_open = 1;
     }
     w->scratch = (char *)CHOPIN_MALLOC(CHOPIN_READ_SIZE);
     if (!w->scratch || chi_ticker_open(&w->ticker, w->poller, 1000, CHI_TAG_TICK) < 0) return -1;
+#if defined(CHI_OS_IO_URING)
+    (void)chi_poller_receive(w->poller); /* where the kernel can: else polls, as for epoll */
+#endif
     w->ticker_open = 1;
     chi_read_clock(w);
     chi_refresh_date(w); /* before the FastRoutes are built: they copy it */
@@ -14163,6 +15523,20 @@ static int chi_bind_all(ch_app *app)
     return 0;
 }
 
+#if defined(CHI_OS_IO_URING)
+/* The one line saying io_uring was refused and epoll serves instead: the
+   app's own poller opened first and met the refusal (each worker's poller
+   then asks the kernel again and meets the same answer). */
+static void chi_uring_refused_log(const ch_app *app)
+{
+    char msg[CHI_LOG_LINE], why[128];
+    if (!app->ctl.refused || app->log_level == CH_LOG_OFF || app->log_level < CH_LOG_WARN) return;
+    (void)snprintf(msg, sizeof msg, "io_uring refused (%s): serving with epoll",
+                   chi_os_errno_text(app->ctl.refused, why, sizeof why));
+    chi_log_emit(app, CH_LOG_WARN, CH_LOGITEM_IO_URING_REFUSED, msg);
+}
+#endif
+
 CHOPIN_API int ch_listen(ch_app *app, const ch_config *cfg)
 {
     int rc;
@@ -14179,6 +15553,9 @@ CHOPIN_API int ch_listen(ch_app *app, const ch_config *cfg)
     chi_take_ready_fd(app);
 #ifndef CHOPIN_NO_RESTART
     chi_take_command(app, cfg ? cfg->argv : NULL);
+#endif
+#if defined(CHI_OS_IO_URING)
+    chi_uring_refused_log(app);
 #endif
     app->listening = 1;
     app->err[0] = 0;
@@ -14624,6 +16001,9 @@ CHOPIN_API int ch_poll(ch_app *app, int timeout_ms)
         chi_set_error(app, "poll failed: %s", chi_os_error_text(why, sizeof why));
         return -1;
     }
+#if defined(CHI_OS_IO_URING)
+    chi_poller_flush(&app->ctl); /* the caller may sleep on ch_poll_fd next */
+#endif
     if (chi_worker_running(w)) return 0;
     chi_worker_wind_up(w);
     chi_embed_end(app);
@@ -14637,6 +16017,9 @@ CHOPIN_API int ch_poll_fd(ch_app *app)
 {
     if (!app || (app->workers && !app->embedded)) return -1;
     if (!app->workers && !app->embedded && chi_embed_begin(app) < 0) return -1;
+#if defined(CHI_OS_IO_URING)
+    chi_poller_flush(&app->ctl);
+#endif
     return chi_poller_fd(&app->ctl);
 }
 

@@ -26,7 +26,9 @@
                  /metrics are never limited
      TRUST_PROXY=127.0.0.1
                  behind a proxy at that address: the client is the one
-                 X-Forwarded-For names (access log, rate limit)
+                 X-Forwarded-For names (all its lines as one list, the
+                 right-most address that is not a trusted proxy), else
+                 X-Real-IP when sent once (access log, rate limit)
      PROXY_PROTOCOL=on
                  connections from TRUST_PROXY addresses start with a PROXY
                  v1/v2 header (HAProxy's send-proxy), which names the client

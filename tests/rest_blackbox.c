@@ -185,8 +185,9 @@ static void test_cors(const char *bin)
     ok = call_ex("OPTIONS", "/api/v1/todos", "Origin: https://a.example.evil\r\nAccess-Control-Request-Method: POST\r\n",
                  NULL, NULL, &r) == 0 && r.status != 204 && !strstr(r.head, "Access-Control-");
     result("CORS: a preflight from another origin is not approved", ok, &r);
-    ok = call("GET", "/api/v1/todos", "secret", NULL, &r) == 0 && r.status == 200 && !strstr(r.head, "Access-Control-");
-    result("CORS: a request without Origin gets no CORS header", ok, &r);
+    ok = call("GET", "/api/v1/todos", "secret", NULL, &r) == 0 && r.status == 200 && !strstr(r.head, "Access-Control-") &&
+         strstr(r.head, "\r\nVary: Origin\r\n");
+    result("CORS: a request without Origin gets no CORS header, but Vary: Origin (Fetch: CORS and HTTP caches)", ok, &r);
     stop_server();
 }
 
@@ -271,6 +272,15 @@ static void test_trust_proxy(const char *bin)
          call_ex("GET", "/api/v1/todos", "X-Forwarded-For: 198.51.100.1, 203.0.113.8\r\n", "secret", NULL, &r) == 0 &&
          r.status == 200;
     result("trust proxy: the rate limiter counts per X-Forwarded-For client (right-most)", ok, &r);
+    /* RFC 9110 5.3: two X-Forwarded-For lines are one list, the second
+       line's addresses to the right of the first's */
+    ok = call_ex("GET", "/health", "X-Forwarded-For: 198.51.100.50\r\nX-Forwarded-For: 203.0.113.46\r\n", NULL, NULL,
+                 &r) == 0 && r.status == 200 &&
+         call_ex("GET", "/health", "X-Forwarded-For: 203.0.113.47\r\nAccept: */*\r\nX-Forwarded-For: 127.0.0.1\r\n",
+                 NULL, NULL, &r) == 0 && r.status == 200 &&
+         call_ex("GET", "/health", "X-Real-IP: 192.0.2.77\r\nX-Real-IP: 192.0.2.78\r\n", NULL, NULL, &r) == 0 &&
+         call_ex("GET", "/health", "X-Real-IP: 192.0.2.79\r\n", NULL, NULL, &r) == 0 && r.status == 200;
+    result("trust proxy: several X-Forwarded-For lines, duplicate X-Real-IP (served; the log checks who)", ok, &r);
     raw("GET /bad HTTP/1.1\r\nHost: foo:abc\r\n\r\n", &r);
     raw("\x01\x02 nonsense\r\n\r\n", &r);
     raw("GET /api/v1/todos?q={\"a\"} HTTP/1.1\r\nHost: h\r\nX-Request-Id: abc-123\r\nConnection: close\r\n\r\n", &r);
@@ -282,10 +292,105 @@ static void test_trust_proxy(const char *bin)
     ok = strstr(text, "\n203.0.113.7 [") && strstr(text, "\n203.0.113.8 [") && !strstr(text, "198.51.100.1 [");
     result("trust proxy: the access log names the X-Forwarded-For client", ok, NULL);
     if (!ok) printf("# log:\n%s\n", text);
+    ok = strstr(text, "\n203.0.113.46 [") && !strstr(text, "\n198.51.100.50 [") && strstr(text, "\n203.0.113.47 [");
+    result("trust proxy: X-Forwarded-For lines combine; the right-most untrusted address of the last line wins", ok,
+           NULL);
+    ok = !strstr(text, "\n192.0.2.77 [") && !strstr(text, "\n192.0.2.78 [") && strstr(text, "\n192.0.2.79 [");
+    result("trust proxy: X-Real-IP sent twice is ambiguous and ignored; sent once it names the client", ok, NULL);
     ok = strstr(text, "\"GET /bad HTTP/1.1\" 400 ") && strstr(text, "\"- - HTTP/1.1\" 400 ");
     result("bug 2: refused requests reach the access log (method and target where known, - otherwise)", ok, NULL);
     ok = strstr(text, "\"GET /api/v1/todos?q={%22a%22} HTTP/1.1\" 401 ") && strstr(text, "us abc-123\n");
     result("access log: a quote in the target is written %22; the request id ends the line", ok, NULL);
+}
+
+/* Sends len bytes on a fresh connection; 1 if the server then closes it
+   cleanly (end of stream, within 3 s) without a byte of answer. */
+static int closed_unanswered(const char *bytes, size_t len)
+{
+    struct timeval tv = {3, 0};
+    char buf[256];
+    int fd = connect_server(), ok;
+    if (fd < 0) return 0;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ok = write(fd, bytes, len) == (ssize_t)len && read(fd, buf, sizeof buf) == 0;
+    close(fd);
+    return ok;
+}
+
+/* Malformed PROXY headers (haproxy's proxy-protocol.txt): each closes the
+   connection, unanswered; UNKNOWN and LOCAL keep the proxy's address. */
+static void test_proxy_malformed(void)
+{
+    static const char *const v1_bad[] = {
+        "PROXY TCP4 192.0.2.5 127.0.0.1 51000\r\n",        /* a port missing */
+        "PROXY TCP4 999.0.2.5 127.0.0.1 51000 80\r\n",     /* not an IPv4 address */
+        "PROXY TCP6 192.0.2.5 127.0.0.1 51000 80\r\n",     /* TCP6 with IPv4 addresses */
+        "PROXY TCP4 192.0.2.5 127.0.0.1 51000 80\n",        /* LF without CR */
+        "PROXY TCP4 192.0.2.5 127.0.0.1 51000 65536\r\n",  /* a port out of range */
+        "PROXY UDP4 192.0.2.5 127.0.0.1 51000 80\r\n",     /* not a v1 protocol */
+    };
+    static const unsigned char v2_ok[] = {'\r', '\n', '\r', '\n', 0, '\r', '\n', 'Q', 'U', 'I', 'T', '\n', 0x21, 0x11, 0, 12,
+                                          198, 51, 100, 23, 127, 0, 0, 1, 0x30, 0x39, 0, 80};
+    static const char req[] = "GET /health HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
+    char buf[512], name[160];
+    size_t i;
+    response r;
+    int ok = 1, fd;
+    for (i = 0; i < sizeof v1_bad / sizeof v1_bad[0]; i++) {
+        snprintf(buf, sizeof buf, "%s%s", v1_bad[i], req);
+        if (!closed_unanswered(buf, strlen(buf))) {
+            ok = 0;
+            printf("# not closed unanswered: %.*s\n", (int)strlen(v1_bad[i]) - 2, v1_bad[i]);
+        }
+    }
+    memset(buf, 'x', 130);
+    memcpy(buf, "PROXY TCP4 ", 11);
+    memcpy(buf + 130, "\r\n", 2);
+    ok = ok && closed_unanswered(buf, 132); /* no CRLF within v1's 107 bytes */
+    result("PROXY protocol v1: malformed headers close the connection unanswered", ok, NULL);
+    for (i = 0, ok = 1; i < 4; i++) {
+        memcpy(buf, v2_ok, sizeof v2_ok);
+        if (i == 0) buf[12] = 0x11;           /* version 1 in the binary form */
+        if (i == 1) buf[12] = 0x22;           /* command 2 */
+        if (i == 2) buf[13] = 0x41;           /* address family 4 */
+        if (i == 3) buf[15] = 8;              /* too short for two IPv4 addresses and ports */
+        memcpy(buf + sizeof v2_ok - (i == 3 ? 4 : 0), req, sizeof req - 1);
+        snprintf(name, sizeof name, "%u", (unsigned)i);
+        if (!closed_unanswered(buf, sizeof v2_ok - (i == 3 ? 4 : 0) + sizeof req - 1)) {
+            ok = 0;
+            printf("# v2 case %s not closed unanswered\n", name);
+        }
+    }
+    result("PROXY protocol v2: bad version, command, family or length close the connection unanswered", ok, NULL);
+    snprintf(buf, sizeof buf, "PROXY UNKNOWN\r\n%s", req);
+    ok = raw(buf, &r) == 0 && r.status == 200;
+    memcpy(buf, v2_ok, 16);
+    buf[12] = 0x20; /* LOCAL: the proxy's own health check */
+    buf[13] = 0;
+    buf[15] = 0;
+    memcpy(buf + 16, req, sizeof req - 1);
+    fd = connect_server();
+    ok = ok && fd >= 0 && write(fd, buf, 16 + sizeof req - 1) > 0 && read_response(fd, &r) == 0 && r.status == 200;
+    if (fd >= 0) close(fd);
+    result("PROXY protocol: v1 UNKNOWN and v2 LOCAL are served (as the proxy itself)", ok, &r);
+}
+
+/* PROXY protocol on, from a peer that is not a trusted proxy: no header is
+   expected or believed (a client cannot name itself someone else). */
+static void test_proxy_untrusted(const char *bin)
+{
+    static const char *const env[] = {"TRUST_PROXY=10.9.9.9", "PROXY_PROTOCOL=on", NULL};
+    response r;
+    int ok;
+    if (start_server_with(bin, NULL, env, NULL) < 0) {
+        result("PROXY protocol (untrusted peer): server starts", 0, NULL);
+        return;
+    }
+    ok = raw("GET /health HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", &r) == 0 && r.status == 200;
+    ok = ok && raw("PROXY TCP4 192.0.2.5 127.0.0.1 51000 80\r\nGET /health HTTP/1.1\r\nHost: h\r\n"
+                   "Connection: close\r\n\r\n", &r) == 0 && r.status == 400;
+    result("PROXY protocol: an untrusted peer is served without a header; one it sends is a bad request (400)", ok, &r);
+    stop_server();
 }
 
 /* PROXY protocol from a trusted proxy: the header names the client. */
@@ -314,6 +419,7 @@ static void test_proxy_protocol(const char *bin)
     result("PROXY protocol v2: the request after the header is served", ok, &r);
     ok = raw("GET /health HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", &r) < 0;
     result("PROXY protocol: a trusted peer without the header is closed unanswered", ok, &r);
+    test_proxy_malformed();
     stop_server();
     slurp(log, text, sizeof text);
     unlink(log);
@@ -553,6 +659,7 @@ int main(int argc, char **argv)
     test_metrics(argv[1]);
     test_trust_proxy(argv[1]);
     test_proxy_protocol(argv[1]);
+    test_proxy_untrusted(argv[1]);
     test_strictness(argv[1]);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

@@ -46,6 +46,21 @@ static void test_itoa(void)
         snprintf(want, sizeof want, "%llu", (unsigned long long)v[i]);
         CHECK(n == strlen(want) && memcmp(out, want, n) == 0);
     }
+    { /* every digit-count boundary: 10^k - 1 and 10^k */
+        uint64_t p = 1;
+        int k;
+        for (k = 0; k < 20; k++, p *= 10) {
+            uint64_t b[2];
+            int j;
+            b[0] = p - 1;
+            b[1] = p;
+            for (j = 0; j < 2; j++) {
+                n = chi_utoa(b[j], out);
+                snprintf(want, sizeof want, "%llu", (unsigned long long)b[j]);
+                CHECK(n == strlen(want) && memcmp(out, want, n) == 0);
+            }
+        }
+    }
     n = chi_itoa(-9223372036854775807LL - 1, out);
     CHECK(n == 20 && memcmp(out, "-9223372036854775808", 20) == 0);
     n = chi_itoa(-5, out);
@@ -106,6 +121,53 @@ static void test_char_table(void)
 }
 
 /* The 8-byte scanner must stop exactly where the byte-by-byte one does. */
+/* The common header names (chi_header_id, compared a word at a time):
+   each in lower case, upper case and alternating case is found; with any
+   one byte changed (to another letter, a '-' or its case-folded neighbour
+   '@' / '`' that OR 0x20 does not make a letter) it is not. Names sit in
+   buffers of their exact size (ASan: no read past them). */
+static void test_header_names(void)
+{
+    static const struct { const char *name; ch_hdr id; } names[] = {
+        {"host", CH_H_HOST}, {"range", CH_H_RANGE}, {"accept", CH_H_ACCEPT}, {"cookie", CH_H_COOKIE},
+        {"expect", CH_H_EXPECT}, {"origin", CH_H_ORIGIN}, {"referer", CH_H_REFERER}, {"upgrade", CH_H_UPGRADE},
+        {"x-real-ip", CH_H_X_REAL_IP}, {"connection", CH_H_CONNECTION}, {"user-agent", CH_H_USER_AGENT},
+        {"content-type", CH_H_CONTENT_TYPE}, {"x-request-id", CH_H_X_REQUEST_ID},
+        {"authorization", CH_H_AUTHORIZATION}, {"cache-control", CH_H_CACHE_CONTROL},
+        {"if-none-match", CH_H_IF_NONE_MATCH}, {"content-length", CH_H_CONTENT_LENGTH},
+        {"accept-encoding", CH_H_ACCEPT_ENCODING}, {"accept-language", CH_H_ACCEPT_LANGUAGE},
+        {"x-forwarded-for", CH_H_X_FORWARDED_FOR}, {"transfer-encoding", CH_H_TRANSFER_ENCODING},
+        {"if-modified-since", CH_H_IF_MODIFIED_SINCE}, {"x-forwarded-proto", CH_H_X_FORWARDED_PROTO}};
+    static const char swaps[] = "q-@`";
+    size_t i, k, n, at;
+    int bad = 0;
+    for (i = 0; i < sizeof names / sizeof names[0]; i++) {
+        n = strlen(names[i].name);
+        for (k = 0; k < 3; k++) { /* lower, upper, alternating */
+            char *s = (char *)malloc(n);
+            for (at = 0; at < n; at++) {
+                char c = names[i].name[at];
+                s[at] = (k == 1 || (k == 2 && at % 2)) && c >= 'a' && c <= 'z' ? (char)(c - 32) : c;
+            }
+            bad += chi_header_id(s, n) != (int)names[i].id;
+            free(s);
+        }
+        for (at = 0; at < n; at++)
+            for (k = 0; k < sizeof swaps - 1; k++) {
+                char *s = (char *)malloc(n);
+                memcpy(s, names[i].name, n);
+                if (s[at] == swaps[k]) {
+                    free(s);
+                    continue;
+                }
+                s[at] = swaps[k];
+                bad += chi_header_id(s, n) == (int)names[i].id;
+                free(s);
+            }
+    }
+    CHECK(bad == 0);
+}
+
 static void test_skip_value(void)
 {
     char buf[40];
@@ -585,6 +647,67 @@ static void test_json_escaping(void)
     ch_json_free(&j);
 }
 
+/* The word-at-a-time paths (chi_json_plain, the general loop): every length
+   from 0 to 40, with one byte that needs a look at every position, against
+   the byte-by-byte answer. Each string sits in a buffer of its exact size, so
+   ASan (the unit build) catches a read past it. Keys and values in an
+   object check the comma and colon written with them. */
+static void test_json_short_strings(void)
+{
+    static const char *const special[] = {"/", "\"", "\\", "\n", "\x7f", "\xc3\xa9", "\x80"};
+    static const char *const escaped[] = {"/", "\\\"", "\\\\", "\\n", "\x7f", "\xc3\xa9", "\\ufffd"};
+    ch_json j;
+    char want[256];
+    size_t n, at, k;
+    int ok;
+    ch_json_init(&j);
+    for (n = 0; n <= 40; n++) {
+        for (k = 0; k < sizeof special / sizeof special[0]; k++) {
+            for (at = 0; at <= n; at++) { /* at == n: nothing special (the plain path) */
+                size_t sl = at < n ? strlen(special[k]) : 0, len = at < n ? n - 1 + sl : n, w = 0, i;
+                char *s;
+                if (at == n && k > 0) continue;
+                s = (char *)malloc(len ? len : 1);
+                for (i = 0; i < len; i++) s[i] = (char)('a' + i % 26);
+                if (at < n) memcpy(s + at, special[k], sl);
+                want[w++] = '"';
+                for (i = 0; i < len; i++) {
+                    if (at < n && i == at) {
+                        memcpy(want + w, escaped[k], strlen(escaped[k]));
+                        w += strlen(escaped[k]);
+                        i += sl - 1;
+                    } else {
+                        want[w++] = s[i];
+                    }
+                }
+                want[w++] = '"';
+                want[w] = 0;
+                ch_json_reset(&j);
+                ch_json_strn(&j, s, len);
+                ok = json_is(&j, want);
+                if (!ok) printf("  (length %u, special %u at %u)\n", (unsigned)len, (unsigned)k, (unsigned)at);
+                CHECK(ok);
+                free(s);
+            }
+        }
+    }
+    ch_json_reset(&j);
+    ch_json_object_begin(&j);
+    ch_json_key(&j, "message");
+    ch_json_str(&j, "Hello, World!");
+    ch_json_key(&j, "a\"b");
+    ch_json_array_begin(&j);
+    ch_json_str(&j, "x");
+    ch_json_str(&j, "");
+    ch_json_str(&j, "0123456789abcdef");
+    ch_json_array_end(&j);
+    ch_json_key(&j, "");
+    ch_json_strn(&j, "\n", 1);
+    ch_json_object_end(&j);
+    CHECK(json_is(&j, "{\"message\":\"Hello, World!\",\"a\\\"b\":[\"x\",\"\",\"0123456789abcdef\"],\"\":\"\\n\"}"));
+    ch_json_free(&j);
+}
+
 static void test_json_numbers(void)
 {
     ch_json j;
@@ -678,6 +801,41 @@ static void test_router_match(void)
     CHECK(match(app, "/users/", &req) == NULL); /* a parameter is never empty */
     CHECK(match(app, "/nope", &req) == NULL);
     CHECK(match(app, "/users/7/posts", &req) == NULL);
+    ch_app_free(app);
+}
+
+/* Many siblings in the static-child table (>>routes: chi_node_index): each
+   is found by its own handler's user pointer; kids that share length, first
+   and last byte ("uaers", "ubers", ...) must collide and still be found;
+   near misses are not found. */
+static void test_router_many_siblings(void)
+{
+    static char names[200][8];
+    ch_app *app = ch_app_new();
+    ch_req req = new_req();
+    char path[16];
+    chi_node *n;
+    int i, found = 0, missed = 0;
+    for (i = 0; i < 200; i++) {
+        if (i < 26)
+            snprintf(names[i], sizeof names[i], "u%cers", 'a' + i); /* the same key */
+        else
+            snprintf(names[i], sizeof names[i], "s%d", i * 7919 % 10007);
+        snprintf(path, sizeof path, "/%s", names[i]);
+        CHECK(ch_get(app, path, h_any, names[i]) == 0);
+    }
+    CHECK(ch_get(app, "/", h_other, NULL) == 0);
+    for (i = 0; i < 200; i++) {
+        snprintf(path, sizeof path, "/%s", names[i]);
+        n = match(app, path, &req);
+        found += n && n->routes[CH_GET].user == names[i];
+        snprintf(path, sizeof path, "/%sx", names[i]);
+        missed += match(app, path, &req) == NULL;
+    }
+    CHECK(found == 200 && missed == 200);
+    n = match(app, "/", &req);
+    CHECK(n && n->routes[CH_GET].handler == h_other);
+    CHECK(match(app, "/uzzrs", &req) == NULL && match(app, "/users", &req) != NULL);
     ch_app_free(app);
 }
 
@@ -1077,6 +1235,7 @@ static chi_worker *test_worker(ch_app *app)
     chi_req_bind(&w.req, &w.req_store);
     chi_common_init(w.common);
     chi_format_date(784111777, w.common + CHI_DATE_AT);
+    chi_build_ok_lead(&w); /* the 200 lead, as a worker builds it */
     return &w;
 }
 
@@ -1327,6 +1486,7 @@ int main(void)
     run("date: IMF-fixdate", test_date);
     run("character table matches the RFC grammar", test_char_table);
     run("SWAR value scanner agrees with the table", test_skip_value);
+    run("header names: every case, every one-byte change", test_header_names);
     run("responses: the one head writer and error bodies", test_error_responses);
     run("parser: a GET with query and headers", test_parse_simple_get);
     run("parser: framing and keep-alive", test_parse_framing);
@@ -1339,8 +1499,10 @@ int main(void)
     run("chunked: invalid bodies", test_chunked_invalid);
     run("json: structure and commas", test_json_structure);
     run("json: string escaping", test_json_escaping);
+    run("json: strings of every length 0-40, a special byte at every position", test_json_short_strings);
     run("json: numbers round-trip", test_json_numbers);
     run("router: matching and precedence", test_router_match);
+    run("router: 200 siblings, 26 with the same hash key", test_router_many_siblings);
     run("router: registration errors", test_router_errors);
     run("router: Allow list", test_allow_list);
     run("request: common headers in O(1)", test_header_lookup);

@@ -14,8 +14,10 @@
    - a v1 header found ends with CRLF; the address family is 0, 4 or 6;
    - chi_ip_parse agrees with inet_pton on every input without brackets,
      byte for byte;
-   - chi_xff_client returns an address only when one of the list's items
-     parses, and never reads outside the value. */
+   - the X-Forwarded-For walk returns an address only when one of the
+     list's items parses, never reads outside the value, and gives the
+     same over two lines as over their comma-joined one (RFC 9110 5.3);
+     X-Real-IP sent twice names no one. */
 #include "fuzz_common.h"
 
 #include <arpa/inet.h>
@@ -39,6 +41,38 @@ static void fuzz_proxy_header(const char *buf, size_t len)
     }
 }
 
+/* X-Forwarded-For over several lines (RFC 9110 5.3): the bytes up to the
+   first '\n' are one line, the rest another; the walk over the two lines
+   must give what it gives over the one line "first,rest". X-Real-IP: two
+   lines never name anyone. */
+static void fuzz_xff_lines(const char *buf, size_t len, const chi_net *nets, int n)
+{
+    ch_header h[2];
+    chi_peer p, q;
+    const char *nl = (const char *)memchr(buf, '\n', len);
+    int r2, r1;
+    h[0].name = h[1].name = chi_str("X-Forwarded-For", 15);
+    h[0].value = chi_str(buf, len);
+    if (chi_xff_client_lines(h, 1, nets, n, &p) == 0) FUZZ_CHECK(p.family == 4 || p.family == 6);
+    if (!nl) return;
+    h[0].value = chi_str(buf, (size_t)(nl - buf));
+    h[1].value = chi_str(nl + 1, len - (size_t)(nl - buf) - 1);
+    r2 = chi_xff_client_lines(h, 2, nets, n, &p);
+    {
+        char *joined = (char *)malloc(len);
+        memcpy(joined, buf, len);
+        joined[nl - buf] = ',';
+        h[0].value = chi_str(joined, len);
+        r1 = chi_xff_client_lines(h, 1, nets, n, &q);
+        free(joined);
+    }
+    FUZZ_CHECK(r1 == r2);
+    if (r1 == 0) FUZZ_CHECK(memcmp(&p, &q, sizeof p) == 0);
+    h[0].name = h[1].name = chi_str("X-Real-IP", 9);
+    h[0].value = chi_str(buf, (size_t)(nl - buf));
+    FUZZ_CHECK(chi_real_ip_client(h, 2, &p) < 0);
+}
+
 static void fuzz_addresses(const char *buf, size_t len)
 {
     chi_peer p;
@@ -58,7 +92,7 @@ static void fuzz_addresses(const char *buf, size_t len)
         if (theirs) FUZZ_CHECK(p.family == (v6 ? 6 : 4) && memcmp(p.addr, want, v6 ? 16 : 4) == 0);
     }
     FUZZ_CHECK(n == 2);
-    if (chi_xff_client(chi_str(buf, len), nets, n, &p) == 0) FUZZ_CHECK(p.family == 4 || p.family == 6);
+    fuzz_xff_lines(buf, len, nets, n);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

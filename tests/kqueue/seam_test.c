@@ -9,6 +9,8 @@
                                        tests/kqueue/kqueue.c (the emulation)
      -DSEAM_KQUEUE -DSEAM_NO_EVFILT_USER   the same, with the self-pipe waker
                                        used where EVFILT_USER is missing
+     -DSEAM_URING                      CHOPIN_USE_IO_URING (the ring; epoll
+                                       where the kernel refuses it)
    Every wait is bounded. The last line is "N passed, N failed". */
 
 #define _GNU_SOURCE /* before any system header, as chopin.h asks */
@@ -46,6 +48,10 @@ static void seam_free(void *p)
 #else
 #define SEAM_NAME "kqueue"
 #endif
+#define SEAM_HAS_FD 1
+#elif defined(SEAM_URING)
+#define CHOPIN_USE_IO_URING
+#define SEAM_NAME "io_uring"
 #define SEAM_HAS_FD 1
 #elif defined(SEAM_POLL)
 #define CHOPIN_USE_POLL
@@ -462,6 +468,9 @@ static void test_poller_fd(void)
     CHECK(fd >= 0);
     CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, s) == 0);
     CHECK(chi_poller_add(&p, s[0], CHI_EV_READ, 9, 0) == 0);
+#if defined(SEAM_URING)
+    chi_poller_flush(&p); /* as ch_poll does before the caller sleeps on the descriptor */
+#endif
     pf.fd = fd;
     pf.events = POLLIN;
     pf.revents = 0;
@@ -483,6 +492,9 @@ int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     printf("seam test: %s backend\n", SEAM_NAME);
+#if defined(SEAM_URING)
+    printf("# ch_backend() says %s\n", ch_backend());
+#endif
     test_open_close();
     test_read_write_mod_del();
     test_errors();

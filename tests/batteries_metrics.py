@@ -1,0 +1,137 @@
+#!/usr/bin/python3
+"""batteries_metrics.py - GET /metrics of examples/rest.c read by the real
+Prometheus client's own text parser (Debian's python3-prometheus-client),
+as a scraper would: every family typed, the histogram's buckets cumulative
+and ending in +Inf equal to _count, the counts summed over all workers.
+Usage: batteries_metrics.py build/rest. Last line: "N passed, N failed"."""
+import os
+import socket
+import subprocess
+import sys
+import time
+
+try:
+    from prometheus_client.parser import text_string_to_metric_families
+except ImportError:
+    print("skip: python3-prometheus-client is not installed (apt-get install python3-prometheus-client)")
+    print("0 passed, 0 failed")
+    sys.exit(0)
+
+passed = failed = 0
+
+
+def result(name, ok, note=""):
+    global passed, failed
+    if ok:
+        passed += 1
+        print("ok - " + name)
+    else:
+        failed += 1
+        print("FAIL - " + name + (": " + note if note else ""))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def get(port, path, headers=""):
+    """One request on its own connection (so the kernel spreads them over
+    the workers); returns (status, content-type, body)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(("GET %s HTTP/1.1\r\nHost: h\r\nConnection: close\r\n%s\r\n" % (path, headers)).encode())
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    ctype = ""
+    for line in lines[1:]:
+        if line.lower().startswith("content-type:"):
+            ctype = line.split(":", 1)[1].strip()
+    return int(lines[0].split()[1]), ctype, body.decode()
+
+
+def main():
+    if len(sys.argv) < 2:
+        print("usage: batteries_metrics.py build/rest")
+        return 2
+    port = free_port()
+    env = dict(os.environ, PORT=str(port), HOST="127.0.0.1", ACCESS_LOG="off", CHOPIN_WORKERS="4")
+    for k in ("CORS_ORIGINS", "RATE_LIMIT", "TRUST_PROXY"):
+        env.pop(k, None)
+    srv = subprocess.Popen([sys.argv[1]], env=env, stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(500):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.01)
+        n200, n401, n404 = 24, 5, 3
+        for _ in range(n200):
+            get(port, "/health")
+        for _ in range(n401):
+            get(port, "/api/v1/todos")
+        for _ in range(n404):
+            get(port, "/api/v1/todos/999", "Authorization: Bearer secret\r\n")
+        status, ctype, text = get(port, "/metrics")
+        result("GET /metrics: 200, text/plain; version=0.0.4",
+               status == 200 and ctype.startswith("text/plain") and "version=0.0.4" in ctype, ctype)
+        try:
+            families = {f.name: f for f in text_string_to_metric_families(text)}
+            parsed = True
+        except Exception as e:  # the parser refuses the text
+            families, parsed = {}, False
+            print("# " + repr(e))
+        result("the Prometheus client's parser reads it all", parsed)
+        # the parser names a counter family without its _total suffix
+        req = families.get("chopin_requests")
+        by_code = {}
+        if req:
+            for s in req.samples:
+                if s.name == "chopin_requests_total":
+                    by_code[s.labels.get("code")] = s.value
+        result("chopin_requests_total: a counter labelled by code, summed over the 4 workers",
+               req is not None and req.type == "counter" and by_code.get("200") == n200 and
+               by_code.get("401") == n401 and by_code.get("404") == n404, repr(by_code))
+        conns = families.get("chopin_connections_open")
+        result("chopin_connections_open: a gauge, at least this scrape's own connection",
+               conns is not None and conns.type == "gauge" and conns.samples and conns.samples[0].value >= 1)
+        hist = families.get("chopin_request_duration_seconds")
+        ok = hist is not None and hist.type == "histogram"
+        buckets, total, count, sum_ = [], None, None, None
+        if ok:
+            for s in hist.samples:
+                if s.name.endswith("_bucket"):
+                    buckets.append((float(s.labels["le"]), s.value))
+                elif s.name.endswith("_count"):
+                    count = s.value
+                elif s.name.endswith("_sum"):
+                    sum_ = s.value
+            total = buckets[-1][1] if buckets else None
+        cumulative = all(b[1] <= c[1] for b, c in zip(buckets, buckets[1:]))
+        ordered = all(b[0] < c[0] for b, c in zip(buckets, buckets[1:]))
+        result("chopin_request_duration_seconds: a histogram, buckets ordered and cumulative, +Inf last and equal to "
+               "_count, _sum >= 0",
+               ok and len(buckets) > 2 and buckets[-1][0] == float("inf") and ordered and cumulative and
+               total == count == n200 + n401 + n404 and sum_ is not None and sum_ >= 0,
+               repr((buckets[-1:] if buckets else None, count, sum_)))
+        unhelped = [f.name for f in families.values() if not f.documentation]
+        result("every family has HELP text", parsed and not unhelped, repr(unhelped))
+    finally:
+        srv.terminate()
+        srv.wait(timeout=10)
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
