@@ -2427,14 +2427,14 @@ static int chi_is_name(const char *s, const char *lower, size_t n)
     if (n >= 8) {
         for (i = 0; n - i > 8; i += 8)
             if ((chi_load8(s + i) | CHI_ONES * 0x20) != chi_load8(lower + i)) return 0;
-        return (chi_load8(s + n - 8) | CHI_ONES * 0x20) == chi_load8(lower + n - 8);
+        return (chi_load8(s + (n - 8)) | CHI_ONES * 0x20) == chi_load8(lower + (n - 8));
     }
     if (n >= 4) {
         memcpy(&x, s, 4);
         memcpy(&y, lower, 4);
         if ((x | 0x20202020u) != y) return 0;
-        memcpy(&x, s + n - 4, 4);
-        memcpy(&y, lower + n - 4, 4);
+        memcpy(&x, s + (n - 4), 4);
+        memcpy(&y, lower + (n - 4), 4);
         return (x | 0x20202020u) == y;
     }
     for (i = 0; i < n; i++)
@@ -6325,10 +6325,12 @@ static int chi_os_would_block(void) { return errno == EAGAIN || errno == EWOULDB
    instructions per call, 150 per keep-alive request, for a feature chopin.h
    never uses (it stops its workers by message, never by pthread_cancel). On
    Linux x86-64 and arm64 the call is made directly with the architecture's
-   syscall instruction; elsewhere, or with CHOPIN_NO_RAW_SYSCALLS, through the
-   C library as before. chi_sys6 returns the kernel's answer: a result >= 0,
-   or -errno (the C library's wrapper would set errno and return -1). */
-#if defined(__linux__) && !defined(CHOPIN_NO_RAW_SYSCALLS) && (defined(__x86_64__) || defined(__aarch64__))
+   syscall instruction; elsewhere (tcc too: its assembler cannot place six
+   register operands), or with CHOPIN_NO_RAW_SYSCALLS, through the C library
+   as before. chi_sys6 returns the kernel's answer: a result >= 0, or -errno
+   (the C library's wrapper would set errno and return -1). */
+#if defined(__linux__) && !defined(CHOPIN_NO_RAW_SYSCALLS) && (defined(__x86_64__) || defined(__aarch64__)) && \
+    !defined(__TINYC__)
 #include <sys/syscall.h>
 #define CHI_RAW_SYSCALLS 1
 #if defined(__x86_64__)
