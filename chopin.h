@@ -10733,9 +10733,9 @@ CHOPIN_API int ch_mw_request_id(ch_req *req, ch_res *res, void *user)
     /* the id into res->rid and straight into the header lines; each copy
        moves the whole fixed-size array (a few wide moves, no call), of
        which the first rid_last_len bytes count */
-    if (chi_buf_reserve(&res->headers, 14 + sizeof w->rid_last + 2) < 0) return CH_NEXT;
     memcpy(res->rid, w->rid_last, sizeof w->rid_last);
     res->rid_len = w->rid_last_len;
+    if (chi_buf_reserve(&res->headers, 14 + sizeof w->rid_last + 2) < 0) return CH_NEXT;
     p = chi_put(res->headers.ptr + res->headers.len, "X-Request-Id: ", 14);
     memcpy(p, w->rid_last, sizeof w->rid_last);
     p = chi_put(p + w->rid_last_len, "\r\n", 2);
