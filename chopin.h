@@ -11138,6 +11138,10 @@ CHOPIN_API int ch_use_ratelimit(ch_app *app, ch_group *g, const ch_ratelimit *cf
     rl->burst = cfg->burst ? (double)cfg->burst : (double)chi_ceil_seconds(cfg->rate);
     rl->lines_len = (size_t)snprintf(rl->lines, sizeof rl->lines, "X-RateLimit-Limit: %.0f\r\nX-RateLimit-Remaining: ",
                                      rl->burst);
+    if (rl->lines_len >= sizeof rl->lines) { /* a burst of some 50 digits: not a rate limit */
+        CHOPIN_FREE(rl);
+        return chi_reg_error(app, "rate or burst too large", "(ratelimit)");
+    }
     /* a take from a full bucket leaves burst - 1 tokens, refilled in 1 / rate seconds */
     rl->usual_remaining = (long)(rl->burst - 1.0);
     rl->usual_reset = chi_ceil_seconds(1.0 / cfg->rate);
