@@ -54,9 +54,10 @@ warnings: | build
 	done
 	@$(CC) $(WARN) -Werror -O2 -c -o /dev/null -DCHOPIN_STATIC examples/hello.c
 	@$(CC) $(WARN) -Werror -O2 -c -o /dev/null -DCHOPIN_NO_AUTH -DCHOPIN_NO_ACCESS_LOG -DCHOPIN_NO_TIMING -DCHOPIN_NO_SSE \
-	  -DCHOPIN_NO_STATIC -DCHOPIN_NO_MULTIPART -DCHOPIN_NO_WEBSOCKET -DCHOPIN_NO_RESTART \
+	  -DCHOPIN_NO_STATIC -DCHOPIN_NO_MULTIPART -DCHOPIN_NO_FILE_CACHE -DCHOPIN_NO_WEBSOCKET -DCHOPIN_NO_RESTART \
 	  -DCHOPIN_NO_CORS -DCHOPIN_NO_RATELIMIT -DCHOPIN_NO_METRICS -DCHOPIN_NO_PROXY -DCHOPIN_NO_REQUEST_ID -DCHOPIN_NO_RAW_SYSCALLS examples/hello.c
 	@$(CC) $(WARN) -Werror -Wconversion -Wshadow -O2 -c -o /dev/null -DCHOPIN_NO_RESTART examples/bench.c
+	@$(CC) $(WARN) -Werror -Wconversion -Wshadow -O2 -c -o /dev/null -DCHOPIN_NO_FILE_CACHE examples/bench.c
 	@$(CC) $(WARN) -Werror -O2 -c -o /dev/null '-DCHOPIN_MALLOC(n)=malloc(n)' '-DCHOPIN_REALLOC(p,n)=realloc(p,n)' \
 	  '-DCHOPIN_FREE(p)=free(p)' '-DCHOPIN_ASSERT(c)=((void)0)' examples/hello.c
 	@! $(CC) $(WARN) -c -o /dev/null '-DCHOPIN_MALLOC(n)=malloc(n)' examples/hello.c 2>/dev/null # all or none

@@ -190,6 +190,11 @@
        CHOPIN_NO_MULTIPART     compile out the multipart/form-data parser
        CHOPIN_NO_OPENAT2       open static files with one openat(O_NOFOLLOW)
                                per segment even where openat2 exists
+       CHOPIN_NO_FILE_CACHE    compile out the per-worker open-file cache
+                               of ch_static (on by default; per mount:
+                               ch_static_opts.file_cache = CH_NO)
+       CHOPIN_FILE_CACHE_SLOTS 64      files each worker keeps open for a
+                                       second (descriptor + stat)
        CHOPIN_NO_CORS          compile out ch_use_cors
        CHOPIN_NO_RATELIMIT     compile out ch_use_ratelimit (and its lock)
        CHOPIN_NO_METRICS       compile out ch_metrics_route (the counters
@@ -645,7 +650,11 @@ CHOPIN_API void ch_health_handler(ch_req *req, ch_res *res);
    again from one thread: it runs what is ready and returns within
    timeout_ms (0: do not wait). It serves with one event loop on the calling
    thread (standard mode: cfg.workers must be 0 or 1) and installs no signal
-   handling. Returns 0 while serving, 1 once the server has stopped (after
+   handling, nor changes the thread's signal mask: a file body's sendfile
+   (which has no MSG_NOSIGNAL) blocks SIGPIPE around each call instead,
+   where ch_serve's workers block it once at their start; a caller that
+   blocks SIGPIPE on its thread itself makes that one call cheaper. Returns
+   0 while serving, 1 once the server has stopped (after
    ch_stop and the graceful drain; the app can then be freed), -1 on an error
    (see ch_error). ch_poll_fd, after ch_listen, sets the server up as the
    first ch_poll would and gives a descriptor that becomes readable when
@@ -710,9 +719,12 @@ CHOPIN_API int ch_mime_set(ch_app *app, const char *ext, const char *type);
    (never read into memory), with Content-Type by extension, a strong ETag
    (inode, size, modification time), Last-Modified, 304 for If-None-Match /
    If-Modified-Since (RFC 9110 13.2.2 order; If-Match and
-   If-Unmodified-Since give 412), one Range answered 206 (suffix and open
-   ranges too; If-Range honoured; an unsatisfiable one 416; several ranges
-   are answered with the whole file, 200), Accept-Ranges: bytes. With
+   If-Unmodified-Since give 412; the dates in any of the three HTTP-date
+   forms), one Range answered 206 (suffix and open ranges too; If-Range
+   honoured; an unsatisfiable one 416; several ranges are answered with the
+   whole file, 200, not multipart/byteranges, as RFC 9110 14.2 allows; on
+   HEAD, Range is ignored: it is defined for GET only), Accept-Ranges:
+   bytes. With
    precompressed siblings (name.br, name.gz) and an Accept-Encoding that
    takes them, the sibling goes out with Content-Encoding; either way such a
    file's answers carry Vary: Accept-Encoding.
@@ -721,18 +733,31 @@ CHOPIN_API int ch_mime_set(ch_app *app, const char *ext, const char *type);
    unless dotfiles is CH_YES; the file is opened beneath the root without
    following any symlink (openat2 RESOLVE_BENEATH where the kernel has it,
    else one openat(O_NOFOLLOW) per segment): 403. A directory serves its
-   index file; there is no directory listing. */
+   index file; there is no directory listing.
+   Open-file cache (file_cache, on by default; CHOPIN_NO_FILE_CACHE compiles
+   it out): each worker keeps up to CHOPIN_FILE_CACHE_SLOTS (64) files it
+   opened for a mount, descriptor and stat, for up to a second (nginx's
+   open_file_cache). A cached file is checked with one fstatat that does
+   not follow a symlink before each use: a file changed, removed or
+   replaced by a symlink is seen at once. The absence of a .br/.gz
+   sibling is remembered for that second (a new sibling shows within a
+   second). The descriptors close when the worker stops. */
 typedef struct ch_static_opts {
     const char *index;          /* NULL: "index.html"; "": none (404) */
     const char *cache_control;  /* NULL: no Cache-Control header */
     int precompressed;          /* 0 or CH_YES: serve .br/.gz siblings; CH_NO: never */
     int dotfiles;               /* 0 or CH_NO: names starting with '.' get 404; CH_YES: served */
+    int file_cache;             /* 0 or CH_YES: each worker keeps files it opened (see below); CH_NO: opens every time */
 } ch_static_opts;
 CHOPIN_API int ch_static(ch_app *app, const char *prefix, const char *root, const ch_static_opts *opts);
 /* Answers with one file (by path, or an open descriptor that it takes over
    and closes), with the same validators, conditionals and ranges. A path
    given here is trusted: it is the application's, not the client's.
-   Returns 0, or -1 with a 403/404 error answer already set. */
+   Returns 0, or -1 with a 403/404 error answer already set. From any
+   handler; on a deferred response too (ch_defer_res(d), then
+   ch_defer_finish), where req may be NULL: ch_res_defer kept the request's
+   If-* and Range headers for it. On another method than GET/HEAD, a
+   matching If-None-Match is 412 and Range is ignored. */
 CHOPIN_API int ch_res_file(ch_req *req, ch_res *res, const char *path);
 CHOPIN_API int ch_res_file_fd(ch_req *req, ch_res *res, int fd, const char *name_for_type);
 #endif
@@ -762,14 +787,32 @@ CHOPIN_API void ch_file_close(int fd);
    route reads its body whole, up to max_body_size.
    Expect: 100-continue is answered only once the route's middleware let the
    request in: a refusal (401 from auth, 404, 405) goes out instead and the
-   body is never read. For a buffered route that middleware runs again when
-   the body is in. */
+   body is never read. For a buffered route the middleware's verdict is
+   kept, and only the handler runs when the body is in.
+   Pausing: a consumer that finishes its work later (a disk or a queue that
+   is busy) returns CH_BODY_PAUSE from on_data: those bytes were taken, and
+   the server reads nothing more from that client (no timeout runs) until
+   ch_body_resume(b), on the worker's thread (a timer, ch_worker_post), with
+   the handle ch_req_body_handle(res) gave in the handler. The kernel's
+   buffers fill and the client's sending stops: memory stays bounded.
+   on_end waits for the resume too. A resume that comes first (inside
+   on_data, before it returns CH_BODY_PAUSE) cancels that pause. A stale
+   handle (the client left: on_end got CH_BODY_ABORTED) makes
+   ch_body_resume a no-op returning -1. */
 #define CH_BODY_ABORTED (-1)
+#define CH_BODY_PAUSE 1
 typedef int (*ch_body_fn)(ch_req *req, const char *data, size_t len, void *state);
 typedef void (*ch_body_end_fn)(ch_req *req, ch_res *res, int status, void *state);
+typedef struct ch_body {
+    struct ch_worker *w;
+    int fd;
+    uint64_t serial;
+} ch_body;
 CHOPIN_API int ch_route_stream(ch_app *app, ch_method method, const char *pattern, ch_handler h, void *user,
                                uint64_t max_body);
 CHOPIN_API int ch_req_body_stream(ch_res *res, ch_body_fn on_data, ch_body_end_fn on_end, void *state);
+CHOPIN_API ch_body ch_req_body_handle(ch_res *res);
+CHOPIN_API int ch_body_resume(ch_body b);
 
 #ifndef CHOPIN_NO_MULTIPART
 /* multipart/form-data (RFC 7578), streamed: feed the body in pieces of any
@@ -5596,49 +5639,97 @@ static int chi_etag_match(ch_str list, const char *etag, size_t elen, int weak)
     return 0;
 }
 
-/* IMF-fixdate, "Sun, 06 Nov 1994 08:49:37 GMT", to seconds since the
-   epoch. The obsolete forms (RFC 850, asctime) give -1: a date that does not
-   parse makes its header ignored. */
-static int chi_http_date(const char *s, size_t n, int64_t *out)
+/* Two digits at s, or -1. */
+static int chi_date_2d(const char *s)
+{
+    if (s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9') return -1;
+    return (s[0] - '0') * 10 + (s[1] - '0');
+}
+
+/* "Nov" at s: 1..12, or -1. */
+static int chi_date_month(const char *s)
 {
     static const char mon[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
-    int64_t y, m, d, hh, mm, ss, era, yoe, doy, doe;
-    int i, k;
-    const char *digits = "0123456789";
-    if (n != CHI_DATE_LEN || s[3] != ',' || s[4] != ' ' || s[7] != ' ' || s[11] != ' ' || s[16] != ' ' ||
-        s[19] != ':' || s[22] != ':' || memcmp(s + 25, " GMT", 4) != 0)
-        return -1;
-    for (i = 0; i < CHI_DATE_LEN; i++) {
-        static const unsigned char at[] = {5, 6, 12, 13, 14, 15, 17, 18, 20, 21, 23, 24};
-        for (k = 0; k < 12; k++)
-            if (at[k] == i && !memchr(digits, s[i], 10)) return -1;
-    }
-    for (m = 0; m < 12 && memcmp(s + 8, mon + 3 * m, 3) != 0; m++) {}
-    if (m == 12) return -1;
-    m += 1;
-    d = (s[5] - '0') * 10 + (s[6] - '0');
-    y = (s[12] - '0') * 1000 + (s[13] - '0') * 100 + (s[14] - '0') * 10 + (s[15] - '0');
-    hh = (s[17] - '0') * 10 + (s[18] - '0');
-    mm = (s[20] - '0') * 10 + (s[21] - '0');
-    ss = (s[23] - '0') * 10 + (s[24] - '0');
-    if (d < 1 || d > 31 || hh > 23 || mm > 59 || ss > 60) return -1;
-    /* days from civil, the inverse of chi_format_date's method */
+    int m;
+    for (m = 0; m < 12; m++)
+        if (memcmp(s, mon + 3 * (size_t)m, 3) == 0) return m + 1;
+    return -1;
+}
+
+/* "08:49:37" at s into seconds of the day, or -1. */
+static int64_t chi_date_clock(const char *s)
+{
+    int hh = chi_date_2d(s), mm = chi_date_2d(s + 3), ss = chi_date_2d(s + 6);
+    if (s[2] != ':' || s[5] != ':' || hh < 0 || mm < 0 || ss < 0 || hh > 23 || mm > 59 || ss > 60) return -1;
+    return (int64_t)hh * 3600 + (int64_t)mm * 60 + ss;
+}
+
+/* Seconds since the epoch of a civil date (days from civil, the inverse of
+   chi_format_date's method), or -1 for a day out of range. */
+static int chi_date_join(int64_t y, int64_t m, int64_t d, int64_t clock, int64_t *out)
+{
+    int64_t era, yoe, doy, doe;
+    if (m < 1 || d < 1 || d > 31 || clock < 0) return -1;
     y -= m <= 2;
     era = (y >= 0 ? y : y - 399) / 400;
     yoe = y - era * 400;
     doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
     doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    *out = (era * 146097 + doe - 719468) * 86400 + hh * 3600 + mm * 60 + ss;
+    *out = (era * 146097 + doe - 719468) * 86400 + clock;
     return 0;
 }
 
-/* RFC 9110 13.2.2, for a GET or HEAD of a representation with these
-   validators: 412 (If-Match, else If-Unmodified-Since, fails), 304
-   (If-None-Match matches, else, without If-None-Match, not modified since
-   If-Modified-Since), or 0 to go on. if_match and if_unmodified may be
-   {NULL, 0}. */
+/* An HTTP-date (RFC 9110 5.6.7) to seconds since the epoch. A recipient
+   must accept all three forms:
+     IMF-fixdate  "Sun, 06 Nov 1994 08:49:37 GMT"
+     RFC 850      "Sunday, 06-Nov-94 08:49:37 GMT" (a two-digit year is
+                  taken as 1970-2069: the core has no clock to do better)
+     asctime      "Sun Nov  6 08:49:37 1994"
+   Anything else gives -1, and the header that held it is ignored. */
+static int chi_http_date(const char *s, size_t n, int64_t *out)
+{
+    const char *c = (const char *)memchr(s, ',', n < 10 ? n : 10);
+    int d, m, y, y2;
+    if (c && c - s == 3 && n == CHI_DATE_LEN) { /* IMF-fixdate */
+        d = chi_date_2d(s + 5);
+        m = chi_date_month(s + 8);
+        y = chi_date_2d(s + 12);
+        y2 = chi_date_2d(s + 14);
+        if (s[4] != ' ' || s[7] != ' ' || s[11] != ' ' || s[16] != ' ' || memcmp(s + 25, " GMT", 4) != 0 || d < 0 ||
+            y < 0 || y2 < 0)
+            return -1;
+        return chi_date_join(y * 100 + y2, m, d, chi_date_clock(s + 17), out);
+    }
+    if (c && c - s >= 6) { /* RFC 850: the weekday's full name, then 24 bytes */
+        const char *p = c + 1;
+        if ((size_t)(p - s) + 23 != n || p[0] != ' ' || p[3] != '-' || p[7] != '-' || p[10] != ' ' ||
+            memcmp(p + 19, " GMT", 4) != 0)
+            return -1;
+        d = chi_date_2d(p + 1);
+        m = chi_date_month(p + 4);
+        y = chi_date_2d(p + 8);
+        if (d < 0 || y < 0) return -1;
+        return chi_date_join(y < 70 ? 2000 + y : 1900 + y, m, d, chi_date_clock(p + 11), out);
+    }
+    if (!c && n == 24 && s[3] == ' ' && s[7] == ' ' && s[10] == ' ' && s[19] == ' ') { /* asctime */
+        d = s[8] == ' ' ? ((s[9] >= '1' && s[9] <= '9') ? s[9] - '0' : -1) : chi_date_2d(s + 8);
+        m = chi_date_month(s + 4);
+        y = chi_date_2d(s + 20);
+        y2 = chi_date_2d(s + 22);
+        if (d < 0 || y < 0 || y2 < 0) return -1;
+        return chi_date_join(y * 100 + y2, m, d, chi_date_clock(s + 11), out);
+    }
+    return -1;
+}
+
+/* RFC 9110 13.2.2, for a representation with these validators: 412
+   (If-Match, else If-Unmodified-Since, fails), 304 (If-None-Match matches,
+   else, without If-None-Match, not modified since If-Modified-Since), or 0
+   to go on. `get_or_head` is 0 for any other method: a matching
+   If-None-Match is then 412 and If-Modified-Since is ignored (13.1.2,
+   13.1.3). Any header may be {NULL, 0}. */
 static int chi_preconditions(ch_str if_match, ch_str if_unmodified, ch_str if_none, ch_str if_modified,
-                             const char *etag, size_t elen, int64_t mtime)
+                             const char *etag, size_t elen, int64_t mtime, int get_or_head)
 {
     int64_t t;
     if (if_match.ptr) {
@@ -5646,8 +5737,9 @@ static int chi_preconditions(ch_str if_match, ch_str if_unmodified, ch_str if_no
     } else if (if_unmodified.ptr && chi_http_date(if_unmodified.ptr, if_unmodified.len, &t) == 0 && mtime > t) {
         return 412;
     }
-    if (if_none.ptr) return chi_etag_match(if_none, etag, elen, 1) ? 304 : 0;
-    if (if_modified.ptr && chi_http_date(if_modified.ptr, if_modified.len, &t) == 0 && mtime <= t) return 304;
+    if (if_none.ptr) return chi_etag_match(if_none, etag, elen, 1) ? (get_or_head ? 304 : 412) : 0;
+    if (get_or_head && if_modified.ptr && chi_http_date(if_modified.ptr, if_modified.len, &t) == 0 && mtime <= t)
+        return 304;
     return 0;
 }
 
@@ -5661,15 +5753,16 @@ static int chi_if_range_ok(ch_str v, const char *etag, size_t elen, int64_t mtim
     return chi_http_date(v.ptr, v.len, &t) == 0 && t == mtime;
 }
 
-/* A decimal number of up to 18 digits. */
+/* A decimal number; one past 18 digits stays at 10^18, beyond any file
+   (a last-byte-pos past the end is clamped, a first-byte-pos is 416). */
 static int chi_range_num(const char **pp, const char *end, uint64_t *out)
 {
     const char *p = *pp;
     uint64_t v = 0;
     int n = 0;
     while (p < end && *p >= '0' && *p <= '9') {
-        if (++n > 18) return -1;
-        v = v * 10 + (uint64_t)(*p++ - '0');
+        v = ++n > 18 ? (uint64_t)1000000000000000000u : v * 10 + (uint64_t)(*p - '0');
+        p++;
     }
     if (n == 0) return -1;
     *pp = p;
@@ -6854,7 +6947,7 @@ static int chi_os_write_pidfile(const char *path, long pid)
 #define CHI_FILE_FAILED (-500)
 
 typedef struct chi_file_info {
-    uint64_t size, ino;
+    uint64_t size, ino, dev;
     int64_t mtime_ns;
     int64_t mtime;           /* seconds */
     int is_reg, is_dir;
@@ -6934,37 +7027,74 @@ static int chi_os_open_beneath(int root, const char *rel)
     return chi_os_open_walk(root, rel);
 }
 
+static int chi_os_file_info(const struct stat *st, chi_file_info *fi)
+{
+    fi->size = (uint64_t)st->st_size;
+    fi->ino = (uint64_t)st->st_ino;
+    fi->dev = (uint64_t)st->st_dev;
+#if defined(__APPLE__)
+    fi->mtime = (int64_t)st->st_mtimespec.tv_sec;
+    fi->mtime_ns = fi->mtime * 1000000000 + (int64_t)st->st_mtimespec.tv_nsec;
+#else
+    fi->mtime = (int64_t)st->st_mtim.tv_sec;
+    fi->mtime_ns = fi->mtime * 1000000000 + (int64_t)st->st_mtim.tv_nsec;
+#endif
+    fi->is_reg = S_ISREG(st->st_mode);
+    fi->is_dir = S_ISDIR(st->st_mode);
+    return 0;
+}
+
 static int chi_os_file_stat(int fd, chi_file_info *fi)
 {
     struct stat st;
     if (fstat(fd, &st) < 0) return -1;
-    fi->size = (uint64_t)st.st_size;
-    fi->ino = (uint64_t)st.st_ino;
-#if defined(__APPLE__)
-    fi->mtime = (int64_t)st.st_mtimespec.tv_sec;
-    fi->mtime_ns = fi->mtime * 1000000000 + (int64_t)st.st_mtimespec.tv_nsec;
-#else
-    fi->mtime = (int64_t)st.st_mtim.tv_sec;
-    fi->mtime_ns = fi->mtime * 1000000000 + (int64_t)st.st_mtim.tv_nsec;
-#endif
-    fi->is_reg = S_ISREG(st.st_mode);
-    fi->is_dir = S_ISDIR(st.st_mode);
-    return 0;
+    return chi_os_file_info(&st, fi);
 }
+
+#ifndef CHOPIN_NO_FILE_CACHE
+/* The file at rel beneath root as it is now, a final symlink not followed
+   (lstat): what a cached descriptor is checked against (>>static). rel is
+   clean (>>paths). Returns 0 or -1. */
+static int chi_os_stat_beneath(int root, const char *rel, chi_file_info *fi)
+{
+    struct stat st;
+    if (fstatat(root, rel, &st, AT_SYMLINK_NOFOLLOW) < 0) return -1;
+    return chi_os_file_info(&st, fi);
+}
+#endif
 
 #endif /* CHOPIN_NO_STATIC */
 
+/* Blocks SIGPIPE on the calling thread for good: a worker thread calls it
+   once at its start, so its sendfile calls need no guard (see below). A
+   SIGPIPE raised on it then stays pending, never delivered, and goes with
+   the thread. Returns 0, or -1 (the guard stays on). */
+static int chi_os_block_sigpipe(void)
+{
+#if defined(__linux__)
+    sigset_t pipe_set;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    return pthread_sigmask(SIG_BLOCK, &pipe_set, NULL) == 0 ? 0 : -1;
+#else
+    return 0; /* the bounce path sends with MSG_NOSIGNAL / SO_NOSIGPIPE */
+#endif
+}
+
 /* Up to n bytes of fd from *off to the socket, without copying them through
    user space where the kernel can (sendfile); *off moves by what was sent.
+   `pipe_blocked`: the thread blocks SIGPIPE already (chi_os_block_sigpipe).
    Returns bytes, CHI_IO_AGAIN, or CHI_IO_ERROR (also when the file ended
    early: the length promised can no longer be kept). */
-static long chi_os_sendfile(int sock, int fd, uint64_t *off, size_t n, char *bounce, size_t bounce_cap)
+static long chi_os_sendfile(int sock, int fd, uint64_t *off, size_t n, char *bounce, size_t bounce_cap,
+                            int pipe_blocked)
 {
 #if defined(__linux__)
     /* sendfile has no MSG_NOSIGNAL: a peer that left would raise SIGPIPE
-       and end the process. It is blocked around the call, and one that
-       came is taken back before the mask is restored. (A thread that keeps
-       SIGPIPE blocked pays nothing but the first mask call.) */
+       and end the process. On a thread that does not block it for good
+       (ch_poll's caller's: its mask is the caller's own), it is blocked
+       around the call, and one that came is taken back before the mask is
+       restored: two more system calls, three after a reset. */
     off_t o = (off_t)*off;
     ssize_t r;
     sigset_t pipe_set, old;
@@ -6972,6 +7102,17 @@ static long chi_os_sendfile(int sock, int fd, uint64_t *off, size_t n, char *bou
     (void)bounce;
     (void)bounce_cap;
     if (n > 0x7ffff000) n = 0x7ffff000;
+    if (pipe_blocked) {
+        do {
+            r = sendfile(sock, fd, &o, n);
+        } while (r < 0 && errno == EINTR);
+        if (r > 0) {
+            *off = (uint64_t)o;
+            return (long)r;
+        }
+        if (r == 0) return CHI_IO_ERROR;
+        return chi_os_would_block() ? CHI_IO_AGAIN : CHI_IO_ERROR;
+    }
     sigemptyset(&pipe_set);
     sigaddset(&pipe_set, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
@@ -6997,6 +7138,7 @@ static long chi_os_sendfile(int sock, int fd, uint64_t *off, size_t n, char *bou
 #else
     /* a bounce buffer: pread then send; the unsent rest is read again */
     ssize_t got, r;
+    (void)pipe_blocked;
     if (n > bounce_cap) n = bounce_cap;
     do {
         got = pread(fd, bounce, n, (off_t)*off);
@@ -8105,14 +8247,19 @@ static void chi_waker_wake(chi_waker *wk)
     (void)r;
 }
 
-/* The ring's read already took the count: only the next read is armed. */
+/* The ring's read took the count it saw; wakes that came after it would
+   complete the next read at once (a wake reported after its drain), so the
+   counter is emptied as epoll's drain does before the next read is armed. */
 static void chi_waker_drain(chi_waker *wk)
 {
     if (!wk->p) {
         chi_epoll_waker_drain(&wk->ep);
         return;
     }
-    if (wk->open && !wk->armed) (void)chi_ur_arm_waker(wk);
+    if (wk->open && !wk->armed) {
+        chi_drain_counter(wk->fd);
+        (void)chi_ur_arm_waker(wk);
+    }
 }
 
 /* A read still pending is cancelled when the ring closes; it writes nothing. */
@@ -8995,6 +9142,8 @@ typedef struct chi_hook {
 struct chi_mount;        /* >>static: a directory mounted by ch_static */
 struct chi_mime_entry;   /* >>static: an application's own MIME type */
 struct chi_stream;       /* >>uploads: a request body taken as a stream */
+struct chi_passed;       /* >>uploads: the middleware's verdict before a body */
+struct chi_fcache;       /* >>static: a worker's open files and their stat */
 
 /* A new copy of the executable that a restart started and waits for. */
 typedef struct chi_successor {
@@ -9139,6 +9288,7 @@ struct ch_res {
     uint64_t length;
     char rid[CHI_RID_MAX];    /* ch_mw_request_id's id */
     size_t rid_len;
+    struct chi_later *later;  /* the deferred response this is; NULL: the worker's */
 };
 
 /* The timeout queues: what a connection is waiting for decides its queue,
@@ -9160,6 +9310,7 @@ enum {
     CHI_F_PEER_EOF = 8,      /* the client will send nothing more */
     CHI_F_BACKLOG = 16,      /* input left unprocessed: output over the limit */
     CHI_F_STALL = 32,        /* held behind a deferred response, input full */
+    CHI_F_PAUSED = 1 << 20,  /* a streamed body's consumer paused (>>uploads) */
     CHI_F_DIRTY = 64,        /* in the worker's list of connections to settle */
     CHI_F_KILL = 128,        /* close when settled (a stream cut off) */
     CHI_F_FILE = 256,        /* a file body is being sent after c->out (>>static) */
@@ -9189,6 +9340,7 @@ typedef struct chi_conn {
     int file_fd;             /* a file body being sent (>>static) */
     uint64_t file_off, file_left;
     struct chi_stream *stream; /* a body being streamed (>>uploads) */
+    struct chi_passed *passed; /* the middleware let this body in (>>uploads) */
 } chi_conn;
 
 /* A response that outlives its handler. The user holds it by a ch_defer
@@ -9215,6 +9367,10 @@ struct chi_later {
     ch_method method;
     chi_buf line;            /* method name + target, for the after-hooks */
     size_t method_len;
+    chi_buf ask;             /* the request's conditional and Range headers, for
+                                a file answer made later (>>static) */
+    uint32_t ask_len[6];     /* each one's length in `ask`, in CHI_ASK_* order;
+                                UINT32_MAX: absent */
     chi_later *next_free;
 #ifndef CHOPIN_NO_WEBSOCKET
     ch_ws *ws;               /* this response is a WebSocket (>>websocket) */
@@ -9301,6 +9457,9 @@ struct ch_worker {
     int64_t accept_pause_until;
     chi_thread thread;
     int started;
+    int sigpipe_blocked;     /* its thread blocks SIGPIPE for good (>>run) */
+    struct chi_fcache *fcache; /* open files of ch_static mounts (>>static) */
+    uint64_t stream_serial;  /* the last streamed body's number (>>uploads) */
     chi_conn **conns;        /* indexed by fd */
     size_t conns_cap;
     chi_conn *free_conns;
@@ -9420,6 +9579,7 @@ CHOPIN_API ch_app *ch_app_new(void)
 }
 
 static void chi_files_free(ch_app *app); /* >>static */
+static void chi_file_release(chi_worker *w, int fd); /* >>static: a file body's descriptor */
 
 /* What registration allocated; ch_app_free (>>run) calls it last. */
 static void chi_app_free_routes(ch_app *app)
@@ -9639,7 +9799,7 @@ static void chi_res_reset(ch_res *res)
     res->body_len = 0;
     res->body_is_json = 0;
     res->nfinish = 0;
-    if (res->file) chi_os_close(res->file_fd); /* never taken: close it */
+    if (res->file) chi_file_release(res->w, res->file_fd); /* never taken: let it go */
     res->file = 0;
     res->ctype_explicit = 0;
     res->has_length = 0;
@@ -10304,7 +10464,7 @@ static void chi_fast_respond(chi_worker *w, int i, int send_body, int keep_alive
 
 static void chi_res_drop_file(ch_res *res)
 {
-    if (res->file) chi_os_close(res->file_fd);
+    if (res->file) chi_file_release(res->w, res->file_fd);
     res->file = 0;
 }
 
@@ -10316,11 +10476,6 @@ __attribute__((noinline, cold))
 static void chi_res_finish_file(chi_worker *w, ch_res *res, ch_req *req, int keep_alive, int send_body)
 {
     chi_head_spec h = chi_spec(w, res->status, keep_alive, req->version_minor);
-    if (res != &w->res) { /* a deferred response's file: not carried yet */
-        chi_res_drop_file(res);
-        chi_write_error(w, 500, "", 0, send_body, keep_alive, req->version_minor);
-        return;
-    }
     h.ctype = res->ctype.ptr;
     h.ctype_len = res->ctype.len;
     h.extra = res->headers.ptr;
@@ -11339,7 +11494,7 @@ struct chi_mount {
     int root_fd;
     char index[64];
     char cache_control[128];
-    int precompressed, dotfiles;
+    int precompressed, dotfiles, file_cache;
     struct chi_mount *next;
 };
 
@@ -11394,7 +11549,157 @@ static void chi_files_free(ch_app *app)
     app->nmime = 0;
 }
 
+/* The open-file cache: a worker's table of CHOPIN_FILE_CACHE_SLOTS entries,
+   one per hash of (mount, path), each a file opened beneath the mount's
+   root with its stat, or the memory that a .br/.gz sibling is absent. An
+   entry lives up to CHI_FCACHE_MS; a file's entry is checked against the
+   path's current stat before each use. Its descriptor is lent to the
+   answers that send it (refs), so it closes only once none uses it: an
+   entry in use is not replaced, the new file is then opened uncached. */
+#ifndef CHOPIN_FILE_CACHE_SLOTS
+#define CHOPIN_FILE_CACHE_SLOTS 64
+#endif
+#define CHI_FCACHE_MS 1000
+#define CHI_FCACHE_PATH 112 /* longer paths are not cached */
+#if !defined(CHOPIN_NO_STATIC) && !defined(CHOPIN_NO_FILE_CACHE)
+#define CHI_FILE_CACHE 1
+#else
+#define CHI_FILE_CACHE 0
+#endif
+
+enum { CHI_FC_EMPTY, CHI_FC_FILE, CHI_FC_ABSENT };
+
+typedef struct chi_fcache_ent {
+    const void *mount;
+    int state;               /* CHI_FC_* */
+    int fd;                  /* CHI_FC_FILE: the descriptor */
+    int refs;                /* answers sending it now */
+    int64_t born_ms;
+    chi_file_info fi;
+    size_t len;
+    char path[CHI_FCACHE_PATH];
+} chi_fcache_ent;
+
+struct chi_fcache {
+    chi_fcache_ent e[CHOPIN_FILE_CACHE_SLOTS];
+};
+
+/* A file body's descriptor is done with: a cached one goes back to its
+   entry, any other closes. */
+static void chi_file_release(chi_worker *w, int fd)
+{
+#if CHI_FILE_CACHE
+    if (w && w->fcache) {
+        int i;
+        for (i = 0; i < CHOPIN_FILE_CACHE_SLOTS; i++) {
+            chi_fcache_ent *e = &w->fcache->e[i];
+            if (e->state == CHI_FC_FILE && e->fd == fd) {
+                e->refs--;
+                return;
+            }
+        }
+    }
+#else
+    (void)w;
+#endif
+    chi_os_close(fd);
+}
+
+#if CHI_FILE_CACHE
+static void chi_fcache_clear(chi_fcache_ent *e)
+{
+    if (e->state == CHI_FC_FILE) chi_os_close(e->fd);
+    e->state = CHI_FC_EMPTY;
+}
+
+/* The worker stops: every descriptor closes (its connections are gone). */
+static void chi_fcache_free(chi_worker *w)
+{
+    int i;
+    if (!w->fcache) return;
+    for (i = 0; i < CHOPIN_FILE_CACHE_SLOTS; i++) chi_fcache_clear(&w->fcache->e[i]);
+    CHOPIN_FREE(w->fcache);
+    w->fcache = NULL;
+}
+
+static chi_fcache_ent *chi_fcache_slot(chi_worker *w, const void *mount, const char *rel, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL ^ (uint64_t)(uintptr_t)mount;
+    size_t i;
+    if (!w->fcache) {
+        w->fcache = (struct chi_fcache *)CHOPIN_MALLOC(sizeof *w->fcache);
+        if (!w->fcache) return NULL;
+        memset(w->fcache, 0, sizeof *w->fcache);
+    }
+    for (i = 0; i < n; i++) h = (h ^ (unsigned char)rel[i]) * 1099511628211ULL;
+    return &w->fcache->e[h % CHOPIN_FILE_CACHE_SLOTS];
+}
+
+static int chi_same_file(const chi_file_info *a, const chi_file_info *b)
+{
+    return a->ino == b->ino && a->dev == b->dev && a->size == b->size && a->mtime_ns == b->mtime_ns && b->is_reg;
+}
+#else
+static void chi_fcache_free(chi_worker *w) { (void)w; }
+#endif
+
 #ifndef CHOPIN_NO_STATIC
+/* Opens rel (n bytes, clean) beneath the mount's root and stats it, through
+   the worker's cache unless the mount opted out. `sibling`: a .br/.gz
+   whose absence may be remembered. Returns the descriptor (release it with
+   chi_file_release) or CHI_FILE_NOTFOUND / CHI_FILE_FORBIDDEN. */
+static int chi_mount_open(chi_worker *w, const struct chi_mount *m, const char *rel, size_t n, chi_file_info *fi,
+                          int sibling)
+{
+    int fd;
+#if CHI_FILE_CACHE
+    chi_fcache_ent *e = NULL;
+    int64_t now = 0;
+    if (m->file_cache != CH_NO && n > 0 && n < CHI_FCACHE_PATH && (e = chi_fcache_slot(w, m, rel, n))) {
+        now = chi_os_now_ns() / 1000000;
+        if (e->state != CHI_FC_EMPTY && e->mount == m && e->len == n && memcmp(e->path, rel, n) == 0 &&
+            now - e->born_ms < CHI_FCACHE_MS) {
+            chi_file_info cur;
+            if (e->state == CHI_FC_ABSENT) return CHI_FILE_NOTFOUND;
+            if (chi_os_stat_beneath(m->root_fd, rel, &cur) == 0 && chi_same_file(&e->fi, &cur)) {
+                e->refs++;
+                *fi = e->fi;
+                return e->fd;
+            }
+        }
+    }
+#endif
+    fd = chi_os_open_beneath(m->root_fd, rel);
+    if (fd >= 0 && chi_os_file_stat(fd, fi) < 0) {
+        chi_os_close(fd);
+        fd = CHI_FILE_NOTFOUND;
+    }
+#if CHI_FILE_CACHE
+    if (e && (e->state != CHI_FC_FILE || e->refs == 0)) {
+        chi_fcache_clear(e);
+        if (fd >= 0 && fi->is_reg) {
+            e->state = CHI_FC_FILE;
+            e->fd = fd;
+            e->refs = 1;
+            e->fi = *fi;
+        } else if (fd == CHI_FILE_NOTFOUND && sibling) {
+            e->state = CHI_FC_ABSENT;
+        }
+        if (e->state != CHI_FC_EMPTY) {
+            e->mount = m;
+            e->born_ms = now;
+            e->len = n;
+            memcpy(e->path, rel, n);
+        }
+    }
+#else
+    (void)w;
+    (void)n;
+    (void)sibling;
+#endif
+    return fd;
+}
+
 CHI_COLD static void chi_file_header(ch_res *res, const char *name, size_t nlen, const char *v, size_t vlen)
 {
     ch_res_headern(res, name, nlen, v, vlen); /* checked, though ours: keeps chi_res_put_header's callers few */
@@ -11413,10 +11718,74 @@ static void chi_res_set_file(ch_res *res, int fd, uint64_t first, uint64_t len)
     res->body_is_json = 0;
 }
 
-/* Answers req with the open regular file fd (taken over: closed when sent
-   or refused). `name` gives the Content-Type; `encoding` a Content-Encoding
+/* What a request asks of a file beyond the file: its preconditions and
+   Range. Taken from the request, or, for a response answered later (whose
+   request is gone), from the copy ch_res_defer kept in the chi_later. */
+enum { CHI_ASK_IF_MATCH, CHI_ASK_IF_UNMODIFIED, CHI_ASK_IF_NONE, CHI_ASK_IF_MODIFIED, CHI_ASK_IF_RANGE, CHI_ASK_RANGE,
+       CHI_ASK_COUNT };
+typedef struct chi_file_ask {
+    ch_str v[CHI_ASK_COUNT];
+    ch_method method;
+} chi_file_ask;
+
+static void chi_ask_from_req(const ch_req *req, chi_file_ask *a)
+{
+    a->v[CHI_ASK_IF_MATCH] = ch_req_header(req, "If-Match");
+    a->v[CHI_ASK_IF_UNMODIFIED] = ch_req_header(req, "If-Unmodified-Since");
+    a->v[CHI_ASK_IF_NONE] = ch_req_common(req, CH_H_IF_NONE_MATCH);
+    a->v[CHI_ASK_IF_MODIFIED] = ch_req_common(req, CH_H_IF_MODIFIED_SINCE);
+    a->v[CHI_ASK_IF_RANGE] = ch_req_header(req, "If-Range");
+    a->v[CHI_ASK_RANGE] = ch_req_common(req, CH_H_RANGE);
+    a->method = req->method;
+}
+
+/* ch_res_defer: keeps the ask in the later, the request's bytes being
+   about to go. Returns 0, or -1 out of memory. */
+static int chi_ask_keep(chi_later *l, const ch_req *req)
+{
+    chi_file_ask a;
+    int k;
+    chi_ask_from_req(req, &a);
+    l->ask.len = 0;
+    for (k = 0; k < CHI_ASK_COUNT; k++) {
+        l->ask_len[k] = a.v[k].ptr ? (uint32_t)a.v[k].len : UINT32_MAX;
+        if (a.v[k].ptr && chi_buf_append(&l->ask, a.v[k].ptr, a.v[k].len) < 0) return -1;
+    }
+    return 0;
+}
+
+static void chi_ask_from_later(const chi_later *l, chi_file_ask *a)
+{
+    size_t at = 0;
+    int k;
+    for (k = 0; k < CHI_ASK_COUNT; k++) {
+        if (l->ask_len[k] == UINT32_MAX) {
+            a->v[k] = chi_str(NULL, 0);
+            continue;
+        }
+        a->v[k] = chi_str(l->ask.ptr + at, l->ask_len[k]);
+        at += l->ask_len[k];
+    }
+    a->method = l->method;
+}
+
+/* The ask for a file answer on res: from req when the handler has it, else
+   from res's later; -1 when there is neither. */
+static int chi_file_ask_for(const ch_req *req, const ch_res *res, chi_file_ask *a)
+{
+    if (req) {
+        chi_ask_from_req(req, a);
+        return 0;
+    }
+    if (!res->later) return -1;
+    chi_ask_from_later(res->later, a);
+    return 0;
+}
+
+/* Answers with the open regular file fd (taken over: closed when sent or
+   refused). `name` gives the Content-Type; `encoding` a Content-Encoding
    ("gzip", "br") or NULL. */
-static void chi_serve_file(ch_req *req, ch_res *res, int fd, const chi_file_info *fi, const char *name,
+static void chi_serve_file(const chi_file_ask *ask, ch_res *res, int fd, const chi_file_info *fi, const char *name,
                            const char *encoding, int vary)
 {
     chi_worker *w = res->w;
@@ -11432,28 +11801,30 @@ static void chi_serve_file(ch_req *req, ch_res *res, int fd, const chi_file_info
     chi_file_header(res, "ETag", 4, etag, elen);
     chi_file_header(res, "Last-Modified", 13, date, CHI_DATE_LEN);
     if (vary) chi_file_header(res, "Vary", 4, "Accept-Encoding", 15);
-    cond = chi_preconditions(ch_req_header(req, "If-Match"), ch_req_header(req, "If-Unmodified-Since"),
-                             ch_req_common(req, CH_H_IF_NONE_MATCH), ch_req_common(req, CH_H_IF_MODIFIED_SINCE),
-                             etag, elen, fi->mtime);
+    cond = chi_preconditions(ask->v[CHI_ASK_IF_MATCH], ask->v[CHI_ASK_IF_UNMODIFIED], ask->v[CHI_ASK_IF_NONE],
+                             ask->v[CHI_ASK_IF_MODIFIED], etag, elen, fi->mtime,
+                             ask->method == CH_GET || ask->method == CH_HEAD);
     if (cond == 304) {
-        chi_os_close(fd);
+        chi_file_release(res->w, fd);
         res->ctype.len = 0;
         res->status = 304;
         return;
     }
     if (cond == 412) {
-        chi_os_close(fd);
+        chi_file_release(res->w, fd);
         ch_res_error(res, 412);
         return;
     }
     if (encoding) chi_file_header(res, "Content-Encoding", 16, encoding, strlen(encoding));
     chi_file_header(res, "Accept-Ranges", 13, "bytes", 5);
-    if (chi_if_range_ok(ch_req_header(req, "If-Range"), etag, elen, fi->mtime))
-        range = chi_range_parse(ch_req_common(req, CH_H_RANGE), fi->size, &first, &last);
+    /* Range is defined for GET only (RFC 9110 14.2): HEAD and the rest
+       ignore it and describe the whole file */
+    if (ask->method == CH_GET && chi_if_range_ok(ask->v[CHI_ASK_IF_RANGE], etag, elen, fi->mtime))
+        range = chi_range_parse(ask->v[CHI_ASK_RANGE], fi->size, &first, &last);
     if (range == 416) {
         p = chi_put(crange, "bytes */", 8);
         p += chi_utoa(fi->size, p);
-        chi_os_close(fd);
+        chi_file_release(res->w, fd);
         ch_res_error(res, 416);
         chi_file_header(res, "Content-Range", 13, crange, (size_t)(p - crange));
         return;
@@ -11476,7 +11847,7 @@ static void chi_serve_file(ch_req *req, ch_res *res, int fd, const chi_file_info
 
 static int chi_file_refuse(ch_res *res, int fd, int status)
 {
-    if (fd >= 0) chi_os_close(fd);
+    if (fd >= 0) chi_file_release(res->w, fd);
     ch_res_error(res, status);
     return -1;
 }
@@ -11484,21 +11855,30 @@ static int chi_file_refuse(ch_res *res, int fd, int status)
 CHOPIN_API int ch_res_file_fd(ch_req *req, ch_res *res, int fd, const char *name)
 {
     chi_file_info fi;
+    chi_file_ask ask;
+    if (!res) {
+        if (fd >= 0) chi_os_close(fd);
+        return -1;
+    }
+    if (chi_file_ask_for(req, res, &ask) < 0) return chi_file_refuse(res, fd, 500); /* no request to answer */
     if (fd < 0) return chi_file_refuse(res, -1, 404);
     if (chi_os_file_stat(fd, &fi) < 0 || !fi.is_reg) return chi_file_refuse(res, fd, 404);
-    chi_serve_file(req, res, fd, &fi, name ? name : "", NULL, 0);
+    chi_serve_file(&ask, res, fd, &fi, name ? name : "", NULL, 0);
     return 0;
 }
 
 CHOPIN_API int ch_res_file(ch_req *req, ch_res *res, const char *path)
 {
-    int fd = path ? chi_os_open_file(path) : CHI_FILE_NOTFOUND;
+    int fd;
+    if (!res) return -1;
+    fd = path ? chi_os_open_file(path) : CHI_FILE_NOTFOUND;
     if (fd < 0) return chi_file_refuse(res, -1, fd == CHI_FILE_FORBIDDEN ? 403 : 404);
     return ch_res_file_fd(req, res, fd, path);
 }
 
 /* name.br or name.gz beside the file, when the client takes it. */
-static int chi_sibling(int root, const char *rel, size_t n, const char *suffix, chi_file_info *fi)
+static int chi_sibling(chi_worker *w, const struct chi_mount *m, const char *rel, size_t n, const char *suffix,
+                       chi_file_info *fi)
 {
     char sib[CHI_PATH_MAX];
     size_t sl = strlen(suffix);
@@ -11506,10 +11886,10 @@ static int chi_sibling(int root, const char *rel, size_t n, const char *suffix, 
     if (n + sl + 1 > sizeof sib) return -1;
     memcpy(sib, rel, n);
     memcpy(sib + n, suffix, sl + 1);
-    fd = chi_os_open_beneath(root, sib);
+    fd = chi_mount_open(w, m, sib, n + sl, fi, 1);
     if (fd < 0) return -1;
-    if (chi_os_file_stat(fd, fi) < 0 || !fi->is_reg) {
-        chi_os_close(fd);
+    if (!fi->is_reg) {
+        chi_file_release(w, fd);
         return -1;
     }
     return fd;
@@ -11521,6 +11901,7 @@ static void chi_static_handler(ch_req *req, ch_res *res)
     ch_str want = ch_req_param(req, CHI_STATIC_PARAM);
     char rel[CHI_PATH_MAX];
     chi_file_info fi;
+    chi_file_ask ask;
     long n = chi_path_clean(want.ptr ? want.ptr : "", want.len, rel, sizeof rel - 80, m->dotfiles == CH_YES);
     int fd, vary = 0;
     const char *enc = NULL;
@@ -11528,17 +11909,13 @@ static void chi_static_handler(ch_req *req, ch_res *res)
         ch_res_error(res, (int)-n);
         return;
     }
-    fd = chi_os_open_beneath(m->root_fd, rel);
+    fd = chi_mount_open(res->w, m, rel, (size_t)n, &fi, 0);
     if (fd < 0) {
         chi_file_refuse(res, -1, fd == CHI_FILE_FORBIDDEN ? 403 : 404);
         return;
     }
-    if (chi_os_file_stat(fd, &fi) < 0) {
-        chi_file_refuse(res, fd, 404);
-        return;
-    }
     if (fi.is_dir) {
-        chi_os_close(fd);
+        chi_file_release(res->w, fd);
         if (!m->index[0]) {
             ch_res_error(res, 404);
             return;
@@ -11546,9 +11923,9 @@ static void chi_static_handler(ch_req *req, ch_res *res)
         if (n) rel[n++] = '/';
         memcpy(rel + n, m->index, strlen(m->index) + 1);
         n += (long)strlen(m->index);
-        fd = chi_os_open_beneath(m->root_fd, rel);
-        if (fd < 0 || chi_os_file_stat(fd, &fi) < 0) {
-            chi_file_refuse(res, fd, 404);
+        fd = chi_mount_open(res->w, m, rel, (size_t)n, &fi, 0);
+        if (fd < 0) {
+            chi_file_refuse(res, -1, 404);
             return;
         }
     }
@@ -11563,21 +11940,22 @@ static void chi_static_handler(ch_req *req, ch_res *res)
         int k;
         for (k = 0; k < 2; k++) {
             chi_file_info si;
-            int sfd = chi_sibling(m->root_fd, rel, (size_t)n, suffixes[k], &si);
+            int sfd = chi_sibling(res->w, m, rel, (size_t)n, suffixes[k], &si);
             if (sfd < 0) continue;
             vary = 1; /* the answer depends on Accept-Encoding */
             if (!enc && chi_accepts_coding(ae, codings[k])) {
-                chi_os_close(fd);
+                chi_file_release(res->w, fd);
                 fd = sfd;
                 fi = si;
                 enc = codings[k];
             } else {
-                chi_os_close(sfd);
+                chi_file_release(res->w, sfd);
             }
         }
     }
     if (m->cache_control[0]) chi_file_header(res, "Cache-Control", 13, m->cache_control, strlen(m->cache_control));
-    chi_serve_file(req, res, fd, &fi, rel, enc, vary);
+    chi_ask_from_req(req, &ask);
+    chi_serve_file(&ask, res, fd, &fi, rel, enc, vary);
 }
 
 CHOPIN_API int ch_static(ch_app *app, const char *prefix, const char *root, const ch_static_opts *opts)
@@ -11607,6 +11985,7 @@ CHOPIN_API int ch_static(ch_app *app, const char *prefix, const char *root, cons
     memcpy(m->cache_control, cc, strlen(cc) + 1);
     m->precompressed = opts ? opts->precompressed : 0;
     m->dotfiles = opts ? opts->dotfiles : 0;
+    m->file_cache = opts ? opts->file_cache : 0;
     m->next = app->mounts;
     app->mounts = m;
     memcpy(pattern, prefix, plen);
@@ -11662,10 +12041,21 @@ CHOPIN_API void ch_file_close(int fd) { if (fd >= 0) chi_os_close(fd); }
      max_body_size. At the end, on_end fills the response;
    - any other route reads its body whole (max_body_size) as before, with
      100 Continue sent once the middleware let the request through. The
-     middleware then runs a second time with the body: keep it free of
-     side effects that must not happen twice, or check req->body. */
+     verdict is kept (chi_passed: what the middleware put in the response,
+     its finishers, req->ctx), and when the body is in, the route's handler
+     runs on it without the middleware running again: a rate limiter
+     counts the request once, a request id stays the same. */
 
 enum { CHI_EARLY_NONE, CHI_EARLY_ANSWERED, CHI_EARLY_STREAM };
+
+/* What the middleware left for a buffered route whose body is still to
+   come: the response so far (its header buffers change hands), and the
+   context it set. The worker's response serves other connections
+   meanwhile. */
+struct chi_passed {
+    ch_res res;
+    void *ctx;
+};
 
 
 struct chi_stream {
@@ -11679,6 +12069,10 @@ struct chi_stream {
     uint64_t max_body;
     chi_chunked ck;
     int keep_alive, taken;
+    int complete;            /* the whole body was handed over */
+    int resumed;             /* ch_body_resume ran: the settle pass pumps */
+    int resume_early;        /* ... before the pause it answers: no pause */
+    uint64_t serial;         /* what a ch_body names (w->stream_serial) */
     ch_req req;              /* the request as parsed, its slices into the */
     chi_req_store store;     /* head that was at `base` (now c->in's start) */
     uintptr_t base;
@@ -11709,6 +12103,40 @@ CHOPIN_API int ch_req_body_stream(ch_res *res, ch_body_fn on_data, ch_body_end_f
     s->on_end = on_end;
     s->state = state;
     s->taken = 1;
+    return 0;
+}
+
+CHOPIN_API ch_body ch_req_body_handle(ch_res *res)
+{
+    ch_body b;
+    chi_worker *w = res ? res->w : NULL;
+    struct chi_stream *s = w ? w->stream_offer : NULL;
+    memset(&b, 0, sizeof b);
+    if (!s || !w->cur) return b; /* only from a ch_route_stream handler */
+    b.w = w;
+    b.fd = w->cur->fd;
+    b.serial = s->serial;
+    return b;
+}
+
+static void chi_mark_dirty(chi_worker *w, chi_conn *c); /* >>later */
+
+/* Reading goes on: the settle pass hands over what is held (chi_settle),
+   never inside this call. */
+CHOPIN_API int ch_body_resume(ch_body b)
+{
+    chi_worker *w = b.w;
+    chi_conn *c;
+    if (!w || b.fd < 0 || (size_t)b.fd >= w->conns_cap || !(c = w->conns[b.fd]) || !c->stream ||
+        c->stream->serial != b.serial)
+        return -1;
+    if (!(c->flags & CHI_F_PAUSED)) { /* from inside on_data, before its CH_BODY_PAUSE */
+        c->stream->resume_early = 1;
+        return 0;
+    }
+    c->flags &= ~(unsigned)CHI_F_PAUSED;
+    c->stream->resumed = 1;
+    chi_mark_dirty(w, c);
     return 0;
 }
 
@@ -11788,6 +12216,64 @@ static int chi_early_answer(chi_worker *w, chi_conn *c, ch_req *req, size_t out_
     return CHI_EARLY_ANSWERED;
 }
 
+/* Keeps the middleware's verdict on c (see struct chi_passed): w->res's
+   header buffers move into it, w->res gets empty ones. */
+CHI_COLD static int chi_keep_verdict(chi_worker *w, chi_conn *c, const ch_req *req)
+{
+    struct chi_passed *v = (struct chi_passed *)CHOPIN_MALLOC(sizeof *v);
+    if (!v) return -1;
+    v->res = w->res;
+    v->ctx = req->ctx;
+    memset(&w->res.ctype, 0, sizeof w->res.ctype);
+    memset(&w->res.headers, 0, sizeof w->res.headers);
+    w->res.file = 0;
+    c->passed = v;
+    return 0;
+}
+
+CHI_COLD static void chi_passed_free(chi_conn *c)
+{
+    if (!c->passed) return;
+    chi_buf_free(&c->passed->res.ctype);
+    chi_buf_free(&c->passed->res.headers);
+    CHOPIN_FREE(c->passed);
+    c->passed = NULL;
+}
+
+/* chi_dispatch for a body the middleware let in before it came: the
+   response starts as the middleware left it, and only the handler runs. */
+CHI_COLD static void chi_dispatch_passed(chi_worker *w, chi_conn *c, ch_req *req, int keep_alive)
+{
+    struct chi_passed *v = c->passed;
+    ch_res *res = &w->res;
+    const chi_route *route;
+    size_t out_before = w->out.len;
+    chi_buf ct, hd;
+    chi_res_reset(res);
+    ct = res->ctype;
+    hd = res->headers;
+    *res = v->res; /* its buffers and w->res's trade places */
+    v->res.ctype = ct;
+    v->res.headers = hd;
+    req->ctx = v->ctx;
+    chi_passed_free(c);
+    w->decoded_mask = 0;
+    w->keep_alive = keep_alive;
+    route = chi_route_peek(w, req); /* the params again: the head may have moved */
+    if (route) {
+        req->user = route->user;
+        route->handler(req, res);
+    } else {
+        ch_res_error(res, 404);
+    }
+    if (w->deferring) {
+        w->deferring = 0;
+        return;
+    }
+    chi_res_finish(w, req, keep_alive);
+    if (w->app->timed) chi_run_after(w, req, out_before);
+}
+
 /* The head of a request with a body is in (hl bytes of the `have` so far):
    see the >>uploads notes. Runs once per request (c->early_done). */
 CHI_COLD static int chi_early(chi_worker *w, chi_conn *c, ch_req *req, const chi_head *h, const char *head, size_t hl,
@@ -11815,6 +12301,7 @@ CHI_COLD static int chi_early(chi_worker *w, chi_conn *c, ch_req *req, const chi
     if (app->nafter) w->res.start_ns = chi_os_now_ns();
     if (chi_early_route(w, req, &route) == CH_DONE) return chi_early_answer(w, c, req, out_before, 0);
     if (!route->stream_max) { /* buffered: the middleware let it in */
+        if (chi_keep_verdict(w, c, req) < 0) return chi_early_answer(w, c, req, out_before, 503);
         chi_write_continue(w);
         c->continue_sent = 1;
         return CHI_EARLY_NONE;
@@ -11830,6 +12317,7 @@ CHI_COLD static int chi_early(chi_worker *w, chi_conn *c, ch_req *req, const chi
     s->left = h->content_length;
     s->max_body = route->stream_max;
     s->keep_alive = h->keep_alive;
+    s->serial = ++w->stream_serial;
     chi_chunked_init(&s->ck, hl);
     w->stream_offer = s;
     route->handler(req, &w->res);
@@ -11893,6 +12381,7 @@ static void chi_stream_free(chi_conn *c)
 {
     CHOPIN_FREE(c->stream);
     c->stream = NULL;
+    c->flags &= ~(unsigned)CHI_F_PAUSED;
 }
 
 /* The client left, or a timeout closes the connection: on_end learns it. */
@@ -11935,19 +12424,30 @@ static int chi_stream_feed(chi_worker *w, chi_conn *c, const char *p, size_t n)
     r = s->on_data(req, p, n, s->state);
     s->ctx = req->ctx;
     if (r == 0) return 0;
+    if (r == CH_BODY_PAUSE) {
+        if (!s->resume_early) c->flags |= CHI_F_PAUSED; /* chi_after_io stops reading */
+        s->resume_early = 0;
+        return 0;
+    }
     return (r >= 400 && r <= 599) ? r : 400;
 }
 
 /* What arrived after the head goes to on_data; the head stays in c->in.
    When the body ends, the answer is written and the requests pipelined
-   after it are answered. */
+   after it are answered. A paused consumer (CHI_F_PAUSED) gets nothing
+   more, not even its on_end, until it resumes. */
 CHI_COLD static int chi_stream_pump(chi_worker *w, chi_conn *c)
 {
     while (c->stream) {
         struct chi_stream *s = c->stream;
         size_t hl = s->head_len, used, rest;
         int status = 0, done = 0;
-        if (s->body_kind == CHI_BODY_LENGTH) {
+        s->resumed = 0;
+        if (c->flags & CHI_F_PAUSED) return 0;
+        if (s->complete) {
+            done = 1;
+            used = hl;
+        } else if (s->body_kind == CHI_BODY_LENGTH) {
             size_t take = c->in.len - hl;
             if ((uint64_t)take > s->left) take = (size_t)s->left;
             status = chi_stream_feed(w, c, c->in.ptr + hl, take);
@@ -11970,7 +12470,8 @@ CHI_COLD static int chi_stream_pump(chi_worker *w, chi_conn *c)
         rest = c->in.len - used; /* not yet decoded, or the next requests */
         memmove(c->in.ptr + hl, c->in.ptr + used, rest);
         c->in.len = hl + rest;
-        if (!done) return 0;
+        if (done) s->complete = 1;
+        if (!done || (c->flags & CHI_F_PAUSED)) return 0;
         chi_stream_end(w, c, 0);
         memmove(c->in.ptr, c->in.ptr + hl, rest);
         c->in.len = rest;
@@ -11985,9 +12486,10 @@ CHI_COLD static int chi_stream_pump(chi_worker *w, chi_conn *c)
 
 /* A file body taken from the response just written: it goes out after the
    head, before anything else on this connection. */
-CHI_COLD static int chi_take_file(chi_worker *w, chi_conn *c)
+/* The file body of res (the worker's, or a later one's just written) goes
+   to c: it leaves after c's output, before anything else. */
+CHI_COLD static int chi_conn_file(chi_conn *c, ch_res *res)
 {
-    ch_res *res = &w->res;
     if (!res->file) return 0;
     res->file = 0;
     c->file_fd = res->file_fd;
@@ -11997,25 +12499,27 @@ CHI_COLD static int chi_take_file(chi_worker *w, chi_conn *c)
     return 1;
 }
 
+CHI_COLD static int chi_take_file(chi_worker *w, chi_conn *c) { return chi_conn_file(c, &w->res); }
+
 /* Sends some of the file body; the writable event brings the rest. */
 CHI_COLD static int chi_send_file(chi_worker *w, chi_conn *c)
 {
     size_t n = c->file_left > CHI_SENDFILE_CHUNK ? CHI_SENDFILE_CHUNK : (size_t)c->file_left;
-    long r = chi_os_sendfile(c->fd, c->file_fd, &c->file_off, n, w->scratch, CHOPIN_READ_SIZE);
+    long r = chi_os_sendfile(c->fd, c->file_fd, &c->file_off, n, w->scratch, CHOPIN_READ_SIZE, w->sigpipe_blocked);
     if (r == CHI_IO_AGAIN) return 0;
     if (r < 0) return -1; /* the client left, or the file shrank */
     chi_touch(w, c);
     c->file_left -= (uint64_t)r;
     if (c->file_left == 0) {
-        chi_os_close(c->file_fd);
+        chi_file_release(w, c->file_fd);
         c->flags &= ~(unsigned)CHI_F_FILE;
     }
     return 0;
 }
 
-CHI_COLD static void chi_file_drop(chi_conn *c)
+CHI_COLD static void chi_file_drop(chi_worker *w, chi_conn *c)
 {
-    if (c->flags & CHI_F_FILE) chi_os_close(c->file_fd);
+    if (c->flags & CHI_F_FILE) chi_file_release(w, c->file_fd);
     c->flags &= ~(unsigned)CHI_F_FILE;
     c->file_left = 0;
 }
@@ -12044,7 +12548,8 @@ static void chi_close(chi_worker *w, chi_conn *c)
     chi_os_close(c->fd);
     w->conns[c->fd] = NULL;
     if (c->stream) chi_stream_abort(c);
-    if (c->flags & CHI_F_FILE) chi_file_drop(c);
+    if (c->passed) chi_passed_free(c);
+    if (c->flags & CHI_F_FILE) chi_file_drop(w, c);
     chi_buf_free(&c->in);
     chi_buf_free(&c->out);
     c->next = w->free_conns;
@@ -12196,7 +12701,10 @@ static size_t chi_process(chi_worker *w, chi_conn *c, char *buf, size_t len)
         keep_alive = h.keep_alive && !w->stopping;
         req->conn = &c->peer;
         req->ctx = NULL;
-        chi_dispatch(w, req, keep_alive);
+        if (c->passed) /* the middleware ran before the body (>>uploads) */
+            chi_dispatch_passed(w, c, req, keep_alive);
+        else
+            chi_dispatch(w, req, keep_alive);
         r = w->res.file ? chi_take_file(w, c) : 0;
         off += total;
         if (w->out_failed) { /* an answer is missing: close rather than skip it */
@@ -12260,7 +12768,7 @@ static void chi_after_io(chi_worker *w, chi_conn *c)
     }
     if (chi_pending(c) || (c->flags & CHI_F_FILE)) ev |= CHI_EV_WRITE;
     if ((c->flags & CHI_F_LINGER) ||
-        (!(c->flags & (CHI_F_CLOSING | CHI_F_BACKLOG)) && chi_pending(c) < CHOPIN_MAX_PENDING))
+        (!(c->flags & (CHI_F_CLOSING | CHI_F_BACKLOG | CHI_F_PAUSED)) && chi_pending(c) < CHOPIN_MAX_PENDING))
         ev |= CHI_EV_READ;
     if (ev != c->events) {
         if (chi_poller_mod(w->poller, c->fd, c->events, ev, (uint64_t)c->fd) < 0) {
@@ -12274,14 +12782,18 @@ static void chi_after_io(chi_worker *w, chi_conn *c)
     else if (chi_pending(c) || (c->flags & CHI_F_FILE))
         q = CHI_Q_WRITE;
     else if (c->in.len)
-        q = (c->want || c->chunk_active || c->stream) ? CHI_Q_BODY : CHI_Q_HEAD;
+        q = (c->flags & CHI_F_PAUSED) ? CHI_Q_NONE /* the consumer's wait, not the client's */
+            : (c->want || c->chunk_active || c->stream) ? CHI_Q_BODY : CHI_Q_HEAD;
     else
         q = CHI_Q_IDLE;
     if (q == CHI_Q_IDLE && w->stopping && !w->idle_close_at) { /* (a hand-over's grace: kept) */
         chi_close(w, c);
         return;
     }
-    chi_q_set(w, c, q);
+    if (q == CHI_Q_NONE)
+        chi_q_unlink(w, c);
+    else
+        chi_q_set(w, c, q);
 }
 
 /* Drops the batch being written and the connection with it. */
@@ -12635,6 +13147,7 @@ static CHI_OUTLINE void chi_later_maybe_free(chi_worker *w, chi_later *l)
     /* its buffers stay for the next one (freed with the worker); the rest
        is set again by ch_res_defer */
     l->res.ctype.len = l->res.headers.len = l->line.len = 0;
+    chi_res_drop_file(&l->res); /* a file answer never sent */
     ch_json_reset(&l->json);
     l->gen = gen ? gen : 1;
     l->state = CHI_L_FREE;
@@ -12786,8 +13299,10 @@ CHOPIN_API ch_defer ch_res_defer(ch_res *res)
     ct = l->res.ctype;
     hd = l->res.headers;
     l->res = *res;
+    l->res.later = l;
     res->ctype = ct;
     res->headers = hd;
+    res->file = 0; /* a file answer made already moved too */
     l->res.json = &l->json;
     l->framing = CHI_LF_LENGTH;
     l->left = 0;
@@ -12802,6 +13317,14 @@ CHOPIN_API ch_defer ch_res_defer(ch_res *res)
         ch_res_error(res, 503);
         return none;
     }
+#ifndef CHOPIN_NO_STATIC
+    if (chi_ask_keep(l, req) < 0) { /* for ch_res_file(NULL, res, ...) later */
+        l->user_holds = 0;
+        chi_later_maybe_free(w, l);
+        ch_res_error(res, 503);
+        return none;
+    }
+#endif
     l->method_len = req->method_name.len;
     l->method = req->method;
     l->minor = req->version_minor;
@@ -12864,8 +13387,11 @@ static CHI_OUTLINE void chi_later_send_whole(chi_worker *w, chi_later *l)
     int ka = l->keep_alive && !w->stopping;
     chi_later_req(w, l, &r);
     chi_res_write(w, &l->res, &r, ka);
-    l->res.bytes = w->out.len - before;
+    l->res.bytes = w->out.len - before + (l->res.file ? (size_t)l->res.file_len : 0);
     if (!ka) c->flags |= CHI_F_CLOSING;
+#ifndef CHOPIN_NO_STATIC
+    chi_conn_file(c, &l->res); /* a file body follows its head (>>static) */
+#endif
     chi_out_return(w, c, &saved, borrowed);
     chi_later_after_hooks(w, l);
 }
@@ -13239,6 +13765,18 @@ static CHI_OUTLINE void chi_settle(chi_worker *w, chi_conn *c)
             return;
         }
     }
+    if (c->stream && c->stream->resumed) { /* ch_body_resume (>>uploads) */
+        int rc;
+        w->cur = c;
+        rc = chi_stream_pump(w, c);
+        w->cur = NULL;
+        if (rc < 0) {
+            chi_drop(w, c);
+            return;
+        }
+        chi_flush(w, c);
+        return;
+    }
     if (!c->later && c->in.len && !(c->flags & CHI_F_CLOSING)) {
         /* the requests held behind a finished response, answered now */
         size_t used;
@@ -13377,6 +13915,7 @@ static CHI_OUTLINE void chi_later_cleanup(chi_worker *w)
         chi_buf_free(&l->res.ctype);
         chi_buf_free(&l->res.headers);
         chi_buf_free(&l->line);
+        chi_buf_free(&l->ask);
         ch_json_free(&l->json);
         CHOPIN_FREE(l);
     }
@@ -14616,6 +15155,7 @@ static void chi_worker_cleanup(chi_worker *w)
         CHOPIN_FREE(c);
     }
     chi_later_cleanup(w);
+    chi_fcache_free(w); /* after the connections: none sends a file now */
 #ifndef CHOPIN_NO_WEBSOCKET
     chi_ws_cleanup(w);
 #endif
@@ -14699,6 +15239,8 @@ static int chi_worker_init(chi_worker *w, ch_app *app, int id, chi_poller *polle
 static void *chi_worker_main(void *arg)
 {
     chi_worker *w = (chi_worker *)arg;
+    /* once per thread, so no sendfile needs its own guard (>>os) */
+    w->sigpipe_blocked = chi_os_block_sigpipe() == 0;
     chi_worker_hooks_start(w);
     while (chi_worker_running(w))
         if (chi_worker_pass(w, -1) < 0) {

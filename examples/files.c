@@ -2,7 +2,8 @@
 
    Environment: PORT, HOST, CHOPIN_WORKERS (as every example), ROOT (the
    directory served, default ./public) and UPLOAD_DIR (where uploads go,
-   default ./uploads, created if missing).
+   default ./uploads, created if missing); FILE_CACHE=off turns the
+   per-worker open-file cache of /static off (for comparisons).
 
      GET/HEAD /static/<path>  a file under ROOT: sendfile, ETag/Last-Modified,
                               304, Range/206/416, .br/.gz siblings, no escape
@@ -14,13 +15,22 @@
                                "fields":{"name":"value",...}}; malformed: 400
                               {"detail":"<reason>"}
      PUT /raw/:name           the raw body streamed to UPLOAD_DIR/<name> (no
-                              '/', no leading '.'); 201 {"bytes":N} */
+                              '/', no leading '.'); 201 {"bytes":N}
+     PUT /slow/:name?pause=MS as /raw, but the consumer pauses MS ms after
+                              the first piece (CH_BODY_PAUSE, then
+                              ch_body_resume from a timer): the server reads
+                              nothing from the client meanwhile
+     GET/HEAD /later/:name    ROOT/<name> (no '/', no leading '.', no symlink)
+                              answered later, from a 1 ms timer: a file on a
+                              deferred response gets the same head, validators,
+                              ranges and sendfile as /static */
 #define CHOPIN_IMPLEMENTATION
 #include "../chopin.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #define MAX_UPLOAD (((uint64_t)4 << 30) + (1 << 20)) /* 4 GiB of files + the multipart framing */
@@ -264,7 +274,18 @@ typedef struct raw {
     int fd;
     uint64_t bytes;
     char path[2100];
+    long pause_ms;          /* PUT /slow: pause once, after the first piece */
+    ch_body body;           /* the handle to resume it */
+    ch_timer timer;
 } raw;
+
+static void raw_resume(ch_worker *w, void *user)
+{
+    raw *r = (raw *)user;
+    (void)w;
+    r->timer = 0;
+    ch_body_resume(r->body);
+}
 
 static int raw_data(ch_req *req, const char *data, size_t len, void *state)
 {
@@ -272,6 +293,11 @@ static int raw_data(ch_req *req, const char *data, size_t len, void *state)
     (void)req;
     if (ch_file_write(r->fd, data, len) < 0) return 500;
     r->bytes += len;
+    if (r->pause_ms > 0) { /* busy for a while: no more bytes until the timer */
+        r->timer = ch_timer_start(r->body.w, (uint64_t)r->pause_ms, 0, raw_resume, r);
+        r->pause_ms = 0;
+        if (r->timer) return CH_BODY_PAUSE;
+    }
     return 0;
 }
 
@@ -279,6 +305,7 @@ static void raw_end(ch_req *req, ch_res *res, int status, void *state)
 {
     raw *r = (raw *)state;
     (void)req;
+    if (r->timer) ch_timer_stop(r->body.w, r->timer); /* the client left while paused */
     ch_file_close(r->fd);
     if (status == 0) {
         ch_json *j = ch_res_json(res, 201);
@@ -315,7 +342,57 @@ static void raw_handler(ch_req *req, ch_res *res)
         return;
     }
     snprintf(r->path, sizeof r->path, "%s/%s", dirs->uploads, name);
+    if (req->path.len > 6 && memcmp(req->path.ptr, "/slow/", 6) == 0) {
+        char ms[16];
+        if (ch_req_query(req, "pause", ms, sizeof ms) > 0) r->pause_ms = atol(ms);
+        r->body = ch_req_body_handle(res);
+    }
     ch_req_body_stream(res, raw_data, raw_end, r);
+}
+
+/* GET /later/:name: the handler defers; the timer answers with the file.
+   ch_res_file_fd(NULL, ...) takes the request's conditional and Range
+   headers from what ch_res_defer kept. */
+typedef struct later_file {
+    char path[2100], name[256];
+} later_file;
+
+static void later_fire(ch_defer d, void *user)
+{
+    later_file *lf = (later_file *)user;
+    int fd = open(lf->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC); /* a symlink is refused */
+    if (fd < 0)
+        ch_res_error(ch_defer_res(d), 404);
+    else
+        ch_res_file_fd(NULL, ch_defer_res(d), fd, lf->name);
+    ch_defer_finish(d);
+    free(lf);
+}
+
+static void later_handler(ch_req *req, ch_res *res)
+{
+    const paths *dirs = (const paths *)req->user;
+    ch_str enc = ch_req_param(req, "name");
+    later_file *lf = (later_file *)calloc(1, sizeof *lf);
+    long n;
+    ch_defer d;
+    if (!lf) {
+        ch_res_error(res, 503);
+        return;
+    }
+    n = ch_url_decode(enc.ptr, enc.len, lf->name, sizeof lf->name, 0);
+    if (n <= 0 || lf->name[0] == '.' || strchr(lf->name, '/') || strchr(lf->name, '\\') || memchr(lf->name, 0, (size_t)n)) {
+        free(lf);
+        ch_res_error(res, 404);
+        return;
+    }
+    snprintf(lf->path, sizeof lf->path, "%s/%s", dirs->root, lf->name);
+    d = ch_res_defer(res);
+    if (!ch_defer_after(d, 1, later_fire, lf)) {
+        free(lf);
+        ch_res_error(ch_defer_res(d), 503);
+        ch_defer_finish(d);
+    }
 }
 
 static void index_handler(ch_req *req, ch_res *res)
@@ -353,11 +430,20 @@ int main(void)
         snprintf(path, sizeof path, "%s/%s", dirs.uploads, probe);
         unlink(path);
     }
-    ch_static(app, "/static", dirs.root, NULL);
+    {
+        ch_static_opts so;
+        const char *fc = getenv("FILE_CACHE");
+        memset(&so, 0, sizeof so);
+        so.file_cache = fc && strcmp(fc, "off") == 0 ? CH_NO : 0;
+        ch_static(app, "/static", dirs.root, &so);
+    }
     ch_get(app, "/", index_handler, &dirs);
     ch_route(app, CH_HEAD, "/", index_handler, &dirs);
     ch_route_stream(app, CH_POST, "/upload", upload_handler, &dirs, MAX_UPLOAD);
     ch_route_stream(app, CH_PUT, "/raw/:name", raw_handler, &dirs, MAX_UPLOAD);
+    ch_route_stream(app, CH_PUT, "/slow/:name", raw_handler, &dirs, MAX_UPLOAD);
+    ch_get(app, "/later/:name", later_handler, &dirs);
+    ch_route(app, CH_HEAD, "/later/:name", later_handler, &dirs);
     if (ch_run(app, NULL) != 0) {
         fprintf(stderr, "files: %s\n", ch_error(app));
         ch_app_free(app);

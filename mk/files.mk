@@ -1,7 +1,9 @@
 # Files (issue 11): static files, uploads, multipart, the MIME table.
 #   make files-test    unit tests (both ways of opening beneath a root) and
 #                      the black-box suite against build/files, release and
-#                      ASan+UBSan (what `make test` runs, via tests/suites/files.sh)
+#                      ASan+UBSan, with the 1 GiB upload and download whose
+#                      peak RSS is bounded (256 MiB under ASan); `make test`
+#                      runs the same with 256 MiB (64 under ASan) for its time
 #   make files-memcheck  the black-box suite against a -O1 -g build under
 #                      valgrind memcheck (smaller big-file test)
 #   make bench-files   build/files beside nginx (if installed) on a 1 KiB and
@@ -28,8 +30,12 @@ files-test: build/files build/files-asan build/rest build/rest-asan build/files_
 	FILES_BIG_MB=$(FILES_BIG_MB) python3 tests/files_blackbox.py ./build/files --rest ./build/rest
 	FILES_BIG_MB=256 ASAN_OPTIONS=detect_leaks=1 python3 tests/files_blackbox.py ./build/files-asan --rest ./build/rest-asan
 
-files-memcheck: build/files-memcheck build/rest
-	FILES_BIG_MB=16 FILES_RSS_LIMIT_MB=1024 FILES_VALGRIND=1 python3 tests/files_blackbox.py ./build/files-memcheck --rest ./build/rest
+# (rest too without -march=native: valgrind does not know every instruction it may pick)
+build/rest-memcheck: examples/rest.c chopin.h | build
+	$(CC) $(WARN) -Wno-maybe-uninitialized -O1 -g $< -o $@ $(LIBS)
+
+files-memcheck: build/files-memcheck build/rest-memcheck
+	FILES_BIG_MB=16 FILES_RSS_LIMIT_MB=1024 FILES_VALGRIND=1 python3 tests/files_blackbox.py ./build/files-memcheck --rest ./build/rest-memcheck
 
 bench-files: build/files
 	bash bench/files.sh

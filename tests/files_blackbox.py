@@ -272,7 +272,13 @@ def test_ranges(port, files):
             ok = ok and h.get("content-length") == str(len(body))
         result("Range %s -> %d" % (rng, want), ok, "%d %r %r" % (st, h.get("content-range"), b[:20]))
     st, h, b = request(port, "HEAD", "/static/a.txt", {"Range": "bytes=0-9"})
-    result("HEAD with Range: 206 head, Content-Length 10, no body", st == 206 and h.get("content-length") == "10" and b == b"")
+    result("HEAD with Range: ignored (RFC 9110 14.2: GET only), 200 head, Content-Length 100",
+           st == 200 and h.get("content-length") == "100" and "content-range" not in h and b == b"", "%d %r" % (st, h))
+    st, h, b = request(port, "GET", "/static/a.txt", {"Range": "bytes=95-99999999999999999999999"})
+    result("Range with a last byte past 18 digits: clamped, 206", st == 206 and b == data[95:]
+           and h.get("content-range") == "bytes 95-99/100", "%d %r" % (st, h))
+    st, h, b = request(port, "GET", "/static/a.txt", {"Range": "bytes=99999999999999999999999-"})
+    result("Range with a first byte past 18 digits: 416", st == 416 and h.get("content-range") == "bytes */100")
     st, h, b = request(port, "GET", "/static/empty.txt", {"Range": "bytes=0-0"})
     result("Range on an empty file: 416", st == 416 and h.get("content-range") == "bytes */0")
     st, h, b = request(port, "GET", "/static/a.txt", {"Range": "bytes=0-4", "If-Range": etag})
@@ -320,6 +326,19 @@ def test_conditionals(port):
         result("conditional %s -> %d" % (hd, want), ok, "%d %r" % (st, h))
     st, h, b = request(port, "HEAD", "/static/a.txt", {"If-None-Match": etag})
     result("HEAD with a matching If-None-Match: 304", st == 304)
+    # RFC 9110 5.6.7: the obsolete RFC 850 and asctime forms are dates too
+    import email.utils
+    t = email.utils.parsedate_to_datetime(lm)
+    rfc850 = t.strftime("%A, %d-%b-%y %H:%M:%S GMT")
+    asctime = t.strftime("%a %b ") + ("%2d" % t.day) + t.strftime(" %H:%M:%S %Y")
+    bad = []
+    for d in (rfc850, asctime):
+        st, h, b = request(port, "GET", "/static/a.txt", {"If-Modified-Since": d})
+        if st != 304:
+            bad.append("%s -> %d" % (d, st))
+    result("If-Modified-Since in the RFC 850 and asctime forms: 304", not bad, "; ".join(bad))
+    st, h, b = request(port, "GET", "/static/a.txt", {"If-Unmodified-Since": "Saturday, 01-Jan-00 00:00:00 GMT"})
+    result("If-Unmodified-Since in the RFC 850 form, before the file: 412", st == 412, str(st))
 
 
 def test_precompressed(port):
@@ -584,6 +603,25 @@ def test_continue(port, rest_port):
         st2, _, b, _ = read_response(s, buf=rest)
         s.close()
         result("with the token: 100 Continue, then the todo is created", st1 == 100 and st2 == 201, "%d %d %r" % (st1, st2, b))
+        # the middleware runs once for an Expect: 100-continue request: the
+        # rate limiter (RATE_LIMIT=10) counts it once, and its headers stay
+        auth = {"Authorization": "Bearer secret"}
+        _, ha, _ = request(rest_port, "GET", "/api/v1/todos", auth)
+        s = connect(rest_port)
+        s.sendall(b"POST /api/v1/todos HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nAuthorization: Bearer secret\r\n"
+                  b"Content-Type: application/json\r\nContent-Length: 27\r\n\r\n")
+        st1, _, _, rest = read_response(s)
+        s.sendall(b'{"title":"b","done":false}\n')
+        st2, hb, _, _ = read_response(s, buf=rest)
+        s.close()
+        _, hc, _ = request(rest_port, "GET", "/api/v1/todos", auth)
+        try:
+            a, b2, c = (int(x.get("x-ratelimit-remaining", "-99")) for x in (ha, hb, hc))
+        except ValueError:
+            a = b2 = c = -99
+        result("Expect: 100-continue: the middleware runs once (rate limit counted once, its headers kept)",
+               st1 == 100 and st2 == 201 and a - b2 == 1 and b2 - c == 1 and "x-request-id" in hb,
+               "%d %d remaining %d %d %d" % (st1, st2, a, b2, c))
 
 
 def test_big(srv, root, updir, mb, rss_limit_mb):
@@ -636,6 +674,159 @@ def test_big(srv, root, updir, mb, rss_limit_mb):
     os.unlink(os.path.join(root, "big-down.bin"))
 
 
+def test_later(port, files):
+    """A file on a deferred response (GET /later/:name, answered from a timer)."""
+    data = files["a.txt"]
+    st, h, b = request(port, "GET", "/later/a.txt")
+    _, hs, _ = request(port, "GET", "/static/a.txt")
+    result("deferred file: 200, the bytes, the same validators and type as /static",
+           st == 200 and b == data and h.get("etag") == hs.get("etag") and h.get("last-modified") == hs.get("last-modified")
+           and h.get("content-type") == hs.get("content-type") and h.get("accept-ranges") == "bytes", "%d %r" % (st, h))
+    st, h, b = request(port, "HEAD", "/later/a.txt")
+    result("deferred file, HEAD: the head only", st == 200 and b == b"" and h.get("content-length") == "100")
+    st, h, b = request(port, "GET", "/later/a.txt", {"If-None-Match": hs["etag"]})
+    result("deferred file: If-None-Match kept through the deferral, 304", st == 304 and b == b"", str(st))
+    st, h, b = request(port, "GET", "/later/a.txt", {"Range": "bytes=10-19"})
+    result("deferred file: Range kept, 206", st == 206 and b == data[10:20] and h.get("content-range") == "bytes 10-19/100",
+           "%d %r" % (st, h))
+    st, h, b = request(port, "GET", "/later/a.txt", {"Range": "bytes=10-19", "If-Range": '"stale"'})
+    result("deferred file: a stale If-Range, 200", st == 200 and b == data)
+    big = open(os.path.join(ROOT, "big.bin"), "rb").read()
+    st, h, b = request(port, "GET", "/later/big.bin")
+    result("deferred file: 4 MiB through sendfile, intact", st == 200 and b == big, "%d %d" % (st, len(b)))
+    out = raw(port, b"GET /later/a.txt HTTP/1.1\r\nHost: x\r\n\r\nGET /static/app.js HTTP/1.1\r\nHost: x\r\n\r\n"
+              b"GET /later/data.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    i1, i2, i3 = out.find(data), out.find(files["app.js"]), out.find(files["data.json"])
+    result("deferred files pipelined around a static one: in order", out.count(b"HTTP/1.1 200") == 3 and 0 < i1 < i2 < i3,
+           repr(out[-300:]))
+    st, h, b = request(port, "GET", "/later/escape")
+    result("deferred file: a symlink is refused (404), nothing outside the root", st == 404 and SECRET not in b, str(st))
+
+
+def test_pause(srv, updir):
+    """A stream consumer that pauses (CH_BODY_PAUSE) stops the server reading:
+    the client can only fill the kernel's buffers meanwhile; after the resume
+    the whole body arrives and is answered."""
+    size = 64 << 20
+    block = b"p" * (1 << 16)
+
+    def sent_within(path, seconds):
+        s = connect(srv.port)
+        s.sendall(b"PUT %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (path.encode(), size))
+        s.setblocking(False)
+        sent, t_end = 0, time.time() + seconds
+        while sent < size and time.time() < t_end:
+            try:
+                sent += s.send(block[:min(len(block), size - sent)])
+            except BlockingIOError:
+                time.sleep(0.005)
+        return s, sent
+
+    s, paused_sent = sent_within("/slow/paused.bin?pause=1500", 0.7)
+    rss_paused = srv.rss_kb("VmRSS")
+    s.settimeout(30 * SLOW)
+    view = memoryview(block * 16)
+    sent = paused_sent
+    while sent < size:
+        n = min(len(view), size - sent)
+        s.sendall(view[:n])
+        sent += n
+    st, _, b, _ = read_response(s)
+    s.close()
+    ok = st == 201 and json.loads(b) == {"bytes": size} and os.path.getsize(os.path.join(updir, "paused.bin")) == size
+    s2, free_sent = sent_within("/raw/unpaused.bin", 0.7)
+    s2.close()
+    result("a paused body consumer stops the reads: %.1f MiB taken in 0.7 s paused (%.1f MiB not paused), "
+           "server RSS %.1f MiB; then all %d MiB, 201" % (paused_sent / 1048576.0, free_sent / 1048576.0,
+                                                         rss_paused / 1024.0, size >> 20),
+           ok and paused_sent < 24 << 20 and free_sent > paused_sent and rss_paused < 64 * 1024,
+           "%d %r" % (st, b[:100]))
+    os.unlink(os.path.join(updir, "paused.bin"))
+
+
+def test_file_cache(port, root):
+    """The open-file cache never serves what is no longer there."""
+    p = os.path.join(root, "cached.txt")
+    with open(p, "wb") as f:
+        f.write(b"one")
+    st1, _, b1 = request(port, "GET", "/static/cached.txt")
+    st1b, _, b1b = request(port, "GET", "/static/cached.txt")
+    os.unlink(p)
+    st2, _, _ = request(port, "GET", "/static/cached.txt")
+    result("open-file cache: a removed file is 404 at once", st1 == 200 and b1 == b"one" and st1b == 200 and
+           b1b == b"one" and st2 == 404, "%d %d %d" % (st1, st1b, st2))
+    with open(p, "wb") as f:
+        f.write(b"two!")
+    st3, _, b3 = request(port, "GET", "/static/cached.txt")
+    os.rename(os.path.join(root, "a.txt"), p + ".tmp")
+    os.rename(p + ".tmp", p)  # replaced by another file (another inode) of the same name
+    st4, _, b4 = request(port, "GET", "/static/cached.txt")
+    os.rename(p, os.path.join(root, "a.txt"))
+    result("open-file cache: a file created again, then replaced by rename, seen at once",
+           st3 == 200 and b3 == b"two!" and st4 == 200 and b4 == b"0123456789" * 10, "%d %r %d %r" % (st3, b3, st4, b4[:20]))
+    st5, h5, b5 = request(port, "GET", "/static/app.js", {"Accept-Encoding": "gzip"})
+    with open(os.path.join(root, "app.js.gz"), "wb") as f:
+        f.write(b"GZ-APP")
+    time.sleep(1.1)
+    st6, h6, b6 = request(port, "GET", "/static/app.js", {"Accept-Encoding": "gzip"})
+    os.unlink(os.path.join(root, "app.js.gz"))
+    result("open-file cache: a new .gz sibling is served within a second",
+           st5 == 200 and "content-encoding" not in h5 and st6 == 200 and b6 == b"GZ-APP"
+           and h6.get("content-encoding") == "gzip", "%d %r %d %r" % (st5, h5, st6, h6))
+
+
+def test_sigpipe_once(binary, root, updir, cache=True):
+    """A worker blocks SIGPIPE once at its start: no mask calls per file.
+    With the open-file cache, 20 answers of one file open it once."""
+    if not shutil.which("strace") or os.environ.get("FILES_VALGRIND") == "1":
+        print("# skipped: system calls per file (no strace, or the server runs under valgrind)")
+        return
+    port = free_port()
+    log = os.path.join(os.path.dirname(root), "strace.log")
+    env = dict(os.environ, PORT=str(port), HOST="127.0.0.1", CHOPIN_WORKERS="1", ROOT=root, UPLOAD_DIR=updir)
+    if not cache:
+        env["FILE_CACHE"] = "off"
+    p = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=rt_sigprocmask,sendfile,openat,openat2,newfstatat,close",
+                          "-o", log, binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        time.sleep(0.2)
+        with open(log) as f:
+            before = f.read()
+        masks_before = before.count("rt_sigprocmask(")
+        opens_before = before.count("openat(") + before.count("openat2(")
+        s = connect(port)
+        for _ in range(20):
+            s.sendall(b"GET /static/a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+            st, _, _, _ = read_response(s)
+        s.close()
+        time.sleep(0.2)
+        with open(log) as f:
+            text = f.read()
+    finally:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    files, masks = text.count("sendfile("), text.count("rt_sigprocmask(") - masks_before
+    opens = text.count("openat(") + text.count("openat2(") - opens_before
+    if cache:
+        result("20 files sent: %d sendfile calls, %d SIGPIPE mask calls (blocked once per worker)" % (files, masks),
+               files >= 20 and masks == 0, text[-1500:])
+        # the file, its .br and .gz siblings: each opened (or found absent) once
+        result("open-file cache: 20 answers of one file, %d opens (file + 2 absent siblings)" % opens,
+               files >= 20 and opens <= 3 * 2, text[-1500:])
+    else:
+        result("FILE_CACHE=off: 20 answers of one file, %d opens (file + 2 siblings each time)" % opens,
+               files >= 20 and opens >= 20 * 3, text[-1500:])
+
+
 ROOT = ""
 
 
@@ -669,10 +860,15 @@ def main():
         test_traversal(srv.port, ROOT, base)
         test_pipelining(srv.port, files)
         test_slow_reader_and_leaving(srv, ROOT)
+        test_sigpipe_once(binary, ROOT, updir)
+        test_sigpipe_once(binary, ROOT, updir, cache=False)
+        test_file_cache(srv.port, ROOT)
+        test_later(srv.port, files)
         test_uploads(srv.port, updir)
         if rest:
-            rsrv = Server(rest, {"API_TOKEN": "secret"})
+            rsrv = Server(rest, {"API_TOKEN": "secret", "RATE_LIMIT": "10"})
         test_continue(srv.port, rsrv.port if rsrv else 0)
+        test_pause(srv, updir)
         if big_mb > 0:
             test_big(srv, ROOT, updir, big_mb, rss_limit)
         rc, err = srv.stop()

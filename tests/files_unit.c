@@ -164,8 +164,20 @@ static void test_etag_and_dates(void)
     n = chi_etag_format(UINT64_MAX, UINT64_MAX, INT64_MAX, e);
     CHECK(n < CHI_ETAG_MAX && e[0] == '"' && e[n - 1] == '"');
     CHECK(chi_http_date("Sun, 06 Nov 1994 08:49:37 GMT", 29, &t) == 0 && t == 784111777);
-    CHECK(chi_http_date("Sunday, 06-Nov-94 08:49:37 GMT", 30, &t) == -1);
-    CHECK(chi_http_date("Sun Nov  6 08:49:37 1994", 24, &t) == -1);
+    /* the two obsolete forms a recipient must accept too (RFC 9110 5.6.7) */
+    CHECK(chi_http_date("Sunday, 06-Nov-94 08:49:37 GMT", 30, &t) == 0 && t == 784111777);
+    CHECK(chi_http_date("Wednesday, 06-Nov-24 08:49:37 GMT", 33, &t) == 0 && t == 1730882977);
+    CHECK(chi_http_date("Sun Nov  6 08:49:37 1994", 24, &t) == 0 && t == 784111777);
+    CHECK(chi_http_date("Sun Nov 16 08:49:37 1994", 24, &t) == 0 && t == 784111777 + 10 * 86400);
+    CHECK(chi_http_date("Sun Nov  0 08:49:37 1994", 24, &t) == -1);
+    CHECK(chi_http_date("Sun Nov 6  08:49:37 1994", 24, &t) == -1);
+    CHECK(chi_http_date("Sunday, 06-Nov-94 08:49:37 UTC", 30, &t) == -1);
+    CHECK(chi_http_date("Sunday, 06 Nov 94 08:49:37 GMT", 30, &t) == -1);
+    CHECK(chi_http_date("Sunday, 06-Nov-94 08:49:37 GMT ", 31, &t) == -1);
+    CHECK(chi_http_date("Sun, 06 Nov 1994 08:49:37 GMT", 28, &t) == -1);
+    CHECK(chi_http_date("Sun, 06 Nov 1994 25:49:37 GMT", 29, &t) == -1);
+    CHECK(chi_http_date("Sun, 06-Nov-1994 08:49:37 GMT", 29, &t) == -1);
+    CHECK(chi_http_date(",", 1, &t) == -1 && chi_http_date("", 0, &t) == -1);
     CHECK(chi_http_date("Sun, 06 Xyz 1994 08:49:37 GMT", 29, &t) == -1);
     CHECK(chi_http_date("Sun, 0a Nov 1994 08:49:37 GMT", 29, &t) == -1);
     for (i = -86400 * 3; i < (int64_t)4102444800LL; i += 86400 * 37 + 3671) { /* round trip */
@@ -195,23 +207,32 @@ static void test_preconditions(void)
     int64_t mt = 784111777; /* Sun, 06 Nov 1994 08:49:37 GMT */
     ch_str same = S("Sun, 06 Nov 1994 08:49:37 GMT"), later = S("Mon, 07 Nov 1994 08:49:37 GMT"),
            earlier = S("Sat, 05 Nov 1994 08:49:37 GMT"), bad = S("yesterday");
-    CHECK(chi_preconditions(none, none, none, none, e, 4, mt) == 0);
-    CHECK(chi_preconditions(none, none, S("\"v1\""), none, e, 4, mt) == 304);
-    CHECK(chi_preconditions(none, none, S("\"v0\""), none, e, 4, mt) == 0);
-    CHECK(chi_preconditions(none, none, none, same, e, 4, mt) == 304);
-    CHECK(chi_preconditions(none, none, none, later, e, 4, mt) == 304);
-    CHECK(chi_preconditions(none, none, none, earlier, e, 4, mt) == 0);
-    CHECK(chi_preconditions(none, none, none, bad, e, 4, mt) == 0);
+    CHECK(chi_preconditions(none, none, none, none, e, 4, mt, 1) == 0);
+    CHECK(chi_preconditions(none, none, S("\"v1\""), none, e, 4, mt, 1) == 304);
+    CHECK(chi_preconditions(none, none, S("\"v0\""), none, e, 4, mt, 1) == 0);
+    CHECK(chi_preconditions(none, none, none, same, e, 4, mt, 1) == 304);
+    CHECK(chi_preconditions(none, none, none, later, e, 4, mt, 1) == 304);
+    CHECK(chi_preconditions(none, none, none, earlier, e, 4, mt, 1) == 0);
+    CHECK(chi_preconditions(none, none, none, bad, e, 4, mt, 1) == 0);
     /* If-None-Match wins over If-Modified-Since, both ways */
-    CHECK(chi_preconditions(none, none, S("\"v0\""), later, e, 4, mt) == 0);
-    CHECK(chi_preconditions(none, none, S("\"v1\""), earlier, e, 4, mt) == 304);
+    CHECK(chi_preconditions(none, none, S("\"v0\""), later, e, 4, mt, 1) == 0);
+    CHECK(chi_preconditions(none, none, S("\"v1\""), earlier, e, 4, mt, 1) == 304);
     /* If-Match, If-Unmodified-Since: 412 first */
-    CHECK(chi_preconditions(S("\"v0\""), none, S("\"v1\""), none, e, 4, mt) == 412);
-    CHECK(chi_preconditions(S("\"v1\""), none, none, none, e, 4, mt) == 0);
-    CHECK(chi_preconditions(S("W/\"v1\""), none, none, none, e, 4, mt) == 412);
-    CHECK(chi_preconditions(none, earlier, none, none, e, 4, mt) == 412);
-    CHECK(chi_preconditions(none, same, none, none, e, 4, mt) == 0);
-    CHECK(chi_preconditions(S("\"v1\""), earlier, none, none, e, 4, mt) == 0); /* If-Match wins */
+    CHECK(chi_preconditions(S("\"v0\""), none, S("\"v1\""), none, e, 4, mt, 1) == 412);
+    CHECK(chi_preconditions(S("\"v1\""), none, none, none, e, 4, mt, 1) == 0);
+    CHECK(chi_preconditions(S("W/\"v1\""), none, none, none, e, 4, mt, 1) == 412);
+    CHECK(chi_preconditions(none, earlier, none, none, e, 4, mt, 1) == 412);
+    CHECK(chi_preconditions(none, same, none, none, e, 4, mt, 1) == 0);
+    CHECK(chi_preconditions(S("\"v1\""), earlier, none, none, e, 4, mt, 1) == 0); /* If-Match wins */
+    /* another method than GET/HEAD: a matching If-None-Match is 412,
+       If-Modified-Since is ignored (RFC 9110 13.1.2, 13.1.3) */
+    CHECK(chi_preconditions(none, none, S("\"v1\""), none, e, 4, mt, 0) == 412);
+    CHECK(chi_preconditions(none, none, S("*"), none, e, 4, mt, 0) == 412);
+    CHECK(chi_preconditions(none, none, S("\"v0\""), none, e, 4, mt, 0) == 0);
+    CHECK(chi_preconditions(none, none, none, later, e, 4, mt, 0) == 0);
+    /* the obsolete date forms count as dates */
+    CHECK(chi_preconditions(none, none, none, S("Sunday, 06-Nov-94 08:49:37 GMT"), e, 4, mt, 1) == 304);
+    CHECK(chi_preconditions(none, none, none, S("Sun Nov  6 08:49:36 1994"), e, 4, mt, 1) == 0);
     /* If-Range */
     CHECK(chi_if_range_ok(none, e, 4, mt));
     CHECK(chi_if_range_ok(S("\"v1\""), e, 4, mt));
@@ -258,9 +279,13 @@ static void test_ranges(void)
     range_is("bytes=", 100, 0, 0, 0);
     range_is("bytes=-", 100, 0, 0, 0);
     range_is("bytes=a-5", 100, 0, 0, 0);
+    /* numbers past 18 digits: a last byte clamped, a first byte beyond any file */
+    range_is("bytes=5-99999999999999999999999", 100, 1, 5, 99);
+    range_is("bytes=99999999999999999999999-", 100, 416, 0, 0);
+    range_is("bytes=-99999999999999999999999", 100, 1, 0, 99);
     range_is("bytes=5", 100, 0, 0, 0);
     range_is("bytes=1-2x", 100, 0, 0, 0);
-    range_is("bytes=99999999999999999999-", 100, 0, 0, 0);
+    range_is("bytes=99999999999999999999-", 100, 416, 0, 0); /* 20 digits: past any end */
     range_is("bytes=0-", UINT64_C(5000000000), 1, 0, UINT64_C(4999999999));
 }
 
