@@ -3746,11 +3746,37 @@ static uint32_t chi_hash(const char *s, size_t n)
         s += 8;
         n -= 8;
     }
+    /* the last 0-7 bytes a byte at a time: a memcpy of a varying length
+       would be a call into the C library, dearer than the loop */
     x = 0;
-    memcpy(&x, s, n);
+    while (n) x = (x << 8) | (unsigned char)s[--n];
     h = (h ^ x) * 0xc4ceb9fe1a85ec53ull;
     h ^= h >> 33;
     return (uint32_t)h;
+}
+
+/* Equal bytes? Eight at a time, inline: the keys compared here are short
+   (an origin, a client address), where a call to memcmp costs more than
+   the comparison itself. */
+static int chi_same_bytes(const char *a, const char *b, size_t n)
+{
+    uint64_t x, y;
+    size_t i;
+    if (n < 8) {
+        for (i = 0; i < n; i++)
+            if (a[i] != b[i]) return 0;
+        return 1;
+    }
+    for (i = 0; i + 8 < n; i += 8) {
+        memcpy(&x, a + i, 8);
+        memcpy(&y, b + i, 8);
+        if (x != y) return 0;
+    }
+    /* the last eight bytes, overlapping those before when n is not a
+       multiple of eight: no byte-by-byte tail */
+    memcpy(&x, a + n - 8, 8);
+    memcpy(&y, b + n - 8, 8);
+    return x == y;
 }
 
 #endif
@@ -4159,10 +4185,14 @@ static chi_bucket *chi_buckets_get(chi_buckets *t, const char *key, size_t n, in
     uint32_t h;
     int i, *head;
     if (n > CHI_RL_KEY_MAX) n = CHI_RL_KEY_MAX;
+    /* the most recent client again (a keep-alive connection's next
+       request, the common case): found without a hash or a search */
+    i = t->lru_head;
+    if (i >= 0 && t->e[i].keylen == n && chi_same_bytes(t->e[i].key, key, n)) return &t->e[i];
     h = chi_hash(key, n);
     head = &t->heads[h & (uint32_t)(t->nheads - 1)];
     for (i = *head; i >= 0; i = t->e[i].hnext)
-        if (t->e[i].hash == h && t->e[i].keylen == n && memcmp(t->e[i].key, key, n) == 0) break;
+        if (t->e[i].hash == h && t->e[i].keylen == n && chi_same_bytes(t->e[i].key, key, n)) break;
     if (i >= 0) {
         if (i == t->lru_head) return &t->e[i]; /* the same client again: already most recent */
         chi_lru_unlink(t, i);
@@ -9462,8 +9492,8 @@ struct ch_worker {
     chi_buf decoded;         /* ch_req_param_decoded's values, per request */
     size_t decoded_at[CHOPIN_MAX_PARAMS], decoded_len[CHOPIN_MAX_PARAMS];
     uint64_t rid_next;       /* request ids: a count after ... */
-    size_t rid_prefix_len;
-    char rid_prefix[24];     /* ... "<start second>-<worker>-" */
+    size_t rid_prefix_len, rid_last_len;
+    char rid_last[40];       /* ... "<start second>-<worker>-": the last id made */
     int hooks_started;       /* the start hooks ran (so the stop hooks will) */
     int out_failed;          /* an answer could not be written: out of memory */
     /* answering later (>>later): nothing here is touched by a request
@@ -10219,28 +10249,38 @@ static void chi_slots_free(chi_worker *w)
    PROXY header (>>connection) has already replaced the peer with the
    address it states. */
 
-static chi_peer chi_client_peer(const ch_req *req)
+#ifndef CHOPIN_NO_PROXY
+/* The client a trusted proxy names, else the proxy itself. Out of line:
+   most servers trust no proxy, and their callers stay small. */
+static chi_peer chi_client_behind_proxy(const ch_req *req, const chi_peer *peer)
+{
+    const chi_worker *w = (const chi_worker *)req->worker;
+    chi_peer out;
+    /* the first-line look-ups are array reads: the walks run only when
+       the request has such a line */
+    if (!chi_nets_match(w->app->trusted, w->app->ntrusted, peer)) return *peer;
+    if (ch_req_common(req, CH_H_X_FORWARDED_FOR).ptr &&
+        chi_xff_client_lines(req->headers, req->header_count, w->app->trusted, w->app->ntrusted, &out) == 0)
+        return out;
+    if (ch_req_common(req, CH_H_X_REAL_IP).ptr && chi_real_ip_client(req->headers, req->header_count, &out) == 0)
+        return out;
+    return *peer;
+}
+#endif
+
+static inline chi_peer chi_client_peer(const ch_req *req)
 {
     const chi_worker *w = (const chi_worker *)req->worker;
     const chi_peer *peer = (const chi_peer *)req->conn;
     chi_peer out;
-    ch_str v;
     if (!peer) {
         memset(&out, 0, sizeof out);
         return out;
     }
 #ifndef CHOPIN_NO_PROXY
-    if (!w || !w->app->ntrusted || !chi_nets_match(w->app->trusted, w->app->ntrusted, peer)) return *peer;
-    /* the first-line look-ups are array reads: the walks run only when
-       the request has such a line */
-    v = ch_req_common(req, CH_H_X_FORWARDED_FOR);
-    if (v.ptr && chi_xff_client_lines(req->headers, req->header_count, w->app->trusted, w->app->ntrusted, &out) == 0)
-        return out;
-    v = ch_req_common(req, CH_H_X_REAL_IP);
-    if (v.ptr && chi_real_ip_client(req->headers, req->header_count, &out) == 0) return out;
+    if (w && w->app->ntrusted) return chi_client_behind_proxy(req, peer);
 #else
     (void)w;
-    (void)v;
 #endif
     return *peer;
 }
@@ -10801,29 +10841,62 @@ static size_t chi_hex(uint64_t v, char *out)
     return n;
 }
 
+/* The next id, made from the last one: its hex count turned like an
+   odometer (a carry moves left), with no conversion per request; a count
+   that gains a digit (ff to 100) is written anew. */
+static void chi_rid_make(chi_worker *w)
+{
+    char *first = w->rid_last + w->rid_prefix_len, *d = w->rid_last + w->rid_last_len;
+    if (!w->rid_prefix_len) { /* "<start second>-<worker>-" and a count of 0, once */
+        d = w->rid_last;
+        d += chi_hex((uint64_t)chi_os_wall_seconds() & 0xffffffffu, d);
+        *d++ = '-';
+        d += chi_hex((uint64_t)w->id, d);
+        *d++ = '-';
+        w->rid_prefix_len = (size_t)(d - w->rid_last);
+        first = d;
+        *d++ = '0';
+        w->rid_last_len = (size_t)(d - w->rid_last);
+    }
+    w->rid_next++;
+    while (d > first) {
+        d--;
+        if (*d == '9') {
+            *d = 'a';
+            return;
+        }
+        if (*d != 'f') {
+            (*d)++;
+            return;
+        }
+        *d = '0';
+    }
+    w->rid_last_len = w->rid_prefix_len + chi_hex(w->rid_next, first);
+}
+
 CHOPIN_API int ch_mw_request_id(ch_req *req, ch_res *res, void *user)
 {
     chi_worker *w = res->w;
     ch_str v = ch_req_common(req, CH_H_X_REQUEST_ID);
+    char *p;
     (void)user;
     if (chi_rid_valid(v)) {
         memcpy(res->rid, v.ptr, v.len);
         res->rid_len = v.len;
-    } else {
-        char *p;
-        if (!w->rid_prefix_len) { /* "<start second>-<worker>-", once */
-            p = w->rid_prefix;
-            p += chi_hex((uint64_t)chi_os_wall_seconds() & 0xffffffffu, p);
-            *p++ = '-';
-            p += chi_hex((uint64_t)w->id, p);
-            *p++ = '-';
-            w->rid_prefix_len = (size_t)(p - w->rid_prefix);
-        }
-        p = chi_put(res->rid, w->rid_prefix, w->rid_prefix_len);
-        p += chi_hex(++w->rid_next, p);
-        res->rid_len = (size_t)(p - res->rid);
+        chi_res_put_header(res, "X-Request-Id", 12, res->rid, res->rid_len); /* token bytes: no check needed */
+        return CH_NEXT;
     }
-    chi_res_put_header(res, "X-Request-Id", 12, res->rid, res->rid_len); /* token bytes: no check needed */
+    chi_rid_make(w);
+    /* the id into res->rid and straight into the header lines; each copy
+       moves the whole fixed-size array (a few wide moves, no call), of
+       which the first rid_last_len bytes count */
+    memcpy(res->rid, w->rid_last, sizeof w->rid_last);
+    res->rid_len = w->rid_last_len;
+    if (chi_buf_reserve(&res->headers, 14 + sizeof w->rid_last + 2) < 0) return CH_NEXT;
+    p = chi_put(res->headers.ptr + res->headers.len, "X-Request-Id: ", 14);
+    memcpy(p, w->rid_last, sizeof w->rid_last);
+    p = chi_put(p + w->rid_last_len, "\r\n", 2);
+    res->headers.len = (size_t)(p - res->headers.ptr);
     return CH_NEXT;
 }
 #endif
@@ -10887,6 +10960,7 @@ typedef struct chi_cors_entry {
 
 typedef struct chi_cors_cache {
     chi_slot hdr;
+    chi_cors_entry *last;     /* the last origin's entry, tried first */
     chi_cors_entry e[CHI_CORS_CACHE];
 } chi_cors_cache;
 
@@ -10943,9 +11017,14 @@ static int chi_cors_allowed(chi_worker *w, const chi_cors *c, ch_str o)
             return chi_cors_decide(c, o.ptr, o.len);
         }
     }
+    /* a page's requests come from one origin, often on one connection:
+       the same origin as the last request costs one compare, no hash */
+    e = cache->last;
+    if (e && e->len == o.len && chi_same_bytes(e->origin, o.ptr, o.len)) return e->allowed;
     h = chi_hash(o.ptr, o.len);
     e = &cache->e[h % CHI_CORS_CACHE];
-    if (e->len != o.len || e->hash != h || memcmp(e->origin, o.ptr, o.len) != 0) {
+    cache->last = e;
+    if (e->len != o.len || e->hash != h || !chi_same_bytes(e->origin, o.ptr, o.len)) {
         e->allowed = (unsigned char)chi_cors_decide(c, o.ptr, o.len);
         e->hash = h;
         e->len = (unsigned char)o.len;
@@ -11054,6 +11133,11 @@ typedef struct chi_rl {
     double burst;
     char lines[80];           /* "X-RateLimit-Limit: N\r\nX-RateLimit-Remaining: " */
     size_t lines_len;
+    /* the three lines most answers carry, a client under its limit whose
+       bucket was full: built once, at registration */
+    long usual_remaining, usual_reset;
+    char usual[160];          /* lines (< 80) + two numbers (<= 20) + 23 */
+    size_t usual_len;
     int exact;
     chi_mutex lock;
     chi_buckets shared;       /* exact mode */
@@ -11139,18 +11223,31 @@ static void chi_rl_num_header(ch_res *res, const char *name, size_t nlen, long v
     chi_res_put_header(res, name, nlen, d, chi_itoa(v, d));
 }
 
-/* X-RateLimit-Limit, -Remaining and -Reset, in one append. */
+/* "X-RateLimit-Limit: N\r\nX-RateLimit-Remaining: R\r\nX-RateLimit-Reset: S\r\n"
+   at p (room for lines_len + 64 bytes); returns the end. */
+static char *chi_rl_lines(const chi_rl *rl, char *p, long remaining, long reset)
+{
+    static const char reset_name[] = "\r\nX-RateLimit-Reset: ";
+    p = chi_put(p, rl->lines, rl->lines_len);
+    p += chi_itoa(remaining, p);
+    p = chi_put(p, reset_name, sizeof reset_name - 1);
+    p += chi_itoa(reset, p);
+    return chi_put(p, "\r\n", 2);
+}
+
+/* X-RateLimit-Limit, -Remaining and -Reset, in one append: the usual
+   lines as they were built, others written now. */
 static void chi_rl_headers(const chi_rl *rl, ch_res *res, const chi_take *t)
 {
-    static const char reset[] = "\r\nX-RateLimit-Reset: ";
     char *p;
-    if (chi_buf_reserve(&res->headers, rl->lines_len + sizeof reset + (size_t)48 + 2) < 0) return;
+    if (chi_buf_reserve(&res->headers, sizeof rl->usual + rl->lines_len + 64) < 0) return;
     p = res->headers.ptr + res->headers.len;
-    p = chi_put(p, rl->lines, rl->lines_len);
-    p += chi_itoa(t->remaining, p);
-    p = chi_put(p, reset, sizeof reset - 1);
-    p += chi_itoa(t->reset, p);
-    p = chi_put(p, "\r\n", 2);
+    if (t->remaining == rl->usual_remaining && t->reset == rl->usual_reset) {
+        memcpy(p, rl->usual, sizeof rl->usual); /* the whole array: a few wide moves, no call */
+        p += rl->usual_len;
+    }
+    else
+        p = chi_rl_lines(rl, p, t->remaining, t->reset);
     res->headers.len = (size_t)(p - res->headers.ptr);
 }
 
@@ -11168,13 +11265,10 @@ static int chi_mw_ratelimit(ch_req *req, ch_res *res, void *user)
     if (!s) return CH_NEXT; /* out of memory: let it through rather than refuse everyone */
     klen = chi_rl_key(rl, req, key);
     now = w->app->timed ? res->start_ns : chi_os_now_ns(); /* read at dispatch, when it was */
-    if (rl->exact) {
-        chi_os_lock(&rl->lock);
-        t = chi_buckets_take(&rl->shared, key, klen, now);
-        chi_os_unlock(&rl->lock);
-    } else {
-        t = chi_buckets_take(&s->t, key, klen, now);
-    }
+    /* one call for both modes, so the compiler can inline it */
+    if (rl->exact) chi_os_lock(&rl->lock);
+    t = chi_buckets_take(rl->exact ? &rl->shared : &s->t, key, klen, now);
+    if (rl->exact) chi_os_unlock(&rl->lock);
     chi_rl_headers(rl, res, &t);
     if (t.allowed) return CH_NEXT;
     {
@@ -11201,6 +11295,14 @@ CHOPIN_API int ch_use_ratelimit(ch_app *app, ch_group *g, const ch_ratelimit *cf
     rl->burst = cfg->burst ? (double)cfg->burst : (double)chi_ceil_seconds(cfg->rate);
     rl->lines_len = (size_t)snprintf(rl->lines, sizeof rl->lines, "X-RateLimit-Limit: %.0f\r\nX-RateLimit-Remaining: ",
                                      rl->burst);
+    if (rl->lines_len >= sizeof rl->lines) { /* a burst of some 50 digits: not a rate limit */
+        CHOPIN_FREE(rl);
+        return chi_reg_error(app, "rate or burst too large", "(ratelimit)");
+    }
+    /* a take from a full bucket leaves burst - 1 tokens, refilled in 1 / rate seconds */
+    rl->usual_remaining = (long)(rl->burst - 1.0);
+    rl->usual_reset = chi_ceil_seconds(1.0 / cfg->rate);
+    rl->usual_len = (size_t)(chi_rl_lines(rl, rl->usual, rl->usual_remaining, rl->usual_reset) - rl->usual);
     rl->slot = app->nslots++;
     if (cfg->exact) {
         if (chi_buckets_init(&rl->shared, rl->cfg.table_size, cfg->rate, rl->burst) < 0) {

@@ -743,6 +743,28 @@ static void test_request_id(void)
     ch_app_free(app);
 }
 
+/* The made ids count up in hex, turned in place: each one is the prefix
+   and the count written anew, across every carry and every digit gained. */
+static void test_request_id_count(void)
+{
+    chi_worker w;
+    char want[40];
+    uint64_t k;
+    int bad = 0;
+    memset(&w, 0, sizeof w);
+    w.id = 3;
+    for (k = 1; k <= 70000; k++) {
+        size_t n;
+        chi_rid_make(&w);
+        memcpy(want, w.rid_last, w.rid_prefix_len);
+        n = w.rid_prefix_len + chi_hex(k, want + w.rid_prefix_len);
+        if (w.rid_next != k || w.rid_last_len != n || memcmp(w.rid_last, want, n) != 0) bad++;
+    }
+    CHECK(bad == 0);
+    CHECK(w.rid_prefix_len >= 4 && memcmp(w.rid_last + w.rid_prefix_len - 3, "-3-", 3) == 0);
+    CHECK(w.rid_last_len == w.rid_prefix_len + 5 && memcmp(w.rid_last + w.rid_prefix_len, "11170", 5) == 0);
+}
+
 /* The bearer token from a cookie or a query parameter, when the route asks. */
 static void test_bearer_elsewhere(void)
 {
@@ -899,6 +921,7 @@ int main(void)
     run("bug 8: decoded parameters and integer getters; Set-Cookie on a response", test_params_and_cookie);
     run("bug 6: buffers above the high-water mark are released", test_big_buffers_released);
     run("request id: kept when valid, else made", test_request_id);
+    run("request id: the made ids count up in hex (carries, a digit gained)", test_request_id_count);
     run("bearer: the token from a cookie or a query parameter when the route asks", test_bearer_elsewhere);
     run("config: CHOPIN_LOG, trust_proxy (code beats the environment; bad values refused)", test_config);
     printf("%d passed, %d failed\n", g_passed, g_failed);
