@@ -751,7 +751,8 @@ def test_pause(srv, updir):
 
 
 def test_file_cache(port, root):
-    """The open-file cache never serves what is no longer there."""
+    """The open-file cache sees a removed, replaced or rewritten file within a second
+    (nginx's open_file_cache_valid 1s); until then only the old inode, never another file."""
     p = os.path.join(root, "cached.txt")
     with open(p, "wb") as f:
         f.write(b"one")
