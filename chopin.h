@@ -736,12 +736,15 @@ CHOPIN_API int ch_mime_set(ch_app *app, const char *ext, const char *type);
    index file; there is no directory listing.
    Open-file cache (file_cache, on by default; CHOPIN_NO_FILE_CACHE compiles
    it out): each worker keeps up to CHOPIN_FILE_CACHE_SLOTS (64) files it
-   opened for a mount, descriptor and stat, for up to a second (nginx's
-   open_file_cache). A cached file is checked with one fstatat that does
-   not follow a symlink before each use: a file changed, removed or
-   replaced by a symlink is seen at once. The absence of a .br/.gz
-   sibling is remembered for that second (a new sibling shows within a
-   second). The descriptors close when the worker stops. */
+   opened for a mount, descriptor and stat (nginx's open_file_cache with
+   open_file_cache_valid 1s). A cached file is used as it is within the
+   second it was last checked (the worker's clock, advanced once a tick),
+   then checked again with one fstatat that does not follow a symlink: a
+   file changed, removed or replaced by a symlink is seen within about a
+   second, and until then the old inode is served, never a file outside
+   the root. The absence of a .br/.gz sibling is remembered the same way
+   (a new sibling shows within a second). The descriptors close when the
+   worker stops. */
 typedef struct ch_static_opts {
     const char *index;          /* NULL: "index.html"; "": none (404) */
     const char *cache_control;  /* NULL: no Cache-Control header */
@@ -6406,14 +6409,14 @@ static long chi_sys_read(int fd, char *p, size_t n)
 {
     return chi_sys_result(chi_sys6(SYS_read, fd, (long)p, (long)n, 0, 0, 0));
 }
-static long chi_sys_send(int fd, const char *p, size_t n)
+static long chi_sys_send(int fd, const char *p, size_t n, int flags)
 {
     /* send() is sendto() without an address, on both architectures */
-    return chi_sys_result(chi_sys6(SYS_sendto, fd, (long)p, (long)n, CHI_SEND_FLAGS, 0, 0));
+    return chi_sys_result(chi_sys6(SYS_sendto, fd, (long)p, (long)n, flags, 0, 0));
 }
 #else
 static long chi_sys_read(int fd, char *p, size_t n) { return (long)read(fd, p, n); }
-static long chi_sys_send(int fd, const char *p, size_t n) { return (long)send(fd, p, n, CHI_SEND_FLAGS); }
+static long chi_sys_send(int fd, const char *p, size_t n, int flags) { return (long)send(fd, p, n, flags); }
 #endif
 
 static long chi_os_recv(int fd, char *p, size_t n)
@@ -6426,14 +6429,28 @@ static long chi_os_recv(int fd, char *p, size_t n)
     return chi_os_would_block() ? CHI_IO_AGAIN : CHI_IO_ERROR;
 }
 
-static long chi_os_send(int fd, const char *p, size_t n)
+static long chi_os_send_flags(int fd, const char *p, size_t n, int flags)
 {
     long r;
     do {
-        r = chi_sys_send(fd, p, n);
+        r = chi_sys_send(fd, p, n, flags);
     } while (r < 0 && errno == EINTR);
     if (r >= 0) return r;
     return chi_os_would_block() ? CHI_IO_AGAIN : CHI_IO_ERROR;
+}
+
+static long chi_os_send(int fd, const char *p, size_t n) { return chi_os_send_flags(fd, p, n, CHI_SEND_FLAGS); }
+
+/* The same, telling the kernel that more follows at once (a head before its
+   sendfile body): with MSG_MORE the two leave in one segment rather than
+   the head alone. Where there is no MSG_MORE, a plain send. */
+static long chi_os_send_more(int fd, const char *p, size_t n)
+{
+#if defined(MSG_MORE)
+    return chi_os_send_flags(fd, p, n, CHI_SEND_FLAGS | MSG_MORE);
+#else
+    return chi_os_send(fd, p, n);
+#endif
 }
 
 static void chi_os_close(int fd) { close(fd); }
@@ -11553,15 +11570,20 @@ static void chi_files_free(ch_app *app)
 
 /* The open-file cache: a worker's table of CHOPIN_FILE_CACHE_SLOTS entries,
    one per hash of (mount, path), each a file opened beneath the mount's
-   root with its stat, or the memory that a .br/.gz sibling is absent. An
-   entry lives up to CHI_FCACHE_MS; a file's entry is checked against the
-   path's current stat before each use. Its descriptor is lent to the
+   root with its stat, or the memory that a .br/.gz sibling is absent.
+   Entries are checked by the worker's clock second (w->now, read once a
+   tick, so no clock read per use): within the second of its last check an
+   entry is used as it is; in a later second a file's entry is checked
+   against the path's current stat (fstatat, a final symlink not followed)
+   and kept if unchanged, and an absence is looked up again. This is safe
+   because the descriptor was opened beneath the root without following
+   symlinks: a file swapped for a symlink within that second can only serve
+   the old inode, never what the link names. Its descriptor is lent to the
    answers that send it (refs), so it closes only once none uses it: an
    entry in use is not replaced, the new file is then opened uncached. */
 #ifndef CHOPIN_FILE_CACHE_SLOTS
 #define CHOPIN_FILE_CACHE_SLOTS 64
 #endif
-#define CHI_FCACHE_MS 1000
 #define CHI_FCACHE_PATH 112 /* longer paths are not cached */
 #if !defined(CHOPIN_NO_STATIC) && !defined(CHOPIN_NO_FILE_CACHE)
 #define CHI_FILE_CACHE 1
@@ -11576,7 +11598,7 @@ typedef struct chi_fcache_ent {
     int state;               /* CHI_FC_* */
     int fd;                  /* CHI_FC_FILE: the descriptor */
     int refs;                /* answers sending it now */
-    int64_t born_ms;
+    int64_t checked_s;       /* the worker's second (w->now) of the last check */
     chi_file_info fi;
     size_t len;
     char path[CHI_FCACHE_PATH];
@@ -11656,14 +11678,14 @@ static int chi_mount_open(chi_worker *w, const struct chi_mount *m, const char *
     int fd;
 #if CHI_FILE_CACHE
     chi_fcache_ent *e = NULL;
-    int64_t now = 0;
     if (m->file_cache != CH_NO && n > 0 && n < CHI_FCACHE_PATH && (e = chi_fcache_slot(w, m, rel, n))) {
-        now = chi_os_now_ns() / 1000000;
-        if (e->state != CHI_FC_EMPTY && e->mount == m && e->len == n && memcmp(e->path, rel, n) == 0 &&
-            now - e->born_ms < CHI_FCACHE_MS) {
+        if (e->state != CHI_FC_EMPTY && e->mount == m && e->len == n && memcmp(e->path, rel, n) == 0) {
             chi_file_info cur;
-            if (e->state == CHI_FC_ABSENT) return CHI_FILE_NOTFOUND;
-            if (chi_os_stat_beneath(m->root_fd, rel, &cur) == 0 && chi_same_file(&e->fi, &cur)) {
+            int fresh = e->checked_s == w->now;
+            if (e->state == CHI_FC_ABSENT && fresh) return CHI_FILE_NOTFOUND;
+            if (e->state == CHI_FC_FILE &&
+                (fresh || (chi_os_stat_beneath(m->root_fd, rel, &cur) == 0 && chi_same_file(&e->fi, &cur)))) {
+                e->checked_s = w->now;
                 e->refs++;
                 *fi = e->fi;
                 return e->fd;
@@ -11689,7 +11711,7 @@ static int chi_mount_open(chi_worker *w, const struct chi_mount *m, const char *
         }
         if (e->state != CHI_FC_EMPTY) {
             e->mount = m;
-            e->born_ms = now;
+            e->checked_s = w->now;
             e->len = n;
             memcpy(e->path, rel, n);
         }
@@ -12817,7 +12839,9 @@ static void chi_flush(chi_worker *w, chi_conn *c)
         if (w->out.len) {
             size_t sent = 0;
             if (chi_out_pending(c) == 0) {
-                long r = chi_os_send(c->fd, w->out.ptr, w->out.len);
+                /* a file body follows at once: the head waits for it (MSG_MORE) */
+                long r = (c->flags & CHI_F_FILE) ? chi_os_send_more(c->fd, w->out.ptr, w->out.len)
+                                                 : chi_os_send(c->fd, w->out.ptr, w->out.len);
                 if (r == CHI_IO_ERROR) {
                     chi_drop(w, c);
                     return;

@@ -11,6 +11,9 @@
 #   1-minute load average, and the last lines give chopin/nginx ratios of the
 #   rounds' medians: the machine may be shared.
 #   DURATION=10 ROUNDS=3 PEER=nginx|none bash bench/files.sh  (make bench-files)
+#   SIZES="1k.bin" limits the keep-alive runs to those files; BIG=0 skips the
+#   1 GiB and concurrent downloads; BIN=path runs that server binary instead
+#   of ./build/files (e.g. a copy of an earlier build, to compare).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
@@ -20,6 +23,9 @@ CLIENT_CPU=${CLIENT_CPU:-0}
 CONC=${CONC:-1000}
 SIZE_MB=${SIZE_MB:-10}
 ROUNDS=${ROUNDS:-3}
+SIZES=${SIZES:-1k.bin 100k.bin}
+BIG=${BIG:-1}
+BIN=${BIN:-./build/files}
 
 install() {
   command -v "$1" >/dev/null && return
@@ -30,7 +36,7 @@ install() {
 install wrk wrk
 install curl curl
 [ "$PEER" = nginx ] && { command -v nginx >/dev/null || install nginx nginx-light; }
-make -s build/files
+if [ "$BIN" = ./build/files ]; then make -s build/files; fi
 
 tmp=$(mktemp -d)
 pids=()
@@ -53,14 +59,14 @@ wait_port() {
 }
 
 PORT=8090 HOST=127.0.0.1 CHOPIN_WORKERS=1 ROOT="$tmp/public" UPLOAD_DIR="$tmp/uploads" \
-  taskset -c "$SERVER_CPU" ./build/files >/dev/null &
+  taskset -c "$SERVER_CPU" "$BIN" >/dev/null &
 pids+=($!)
 declare -A pid_of=([chopin]=$!)
 wait_port 8090
 servers=("chopin:8090")
 # the same build with its open-file cache off (FILE_CACHE=off): what the cache buys
 PORT=8092 HOST=127.0.0.1 CHOPIN_WORKERS=1 ROOT="$tmp/public" UPLOAD_DIR="$tmp/uploads" FILE_CACHE=off \
-  taskset -c "$SERVER_CPU" ./build/files >/dev/null &
+  taskset -c "$SERVER_CPU" "$BIN" >/dev/null &
 pids+=($!)
 pid_of[nocache]=$!
 wait_port 8092
@@ -83,7 +89,7 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[
 declare -A rps_of us_of
 printf '%-8s %-22s %14s %16s %6s\n' server test result "server CPU" load
 for round in $(seq "$ROUNDS"); do
-  for file in 1k.bin 100k.bin; do
+  for file in $SIZES; do
     for s in "${servers[@]}"; do
       name=${s%%:*}; port=${s##*:}; pid=${pid_of[$name]}
       c0=$(cpu_ticks "$pid")
@@ -99,20 +105,21 @@ for round in $(seq "$ROUNDS"); do
     done
   done
 done
-for file in 1k.bin 100k.bin; do
+for file in $SIZES; do
   cr=$(echo ${rps_of[chopin.$file]} | tr ' ' '\n' | median); nr=$(echo ${rps_of[nocache.$file]} | tr ' ' '\n' | median)
   cu=$(echo ${us_of[chopin.$file]} | tr ' ' '\n' | median); nu=$(echo ${us_of[nocache.$file]} | tr ' ' '\n' | median)
   printf 'cache    %-22s on/off req/s %.2f (%.0f / %.0f), CPU/req %.2f (%s / %s us), medians of %d rounds\n' \
     "$file keep-alive" "$(awk "BEGIN{print $cr / $nr}")" "$cr" "$nr" "$(awk "BEGIN{print $cu / $nu}")" "$cu" "$nu" "$ROUNDS"
 done
 if [ "$PEER" = nginx ]; then
-  for file in 1k.bin 100k.bin; do
+  for file in $SIZES; do
     cr=$(echo ${rps_of[chopin.$file]} | tr ' ' '\n' | median); nr=$(echo ${rps_of[nginx.$file]} | tr ' ' '\n' | median)
     cu=$(echo ${us_of[chopin.$file]} | tr ' ' '\n' | median); nu=$(echo ${us_of[nginx.$file]} | tr ' ' '\n' | median)
     printf 'ratio    %-22s chopin/nginx req/s %.2f (%.0f / %.0f), CPU/req %.2f (%s / %s us), medians of %d rounds\n' \
       "$file keep-alive" "$(awk "BEGIN{print $cr / $nr}")" "$cr" "$nr" "$(awk "BEGIN{print $cu / $nu}")" "$cu" "$nu" "$ROUNDS"
   done
 fi
+if [ "$BIG" = 0 ]; then exit 0; fi
 for s in "${servers[@]}"; do
   [ "${s%%:*}" = nocache ] && continue
   name=${s%%:*}; port=${s##*:}; pid=${pid_of[$name]}
