@@ -3,6 +3,9 @@
 # and prints the sum as the last line. Exit status 1 if anything failed.
 set -u
 cd "$(dirname "$0")/.."
+# builds run two at a time per CPU's worth (the suites below build what
+# they need themselves, also in parallel through MAKEFLAGS)
+export MAKEFLAGS="${MAKEFLAGS:-} -j$(nproc 2>/dev/null || echo 2)"
 if ! make -s all build/unit build/bench-asan build/blackbox build/rest_blackbox build/rest-asan; then
   echo "0 passed, 1 failed"
   exit 1
