@@ -12322,7 +12322,7 @@ CHI_COLD static int chi_early(chi_worker *w, chi_conn *c, ch_req *req, const chi
     }
     if (!route && (!expect || complete)) return CHI_EARLY_NONE;
     chi_res_reset(&w->res);
-    if (app->nafter) w->res.start_ns = chi_os_now_ns();
+    if (app->timed) w->res.start_ns = chi_os_now_ns();
     if (chi_early_route(w, req, &route) == CH_DONE) return chi_early_answer(w, c, req, out_before, 0);
     if (!route->stream_max) { /* buffered: the middleware let it in */
         if (chi_keep_verdict(w, c, req) < 0) return chi_early_answer(w, c, req, out_before, 503);
@@ -12427,7 +12427,7 @@ static void chi_stream_end(chi_worker *w, chi_conn *c, int status)
     ch_req *req = chi_stream_req(w, c);
     int keep_alive = status == 0 && s->keep_alive && !w->stopping;
     chi_res_reset(&w->res);
-    if (w->app->nafter) w->res.start_ns = chi_os_now_ns();
+    if (w->app->timed) w->res.start_ns = chi_os_now_ns();
     if (status) ch_res_error(&w->res, status);
     s->on_end(req, &w->res, status, s->state);
     chi_upload_finish(w, req, keep_alive);
