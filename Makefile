@@ -30,7 +30,7 @@ build/%: examples/%.c chopin.h | build
 build/bench-asan: examples/bench.c chopin.h | build
 	$(CC) $(WARN) $(DEBUG) $(SAN) $< -o $@ $(LIBS)
 
-build/unit: tests/unit.c chopin.h | build
+build/unit: tests/unit.c tests/check.h chopin.h | build
 	$(CC) $(WARN) $(DEBUG) $(SAN) $< -o $@ $(LIBS)
 
 build/rest_blackbox: tests/rest_blackbox.c | build

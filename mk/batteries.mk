@@ -7,7 +7,7 @@
 BATTERIES_OFF = CHOPIN_NO_CORS CHOPIN_NO_RATELIMIT CHOPIN_NO_METRICS CHOPIN_NO_PROXY CHOPIN_NO_REQUEST_ID
 
 .PHONY: batteries batteries-switches batteries-m32
-build/batteries_unit: tests/batteries_unit.c chopin.h | build
+build/batteries_unit: tests/batteries_unit.c tests/check.h chopin.h | build
 	$(CC) $(WARN) $(DEBUG) $(SAN) $< -o $@ $(LIBS)
 
 batteries-switches: | build
@@ -34,7 +34,7 @@ build/batteries_oom: tests/batteries_oom.c chopin.h | build
 # machine without the 32-bit headers and libraries (gcc-multilib, which
 # Debian will not install beside gcc-aarch64-linux-gnu) prints why and
 # passes nothing.
-build/batteries_unit32: tests/batteries_unit.c chopin.h | build
+build/batteries_unit32: tests/batteries_unit.c tests/check.h chopin.h | build
 	$(CC) -m32 $(WARN) -O2 -g -fsanitize=undefined -fno-sanitize-recover=undefined $< -o $@ $(LIBS)
 
 batteries-m32: | build

@@ -18,10 +18,10 @@ build/files-asan: examples/files.c chopin.h | build
 build/files-memcheck: examples/files.c chopin.h | build
 	$(CC) $(WARN) -Wno-maybe-uninitialized -O1 -g $< -o $@ $(LIBS)
 
-build/files_unit: tests/files_unit.c chopin.h | build
+build/files_unit: tests/files_unit.c tests/check.h chopin.h | build
 	$(CC) $(WARN) $(DEBUG) $(SAN) $< -o $@ $(LIBS)
 
-build/files_unit_walk: tests/files_unit.c chopin.h | build
+build/files_unit_walk: tests/files_unit.c tests/check.h chopin.h | build
 	$(CC) $(WARN) $(DEBUG) $(SAN) -DCHOPIN_NO_OPENAT2 $< -o $@ $(LIBS)
 
 files-test: build/files build/files-asan build/rest build/rest-asan build/files_unit build/files_unit_walk

@@ -31,7 +31,7 @@ build/selfrestart: tests/ops/selfrestart.c examples/bench.c chopin.h | build
 build/selfrestart-asan: tests/ops/selfrestart.c examples/bench.c chopin.h | build
 	$(CC) $(WARN) $(DEBUG) $(SAN) $< -o $@ $(LIBS)
 
-build/ops_unit: tests/ops/unit.c chopin.h | build
+build/ops_unit: tests/ops/unit.c tests/check.h chopin.h | build
 	$(CC) $(WARN) $(DEBUG) $(SAN) $< -o $@ $(LIBS)
 
 ops-health: build/selfrestart

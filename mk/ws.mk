@@ -8,7 +8,7 @@
 #   make ws-bench     not a test: echo round trips and fan-out beside a Node
 #                     ws server (also run by make bench)
 # The libFuzzer targets (tests/fuzz/fuzz_ws_*.c) build with the others.
-build/ws_unit: tests/ws/unit_ws.c tests/ws/ws_frames.h chopin.h | build
+build/ws_unit: tests/ws/unit_ws.c tests/ws/ws_frames.h tests/check.h chopin.h | build
 	$(CC) $(WARN) $(DEBUG) $(SAN) $< -o $@ $(LIBS)
 
 .PHONY: ws-unit

@@ -24,32 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static int g_passed, g_failed, g_case_failed;
-static const char *g_case;
-
-#define CHECK(cond) check((cond), #cond, __LINE__)
-static void check(int ok, const char *what, int line)
-{
-    if (!ok) {
-        printf("  FAIL %s: %s (line %d)\n", g_case, what, line);
-        g_case_failed = 1;
-    }
-}
-
-static void run(const char *name, void (*fn)(void))
-{
-    g_case = name;
-    g_case_failed = 0;
-    fn();
-    if (g_case_failed) {
-        g_failed++;
-        printf("not ok - %s\n", name);
-    } else {
-        g_passed++;
-        printf("ok - %s\n", name);
-    }
-    fflush(stdout);
-}
+#include "check.h"
 
 static unsigned g_rand = 12345;
 static unsigned rnd(void)

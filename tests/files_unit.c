@@ -11,30 +11,7 @@
 
 #include <sys/stat.h>
 
-static int g_passed, g_failed, g_case_failed;
-static const char *g_case;
-
-#define CHECK(cond) check((cond), #cond, __LINE__)
-static void check(int ok, const char *what, int line)
-{
-    if (!ok) {
-        if (g_case_failed++ < 5) printf("  FAIL %s: %s (line %d)\n", g_case, what, line);
-    }
-}
-
-static void run(const char *name, void (*fn)(void))
-{
-    g_case = name;
-    g_case_failed = 0;
-    fn();
-    if (g_case_failed) {
-        g_failed++;
-        printf("not ok - %s\n", name);
-    } else {
-        g_passed++;
-        printf("ok - %s\n", name);
-    }
-}
+#include "check.h"
 
 static ch_str S(const char *s) { return chi_str(s, s ? strlen(s) : 0); }
 

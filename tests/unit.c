@@ -8,31 +8,7 @@
 
 #include <math.h>
 
-static int g_passed, g_failed, g_case_failed;
-static const char *g_case;
-
-#define CHECK(cond) check((cond), #cond, __FILE__, __LINE__)
-static void check(int ok, const char *what, const char *file, int line)
-{
-    if (!ok) {
-        printf("  FAIL %s: %s (%s:%d)\n", g_case, what, file, line);
-        g_case_failed = 1;
-    }
-}
-
-static void run(const char *name, void (*fn)(void))
-{
-    g_case = name;
-    g_case_failed = 0;
-    fn();
-    if (g_case_failed) {
-        g_failed++;
-        printf("not ok - %s\n", name);
-    } else {
-        g_passed++;
-        printf("ok - %s\n", name);
-    }
-}
+#include "check.h"
 
 /* ---- itoa and Date ---- */
 
