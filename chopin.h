@@ -6477,6 +6477,37 @@ static int chi_os_set_nonblock_cloexec(int fd)
     return fcntl(fd, F_SETFD, FD_CLOEXEC);
 }
 
+/* The self-pipe, for the backends that have no event of their own to wake a
+   loop (poll; kqueue without EVFILT_USER): both ends non-blocking and
+   close-on-exec; a wake writes one byte (a full pipe already holds a wake),
+   a drain reads them all. Inline, so a backend that does not use them
+   (epoll, io_uring, kqueue with EVFILT_USER) draws no unused warning. */
+static inline int chi_selfpipe_open(int fds[2])
+{
+    if (pipe(fds) < 0) return -1;
+    if (chi_os_set_nonblock_cloexec(fds[0]) < 0 || chi_os_set_nonblock_cloexec(fds[1]) < 0) {
+        int e = errno;
+        close(fds[0]);
+        close(fds[1]);
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+static inline void chi_selfpipe_poke(int wr)
+{
+    char one = 1;
+    ssize_t r = write(wr, &one, 1); /* EAGAIN: the pipe is full, a wake is pending anyway */
+    (void)r;
+}
+
+static inline void chi_selfpipe_drain(int rd)
+{
+    char buf[64];
+    while (read(rd, buf, sizeof buf) > 0) {}
+}
+
 static void chi_os_peer_from(chi_peer *peer, const struct sockaddr_storage *ss)
 {
     peer->family = 0;
@@ -8566,14 +8597,12 @@ typedef struct chi_waker {
 static int chi_waker_open(chi_waker *wk, chi_poller *p, uint64_t tag)
 {
     struct kevent ch;
-    int fds[2], i;
+    int fds[2];
     wk->rd = wk->wr = -1;
     wk->open = 0;
-    if (pipe(fds) < 0) return -1;
-    for (i = 0; i < 2; i++)
-        if (fcntl(fds[i], F_SETFL, O_NONBLOCK) < 0 || fcntl(fds[i], F_SETFD, FD_CLOEXEC) < 0) break;
+    if (chi_selfpipe_open(fds) < 0) return -1;
     EV_SET(&ch, (uintptr_t)fds[0], EVFILT_READ, EV_ADD, 0, 0, CHI_KQ_UDATA(tag));
-    if (i < 2 || chi_kq_apply(p->kq, &ch, 1) < 0) {
+    if (chi_kq_apply(p->kq, &ch, 1) < 0) {
         int e = errno;
         close(fds[0]);
         close(fds[1]);
@@ -8586,18 +8615,9 @@ static int chi_waker_open(chi_waker *wk, chi_poller *p, uint64_t tag)
     return 0;
 }
 
-static void chi_waker_wake(chi_waker *wk)
-{
-    char one = 1;
-    ssize_t r = write(wk->wr, &one, 1); /* EAGAIN: the pipe is full, a wake is pending anyway */
-    (void)r;
-}
+static void chi_waker_wake(chi_waker *wk) { chi_selfpipe_poke(wk->wr); }
 
-static void chi_waker_drain(chi_waker *wk)
-{
-    char buf[64];
-    while (read(wk->rd, buf, sizeof buf) > 0) {}
-}
+static void chi_waker_drain(chi_waker *wk) { chi_selfpipe_drain(wk->rd); }
 
 static void chi_waker_close(chi_waker *wk)
 {
@@ -8903,22 +8923,6 @@ static int chi_poller_fd(const chi_poller *p)
 }
 
 /* A pipe with both ends nonblocking and close-on-exec (pipe2 is not in older POSIX). */
-static int chi_pl_pipe(int fds[2])
-{
-    int i;
-    if (pipe(fds) < 0) return -1;
-    for (i = 0; i < 2; i++) {
-        if (fcntl(fds[i], F_SETFL, O_NONBLOCK) < 0 || fcntl(fds[i], F_SETFD, FD_CLOEXEC) < 0) {
-            int e = errno;
-            close(fds[0]);
-            close(fds[1]);
-            errno = e;
-            return -1;
-        }
-    }
-    return 0;
-}
-
 typedef struct chi_waker {
     int rd, wr;
     chi_poller *p;
@@ -8929,7 +8933,7 @@ static int chi_waker_open(chi_waker *wk, chi_poller *p, uint64_t tag)
     int fds[2];
     wk->rd = wk->wr = -1;
     wk->p = NULL;
-    if (chi_pl_pipe(fds) < 0) return -1;
+    if (chi_selfpipe_open(fds) < 0) return -1;
     if (chi_poller_add(p, fds[0], CHI_EV_READ, tag, 0) < 0) {
         int e = errno;
         close(fds[0]);
@@ -8943,18 +8947,9 @@ static int chi_waker_open(chi_waker *wk, chi_poller *p, uint64_t tag)
     return 0;
 }
 
-static void chi_waker_wake(chi_waker *wk)
-{
-    char one = 1;
-    ssize_t r = write(wk->wr, &one, 1); /* EAGAIN: the pipe is full, a wake is pending anyway */
-    (void)r;
-}
+static void chi_waker_wake(chi_waker *wk) { chi_selfpipe_poke(wk->wr); }
 
-static void chi_waker_drain(chi_waker *wk)
-{
-    char buf[64];
-    while (read(wk->rd, buf, sizeof buf) > 0) {}
-}
+static void chi_waker_drain(chi_waker *wk) { chi_selfpipe_drain(wk->rd); }
 
 static void chi_waker_close(chi_waker *wk)
 {
@@ -9098,7 +9093,7 @@ static int chi_signals_open(chi_signals *s, chi_poller *p, const int *signos, in
         return -1;
     }
     s->blocked = 1;
-    if (chi_pl_pipe(fds) < 0) goto fail;
+    if (chi_selfpipe_open(fds) < 0) goto fail;
     s->rd = fds[0];
     s->wr = fds[1];
     if (chi_poller_add(p, s->rd, CHI_EV_READ, tag, 0) < 0) goto fail;
