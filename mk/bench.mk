@@ -1,6 +1,8 @@
 # Benchmarks and the cost budget (issue #4).
-#   make bench        throughput beside nginx, h2o and Node (bench/run.sh);
-#                     writes bench/results/latest.md and latest.svg
+#   make bench        throughput beside nginx, h2o and Node (bench/run.sh;
+#                     writes bench/results/latest.md and latest.svg), then
+#                     static files beside nginx (make bench-files, issue 11)
+#                     and io_uring against epoll (make bench-uring, issue 14)
 #   make cost         instructions (callgrind) and syscalls (strace) per
 #                     request, checked against bench/budget.txt
 #   make cost-update  measures afresh and rewrites bench/budget.txt
@@ -18,6 +20,7 @@ build/bench-cost: examples/bench.c chopin.h | build
 
 bench: build/bench build/client
 	bash bench/run.sh
+	$(MAKE) --no-print-directory bench-files bench-uring
 
 cost: build/bench-cost build/client
 	bash bench/cost.sh --check
