@@ -12,4 +12,4 @@ suite "OS seam: the kqueue emulation's own tests (tests only)" bash -c 'make -s 
 for b in epoll poll kqueue kqueue-pipe; do
   suite "OS seam contract: $b" bash -c "make -s build/seam-$b && timeout 60 ./build/seam-$b"
 done
-suite "layers: the core alone, no system call outside >>os" bash tests/layers.sh
+# (the layering, tests/layers.sh, compile-only: in tests/run.sh's background lanes)

@@ -10,7 +10,8 @@ suite "batteries: unit tests (addresses, PROXY header, buckets, cookies, bugs 4-
 suite "batteries: out of memory for an answer closes the connection, skips none (ASan+UBSan)" \
   bash -c 'make -s build/batteries_oom && ./build/batteries_oom'
 suite "batteries: unit tests built -m32 (counters never read torn on a 32-bit CPU), UBSan" make -s batteries-m32
-suite "batteries: each CHOPIN_NO_* switch builds warning-free" make -s batteries-switches
+# (each CHOPIN_NO_* switch built warning-free, make batteries-switches: in
+#  tests/run.sh's background lanes, with the other compile-only checks)
 suite "batteries: 408 after a partial head reaches the access log; a 50 MB answer is not kept (RSS), release" \
   bash -c 'make -s build/batteries_blackbox && ./build/batteries_blackbox'
 suite "batteries: the same, ASan+UBSan (RSS reported, not checked)" \

@@ -3,11 +3,11 @@
 #   black-box hardening cases: slowloris, idle, stalled body and stalled
 #   reader timeouts, bounded memory, max_connections, EMFILE, resets,
 #   half-close, EINTR, graceful shutdown; release and ASan+UBSan builds;
-# - every libFuzzer target for 5 s (make fuzz runs them for FUZZ_TIME, 60 s).
+# - every libFuzzer target for 5 s (make fuzz runs them for FUZZ_TIME, 60 s):
+#   built in tests/run.sh's background lanes, run there last, with the CPUs
+#   to themselves.
 suite "hardening: fixture server, release build" \
   bash -c 'make -s build/fixture build/blackbox && ./build/blackbox --fixture ./build/fixture'
 suite "hardening: fixture server, ASan+UBSan build" \
   bash -c 'make -s build/fixture-asan build/blackbox &&
            BLACKBOX_SANITIZED=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 ./build/blackbox --fixture ./build/fixture-asan'
-suite "fuzz: every libFuzzer target for 5 s" \
-  bash -c 'make -s fuzz-build && bash tests/fuzz/run.sh 5'
