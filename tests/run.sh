@@ -4,20 +4,22 @@
 #
 # Two kinds of work share the time (`make test` must stay well under 20
 # minutes on a 2-core CI machine):
-# - the suites in the foreground, one after another, printed as they run:
-#   most of their time is spent waiting (timeouts, sleeps, servers);
+# - the suites, one after another, printed as they run: most of their time
+#   is spent waiting (timeouts, sleeps, servers, clients);
 # - compile-only checks (make warnings, the compile matrix, lint, the
-#   CHOPIN_NO_* builds, arm64, the layering, the fuzz targets' build) in two
-#   background lanes under `nice`, so they take the CPU the waiting leaves
-#   and a timed test never waits for them. Nothing in them reads a clock
-#   (the matrix's smoke runs allow seconds for milliseconds of work), and
-#   they write only their own files (/dev/null, build/matrix, build/fuzz,
-#   build/*-switch.o, build/cross-arm64.*, build/layers-*). Their output is
-#   kept per suite and printed, in order, after the foreground suites; their
-#   counts join the sum and any failure fails the run.
-# - last, once the lanes are done, the fuzz targets run with both CPUs to
-#   themselves (their time is fixed: fewer CPUs would mean fewer runs).
-# TEST_BACKGROUND=0 runs the background lanes' suites in the foreground.
+#   CHOPIN_NO_* builds, arm64, the layering, the fuzz targets' build): a
+#   background lane takes them one at a time, one CPU at a time, under nice
+#   (TEST_BACKGROUND_NICE, 5), so they use the CPU the waiting leaves and the
+#   suites keep a CPU; whatever is left when the suites are done runs then on
+#   the other CPU too. Nothing in them reads a clock (the matrix's smoke runs
+#   allow seconds for milliseconds of work) and they write only files of
+#   their own (/dev/null, build/matrix, build/fuzz, build/batteries-switch.o,
+#   build/cross-arm64.*, build/layers-*). Their output is kept per suite and
+#   printed, in order, after the suites'; their counts join the sum and any
+#   failure fails the run;
+# - last, the fuzz targets run with both CPUs to themselves (their time is
+#   fixed: fewer CPUs would mean fewer runs).
+# TEST_BACKGROUND=0: no background worker (all of it runs at the end).
 set -u
 cd "$(dirname "$0")/.."
 # builds run two at a time per CPU's worth (the suites below build what
@@ -52,74 +54,68 @@ suite() {
   rm -f "$log"
 }
 
-# ---- the background lanes ---------------------------------------------
+# ---- the background lane -------------------------------------------------
+# A queue of items ("NAME<TAB>COMMAND", COMMAND run by bash -c; NAME "-": a
+# step that is no suite, its output kept in a file) taken in order by
+# workers: one in the background from the start, one CPU at a time (builds
+# -j1, the matrix one build at a time) under nice, so the foreground keeps a
+# CPU; and, once the foreground suites are done, this shell too. A worker
+# claims an item with mkdir, which only one can win.
 bg_dir=$(mktemp -d)
 trap 'rm -rf "$bg_dir"' EXIT
-bg_seq=0
-bg_pids=()
-# bg_suite N NAME COMMAND...: in a lane, suite number N, output to its file
-bg_suite() {
-  local i=$1 name=$2 t0=$SECONDS
-  shift 2
-  printf '%s\n' "$name" >"$bg_dir/$i.name"
-  nice -n 10 "$@" >"$bg_dir/$i.log" 2>&1 </dev/null
-  echo $((SECONDS - t0)) >"$bg_dir/$i.secs"
-}
-# lane [--first COMMAND] SUITE_SPEC...: a lane; each spec is
-# "NAME<TAB>COMMAND" (COMMAND run by bash -c); --first: a step before them
-# that is no suite (its output goes to a file of the lane's)
-lane() {
-  local first_cmd= spec specs=() first=$((bg_seq + 1))
-  if [ "$1" = --first ]; then first_cmd=$2; shift 2; fi
-  for spec in "$@"; do
-    bg_seq=$((bg_seq + 1))
-    specs+=("$spec")
+bg_items=()
+bg_pid=
+bg_nice=${TEST_BACKGROUND_NICE:-5}
+bg_item() { bg_items+=("$1	$2"); }
+# bg_work NICE: take items until none is left
+bg_work() {
+  local i spec name t0
+  for ((i = 0; i < ${#bg_items[@]}; i++)); do
+    mkdir "$bg_dir/claim-$i" 2>/dev/null || continue
+    spec=${bg_items[$i]}
+    name=${spec%%	*}
+    t0=$SECONDS
+    MAKEFLAGS=-j1 MATRIX_JOBS=1 nice -n "$1" bash -c "${spec#*	}" >"$bg_dir/$i.log" 2>&1 </dev/null
+    echo $((SECONDS - t0)) >"$bg_dir/$i.secs"
   done
-  if [ "${TEST_BACKGROUND:-1}" = 0 ]; then
-    [ -z "$first_cmd" ] || bash -c "$first_cmd"
-    for spec in "${specs[@]}"; do suite "${spec%%	*}" bash -c "${spec#*	}"; done
-    return
-  fi
-  (
-    [ -z "$first_cmd" ] || nice -n 10 bash -c "$first_cmd" >"$bg_dir/first-$first.log" 2>&1 </dev/null
-    i=$first
-    for spec in "${specs[@]}"; do
-      bg_suite "$i" "${spec%%	*}" bash -c "${spec#*	}"
-      i=$((i + 1))
-    done
-  ) &
-  bg_pids+=($!)
 }
-# bg_finish: wait for the lanes, print their suites in order, add their counts
+# bg_finish: work off what is left, wait for the background worker, print
+# the suites in order and add their counts
 bg_finish() {
-  local i name
-  [ "${#bg_pids[@]}" -gt 0 ] || return 0
-  wait "${bg_pids[@]}"
-  bg_pids=()
-  for ((i = 1; i <= bg_seq; i++)); do
-    name=$(cat "$bg_dir/$i.name" 2>/dev/null || echo "background suite $i")
+  local i spec name t_fg=$SECONDS
+  bg_work 0
+  [ -z "$bg_pid" ] || wait "$bg_pid"
+  echo "## the background lane ended $((SECONDS - t_fg)) s after the foreground suites"
+  for ((i = 0; i < ${#bg_items[@]}; i++)); do
+    spec=${bg_items[$i]}
+    name=${spec%%	*}
+    [ "$name" = - ] && continue
     echo "== $name"
     cat "$bg_dir/$i.log" 2>/dev/null
-    echo "-- $name: $(cat "$bg_dir/$i.secs" 2>/dev/null || echo '?') s (background lane, nice)"
+    echo "-- $name: $(cat "$bg_dir/$i.secs" 2>/dev/null || echo '?') s (background lane)"
     tally "$name" "$bg_dir/$i.log"
   done
 }
 result_line='&& echo "1 passed, 0 failed" || echo "0 passed, 1 failed"'
-# lane 1: one CPU's worth at a time
-lane "warnings: every example, each compiler, C++, CHOPIN_NO_*, each backend (make warnings)	make -s warnings $result_line" \
-     "static analysis: cppcheck, clang-tidy (make lint)	make -s lint" \
-     "batteries: each CHOPIN_NO_* switch builds warning-free	make -s batteries-switches" \
-     "raw system calls for arm64 (cross compile)	make -s cross-arm64" \
-     "layers: the core alone, no system call outside >>os	bash tests/layers.sh"
-# lane 2: the fuzz targets' build (no suite: its errors, if any, show in
-# the fuzz suite at the end, which runs `make fuzz-build` again), then the
-# matrix, which runs two builds at a time
-lane --first "make -s fuzz-build" "compile matrix (make matrix)	make -s matrix"
+# the fuzz targets' build: no suite (its errors, if any, show in the fuzz
+# suite at the end, which runs `make fuzz-build` again)
+bg_item - "make -s fuzz-build"
+bg_item "compile matrix (make matrix)" "make -s matrix"
+bg_item "warnings: every example, each compiler, C++, CHOPIN_NO_*, each backend (make warnings)" \
+  "make -s warnings $result_line"
+bg_item "static analysis: cppcheck, clang-tidy (make lint)" "make -s lint"
+bg_item "batteries: each CHOPIN_NO_* switch builds warning-free" "make -s batteries-switches"
+bg_item "raw system calls for arm64 (cross compile)" "make -s cross-arm64"
+bg_item "layers: the core alone, no system call outside >>os" "bash tests/layers.sh"
+if [ "${TEST_BACKGROUND:-1}" != 0 ]; then
+  bg_work "$bg_nice" &
+  bg_pid=$!
+fi
 
 # ---- the foreground suites ----------------------------------------------
 if ! make -s all build/unit build/bench-asan build/blackbox build/rest_blackbox build/rest-asan; then
-  echo "0 passed, 1 failed"
-  bg_finish >/dev/null
+  bg_finish
+  echo "$passed passed, $((failed + 1)) failed"
   exit 1
 fi
 suite "unit tests (ASan+UBSan)" ./build/unit
@@ -134,10 +130,9 @@ for f in tests/suites/*.sh; do
   . "$f"
 done
 
-# ---- the background lanes' results, then the fuzz targets ---------------
-t_wait=$SECONDS
+# ---- the background lane's results, then the fuzz targets --------------
+echo "## the foreground suites took $((SECONDS - start)) s"
 bg_finish
-echo "## foreground suites done at $((t_wait - start)) s; waited $((SECONDS - t_wait)) s more for the background lanes"
 # every libFuzzer target for 5 s (make fuzz runs them for FUZZ_TIME, 60 s);
 # the io_uring build of fuzz_conn runs in tests/suites/uring.sh
 suite "fuzz: every libFuzzer target for 5 s" \

@@ -2,7 +2,8 @@
 # embedding mode, against the same black-box suite; the seam contract per
 # backend; the layering. See mk/backends.mk. Each black-box run prints the
 # backend in the server's first line ("... 2 workers, kqueue)").
-make -s build/bench-poll build/bench-poll-asan build/bench-kqueue build/bench-kqueue-asan build/embed-asan build/blackbox >/dev/null
+make -s build/bench-poll build/bench-poll-asan build/bench-kqueue build/bench-kqueue-asan build/embed-asan build/blackbox \
+  build/emu_test build/seam-epoll build/seam-poll build/seam-kqueue build/seam-kqueue-pipe >/dev/null
 suite "black-box, poll backend, release build" ./build/blackbox ./build/bench-poll
 suite "black-box, poll backend, ASan+UBSan build" env ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 ./build/blackbox ./build/bench-poll-asan
 suite "black-box, kqueue backend over the epoll emulation, release build" ./build/blackbox ./build/bench-kqueue

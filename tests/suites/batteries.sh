@@ -5,6 +5,10 @@
 # /metrics, TRUST_PROXY, PROXY) on the release build (the ASan+UBSan build
 # runs in tests/run.sh's own rest suite), and /metrics read by Prometheus's
 # client parser.
+# every build first, two at a time (MAKEFLAGS); a failed one shows again,
+# with its errors, in its suite below
+make -s -k build/batteries_unit build/batteries_oom build/batteries_blackbox build/batteries_blackbox-asan \
+  build/rest build/rest_blackbox >/dev/null || true
 suite "batteries: unit tests (addresses, PROXY header, buckets, cookies, bugs 4-8), ASan+UBSan" \
   bash -c 'make -s build/batteries_unit && ./build/batteries_unit'
 suite "batteries: out of memory for an answer closes the connection, skips none (ASan+UBSan)" \

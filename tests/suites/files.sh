@@ -13,6 +13,10 @@ if ! command -v python3 >/dev/null; then
     apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq python3 >/dev/null 2>&1
   fi
 fi
+# every build first, two at a time (MAKEFLAGS); a failed one shows again,
+# with its errors, in its suite below
+make -s -k build/files_unit build/files_unit_walk build/files build/rest build/files-asan build/rest-asan \
+  build/files-poll build/files-kqueue-asan >/dev/null || true
 suite "files: unit tests (ASan+UBSan), openat2" \
   bash -c 'make -s build/files_unit && ./build/files_unit'
 suite "files: unit tests (ASan+UBSan), per-segment walk" \

@@ -6,6 +6,7 @@
 # - every libFuzzer target for 5 s (make fuzz runs them for FUZZ_TIME, 60 s):
 #   built in tests/run.sh's background lanes, run there last, with the CPUs
 #   to themselves.
+make -s -k build/fixture build/fixture-asan build/blackbox >/dev/null || true
 suite "hardening: fixture server, release build" \
   bash -c 'make -s build/fixture build/blackbox && ./build/blackbox --fixture ./build/fixture'
 suite "hardening: fixture server, ASan+UBSan build" \

@@ -8,6 +8,10 @@
 # - real clients: Node.js `ws` (npm) and headless Chromium (Debian).
 # (fuzz_ws_frames and fuzz_ws_utf8 run with every libFuzzer target in the
 #  hardening suite.)
+# every build first, two at a time (MAKEFLAGS); a failed one shows again,
+# with its errors, in its suite below
+make -s -k build/ws_unit build/chat build/ws_blackbox build/chat-asan build/chat-poll build/chat-kqueue \
+  build/ws_fixture build/ws_fixture-asan build/chat-memcheck >/dev/null || true
 suite "websocket: core unit tests (ASan+UBSan)" \
   bash -c 'make -s build/ws_unit && ./build/ws_unit'
 suite "websocket: frame-level black box (examples/chat.c), release build" \
