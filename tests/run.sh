@@ -28,6 +28,8 @@ export MAKEFLAGS="${MAKEFLAGS:-} -j$(nproc 2>/dev/null || echo 2)"
 passed=0
 failed=0
 start=$SECONDS
+bg_dir=$(mktemp -d)
+trap 'rm -rf "$bg_dir"' EXIT
 
 # tally NAME LOG: add the last "N passed, N failed" line of LOG to the sum
 tally() {
@@ -54,6 +56,35 @@ suite() {
   rm -f "$log"
 }
 
+# suite_beside NAME COMMAND...: starts a suite that mostly waits beside the
+# ones that follow (its output kept in a file); suites_beside_done waits for
+# those started and prints each, in order, as `suite` would have. For suites
+# whose clocks allow seconds (the hardening fixture's 0.9-4.5 s windows).
+beside_n=0
+beside_pids=()
+suite_beside() {
+  local name=$1 t0=$SECONDS
+  shift
+  beside_n=$((beside_n + 1))
+  printf '%s\n' "$name" >"$bg_dir/beside-$beside_n.name"
+  ( "$@" >"$bg_dir/beside-$beside_n.log" 2>&1 </dev/null
+    echo $((SECONDS - t0)) >"$bg_dir/beside-$beside_n.secs" ) &
+  beside_pids+=($!)
+}
+suites_beside_done() {
+  local i name
+  [ "${#beside_pids[@]}" -gt 0 ] || return 0
+  wait "${beside_pids[@]}"
+  for ((i = beside_n - ${#beside_pids[@]} + 1; i <= beside_n; i++)); do
+    name=$(cat "$bg_dir/beside-$i.name")
+    echo "== $name"
+    cat "$bg_dir/beside-$i.log"
+    echo "-- $name: $(cat "$bg_dir/beside-$i.secs" 2>/dev/null || echo '?') s (beside the suites before this line)"
+    tally "$name" "$bg_dir/beside-$i.log"
+  done
+  beside_pids=()
+}
+
 # ---- the background lane -------------------------------------------------
 # A queue of items ("NAME<TAB>COMMAND", COMMAND run by bash -c; NAME "-": a
 # step that is no suite, its output kept in a file) taken in order by
@@ -61,8 +92,6 @@ suite() {
 # -j1, the matrix one build at a time) under nice, so the foreground keeps a
 # CPU; and, once the foreground suites are done, this shell too. A worker
 # claims an item with mkdir, which only one can win.
-bg_dir=$(mktemp -d)
-trap 'rm -rf "$bg_dir"' EXIT
 bg_items=()
 bg_pid=
 bg_nice=${TEST_BACKGROUND_NICE:-5}
@@ -128,6 +157,7 @@ for f in tests/suites/*.sh; do
   [ -e "$f" ] || continue
   # shellcheck source=/dev/null
   . "$f"
+  suites_beside_done # a file's suites end with it
 done
 
 # ---- the background lane's results, then the fuzz targets --------------

@@ -22,15 +22,19 @@ suite "files: unit tests (ASan+UBSan), openat2" \
 suite "files: unit tests (ASan+UBSan), per-segment walk" \
   bash -c 'make -s build/files_unit_walk && ./build/files_unit_walk'
 if command -v python3 >/dev/null; then
-  suite "files: black-box, release build (examples/files.c)" \
-    bash -c 'make -s build/files build/rest && FILES_BIG_MB=${FILES_BIG_MB:-256} python3 tests/files_blackbox.py ./build/files --rest ./build/rest'
-  suite "files: black-box, ASan+UBSan build" \
+  # two at a time, side by side: each mostly waits (the open-file cache's
+  # 1.1 s revalidation waits, a paused upload, servers starting)
+  suite_beside "files: black-box, ASan+UBSan build" \
     bash -c 'make -s build/files-asan build/rest-asan &&
              FILES_BIG_MB=64 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 python3 tests/files_blackbox.py ./build/files-asan --rest ./build/rest-asan'
+  suite "files: black-box, release build (examples/files.c)" \
+    bash -c 'make -s build/files build/rest && FILES_BIG_MB=${FILES_BIG_MB:-256} python3 tests/files_blackbox.py ./build/files --rest ./build/rest'
+  suites_beside_done
+  suite_beside "files: black-box, kqueue backend over the epoll emulation, ASan+UBSan build" \
+    bash -c 'make -s build/files-kqueue-asan && FILES_BIG_MB=16 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 python3 tests/files_blackbox.py ./build/files-kqueue-asan'
   suite "files: black-box, poll backend, release build" \
     bash -c 'make -s build/files-poll && FILES_BIG_MB=16 python3 tests/files_blackbox.py ./build/files-poll'
-  suite "files: black-box, kqueue backend over the epoll emulation, ASan+UBSan build" \
-    bash -c 'make -s build/files-kqueue-asan && FILES_BIG_MB=16 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 python3 tests/files_blackbox.py ./build/files-kqueue-asan'
+  suites_beside_done
 else
   suite "files: black-box" bash -c 'echo "python3 is missing (needed by this suite); run as root to install it"; echo "0 passed, 1 failed"'
 fi

@@ -7,8 +7,10 @@
 #   built in tests/run.sh's background lanes, run there last, with the CPUs
 #   to themselves.
 make -s -k build/fixture build/fixture-asan build/blackbox >/dev/null || true
-suite "hardening: fixture server, release build" \
-  bash -c 'make -s build/fixture build/blackbox && ./build/blackbox --fixture ./build/fixture'
-suite "hardening: fixture server, ASan+UBSan build" \
+# the two fixtures run side by side: each mostly waits out its timeouts
+suite_beside "hardening: fixture server, ASan+UBSan build" \
   bash -c 'make -s build/fixture-asan build/blackbox &&
            BLACKBOX_SANITIZED=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 ./build/blackbox --fixture ./build/fixture-asan'
+suite "hardening: fixture server, release build" \
+  bash -c 'make -s build/fixture build/blackbox && ./build/blackbox --fixture ./build/fixture'
+suites_beside_done

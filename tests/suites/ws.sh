@@ -6,8 +6,8 @@
 # - the API fixture (tests/ws/fixture.c): auth before the upgrade,
 #   subprotocols, pings, idle, drain, on_close codes: release, ASan+UBSan;
 # - real clients: Node.js `ws` (npm) and headless Chromium (Debian).
-# (fuzz_ws_frames and fuzz_ws_utf8 run with every libFuzzer target in the
-#  hardening suite.)
+# (fuzz_ws_frames and fuzz_ws_utf8 run with every libFuzzer target, last in
+#  tests/run.sh.)
 # every build first, two at a time (MAKEFLAGS); a failed one shows again,
 # with its errors, in its suite below
 make -s -k build/ws_unit build/chat build/ws_blackbox build/chat-asan build/chat-poll build/chat-kqueue \
