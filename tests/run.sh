@@ -7,13 +7,15 @@
 # - the suites, one after another, printed as they run: most of their time
 #   is spent waiting (timeouts, sleeps, servers, clients);
 # - compile-only checks (make warnings, the compile matrix, lint, the
-#   CHOPIN_NO_* builds, arm64, the layering, the fuzz targets' build): a
-#   background lane takes them one at a time, one CPU at a time, under nice
-#   (TEST_BACKGROUND_NICE, 5), so they use the CPU the waiting leaves and the
-#   suites keep a CPU; whatever is left when the suites are done runs then on
-#   the other CPU too. Nothing in them reads a clock (the matrix's smoke runs
-#   allow seconds for milliseconds of work) and they write only files of
-#   their own (/dev/null, build/matrix, build/fuzz, build/batteries-switch.o,
+#   CHOPIN_NO_* builds, arm64, the layering, the fuzz targets' build): two
+#   background workers take them from a queue, each one build at a time, so
+#   they use the CPU the waiting leaves (TEST_BACKGROUND_WORKERS, default 2,
+#   their number; TEST_BACKGROUND_NICE, default 0, their nice value); what is
+#   left when the suites are done, this shell takes too. The suites' clocks
+#   allow seconds (they pass beside the other work of a shared machine);
+#   nothing in these checks reads a clock (the matrix's smoke runs allow
+#   seconds for milliseconds of work), and they write only files of their
+#   own (/dev/null, build/matrix, build/fuzz, build/batteries-switch.o,
 #   build/cross-arm64.*, build/layers-*). Their output is kept per suite and
 #   printed, in order, after the suites'; their counts join the sum and any
 #   failure fails the run;
@@ -88,13 +90,13 @@ suites_beside_done() {
 # ---- the background lane -------------------------------------------------
 # A queue of items ("NAME<TAB>COMMAND", COMMAND run by bash -c; NAME "-": a
 # step that is no suite, its output kept in a file) taken in order by
-# workers: one in the background from the start, one CPU at a time (builds
-# -j1, the matrix one build at a time) under nice, so the foreground keeps a
-# CPU; and, once the foreground suites are done, this shell too. A worker
-# claims an item with mkdir, which only one can win.
+# workers: TEST_BACKGROUND_WORKERS in the background from the start, each one
+# build at a time (make -j1, the matrix one build at a time); and, once the
+# foreground suites are done, this shell too. A worker claims an item with
+# mkdir, which only one can win.
 bg_items=()
-bg_pid=
-bg_nice=${TEST_BACKGROUND_NICE:-5}
+bg_pids=()
+bg_nice=${TEST_BACKGROUND_NICE:-0}
 bg_item() { bg_items+=("$1	$2"); }
 # bg_work NICE: take items until none is left
 bg_work() {
@@ -108,12 +110,12 @@ bg_work() {
     echo $((SECONDS - t0)) >"$bg_dir/$i.secs"
   done
 }
-# bg_finish: work off what is left, wait for the background worker, print
+# bg_finish: work off what is left, wait for the background workers, print
 # the suites in order and add their counts
 bg_finish() {
   local i spec name t_fg=$SECONDS
   bg_work 0
-  [ -z "$bg_pid" ] || wait "$bg_pid"
+  [ "${#bg_pids[@]}" -eq 0 ] || wait "${bg_pids[@]}"
   echo "## the background lane ended $((SECONDS - t_fg)) s after the foreground suites"
   for ((i = 0; i < ${#bg_items[@]}; i++)); do
     spec=${bg_items[$i]}
@@ -137,8 +139,10 @@ bg_item "batteries: each CHOPIN_NO_* switch builds warning-free" "make -s batter
 bg_item "raw system calls for arm64 (cross compile)" "make -s cross-arm64"
 bg_item "layers: the core alone, no system call outside >>os" "bash tests/layers.sh"
 if [ "${TEST_BACKGROUND:-1}" != 0 ]; then
-  bg_work "$bg_nice" &
-  bg_pid=$!
+  for ((w = 0; w < ${TEST_BACKGROUND_WORKERS:-2}; w++)); do
+    bg_work "$bg_nice" &
+    bg_pids+=($!)
+  done
 fi
 
 # ---- the foreground suites ----------------------------------------------
