@@ -7607,7 +7607,7 @@ static void chi_signals_close(chi_signals *s)
 #define CHI_UR_CHUNK 4096u      /* a pooled output chunk, header included */
 #define CHI_UR_SPARE 64u        /* free chunks a worker keeps */
 #define CHI_UR_SENDQ (128u * 1024u) /* bytes queued per connection before a send says "would block" */
-#define CHI_UR_ORPHAN_TICKS 10u /* ticks a closed descriptor's queue may take to drain */
+#define CHI_UR_ORPHAN_TICKS 2u  /* ticks without progress after which a closed descriptor's queue is dropped */
 
 /* Output queued on the ring: a connection's chunks in order. One send per
    socket is in the kernel at a time (two could overtake each other), for
@@ -7625,7 +7625,6 @@ typedef struct chi_ur_chunk {
 
 typedef struct chi_ur_orphan {
     int fd;
-    unsigned deadline;         /* in ticks */
 } chi_ur_orphan;
 
 typedef struct chi_ur_fd {
@@ -7640,6 +7639,7 @@ typedef struct chi_ur_fd {
     unsigned char sending;     /* a send of out's first chunk is in the kernel */
     unsigned char sflags;      /* CHI_UR_S_* */
     uint32_t queued;           /* bytes in out */
+    uint32_t stamp;            /* the tick of the queue's last progress */
     chi_ur_chunk *out;         /* the output queue, NULL when empty (an idle connection) */
 } chi_ur_fd;
 
@@ -7680,7 +7680,7 @@ typedef struct chi_poller {
     /* sends (chi_poller_send): spare chunks; descriptors the server closed
        whose queue still drains; ticks seen (their deadline) */
     chi_ur_chunk *spare;
-    unsigned nspare, ticks, nsending;
+    unsigned nspare, ticks, nsending, nout; /* nout: descriptors with a queue */
     chi_ur_orphan *orphans;
     size_t norphans, orphan_cap;
     size_t reaped;             /* completions the last reap took */
@@ -8102,6 +8102,7 @@ static void chi_ur_chunk_free(chi_poller *p, chi_ur_chunk *k)
 
 static void chi_ur_out_free(chi_poller *p, chi_ur_fd *e)
 {
+    if (e->out) p->nout--;
     while (e->out) {
         chi_ur_chunk *k = e->out;
         e->out = k->next;
@@ -8151,6 +8152,7 @@ static long chi_ur_send(chi_poller *p, int fd, const char *b, size_t n, int more
     size_t take, k;
     if (!e || (e->sflags & CHI_UR_S_ERR)) return CHI_IO_ERROR;
     if (e->queued >= CHI_UR_SENDQ) return CHI_IO_AGAIN;
+    if (!e->out) e->stamp = p->ticks;
     take = n < CHI_UR_SENDQ - e->queued ? n : CHI_UR_SENDQ - e->queued;
     for (t = e->out; t && t->next; t = t->next) {}
     for (k = 0; k < take;) {
@@ -8172,6 +8174,7 @@ static long chi_ur_send(chi_poller *p, int fd, const char *b, size_t n, int more
         k += m;
     }
     if (k == 0) return n ? CHI_IO_ERROR : 0; /* out of memory */
+    if (e->queued == 0) p->nout++;
     e->queued += (uint32_t)k;
     if (!e->sending && chi_ur_mark(p, fd, e) < 0) return CHI_IO_ERROR;
     return (long)k;
@@ -8227,16 +8230,17 @@ static void chi_poller_close_fd(chi_poller *p, int fd)
             p->orphans = t;
             p->orphan_cap = n;
         }
-        p->orphans[p->norphans].fd = fd;
-        p->orphans[p->norphans++].deadline = p->ticks + CHI_UR_ORPHAN_TICKS;
+        p->orphans[p->norphans++].fd = fd;
         e->sflags |= CHI_UR_S_CLOSE;
         return;
     }
     chi_ur_close_now(p, fd, e);
 }
 
-/* On each tick: a closed descriptor whose queue is past its time (a client
-   that stopped reading) has its send cancelled; the failed send closes it. */
+/* On each tick: a closed descriptor whose queue made no progress for
+   CHI_UR_ORPHAN_TICKS ticks (a client that stopped reading; the server
+   closed it for that, most likely) has its send cancelled; the failed send
+   closes it. One that keeps reading keeps its bytes coming. */
 static void chi_ur_sweep(chi_poller *p)
 {
     size_t i;
@@ -8244,7 +8248,8 @@ static void chi_ur_sweep(chi_poller *p)
     for (i = 0; i < p->norphans; i++) {
         const chi_ur_orphan *o = &p->orphans[i];
         struct io_uring_sqe *s;
-        if ((int)(p->ticks - o->deadline) < 0 || !p->fds[o->fd].sending || !(s = chi_ur_sqe(p))) continue;
+        if (p->ticks - p->fds[o->fd].stamp < CHI_UR_ORPHAN_TICKS || !p->fds[o->fd].sending || !(s = chi_ur_sqe(p)))
+            continue;
         s->opcode = IORING_OP_ASYNC_CANCEL;
         s->addr = chi_ur_send_data(o->fd);
         s->flags = (unsigned char)p->skip;
@@ -8281,10 +8286,12 @@ static int chi_ur_sent(chi_poller *p, const struct io_uring_cqe *cqe, chi_event 
     if (cqe->res > 0) {
         k->off += (uint32_t)cqe->res;
         e->queued -= (uint32_t)cqe->res;
+        e->stamp = p->ticks;
     }
     if (k->off == k->len) {
         e->out = k->next;
         chi_ur_chunk_free(p, k);
+        if (!e->out) p->nout--;
     }
     if (e->out) {
         (void)chi_ur_mark(p, fd, e); /* the rest goes before the next wait */
@@ -8582,7 +8589,7 @@ static void chi_poller_finish(chi_poller *p)
     ts.tv_sec = 0;
     ts.tv_nsec = 10000000;
     arg.ts = (uint64_t)(uintptr_t)&ts;
-    while (p->nsending && chi_os_now_ns() < until) {
+    while (p->nout && chi_os_now_ns() < until) {
         if (chi_ur_prepare(p) < 0) break;
         if (chi_ur_submit(p, 1, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg, sizeof arg) < 0 && errno != ETIME &&
             errno != EINTR && errno != EAGAIN && errno != EBUSY)
