@@ -26,8 +26,9 @@
 
    VERSION 0.2.0 (CHOPIN_VERSION_MAJOR/MINOR/PATCH, CHOPIN_VERSION_STRING)
      next   an io_uring backend (CHOPIN_USE_IO_URING: multishot receives
-            into provided buffers, one io_uring_enter per loop pass, epoll
-            when the kernel refuses io_uring);
+            into provided buffers, sends queued on the ring from chunks the
+            worker owns, one io_uring_enter per loop pass, epoll when the
+            kernel refuses io_uring);
             batteries: a logger, CORS, rate limiting, trusted proxies,
             metrics, request ids, cookies, decoded parameters; after-hooks
             see refused requests; stricter chunk extensions and Host, the
@@ -97,6 +98,9 @@
        CHOPIN_USE_IO_URING  Linux: io_uring (raw system calls, no liburing;
                             5.19 or later for receives into provided
                             buffers, 6.1 for a worker's own deferred ring).
+                            Answers are copied and sent by the ring (up to
+                            128 KiB queued per connection; a close waits
+                            for its queue, at most 2 s without progress).
                             Where io_uring_setup is refused (ENOSYS, EPERM
                             from a seccomp policy or kernel.io_uring_disabled)
                             the process serves with epoll and logs one warning
@@ -7572,6 +7576,12 @@ static void chi_signals_close(chi_signals *s)
    - A pending poll holds a reference to its socket, so closing the
      descriptor alone would not close the connection: chi_poller_forget
      cancels it (the cancel goes with the next enter).
+   - A worker's connections receive by a multishot IORING_OP_RECV into a
+     ring of provided buffers (CHI_EV_DATA, chi_poller_data), and send by
+     IORING_OP_SEND from chunks the worker owns (chi_poller_send copies and
+     queues; one send per socket in the kernel at a time; shutdown and close
+     wait for the queue): no read or send call per request, one
+     io_uring_enter per pass (two when its sends ended the wait).
    - The waker is an eventfd with an IORING_OP_READ on it (the read is the
      drain; the owner re-arms it); the ticker an IORING_OP_TIMEOUT re-armed
      on each tick; the stop signals a signalfd polled like a socket.
