@@ -7638,7 +7638,7 @@ typedef struct chi_ur_orphan {
 } chi_ur_orphan;
 
 typedef struct chi_ur_fd {
-    uint64_t tag;
+    uint32_t tag;              /* (every tag fits in 32 bits) */
     uint32_t gen;              /* of the registration (its receive carries it) */
     uint32_t pgen;             /* of the poll armed now */
     unsigned char ev;          /* interest: CHI_EV_READ | CHI_EV_WRITE */
@@ -7646,12 +7646,18 @@ typedef struct chi_ur_fd {
     unsigned char reg;         /* registered */
     unsigned char dirty;       /* in the list looked at before the next wait */
     unsigned char rstate;      /* the receive: CHI_UR_R_IDLE, _ARMED, _CANCELLING */
-    unsigned char sending;     /* a send of out's first chunk is in the kernel */
+    unsigned char sending;     /* a send of its queue's first chunk is in the kernel */
     unsigned char sflags;      /* CHI_UR_S_* */
-    uint32_t queued;           /* bytes in out */
-    uint32_t stamp;            /* the tick of the queue's last progress */
-    chi_ur_chunk *out;         /* the output queue, NULL when empty (an idle connection) */
-} chi_ur_fd;
+    uint32_t q;                /* its output queue: p->qs[q - 1]; 0: none (an idle connection) */
+} chi_ur_fd;                   /* 24 bytes, one per descriptor number */
+
+/* A connection's output queue, while it has one. */
+typedef struct chi_ur_queue {
+    chi_ur_chunk *out;         /* the chunks, first to last */
+    uint32_t queued;           /* bytes in them */
+    uint32_t stamp;            /* the tick of the last progress */
+    uint32_t next_free;        /* a free slot: the next free one + 1 */
+} chi_ur_queue;
 
 #define CHI_UR_R_IDLE 0
 #define CHI_UR_R_ARMED 1
@@ -7691,6 +7697,8 @@ typedef struct chi_poller {
        whose queue still drains; ticks seen (their deadline) */
     chi_ur_chunk *spare;
     unsigned nspare, ticks, nsending, nout; /* nout: descriptors with a queue */
+    chi_ur_queue *qs;          /* the queues, taken and given back (free list qfree) */
+    uint32_t nq, qcap, qfree;
     chi_ur_orphan *orphans;
     size_t norphans, orphan_cap;
     size_t reaped;             /* completions the last reap took */
@@ -7924,7 +7932,7 @@ static int chi_ur_receives(const chi_poller *p, const chi_ur_fd *e) { return p->
 static unsigned chi_ur_poll_ev(const chi_poller *p, const chi_ur_fd *e)
 {
     unsigned ev = chi_ur_receives(p, e) ? (unsigned)e->ev & CHI_EV_WRITE : (unsigned)e->ev;
-    return e->out ? ev & ~CHI_EV_WRITE : ev; /* writable: said when its queued sends drain */
+    return e->q ? ev & ~CHI_EV_WRITE : ev; /* writable: said when its queued sends drain */
 }
 
 static int chi_ur_arm_recv(chi_poller *p, int fd, chi_ur_fd *e)
@@ -8022,7 +8030,7 @@ static int chi_poller_add(chi_poller *p, int fd, unsigned ev, uint64_t tag, int 
         return -1;
     }
     e->reg = 1;
-    e->tag = tag;
+    e->tag = (uint32_t)tag;
     e->ev = (unsigned char)ev;
     return ev ? chi_ur_mark(p, fd, e) : 0;
 }
@@ -8036,7 +8044,7 @@ static int chi_poller_mod(chi_poller *p, int fd, unsigned old_ev, unsigned ev, u
         return -1;
     }
     e = &p->fds[fd];
-    e->tag = tag;
+    e->tag = (uint32_t)tag;
     e->ev = (unsigned char)ev;
     return chi_ur_mark(p, fd, e); /* the poll (or receive) follows before the next wait */
 }
@@ -8110,15 +8118,50 @@ static void chi_ur_chunk_free(chi_poller *p, chi_ur_chunk *k)
     CHOPIN_FREE(k);
 }
 
+static chi_ur_queue *chi_ur_q(const chi_poller *p, const chi_ur_fd *e) { return &p->qs[e->q - 1]; }
+
+/* A queue for e (which has none); NULL when out of memory. */
+static chi_ur_queue *chi_ur_q_take(chi_poller *p, chi_ur_fd *e)
+{
+    chi_ur_queue *q;
+    uint32_t i;
+    if (p->qfree) {
+        i = p->qfree - 1;
+        p->qfree = p->qs[i].next_free;
+    } else {
+        if (p->nq == p->qcap) {
+            uint32_t n = p->qcap ? p->qcap * 2 : 64;
+            chi_ur_queue *t = (chi_ur_queue *)CHOPIN_REALLOC(p->qs, (size_t)n * sizeof *t);
+            if (!t) return NULL;
+            p->qs = t;
+            p->qcap = n;
+        }
+        i = p->nq++;
+    }
+    q = &p->qs[i];
+    q->out = NULL;
+    q->queued = q->next_free = 0;
+    q->stamp = p->ticks;
+    e->q = i + 1;
+    p->nout++;
+    return q;
+}
+
+/* e's queue (empty or not) goes: its chunks are freed. */
 static void chi_ur_out_free(chi_poller *p, chi_ur_fd *e)
 {
-    if (e->out) p->nout--;
-    while (e->out) {
-        chi_ur_chunk *k = e->out;
-        e->out = k->next;
+    chi_ur_queue *q;
+    if (!e->q) return;
+    q = chi_ur_q(p, e);
+    while (q->out) {
+        chi_ur_chunk *k = q->out;
+        q->out = k->next;
         chi_ur_chunk_free(p, k);
     }
-    e->queued = 0;
+    q->next_free = p->qfree;
+    p->qfree = e->q;
+    e->q = 0;
+    p->nout--;
 }
 
 static uint64_t chi_ur_send_data(int fd) { return ((uint64_t)(unsigned)fd << 3) | CHI_UR_SEND; }
@@ -8126,7 +8169,7 @@ static uint64_t chi_ur_send_data(int fd) { return ((uint64_t)(unsigned)fd << 3) 
 /* The first chunk's unsent bytes go to the kernel (before the next wait). */
 static int chi_ur_issue_send(chi_poller *p, int fd, chi_ur_fd *e)
 {
-    chi_ur_chunk *k = e->out;
+    chi_ur_chunk *k = chi_ur_q(p, e)->out;
     struct io_uring_sqe *s = chi_ur_sqe(p);
     if (!s) return -1;
     s->opcode = IORING_OP_SEND;
@@ -8158,13 +8201,16 @@ static void chi_ur_close_now(chi_poller *p, int fd, chi_ur_fd *e)
 static long chi_ur_send(chi_poller *p, int fd, const char *b, size_t n, int more)
 {
     chi_ur_fd *e = chi_ur_entry(p, fd);
+    chi_ur_queue *q;
     chi_ur_chunk *t;
     size_t take, k;
     if (!e || (e->sflags & CHI_UR_S_ERR)) return CHI_IO_ERROR;
-    if (e->queued >= CHI_UR_SENDQ) return CHI_IO_AGAIN;
-    if (!e->out) e->stamp = p->ticks;
-    take = n < CHI_UR_SENDQ - e->queued ? n : CHI_UR_SENDQ - e->queued;
-    for (t = e->out; t && t->next; t = t->next) {}
+    if (n == 0) return 0;
+    q = e->q ? chi_ur_q(p, e) : chi_ur_q_take(p, e);
+    if (!q) return CHI_IO_ERROR;
+    if (q->queued >= CHI_UR_SENDQ) return CHI_IO_AGAIN;
+    take = n < CHI_UR_SENDQ - q->queued ? n : CHI_UR_SENDQ - q->queued;
+    for (t = q->out; t && t->next; t = t->next) {}
     for (k = 0; k < take;) {
         size_t room = t ? t->cap - t->len : 0, m;
         if (room == 0) {
@@ -8173,7 +8219,7 @@ static long chi_ur_send(chi_poller *p, int fd, const char *b, size_t n, int more
             if (t)
                 t->next = nk;
             else
-                e->out = nk;
+                q->out = nk;
             t = nk;
             room = t->cap;
         }
@@ -8183,9 +8229,11 @@ static long chi_ur_send(chi_poller *p, int fd, const char *b, size_t n, int more
         t->more = (uint32_t)more;
         k += m;
     }
-    if (k == 0) return n ? CHI_IO_ERROR : 0; /* out of memory */
-    if (e->queued == 0) p->nout++;
-    e->queued += (uint32_t)k;
+    if (k == 0) { /* out of memory */
+        if (!q->out) chi_ur_out_free(p, e);
+        return CHI_IO_ERROR;
+    }
+    q->queued += (uint32_t)k;
     if (!e->sending && chi_ur_mark(p, fd, e) < 0) return CHI_IO_ERROR;
     return (long)k;
 }
@@ -8206,7 +8254,7 @@ static long chi_poller_send_more(chi_poller *p, int fd, const char *b, size_t n)
 /* Are bytes of fd still queued? (sendfile waits for them: they go first) */
 static int chi_poller_sending(const chi_poller *p, int fd)
 {
-    return p->uring && fd >= 0 && (size_t)fd < p->nfds && p->fds[fd].out != NULL;
+    return p->uring && fd >= 0 && (size_t)fd < p->nfds && p->fds[fd].q != 0;
 }
 
 static int chi_poller_shutdown_write(chi_poller *p, int fd)
@@ -8229,7 +8277,7 @@ static void chi_poller_close_fd(chi_poller *p, int fd)
         return;
     }
     e = &p->fds[fd];
-    if (e->out) {
+    if (e->q) {
         if (p->norphans == p->orphan_cap) {
             size_t n = p->orphan_cap ? p->orphan_cap * 2 : 64;
             chi_ur_orphan *t = (chi_ur_orphan *)CHOPIN_REALLOC(p->orphans, n * sizeof *t);
@@ -8257,8 +8305,9 @@ static void chi_ur_sweep(chi_poller *p)
     p->ticks++;
     for (i = 0; i < p->norphans; i++) {
         const chi_ur_orphan *o = &p->orphans[i];
+        const chi_ur_fd *e = &p->fds[o->fd];
         struct io_uring_sqe *s;
-        if (p->ticks - p->fds[o->fd].stamp < CHI_UR_ORPHAN_TICKS || !p->fds[o->fd].sending || !(s = chi_ur_sqe(p)))
+        if (!e->q || !e->sending || p->ticks - chi_ur_q(p, e)->stamp < CHI_UR_ORPHAN_TICKS || !(s = chi_ur_sqe(p)))
             continue;
         s->opcode = IORING_OP_ASYNC_CANCEL;
         s->addr = chi_ur_send_data(o->fd);
@@ -8274,11 +8323,13 @@ static int chi_ur_sent(chi_poller *p, const struct io_uring_cqe *cqe, chi_event 
 {
     int fd = (int)((cqe->user_data >> 3) & 0xffffffffu);
     chi_ur_fd *e = (size_t)fd < p->nfds ? &p->fds[fd] : NULL;
+    chi_ur_queue *q;
     chi_ur_chunk *k;
-    if (!e || !e->sending || !e->out) return 0;
+    if (!e || !e->sending || !e->q) return 0;
     e->sending = 0;
     p->nsending--;
-    k = e->out;
+    q = chi_ur_q(p, e);
+    k = q->out;
     if (cqe->res < 0 && cqe->res != -EINTR && cqe->res != -EAGAIN) {
         chi_ur_out_free(p, e);
         if (e->sflags & CHI_UR_S_CLOSE) {
@@ -8295,18 +8346,18 @@ static int chi_ur_sent(chi_poller *p, const struct io_uring_cqe *cqe, chi_event 
     }
     if (cqe->res > 0) {
         k->off += (uint32_t)cqe->res;
-        e->queued -= (uint32_t)cqe->res;
-        e->stamp = p->ticks;
+        q->queued -= (uint32_t)cqe->res;
+        q->stamp = p->ticks;
     }
     if (k->off == k->len) {
-        e->out = k->next;
+        q->out = k->next;
         chi_ur_chunk_free(p, k);
-        if (!e->out) p->nout--;
     }
-    if (e->out) {
+    if (q->out) {
         (void)chi_ur_mark(p, fd, e); /* the rest goes before the next wait */
         return 0;
     }
+    chi_ur_out_free(p, e); /* drained: the queue's slot goes back */
     if (e->sflags & CHI_UR_S_CLOSE) {
         chi_ur_close_now(p, fd, e);
         return 0;
@@ -8340,7 +8391,10 @@ static void chi_ur_sends_free(chi_poller *p)
         CHOPIN_FREE(k);
     }
     CHOPIN_FREE(p->orphans);
+    CHOPIN_FREE(p->qs);
     p->orphans = NULL;
+    p->qs = NULL;
+    p->nq = p->qcap = p->qfree = 0;
     p->nspare = 0;
     p->norphans = p->orphan_cap = 0;
 }
@@ -8355,7 +8409,7 @@ static int chi_ur_prepare(chi_poller *p)
         chi_ur_fd *e = &p->fds[fd];
         unsigned pev;
         e->dirty = 0;
-        if (e->out && !e->sending && chi_ur_issue_send(p, fd, e) < 0) return -1;
+        if (e->q && !e->sending && chi_ur_issue_send(p, fd, e) < 0) return -1;
         if (!e->reg) continue;
         /* a poll that asks for more than the interest now may stay: what it
            reports is masked with the interest when it completes */
