@@ -4098,17 +4098,26 @@ static long chi_proxy_parse(const char *buf, size_t len, chi_peer *out)
    hashing (an index array of heads, a next index per entry) and an LRU
    list through the entries, all indices into one array allocated once:
    no allocation per request. Time is passed in (nanoseconds), so the
-   table is plain data: unit-tested without a clock. */
+   table is plain data: unit-tested without a clock.
+   Each bucket is kept as one time, in integer nanoseconds: when it will be
+   full again (`full_at`; the "theoretical arrival time" of GCRA, the same
+   bucket written another way). A token is `interval` ns of it, so a
+   bucket holds burst * interval ns; a take moves full_at one interval
+   later, and is allowed while full_at stays within burst * interval of
+   now. Tokens left = (burst_ns - (full_at - now)) / interval. A full
+   bucket (full_at <= now) is a compare and a store, no division. */
 
 #define CHI_RL_KEY_MAX 64
+#define CHI_RL_MAX_NS ((int64_t)1 << 61) /* burst * interval at most (some 73 years) */
 
 typedef struct chi_bucket {
     char key[CHI_RL_KEY_MAX];
     unsigned char keylen;
     uint32_t hash;
+    uint32_t gen;             /* bumped when the entry takes a new key (a
+                                 connection's cached index checks it) */
     int prev, next, hnext;    /* LRU list (most recent at the head), chain */
-    double tokens;
-    int64_t last_ns;          /* when tokens was last brought up to date */
+    int64_t full_at;          /* ns: when the bucket is full again; <= now: full */
 } chi_bucket;
 
 typedef struct chi_buckets {
@@ -4116,7 +4125,8 @@ typedef struct chi_buckets {
     int *heads;               /* nheads chain heads, -1 for none */
     int cap, used, nheads;
     int lru_head, lru_tail;
-    double rate, burst;
+    int64_t interval_ns;      /* one token: 1e9 / rate, at least 1 */
+    int64_t burst_ns;         /* burst tokens: burst * interval_ns */
 } chi_buckets;
 
 /* What a take says: allowed or not, what is left, and the waits. */
@@ -4127,10 +4137,25 @@ typedef struct chi_take {
     long reset;               /* seconds until the bucket is full again */
 } chi_take;
 
+/* One token's time for a rate (tokens a second): 1e9 / rate ns, rounded,
+   at least 1 (a rate above 1e9 a second acts as 1e9). */
+static int64_t chi_rate_interval(double rate)
+{
+    double ns = 1e9 / rate + 0.5;
+    if (!(ns >= 1.0)) return 1;
+    return ns > (double)CHI_RL_MAX_NS ? CHI_RL_MAX_NS : (int64_t)ns;
+}
+
+/* Whole seconds, rounded up, of a non-negative time in ns. */
+static long chi_ceil_sec_ns(int64_t ns) { return (long)((ns + 999999999) / 1000000000); }
+
+/* -1 when burst * interval does not fit (a burst of ~2^61 ns). */
 static int chi_buckets_init(chi_buckets *t, int cap, double rate, double burst)
 {
     int i;
+    int64_t interval = chi_rate_interval(rate);
     memset(t, 0, sizeof *t);
+    if (!(burst >= 1.0) || burst > (double)(CHI_RL_MAX_NS / interval)) return -1;
     t->nheads = 1;
     while (t->nheads < cap) t->nheads *= 2;
     t->e = (chi_bucket *)CHOPIN_MALLOC(sizeof *t->e * (size_t)cap);
@@ -4142,11 +4167,12 @@ static int chi_buckets_init(chi_buckets *t, int cap, double rate, double burst)
         t->heads = NULL;
         return -1;
     }
+    memset(t->e, 0, sizeof *t->e * (size_t)cap);
     for (i = 0; i < t->nheads; i++) t->heads[i] = -1;
     t->cap = cap;
     t->lru_head = t->lru_tail = -1;
-    t->rate = rate;
-    t->burst = burst;
+    t->interval_ns = interval;
+    t->burst_ns = (int64_t)burst * interval;
     return 0;
 }
 
@@ -4174,6 +4200,14 @@ static void chi_lru_push_front(chi_buckets *t, int i)
     t->lru_head = i;
 }
 
+/* Entry i was just used: it becomes the most recent. */
+static void chi_lru_touch(chi_buckets *t, int i)
+{
+    if (i == t->lru_head) return;
+    chi_lru_unlink(t, i);
+    chi_lru_push_front(t, i);
+}
+
 static void chi_chain_remove(chi_buckets *t, int i)
 {
     int *pp = &t->heads[t->e[i].hash & (uint32_t)(t->nheads - 1)];
@@ -4196,10 +4230,7 @@ static chi_bucket *chi_buckets_get(chi_buckets *t, const char *key, size_t n, in
     head = &t->heads[h & (uint32_t)(t->nheads - 1)];
     for (i = *head; i >= 0; i = t->e[i].hnext)
         if (t->e[i].hash == h && t->e[i].keylen == n && chi_same_bytes(t->e[i].key, key, n)) break;
-    if (i >= 0) {
-        if (i == t->lru_head) return &t->e[i]; /* the same client again: already most recent */
-        chi_lru_unlink(t, i);
-    } else {
+    if (i < 0) {
         if (t->used < t->cap) {
             i = t->used++;
         } else {
@@ -4210,37 +4241,29 @@ static chi_bucket *chi_buckets_get(chi_buckets *t, const char *key, size_t n, in
         memcpy(t->e[i].key, key, n);
         t->e[i].keylen = (unsigned char)n;
         t->e[i].hash = h;
-        t->e[i].tokens = t->burst;
-        t->e[i].last_ns = now_ns;
+        t->e[i].gen++;
+        t->e[i].full_at = now_ns;
         t->e[i].hnext = *head;
         *head = i;
+        chi_lru_push_front(t, i);
+    } else {
+        chi_lru_touch(t, i);
     }
-    chi_lru_push_front(t, i);
     return &t->e[i];
 }
 
-static long chi_ceil_seconds(double s)
+/* Takes one token from bucket b at time now_ns. */
+static chi_take chi_bucket_take(const chi_buckets *t, chi_bucket *b, int64_t now_ns)
 {
-    long v = (long)s;
-    return (double)v < s ? v + 1 : v;
-}
-
-/* Takes one token from key's bucket at time now_ns. */
-static chi_take chi_buckets_take(chi_buckets *t, const char *key, size_t n, int64_t now_ns)
-{
-    chi_bucket *b = chi_buckets_get(t, key, n, now_ns);
     chi_take r;
-    if (now_ns > b->last_ns) {
-        b->tokens += (double)(now_ns - b->last_ns) / 1e9 * t->rate;
-        if (b->tokens > t->burst) b->tokens = t->burst;
-        b->last_ns = now_ns;
-    }
-    r.allowed = b->tokens >= 1.0;
-    if (r.allowed) b->tokens -= 1.0;
-    r.remaining = (long)b->tokens;
-    r.retry_after = r.allowed ? 0 : chi_ceil_seconds((1.0 - b->tokens) / t->rate);
+    int64_t at = b->full_at > now_ns ? b->full_at : now_ns, after = at + t->interval_ns;
+    r.allowed = after - now_ns <= t->burst_ns;
+    if (r.allowed) b->full_at = at = after;
+    r.remaining = (long)((t->burst_ns - (at - now_ns)) / t->interval_ns);
+    /* refused: a token is back once `after` is within the burst of then */
+    r.retry_after = r.allowed ? 0 : chi_ceil_sec_ns(after - t->burst_ns - now_ns);
     if (!r.allowed && r.retry_after < 1) r.retry_after = 1;
-    r.reset = chi_ceil_seconds((t->burst - b->tokens) / t->rate);
+    r.reset = chi_ceil_sec_ns(at - now_ns);
     return r;
 }
 
@@ -9355,6 +9378,9 @@ typedef struct chi_conn {
     uint64_t file_off, file_left;
     struct chi_stream *stream; /* a body being streamed (>>uploads) */
     struct chi_passed *passed; /* the middleware let this body in (>>uploads) */
+    const void *rl_table;    /* the rate limiter's table ... (>>ratelimit) */
+    int rl_bucket;           /* ... and this client's bucket in it, */
+    uint32_t rl_gen;         /* ... still its while the generation holds */
 } chi_conn;
 
 /* A response that outlives its handler. The user holds it by a ch_defer
@@ -11133,24 +11159,31 @@ CHOPIN_API int ch_use_cors(ch_app *app, const ch_cors *cfg)
    so a client is limited per worker it reaches (see ch_ratelimit in >>api
    for what that means across workers). In exact mode one table serves all
    workers behind a mutex. The 429 bodies are built once per worker and
-   Retry-After value and kept. */
+   Retry-After value and kept.
+   The fast path, a request that finds its bucket full (the usual case
+   under the limit): the connection remembers its client's bucket (index
+   and generation: a keep-alive connection's client does not change), the
+   take is a compare and a store, and the three header lines are copied
+   as built at registration. Anything else goes the whole way, out of line. */
 
 #define CHI_RL_DEFAULT_TABLE 4096
 #define CHI_RL_BODIES 64      /* Retry-After values whose 429 body is kept */
 #define CHI_RL_BODY_MAX 80
+#define CHI_RL_USUAL_SHORT 96 /* usual lines that fit are copied as 96 bytes */
 
 typedef struct chi_rl {
     ch_ratelimit cfg;
     int slot;
     double burst;
+    int64_t interval_ns;      /* one token, as the tables have it */
     char lines[80];           /* "X-RateLimit-Limit: N\r\nX-RateLimit-Remaining: " */
     size_t lines_len;
     /* the three lines most answers carry, a client under its limit whose
        bucket was full: built once, at registration */
-    long usual_remaining, usual_reset;
     char usual[160];          /* lines (< 80) + two numbers (<= 20) + 23 */
     size_t usual_len;
     int exact;
+    int cacheable;            /* the key is the peer's: a connection may keep its bucket */
     chi_mutex lock;
     chi_buckets shared;       /* exact mode */
 } chi_rl;
@@ -11210,12 +11243,32 @@ static size_t chi_rl_key(const chi_rl *rl, const ch_req *req, char *out)
     return 17;
 }
 
+/* burst 0: a second's worth of tokens, rounded up (a rate past 2^52 is
+   a whole number already). */
+static double chi_rl_default_burst(double rate)
+{
+    double whole;
+    if (rate >= 4503599627370496.0) return rate;
+    whole = (double)(int64_t)rate;
+    return whole < rate ? whole + 1.0 : whole;
+}
+
 static int chi_rl_exempt(const chi_rl *rl, const ch_req *req)
 {
     const char *const *e;
     for (e = rl->cfg.exempt; e && *e; e++)
         if (ch_str_eq(req->path, *e)) return 1;
     return 0;
+}
+
+/* The connection this request came on, when its client is its peer (no
+   key callback, no trusted proxy that could speak for several clients):
+   the one whose bucket it may keep. */
+static chi_conn *chi_rl_conn(const chi_rl *rl, const chi_worker *w, const ch_req *req)
+{
+    chi_conn *c = w->cur;
+    if (!rl->cacheable || w->app->ntrusted || !c || req->conn != (const void *)&c->peer) return NULL;
+    return c;
 }
 
 /* The 429 body for a Retry-After of n seconds, built once per worker. */
@@ -11247,55 +11300,82 @@ static char *chi_rl_lines(const chi_rl *rl, char *p, long remaining, long reset)
     return chi_put(p, "\r\n", 2);
 }
 
-/* X-RateLimit-Limit, -Remaining and -Reset, in one append: the usual
-   lines as they were built, others written now. */
-static void chi_rl_headers(const chi_rl *rl, ch_res *res, const chi_take *t)
+/* The lines of a take from a full bucket, as built: whole fixed-size
+   copies (a few wide moves, no call), of which usual_len bytes count. */
+static void chi_rl_usual_headers(const chi_rl *rl, ch_res *res)
 {
     char *p;
-    if (chi_buf_reserve(&res->headers, sizeof rl->usual + rl->lines_len + 64) < 0) return;
+    if (chi_buf_reserve(&res->headers, sizeof rl->usual) < 0) return;
     p = res->headers.ptr + res->headers.len;
-    if (t->remaining == rl->usual_remaining && t->reset == rl->usual_reset) {
-        memcpy(p, rl->usual, sizeof rl->usual); /* the whole array: a few wide moves, no call */
-        p += rl->usual_len;
-    }
+    if (rl->usual_len <= CHI_RL_USUAL_SHORT)
+        memcpy(p, rl->usual, CHI_RL_USUAL_SHORT);
     else
-        p = chi_rl_lines(rl, p, t->remaining, t->reset);
-    res->headers.len = (size_t)(p - res->headers.ptr);
+        memcpy(p, rl->usual, sizeof rl->usual);
+    res->headers.len += rl->usual_len;
 }
 
-static int chi_mw_ratelimit(ch_req *req, ch_res *res, void *user)
+/* The whole way: the key, the table (locked in exact mode), any take. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
+static int chi_rl_full(chi_rl *rl, chi_rl_worker *s, ch_req *req, ch_res *res, int64_t now)
 {
-    chi_rl *rl = (chi_rl *)user;
-    chi_worker *w = res->w;
-    chi_rl_worker *s;
+    chi_buckets *t = rl->exact ? &rl->shared : &s->t;
+    chi_conn *c = chi_rl_conn(rl, res->w, req);
+    chi_bucket *b;
     char key[CHI_RL_KEY_MAX];
-    size_t klen;
-    int64_t now;
-    chi_take t;
-    if (chi_rl_exempt(rl, req)) return CH_NEXT;
-    s = chi_rl_state(w, rl);
-    if (!s) return CH_NEXT; /* out of memory: let it through rather than refuse everyone */
-    klen = chi_rl_key(rl, req, key);
-    now = w->app->timed ? res->start_ns : chi_os_now_ns(); /* read at dispatch, when it was */
-    /* one call for both modes, so the compiler can inline it */
+    size_t klen = chi_rl_key(rl, req, key);
+    chi_take tk;
     if (rl->exact) chi_os_lock(&rl->lock);
-    t = chi_buckets_take(rl->exact ? &rl->shared : &s->t, key, klen, now);
+    b = chi_buckets_get(t, key, klen, now);
+    tk = chi_bucket_take(t, b, now);
     if (rl->exact) chi_os_unlock(&rl->lock);
-    chi_rl_headers(rl, res, &t);
-    if (t.allowed) return CH_NEXT;
+    if (c && !rl->exact) { /* this connection's next requests find it */
+        c->rl_table = t;
+        c->rl_bucket = (int)(b - t->e);
+        c->rl_gen = b->gen;
+    }
+    if (chi_buf_reserve(&res->headers, rl->lines_len + 64) == 0)
+        res->headers.len = (size_t)(chi_rl_lines(rl, res->headers.ptr + res->headers.len, tk.remaining, tk.reset) -
+                                    res->headers.ptr);
+    if (tk.allowed) return CH_NEXT;
     {
         char tmp[CHI_RL_BODY_MAX];
-        ch_str body = chi_rl_body(s, t.retry_after, tmp);
-        chi_rl_num_header(res, "Retry-After", 11, t.retry_after);
+        ch_str body = chi_rl_body(s, tk.retry_after, tmp);
+        chi_rl_num_header(res, "Retry-After", 11, tk.retry_after);
         ch_res_send(res, 429, "application/json", body.ptr, body.len);
         if (body.ptr == tmp) ch_res_body(res, "application/json", body.ptr, body.len); /* copied: tmp is ours */
     }
     return CH_DONE;
 }
 
+static int chi_mw_ratelimit(ch_req *req, ch_res *res, void *user)
+{
+    chi_rl *rl = (chi_rl *)user;
+    chi_worker *w = res->w;
+    chi_rl_worker *s = (chi_rl_worker *)chi_slot_get(w, rl->slot);
+    const chi_conn *c = w->cur;
+    int64_t now;
+    if (rl->cfg.exempt && chi_rl_exempt(rl, req)) return CH_NEXT;
+    now = w->app->timed ? res->start_ns : chi_os_now_ns(); /* read at dispatch, when it was */
+    /* the connection's bucket, still its client's, and full: take a token */
+    if (s && c && c->rl_table == &s->t && req->conn == (const void *)&c->peer) {
+        chi_bucket *b = &s->t.e[c->rl_bucket];
+        if (b->gen == c->rl_gen && b->full_at <= now) {
+            b->full_at = now + s->t.interval_ns;
+            chi_lru_touch(&s->t, c->rl_bucket);
+            chi_rl_usual_headers(rl, res);
+            return CH_NEXT;
+        }
+    }
+    if (!s && !(s = chi_rl_state(w, rl))) return CH_NEXT; /* out of memory: let it through rather than refuse everyone */
+    return chi_rl_full(rl, s, req, res, now);
+}
+
 CHOPIN_API int ch_use_ratelimit(ch_app *app, ch_group *g, const ch_ratelimit *cfg)
 {
     chi_rl *rl;
+    chi_buckets probe;
     if (!app) return -1;
     if (!cfg || !(cfg->rate > 0) || cfg->burst < 0 || cfg->table_size < 0)
         return chi_reg_error(app, "rate must be > 0, burst and table_size >= 0", "(ratelimit)");
@@ -11304,17 +11384,20 @@ CHOPIN_API int ch_use_ratelimit(ch_app *app, ch_group *g, const ch_ratelimit *cf
     memset(rl, 0, sizeof *rl);
     rl->cfg = *cfg;
     if (!rl->cfg.table_size) rl->cfg.table_size = CHI_RL_DEFAULT_TABLE;
-    rl->burst = cfg->burst ? (double)cfg->burst : (double)chi_ceil_seconds(cfg->rate);
+    rl->interval_ns = chi_rate_interval(cfg->rate);
+    rl->burst = cfg->burst ? (double)cfg->burst : chi_rl_default_burst(cfg->rate);
     rl->lines_len = (size_t)snprintf(rl->lines, sizeof rl->lines, "X-RateLimit-Limit: %.0f\r\nX-RateLimit-Remaining: ",
                                      rl->burst);
-    if (rl->lines_len >= sizeof rl->lines) { /* a burst of some 50 digits: not a rate limit */
+    /* a table of one key tells whether burst * interval fits */
+    if (rl->lines_len >= sizeof rl->lines || chi_buckets_init(&probe, 1, cfg->rate, rl->burst) < 0) {
         CHOPIN_FREE(rl);
         return chi_reg_error(app, "rate or burst too large", "(ratelimit)");
     }
-    /* a take from a full bucket leaves burst - 1 tokens, refilled in 1 / rate seconds */
-    rl->usual_remaining = (long)(rl->burst - 1.0);
-    rl->usual_reset = chi_ceil_seconds(1.0 / cfg->rate);
-    rl->usual_len = (size_t)(chi_rl_lines(rl, rl->usual, rl->usual_remaining, rl->usual_reset) - rl->usual);
+    chi_buckets_free(&probe);
+    /* a take from a full bucket leaves burst - 1 tokens, refilled in one interval */
+    rl->usual_len = (size_t)(chi_rl_lines(rl, rl->usual, (long)(rl->burst - 1.0), chi_ceil_sec_ns(rl->interval_ns)) -
+                             rl->usual);
+    rl->cacheable = !cfg->key;
     rl->slot = app->nslots++;
     if (cfg->exact) {
         if (chi_buckets_init(&rl->shared, rl->cfg.table_size, cfg->rate, rl->burst) < 0) {
