@@ -10972,7 +10972,10 @@ static int chi_value_ok(const char *v)
    CORS by the Fetch standard. The headers a preflight answer carries
    (methods, headers, max-age) are built once at registration; an origin's
    verdict (in the list, or by the callback) is cached per worker in a small
-   direct-mapped table, so a busy origin costs one hash and one compare. A
+   direct-mapped table, with the header lines an allowed origin's answers
+   carry (Access-Control-Allow-Origin, Vary, Credentials) built once: the
+   origin of the worker's last request again (a page's requests, often on
+   one connection) costs one compare and one fixed-size copy. A
    disallowed origin gets no CORS header at all, and the request goes on
    as if CORS were not there (the browser then refuses to show the answer
    to the page). A request without Origin gets no CORS header either, but
@@ -10980,6 +10983,8 @@ static int chi_value_ok(const char *v)
 
 #define CHI_CORS_CACHE 64
 #define CHI_CORS_ORIGIN_MAX 128
+#define CHI_CORS_LINES 224        /* 29 + an origin (< 128) + 16 + 40, rounded up */
+#define CHI_CORS_LINES_SHORT 96   /* lines that fit are copied as 96 bytes */
 
 typedef struct chi_cors {
     ch_cors cfg;
@@ -10991,9 +10996,12 @@ typedef struct chi_cors {
 
 typedef struct chi_cors_entry {
     uint32_t hash;
-    unsigned char len;        /* 0: empty */
+    unsigned char used;
+    unsigned char len;        /* the origin's */
     unsigned char allowed;
+    unsigned char lines_len;
     char origin[CHI_CORS_ORIGIN_MAX];
+    char lines[CHI_CORS_LINES]; /* what an allowed origin's answers carry */
 } chi_cors_entry;
 
 typedef struct chi_cors_cache {
@@ -11036,80 +11044,112 @@ static int chi_cors_decide(const chi_cors *c, const char *o, size_t n)
     return c->origins && chi_cors_listed(c->origins, o, n);
 }
 
-static void chi_cache_free(void *p) { CHOPIN_FREE(p); }
-
-/* The verdict for origin, from this worker's cache when it is there. */
-static int chi_cors_allowed(chi_worker *w, const chi_cors *c, ch_str o)
-{
-    chi_cors_cache *cache = (chi_cors_cache *)chi_slot_get(w, c->slot);
-    uint32_t h;
-    chi_cors_entry *e;
-    if (o.len >= CHI_CORS_ORIGIN_MAX) return chi_cors_decide(c, o.ptr, o.len);
-    if (!cache) {
-        cache = (chi_cors_cache *)CHOPIN_MALLOC(sizeof *cache);
-        if (!cache) return chi_cors_decide(c, o.ptr, o.len);
-        memset(cache, 0, sizeof *cache);
-        cache->hdr.free_fn = chi_cache_free;
-        if (chi_slot_set(w, c->slot, cache) < 0) {
-            CHOPIN_FREE(cache);
-            return chi_cors_decide(c, o.ptr, o.len);
-        }
-    }
-    /* a page's requests come from one origin, often on one connection:
-       the same origin as the last request costs one compare, no hash */
-    e = cache->last;
-    if (e && e->len == o.len && chi_same_bytes(e->origin, o.ptr, o.len)) return e->allowed;
-    h = chi_hash(o.ptr, o.len);
-    e = &cache->e[h % CHI_CORS_CACHE];
-    cache->last = e;
-    if (e->len != o.len || e->hash != h || !chi_same_bytes(e->origin, o.ptr, o.len)) {
-        e->allowed = (unsigned char)chi_cors_decide(c, o.ptr, o.len);
-        e->hash = h;
-        e->len = (unsigned char)o.len;
-        memcpy(e->origin, o.ptr, o.len);
-    }
-    return e->allowed;
-}
-
-/* Access-Control-Allow-Origin (and Vary, Credentials), on any answer, in
-   one append. */
-static void chi_cors_origin_headers(const chi_cors *c, ch_res *res, ch_str o)
+/* Access-Control-Allow-Origin (and Vary, Credentials) for an allowed
+   origin, at p (room for CHI_CORS_LINES bytes); returns the end. */
+static char *chi_cors_origin_lines(const chi_cors *c, char *p, ch_str o)
 {
     static const char acao[] = "Access-Control-Allow-Origin: ", vary[] = "\r\nVary: Origin\r\n",
                       cred[] = "Access-Control-Allow-Credentials: true\r\n";
-    char *p;
-    if (c->any && !c->cfg.credentials) {
-        chi_res_put_lines(res, "Access-Control-Allow-Origin: *\r\n", 32);
-        return;
-    }
-    if (chi_buf_reserve(&res->headers, sizeof acao + o.len + sizeof vary + sizeof cred) < 0) return;
-    p = res->headers.ptr + res->headers.len;
+    if (c->any && !c->cfg.credentials) return chi_put(p, "Access-Control-Allow-Origin: *\r\n", 32);
     p = chi_put(p, acao, sizeof acao - 1);
     p = chi_put(p, o.ptr, o.len);
     p = chi_put(p, vary, sizeof vary - 1);
     if (c->cfg.credentials) p = chi_put(p, cred, sizeof cred - 1);
-    res->headers.len = (size_t)(p - res->headers.ptr);
+    return p;
 }
 
-static int chi_mw_cors(ch_req *req, ch_res *res, void *user)
+static void chi_cache_free(void *p) { CHOPIN_FREE(p); }
+
+/* This worker's entry for origin (shorter than CHI_CORS_ORIGIN_MAX),
+   decided and built when it is not there; NULL when out of memory. */
+CHI_OUTLINE static chi_cors_entry *chi_cors_entry_for(chi_worker *w, const chi_cors *c, ch_str o)
 {
-    const chi_cors *c = (const chi_cors *)user;
-    ch_str o = ch_req_common(req, CH_H_ORIGIN);
+    chi_cors_cache *cache = (chi_cors_cache *)chi_slot_get(w, c->slot);
+    uint32_t h;
+    chi_cors_entry *e;
+    if (!cache) {
+        cache = (chi_cors_cache *)CHOPIN_MALLOC(sizeof *cache);
+        if (!cache) return NULL;
+        memset(cache, 0, sizeof *cache);
+        cache->hdr.free_fn = chi_cache_free;
+        if (chi_slot_set(w, c->slot, cache) < 0) {
+            CHOPIN_FREE(cache);
+            return NULL;
+        }
+    }
+    h = chi_hash(o.ptr, o.len);
+    e = &cache->e[h % CHI_CORS_CACHE];
+    cache->last = e;
+    if (!e->used || e->len != o.len || e->hash != h || !chi_same_bytes(e->origin, o.ptr, o.len)) {
+        e->used = 1;
+        e->allowed = (unsigned char)chi_cors_decide(c, o.ptr, o.len);
+        e->hash = h;
+        e->len = (unsigned char)o.len;
+        memcpy(e->origin, o.ptr, o.len);
+        e->lines_len = e->allowed ? (unsigned char)(chi_cors_origin_lines(c, e->lines, o) - e->lines) : 0;
+    }
+    return e;
+}
+
+/* The rest of an allowed origin's request: a preflight is answered here,
+   before any auth middleware; anything else gets the exposed headers. */
+CHI_OUTLINE static int chi_cors_rest(const chi_cors *c, ch_req *req, ch_res *res)
+{
+    if (req->method == CH_OPTIONS && ch_req_header(req, "access-control-request-method").ptr) {
+        if (chi_buf_append(&res->headers, c->preflight, c->preflight_len) < 0) return CH_NEXT;
+        res->status = 204;
+        return CH_DONE;
+    }
+    if (c->cfg.expose) chi_res_put_header(res, "Access-Control-Expose-Headers", 29, c->cfg.expose, strlen(c->cfg.expose));
+    return CH_NEXT;
+}
+
+/* Puts an entry's lines: whole fixed-size copies (a few wide moves, no
+   call), of which lines_len bytes count. Room for CHI_CORS_LINES is there. */
+static void chi_cors_put_entry(ch_res *res, const chi_cors_entry *e)
+{
+    char *p = res->headers.ptr + res->headers.len;
+    if (e->lines_len <= CHI_CORS_LINES_SHORT)
+        memcpy(p, e->lines, CHI_CORS_LINES_SHORT);
+    else
+        memcpy(p, e->lines, CHI_CORS_LINES);
+    res->headers.len += e->lines_len;
+}
+
+/* Everything but an allowed origin seen last on this worker: no Origin,
+   a new or long origin, no cache yet (or no memory for one), no room. */
+CHI_OUTLINE static int chi_cors_slow(const chi_cors *c, ch_req *req, ch_res *res, ch_str o)
+{
+    const chi_cors_entry *e;
     if (!o.ptr) { /* not a cross-origin request: no CORS header, but caches
                      must not hand this answer to one (Fetch, "CORS protocol
                      and HTTP caches": it lacks the grant a CORS request gets) */
         chi_res_put_lines(res, "Vary: Origin\r\n", 14);
         return CH_NEXT;
     }
-    if (!chi_cors_allowed(res->w, c, o)) return CH_NEXT;
-    chi_cors_origin_headers(c, res, o);
-    if (req->method == CH_OPTIONS && ch_req_header(req, "access-control-request-method").ptr) {
-        /* a preflight: answered here, before any auth middleware */
-        if (chi_buf_append(&res->headers, c->preflight, c->preflight_len) < 0) return CH_NEXT;
-        res->status = 204;
-        return CH_DONE;
-    }
-    if (c->cfg.expose) chi_res_put_header(res, "Access-Control-Expose-Headers", 29, c->cfg.expose, strlen(c->cfg.expose));
+    e = o.len < CHI_CORS_ORIGIN_MAX ? chi_cors_entry_for(res->w, c, o) : NULL;
+    if (e ? !e->allowed : !chi_cors_decide(c, o.ptr, o.len)) return CH_NEXT;
+    if (chi_buf_reserve(&res->headers, CHI_CORS_LINES + o.len) < 0) return CH_NEXT;
+    if (e)
+        chi_cors_put_entry(res, e);
+    else /* no cache entry for it (a very long origin, or out of memory): written now */
+        res->headers.len = (size_t)(chi_cors_origin_lines(c, res->headers.ptr + res->headers.len, o) - res->headers.ptr);
+    return chi_cors_rest(c, req, res);
+}
+
+/* The usual request: its origin is the worker's last one, allowed; every
+   other case is a tail call, so this stays a few instructions. */
+static int chi_mw_cors(ch_req *req, ch_res *res, void *user)
+{
+    const chi_cors *c = (const chi_cors *)user;
+    ch_str o = ch_req_common(req, CH_H_ORIGIN);
+    const chi_cors_cache *cache = (const chi_cors_cache *)chi_slot_get(res->w, c->slot);
+    const chi_cors_entry *e = cache ? cache->last : NULL;
+    if (!o.ptr || !e || e->len != o.len || !e->allowed || !chi_same_bytes(e->origin, o.ptr, o.len) ||
+        res->headers.cap - res->headers.len < CHI_CORS_LINES)
+        return chi_cors_slow(c, req, res, o);
+    chi_cors_put_entry(res, e);
+    if (req->method == CH_OPTIONS || c->cfg.expose) return chi_cors_rest(c, req, res);
     return CH_NEXT;
 }
 
@@ -11300,25 +11340,33 @@ static char *chi_rl_lines(const chi_rl *rl, char *p, long remaining, long reset)
     return chi_put(p, "\r\n", 2);
 }
 
-/* The lines of a take from a full bucket, as built: whole fixed-size
-   copies (a few wide moves, no call), of which usual_len bytes count. */
-static void chi_rl_usual_headers(const chi_rl *rl, ch_res *res)
+/* The connection's bucket, still its client's and full: a token taken,
+   the usual lines put (whole fixed-size copies, a few wide moves, no call,
+   of which usual_len bytes count). 0 when that is not the case. No call,
+   so the middleware that inlines it keeps no registers. */
+static inline int chi_rl_take_cached(const chi_rl *rl, chi_rl_worker *s, const ch_req *req, ch_res *res, int64_t now)
 {
+    const chi_conn *c = res->w->cur;
+    chi_bucket *b;
     char *p;
-    if (chi_buf_reserve(&res->headers, sizeof rl->usual) < 0) return;
+    if (!s || !c || c->rl_table != (const void *)&s->t || req->conn != (const void *)&c->peer ||
+        res->headers.cap - res->headers.len < sizeof rl->usual)
+        return 0;
+    b = &s->t.e[c->rl_bucket];
+    if (b->gen != c->rl_gen || b->full_at > now) return 0;
+    b->full_at = now + s->t.interval_ns;
+    chi_lru_touch(&s->t, c->rl_bucket);
     p = res->headers.ptr + res->headers.len;
     if (rl->usual_len <= CHI_RL_USUAL_SHORT)
         memcpy(p, rl->usual, CHI_RL_USUAL_SHORT);
     else
         memcpy(p, rl->usual, sizeof rl->usual);
     res->headers.len += rl->usual_len;
+    return 1;
 }
 
 /* The whole way: the key, the table (locked in exact mode), any take. */
-#if defined(__GNUC__) || defined(__clang__)
-__attribute__((noinline))
-#endif
-static int chi_rl_full(chi_rl *rl, chi_rl_worker *s, ch_req *req, ch_res *res, int64_t now)
+CHI_OUTLINE static int chi_rl_full(chi_rl *rl, chi_rl_worker *s, ch_req *req, ch_res *res, int64_t now)
 {
     chi_buckets *t = rl->exact ? &rl->shared : &s->t;
     chi_conn *c = chi_rl_conn(rl, res->w, req);
@@ -11349,27 +11397,30 @@ static int chi_rl_full(chi_rl *rl, chi_rl_worker *s, ch_req *req, ch_res *res, i
     return CH_DONE;
 }
 
+/* Any request the fast path below leaves: an exempt path, no clock read
+   yet, no bucket kept by the connection, an empty one. */
+CHI_OUTLINE static int chi_rl_slow(chi_rl *rl, ch_req *req, ch_res *res)
+{
+    chi_worker *w = res->w;
+    chi_rl_worker *s = (chi_rl_worker *)chi_slot_get(w, rl->slot);
+    int64_t now;
+    if (rl->cfg.exempt && chi_rl_exempt(rl, req)) return CH_NEXT;
+    now = w->app->timed ? res->start_ns : chi_os_now_ns(); /* read at dispatch, when it was */
+    if (chi_rl_take_cached(rl, s, req, res, now)) return CH_NEXT;
+    if (!s && !(s = chi_rl_state(w, rl))) return CH_NEXT; /* out of memory: let it through rather than refuse everyone */
+    return chi_rl_full(rl, s, req, res, now);
+}
+
+/* The usual request: the clock read at dispatch (metrics or an access
+   log), the connection's bucket full; anything else is a tail call. */
 static int chi_mw_ratelimit(ch_req *req, ch_res *res, void *user)
 {
     chi_rl *rl = (chi_rl *)user;
     chi_worker *w = res->w;
-    chi_rl_worker *s = (chi_rl_worker *)chi_slot_get(w, rl->slot);
-    const chi_conn *c = w->cur;
-    int64_t now;
-    if (rl->cfg.exempt && chi_rl_exempt(rl, req)) return CH_NEXT;
-    now = w->app->timed ? res->start_ns : chi_os_now_ns(); /* read at dispatch, when it was */
-    /* the connection's bucket, still its client's, and full: take a token */
-    if (s && c && c->rl_table == &s->t && req->conn == (const void *)&c->peer) {
-        chi_bucket *b = &s->t.e[c->rl_bucket];
-        if (b->gen == c->rl_gen && b->full_at <= now) {
-            b->full_at = now + s->t.interval_ns;
-            chi_lru_touch(&s->t, c->rl_bucket);
-            chi_rl_usual_headers(rl, res);
-            return CH_NEXT;
-        }
-    }
-    if (!s && !(s = chi_rl_state(w, rl))) return CH_NEXT; /* out of memory: let it through rather than refuse everyone */
-    return chi_rl_full(rl, s, req, res, now);
+    if (w->app->timed && !rl->cfg.exempt &&
+        chi_rl_take_cached(rl, (chi_rl_worker *)chi_slot_get(w, rl->slot), req, res, res->start_ns))
+        return CH_NEXT;
+    return chi_rl_slow(rl, req, res);
 }
 
 CHOPIN_API int ch_use_ratelimit(ch_app *app, ch_group *g, const ch_ratelimit *cfg)
