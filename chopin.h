@@ -9530,8 +9530,8 @@ struct ch_worker {
     chi_buf decoded;         /* ch_req_param_decoded's values, per request */
     size_t decoded_at[CHOPIN_MAX_PARAMS], decoded_len[CHOPIN_MAX_PARAMS];
     uint64_t rid_next;       /* request ids: a count after ... */
-    size_t rid_prefix_len, rid_last_len;
-    char rid_last[40];       /* ... "<start second>-<worker>-": the last id made */
+    size_t rid_prefix_len, rid_last_len; /* ... "<start second>-<worker>-" */
+    char rid_line[64];       /* "X-Request-Id: <the last id made>\r\n" (>>request id) */
     int hooks_started;       /* the start hooks ran (so the stop hooks will) */
     int out_failed;          /* an answer could not be written: out of memory */
     /* answering later (>>later): nothing here is touched by a request
@@ -10856,7 +10856,12 @@ CHOPIN_API void ch_access_log(const ch_req *req, const ch_res *res, void *user)
    X-Request-Id: a client's (or a proxy's) id is kept when it is 1-64 token
    bytes, else one is made: this worker's start second, its number and a
    counter, in hex ("65f1a2b3-0-2a"), unique per process run. It goes back
-   in the answer and into the access log line. */
+   in the answer and into the access log line.
+   The worker keeps its last id as a whole header line (w->rid_line,
+   "X-Request-Id: <id>\r\n"), the count turned in place like an odometer:
+   the usual request turns its last digit and copies the line whole. */
+
+#define CHI_RID_AT 14         /* the id's offset in w->rid_line */
 
 static int chi_rid_valid(ch_str v)
 {
@@ -10881,20 +10886,24 @@ static size_t chi_hex(uint64_t v, char *out)
 
 /* The next id, made from the last one: its hex count turned like an
    odometer (a carry moves left), with no conversion per request; a count
-   that gains a digit (ff to 100) is written anew. */
+   that gains a digit (ff to 100) is written anew. The line's "\r\n"
+   follows the id. */
 static void chi_rid_make(chi_worker *w)
 {
-    char *first = w->rid_last + w->rid_prefix_len, *d = w->rid_last + w->rid_last_len;
+    char *id = w->rid_line + CHI_RID_AT;
+    char *first = id + w->rid_prefix_len, *d = id + w->rid_last_len;
     if (!w->rid_prefix_len) { /* "<start second>-<worker>-" and a count of 0, once */
-        d = w->rid_last;
+        memcpy(w->rid_line, "X-Request-Id: ", CHI_RID_AT);
+        d = id;
         d += chi_hex((uint64_t)chi_os_wall_seconds() & 0xffffffffu, d);
         *d++ = '-';
         d += chi_hex((uint64_t)w->id, d);
         *d++ = '-';
-        w->rid_prefix_len = (size_t)(d - w->rid_last);
+        w->rid_prefix_len = (size_t)(d - id);
         first = d;
         *d++ = '0';
-        w->rid_last_len = (size_t)(d - w->rid_last);
+        w->rid_last_len = (size_t)(d - id);
+        chi_put(d, "\r\n", 2);
     }
     w->rid_next++;
     while (d > first) {
@@ -10910,31 +10919,50 @@ static void chi_rid_make(chi_worker *w)
         *d = '0';
     }
     w->rid_last_len = w->rid_prefix_len + chi_hex(w->rid_next, first);
+    chi_put(id + w->rid_last_len, "\r\n", 2);
 }
 
-CHOPIN_API int ch_mw_request_id(ch_req *req, ch_res *res, void *user)
+/* The id into res->rid and the line into the header lines: whole
+   fixed-size copies (a few wide moves, no call), of which the id's and
+   the line's lengths count. Room for the line is there. */
+static void chi_rid_put(chi_worker *w, ch_res *res)
+{
+    memcpy(res->rid, w->rid_line + CHI_RID_AT, sizeof w->rid_line - CHI_RID_AT);
+    res->rid_len = w->rid_last_len;
+    memcpy(res->headers.ptr + res->headers.len, w->rid_line, sizeof w->rid_line);
+    res->headers.len += CHI_RID_AT + w->rid_last_len + 2;
+}
+
+/* A client's id, the first id, a carry, no room for the line. */
+CHI_OUTLINE static int chi_rid_slow(ch_req *req, ch_res *res)
 {
     chi_worker *w = res->w;
     ch_str v = ch_req_common(req, CH_H_X_REQUEST_ID);
-    char *p;
-    (void)user;
     if (chi_rid_valid(v)) {
         memcpy(res->rid, v.ptr, v.len);
         res->rid_len = v.len;
         chi_res_put_header(res, "X-Request-Id", 12, res->rid, res->rid_len); /* token bytes: no check needed */
         return CH_NEXT;
     }
+    if (chi_buf_reserve(&res->headers, sizeof w->rid_line) < 0) return CH_NEXT;
     chi_rid_make(w);
-    /* the id into res->rid and straight into the header lines; each copy
-       moves the whole fixed-size array (a few wide moves, no call), of
-       which the first rid_last_len bytes count */
-    memcpy(res->rid, w->rid_last, sizeof w->rid_last);
-    res->rid_len = w->rid_last_len;
-    if (chi_buf_reserve(&res->headers, 14 + sizeof w->rid_last + 2) < 0) return CH_NEXT;
-    p = chi_put(res->headers.ptr + res->headers.len, "X-Request-Id: ", 14);
-    memcpy(p, w->rid_last, sizeof w->rid_last);
-    p = chi_put(p + w->rid_last_len, "\r\n", 2);
-    res->headers.len = (size_t)(p - res->headers.ptr);
+    chi_rid_put(w, res);
+    return CH_NEXT;
+}
+
+/* The usual request (no id of its own, a last digit that does not
+   carry): the digit turned, the line copied; the rest is a tail call. */
+CHOPIN_API int ch_mw_request_id(ch_req *req, ch_res *res, void *user)
+{
+    chi_worker *w = res->w;
+    char *d = w->rid_line + CHI_RID_AT + w->rid_last_len - 1;
+    (void)user;
+    if (ch_req_common(req, CH_H_X_REQUEST_ID).ptr || !w->rid_prefix_len || *d == 'f' ||
+        res->headers.cap - res->headers.len < sizeof w->rid_line)
+        return chi_rid_slow(req, res);
+    *d = *d == '9' ? 'a' : (char)(*d + 1);
+    w->rid_next++;
+    chi_rid_put(w, res);
     return CH_NEXT;
 }
 #endif

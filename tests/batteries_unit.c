@@ -730,7 +730,8 @@ static void test_request_id(void)
 static void test_request_id_count(void)
 {
     chi_worker w;
-    char want[40];
+    char want[64];
+    const char *id = w.rid_line + CHI_RID_AT;
     uint64_t k;
     int bad = 0;
     memset(&w, 0, sizeof w);
@@ -738,13 +739,15 @@ static void test_request_id_count(void)
     for (k = 1; k <= 70000; k++) {
         size_t n;
         chi_rid_make(&w);
-        memcpy(want, w.rid_last, w.rid_prefix_len);
+        memcpy(want, id, w.rid_prefix_len);
         n = w.rid_prefix_len + chi_hex(k, want + w.rid_prefix_len);
-        if (w.rid_next != k || w.rid_last_len != n || memcmp(w.rid_last, want, n) != 0) bad++;
+        memcpy(want + n, "\r\n", 2); /* the line goes on after the id */
+        if (w.rid_next != k || w.rid_last_len != n || memcmp(id, want, n + 2) != 0) bad++;
     }
     CHECK(bad == 0);
-    CHECK(w.rid_prefix_len >= 4 && memcmp(w.rid_last + w.rid_prefix_len - 3, "-3-", 3) == 0);
-    CHECK(w.rid_last_len == w.rid_prefix_len + 5 && memcmp(w.rid_last + w.rid_prefix_len, "11170", 5) == 0);
+    CHECK(memcmp(w.rid_line, "X-Request-Id: ", CHI_RID_AT) == 0);
+    CHECK(w.rid_prefix_len >= 4 && memcmp(id + w.rid_prefix_len - 3, "-3-", 3) == 0);
+    CHECK(w.rid_last_len == w.rid_prefix_len + 5 && memcmp(id + w.rid_prefix_len, "11170", 5) == 0);
 }
 
 /* The bearer token from a cookie or a query parameter, when the route asks. */
