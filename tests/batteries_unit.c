@@ -750,6 +750,120 @@ static void test_request_id_count(void)
     CHECK(w.rid_last_len == w.rid_prefix_len + 5 && memcmp(id + w.rid_prefix_len, "11170", 5) == 0);
 }
 
+/* The made ids through the middleware's own path (a digit turned in the
+   kept line, carries and a digit gained out of line): each answer's
+   X-Request-Id is the prefix and the count, and res->rid agrees. */
+static void test_request_id_fast(void)
+{
+    ch_app *app = ch_app_new();
+    chi_worker *w;
+    uint64_t k;
+    int bad = 0;
+    ch_use(app, ch_mw_request_id, NULL);
+    ch_get(app, "/csv", h_plain, NULL);
+    w = test_worker(app);
+    for (k = 1; k <= 600; k++) { /* past 0xff: a digit gained */
+        char want[80];
+        size_t n;
+        const char *r = respond(w, "GET /csv HTTP/1.1\r\nHost: h\r\n\r\n");
+        const char *at = strstr(r, "\r\nX-Request-Id: ");
+        memcpy(want, w->rid_line + CHI_RID_AT, w->rid_prefix_len);
+        n = w->rid_prefix_len + chi_hex(k, want + w->rid_prefix_len);
+        memcpy(want + n, "\r\n", 3);
+        if (!at || strncmp(at + 16, want, n + 2) != 0 || w->res.rid_len != n || memcmp(w->res.rid, want, n) != 0)
+            bad++;
+    }
+    CHECK(bad == 0);
+    free_test_worker(w);
+    ch_app_free(app);
+}
+
+/* A connection keeps its client's bucket (index and generation): another
+   client that takes the slot over (a table of one) makes the connection
+   look its bucket up again, and a kept bucket stays the most recent (the
+   fast path touches the LRU list). Rate 1e9 a second: a bucket is full
+   again by the next request, so the fast path runs. */
+static chi_conn rl_conn_a, rl_conn_b, rl_conn_c;
+
+static const char *respond_on(chi_worker *w, chi_conn *c)
+{
+    chi_head h;
+    const char *raw = "GET /csv HTTP/1.1\r\nHost: h\r\n\r\n";
+    CHECK(chi_parse_head(raw, strlen(raw), &lim, &w->req, &h) > 0);
+    w->req.body = NULL;
+    w->req.body_len = 0;
+    w->req.ctx = NULL;
+    w->req.conn = &c->peer;
+    w->cur = c;
+    w->out.len = 0;
+    chi_dispatch(w, &w->req, 1);
+    w->cur = NULL;
+    chi_buf_append(&w->out, "", 1);
+    return w->out.ptr;
+}
+
+static void test_ratelimit_conn_bucket(void)
+{
+    ch_app *app = ch_app_new();
+    ch_ratelimit rl;
+    chi_worker *w;
+    chi_rl_worker *s;
+    const char *r;
+    uint32_t gen;
+    memset(&rl, 0, sizeof rl);
+    rl.rate = 1e9;
+    rl.burst = 3;
+    rl.table_size = 1;
+    memset(&rl_conn_a, 0, sizeof rl_conn_a);
+    memset(&rl_conn_b, 0, sizeof rl_conn_b);
+    memset(&rl_conn_c, 0, sizeof rl_conn_c);
+    rl_conn_a.peer.family = rl_conn_b.peer.family = rl_conn_c.peer.family = 4;
+    rl_conn_a.peer.addr[3] = 1;
+    rl_conn_b.peer.addr[3] = 2;
+    rl_conn_c.peer.addr[3] = 3;
+    CHECK(ch_use_ratelimit(app, NULL, &rl) == 0);
+    ch_metrics_route(app, "/metrics"); /* the clock read at dispatch: the fast path's condition */
+    ch_get(app, "/csv", h_plain, NULL);
+    w = test_worker(app);
+    r = respond_on(w, &rl_conn_a);
+    CHECK(strstr(r, "X-RateLimit-Remaining: 2\r\n") != NULL);
+    s = (chi_rl_worker *)chi_slot_get(w, ((chi_rl *)app->mw[0].user)->slot);
+    CHECK(s && rl_conn_a.rl_table == &s->t && rl_conn_a.rl_bucket == 0);
+    if (!s) return;
+    gen = s->t.e[0].gen;
+    r = respond_on(w, &rl_conn_a); /* the kept bucket, full again */
+    CHECK(strstr(r, "X-RateLimit-Remaining: 2\r\n") != NULL && s->t.e[0].gen == gen);
+    r = respond_on(w, &rl_conn_b); /* b takes the only slot over */
+    CHECK(strstr(r, "X-RateLimit-Remaining: 2\r\n") != NULL && s->t.e[0].gen != gen && s->t.e[0].key[4] == 2);
+    r = respond_on(w, &rl_conn_a); /* a's kept index is stale: looked up again, b's bucket left alone */
+    CHECK(strstr(r, "X-RateLimit-Remaining: 2\r\n") != NULL && s->t.e[0].key[4] == 1 &&
+          rl_conn_a.rl_gen == s->t.e[0].gen);
+    free_test_worker(w);
+    ch_app_free(app);
+    /* two slots: a (kept by its connection), b, a again by the fast path,
+       then c evicts the least recently used: b, not a */
+    app = ch_app_new();
+    rl.table_size = 2;
+    memset(&rl_conn_a, 0, sizeof rl_conn_a);
+    rl_conn_a.peer.family = 4;
+    rl_conn_a.peer.addr[3] = 1;
+    CHECK(ch_use_ratelimit(app, NULL, &rl) == 0);
+    ch_metrics_route(app, "/metrics");
+    ch_get(app, "/csv", h_plain, NULL);
+    w = test_worker(app);
+    respond_on(w, &rl_conn_a);
+    s = (chi_rl_worker *)chi_slot_get(w, ((chi_rl *)app->mw[0].user)->slot);
+    if (!s) return;
+    gen = s->t.e[rl_conn_a.rl_bucket].gen;
+    respond_on(w, &rl_conn_b);
+    respond_on(w, &rl_conn_a);
+    CHECK(s->t.lru_head == rl_conn_a.rl_bucket);
+    respond_on(w, &rl_conn_c);
+    CHECK(s->t.e[rl_conn_a.rl_bucket].gen == gen && s->t.e[rl_conn_a.rl_bucket].key[4] == 1);
+    free_test_worker(w);
+    ch_app_free(app);
+}
+
 /* The bearer token from a cookie or a query parameter, when the route asks. */
 static void test_bearer_elsewhere(void)
 {
@@ -907,6 +1021,9 @@ int main(void)
     run("bug 6: buffers above the high-water mark are released", test_big_buffers_released);
     run("request id: kept when valid, else made", test_request_id);
     run("request id: the made ids count up in hex (carries, a digit gained)", test_request_id_count);
+    run("request id: the middleware's ids, turned in the kept line, in the answers", test_request_id_fast);
+    run("ratelimit: a connection keeps its client's bucket; a slot taken over is looked up again; LRU kept",
+        test_ratelimit_conn_bucket);
     run("bearer: the token from a cookie or a query parameter when the route asks", test_bearer_elsewhere);
     run("config: CHOPIN_LOG, trust_proxy (code beats the environment; bad values refused)", test_config);
     printf("%d passed, %d failed\n", g_passed, g_failed);
