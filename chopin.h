@@ -10222,13 +10222,13 @@ static const int chi_refusal_status[CHI_REFUSAL_KINDS - 1] = {400, 408, 413, 414
 static void chi_count_request(chi_worker *w, int status, size_t bytes, int64_t ns)
 {
     chi_metrics *m = w->metrics;
+    unsigned slot = (unsigned)status - CHI_STATUS_MIN; /* below the range: wraps, so one compare */
     int b = 0;
     if (!m) return;
-    if (status >= CHI_STATUS_MIN && status < CHI_STATUS_MIN + CHI_STATUS_SLOTS)
-        chi_stat_add(&m->by_status[status - CHI_STATUS_MIN], 1);
+    if (slot < CHI_STATUS_SLOTS) chi_stat_add(&m->by_status[slot], 1);
     chi_stat_add(&m->bytes_out, bytes);
-    if (ns < 0) ns = 0;
-    while (b < CHI_HIST_BUCKETS && ns > chi_hist_ns[b]) b++;
+    ns = ns < 0 ? 0 : ns;
+    while (b < CHI_HIST_BUCKETS && ns > chi_hist_ns[b]) b++; /* most answers: the first bound */
     chi_stat_add(&m->hist[b], 1);
     chi_stat_add(&m->dur_sum_ns, (uint64_t)ns);
 }
@@ -10641,7 +10641,7 @@ static void chi_route_request(chi_worker *w, ch_req *req)
     route->handler(req, res);
 }
 
-static void chi_run_after(chi_worker *w, const ch_req *req, size_t out_before)
+static inline void chi_run_after(chi_worker *w, const ch_req *req, size_t out_before)
 {
     ch_app *app = w->app;
     int i;
