@@ -3773,13 +3773,22 @@ static int chi_same_bytes(const char *a, const char *b, size_t n)
             if (a[i] != b[i]) return 0;
         return 1;
     }
-    for (i = 0; i + 8 < n; i += 8) {
+    /* the first eight, then eights on, the last eight overlapping those
+       before when n is not a multiple of eight: no byte-by-byte tail; up
+       to 24 bytes (an origin, a client address) in straight-line code */
+    memcpy(&x, a, 8);
+    memcpy(&y, b, 8);
+    if (x != y) return 0;
+    if (n > 16) {
+        memcpy(&x, a + 8, 8);
+        memcpy(&y, b + 8, 8);
+        if (x != y) return 0;
+    }
+    for (i = 16; i + 8 < n; i += 8) {
         memcpy(&x, a + i, 8);
         memcpy(&y, b + i, 8);
         if (x != y) return 0;
     }
-    /* the last eight bytes, overlapping those before when n is not a
-       multiple of eight: no byte-by-byte tail */
     memcpy(&x, a + n - 8, 8);
     memcpy(&y, b + n - 8, 8);
     return x == y;
@@ -10930,9 +10939,14 @@ static void chi_rid_make(chi_worker *w)
    the line's lengths count. Room for the line is there. */
 static void chi_rid_put(chi_worker *w, ch_res *res)
 {
-    memcpy(res->rid, w->rid_line + CHI_RID_AT, sizeof w->rid_line - CHI_RID_AT);
+    if (CHI_RID_AT + w->rid_last_len + 2 <= 32) { /* the first million ids or so */
+        memcpy(res->rid, w->rid_line + CHI_RID_AT, 32 - CHI_RID_AT);
+        memcpy(res->headers.ptr + res->headers.len, w->rid_line, 32);
+    } else {
+        memcpy(res->rid, w->rid_line + CHI_RID_AT, sizeof w->rid_line - CHI_RID_AT);
+        memcpy(res->headers.ptr + res->headers.len, w->rid_line, sizeof w->rid_line);
+    }
     res->rid_len = w->rid_last_len;
-    memcpy(res->headers.ptr + res->headers.len, w->rid_line, sizeof w->rid_line);
     res->headers.len += CHI_RID_AT + w->rid_last_len + 2;
 }
 
@@ -11015,7 +11029,6 @@ static int chi_value_ok(const char *v)
 #define CHI_CORS_CACHE 64
 #define CHI_CORS_ORIGIN_MAX 128
 #define CHI_CORS_LINES 224        /* 29 + an origin (< 128) + 16 + 40, rounded up */
-#define CHI_CORS_LINES_SHORT 96   /* lines that fit are copied as 96 bytes */
 
 typedef struct chi_cors {
     ch_cors cfg;
@@ -11140,8 +11153,10 @@ CHI_OUTLINE static int chi_cors_rest(const chi_cors *c, ch_req *req, ch_res *res
 static void chi_cors_put_entry(ch_res *res, const chi_cors_entry *e)
 {
     char *p = res->headers.ptr + res->headers.len;
-    if (e->lines_len <= CHI_CORS_LINES_SHORT)
-        memcpy(p, e->lines, CHI_CORS_LINES_SHORT);
+    if (e->lines_len <= 64)
+        memcpy(p, e->lines, 64);
+    else if (e->lines_len <= 128)
+        memcpy(p, e->lines, 128);
     else
         memcpy(p, e->lines, CHI_CORS_LINES);
     res->headers.len += e->lines_len;

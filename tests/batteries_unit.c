@@ -864,6 +864,68 @@ static void test_ratelimit_conn_bucket(void)
     ch_app_free(app);
 }
 
+/* chi_same_bytes against memcmp: every length to 70, a difference at
+   every place (its straight-line first 24 bytes, its loop, its tail). */
+static void test_same_bytes(void)
+{
+    char a[80], b[80];
+    size_t n, i;
+    int bad = 0;
+    for (i = 0; i < sizeof a; i++) a[i] = b[i] = (char)('a' + i % 26);
+    for (n = 0; n <= 70; n++) {
+        if (!chi_same_bytes(a, b, n)) bad++;
+        for (i = 0; i < n; i++) {
+            b[i] ^= 1;
+            if (chi_same_bytes(a, b, n)) bad++;
+            b[i] ^= 1;
+        }
+    }
+    CHECK(bad == 0);
+}
+
+/* An allowed origin's lines as cached and copied whole, for origins whose
+   lines take each copy size (64, 128, 224 bytes), with credentials; the
+   same origin again (the fast path) and after another (the slow one). */
+static void test_cors_lines(void)
+{
+    static const size_t lens[] = {12, 40, 100, 127};
+    ch_app *app = ch_app_new();
+    ch_cors cors;
+    chi_worker *w;
+    char list[1024], origin[4][140], raw[400], want[400];
+    size_t k;
+    int round, bad = 0;
+    list[0] = 0;
+    for (k = 0; k < 4; k++) {
+        size_t n = lens[k], i;
+        memcpy(origin[k], "https://", 8);
+        for (i = 8; i < n; i++) origin[k][i] = (char)('a' + (i + k) % 26);
+        origin[k][n] = 0;
+        strcat(list, k ? "," : "");
+        strcat(list, origin[k]);
+    }
+    memset(&cors, 0, sizeof cors);
+    cors.origins = list;
+    cors.credentials = 1;
+    CHECK(ch_use_cors(app, &cors) == 0);
+    ch_get(app, "/csv", h_plain, NULL);
+    w = test_worker(app);
+    for (round = 0; round < 3; round++)
+        for (k = 0; k < 4; k++) {
+            const char *r;
+            snprintf(raw, sizeof raw, "GET /csv HTTP/1.1\r\nHost: h\r\nOrigin: %s\r\n\r\n", origin[k]);
+            snprintf(want, sizeof want, "\r\nAccess-Control-Allow-Origin: %s\r\nVary: Origin\r\n"
+                     "Access-Control-Allow-Credentials: true\r\n", origin[k]);
+            r = respond(w, raw);
+            if (!strstr(r, want)) bad++;
+            r = respond(w, raw); /* the same origin again: the fast path */
+            if (!strstr(r, want)) bad++;
+        }
+    CHECK(bad == 0);
+    free_test_worker(w);
+    ch_app_free(app);
+}
+
 /* The bearer token from a cookie or a query parameter, when the route asks. */
 static void test_bearer_elsewhere(void)
 {
@@ -1022,6 +1084,8 @@ int main(void)
     run("request id: kept when valid, else made", test_request_id);
     run("request id: the made ids count up in hex (carries, a digit gained)", test_request_id_count);
     run("request id: the middleware's ids, turned in the kept line, in the answers", test_request_id_fast);
+    run("addresses: chi_same_bytes agrees with memcmp (every length, every place)", test_same_bytes);
+    run("cors: an allowed origin's cached lines, whole, for each copy size", test_cors_lines);
     run("ratelimit: a connection keeps its client's bucket; a slot taken over is looked up again; LRU kept",
         test_ratelimit_conn_bucket);
     run("bearer: the token from a cookie or a query parameter when the route asks", test_bearer_elsewhere);
