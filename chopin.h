@@ -11416,16 +11416,24 @@ static inline int chi_rl_take_cached(const chi_rl *rl, chi_rl_worker *s, const c
 CHI_OUTLINE static int chi_rl_full(chi_rl *rl, chi_rl_worker *s, ch_req *req, ch_res *res, int64_t now)
 {
     chi_buckets *t = rl->exact ? &rl->shared : &s->t;
-    chi_conn *c = chi_rl_conn(rl, res->w, req);
+    chi_conn *c = rl->exact ? NULL : chi_rl_conn(rl, res->w, req);
     chi_bucket *b;
-    char key[CHI_RL_KEY_MAX];
-    size_t klen = chi_rl_key(rl, req, key);
     chi_take tk;
-    if (rl->exact) chi_os_lock(&rl->lock);
-    b = chi_buckets_get(t, key, klen, now);
-    tk = chi_bucket_take(t, b, now);
-    if (rl->exact) chi_os_unlock(&rl->lock);
-    if (c && !rl->exact) { /* this connection's next requests find it */
+    if (c && c->rl_table == (const void *)t && t->e[c->rl_bucket].gen == c->rl_gen) {
+        /* the connection's bucket, still its client's (a busy client,
+           whose bucket is not full): no key to build or look up */
+        b = &t->e[c->rl_bucket];
+        chi_lru_touch(t, c->rl_bucket);
+        tk = chi_bucket_take(t, b, now);
+    } else {
+        char key[CHI_RL_KEY_MAX];
+        size_t klen = chi_rl_key(rl, req, key);
+        if (rl->exact) chi_os_lock(&rl->lock);
+        b = chi_buckets_get(t, key, klen, now);
+        tk = chi_bucket_take(t, b, now);
+        if (rl->exact) chi_os_unlock(&rl->lock);
+    }
+    if (c) { /* this connection's next requests find it */
         c->rl_table = t;
         c->rl_bucket = (int)(b - t->e);
         c->rl_gen = b->gen;

@@ -862,6 +862,31 @@ static void test_ratelimit_conn_bucket(void)
     CHECK(s->t.e[rl_conn_a.rl_bucket].gen == gen && s->t.e[rl_conn_a.rl_bucket].key[4] == 1);
     free_test_worker(w);
     ch_app_free(app);
+    /* a busy client (1 a second, bursts of 3; no clock at dispatch): its
+       bucket is not full, so the whole way, through the kept index; a
+       slot taken over is still looked up again */
+    app = ch_app_new();
+    rl.rate = 1;
+    rl.table_size = 1;
+    memset(&rl_conn_a, 0, sizeof rl_conn_a);
+    memset(&rl_conn_b, 0, sizeof rl_conn_b);
+    rl_conn_a.peer.family = rl_conn_b.peer.family = 4;
+    rl_conn_a.peer.addr[3] = 1;
+    rl_conn_b.peer.addr[3] = 2;
+    CHECK(ch_use_ratelimit(app, NULL, &rl) == 0);
+    ch_get(app, "/csv", h_plain, NULL);
+    w = test_worker(app);
+    CHECK(strstr(respond_on(w, &rl_conn_a), "X-RateLimit-Remaining: 2\r\n") != NULL);
+    CHECK(strstr(respond_on(w, &rl_conn_a), "X-RateLimit-Remaining: 1\r\n") != NULL);
+    CHECK(strstr(respond_on(w, &rl_conn_b), "X-RateLimit-Remaining: 2\r\n") != NULL); /* a forgotten */
+    CHECK(strstr(respond_on(w, &rl_conn_a), "X-RateLimit-Remaining: 2\r\n") != NULL); /* a new bucket, b's left */
+    CHECK(strstr(respond_on(w, &rl_conn_a), "X-RateLimit-Remaining: 1\r\n") != NULL);
+    CHECK(strstr(respond_on(w, &rl_conn_a), "X-RateLimit-Remaining: 0\r\n") != NULL);
+    r = respond_on(w, &rl_conn_a);
+    CHECK(strncmp(r, "HTTP/1.1 429 ", 13) == 0 && strstr(r, "\r\nRetry-After: 1\r\n") != NULL &&
+          strstr(r, "X-RateLimit-Remaining: 0\r\n") != NULL);
+    free_test_worker(w);
+    ch_app_free(app);
 }
 
 /* chi_same_bytes against memcmp: every length to 70, a difference at
