@@ -10981,7 +10981,7 @@ CHOPIN_API int ch_mw_request_id(ch_req *req, ch_res *res, void *user)
     chi_worker *w = res->w;
     char *d = w->rid_line + CHI_RID_AT + w->rid_last_len - 1;
     (void)user;
-    if (ch_req_common(req, CH_H_X_REQUEST_ID).ptr || !w->rid_prefix_len || *d == 'f' ||
+    if (req->common[CH_H_X_REQUEST_ID] || !w->rid_prefix_len || *d == 'f' || /* the client sent one */
         res->headers.cap - res->headers.len < sizeof w->rid_line)
         return chi_rid_slow(req, res);
     *d = *d == '9' ? 'a' : (char)(*d + 1);
@@ -11459,14 +11459,13 @@ CHI_OUTLINE static int chi_rl_full(chi_rl *rl, chi_rl_worker *s, ch_req *req, ch
     return CH_DONE;
 }
 
-/* Any request the fast path below leaves: an exempt path, no clock read
-   yet, no bucket kept by the connection, an empty one. */
+/* Any request the fast path below leaves: no clock read yet, no bucket
+   kept by the connection, one that is not full. */
 CHI_OUTLINE static int chi_rl_slow(chi_rl *rl, ch_req *req, ch_res *res)
 {
     chi_worker *w = res->w;
     chi_rl_worker *s = (chi_rl_worker *)chi_slot_get(w, rl->slot);
     int64_t now;
-    if (rl->cfg.exempt && chi_rl_exempt(rl, req)) return CH_NEXT;
     now = w->app->timed ? res->start_ns : chi_os_now_ns(); /* read at dispatch, when it was */
     if (chi_rl_take_cached(rl, s, req, res, now)) return CH_NEXT;
     if (!s && !(s = chi_rl_state(w, rl))) return CH_NEXT; /* out of memory: let it through rather than refuse everyone */
@@ -11479,16 +11478,24 @@ static int chi_mw_ratelimit(ch_req *req, ch_res *res, void *user)
 {
     chi_rl *rl = (chi_rl *)user;
     chi_worker *w = res->w;
-    if (w->app->timed && !rl->cfg.exempt &&
+    if (w->app->timed &&
         chi_rl_take_cached(rl, (chi_rl_worker *)chi_slot_get(w, rl->slot), req, res, res->start_ns))
         return CH_NEXT;
     return chi_rl_slow(rl, req, res);
+}
+
+/* The same with exempt paths, which are looked at first. */
+static int chi_mw_ratelimit_exempt(ch_req *req, ch_res *res, void *user)
+{
+    if (chi_rl_exempt((const chi_rl *)user, req)) return CH_NEXT;
+    return chi_mw_ratelimit(req, res, user);
 }
 
 CHOPIN_API int ch_use_ratelimit(ch_app *app, ch_group *g, const ch_ratelimit *cfg)
 {
     chi_rl *rl;
     chi_buckets probe;
+    ch_middleware mw;
     if (!app) return -1;
     if (!cfg || !(cfg->rate > 0) || cfg->burst < 0 || cfg->table_size < 0)
         return chi_reg_error(app, "rate must be > 0, burst and table_size >= 0", "(ratelimit)");
@@ -11528,7 +11535,8 @@ CHOPIN_API int ch_use_ratelimit(ch_app *app, ch_group *g, const ch_ratelimit *cf
         chi_rl_free(rl);
         return chi_reg_error(app, "out of memory", "(ratelimit)");
     }
-    return g ? ch_group_use(g, chi_mw_ratelimit, rl) : ch_use(app, chi_mw_ratelimit, rl);
+    mw = cfg->exempt ? chi_mw_ratelimit_exempt : chi_mw_ratelimit;
+    return g ? ch_group_use(g, mw, rl) : ch_use(app, mw, rl);
 }
 #endif
 
