@@ -26,8 +26,9 @@
 
    VERSION 0.2.0 (CHOPIN_VERSION_MAJOR/MINOR/PATCH, CHOPIN_VERSION_STRING)
      next   an io_uring backend (CHOPIN_USE_IO_URING: multishot receives
-            into provided buffers, one io_uring_enter per loop pass, epoll
-            when the kernel refuses io_uring);
+            into provided buffers, sends queued on the ring from chunks the
+            worker owns, one io_uring_enter per loop pass, epoll when the
+            kernel refuses io_uring);
             batteries: a logger, CORS, rate limiting, trusted proxies,
             metrics, request ids, cookies, decoded parameters; after-hooks
             see refused requests; stricter chunk extensions and Host, the
@@ -100,6 +101,9 @@
        CHOPIN_USE_IO_URING  Linux: io_uring (raw system calls, no liburing;
                             5.19 or later for receives into provided
                             buffers, 6.1 for a worker's own deferred ring).
+                            Answers are copied and sent by the ring (up to
+                            128 KiB queued per connection; a close waits
+                            for its queue, at most 2 s without progress).
                             Where io_uring_setup is refused (ENOSYS, EPERM
                             from a seccomp policy or kernel.io_uring_disabled)
                             the process serves with epoll and logs one warning
@@ -7607,6 +7611,12 @@ static void chi_signals_close(chi_signals *s)
    - A pending poll holds a reference to its socket, so closing the
      descriptor alone would not close the connection: chi_poller_forget
      cancels it (the cancel goes with the next enter).
+   - A worker's connections receive by a multishot IORING_OP_RECV into a
+     ring of provided buffers (CHI_EV_DATA, chi_poller_data), and send by
+     IORING_OP_SEND from chunks the worker owns (chi_poller_send copies and
+     queues; one send per socket in the kernel at a time; shutdown and close
+     wait for the queue): no read or send call per request, one
+     io_uring_enter per pass (two when its sends ended the wait).
    - The waker is an eventfd with an IORING_OP_READ on it (the read is the
      drain; the owner re-arms it); the ticker an IORING_OP_TIMEOUT re-armed
      on each tick; the stop signals a signalfd polled like a socket.
@@ -7631,6 +7641,7 @@ static void chi_signals_close(chi_signals *s)
 #define CHI_UR_WAKER 2u   /* the waker's read: its address */
 #define CHI_UR_TICKER 3u  /* the ticker's timeout: its address */
 #define CHI_UR_RECV 4u    /* a connection's multishot receive: generation << 35 | fd << 3 */
+#define CHI_UR_SEND 5u    /* a connection's send: fd << 3 (its descriptor stays open until it ends) */
 #define CHI_UR_GEN_MASK 0x1fffffffu
 #define CHI_UR_SQ 1024u   /* submission entries; the queue is flushed when full */
 #define CHI_UR_CQ 16384u  /* completion entries; more wait in the kernel (NODROP) */
@@ -7638,9 +7649,31 @@ static void chi_signals_close(chi_signals *s)
 #define CHI_UR_BUF 4096u  /* bytes each */
 #define CHI_EV_DATA 8u    /* io_uring only: bytes (or EOF, an error) received for the tag:
                              the server takes them with chi_poller_data */
+#define CHI_UR_CHUNK 4096u      /* a pooled output chunk, header included */
+#define CHI_UR_SPARE 64u        /* free chunks a worker keeps */
+#define CHI_UR_SENDQ (128u * 1024u) /* bytes queued per connection before a send says "would block" */
+#define CHI_UR_ORPHAN_TICKS 2u  /* ticks without progress after which a closed descriptor's queue is dropped */
+
+/* Output queued on the ring: a connection's chunks in order. One send per
+   socket is in the kernel at a time (two could overtake each other), for
+   the first chunk's bytes [off, sub); bytes are appended behind sub even
+   while it is in flight (the kernel reads only that range). */
+typedef struct chi_ur_chunk {
+    struct chi_ur_chunk *next;
+    uint32_t off, len, cap;    /* sent; written; room for bytes after the header */
+    uint32_t more;             /* MSG_MORE: a file body follows */
+} chi_ur_chunk;
+
+#define CHI_UR_S_SHUT 1u      /* shutdown(SHUT_WR) once the queue drains */
+#define CHI_UR_S_CLOSE 2u     /* the server closed it: close(2) once the queue drains */
+#define CHI_UR_S_ERR 4u       /* a send failed: every later one fails too */
+
+typedef struct chi_ur_orphan {
+    int fd;
+} chi_ur_orphan;
 
 typedef struct chi_ur_fd {
-    uint64_t tag;
+    uint32_t tag;              /* (every tag fits in 32 bits) */
     uint32_t gen;              /* of the registration (its receive carries it) */
     uint32_t pgen;             /* of the poll armed now */
     unsigned char ev;          /* interest: CHI_EV_READ | CHI_EV_WRITE */
@@ -7648,7 +7681,18 @@ typedef struct chi_ur_fd {
     unsigned char reg;         /* registered */
     unsigned char dirty;       /* in the list looked at before the next wait */
     unsigned char rstate;      /* the receive: CHI_UR_R_IDLE, _ARMED, _CANCELLING */
-} chi_ur_fd;
+    unsigned char sending;     /* a send of its queue's first chunk is in the kernel */
+    unsigned char sflags;      /* CHI_UR_S_* */
+    uint32_t q;                /* its output queue: p->qs[q - 1]; 0: none (an idle connection) */
+} chi_ur_fd;                   /* 24 bytes, one per descriptor number */
+
+/* A connection's output queue, while it has one. */
+typedef struct chi_ur_queue {
+    chi_ur_chunk *out;         /* the chunks, first to last */
+    uint32_t queued;           /* bytes in them */
+    uint32_t stamp;            /* the tick of the last progress */
+    uint32_t next_free;        /* a free slot: the next free one + 1 */
+} chi_ur_queue;
 
 #define CHI_UR_R_IDLE 0
 #define CHI_UR_R_ARMED 1
@@ -7684,6 +7728,15 @@ typedef struct chi_poller {
     unsigned br_tail;
     chi_ur_data data[CHI_MAX_EVENTS]; /* one per CHI_EV_DATA event of the last wait, in order */
     int data_head, data_n;
+    /* sends (chi_poller_send): spare chunks; descriptors the server closed
+       whose queue still drains; ticks seen (their deadline) */
+    chi_ur_chunk *spare;
+    unsigned nspare, ticks, nsending, nout; /* nout: descriptors with a queue */
+    chi_ur_queue *qs;          /* the queues, taken and given back (free list qfree) */
+    uint32_t nq, qcap, qfree;
+    chi_ur_orphan *orphans;
+    size_t norphans, orphan_cap;
+    size_t reaped;             /* completions the last reap took */
 } chi_poller;
 
 typedef struct chi_waker {
@@ -7814,6 +7867,8 @@ static int chi_poller_open(chi_poller *p) { return chi_ur_poller_open(p, 0); }
    the thread. */
 static int chi_poller_open_owned(chi_poller *p) { return chi_ur_poller_open(p, 1); }
 
+static void chi_ur_sends_free(chi_poller *p);
+
 static void chi_poller_close(chi_poller *p)
 {
     if (!p->uring) {
@@ -7821,6 +7876,7 @@ static void chi_poller_close(chi_poller *p)
         return;
     }
     if (!p->open) return;
+    chi_ur_sends_free(p);
     munmap(p->sqe_map, p->sqe_len);
     munmap(p->ring_map, p->ring_len);
     close(p->fd); /* the buffer ring is unregistered with the ring */
@@ -7910,7 +7966,8 @@ static int chi_ur_receives(const chi_poller *p, const chi_ur_fd *e) { return p->
 /* The interest that a poll serves: all of it, or only writing. */
 static unsigned chi_ur_poll_ev(const chi_poller *p, const chi_ur_fd *e)
 {
-    return chi_ur_receives(p, e) ? (unsigned)e->ev & CHI_EV_WRITE : (unsigned)e->ev;
+    unsigned ev = chi_ur_receives(p, e) ? (unsigned)e->ev & CHI_EV_WRITE : (unsigned)e->ev;
+    return e->q ? ev & ~CHI_EV_WRITE : ev; /* writable: said when its queued sends drain */
 }
 
 static int chi_ur_arm_recv(chi_poller *p, int fd, chi_ur_fd *e)
@@ -8008,7 +8065,7 @@ static int chi_poller_add(chi_poller *p, int fd, unsigned ev, uint64_t tag, int 
         return -1;
     }
     e->reg = 1;
-    e->tag = tag;
+    e->tag = (uint32_t)tag;
     e->ev = (unsigned char)ev;
     return ev ? chi_ur_mark(p, fd, e) : 0;
 }
@@ -8022,7 +8079,7 @@ static int chi_poller_mod(chi_poller *p, int fd, unsigned old_ev, unsigned ev, u
         return -1;
     }
     e = &p->fds[fd];
-    e->tag = tag;
+    e->tag = (uint32_t)tag;
     e->ev = (unsigned char)ev;
     return chi_ur_mark(p, fd, e); /* the poll (or receive) follows before the next wait */
 }
@@ -8054,6 +8111,329 @@ static void chi_poller_forget(chi_poller *p, int fd)
     if (fd >= 0 && (size_t)fd < p->nfds && p->fds[fd].reg) (void)chi_poller_del(p, fd, 0);
 }
 
+/* Sends. The server's send on a connection copies the bytes into chunks
+   the worker owns and queues them (the whole pass's output for a socket
+   leaves in one IORING_OP_SEND, submitted with the next wait); it reports
+   them sent, as a socket with a bigger buffer would. Past CHI_UR_SENDQ
+   queued bytes it takes part or says CHI_IO_AGAIN, and "writable" is
+   reported when the queue drains. A send that fails (the client reset)
+   comes back as CHI_EV_DATA with CHI_IO_ERROR, which closes the connection.
+   shutdown and close wait for the queue: the descriptor stays open (so its
+   number is not reused under a queued send) until the last byte is sent,
+   or CHI_UR_ORPHAN_TICKS after the server closed it. */
+static char *chi_ur_bytes(chi_ur_chunk *k) { return (char *)(void *)(k + 1); }
+
+static chi_ur_chunk *chi_ur_chunk_new(chi_poller *p, size_t want)
+{
+    const size_t std = CHI_UR_CHUNK - sizeof(chi_ur_chunk);
+    size_t cap = want <= std ? std : want;
+    chi_ur_chunk *k = NULL;
+    if (cap == std && p->spare) {
+        k = p->spare;
+        p->spare = k->next;
+        p->nspare--;
+    } else {
+        k = (chi_ur_chunk *)CHOPIN_MALLOC(sizeof *k + cap);
+        if (!k) return NULL;
+    }
+    k->next = NULL;
+    k->off = k->len = k->more = 0;
+    k->cap = (uint32_t)cap;
+    return k;
+}
+
+static void chi_ur_chunk_free(chi_poller *p, chi_ur_chunk *k)
+{
+    if (k->cap == CHI_UR_CHUNK - sizeof(chi_ur_chunk) && p->nspare < CHI_UR_SPARE) {
+        k->next = p->spare;
+        p->spare = k;
+        p->nspare++;
+        return;
+    }
+    CHOPIN_FREE(k);
+}
+
+static chi_ur_queue *chi_ur_q(const chi_poller *p, const chi_ur_fd *e) { return &p->qs[e->q - 1]; }
+
+/* A queue for e (which has none); NULL when out of memory. */
+static chi_ur_queue *chi_ur_q_take(chi_poller *p, chi_ur_fd *e)
+{
+    chi_ur_queue *q;
+    uint32_t i;
+    if (p->qfree) {
+        i = p->qfree - 1;
+        p->qfree = p->qs[i].next_free;
+    } else {
+        if (p->nq == p->qcap) {
+            uint32_t n = p->qcap ? p->qcap * 2 : 64;
+            chi_ur_queue *t = (chi_ur_queue *)CHOPIN_REALLOC(p->qs, (size_t)n * sizeof *t);
+            if (!t) return NULL;
+            p->qs = t;
+            p->qcap = n;
+        }
+        i = p->nq++;
+    }
+    q = &p->qs[i];
+    q->out = NULL;
+    q->queued = q->next_free = 0;
+    q->stamp = p->ticks;
+    e->q = i + 1;
+    p->nout++;
+    return q;
+}
+
+/* e's queue (empty or not) goes: its chunks are freed. */
+static void chi_ur_out_free(chi_poller *p, chi_ur_fd *e)
+{
+    chi_ur_queue *q;
+    if (!e->q) return;
+    q = chi_ur_q(p, e);
+    while (q->out) {
+        chi_ur_chunk *k = q->out;
+        q->out = k->next;
+        chi_ur_chunk_free(p, k);
+    }
+    q->next_free = p->qfree;
+    p->qfree = e->q;
+    e->q = 0;
+    p->nout--;
+}
+
+static uint64_t chi_ur_send_data(int fd) { return ((uint64_t)(unsigned)fd << 3) | CHI_UR_SEND; }
+
+/* The first chunk's unsent bytes go to the kernel (before the next wait). */
+static int chi_ur_issue_send(chi_poller *p, int fd, chi_ur_fd *e)
+{
+    chi_ur_chunk *k = chi_ur_q(p, e)->out;
+    struct io_uring_sqe *s = chi_ur_sqe(p);
+    if (!s) return -1;
+    s->opcode = IORING_OP_SEND;
+    s->fd = fd;
+    s->addr = (uint64_t)(uintptr_t)(chi_ur_bytes(k) + k->off);
+    s->len = k->len - k->off;
+    s->msg_flags = (uint32_t)(MSG_NOSIGNAL | (k->more ? MSG_MORE : 0));
+    s->user_data = chi_ur_send_data(fd);
+    e->sending = 1;
+    p->nsending++;
+    return 0;
+}
+
+/* The server is done with fd and closed it (its queue had drained, or ran
+   out of time): the entry is clean for the next descriptor of that number. */
+static void chi_ur_close_now(chi_poller *p, int fd, chi_ur_fd *e)
+{
+    size_t i;
+    chi_ur_out_free(p, e);
+    e->sflags = 0;
+    for (i = 0; i < p->norphans; i++)
+        if (p->orphans[i].fd == fd) {
+            p->orphans[i] = p->orphans[--p->norphans];
+            break;
+        }
+    close(fd);
+}
+
+static long chi_ur_send(chi_poller *p, int fd, const char *b, size_t n, int more)
+{
+    chi_ur_fd *e = chi_ur_entry(p, fd);
+    chi_ur_queue *q;
+    chi_ur_chunk *t;
+    size_t take, k;
+    if (!e || (e->sflags & CHI_UR_S_ERR)) return CHI_IO_ERROR;
+    if (n == 0) return 0;
+    q = e->q ? chi_ur_q(p, e) : chi_ur_q_take(p, e);
+    if (!q) return CHI_IO_ERROR;
+    if (q->queued >= CHI_UR_SENDQ) return CHI_IO_AGAIN;
+    take = n < CHI_UR_SENDQ - q->queued ? n : CHI_UR_SENDQ - q->queued;
+    for (t = q->out; t && t->next; t = t->next) {}
+    for (k = 0; k < take;) {
+        size_t room = t ? t->cap - t->len : 0, m;
+        if (room == 0) {
+            chi_ur_chunk *nk = chi_ur_chunk_new(p, take - k);
+            if (!nk) break;
+            if (t)
+                t->next = nk;
+            else
+                q->out = nk;
+            t = nk;
+            room = t->cap;
+        }
+        m = take - k < room ? take - k : room;
+        memcpy(chi_ur_bytes(t) + t->len, b + k, m);
+        t->len += (uint32_t)m;
+        t->more = (uint32_t)more;
+        k += m;
+    }
+    if (k == 0) { /* out of memory */
+        if (!q->out) chi_ur_out_free(p, e);
+        return CHI_IO_ERROR;
+    }
+    q->queued += (uint32_t)k;
+    if (!e->sending && chi_ur_mark(p, fd, e) < 0) return CHI_IO_ERROR;
+    return (long)k;
+}
+
+static long chi_poller_send(chi_poller *p, int fd, const char *b, size_t n)
+{
+    if (!p->uring) return chi_os_send(fd, b, n);
+    return chi_ur_send(p, fd, b, n, 0);
+}
+
+/* The same before a file body (MSG_MORE). */
+static long chi_poller_send_more(chi_poller *p, int fd, const char *b, size_t n)
+{
+    if (!p->uring) return chi_os_send_more(fd, b, n);
+    return chi_ur_send(p, fd, b, n, 1);
+}
+
+/* Are bytes of fd still queued? (sendfile waits for them: they go first) */
+static int chi_poller_sending(const chi_poller *p, int fd)
+{
+    return p->uring && fd >= 0 && (size_t)fd < p->nfds && p->fds[fd].q != 0;
+}
+
+static int chi_poller_shutdown_write(chi_poller *p, int fd)
+{
+    if (chi_poller_sending(p, fd)) {
+        p->fds[fd].sflags |= CHI_UR_S_SHUT;
+        return 0;
+    }
+    return chi_os_shutdown_write(fd);
+}
+
+/* The server closes fd (registered or not): with bytes still queued the
+   close waits for them, as close(2) lets a socket's buffer drain. */
+static void chi_poller_close_fd(chi_poller *p, int fd)
+{
+    chi_ur_fd *e;
+    chi_poller_forget(p, fd);
+    if (!p->uring || fd < 0 || (size_t)fd >= p->nfds) {
+        close(fd);
+        return;
+    }
+    e = &p->fds[fd];
+    if (e->q) {
+        if (p->norphans == p->orphan_cap) {
+            size_t n = p->orphan_cap ? p->orphan_cap * 2 : 64;
+            chi_ur_orphan *t = (chi_ur_orphan *)CHOPIN_REALLOC(p->orphans, n * sizeof *t);
+            if (!t) { /* no room to remember it: the bytes go when the send ends */
+                e->sflags |= CHI_UR_S_CLOSE;
+                return;
+            }
+            p->orphans = t;
+            p->orphan_cap = n;
+        }
+        p->orphans[p->norphans++].fd = fd;
+        e->sflags |= CHI_UR_S_CLOSE;
+        return;
+    }
+    chi_ur_close_now(p, fd, e);
+}
+
+/* On each tick: a closed descriptor whose queue made no progress for
+   CHI_UR_ORPHAN_TICKS ticks (a client that stopped reading; the server
+   closed it for that, most likely) has its send cancelled; the failed send
+   closes it. One that keeps reading keeps its bytes coming. */
+static void chi_ur_sweep(chi_poller *p)
+{
+    size_t i;
+    p->ticks++;
+    for (i = 0; i < p->norphans; i++) {
+        const chi_ur_orphan *o = &p->orphans[i];
+        const chi_ur_fd *e = &p->fds[o->fd];
+        struct io_uring_sqe *s;
+        if (!e->q || !e->sending || p->ticks - chi_ur_q(p, e)->stamp < CHI_UR_ORPHAN_TICKS || !(s = chi_ur_sqe(p)))
+            continue;
+        s->opcode = IORING_OP_ASYNC_CANCEL;
+        s->addr = chi_ur_send_data(o->fd);
+        s->flags = (unsigned char)p->skip;
+        s->user_data = CHI_UR_IGNORE;
+    }
+}
+
+/* A send's completion: the next bytes go (what the kernel did not take,
+   what was queued meanwhile), or the queue drained (writable; the shutdown
+   or close that waited), or it failed. */
+static int chi_ur_sent(chi_poller *p, const struct io_uring_cqe *cqe, chi_event *out)
+{
+    int fd = (int)((cqe->user_data >> 3) & 0xffffffffu);
+    chi_ur_fd *e = (size_t)fd < p->nfds ? &p->fds[fd] : NULL;
+    chi_ur_queue *q;
+    chi_ur_chunk *k;
+    if (!e || !e->sending || !e->q) return 0;
+    e->sending = 0;
+    p->nsending--;
+    q = chi_ur_q(p, e);
+    k = q->out;
+    if (cqe->res < 0 && cqe->res != -EINTR && cqe->res != -EAGAIN) {
+        chi_ur_out_free(p, e);
+        if (e->sflags & CHI_UR_S_CLOSE) {
+            chi_ur_close_now(p, fd, e);
+            return 0;
+        }
+        e->sflags |= CHI_UR_S_ERR;
+        if (!e->reg) return 0;
+        p->data[p->data_n].bid = -1;
+        p->data[p->data_n++].res = CHI_IO_ERROR;
+        out->tag = e->tag;
+        out->flags = CHI_EV_DATA;
+        return 1;
+    }
+    if (cqe->res > 0) {
+        k->off += (uint32_t)cqe->res;
+        q->queued -= (uint32_t)cqe->res;
+        q->stamp = p->ticks;
+    }
+    if (k->off == k->len) {
+        q->out = k->next;
+        chi_ur_chunk_free(p, k);
+    }
+    if (q->out) {
+        (void)chi_ur_mark(p, fd, e); /* the rest goes before the next wait */
+        return 0;
+    }
+    chi_ur_out_free(p, e); /* drained: the queue's slot goes back */
+    if (e->sflags & CHI_UR_S_CLOSE) {
+        chi_ur_close_now(p, fd, e);
+        return 0;
+    }
+    if (e->sflags & CHI_UR_S_SHUT) {
+        e->sflags &= (unsigned char)~CHI_UR_S_SHUT;
+        (void)shutdown(fd, SHUT_WR);
+    }
+    if (!e->reg || !(e->ev & CHI_EV_WRITE)) return 0;
+    (void)chi_ur_mark(p, fd, e); /* a poll for writing may follow (a file body) */
+    out->tag = e->tag;
+    out->flags = CHI_EV_WRITE;
+    return 1;
+}
+
+/* The ring is going: the descriptors the server closed whose bytes were
+   still queued are closed now, and the chunks freed (the sends left were
+   cancelled when their thread exited, or chi_poller_finish saw them end). */
+static void chi_ur_sends_free(chi_poller *p)
+{
+    size_t fd;
+    for (fd = 0; fd < p->nfds; fd++) {
+        chi_ur_fd *e = &p->fds[fd];
+        if (e->sflags & CHI_UR_S_CLOSE) close((int)fd);
+        chi_ur_out_free(p, e);
+        e->sflags = 0;
+    }
+    while (p->spare) {
+        chi_ur_chunk *k = p->spare;
+        p->spare = k->next;
+        CHOPIN_FREE(k);
+    }
+    CHOPIN_FREE(p->orphans);
+    CHOPIN_FREE(p->qs);
+    p->orphans = NULL;
+    p->qs = NULL;
+    p->nq = p->qcap = p->qfree = 0;
+    p->nspare = 0;
+    p->norphans = p->orphan_cap = 0;
+}
+
 /* Before a wait: every descriptor whose interest changed or whose poll
    fired gets the poll its interest asks for now. */
 static int chi_ur_prepare(chi_poller *p)
@@ -8064,6 +8444,7 @@ static int chi_ur_prepare(chi_poller *p)
         chi_ur_fd *e = &p->fds[fd];
         unsigned pev;
         e->dirty = 0;
+        if (e->q && !e->sending && chi_ur_issue_send(p, fd, e) < 0) return -1;
         if (!e->reg) continue;
         /* a poll that asks for more than the interest now may stay: what it
            reports is masked with the interest when it completes */
@@ -8152,6 +8533,7 @@ static int chi_ur_event(chi_poller *p, const struct io_uring_cqe *cqe, chi_event
         return 1;
     }
     if (kind == CHI_UR_RECV) return chi_ur_received(p, cqe, out);
+    if (kind == CHI_UR_SEND) return chi_ur_sent(p, cqe, out);
     if (kind == CHI_UR_WAKER) {
         chi_waker *wk = (chi_waker *)(uintptr_t)(ud & ~(uint64_t)7);
         wk->armed = 0;
@@ -8163,6 +8545,7 @@ static int chi_ur_event(chi_poller *p, const struct io_uring_cqe *cqe, chi_event
     if (kind == CHI_UR_TICKER) {
         chi_ticker *t = (chi_ticker *)(uintptr_t)(ud & ~(uint64_t)7);
         t->armed = 0;
+        chi_ur_sweep(p);
         if (cqe->res == -ECANCELED || !t->open) return 0;
         out->tag = t->tag;
         out->flags = CHI_EV_READ;
@@ -8180,6 +8563,7 @@ static int chi_ur_reap(chi_poller *p, chi_event *out, int max)
         n += chi_ur_event(p, &p->cqes[head & *p->cq_mask], &out[n]);
         head++;
     }
+    p->reaped = head - *p->cq_head;
     __atomic_store_n(p->cq_head, head, __ATOMIC_RELEASE);
     return n;
 }
@@ -8242,36 +8626,43 @@ static int chi_poller_receive(chi_poller *p)
 }
 
 /* One enter: what the pass queued goes in, and (unless completions are
-   already waiting, or timeout_ms is 0) it waits for at least one. */
+   already waiting, or timeout_ms is 0) it waits for at least one. Sends
+   that the enter issues complete in it and end the wait: when they were
+   all it brought, the wait is made again (once), now for an event. */
 static int chi_poller_wait(chi_poller *p, chi_event *out, int max, int timeout_ms)
 {
     struct io_uring_getevents_arg arg;
     struct __kernel_timespec ts;
     long r;
-    int n;
+    int n, again;
     if (!p->uring) return chi_epoll_poller_wait(&p->ep, out, max, timeout_ms);
     if (max > CHI_MAX_EVENTS) max = CHI_MAX_EVENTS;
     while (p->data_head < p->data_n) chi_poller_data_done(p); /* (all taken, normally) */
     p->data_head = p->data_n = 0;
-    if (chi_ur_prepare(p) < 0) return -1;
-    n = chi_ur_reap(p, out, max);
-    if (n > 0 || timeout_ms == 0 || chi_ur_cq_ready(p)) {
-        /* a deferred ring posts completions only in an enter that asks
-           for them: asked for here too, without waiting, or a pass that
-           never sleeps (connections left to settle) would see none */
-        r = chi_ur_submit(p, 0, p->deferred ? IORING_ENTER_GETEVENTS : 0u, NULL, 0);
-    } else if (timeout_ms < 0) {
-        r = chi_ur_submit(p, 1, IORING_ENTER_GETEVENTS, NULL, 0);
-    } else {
-        memset(&arg, 0, sizeof arg);
+    memset(&arg, 0, sizeof arg);
+    if (timeout_ms > 0) {
         ts.tv_sec = timeout_ms / 1000;
         ts.tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
         arg.ts = (uint64_t)(uintptr_t)&ts;
-        r = chi_ur_submit(p, 1, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg, sizeof arg);
     }
-    if (r < 0 && errno != EINTR && errno != ETIME && errno != EAGAIN && errno != EBUSY) return -1;
-    /* whatever completed while the pass ran, or during the wait */
-    return n + chi_ur_reap(p, out + n, max - n);
+    for (again = 0;; again++) {
+        if (chi_ur_prepare(p) < 0) return -1;
+        n = chi_ur_reap(p, out, max);
+        if (n > 0 || timeout_ms == 0 || chi_ur_cq_ready(p)) {
+            /* a deferred ring posts completions only in an enter that asks
+               for them: asked for here too, without waiting, or a pass that
+               never sleeps (connections left to settle) would see none */
+            r = chi_ur_submit(p, 0, p->deferred ? IORING_ENTER_GETEVENTS : 0u, NULL, 0);
+        } else if (timeout_ms < 0) {
+            r = chi_ur_submit(p, 1, IORING_ENTER_GETEVENTS, NULL, 0);
+        } else {
+            r = chi_ur_submit(p, 1, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg, sizeof arg);
+        }
+        if (r < 0 && errno != EINTR && errno != ETIME && errno != EAGAIN && errno != EBUSY) return -1;
+        /* whatever completed while the pass ran, or during the wait */
+        n += chi_ur_reap(p, out + n, max - n);
+        if (n > 0 || !p->reaped || timeout_ms == 0 || again) return n;
+    }
 }
 
 /* Submits what a pass queued without waiting (an embedding caller sleeps
@@ -8281,6 +8672,31 @@ static void chi_poller_flush(chi_poller *p)
 {
     if (!p->uring) return;
     if (chi_ur_prepare(p) == 0) (void)chi_ur_submit(p, 0, 0, NULL, 0);
+}
+
+/* On the loop's own thread, when it stops: the sends still queued (a
+   graceful stop's last answers, a Connection: close) get up to a second to
+   go out, since the ring's requests end with the thread that made them. */
+static void chi_poller_finish(chi_poller *p)
+{
+    chi_event ev[CHI_MAX_EVENTS];
+    struct io_uring_getevents_arg arg;
+    struct __kernel_timespec ts;
+    int64_t until = chi_os_now_ns() + 1000000000;
+    if (!p->uring || !p->open) return;
+    memset(&arg, 0, sizeof arg);
+    ts.tv_sec = 0;
+    ts.tv_nsec = 10000000;
+    arg.ts = (uint64_t)(uintptr_t)&ts;
+    while (p->nout && chi_os_now_ns() < until) {
+        if (chi_ur_prepare(p) < 0) break;
+        if (chi_ur_submit(p, 1, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg, sizeof arg) < 0 && errno != ETIME &&
+            errno != EINTR && errno != EAGAIN && errno != EBUSY)
+            break;
+        (void)chi_ur_reap(p, ev, CHI_MAX_EVENTS); /* nobody listens any more */
+        while (p->data_head < p->data_n) chi_poller_data_done(p);
+        p->data_head = p->data_n = 0;
+    }
 }
 
 static int chi_poller_fd(const chi_poller *p)
@@ -9166,6 +9582,40 @@ static int chi_signals_read(chi_signals *s)
     return read(s->rd, &b, 1) == 1 ? (int)b : 0;
 }
 #endif /* CHI_OS_POLL */
+
+#if !defined(CHI_OS_IO_URING)
+/* Sending on a connection goes through its worker's poller: a readiness
+   backend sends at once and needs no poller; io_uring queues the bytes on
+   its ring (>>os io_uring: chi_poller_send, and why shutdown and close
+   wait for them). */
+static inline long chi_poller_send(chi_poller *p, int fd, const char *b, size_t n)
+{
+    (void)p;
+    return chi_os_send(fd, b, n);
+}
+static inline long chi_poller_send_more(chi_poller *p, int fd, const char *b, size_t n)
+{
+    (void)p;
+    return chi_os_send_more(fd, b, n);
+}
+static inline int chi_poller_sending(const chi_poller *p, int fd)
+{
+    (void)p;
+    (void)fd;
+    return 0;
+}
+static inline int chi_poller_shutdown_write(chi_poller *p, int fd)
+{
+    (void)p;
+    return chi_os_shutdown_write(fd);
+}
+static inline void chi_poller_close_fd(chi_poller *p, int fd)
+{
+    chi_poller_forget(p, fd);
+    chi_os_close(fd);
+}
+static inline void chi_poller_finish(chi_poller *p) { (void)p; }
+#endif
 
 /* >>structs -------------------------------------------------------------------
    LAYER 3, THE SERVER. Its private types come first, all of them, so no
@@ -12728,7 +13178,9 @@ CHI_COLD static int chi_take_file(chi_worker *w, chi_conn *c) { return chi_conn_
 CHI_COLD static int chi_send_file(chi_worker *w, chi_conn *c)
 {
     size_t n = c->file_left > CHI_SENDFILE_CHUNK ? CHI_SENDFILE_CHUNK : (size_t)c->file_left;
-    long r = chi_os_sendfile(c->fd, c->file_fd, &c->file_off, n, w->scratch, CHOPIN_READ_SIZE, w->sigpipe_blocked);
+    long r;
+    if (chi_poller_sending(w->poller, c->fd)) return 0; /* its queued head goes first (io_uring) */
+    r = chi_os_sendfile(c->fd, c->file_fd, &c->file_off, n, w->scratch, CHOPIN_READ_SIZE, w->sigpipe_blocked);
     if (r == CHI_IO_AGAIN) return 0;
     if (r < 0) return -1; /* the client left, or the file shrank */
     chi_touch(w, c);
@@ -12767,8 +13219,7 @@ static void chi_close(chi_worker *w, chi_conn *c)
     CHI_COUNT(w, conns_closed, 1);
     if (c->later) chi_later_detach(w, c->later, CHI_WHY_GONE); /* the client left */
     chi_q_unlink(w, c);
-    chi_poller_forget(w->poller, c->fd);
-    chi_os_close(c->fd);
+    chi_poller_close_fd(w->poller, c->fd);
     w->conns[c->fd] = NULL;
     if (c->stream) chi_stream_abort(c);
     if (c->passed) chi_passed_free(c);
@@ -12983,7 +13434,7 @@ static void chi_after_io(chi_worker *w, chi_conn *c)
         return;
     }
     if (chi_pending(c) == 0 && (c->flags & CHI_F_CLOSING) && !(c->flags & (CHI_F_LINGER | CHI_F_FILE))) {
-        if (!(c->flags & CHI_F_LINGER_AFTER) || (c->flags & CHI_F_PEER_EOF) || chi_os_shutdown_write(c->fd) < 0) {
+        if (!(c->flags & CHI_F_LINGER_AFTER) || (c->flags & CHI_F_PEER_EOF) || chi_poller_shutdown_write(w->poller, c->fd) < 0) {
             chi_close(w, c);
             return;
         }
@@ -13039,8 +13490,8 @@ static void chi_flush(chi_worker *w, chi_conn *c)
             size_t sent = 0;
             if (chi_out_pending(c) == 0) {
                 /* a file body follows at once: the head waits for it (MSG_MORE) */
-                long r = (c->flags & CHI_F_FILE) ? chi_os_send_more(c->fd, w->out.ptr, w->out.len)
-                                                 : chi_os_send(c->fd, w->out.ptr, w->out.len);
+                long r = (c->flags & CHI_F_FILE) ? chi_poller_send_more(w->poller, c->fd, w->out.ptr, w->out.len)
+                                                 : chi_poller_send(w->poller, c->fd, w->out.ptr, w->out.len);
                 if (r == CHI_IO_ERROR) {
                     chi_drop(w, c);
                     return;
@@ -13241,7 +13692,7 @@ static void chi_on_writable(chi_worker *w, chi_conn *c)
         chi_flush(w, c);
         return;
     }
-    chi_conn_sent(w, c, chi_os_send(c->fd, c->out.ptr + c->out_off, chi_out_pending(c)));
+    chi_conn_sent(w, c, chi_poller_send(w->poller, c->fd, c->out.ptr + c->out_off, chi_out_pending(c)));
 }
 
 /* A timeout: a stalled request gets 408; anything else just closes. */
@@ -13428,7 +13879,7 @@ static CHI_OUTLINE void chi_out_return(chi_worker *w, chi_conn *c, const chi_buf
         c->out = w->out;
         w->out = *saved;
     } else if (w->out.len) {
-        long r = chi_os_send(c->fd, w->out.ptr, w->out.len);
+        long r = chi_poller_send(w->poller, c->fd, w->out.ptr, w->out.len);
         size_t sent = r > 0 ? (size_t)r : 0;
         /* the rest waits in c->out; a dead peer or no memory: cut off */
         if (r == CHI_IO_ERROR || (sent < w->out.len && chi_later_add(&c->out, w->out.ptr + sent, w->out.len - sent) < 0))
@@ -14016,7 +14467,7 @@ static CHI_OUTLINE void chi_settle(chi_worker *w, chi_conn *c)
         return;
     }
     if (chi_pending(c)) {
-        long r = chi_os_send(c->fd, c->out.ptr + c->out_off, chi_pending(c));
+        long r = chi_poller_send(w->poller, c->fd, c->out.ptr + c->out_off, chi_pending(c));
         if (r == CHI_IO_ERROR) {
             chi_close(w, c);
             return;
@@ -15475,6 +15926,7 @@ static void *chi_worker_main(void *arg)
             break;
         }
     chi_worker_wind_up(w);
+    chi_poller_finish(w->poller);
     return NULL;
 }
 
@@ -16338,6 +16790,7 @@ CHOPIN_API int ch_poll(ch_app *app, int timeout_ms)
 #endif
     if (chi_worker_running(w)) return 0;
     chi_worker_wind_up(w);
+    chi_poller_finish(w->poller);
     chi_embed_end(app);
     return 1;
 }
