@@ -35,7 +35,10 @@
             characters browsers send in targets accepted; X-Forwarded-For
             read over all its lines, X-Real-IP only when sent once; metrics
             counters never read torn on 32-bit CPUs with lock-free 64-bit
-            atomics; Set-Cookie Domain checked as a host name
+            atomics; Set-Cookie Domain checked as a host name; the
+            batteries' usual request cheaper (the rate limiter's buckets
+            in integer nanoseconds, kept per connection; CORS lines and
+            the request id line built once and copied whole)
      0.2.0  the header in three layers (core, OS seam, server); kqueue and
             poll backends beside epoll; embedding in the caller's loop
             (ch_poll); values set in code beat the environment; request
@@ -1026,7 +1029,7 @@ CHOPIN_API int ch_use_cors(ch_app *app, const ch_cors *cors);
    `exempt` paths are never limited. With g NULL it applies to every routed
    request, else to the group's routes. */
 typedef struct ch_ratelimit {
-    double rate;                 /* tokens a second (> 0) */
+    double rate;                 /* tokens a second (> 0; above 1e9 counts as 1e9) */
     int burst;                   /* 0: rate, rounded up */
     int table_size;              /* keys kept; 0: 4096 */
     int exact;                   /* non-zero: one table for all workers */
@@ -3774,13 +3777,22 @@ static int chi_same_bytes(const char *a, const char *b, size_t n)
             if (a[i] != b[i]) return 0;
         return 1;
     }
-    for (i = 0; i + 8 < n; i += 8) {
+    /* the first eight, then eights on, the last eight overlapping those
+       before when n is not a multiple of eight: no byte-by-byte tail; up
+       to 24 bytes (an origin, a client address) in straight-line code */
+    memcpy(&x, a, 8);
+    memcpy(&y, b, 8);
+    if (x != y) return 0;
+    if (n > 16) {
+        memcpy(&x, a + 8, 8);
+        memcpy(&y, b + 8, 8);
+        if (x != y) return 0;
+    }
+    for (i = 16; i + 8 < n; i += 8) {
         memcpy(&x, a + i, 8);
         memcpy(&y, b + i, 8);
         if (x != y) return 0;
     }
-    /* the last eight bytes, overlapping those before when n is not a
-       multiple of eight: no byte-by-byte tail */
     memcpy(&x, a + n - 8, 8);
     memcpy(&y, b + n - 8, 8);
     return x == y;
@@ -4102,17 +4114,26 @@ static long chi_proxy_parse(const char *buf, size_t len, chi_peer *out)
    hashing (an index array of heads, a next index per entry) and an LRU
    list through the entries, all indices into one array allocated once:
    no allocation per request. Time is passed in (nanoseconds), so the
-   table is plain data: unit-tested without a clock. */
+   table is plain data: unit-tested without a clock.
+   Each bucket is kept as one time, in integer nanoseconds: when it will be
+   full again (`full_at`; the "theoretical arrival time" of GCRA, the same
+   bucket written another way). A token is `interval` ns of it, so a
+   bucket holds burst * interval ns; a take moves full_at one interval
+   later, and is allowed while full_at stays within burst * interval of
+   now. Tokens left = (burst_ns - (full_at - now)) / interval. A full
+   bucket (full_at <= now) is a compare and a store, no division. */
 
 #define CHI_RL_KEY_MAX 64
+#define CHI_RL_MAX_NS ((int64_t)1 << 61) /* burst * interval at most (some 73 years) */
 
 typedef struct chi_bucket {
     char key[CHI_RL_KEY_MAX];
     unsigned char keylen;
     uint32_t hash;
+    uint32_t gen;             /* bumped when the entry takes a new key (a
+                                 connection's cached index checks it) */
     int prev, next, hnext;    /* LRU list (most recent at the head), chain */
-    double tokens;
-    int64_t last_ns;          /* when tokens was last brought up to date */
+    int64_t full_at;          /* ns: when the bucket is full again; <= now: full */
 } chi_bucket;
 
 typedef struct chi_buckets {
@@ -4120,7 +4141,8 @@ typedef struct chi_buckets {
     int *heads;               /* nheads chain heads, -1 for none */
     int cap, used, nheads;
     int lru_head, lru_tail;
-    double rate, burst;
+    int64_t interval_ns;      /* one token: 1e9 / rate, at least 1 */
+    int64_t burst_ns;         /* burst tokens: burst * interval_ns */
 } chi_buckets;
 
 /* What a take says: allowed or not, what is left, and the waits. */
@@ -4131,10 +4153,25 @@ typedef struct chi_take {
     long reset;               /* seconds until the bucket is full again */
 } chi_take;
 
+/* One token's time for a rate (tokens a second): 1e9 / rate ns, rounded,
+   at least 1 (a rate above 1e9 a second acts as 1e9). */
+static int64_t chi_rate_interval(double rate)
+{
+    double ns = 1e9 / rate + 0.5;
+    if (!(ns >= 1.0)) return 1;
+    return ns > (double)CHI_RL_MAX_NS ? CHI_RL_MAX_NS : (int64_t)ns;
+}
+
+/* Whole seconds, rounded up, of a non-negative time in ns. */
+static long chi_ceil_sec_ns(int64_t ns) { return (long)((ns + 999999999) / 1000000000); }
+
+/* -1 when burst * interval does not fit (a burst of ~2^61 ns). */
 static int chi_buckets_init(chi_buckets *t, int cap, double rate, double burst)
 {
     int i;
+    int64_t interval = chi_rate_interval(rate);
     memset(t, 0, sizeof *t);
+    if (!(burst >= 1.0) || burst > (double)(CHI_RL_MAX_NS / interval)) return -1;
     t->nheads = 1;
     while (t->nheads < cap) t->nheads *= 2;
     t->e = (chi_bucket *)CHOPIN_MALLOC(sizeof *t->e * (size_t)cap);
@@ -4146,11 +4183,12 @@ static int chi_buckets_init(chi_buckets *t, int cap, double rate, double burst)
         t->heads = NULL;
         return -1;
     }
+    memset(t->e, 0, sizeof *t->e * (size_t)cap);
     for (i = 0; i < t->nheads; i++) t->heads[i] = -1;
     t->cap = cap;
     t->lru_head = t->lru_tail = -1;
-    t->rate = rate;
-    t->burst = burst;
+    t->interval_ns = interval;
+    t->burst_ns = (int64_t)burst * interval;
     return 0;
 }
 
@@ -4178,6 +4216,14 @@ static void chi_lru_push_front(chi_buckets *t, int i)
     t->lru_head = i;
 }
 
+/* Entry i was just used: it becomes the most recent. */
+static void chi_lru_touch(chi_buckets *t, int i)
+{
+    if (i == t->lru_head) return;
+    chi_lru_unlink(t, i);
+    chi_lru_push_front(t, i);
+}
+
 static void chi_chain_remove(chi_buckets *t, int i)
 {
     int *pp = &t->heads[t->e[i].hash & (uint32_t)(t->nheads - 1)];
@@ -4200,10 +4246,7 @@ static chi_bucket *chi_buckets_get(chi_buckets *t, const char *key, size_t n, in
     head = &t->heads[h & (uint32_t)(t->nheads - 1)];
     for (i = *head; i >= 0; i = t->e[i].hnext)
         if (t->e[i].hash == h && t->e[i].keylen == n && chi_same_bytes(t->e[i].key, key, n)) break;
-    if (i >= 0) {
-        if (i == t->lru_head) return &t->e[i]; /* the same client again: already most recent */
-        chi_lru_unlink(t, i);
-    } else {
+    if (i < 0) {
         if (t->used < t->cap) {
             i = t->used++;
         } else {
@@ -4214,37 +4257,29 @@ static chi_bucket *chi_buckets_get(chi_buckets *t, const char *key, size_t n, in
         memcpy(t->e[i].key, key, n);
         t->e[i].keylen = (unsigned char)n;
         t->e[i].hash = h;
-        t->e[i].tokens = t->burst;
-        t->e[i].last_ns = now_ns;
+        t->e[i].gen++;
+        t->e[i].full_at = now_ns;
         t->e[i].hnext = *head;
         *head = i;
+        chi_lru_push_front(t, i);
+    } else {
+        chi_lru_touch(t, i);
     }
-    chi_lru_push_front(t, i);
     return &t->e[i];
 }
 
-static long chi_ceil_seconds(double s)
+/* Takes one token from bucket b at time now_ns. */
+static chi_take chi_bucket_take(const chi_buckets *t, chi_bucket *b, int64_t now_ns)
 {
-    long v = (long)s;
-    return (double)v < s ? v + 1 : v;
-}
-
-/* Takes one token from key's bucket at time now_ns. */
-static chi_take chi_buckets_take(chi_buckets *t, const char *key, size_t n, int64_t now_ns)
-{
-    chi_bucket *b = chi_buckets_get(t, key, n, now_ns);
     chi_take r;
-    if (now_ns > b->last_ns) {
-        b->tokens += (double)(now_ns - b->last_ns) / 1e9 * t->rate;
-        if (b->tokens > t->burst) b->tokens = t->burst;
-        b->last_ns = now_ns;
-    }
-    r.allowed = b->tokens >= 1.0;
-    if (r.allowed) b->tokens -= 1.0;
-    r.remaining = (long)b->tokens;
-    r.retry_after = r.allowed ? 0 : chi_ceil_seconds((1.0 - b->tokens) / t->rate);
+    int64_t at = b->full_at > now_ns ? b->full_at : now_ns, after = at + t->interval_ns;
+    r.allowed = after - now_ns <= t->burst_ns;
+    if (r.allowed) b->full_at = at = after;
+    r.remaining = (long)((t->burst_ns - (at - now_ns)) / t->interval_ns);
+    /* refused: a token is back once `after` is within the burst of then */
+    r.retry_after = r.allowed ? 0 : chi_ceil_sec_ns(after - t->burst_ns - now_ns);
     if (!r.allowed && r.retry_after < 1) r.retry_after = 1;
-    r.reset = chi_ceil_seconds((t->burst - b->tokens) / t->rate);
+    r.reset = chi_ceil_sec_ns(at - now_ns);
     return r;
 }
 
@@ -9805,6 +9840,9 @@ typedef struct chi_conn {
     uint64_t file_off, file_left;
     struct chi_stream *stream; /* a body being streamed (>>uploads) */
     struct chi_passed *passed; /* the middleware let this body in (>>uploads) */
+    const void *rl_table;    /* the rate limiter's table ... (>>ratelimit) */
+    int rl_bucket;           /* ... and this client's bucket in it, */
+    uint32_t rl_gen;         /* ... still its while the generation holds */
 } chi_conn;
 
 /* A response that outlives its handler. The user holds it by a ch_defer
@@ -9954,8 +9992,8 @@ struct ch_worker {
     chi_buf decoded;         /* ch_req_param_decoded's values, per request */
     size_t decoded_at[CHOPIN_MAX_PARAMS], decoded_len[CHOPIN_MAX_PARAMS];
     uint64_t rid_next;       /* request ids: a count after ... */
-    size_t rid_prefix_len, rid_last_len;
-    char rid_last[40];       /* ... "<start second>-<worker>-": the last id made */
+    size_t rid_prefix_len, rid_last_len; /* ... "<start second>-<worker>-" */
+    char rid_line[64];       /* "X-Request-Id: <the last id made>\r\n" (>>request id) */
     int hooks_started;       /* the start hooks ran (so the stop hooks will) */
     int out_failed;          /* an answer could not be written: out of memory */
     /* answering later (>>later): nothing here is touched by a request
@@ -10646,13 +10684,13 @@ static const int chi_refusal_status[CHI_REFUSAL_KINDS - 1] = {400, 408, 413, 414
 static void chi_count_request(chi_worker *w, int status, size_t bytes, int64_t ns)
 {
     chi_metrics *m = w->metrics;
+    unsigned slot = (unsigned)status - CHI_STATUS_MIN; /* below the range: wraps, so one compare */
     int b = 0;
     if (!m) return;
-    if (status >= CHI_STATUS_MIN && status < CHI_STATUS_MIN + CHI_STATUS_SLOTS)
-        chi_stat_add(&m->by_status[status - CHI_STATUS_MIN], 1);
+    if (slot < CHI_STATUS_SLOTS) chi_stat_add(&m->by_status[slot], 1);
     chi_stat_add(&m->bytes_out, bytes);
-    if (ns < 0) ns = 0;
-    while (b < CHI_HIST_BUCKETS && ns > chi_hist_ns[b]) b++;
+    ns = ns < 0 ? 0 : ns;
+    while (b < CHI_HIST_BUCKETS && ns > chi_hist_ns[b]) b++; /* most answers: the first bound */
     chi_stat_add(&m->hist[b], 1);
     chi_stat_add(&m->dur_sum_ns, (uint64_t)ns);
 }
@@ -11065,14 +11103,21 @@ static void chi_route_request(chi_worker *w, ch_req *req)
     route->handler(req, res);
 }
 
-static void chi_run_after(chi_worker *w, const ch_req *req, size_t out_before)
+/* The after-hooks themselves, out of line: with metrics alone there are
+   none, and the caller below then keeps fewer registers. */
+CHI_OUTLINE static void chi_after_hooks(chi_worker *w, const ch_req *req)
 {
     ch_app *app = w->app;
     int i;
+    for (i = 0; i < app->nafter; i++) app->after[i].fn(req, &w->res, app->after[i].user);
+}
+
+static void chi_run_after(chi_worker *w, const ch_req *req, size_t out_before)
+{
     w->res.bytes = w->out.len - out_before + (w->res.file ? (size_t)w->res.file_len : 0);
     w->res.end_ns = chi_os_now_ns();
     chi_count_request(w, w->res.status, w->res.bytes, w->res.end_ns - w->res.start_ns);
-    for (i = 0; i < app->nafter; i++) app->after[i].fn(req, &w->res, app->after[i].user);
+    if (w->app->nafter) chi_after_hooks(w, req);
 }
 
 static void chi_dispatch(chi_worker *w, ch_req *req, int keep_alive)
@@ -11280,7 +11325,12 @@ CHOPIN_API void ch_access_log(const ch_req *req, const ch_res *res, void *user)
    X-Request-Id: a client's (or a proxy's) id is kept when it is 1-64 token
    bytes, else one is made: this worker's start second, its number and a
    counter, in hex ("65f1a2b3-0-2a"), unique per process run. It goes back
-   in the answer and into the access log line. */
+   in the answer and into the access log line.
+   The worker keeps its last id as a whole header line (w->rid_line,
+   "X-Request-Id: <id>\r\n"), the count turned in place like an odometer:
+   the usual request turns its last digit and copies the line whole. */
+
+#define CHI_RID_AT 14         /* the id's offset in w->rid_line */
 
 static int chi_rid_valid(ch_str v)
 {
@@ -11305,20 +11355,24 @@ static size_t chi_hex(uint64_t v, char *out)
 
 /* The next id, made from the last one: its hex count turned like an
    odometer (a carry moves left), with no conversion per request; a count
-   that gains a digit (ff to 100) is written anew. */
+   that gains a digit (ff to 100) is written anew. The line's "\r\n"
+   follows the id. */
 static void chi_rid_make(chi_worker *w)
 {
-    char *first = w->rid_last + w->rid_prefix_len, *d = w->rid_last + w->rid_last_len;
+    char *id = w->rid_line + CHI_RID_AT;
+    char *first = id + w->rid_prefix_len, *d = id + w->rid_last_len;
     if (!w->rid_prefix_len) { /* "<start second>-<worker>-" and a count of 0, once */
-        d = w->rid_last;
+        memcpy(w->rid_line, "X-Request-Id: ", CHI_RID_AT);
+        d = id;
         d += chi_hex((uint64_t)chi_os_wall_seconds() & 0xffffffffu, d);
         *d++ = '-';
         d += chi_hex((uint64_t)w->id, d);
         *d++ = '-';
-        w->rid_prefix_len = (size_t)(d - w->rid_last);
+        w->rid_prefix_len = (size_t)(d - id);
         first = d;
         *d++ = '0';
-        w->rid_last_len = (size_t)(d - w->rid_last);
+        w->rid_last_len = (size_t)(d - id);
+        chi_put(d, "\r\n", 2);
     }
     w->rid_next++;
     while (d > first) {
@@ -11334,31 +11388,55 @@ static void chi_rid_make(chi_worker *w)
         *d = '0';
     }
     w->rid_last_len = w->rid_prefix_len + chi_hex(w->rid_next, first);
+    chi_put(id + w->rid_last_len, "\r\n", 2);
 }
 
-CHOPIN_API int ch_mw_request_id(ch_req *req, ch_res *res, void *user)
+/* The id into res->rid and the line into the header lines: whole
+   fixed-size copies (a few wide moves, no call), of which the id's and
+   the line's lengths count. Room for the line is there. */
+static void chi_rid_put(chi_worker *w, ch_res *res)
+{
+    if (CHI_RID_AT + w->rid_last_len + 2 <= 32) { /* the first million ids or so */
+        memcpy(res->rid, w->rid_line + CHI_RID_AT, 32 - CHI_RID_AT);
+        memcpy(res->headers.ptr + res->headers.len, w->rid_line, 32);
+    } else {
+        memcpy(res->rid, w->rid_line + CHI_RID_AT, sizeof w->rid_line - CHI_RID_AT);
+        memcpy(res->headers.ptr + res->headers.len, w->rid_line, sizeof w->rid_line);
+    }
+    res->rid_len = w->rid_last_len;
+    res->headers.len += CHI_RID_AT + w->rid_last_len + 2;
+}
+
+/* A client's id, the first id, a carry, no room for the line. */
+CHI_OUTLINE static int chi_rid_slow(ch_req *req, ch_res *res)
 {
     chi_worker *w = res->w;
     ch_str v = ch_req_common(req, CH_H_X_REQUEST_ID);
-    char *p;
-    (void)user;
     if (chi_rid_valid(v)) {
         memcpy(res->rid, v.ptr, v.len);
         res->rid_len = v.len;
         chi_res_put_header(res, "X-Request-Id", 12, res->rid, res->rid_len); /* token bytes: no check needed */
         return CH_NEXT;
     }
+    if (chi_buf_reserve(&res->headers, sizeof w->rid_line) < 0) return CH_NEXT;
     chi_rid_make(w);
-    /* the id into res->rid and straight into the header lines; each copy
-       moves the whole fixed-size array (a few wide moves, no call), of
-       which the first rid_last_len bytes count */
-    memcpy(res->rid, w->rid_last, sizeof w->rid_last);
-    res->rid_len = w->rid_last_len;
-    if (chi_buf_reserve(&res->headers, 14 + sizeof w->rid_last + 2) < 0) return CH_NEXT;
-    p = chi_put(res->headers.ptr + res->headers.len, "X-Request-Id: ", 14);
-    memcpy(p, w->rid_last, sizeof w->rid_last);
-    p = chi_put(p + w->rid_last_len, "\r\n", 2);
-    res->headers.len = (size_t)(p - res->headers.ptr);
+    chi_rid_put(w, res);
+    return CH_NEXT;
+}
+
+/* The usual request (no id of its own, a last digit that does not
+   carry): the digit turned, the line copied; the rest is a tail call. */
+CHOPIN_API int ch_mw_request_id(ch_req *req, ch_res *res, void *user)
+{
+    chi_worker *w = res->w;
+    char *d = w->rid_line + CHI_RID_AT + w->rid_last_len - 1;
+    (void)user;
+    if (req->common[CH_H_X_REQUEST_ID] || !w->rid_prefix_len || *d == 'f' || /* the client sent one */
+        res->headers.cap - res->headers.len < sizeof w->rid_line)
+        return chi_rid_slow(req, res);
+    *d = *d == '9' ? 'a' : (char)(*d + 1);
+    w->rid_next++;
+    chi_rid_put(w, res);
     return CH_NEXT;
 }
 #endif
@@ -11396,7 +11474,10 @@ static int chi_value_ok(const char *v)
    CORS by the Fetch standard. The headers a preflight answer carries
    (methods, headers, max-age) are built once at registration; an origin's
    verdict (in the list, or by the callback) is cached per worker in a small
-   direct-mapped table, so a busy origin costs one hash and one compare. A
+   direct-mapped table, with the header lines an allowed origin's answers
+   carry (Access-Control-Allow-Origin, Vary, Credentials) built once: the
+   origin of the worker's last request again (a page's requests, often on
+   one connection) costs one compare and one fixed-size copy. A
    disallowed origin gets no CORS header at all, and the request goes on
    as if CORS were not there (the browser then refuses to show the answer
    to the page). A request without Origin gets no CORS header either, but
@@ -11404,6 +11485,7 @@ static int chi_value_ok(const char *v)
 
 #define CHI_CORS_CACHE 64
 #define CHI_CORS_ORIGIN_MAX 128
+#define CHI_CORS_LINES 224        /* 29 + an origin (< 128) + 16 + 40, rounded up */
 
 typedef struct chi_cors {
     ch_cors cfg;
@@ -11415,9 +11497,12 @@ typedef struct chi_cors {
 
 typedef struct chi_cors_entry {
     uint32_t hash;
-    unsigned char len;        /* 0: empty */
+    unsigned char used;
+    unsigned char len;        /* the origin's */
     unsigned char allowed;
+    unsigned char lines_len;
     char origin[CHI_CORS_ORIGIN_MAX];
+    char lines[CHI_CORS_LINES]; /* what an allowed origin's answers carry */
 } chi_cors_entry;
 
 typedef struct chi_cors_cache {
@@ -11460,80 +11545,115 @@ static int chi_cors_decide(const chi_cors *c, const char *o, size_t n)
     return c->origins && chi_cors_listed(c->origins, o, n);
 }
 
-static void chi_cache_free(void *p) { CHOPIN_FREE(p); }
-
-/* The verdict for origin, from this worker's cache when it is there. */
-static int chi_cors_allowed(chi_worker *w, const chi_cors *c, ch_str o)
-{
-    chi_cors_cache *cache = (chi_cors_cache *)chi_slot_get(w, c->slot);
-    uint32_t h;
-    chi_cors_entry *e;
-    if (o.len >= CHI_CORS_ORIGIN_MAX) return chi_cors_decide(c, o.ptr, o.len);
-    if (!cache) {
-        cache = (chi_cors_cache *)CHOPIN_MALLOC(sizeof *cache);
-        if (!cache) return chi_cors_decide(c, o.ptr, o.len);
-        memset(cache, 0, sizeof *cache);
-        cache->hdr.free_fn = chi_cache_free;
-        if (chi_slot_set(w, c->slot, cache) < 0) {
-            CHOPIN_FREE(cache);
-            return chi_cors_decide(c, o.ptr, o.len);
-        }
-    }
-    /* a page's requests come from one origin, often on one connection:
-       the same origin as the last request costs one compare, no hash */
-    e = cache->last;
-    if (e && e->len == o.len && chi_same_bytes(e->origin, o.ptr, o.len)) return e->allowed;
-    h = chi_hash(o.ptr, o.len);
-    e = &cache->e[h % CHI_CORS_CACHE];
-    cache->last = e;
-    if (e->len != o.len || e->hash != h || !chi_same_bytes(e->origin, o.ptr, o.len)) {
-        e->allowed = (unsigned char)chi_cors_decide(c, o.ptr, o.len);
-        e->hash = h;
-        e->len = (unsigned char)o.len;
-        memcpy(e->origin, o.ptr, o.len);
-    }
-    return e->allowed;
-}
-
-/* Access-Control-Allow-Origin (and Vary, Credentials), on any answer, in
-   one append. */
-static void chi_cors_origin_headers(const chi_cors *c, ch_res *res, ch_str o)
+/* Access-Control-Allow-Origin (and Vary, Credentials) for an allowed
+   origin, at p (room for CHI_CORS_LINES bytes); returns the end. */
+static char *chi_cors_origin_lines(const chi_cors *c, char *p, ch_str o)
 {
     static const char acao[] = "Access-Control-Allow-Origin: ", vary[] = "\r\nVary: Origin\r\n",
                       cred[] = "Access-Control-Allow-Credentials: true\r\n";
-    char *p;
-    if (c->any && !c->cfg.credentials) {
-        chi_res_put_lines(res, "Access-Control-Allow-Origin: *\r\n", 32);
-        return;
-    }
-    if (chi_buf_reserve(&res->headers, sizeof acao + o.len + sizeof vary + sizeof cred) < 0) return;
-    p = res->headers.ptr + res->headers.len;
+    if (c->any && !c->cfg.credentials) return chi_put(p, "Access-Control-Allow-Origin: *\r\n", 32);
     p = chi_put(p, acao, sizeof acao - 1);
     p = chi_put(p, o.ptr, o.len);
     p = chi_put(p, vary, sizeof vary - 1);
     if (c->cfg.credentials) p = chi_put(p, cred, sizeof cred - 1);
-    res->headers.len = (size_t)(p - res->headers.ptr);
+    return p;
 }
 
-static int chi_mw_cors(ch_req *req, ch_res *res, void *user)
+static void chi_cache_free(void *p) { CHOPIN_FREE(p); }
+
+/* This worker's entry for origin (shorter than CHI_CORS_ORIGIN_MAX),
+   decided and built when it is not there; NULL when out of memory. */
+CHI_OUTLINE static chi_cors_entry *chi_cors_entry_for(chi_worker *w, const chi_cors *c, ch_str o)
 {
-    const chi_cors *c = (const chi_cors *)user;
-    ch_str o = ch_req_common(req, CH_H_ORIGIN);
+    chi_cors_cache *cache = (chi_cors_cache *)chi_slot_get(w, c->slot);
+    uint32_t h;
+    chi_cors_entry *e;
+    if (!cache) {
+        cache = (chi_cors_cache *)CHOPIN_MALLOC(sizeof *cache);
+        if (!cache) return NULL;
+        memset(cache, 0, sizeof *cache);
+        cache->hdr.free_fn = chi_cache_free;
+        if (chi_slot_set(w, c->slot, cache) < 0) {
+            CHOPIN_FREE(cache);
+            return NULL;
+        }
+    }
+    h = chi_hash(o.ptr, o.len);
+    e = &cache->e[h % CHI_CORS_CACHE];
+    cache->last = e;
+    if (!e->used || e->len != o.len || e->hash != h || !chi_same_bytes(e->origin, o.ptr, o.len)) {
+        e->used = 1;
+        e->allowed = (unsigned char)chi_cors_decide(c, o.ptr, o.len);
+        e->hash = h;
+        e->len = (unsigned char)o.len;
+        memcpy(e->origin, o.ptr, o.len);
+        e->lines_len = e->allowed ? (unsigned char)(chi_cors_origin_lines(c, e->lines, o) - e->lines) : 0;
+    }
+    return e;
+}
+
+/* The rest of an allowed origin's request: a preflight is answered here,
+   before any auth middleware; anything else gets the exposed headers. */
+CHI_OUTLINE static int chi_cors_rest(const chi_cors *c, ch_req *req, ch_res *res)
+{
+    if (req->method == CH_OPTIONS && ch_req_header(req, "access-control-request-method").ptr) {
+        if (chi_buf_append(&res->headers, c->preflight, c->preflight_len) < 0) return CH_NEXT;
+        res->status = 204;
+        return CH_DONE;
+    }
+    if (c->cfg.expose) chi_res_put_header(res, "Access-Control-Expose-Headers", 29, c->cfg.expose, strlen(c->cfg.expose));
+    return CH_NEXT;
+}
+
+/* Puts an entry's lines: whole fixed-size copies (a few wide moves, no
+   call), of which lines_len bytes count. Room for CHI_CORS_LINES is there. */
+static void chi_cors_put_entry(ch_res *res, const chi_cors_entry *e)
+{
+    char *p = res->headers.ptr + res->headers.len;
+    if (e->lines_len <= 64)
+        memcpy(p, e->lines, 64);
+    else if (e->lines_len <= 128)
+        memcpy(p, e->lines, 128);
+    else
+        memcpy(p, e->lines, CHI_CORS_LINES);
+    res->headers.len += e->lines_len;
+}
+
+/* Everything but an allowed origin seen last on this worker: no Origin,
+   a new or long origin, no cache yet (or no memory for one), no room. */
+CHI_OUTLINE static int chi_cors_slow(const chi_cors *c, ch_req *req, ch_res *res, ch_str o)
+{
+    const chi_cors_entry *e;
     if (!o.ptr) { /* not a cross-origin request: no CORS header, but caches
                      must not hand this answer to one (Fetch, "CORS protocol
                      and HTTP caches": it lacks the grant a CORS request gets) */
         chi_res_put_lines(res, "Vary: Origin\r\n", 14);
         return CH_NEXT;
     }
-    if (!chi_cors_allowed(res->w, c, o)) return CH_NEXT;
-    chi_cors_origin_headers(c, res, o);
-    if (req->method == CH_OPTIONS && ch_req_header(req, "access-control-request-method").ptr) {
-        /* a preflight: answered here, before any auth middleware */
-        if (chi_buf_append(&res->headers, c->preflight, c->preflight_len) < 0) return CH_NEXT;
-        res->status = 204;
-        return CH_DONE;
-    }
-    if (c->cfg.expose) chi_res_put_header(res, "Access-Control-Expose-Headers", 29, c->cfg.expose, strlen(c->cfg.expose));
+    e = o.len < CHI_CORS_ORIGIN_MAX ? chi_cors_entry_for(res->w, c, o) : NULL;
+    if (e ? !e->allowed : !chi_cors_decide(c, o.ptr, o.len)) return CH_NEXT;
+    if (chi_buf_reserve(&res->headers, CHI_CORS_LINES + o.len) < 0) return CH_NEXT;
+    if (e)
+        chi_cors_put_entry(res, e);
+    else /* no cache entry for it (a very long origin, or out of memory): written now */
+        res->headers.len = (size_t)(chi_cors_origin_lines(c, res->headers.ptr + res->headers.len, o) - res->headers.ptr);
+    return chi_cors_rest(c, req, res);
+}
+
+/* The usual request: its origin is the worker's last one; every other
+   case is a tail call, so this stays a few instructions. */
+static int chi_mw_cors(ch_req *req, ch_res *res, void *user)
+{
+    const chi_cors *c = (const chi_cors *)user;
+    ch_str o = ch_req_common(req, CH_H_ORIGIN);
+    const chi_cors_cache *cache = (const chi_cors_cache *)chi_slot_get(res->w, c->slot);
+    const chi_cors_entry *e = cache ? cache->last : NULL;
+    if (!o.ptr || !e || e->len != o.len || !chi_same_bytes(e->origin, o.ptr, o.len) ||
+        res->headers.cap - res->headers.len < CHI_CORS_LINES)
+        return chi_cors_slow(c, req, res, o);
+    if (!e->allowed) return CH_NEXT;
+    chi_cors_put_entry(res, e);
+    if (req->method == CH_OPTIONS || c->cfg.expose) return chi_cors_rest(c, req, res);
     return CH_NEXT;
 }
 
@@ -11583,24 +11703,31 @@ CHOPIN_API int ch_use_cors(ch_app *app, const ch_cors *cfg)
    so a client is limited per worker it reaches (see ch_ratelimit in >>api
    for what that means across workers). In exact mode one table serves all
    workers behind a mutex. The 429 bodies are built once per worker and
-   Retry-After value and kept. */
+   Retry-After value and kept.
+   The fast path, a request that finds its bucket full (the usual case
+   under the limit): the connection remembers its client's bucket (index
+   and generation: a keep-alive connection's client does not change), the
+   take is a compare and a store, and the three header lines are copied
+   as built at registration. Anything else goes the whole way, out of line. */
 
 #define CHI_RL_DEFAULT_TABLE 4096
 #define CHI_RL_BODIES 64      /* Retry-After values whose 429 body is kept */
 #define CHI_RL_BODY_MAX 80
+#define CHI_RL_USUAL_SHORT 96 /* usual lines that fit are copied as 96 bytes */
 
 typedef struct chi_rl {
     ch_ratelimit cfg;
     int slot;
     double burst;
+    int64_t interval_ns;      /* one token, as the tables have it */
     char lines[80];           /* "X-RateLimit-Limit: N\r\nX-RateLimit-Remaining: " */
     size_t lines_len;
     /* the three lines most answers carry, a client under its limit whose
        bucket was full: built once, at registration */
-    long usual_remaining, usual_reset;
     char usual[160];          /* lines (< 80) + two numbers (<= 20) + 23 */
     size_t usual_len;
     int exact;
+    int cacheable;            /* the key is the peer's: a connection may keep its bucket */
     chi_mutex lock;
     chi_buckets shared;       /* exact mode */
 } chi_rl;
@@ -11660,12 +11787,32 @@ static size_t chi_rl_key(const chi_rl *rl, const ch_req *req, char *out)
     return 17;
 }
 
+/* burst 0: a second's worth of tokens, rounded up (a rate past 2^52 is
+   a whole number already). */
+static double chi_rl_default_burst(double rate)
+{
+    double whole;
+    if (rate >= 4503599627370496.0) return rate;
+    whole = (double)(int64_t)rate;
+    return whole < rate ? whole + 1.0 : whole;
+}
+
 static int chi_rl_exempt(const chi_rl *rl, const ch_req *req)
 {
     const char *const *e;
     for (e = rl->cfg.exempt; e && *e; e++)
         if (ch_str_eq(req->path, *e)) return 1;
     return 0;
+}
+
+/* The connection this request came on, when its client is its peer (no
+   key callback, no trusted proxy that could speak for several clients):
+   the one whose bucket it may keep. */
+static chi_conn *chi_rl_conn(const chi_rl *rl, const chi_worker *w, const ch_req *req)
+{
+    chi_conn *c = w->cur;
+    if (!rl->cacheable || w->app->ntrusted || !c || req->conn != (const void *)&c->peer) return NULL;
+    return c;
 }
 
 /* The 429 body for a Retry-After of n seconds, built once per worker. */
@@ -11697,55 +11844,108 @@ static char *chi_rl_lines(const chi_rl *rl, char *p, long remaining, long reset)
     return chi_put(p, "\r\n", 2);
 }
 
-/* X-RateLimit-Limit, -Remaining and -Reset, in one append: the usual
-   lines as they were built, others written now. */
-static void chi_rl_headers(const chi_rl *rl, ch_res *res, const chi_take *t)
+/* The connection's bucket, still its client's and full: a token taken,
+   the usual lines put (whole fixed-size copies, a few wide moves, no call,
+   of which usual_len bytes count). 0 when that is not the case. No call,
+   so the middleware that inlines it keeps no registers. */
+static inline int chi_rl_take_cached(const chi_rl *rl, chi_rl_worker *s, const ch_req *req, ch_res *res, int64_t now)
 {
+    const chi_conn *c = res->w->cur;
+    chi_bucket *b;
     char *p;
-    if (chi_buf_reserve(&res->headers, sizeof rl->usual + rl->lines_len + 64) < 0) return;
+    if (!s || !c || c->rl_table != (const void *)&s->t || req->conn != (const void *)&c->peer ||
+        res->headers.cap - res->headers.len < sizeof rl->usual)
+        return 0;
+    b = &s->t.e[c->rl_bucket];
+    if (b->gen != c->rl_gen || b->full_at > now) return 0;
+    b->full_at = now + s->t.interval_ns;
+    chi_lru_touch(&s->t, c->rl_bucket);
     p = res->headers.ptr + res->headers.len;
-    if (t->remaining == rl->usual_remaining && t->reset == rl->usual_reset) {
-        memcpy(p, rl->usual, sizeof rl->usual); /* the whole array: a few wide moves, no call */
-        p += rl->usual_len;
-    }
+    if (rl->usual_len <= CHI_RL_USUAL_SHORT)
+        memcpy(p, rl->usual, CHI_RL_USUAL_SHORT);
     else
-        p = chi_rl_lines(rl, p, t->remaining, t->reset);
-    res->headers.len = (size_t)(p - res->headers.ptr);
+        memcpy(p, rl->usual, sizeof rl->usual);
+    res->headers.len += rl->usual_len;
+    return 1;
 }
 
-static int chi_mw_ratelimit(ch_req *req, ch_res *res, void *user)
+/* The whole way: the key, the table (locked in exact mode), any take. */
+CHI_OUTLINE static int chi_rl_full(chi_rl *rl, chi_rl_worker *s, ch_req *req, ch_res *res, int64_t now)
 {
-    chi_rl *rl = (chi_rl *)user;
-    chi_worker *w = res->w;
-    chi_rl_worker *s;
-    char key[CHI_RL_KEY_MAX];
-    size_t klen;
-    int64_t now;
-    chi_take t;
-    if (chi_rl_exempt(rl, req)) return CH_NEXT;
-    s = chi_rl_state(w, rl);
-    if (!s) return CH_NEXT; /* out of memory: let it through rather than refuse everyone */
-    klen = chi_rl_key(rl, req, key);
-    now = w->app->timed ? res->start_ns : chi_os_now_ns(); /* read at dispatch, when it was */
-    /* one call for both modes, so the compiler can inline it */
-    if (rl->exact) chi_os_lock(&rl->lock);
-    t = chi_buckets_take(rl->exact ? &rl->shared : &s->t, key, klen, now);
-    if (rl->exact) chi_os_unlock(&rl->lock);
-    chi_rl_headers(rl, res, &t);
-    if (t.allowed) return CH_NEXT;
+    chi_buckets *t = rl->exact ? &rl->shared : &s->t;
+    chi_conn *c = rl->exact ? NULL : chi_rl_conn(rl, res->w, req);
+    chi_bucket *b;
+    chi_take tk;
+    if (c && c->rl_table == (const void *)t && t->e[c->rl_bucket].gen == c->rl_gen) {
+        /* the connection's bucket, still its client's (a busy client,
+           whose bucket is not full): no key to build or look up */
+        b = &t->e[c->rl_bucket];
+        chi_lru_touch(t, c->rl_bucket);
+        tk = chi_bucket_take(t, b, now);
+    } else {
+        char key[CHI_RL_KEY_MAX];
+        size_t klen = chi_rl_key(rl, req, key);
+        if (rl->exact) chi_os_lock(&rl->lock);
+        b = chi_buckets_get(t, key, klen, now);
+        tk = chi_bucket_take(t, b, now);
+        if (rl->exact) chi_os_unlock(&rl->lock);
+    }
+    if (c) { /* this connection's next requests find it */
+        c->rl_table = t;
+        c->rl_bucket = (int)(b - t->e);
+        c->rl_gen = b->gen;
+    }
+    if (chi_buf_reserve(&res->headers, rl->lines_len + 64) == 0)
+        res->headers.len = (size_t)(chi_rl_lines(rl, res->headers.ptr + res->headers.len, tk.remaining, tk.reset) -
+                                    res->headers.ptr);
+    if (tk.allowed) return CH_NEXT;
     {
         char tmp[CHI_RL_BODY_MAX];
-        ch_str body = chi_rl_body(s, t.retry_after, tmp);
-        chi_rl_num_header(res, "Retry-After", 11, t.retry_after);
+        ch_str body = chi_rl_body(s, tk.retry_after, tmp);
+        chi_rl_num_header(res, "Retry-After", 11, tk.retry_after);
         ch_res_send(res, 429, "application/json", body.ptr, body.len);
         if (body.ptr == tmp) ch_res_body(res, "application/json", body.ptr, body.len); /* copied: tmp is ours */
     }
     return CH_DONE;
 }
 
+/* Any request the fast path below leaves: no clock read yet, no bucket
+   kept by the connection, one that is not full. */
+CHI_OUTLINE static int chi_rl_slow(chi_rl *rl, ch_req *req, ch_res *res)
+{
+    chi_worker *w = res->w;
+    chi_rl_worker *s = (chi_rl_worker *)chi_slot_get(w, rl->slot);
+    int64_t now;
+    now = w->app->timed ? res->start_ns : chi_os_now_ns(); /* read at dispatch, when it was */
+    if (chi_rl_take_cached(rl, s, req, res, now)) return CH_NEXT;
+    if (!s && !(s = chi_rl_state(w, rl))) return CH_NEXT; /* out of memory: let it through rather than refuse everyone */
+    return chi_rl_full(rl, s, req, res, now);
+}
+
+/* The usual request: the clock read at dispatch (metrics or an access
+   log), the connection's bucket full; anything else is a tail call. */
+static int chi_mw_ratelimit(ch_req *req, ch_res *res, void *user)
+{
+    chi_rl *rl = (chi_rl *)user;
+    chi_worker *w = res->w;
+    if (w->app->timed &&
+        chi_rl_take_cached(rl, (chi_rl_worker *)chi_slot_get(w, rl->slot), req, res, res->start_ns))
+        return CH_NEXT;
+    return chi_rl_slow(rl, req, res);
+}
+
+/* The same with exempt paths, which are looked at first. */
+static int chi_mw_ratelimit_exempt(ch_req *req, ch_res *res, void *user)
+{
+    if (chi_rl_exempt((const chi_rl *)user, req)) return CH_NEXT;
+    return chi_mw_ratelimit(req, res, user);
+}
+
 CHOPIN_API int ch_use_ratelimit(ch_app *app, ch_group *g, const ch_ratelimit *cfg)
 {
     chi_rl *rl;
+    chi_buckets probe;
+    ch_middleware mw;
     if (!app) return -1;
     if (!cfg || !(cfg->rate > 0) || cfg->burst < 0 || cfg->table_size < 0)
         return chi_reg_error(app, "rate must be > 0, burst and table_size >= 0", "(ratelimit)");
@@ -11754,17 +11954,20 @@ CHOPIN_API int ch_use_ratelimit(ch_app *app, ch_group *g, const ch_ratelimit *cf
     memset(rl, 0, sizeof *rl);
     rl->cfg = *cfg;
     if (!rl->cfg.table_size) rl->cfg.table_size = CHI_RL_DEFAULT_TABLE;
-    rl->burst = cfg->burst ? (double)cfg->burst : (double)chi_ceil_seconds(cfg->rate);
+    rl->interval_ns = chi_rate_interval(cfg->rate);
+    rl->burst = cfg->burst ? (double)cfg->burst : chi_rl_default_burst(cfg->rate);
     rl->lines_len = (size_t)snprintf(rl->lines, sizeof rl->lines, "X-RateLimit-Limit: %.0f\r\nX-RateLimit-Remaining: ",
                                      rl->burst);
-    if (rl->lines_len >= sizeof rl->lines) { /* a burst of some 50 digits: not a rate limit */
+    /* a table of one key tells whether burst * interval fits */
+    if (rl->lines_len >= sizeof rl->lines || chi_buckets_init(&probe, 1, cfg->rate, rl->burst) < 0) {
         CHOPIN_FREE(rl);
         return chi_reg_error(app, "rate or burst too large", "(ratelimit)");
     }
-    /* a take from a full bucket leaves burst - 1 tokens, refilled in 1 / rate seconds */
-    rl->usual_remaining = (long)(rl->burst - 1.0);
-    rl->usual_reset = chi_ceil_seconds(1.0 / cfg->rate);
-    rl->usual_len = (size_t)(chi_rl_lines(rl, rl->usual, rl->usual_remaining, rl->usual_reset) - rl->usual);
+    chi_buckets_free(&probe);
+    /* a take from a full bucket leaves burst - 1 tokens, refilled in one interval */
+    rl->usual_len = (size_t)(chi_rl_lines(rl, rl->usual, (long)(rl->burst - 1.0), chi_ceil_sec_ns(rl->interval_ns)) -
+                             rl->usual);
+    rl->cacheable = !cfg->key;
     rl->slot = app->nslots++;
     if (cfg->exact) {
         if (chi_buckets_init(&rl->shared, rl->cfg.table_size, cfg->rate, rl->burst) < 0) {
@@ -11782,7 +11985,8 @@ CHOPIN_API int ch_use_ratelimit(ch_app *app, ch_group *g, const ch_ratelimit *cf
         chi_rl_free(rl);
         return chi_reg_error(app, "out of memory", "(ratelimit)");
     }
-    return g ? ch_group_use(g, chi_mw_ratelimit, rl) : ch_use(app, chi_mw_ratelimit, rl);
+    mw = cfg->exempt ? chi_mw_ratelimit_exempt : chi_mw_ratelimit;
+    return g ? ch_group_use(g, mw, rl) : ch_use(app, mw, rl);
 }
 #endif
 
