@@ -2773,8 +2773,59 @@ static int chi_note_field(int id, const char *value, size_t vlen, chi_head *h, c
     return 1;
 }
 
+/* The last Host value a worker found valid. A keep-alive client sends the
+   same Host bytes on every request, so one comparison replaces the scan:
+   a value is only ever stored after chi_skip_authority accepted it and
+   stopped at the CR after it, and the same bytes followed by a CR get the
+   same answer. Stateless otherwise: the memo changes no result, only what
+   a repeated value costs (tests/unit.c parses with and without it). */
+#define CHI_HOST_MEMO_MAX 47
+typedef struct chi_parse_memo {
+    unsigned char host_len; /* 0: nothing stored */
+    char host[CHI_HOST_MEMO_MAX];
+} chi_parse_memo;
+
+/* Are the n bytes at a and b the same? A word at a time, inline (the
+   values compared here are short, and a call to memcmp costs more). */
+static int chi_eq_short(const char *a, const char *b, size_t n)
+{
+    size_t i;
+    uint32_t x, y;
+    if (n >= 8) {
+        for (i = 0; n - i > 8; i += 8)
+            if (chi_load8(a + i) != chi_load8(b + i)) return 0;
+        return chi_load8(a + (n - 8)) == chi_load8(b + (n - 8));
+    }
+    if (n >= 4) {
+        memcpy(&x, a, 4);
+        memcpy(&y, b, 4);
+        if (x != y) return 0;
+        memcpy(&x, a + (n - 4), 4);
+        memcpy(&y, b + (n - 4), 4);
+        return x == y;
+    }
+    for (i = 0; i < n; i++)
+        if (a[i] != b[i]) return 0;
+    return 1;
+}
+
+/* A Host value from p: returns where it ends (the CR when valid) or NULL. */
+static const char *chi_scan_host(const char *p, const char *end, chi_parse_memo *memo)
+{
+    const char *e;
+    size_t n = memo ? memo->host_len : 0;
+    if (n && (size_t)(end - p) > n && p[n] == '\r' && chi_eq_short(p, memo->host, n)) return p + n;
+    e = chi_skip_authority(p, end);
+    if (memo && e && e < end && *e == '\r' && e > p && (size_t)(e - p) <= CHI_HOST_MEMO_MAX) {
+        memo->host_len = (unsigned char)(e - p);
+        memcpy(memo->host, p, (size_t)(e - p));
+    }
+    return e;
+}
+
 /* One field line, or the empty line that ends the head (returns 2). */
-static int chi_parse_field(const char **pp, const char *end, ch_req *req, chi_head *h, chi_fields *f)
+static int chi_parse_field(const char **pp, const char *end, ch_req *req, chi_head *h, chi_fields *f,
+                           chi_parse_memo *memo)
 {
     const char *p = *pp, *name, *value, *vend;
     size_t nlen, vlen;
@@ -2800,7 +2851,7 @@ static int chi_parse_field(const char **pp, const char *end, ch_req *req, chi_he
     /* a Host value is checked as it is scanned: uri-host [":" port], then
        optional whitespace, may come before the CR */
     if (id == CH_H_HOST) {
-        p = chi_skip_authority(p, end);
+        p = chi_scan_host(p, end, memo);
         if (!p) return -400;
         while (p < end && (*p == ' ' || *p == '\t')) p++;
     } else {
@@ -2850,7 +2901,9 @@ static long chi_decide_framing(const ch_req *req, const chi_limits *lim, const c
     return 1;
 }
 
-static long chi_parse_head(const char *buf, size_t len, const chi_limits *lim, ch_req *req, chi_head *h)
+/* chi_parse_head with a worker's memo (NULL: none); the same answers. */
+static long chi_parse_head_memo(const char *buf, size_t len, const chi_limits *lim, ch_req *req, chi_head *h,
+                                chi_parse_memo *memo)
 {
     /* Only the first max_header bytes are looked at: a head must fit in
        them, final CRLF included. So the answer never depends on how the
@@ -2873,10 +2926,20 @@ static long chi_parse_head(const char *buf, size_t len, const chi_limits *lim, c
     if ((step = chi_parse_target(&p, end, lim, req, &q)) <= 0) return chi_step_end(step, len, lim);
     if ((step = chi_parse_version_line(&p, end, req)) <= 0) return chi_step_end(step, len, lim);
     if ((step = chi_split_target(req, q)) < 0) return step;
-    while ((step = chi_parse_field(&p, end, req, h, &f)) != 2)
+    while ((step = chi_parse_field(&p, end, req, h, &f, memo)) != 2)
         if (step <= 0) return chi_step_end(step, len, lim);
     r = chi_decide_framing(req, lim, &f, h);
     return r < 0 ? r : (long)(p - buf);
+}
+
+/* Without a memo: the parser's tests and fuzz targets (the server passes
+   its worker's memo). */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((unused))
+#endif
+static long chi_parse_head(const char *buf, size_t len, const chi_limits *lim, ch_req *req, chi_head *h)
+{
+    return chi_parse_head_memo(buf, len, lim, req, h, NULL);
 }
 
 /* >>chunked -----------------------------------------------------------------
@@ -3147,6 +3210,9 @@ static char *chi_head_length_end(char *p, uint64_t length)
 #define CHI_COMMON_LEN (CHI_DATE_AT + CHI_DATE_LEN + 2)
 #define CHI_OK_LINE_LEN 17 /* "HTTP/1.1 200 OK\r\n" */
 #define CHI_OK_LEAD_LEN (CHI_OK_LINE_LEN + CHI_COMMON_LEN)
+#define CHI_JSON_TYPE_LINE "Content-Type: application/json\r\n"
+#define CHI_OK_JSON_LEAD_LEN (CHI_OK_LEAD_LEN + sizeof(CHI_JSON_TYPE_LINE) - 1)
+#define CHI_OK_JSON_OPEN_LEN (CHI_OK_JSON_LEAD_LEN + 16) /* + "Content-Length: " */
 
 static void chi_common_init(char common[CHI_COMMON_LEN])
 {
@@ -3175,6 +3241,7 @@ typedef struct chi_head_spec {
                                   writer once per worker (CHI_FRAME_LEAD) and
                                   copied whole per answer; NULL: write them */
     size_t lead_len;
+    int lead_has_ctype;        /* the lead ends with the Content-Type line */
     const char *ctype;         /* Content-Type value; ctype_len 0: none */
     size_t ctype_len;
     const char *extra;         /* "Name: value\r\n" lines, as they are */
@@ -3234,12 +3301,13 @@ static char *chi_head_put(char *p, const chi_head_spec *h)
     } else {
         p += chi_status_line(h->status, p);
         p = chi_put(p, h->common, h->common_len);
-        if (h->framing == CHI_FRAME_LEAD) return p;
+        if (h->framing == CHI_FRAME_LEAD && !h->ctype_len) return p;
     }
-    if (h->ctype_len) {
+    if (h->ctype_len && !h->lead_has_ctype) {
         p = chi_put(p, "Content-Type: ", 14);
         p = chi_put(p, h->ctype, h->ctype_len);
         p = chi_put(p, "\r\n", 2);
+        if (h->framing == CHI_FRAME_LEAD) return p; /* a lead with its type */
     }
     p = chi_put(p, h->extra, h->extra_len);
     p = chi_put(p, conn, conn_len);
@@ -9488,6 +9556,9 @@ struct ch_worker {
     chi_buf out;             /* responses of the current read batch */
     char common[CHI_COMMON_LEN]; /* "Server: ...\r\nDate: ...\r\n" */
     char ok_lead[CHI_OK_LEAD_LEN]; /* "HTTP/1.1 200 OK\r\n" + common (>>answers) */
+    char ok_json[CHI_OK_JSON_OPEN_LEN]; /* ok_lead + "Content-Type: application/json\r\n" (the
+                                          JSON lead) + "Content-Length: " (HTTP/1.1 keep-alive) */
+    chi_parse_memo parse_memo; /* the last valid Host value (>>parser) */
     chi_buf fast_bytes;      /* each FastRoute's response (or prefix) */
     chi_fast_copy *fast;
     ch_json json;
@@ -10039,6 +10110,7 @@ static void chi_refresh_date(chi_worker *w)
     int i;
     chi_format_date(chi_os_wall_seconds(), w->common + CHI_DATE_AT);
     memcpy(w->ok_lead + CHI_OK_LINE_LEN + CHI_DATE_AT, w->common + CHI_DATE_AT, CHI_DATE_LEN);
+    memcpy(w->ok_json + CHI_OK_LINE_LEN + CHI_DATE_AT, w->common + CHI_DATE_AT, CHI_DATE_LEN);
     for (i = 0; w->fast && i < w->app->nfast; i++)
         memcpy(w->fast_bytes.ptr + w->fast[i].off + CHI_OK_LINE_LEN + CHI_DATE_AT, w->common + CHI_DATE_AT,
                CHI_DATE_LEN);
@@ -10327,17 +10399,63 @@ static chi_head_spec chi_spec(const chi_worker *w, int status, int keep_alive, i
     return h;
 }
 
-/* Lays out the worker's lead for 200 answers with the one head writer,
-   once at start-up (the Date is patched in with the others). */
+/* Lays out the worker's leads for 200 answers with the one head writer,
+   once at start-up (the Date is patched in with the others): the status
+   and common lines; and for the usual routed answer (ch_res_json) the
+   same with the JSON Content-Type line, then, as a dynamic FastRoute's
+   head, "Content-Length: " for HTTP/1.1 keep-alive. */
 static void chi_build_ok_lead(chi_worker *w)
 {
     chi_head_spec h;
+    char tmp[CHI_OK_JSON_OPEN_LEN + 256]; /* chi_head_size's room, more than the lead */
     memset(&h, 0, sizeof h);
     h.status = 200;
+    h.keep_alive = 1;
+    h.minor = 1;
     h.common = w->common;
     h.common_len = CHI_COMMON_LEN;
     h.framing = CHI_FRAME_LEAD;
-    chi_head_put(w->ok_lead, &h); /* fits: chi_head_size's room is for whole heads */
+    chi_head_put(tmp, &h);
+    memcpy(w->ok_lead, tmp, sizeof w->ok_lead);
+    h.ctype = "application/json";
+    h.ctype_len = 16;
+    h.framing = CHI_FRAME_LENGTH_OPEN;
+    chi_head_put(tmp, &h);
+    memcpy(w->ok_json, tmp, sizeof w->ok_json);
+}
+
+/* Is the type JSON's, as ch_res_json sets it? */
+static int chi_is_json_type(const chi_buf *ctype)
+{
+    return ctype->len == 16 && chi_eq_short(ctype->ptr, "application/json", 16);
+}
+
+/* The JSON lead in place of the plain one when the type is JSON's. */
+static void chi_spec_json_lead(const chi_worker *w, const ch_res *res, chi_head_spec *h)
+{
+    if (h->lead == w->ok_lead && chi_is_json_type(&res->ctype)) {
+        h->lead = w->ok_json;
+        h->lead_len = CHI_OK_JSON_LEAD_LEN;
+        h->lead_has_ctype = 1;
+    }
+}
+
+/* The usual routed answer: 200, JSON, HTTP/1.1 keep-alive, GET, no header
+   of the handler's. The worker's pre-built head (chi_build_ok_lead), the
+   length, the body: what a dynamic FastRoute writes. -1: out of memory. */
+static int chi_write_ok_json(chi_worker *w, const char *body, size_t n)
+{
+    char *p;
+    if (chi_buf_reserve(&w->out, CHI_OK_JSON_OPEN_LEN + 24 + n) < 0) {
+        w->out_failed = 1;
+        return -1;
+    }
+    p = w->out.ptr + w->out.len;
+    memcpy(p, w->ok_json, CHI_OK_JSON_OPEN_LEN);
+    p = chi_head_length_end(p + CHI_OK_JSON_OPEN_LEN, n);
+    p = chi_put(p, body, n);
+    w->out.len = (size_t)(p - w->out.ptr);
+    return 0;
 }
 
 /* A head and, unless HEAD or a status without one, the body. Returns -1
@@ -10516,6 +10634,14 @@ static void chi_res_invalid(chi_worker *w, const ch_req *req, const ch_res *res)
         chi_json_complaint(w, res->json, method, path);
 }
 
+/* No room for an answer: a 500 and a close. */
+static void chi_res_write_failed(chi_worker *w, const ch_req *req, uint64_t length)
+{
+    chi_log(w, CH_LOG_ERROR, CH_LOGITEM_OUT_OF_MEMORY, "out of memory for a %lu-byte answer: a 500 and a close",
+            (unsigned long)length);
+    chi_write_error(w, 500, "", 0, req->method != CH_HEAD, 0, req->version_minor);
+}
+
 /* Lays out a response a handler filled (the worker's, or a deferred one's). */
 static void chi_res_write(chi_worker *w, ch_res *res, ch_req *req, int keep_alive)
 {
@@ -10533,11 +10659,19 @@ static void chi_res_write(chi_worker *w, ch_res *res, ch_req *req, int keep_aliv
         chi_res_finish_file(w, res, req, keep_alive, send_body);
         return;
     }
+    if (res->status == 200 && keep_alive && send_body && req->version_minor == 1 && res->headers.len == 0 &&
+        w->ok_json[0] && chi_is_json_type(&res->ctype)) {
+        size_t n = res->body_is_json ? j->len : res->body_len;
+        if (chi_write_ok_json(w, res->body_is_json ? j->buf : res->body, n) == 0) return;
+        chi_res_write_failed(w, req, n);
+        return;
+    }
     h = chi_spec(w, res->status, keep_alive, req->version_minor);
     h.ctype = res->ctype.ptr;
     h.ctype_len = res->ctype.len;
     h.extra = res->headers.ptr;
     h.extra_len = res->headers.len;
+    chi_spec_json_lead(w, res, &h);
     h.length = res->body_is_json ? j->len : res->body_len;
     /* HEAD: the length the handler stated (ch_res_length), else the body's;
        neither: no Content-Length (a HEAD handler that skips the body must
@@ -10549,11 +10683,8 @@ static void chi_res_write(chi_worker *w, ch_res *res, ch_req *req, int keep_aliv
             h.framing = CHI_FRAME_NONE;
     }
     if (chi_write_response(w, &h, res->body_is_json ? j->buf : res->body, send_body ? (size_t)h.length : 0,
-                           send_body) < 0) {
-        chi_log(w, CH_LOG_ERROR, CH_LOGITEM_OUT_OF_MEMORY, "out of memory for a %lu-byte answer: a 500 and a close",
-                (unsigned long)h.length);
-        chi_write_error(w, 500, "", 0, send_body, 0, req->version_minor);
-    }
+                           send_body) < 0)
+        chi_res_write_failed(w, req, h.length);
 }
 
 static void chi_res_finish(chi_worker *w, ch_req *req, int keep_alive) { chi_res_write(w, &w->res, req, keep_alive); }
@@ -12689,7 +12820,7 @@ static size_t chi_process(chi_worker *w, chi_conn *c, char *buf, size_t len)
         /* an unfinished head is parsed again only once a new line came in */
         if (c->scanned && n > c->scanned && n <= lim->max_target && !memchr(p + c->scanned, '\n', n - c->scanned))
             break;
-        hl = chi_parse_head(p, n, lim, req, &h);
+        hl = chi_parse_head_memo(p, n, lim, req, &h, &w->parse_memo);
         if (hl == 0) {
             c->scanned = n;
             break;
