@@ -1757,12 +1757,27 @@ static uint64_t chi_json_word_special(uint64_t x)
     return chi_has_below(x, 0x20) | (x & CHI_HIGHS) | chi_has_byte(x, '"') | chi_has_byte(x, '\\');
 }
 
+/* 0 to 3 bytes: the first, middle and last byte are all of them. */
+static inline int chi_json_plain3(char *o, const char *s, size_t n)
+{
+    size_t i = n >> 1;
+    if (n == 0) return 1;
+    if (!(chi_cclass[(unsigned char)s[0]] & chi_cclass[(unsigned char)s[i]] & chi_cclass[(unsigned char)s[n - 1]] &
+          CHI_JSON))
+        return 0;
+    o[0] = s[0];
+    o[i] = s[i];
+    o[n - 1] = s[n - 1];
+    return 1;
+}
+
 /* The usual string, with nothing to escape, checked and copied a word at a
    time: words of eight bytes, the last one overlapping the one before it
    (so a 13-byte string is two words, and no byte past the string is read);
-   4 to 7 bytes as two overlapping halves checked as one word. Writes to o
-   and returns 1, or returns 0 when a byte needs escaping (the caller then
-   starts again with the general loop, over whatever this wrote). */
+   4 to 7 bytes as two overlapping halves checked as one word; 1 to 3 bytes
+   by the table (chi_json_plain3). Writes to o and returns 1, or returns 0 when a byte
+   needs escaping (the caller then starts again with the general loop, over
+   whatever this wrote). */
 static int chi_json_plain(char *o, const char *s, size_t n)
 {
     uint32_t a, b;
@@ -1785,11 +1800,7 @@ static int chi_json_plain(char *o, const char *s, size_t n)
         memcpy(o + n - 4, &b, 4);
         return 1;
     }
-    for (i = 0; i < n; i++) {
-        if (!chi_is((unsigned char)s[i], CHI_JSON)) return 0;
-        o[i] = s[i];
-    }
-    return 1;
+    return chi_json_plain3(o, s, n);
 }
 
 /* Writes a quoted, escaped string, with the comma before it and the colon
@@ -1797,6 +1808,9 @@ static int chi_json_plain(char *o, const char *s, size_t n)
    key or value). One capacity check covers the worst case; the usual
    string takes chi_json_plain's few words, the general loop copies words of
    eight bytes that need no escape whole and escapes the rest. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline)) /* kept out of the short strings' inline path */
+#endif
 static void chi_json_quoted(ch_json *j, char before, const char *str, size_t n, char after)
 {
     static const char hex[] = "0123456789abcdef";
@@ -1863,19 +1877,69 @@ static void chi_json_quoted(ch_json *j, char before, const char *str, size_t n, 
     j->len = (size_t)(o - j->buf);
 }
 
+/* chi_json_plain for 1 to 16 bytes, straight-line: two words that may
+   overlap (8 to 16 bytes), two halves (4 to 7), or three bytes (1 to 3). */
+static inline int chi_json_plain16(char *o, const char *s, size_t n)
+{
+    uint64_t x, y;
+    uint32_t a, b;
+    if (n >= 8) {
+        x = chi_load8(s);
+        y = chi_load8(s + n - 8);
+        if (chi_json_word_special(x) | chi_json_word_special(y)) return 0;
+        memcpy(o, &x, 8);
+        memcpy(o + n - 8, &y, 8);
+        return 1;
+    }
+    if (n >= 4) {
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        if (chi_json_word_special((uint64_t)a | (uint64_t)b << 32)) return 0;
+        memcpy(o, &a, 4);
+        memcpy(o + n - 4, &b, 4);
+        return 1;
+    }
+    return chi_json_plain3(o, s, n);
+}
+
+/* The usual key or value, up to 16 bytes with nothing to escape, inline:
+   one room check for the most it can write (20 bytes), no call. Returns 0
+   when it is not that string: chi_json_quoted then writes it. */
+static int chi_json_quoted_short(ch_json *j, char before, const char *str, size_t n, char after)
+{
+    char *o;
+    if (n > 16 || j->cap - j->len < 20 || j->failed) return 0;
+    o = j->buf + j->len;
+    *o = before; /* a 0 is overwritten: there is room for it */
+    o += before != 0;
+    *o++ = '"';
+    if (!chi_json_plain16(o, str, n)) return 0;
+    o += n;
+    *o++ = '"';
+    *o = after;
+    o += after != 0;
+    j->len = (size_t)(o - j->buf);
+    return 1;
+}
+
+static void chi_json_string(ch_json *j, char before, const char *str, size_t n, char after)
+{
+    if (!chi_json_quoted_short(j, before, str, n, after)) chi_json_quoted(j, before, str, n, after);
+}
+
 CHOPIN_API void ch_json_keyn(ch_json *j, const char *key, size_t len)
 {
     if (j->depth == 0 || j->after_key || chi_json_in_array(j)) {
         j->failed = 1;
         return;
     }
-    chi_json_quoted(j, chi_json_comma(j, 1), key, len, ':');
+    chi_json_string(j, chi_json_comma(j, 1), key, len, ':');
     j->after_key = 1;
 }
 
 CHOPIN_API void ch_json_key(ch_json *j, const char *key) { ch_json_keyn(j, key, strlen(key)); }
 
-CHOPIN_API void ch_json_strn(ch_json *j, const char *s, size_t len) { chi_json_quoted(j, chi_json_comma(j, 0), s, len, 0); }
+CHOPIN_API void ch_json_strn(ch_json *j, const char *s, size_t len) { chi_json_string(j, chi_json_comma(j, 0), s, len, 0); }
 
 CHOPIN_API void ch_json_str(ch_json *j, const char *s)
 {
