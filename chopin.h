@@ -1556,6 +1556,31 @@ static const char *chi_skip_value(const char *p, const char *end)
     while (p < end && chi_is((unsigned char)*p, CHI_VALUE)) p++;
     return p;
 }
+/* Are the n bytes at a and b the same? A word at a time, inline (the
+   values compared here, paths, segments, a Host, are short, and a call to
+   memcmp costs more). */
+static int chi_eq_short(const char *a, const char *b, size_t n)
+{
+    size_t i;
+    uint32_t x, y;
+    if (n >= 8) {
+        for (i = 0; n - i > 8; i += 8)
+            if (chi_load8(a + i) != chi_load8(b + i)) return 0;
+        return chi_load8(a + (n - 8)) == chi_load8(b + (n - 8));
+    }
+    if (n >= 4) {
+        memcpy(&x, a, 4);
+        memcpy(&y, b, 4);
+        if (x != y) return 0;
+        memcpy(&x, a + (n - 4), 4);
+        memcpy(&y, b + (n - 4), 4);
+        return x == y;
+    }
+    for (i = 0; i < n; i++)
+        if (a[i] != b[i]) return 0;
+    return 1;
+}
+
 static char chi_lower(char c)
 {
     if (c >= 'A' && c <= 'Z') c = (char)(c + 32);
@@ -2849,30 +2874,6 @@ typedef struct chi_parse_memo {
     char host[CHI_HOST_MEMO_MAX];
 } chi_parse_memo;
 
-/* Are the n bytes at a and b the same? A word at a time, inline (the
-   values compared here are short, and a call to memcmp costs more). */
-static int chi_eq_short(const char *a, const char *b, size_t n)
-{
-    size_t i;
-    uint32_t x, y;
-    if (n >= 8) {
-        for (i = 0; n - i > 8; i += 8)
-            if (chi_load8(a + i) != chi_load8(b + i)) return 0;
-        return chi_load8(a + (n - 8)) == chi_load8(b + (n - 8));
-    }
-    if (n >= 4) {
-        memcpy(&x, a, 4);
-        memcpy(&y, b, 4);
-        if (x != y) return 0;
-        memcpy(&x, a + (n - 4), 4);
-        memcpy(&y, b + (n - 4), 4);
-        return x == y;
-    }
-    for (i = 0; i < n; i++)
-        if (a[i] != b[i]) return 0;
-    return 1;
-}
-
 /* A Host value from p: returns where it ends (the CR when valid) or NULL. */
 static const char *chi_scan_host(const char *p, const char *end, chi_parse_memo *memo)
 {
@@ -3503,7 +3504,7 @@ static chi_node *chi_node_kid(const chi_node *n, const char *p, size_t len)
     unsigned h;
     for (h = chi_seg_hash(p, len, n->index_seed) >> n->index_shift; n->index[h]; h = (h + 1) & n->index_mask) {
         chi_node *k = n->kids[n->index[h] - 1];
-        if (k->seg_len == len && memcmp(k->seg, p, len) == 0) return k;
+        if (k->seg_len == len && chi_eq_short(k->seg, p, len)) return k;
     }
     return NULL;
 }
@@ -3642,11 +3643,20 @@ static inline int chi_param_ok(const char *p, size_t len)
     return 1;
 }
 
+/* The next '/' from p, or NULL: a loop, as segments are short (a call
+   to memchr costs more). */
+static const char *chi_find_slash(const char *p, const char *end)
+{
+    for (; p < end; p++)
+        if (*p == '/') return p;
+    return NULL;
+}
+
 /* Matches path (without the leading '/') below n. Parameters found on the
    way are pushed on req->params and popped again on a dead end. */
 static chi_node *chi_node_match(chi_node *n, const char *p, const char *end, ch_req *req)
 {
-    const char *e = (const char *)memchr(p, '/', (size_t)(end - p));
+    const char *e = chi_find_slash(p, end);
     size_t len = e ? (size_t)(e - p) : (size_t)(end - p);
     chi_node *found, *k = n->index ? chi_node_kid(n, p, len) : NULL;
     if (k) {
@@ -10828,7 +10838,7 @@ static void chi_dispatch(chi_worker *w, ch_req *req, int keep_alive)
     if (req->method == CH_GET || req->method == CH_HEAD) {
         for (i = 0; i < app->nfast; i++) {
             const chi_fast *f = &app->fast[i];
-            if (f->path_len == req->path.len && memcmp(f->path, req->path.ptr, f->path_len) == 0) {
+            if (f->path_len == req->path.len && chi_eq_short(f->path, req->path.ptr, f->path_len)) {
                 if (app->timed) w->res.start_ns = chi_os_now_ns();
                 chi_fast_respond(w, i, req->method != CH_HEAD, keep_alive, req->version_minor);
                 if (app->timed) {

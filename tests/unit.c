@@ -233,6 +233,11 @@ static ch_req new_req(void)
 
 static const chi_limits lim = {16 * 1024, 8 * 1024, 8 * 1024 * 1024};
 
+/* A worker's Host memo, carried from one parser test to the next as a
+   worker carries it from request to request: whatever it holds, every
+   answer must be the one without it. */
+static chi_parse_memo carried_memo;
+
 /* Parses `raw` whole and at every prefix: each prefix must say "need more"
    (or already the same error), and the whole must give `want` (a head
    length > 0, or -status). Returns the parse of the whole. */
@@ -252,8 +257,75 @@ static long parse_all_splits(const char *raw, size_t len, ch_req *req, chi_head 
             break;
         }
     }
-    r = chi_parse_head(raw, len, &lim, req, h);
+    /* with the memo that earlier tests left, then with what this one
+       stored in it: the same answer each time */
+    r = chi_parse_head_memo(raw, len, &lim, req, h, &carried_memo);
+    CHECK(chi_parse_head_memo(raw, len, &lim, req, h, &carried_memo) == r);
+    CHECK(chi_parse_head(raw, len, &lim, req, h) == r);
     return r;
+}
+
+/* Parses "GET / HTTP/1.1\r\nHost: <value>\r\n\r\n" with memo, and checks
+   the answer is the one without it. */
+static long parse_host(const char *value, chi_parse_memo *memo)
+{
+    char raw[256];
+    ch_req req = new_req();
+    chi_head h;
+    long r, plain;
+    size_t n = (size_t)snprintf(raw, sizeof raw, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", value);
+    plain = chi_parse_head(raw, n, &lim, &req, &h);
+    r = chi_parse_head_memo(raw, n, &lim, &req, &h, memo);
+    CHECK(r == plain);
+    return r;
+}
+
+static void test_parse_host_memo(void)
+{
+    chi_parse_memo memo;
+    char big[80];
+    memset(&memo, 0, sizeof memo);
+    CHECK(parse_host("a.example:80", &memo) > 0);
+    CHECK(memo.host_len == 12 && memcmp(memo.host, "a.example:80", 12) == 0);
+    /* the stored bytes, then anything but the CR: scanned as ever */
+    CHECK(parse_host("a.example:80", &memo) > 0);
+    CHECK(parse_host("a.example:80 ", &memo) > 0);
+    CHECK(parse_host("a.example:80x", &memo) == -400);
+    CHECK(parse_host("a.example:80@", &memo) == -400);
+    CHECK(parse_host("a.example:80:1", &memo) == -400);
+    CHECK(parse_host("a.example:80]", &memo) == -400);
+    CHECK(parse_host("a.example:8", &memo) > 0);
+    CHECK(parse_host("a.example", &memo) > 0);
+    CHECK(parse_host("a.exampl", &memo) > 0);
+    CHECK(parse_host("a.exa mple:80", &memo) == -400);
+    /* a refused value is never stored */
+    memset(&memo, 0, sizeof memo);
+    CHECK(parse_host("a b", &memo) == -400 && memo.host_len == 0);
+    CHECK(parse_host("[::1", &memo) == -400 && memo.host_len == 0);
+    CHECK(parse_host("x:1:2", &memo) == -400 && memo.host_len == 0);
+    CHECK(parse_host("[::1]:8080", &memo) > 0 && memo.host_len == 10);
+    CHECK(parse_host("[::1]:8080", &memo) > 0);
+    CHECK(parse_host("[::1]:8080]", &memo) == -400);
+    /* nor one followed by whitespace, nor an empty one, nor a long one */
+    memset(&memo, 0, sizeof memo);
+    CHECK(parse_host("h.example ", &memo) > 0 && memo.host_len == 0);
+    CHECK(parse_host("", &memo) > 0 && memo.host_len == 0);
+    memset(big, 'a', sizeof big);
+    big[CHI_HOST_MEMO_MAX + 1] = 0;
+    CHECK(parse_host(big, &memo) > 0 && memo.host_len == 0);
+    big[CHI_HOST_MEMO_MAX] = 0;
+    CHECK(parse_host(big, &memo) > 0 && memo.host_len == CHI_HOST_MEMO_MAX);
+    CHECK(parse_host(big, &memo) > 0);
+    /* a stored value cut short by the end of the bytes: need more */
+    {
+        const char *raw = "GET / HTTP/1.1\r\nHost: aaaa";
+        ch_req req = new_req();
+        chi_head h;
+        memset(&memo, 0, sizeof memo);
+        CHECK(parse_host("aaaa", &memo) > 0 && memo.host_len == 4);
+        CHECK(chi_parse_head_memo(raw, strlen(raw), &lim, &req, &h, &memo) == 0);
+        CHECK(chi_parse_head_memo(raw, strlen(raw) + 0, &lim, &req, &h, &memo) == 0);
+    }
 }
 
 static void test_parse_simple_get(void)
@@ -1465,6 +1537,7 @@ int main(void)
     run("header names: every case, every one-byte change", test_header_names);
     run("responses: the one head writer and error bodies", test_error_responses);
     run("parser: a GET with query and headers", test_parse_simple_get);
+    run("parser: the worker's Host memo changes no answer", test_parse_host_memo);
     run("parser: framing and keep-alive", test_parse_framing);
     run("parser: target forms", test_parse_targets);
     run("parser: every rejection", test_parse_rejects);
