@@ -12983,6 +12983,11 @@ static void chi_after_io(chi_worker *w, chi_conn *c)
         chi_held_io(w, c);
         return;
     }
+    /* the usual end of a keep-alive exchange: all sent, nothing kept,
+       reading and idle already; what follows would change nothing */
+    if (!(c->flags & (CHI_F_CLOSING | CHI_F_LINGER | CHI_F_FILE | CHI_F_BACKLOG | CHI_F_PAUSED)) && chi_pending(c) == 0 &&
+        c->in.len == 0 && c->events == CHI_EV_READ && c->queue == CHI_Q_IDLE && !w->stopping)
+        return;
     if (chi_pending(c) == 0 && (c->flags & CHI_F_CLOSING) && !(c->flags & (CHI_F_LINGER | CHI_F_FILE))) {
         if (!(c->flags & CHI_F_LINGER_AFTER) || (c->flags & CHI_F_PEER_EOF) || chi_os_shutdown_write(c->fd) < 0) {
             chi_close(w, c);
