@@ -1954,12 +1954,14 @@ static void chi_json_string(ch_json *j, char before, const char *str, size_t n, 
 
 CHOPIN_API void ch_json_keyn(ch_json *j, const char *key, size_t len)
 {
+    char before;
     if (j->depth == 0 || j->after_key || chi_json_in_array(j)) {
         j->failed = 1;
         return;
     }
-    chi_json_string(j, chi_json_comma(j, 1), key, len, ':');
-    j->after_key = 1;
+    before = chi_json_comma(j, 1);
+    j->after_key = 1; /* first: the string is then the last call (a jump) */
+    chi_json_string(j, before, key, len, ':');
 }
 
 CHOPIN_API void ch_json_key(ch_json *j, const char *key) { ch_json_keyn(j, key, strlen(key)); }
