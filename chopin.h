@@ -12959,7 +12959,7 @@ static int chi_keep_rest(chi_conn *c, const char *buf, size_t len, size_t used, 
     size_t rest = len - used;
     if (c->flags & CHI_F_CLOSING) rest = 0;
     if (rest == 0) {
-        chi_buf_free(&c->in); /* idle connections hold no input buffer */
+        if (c->in.ptr) chi_buf_free(&c->in); /* idle connections hold no input buffer (none: no call) */
         c->scanned = 0;
         c->chunk_active = 0;
         return 0;
