@@ -1779,7 +1779,12 @@ static size_t chi_utf8_len(const unsigned char *s, size_t n)
    a control byte, a byte >= 0x80, '"' or '\\'? */
 static uint64_t chi_json_word_special(uint64_t x)
 {
-    return chi_has_below(x, 0x20) | (x & CHI_HIGHS) | chi_has_byte(x, '"') | chi_has_byte(x, '\\');
+    /* chi_has_below(x, 0x20) | chi_has_byte(x, '"') | chi_has_byte(x, '\\')
+       | (x & CHI_HIGHS), in fewer steps: the three tests share their "& ~x"
+       (x ^ '"' and x ^ '\\' keep x's high bits), and a borrow can only start
+       at a byte that is special itself, so the answer is still exact */
+    uint64_t q = x ^ (CHI_ONES * '"'), b = x ^ (CHI_ONES * '\\');
+    return ((((x - CHI_ONES * 0x20) | (q - CHI_ONES) | (b - CHI_ONES)) & ~x) | x) & CHI_HIGHS;
 }
 
 /* 0 to 3 bytes: the first, middle and last byte are all of them. */
@@ -1859,7 +1864,7 @@ static void chi_json_quoted(ch_json *j, char before, const char *str, size_t n, 
         while (n - i >= 8) {
             uint64_t x = chi_load8(str + i);
             /* a control byte, a byte >= 0x80, '"' or '\\' needs a closer look */
-            if (chi_has_below(x, 0x20) | (x & CHI_HIGHS) | chi_has_byte(x, '"') | chi_has_byte(x, '\\')) break;
+            if (chi_json_word_special(x)) break;
             memcpy(o, str + i, 8);
             o += 8;
             i += 8;
