@@ -1559,7 +1559,10 @@ static const char *chi_skip_value(const char *p, const char *end)
 /* Are the n bytes at a and b the same? A word at a time, inline (the
    values compared here, paths, segments, a Host, are short, and a call to
    memcmp costs more). */
-static int chi_eq_short(const char *a, const char *b, size_t n)
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((always_inline))
+#endif
+static inline int chi_eq_short(const char *a, const char *b, size_t n)
 {
     size_t i;
     uint32_t x, y;
