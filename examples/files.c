@@ -15,7 +15,10 @@
                                "fields":{"name":"value",...}}; malformed: 400
                               {"detail":"<reason>"}
      PUT /raw/:name           the raw body streamed to UPLOAD_DIR/<name> (no
-                              '/', no leading '.'); 201 {"bytes":N}
+                              '/', no leading '.'); 201 {"bytes":N}. It is
+                              written to a new file and renamed over <name>
+                              once whole: a failed or abandoned upload leaves
+                              the old file as it was
      PUT /slow/:name?pause=MS as /raw, but the consumer pauses MS ms after
                               the first piece (CH_BODY_PAUSE, then
                               ch_body_resume from a timer): the server reads
@@ -273,7 +276,8 @@ static void upload_handler(ch_req *req, ch_res *res)
 typedef struct raw {
     int fd;
     uint64_t bytes;
-    char path[2100];
+    char path[2100];        /* UPLOAD_DIR/<name>, replaced once the body is whole */
+    char tmp[2100];         /* UPLOAD_DIR/up-<16 hex>, written meanwhile */
     long pause_ms;          /* PUT /slow: pause once, after the first piece */
     ch_body body;           /* the handle to resume it */
     ch_timer timer;
@@ -307,14 +311,17 @@ static void raw_end(ch_req *req, ch_res *res, int status, void *state)
     (void)req;
     if (r->timer) ch_timer_stop(r->body.w, r->timer); /* the client left while paused */
     ch_file_close(r->fd);
-    if (status == 0) {
+    if (status == 0 && rename(r->tmp, r->path) < 0) {
+        unlink(r->tmp);
+        detail(res, 500, "", "cannot rename the upload into place");
+    } else if (status == 0) {
         ch_json *j = ch_res_json(res, 201);
         ch_json_object_begin(j);
         ch_json_key(j, "bytes");
         ch_json_uint(j, r->bytes);
         ch_json_object_end(j);
     } else {
-        unlink(r->path); /* a partial upload is not kept */
+        unlink(r->tmp); /* a partial upload is not kept; the old file stays */
     }
     free(r);
 }
@@ -323,25 +330,32 @@ static void raw_handler(ch_req *req, ch_res *res)
 {
     const paths *dirs = (const paths *)req->user;
     ch_str enc = ch_req_param(req, "name");
-    char name[256];
+    char name[256], tmp[24];
     long n = ch_url_decode(enc.ptr, enc.len, name, sizeof name, 0);
+    long i;
     raw *r;
     if (n <= 0 || name[0] == '.' || strchr(name, '/') || strchr(name, '\\') || memchr(name, 0, (size_t)n)) {
         detail(res, 400, "", "bad file name: no '/', no leading '.'");
         return;
     }
+    for (i = 0; i < n; i++) /* as ch_file_create_named: no control byte */
+        if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f) {
+            detail(res, 400, "", "bad file name: a control byte");
+            return;
+        }
     r = (raw *)calloc(1, sizeof *r);
     if (!r) {
         ch_res_error(res, 503);
         return;
     }
-    r->fd = ch_file_create_named(dirs->uploads, name);
+    r->fd = ch_file_create(dirs->uploads, tmp, sizeof tmp);
     if (r->fd < 0) {
         free(r);
         detail(res, 400, "", "cannot create that file");
         return;
     }
     snprintf(r->path, sizeof r->path, "%s/%s", dirs->uploads, name);
+    snprintf(r->tmp, sizeof r->tmp, "%s/%s", dirs->uploads, tmp);
     if (req->path.len > 6 && memcmp(req->path.ptr, "/slow/", 6) == 0) {
         char ms[16];
         if (ch_req_query(req, "pause", ms, sizeof ms) > 0) r->pause_ms = atol(ms);

@@ -566,6 +566,22 @@ def test_uploads(port, updir):
            and saved(updir, "blob.bin") == bytes(range(256)) * 100, "%d %r" % (st, b))
     st, h, b = request(port, "PUT", "/raw/chunked.bin", {"Transfer-Encoding": "chunked"}, b"5\r\nhello\r\n0\r\n\r\n")
     result("PUT /raw/:name chunked", st == 201 and json.loads(b) == {"bytes": 5} and saved(updir, "chunked.bin") == b"hello")
+    # replaced only once whole: an abandoned upload leaves the old file, and no temporary file
+    st, h, b = request(port, "PUT", "/raw/keep.bin", body=b"old")
+    before = set(n for n in os.listdir(updir) if n.startswith("up-"))
+    s = connect(port)
+    s.sendall(b"PUT /raw/keep.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+    time.sleep(0.1)
+    s.close()
+    left = ["?"]
+    for _ in range(40):
+        left = [n for n in os.listdir(updir) if n.startswith("up-") and n not in before]
+        if not left:
+            break
+        time.sleep(0.05)
+    kept = saved(updir, "keep.bin") if os.path.exists(os.path.join(updir, "keep.bin")) else None
+    result("PUT /raw/:name abandoned halfway: the old file is kept, the partial one removed",
+           st == 201 and kept == b"old" and not left, "%d %r %r" % (st, kept, left))
     names = {".hidden": 400, "a%2Fb": 400, "..": 404, "%2e%2e": 404, "a%5Cb": 400, "x%00": 400}
     bad = []
     for n, want in names.items():
