@@ -3663,12 +3663,43 @@ static const char *chi_find_slash(const char *p, const char *end)
 }
 
 /* Matches path (without the leading '/') below n. Parameters found on the
-   way are pushed on req->params and popped again on a dead end. */
+   way are pushed on req->params and popped again on a dead end. Where a
+   node leaves one way on (only a static child, or only a parameter), the
+   walk goes on in the same call: only a node with a choice to back up to
+   costs a nested call. */
 static chi_node *chi_node_match(chi_node *n, const char *p, const char *end, ch_req *req)
 {
-    const char *e = chi_find_slash(p, end);
-    size_t len = e ? (size_t)(e - p) : (size_t)(end - p);
-    chi_node *found, *k = n->index ? chi_node_kid(n, p, len) : NULL;
+    int base = req->param_count; /* a dead end pops what this call pushed */
+    const char *e;
+    size_t len;
+    chi_node *found, *k;
+    for (;;) {
+        e = chi_find_slash(p, end);
+        len = e ? (size_t)(e - p) : (size_t)(end - p);
+        k = n->index ? chi_node_kid(n, p, len) : NULL;
+        if (n->wild || (k && n->param)) break; /* a choice: the general way */
+        if (k) { /* the static child, nothing else */
+            if (!e) {
+                if (k->methods | k->fast_methods) return k;
+                break; /* no parameter, no wildcard here: the dead end below */
+            }
+            n = k;
+        } else if (n->param && len > 0 && req->param_count < CHOPIN_MAX_PARAMS && chi_param_ok(p, len)) {
+            ch_param *pa = &req->params[req->param_count++];
+            pa->name = chi_str(n->param_name, n->param_name_len);
+            pa->value = chi_str(p, len);
+            if (!e) {
+                if (n->param->methods | n->param->fast_methods) return n->param;
+                req->param_count = base;
+                return NULL;
+            }
+            n = n->param;
+        } else {
+            req->param_count = base;
+            return NULL;
+        }
+        p = e + 1;
+    }
     if (k) {
         found = e ? chi_node_match(k, e + 1, end, req) : k;
         if (found && (found->methods | found->fast_methods)) return found;
@@ -3688,6 +3719,7 @@ static chi_node *chi_node_match(chi_node *n, const char *p, const char *end, ch_
         if (n->wild->methods) return n->wild;
         req->param_count--;
     }
+    req->param_count = base;
     return NULL;
 }
 

@@ -904,6 +904,14 @@ static void test_router_match(void)
     CHECK(match(app, "/users/", &req) == NULL); /* a parameter is never empty */
     CHECK(match(app, "/nope", &req) == NULL);
     CHECK(match(app, "/users/7/posts", &req) == NULL);
+    /* a dead end several levels into a walk without choices (parameters
+       and static children only) leaves no parameter behind */
+    CHECK(match(app, "/users/7/posts/9/x", &req) == NULL && req.param_count == 0);
+    CHECK(match(app, "/users/7/comments/9", &req) == NULL && req.param_count == 0);
+    CHECK(match(app, "/a/b/c/d", &req) == NULL && req.param_count == 0);
+    CHECK(match(app, "/a/z/e", &req) == NULL && req.param_count == 0);
+    n = match(app, "/a/z/d", &req);
+    CHECK(n && n->routes[CH_GET].handler == h_other && req.param_count == 1 && ch_str_eq(ch_req_param(&req, "x"), "z"));
     ch_app_free(app);
 }
 
