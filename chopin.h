@@ -2872,30 +2872,42 @@ static int chi_note_field(int id, const char *value, size_t vlen, chi_head *h, c
     return 1;
 }
 
-/* The last Host value a worker found valid. A keep-alive client sends the
-   same Host bytes on every request, so one comparison replaces the scan:
-   a value is only ever stored after chi_skip_authority accepted it and
-   stopped at the CR after it, and the same bytes followed by a CR get the
-   same answer. Stateless otherwise: the memo changes no result, only what
-   a repeated value costs (tests/unit.c parses with and without it). */
-#define CHI_HOST_MEMO_MAX 47
+/* The last Host field line a worker found valid, whole ("Host: v\r\n"). A
+   keep-alive client sends the same Host line on every request, so one
+   comparison replaces the scans of its name and value: the parse of a field
+   line depends on its bytes alone, and a line is stored only once it was
+   scanned and accepted. Stateless otherwise: the memo changes no result,
+   only what a repeated line costs (tests/unit.c and the parser fuzz target
+   parse with and without it). */
+#define CHI_HOST_MEMO_MAX 64
 typedef struct chi_parse_memo {
-    unsigned char host_len; /* 0: nothing stored */
-    char host[CHI_HOST_MEMO_MAX];
+    unsigned char line_len; /* 0: nothing stored */
+    unsigned char value_off, value_len;
+    char line[CHI_HOST_MEMO_MAX];
 } chi_parse_memo;
 
-/* A Host value from p: returns where it ends (the CR when valid) or NULL. */
-static const char *chi_scan_host(const char *p, const char *end, chi_parse_memo *memo)
+/* Records an accepted field line as req's next header. */
+static int chi_add_field(ch_req *req, chi_head *h, chi_fields *f, int id, const char *name, size_t nlen,
+                         const char *value, size_t vlen)
 {
-    const char *e;
-    size_t n = memo ? memo->host_len : 0;
-    if (n && (size_t)(end - p) > n && p[n] == '\r' && chi_eq_short(p, memo->host, n)) return p + n;
-    e = chi_skip_authority(p, end);
-    if (memo && e && e < end && *e == '\r' && e > p && (size_t)(e - p) <= CHI_HOST_MEMO_MAX) {
-        memo->host_len = (unsigned char)(e - p);
-        memcpy(memo->host, p, (size_t)(e - p));
-    }
-    return e;
+    if (req->header_count == CHOPIN_MAX_HEADERS) return -431;
+    req->headers[req->header_count].name = chi_str(name, nlen);
+    req->headers[req->header_count].value = chi_str(value, vlen);
+    req->header_count++;
+    if (id < 0) return 1;
+    if (!req->common[id]) req->common[id] = (unsigned char)req->header_count;
+    return chi_note_field(id, value, vlen, h, f);
+}
+
+/* Keeps an accepted Host line [line, line_end) in the memo when it fits. */
+static void chi_memo_host(chi_parse_memo *memo, const char *line, const char *line_end, const char *value, size_t vlen)
+{
+    size_t n = (size_t)(line_end - line);
+    if (!memo || n > CHI_HOST_MEMO_MAX) return;
+    memcpy(memo->line, line, n);
+    memo->line_len = (unsigned char)n;
+    memo->value_off = (unsigned char)(value - line);
+    memo->value_len = (unsigned char)vlen;
 }
 
 /* One field line, or the empty line that ends the head (returns 2). */
@@ -2912,6 +2924,11 @@ static int chi_parse_field(const char **pp, const char *end, ch_req *req, chi_he
         *pp = p + 2;
         return 2;
     }
+    /* the Host line this worker accepted last, byte for byte */
+    if (memo && memo->line_len && (size_t)(end - p) >= memo->line_len && chi_eq_short(p, memo->line, memo->line_len)) {
+        *pp = p + memo->line_len;
+        return chi_add_field(req, h, f, CH_H_HOST, p, 4, p + memo->value_off, memo->value_len);
+    }
     /* a line that starts with whitespace is obs-fold (RFC 9112 5.2) */
     if (*p == ' ' || *p == '\t') return -400;
     name = p;
@@ -2926,7 +2943,7 @@ static int chi_parse_field(const char **pp, const char *end, ch_req *req, chi_he
     /* a Host value is checked as it is scanned: uri-host [":" port], then
        optional whitespace, may come before the CR */
     if (id == CH_H_HOST) {
-        p = chi_scan_host(p, end, memo);
+        p = chi_skip_authority(p, end);
         if (!p) return -400;
         while (p < end && (*p == ' ' || *p == '\t')) p++;
     } else {
@@ -2942,14 +2959,8 @@ static int chi_parse_field(const char **pp, const char *end, ch_req *req, chi_he
     while (vend > value && (vend[-1] == ' ' || vend[-1] == '\t')) vend--;
     vlen = (size_t)(vend - value);
     *pp = p + 2;
-
-    if (req->header_count == CHOPIN_MAX_HEADERS) return -431;
-    req->headers[req->header_count].name = chi_str(name, nlen);
-    req->headers[req->header_count].value = chi_str(value, vlen);
-    req->header_count++;
-    if (id < 0) return 1;
-    if (!req->common[id]) req->common[id] = (unsigned char)req->header_count;
-    return chi_note_field(id, value, vlen, h, f);
+    if (id == CH_H_HOST) chi_memo_host(memo, name, p + 2, value, vlen);
+    return chi_add_field(req, h, f, id, name, nlen, value, vlen);
 }
 
 /* After the head: Host, then the body's framing and keep-alive. */

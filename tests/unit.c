@@ -341,8 +341,9 @@ static void test_parse_host_memo(void)
     char big[80];
     memset(&memo, 0, sizeof memo);
     CHECK(parse_host("a.example:80", &memo) > 0);
-    CHECK(memo.host_len == 12 && memcmp(memo.host, "a.example:80", 12) == 0);
-    /* the stored bytes, then anything but the CR: scanned as ever */
+    CHECK(memo.line_len == 20 && memcmp(memo.line, "Host: a.example:80\r\n", 20) == 0);
+    CHECK(memo.value_off == 6 && memo.value_len == 12);
+    /* the stored line, then other bytes: scanned as ever */
     CHECK(parse_host("a.example:80", &memo) > 0);
     CHECK(parse_host("a.example:80 ", &memo) > 0);
     CHECK(parse_host("a.example:80x", &memo) == -400);
@@ -351,35 +352,46 @@ static void test_parse_host_memo(void)
     CHECK(parse_host("a.example:80]", &memo) == -400);
     CHECK(parse_host("a.example:8", &memo) > 0);
     CHECK(parse_host("a.example", &memo) > 0);
-    CHECK(parse_host("a.exampl", &memo) > 0);
     CHECK(parse_host("a.exa mple:80", &memo) == -400);
-    /* a refused value is never stored */
+    /* a refused line is never stored */
     memset(&memo, 0, sizeof memo);
-    CHECK(parse_host("a b", &memo) == -400 && memo.host_len == 0);
-    CHECK(parse_host("[::1", &memo) == -400 && memo.host_len == 0);
-    CHECK(parse_host("x:1:2", &memo) == -400 && memo.host_len == 0);
-    CHECK(parse_host("[::1]:8080", &memo) > 0 && memo.host_len == 10);
+    CHECK(parse_host("a b", &memo) == -400 && memo.line_len == 0);
+    CHECK(parse_host("[::1", &memo) == -400 && memo.line_len == 0);
+    CHECK(parse_host("x:1:2", &memo) == -400 && memo.line_len == 0);
+    CHECK(parse_host("[::1]:8080", &memo) > 0 && memo.line_len == 18);
     CHECK(parse_host("[::1]:8080", &memo) > 0);
     CHECK(parse_host("[::1]:8080]", &memo) == -400);
-    /* nor one followed by whitespace, nor an empty one, nor a long one */
+    /* whitespace after the value is part of the line, not of the value */
     memset(&memo, 0, sizeof memo);
-    CHECK(parse_host("h.example ", &memo) > 0 && memo.host_len == 0);
-    CHECK(parse_host("", &memo) > 0 && memo.host_len == 0);
-    memset(big, 'a', sizeof big);
-    big[CHI_HOST_MEMO_MAX + 1] = 0;
-    CHECK(parse_host(big, &memo) > 0 && memo.host_len == 0);
-    big[CHI_HOST_MEMO_MAX] = 0;
-    CHECK(parse_host(big, &memo) > 0 && memo.host_len == CHI_HOST_MEMO_MAX);
-    CHECK(parse_host(big, &memo) > 0);
-    /* a stored value cut short by the end of the bytes: need more */
+    CHECK(parse_host("h.example  ", &memo) > 0 && memo.line_len == 19 && memo.value_len == 9);
     {
-        const char *raw = "GET / HTTP/1.1\r\nHost: aaaa";
+        const char *raw = "GET / HTTP/1.1\r\nHost: h.example  \r\n\r\n";
+        ch_req req = new_req();
+        chi_head h;
+        CHECK(chi_parse_head_memo(raw, strlen(raw), &lim, &req, &h, &memo) > 0);
+        CHECK(req.header_count == 1 && ch_str_eq(req.headers[0].value, "h.example") &&
+              ch_str_eq(req.headers[0].name, "Host") && ch_str_eq(ch_req_header(&req, "host"), "h.example"));
+    }
+    CHECK(parse_host("", &memo) > 0 && memo.line_len == 8);
+    /* a line longer than the memo is not stored */
+    memset(&memo, 0, sizeof memo);
+    memset(big, 'a', sizeof big);
+    big[CHI_HOST_MEMO_MAX] = 0;
+    CHECK(parse_host(big, &memo) > 0 && memo.line_len == 0);
+    big[CHI_HOST_MEMO_MAX - 8] = 0;
+    CHECK(parse_host(big, &memo) > 0 && memo.line_len == CHI_HOST_MEMO_MAX);
+    CHECK(parse_host(big, &memo) > 0);
+    /* the stored line cut short by the end of the bytes: need more; and a
+       second Host line, stored or not, is still refused */
+    {
+        const char *raw = "GET / HTTP/1.1\r\nHost: aaaa\r";
+        const char *two = "GET / HTTP/1.1\r\nHost: aaaa\r\nHost: aaaa\r\n\r\n";
         ch_req req = new_req();
         chi_head h;
         memset(&memo, 0, sizeof memo);
-        CHECK(parse_host("aaaa", &memo) > 0 && memo.host_len == 4);
+        CHECK(parse_host("aaaa", &memo) > 0 && memo.line_len == 12);
         CHECK(chi_parse_head_memo(raw, strlen(raw), &lim, &req, &h, &memo) == 0);
-        CHECK(chi_parse_head_memo(raw, strlen(raw) + 0, &lim, &req, &h, &memo) == 0);
+        CHECK(chi_parse_head_memo(two, strlen(two), &lim, &req, &h, &memo) == -400);
     }
 }
 
