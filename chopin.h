@@ -1660,7 +1660,11 @@ CHOPIN_API void ch_json_free(ch_json *j)
     ch_json_init(j);
 }
 
-/* The slow path of chi_json_reserve: grow the buffer. */
+/* The slow path of chi_json_reserve: grow the buffer. Out of line, so the
+   writer's small calls stay small. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
 static int chi_json_grow(ch_json *j, size_t extra)
 {
     chi_buf b;
@@ -1955,9 +1959,34 @@ static int chi_json_quoted_short(ch_json *j, char before, const char *str, size_
     return 1;
 }
 
-static void chi_json_string(ch_json *j, char before, const char *str, size_t n, char after)
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline)) /* the words' constants would cost the tiny path its registers */
+#endif
+static void chi_json_string_more(ch_json *j, char before, const char *str, size_t n, char after)
 {
     if (!chi_json_quoted_short(j, before, str, n, after)) chi_json_quoted(j, before, str, n, after);
+}
+
+/* A key or value: up to 3 plain bytes ("id", "42") right here, the rest
+   by the word-at-a-time path or the general writer. */
+static void chi_json_string(ch_json *j, char before, const char *str, size_t n, char after)
+{
+    char *o;
+    if (n <= 3 && j->cap - j->len >= 7 && !j->failed) {
+        o = j->buf + j->len;
+        *o = before; /* a 0 is overwritten: there is room for it */
+        o += before != 0;
+        *o++ = '"';
+        if (chi_json_plain3(o, str, n)) {
+            o += n;
+            *o++ = '"';
+            *o = after;
+            o += after != 0;
+            j->len = (size_t)(o - j->buf);
+            return;
+        }
+    }
+    chi_json_string_more(j, before, str, n, after);
 }
 
 CHOPIN_API void ch_json_keyn(ch_json *j, const char *key, size_t len)
@@ -3664,10 +3693,19 @@ static inline int chi_param_ok(const char *p, size_t len)
     return 1;
 }
 
-/* The next '/' from p, or NULL: a loop, as segments are short (a call
-   to memchr costs more). */
+/* The next '/' from p, or NULL, inline (a call to memchr costs more than
+   a short segment): a word at a time where the lowest flagged byte is the
+   first '/' (little-endian, with the count of trailing zero bits), then a
+   byte at a time. */
 static const char *chi_find_slash(const char *p, const char *end)
 {
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    while (end - p >= 8) {
+        uint64_t m = chi_has_byte(chi_load8(p), '/');
+        if (m) return p + (__builtin_ctzll(m) >> 3);
+        p += 8;
+    }
+#endif
     for (; p < end; p++)
         if (*p == '/') return p;
     return NULL;
@@ -9688,6 +9726,7 @@ struct ch_worker {
     chi_parse_memo parse_memo; /* the last valid Host value (>>parser) */
     chi_buf fast_bytes;      /* each FastRoute's response (or prefix) */
     chi_fast_copy *fast;
+    uint64_t fast_lens;      /* bit n: a FastRoute path of n bytes (63: 63 or more) */
     ch_json json;
     ch_req req;
     chi_req_store req_store; /* req's header lines and parameters */
@@ -10580,7 +10619,14 @@ static int chi_write_ok_json(chi_worker *w, const char *body, size_t n)
     p = w->out.ptr + w->out.len;
     memcpy(p, w->ok_json, CHI_OK_JSON_OPEN_LEN);
     p = chi_head_length_end(p + CHI_OK_JSON_OPEN_LEN, n);
-    p = chi_put(p, body, n);
+    if (n >= 8 && n <= 16) { /* the usual small body: two words, no call */
+        uint64_t a = chi_load8(body), b = chi_load8(body + n - 8);
+        memcpy(p, &a, 8);
+        memcpy(p + n - 8, &b, 8);
+        p += n;
+    } else {
+        p = chi_put(p, body, n);
+    }
     w->out.len = (size_t)(p - w->out.ptr);
     return 0;
 }
@@ -10649,6 +10695,7 @@ static int chi_build_fast(chi_worker *w)
     for (i = 0; i < app->nfast; i++) {
         const chi_fast *f = &app->fast[i];
         chi_buf *b = &w->fast_bytes;
+        w->fast_lens |= (uint64_t)1 << (f->path_len < 63 ? f->path_len : 63);
         chi_head_spec h = chi_spec(w, 200, 1, 1);
         h.ctype = f->ctype;
         h.ctype_len = strlen(f->ctype);
@@ -10888,7 +10935,9 @@ static void chi_dispatch(chi_worker *w, ch_req *req, int keep_alive)
     ch_app *app = w->app;
     size_t out_before = w->out.len;
     int i;
-    if (req->method == CH_GET || req->method == CH_HEAD) {
+    /* a path of a length no FastRoute has skips the scan (the routed case) */
+    if ((req->method == CH_GET || req->method == CH_HEAD) &&
+        ((w->fast_lens >> (req->path.len < 63 ? req->path.len : 63)) & 1)) {
         for (i = 0; i < app->nfast; i++) {
             const chi_fast *f = &app->fast[i];
             if (f->path_len == req->path.len && chi_eq_short(f->path, req->path.ptr, f->path_len)) {
