@@ -10606,19 +10606,24 @@ static void chi_spec_json_lead(const chi_worker *w, const ch_res *res, chi_head_
     }
 }
 
-/* The usual routed answer: 200, JSON, HTTP/1.1 keep-alive, GET, no header
-   of the handler's. The worker's pre-built head (chi_build_ok_lead), the
-   length, the body: what a dynamic FastRoute writes. -1: out of memory. */
-static int chi_write_ok_json(chi_worker *w, const char *body, size_t n)
+/* The usual routed answer: 200, JSON, HTTP/1.1 keep-alive, GET. The
+   worker's pre-built head (chi_build_ok_lead), the length, the body: what a
+   dynamic FastRoute writes; with the handler's header lines (`extra`) in
+   their place, after the Content-Type line, as the one head writer lays
+   them out. -1: out of memory. */
+static int chi_write_ok_json(chi_worker *w, const char *extra, size_t extra_len, const char *body, size_t n)
 {
     char *p;
-    if (chi_buf_reserve(&w->out, CHI_OK_JSON_OPEN_LEN + 24 + n) < 0) {
+    if (chi_buf_reserve(&w->out, CHI_OK_JSON_OPEN_LEN + extra_len + 24 + n) < 0) {
         w->out_failed = 1;
         return -1;
     }
     p = w->out.ptr + w->out.len;
-    memcpy(p, w->ok_json, CHI_OK_JSON_OPEN_LEN);
-    p = chi_head_length_end(p + CHI_OK_JSON_OPEN_LEN, n);
+    memcpy(p, w->ok_json, CHI_OK_JSON_LEAD_LEN);
+    p = chi_put(p + CHI_OK_JSON_LEAD_LEN, extra, extra_len);
+    memcpy(p, w->ok_json + CHI_OK_JSON_LEAD_LEN, CHI_OK_JSON_OPEN_LEN - CHI_OK_JSON_LEAD_LEN);
+    p += CHI_OK_JSON_OPEN_LEN - CHI_OK_JSON_LEAD_LEN;
+    p = chi_head_length_end(p, n);
     if (n >= 8 && n <= 16) { /* the usual small body: two words, no call */
         uint64_t a = chi_load8(body), b = chi_load8(body + n - 8);
         memcpy(p, &a, 8);
@@ -10833,10 +10838,11 @@ static void chi_res_write(chi_worker *w, ch_res *res, ch_req *req, int keep_aliv
         chi_res_finish_file(w, res, req, keep_alive, send_body);
         return;
     }
-    if (res->status == 200 && keep_alive && send_body && req->version_minor == 1 && res->headers.len == 0 &&
-        w->ok_json[0] && chi_is_json_type(&res->ctype)) {
+    if (res->status == 200 && keep_alive && send_body && req->version_minor == 1 && w->ok_json[0] &&
+        chi_is_json_type(&res->ctype)) {
         size_t n = res->body_is_json ? j->len : res->body_len;
-        if (chi_write_ok_json(w, res->body_is_json ? j->buf : res->body, n) == 0) return;
+        if (chi_write_ok_json(w, res->headers.ptr, res->headers.len, res->body_is_json ? j->buf : res->body, n) == 0)
+            return;
         chi_res_write_failed(w, req, n);
         return;
     }
