@@ -26,15 +26,19 @@
 
    VERSION 0.2.0 (CHOPIN_VERSION_MAJOR/MINOR/PATCH, CHOPIN_VERSION_STRING)
      next   an io_uring backend (CHOPIN_USE_IO_URING: multishot receives
-            into provided buffers, one io_uring_enter per loop pass, epoll
-            when the kernel refuses io_uring);
+            into provided buffers, sends queued on the ring from chunks the
+            worker owns, one io_uring_enter per loop pass, epoll when the
+            kernel refuses io_uring);
             batteries: a logger, CORS, rate limiting, trusted proxies,
             metrics, request ids, cookies, decoded parameters; after-hooks
             see refused requests; stricter chunk extensions and Host, the
             characters browsers send in targets accepted; X-Forwarded-For
             read over all its lines, X-Real-IP only when sent once; metrics
             counters never read torn on 32-bit CPUs with lock-free 64-bit
-            atomics; Set-Cookie Domain checked as a host name
+            atomics; Set-Cookie Domain checked as a host name; the
+            batteries' usual request cheaper (the rate limiter's buckets
+            in integer nanoseconds, kept per connection; CORS lines and
+            the request id line built once and copied whole)
      0.2.0  the header in three layers (core, OS seam, server); kqueue and
             poll backends beside epoll; embedding in the caller's loop
             (ch_poll); values set in code beat the environment; request
@@ -97,6 +101,9 @@
        CHOPIN_USE_IO_URING  Linux: io_uring (raw system calls, no liburing;
                             5.19 or later for receives into provided
                             buffers, 6.1 for a worker's own deferred ring).
+                            Answers are copied and sent by the ring (up to
+                            128 KiB queued per connection; a close waits
+                            for its queue, at most 2 s without progress).
                             Where io_uring_setup is refused (ENOSYS, EPERM
                             from a seccomp policy or kernel.io_uring_disabled)
                             the process serves with epoll and logs one warning
@@ -1022,7 +1029,7 @@ CHOPIN_API int ch_use_cors(ch_app *app, const ch_cors *cors);
    `exempt` paths are never limited. With g NULL it applies to every routed
    request, else to the group's routes. */
 typedef struct ch_ratelimit {
-    double rate;                 /* tokens a second (> 0) */
+    double rate;                 /* tokens a second (> 0; above 1e9 counts as 1e9) */
     int burst;                   /* 0: rate, rounded up */
     int table_size;              /* keys kept; 0: 4096 */
     int exact;                   /* non-zero: one table for all workers */
@@ -4003,13 +4010,22 @@ static int chi_same_bytes(const char *a, const char *b, size_t n)
             if (a[i] != b[i]) return 0;
         return 1;
     }
-    for (i = 0; i + 8 < n; i += 8) {
+    /* the first eight, then eights on, the last eight overlapping those
+       before when n is not a multiple of eight: no byte-by-byte tail; up
+       to 24 bytes (an origin, a client address) in straight-line code */
+    memcpy(&x, a, 8);
+    memcpy(&y, b, 8);
+    if (x != y) return 0;
+    if (n > 16) {
+        memcpy(&x, a + 8, 8);
+        memcpy(&y, b + 8, 8);
+        if (x != y) return 0;
+    }
+    for (i = 16; i + 8 < n; i += 8) {
         memcpy(&x, a + i, 8);
         memcpy(&y, b + i, 8);
         if (x != y) return 0;
     }
-    /* the last eight bytes, overlapping those before when n is not a
-       multiple of eight: no byte-by-byte tail */
     memcpy(&x, a + n - 8, 8);
     memcpy(&y, b + n - 8, 8);
     return x == y;
@@ -4331,17 +4347,26 @@ static long chi_proxy_parse(const char *buf, size_t len, chi_peer *out)
    hashing (an index array of heads, a next index per entry) and an LRU
    list through the entries, all indices into one array allocated once:
    no allocation per request. Time is passed in (nanoseconds), so the
-   table is plain data: unit-tested without a clock. */
+   table is plain data: unit-tested without a clock.
+   Each bucket is kept as one time, in integer nanoseconds: when it will be
+   full again (`full_at`; the "theoretical arrival time" of GCRA, the same
+   bucket written another way). A token is `interval` ns of it, so a
+   bucket holds burst * interval ns; a take moves full_at one interval
+   later, and is allowed while full_at stays within burst * interval of
+   now. Tokens left = (burst_ns - (full_at - now)) / interval. A full
+   bucket (full_at <= now) is a compare and a store, no division. */
 
 #define CHI_RL_KEY_MAX 64
+#define CHI_RL_MAX_NS ((int64_t)1 << 61) /* burst * interval at most (some 73 years) */
 
 typedef struct chi_bucket {
     char key[CHI_RL_KEY_MAX];
     unsigned char keylen;
     uint32_t hash;
+    uint32_t gen;             /* bumped when the entry takes a new key (a
+                                 connection's cached index checks it) */
     int prev, next, hnext;    /* LRU list (most recent at the head), chain */
-    double tokens;
-    int64_t last_ns;          /* when tokens was last brought up to date */
+    int64_t full_at;          /* ns: when the bucket is full again; <= now: full */
 } chi_bucket;
 
 typedef struct chi_buckets {
@@ -4349,7 +4374,8 @@ typedef struct chi_buckets {
     int *heads;               /* nheads chain heads, -1 for none */
     int cap, used, nheads;
     int lru_head, lru_tail;
-    double rate, burst;
+    int64_t interval_ns;      /* one token: 1e9 / rate, at least 1 */
+    int64_t burst_ns;         /* burst tokens: burst * interval_ns */
 } chi_buckets;
 
 /* What a take says: allowed or not, what is left, and the waits. */
@@ -4360,10 +4386,25 @@ typedef struct chi_take {
     long reset;               /* seconds until the bucket is full again */
 } chi_take;
 
+/* One token's time for a rate (tokens a second): 1e9 / rate ns, rounded,
+   at least 1 (a rate above 1e9 a second acts as 1e9). */
+static int64_t chi_rate_interval(double rate)
+{
+    double ns = 1e9 / rate + 0.5;
+    if (!(ns >= 1.0)) return 1;
+    return ns > (double)CHI_RL_MAX_NS ? CHI_RL_MAX_NS : (int64_t)ns;
+}
+
+/* Whole seconds, rounded up, of a non-negative time in ns. */
+static long chi_ceil_sec_ns(int64_t ns) { return (long)((ns + 999999999) / 1000000000); }
+
+/* -1 when burst * interval does not fit (a burst of ~2^61 ns). */
 static int chi_buckets_init(chi_buckets *t, int cap, double rate, double burst)
 {
     int i;
+    int64_t interval = chi_rate_interval(rate);
     memset(t, 0, sizeof *t);
+    if (!(burst >= 1.0) || burst > (double)(CHI_RL_MAX_NS / interval)) return -1;
     t->nheads = 1;
     while (t->nheads < cap) t->nheads *= 2;
     t->e = (chi_bucket *)CHOPIN_MALLOC(sizeof *t->e * (size_t)cap);
@@ -4375,11 +4416,12 @@ static int chi_buckets_init(chi_buckets *t, int cap, double rate, double burst)
         t->heads = NULL;
         return -1;
     }
+    memset(t->e, 0, sizeof *t->e * (size_t)cap);
     for (i = 0; i < t->nheads; i++) t->heads[i] = -1;
     t->cap = cap;
     t->lru_head = t->lru_tail = -1;
-    t->rate = rate;
-    t->burst = burst;
+    t->interval_ns = interval;
+    t->burst_ns = (int64_t)burst * interval;
     return 0;
 }
 
@@ -4407,6 +4449,14 @@ static void chi_lru_push_front(chi_buckets *t, int i)
     t->lru_head = i;
 }
 
+/* Entry i was just used: it becomes the most recent. */
+static void chi_lru_touch(chi_buckets *t, int i)
+{
+    if (i == t->lru_head) return;
+    chi_lru_unlink(t, i);
+    chi_lru_push_front(t, i);
+}
+
 static void chi_chain_remove(chi_buckets *t, int i)
 {
     int *pp = &t->heads[t->e[i].hash & (uint32_t)(t->nheads - 1)];
@@ -4429,10 +4479,7 @@ static chi_bucket *chi_buckets_get(chi_buckets *t, const char *key, size_t n, in
     head = &t->heads[h & (uint32_t)(t->nheads - 1)];
     for (i = *head; i >= 0; i = t->e[i].hnext)
         if (t->e[i].hash == h && t->e[i].keylen == n && chi_same_bytes(t->e[i].key, key, n)) break;
-    if (i >= 0) {
-        if (i == t->lru_head) return &t->e[i]; /* the same client again: already most recent */
-        chi_lru_unlink(t, i);
-    } else {
+    if (i < 0) {
         if (t->used < t->cap) {
             i = t->used++;
         } else {
@@ -4443,37 +4490,29 @@ static chi_bucket *chi_buckets_get(chi_buckets *t, const char *key, size_t n, in
         memcpy(t->e[i].key, key, n);
         t->e[i].keylen = (unsigned char)n;
         t->e[i].hash = h;
-        t->e[i].tokens = t->burst;
-        t->e[i].last_ns = now_ns;
+        t->e[i].gen++;
+        t->e[i].full_at = now_ns;
         t->e[i].hnext = *head;
         *head = i;
+        chi_lru_push_front(t, i);
+    } else {
+        chi_lru_touch(t, i);
     }
-    chi_lru_push_front(t, i);
     return &t->e[i];
 }
 
-static long chi_ceil_seconds(double s)
+/* Takes one token from bucket b at time now_ns. */
+static chi_take chi_bucket_take(const chi_buckets *t, chi_bucket *b, int64_t now_ns)
 {
-    long v = (long)s;
-    return (double)v < s ? v + 1 : v;
-}
-
-/* Takes one token from key's bucket at time now_ns. */
-static chi_take chi_buckets_take(chi_buckets *t, const char *key, size_t n, int64_t now_ns)
-{
-    chi_bucket *b = chi_buckets_get(t, key, n, now_ns);
     chi_take r;
-    if (now_ns > b->last_ns) {
-        b->tokens += (double)(now_ns - b->last_ns) / 1e9 * t->rate;
-        if (b->tokens > t->burst) b->tokens = t->burst;
-        b->last_ns = now_ns;
-    }
-    r.allowed = b->tokens >= 1.0;
-    if (r.allowed) b->tokens -= 1.0;
-    r.remaining = (long)b->tokens;
-    r.retry_after = r.allowed ? 0 : chi_ceil_seconds((1.0 - b->tokens) / t->rate);
+    int64_t at = b->full_at > now_ns ? b->full_at : now_ns, after = at + t->interval_ns;
+    r.allowed = after - now_ns <= t->burst_ns;
+    if (r.allowed) b->full_at = at = after;
+    r.remaining = (long)((t->burst_ns - (at - now_ns)) / t->interval_ns);
+    /* refused: a token is back once `after` is within the burst of then */
+    r.retry_after = r.allowed ? 0 : chi_ceil_sec_ns(after - t->burst_ns - now_ns);
     if (!r.allowed && r.retry_after < 1) r.retry_after = 1;
-    r.reset = chi_ceil_seconds((t->burst - b->tokens) / t->rate);
+    r.reset = chi_ceil_sec_ns(at - now_ns);
     return r;
 }
 
@@ -7805,6 +7844,12 @@ static void chi_signals_close(chi_signals *s)
    - A pending poll holds a reference to its socket, so closing the
      descriptor alone would not close the connection: chi_poller_forget
      cancels it (the cancel goes with the next enter).
+   - A worker's connections receive by a multishot IORING_OP_RECV into a
+     ring of provided buffers (CHI_EV_DATA, chi_poller_data), and send by
+     IORING_OP_SEND from chunks the worker owns (chi_poller_send copies and
+     queues; one send per socket in the kernel at a time; shutdown and close
+     wait for the queue): no read or send call per request, one
+     io_uring_enter per pass (two when its sends ended the wait).
    - The waker is an eventfd with an IORING_OP_READ on it (the read is the
      drain; the owner re-arms it); the ticker an IORING_OP_TIMEOUT re-armed
      on each tick; the stop signals a signalfd polled like a socket.
@@ -7829,6 +7874,7 @@ static void chi_signals_close(chi_signals *s)
 #define CHI_UR_WAKER 2u   /* the waker's read: its address */
 #define CHI_UR_TICKER 3u  /* the ticker's timeout: its address */
 #define CHI_UR_RECV 4u    /* a connection's multishot receive: generation << 35 | fd << 3 */
+#define CHI_UR_SEND 5u    /* a connection's send: fd << 3 (its descriptor stays open until it ends) */
 #define CHI_UR_GEN_MASK 0x1fffffffu
 #define CHI_UR_SQ 1024u   /* submission entries; the queue is flushed when full */
 #define CHI_UR_CQ 16384u  /* completion entries; more wait in the kernel (NODROP) */
@@ -7836,9 +7882,31 @@ static void chi_signals_close(chi_signals *s)
 #define CHI_UR_BUF 4096u  /* bytes each */
 #define CHI_EV_DATA 8u    /* io_uring only: bytes (or EOF, an error) received for the tag:
                              the server takes them with chi_poller_data */
+#define CHI_UR_CHUNK 4096u      /* a pooled output chunk, header included */
+#define CHI_UR_SPARE 64u        /* free chunks a worker keeps */
+#define CHI_UR_SENDQ (128u * 1024u) /* bytes queued per connection before a send says "would block" */
+#define CHI_UR_ORPHAN_TICKS 2u  /* ticks without progress after which a closed descriptor's queue is dropped */
+
+/* Output queued on the ring: a connection's chunks in order. One send per
+   socket is in the kernel at a time (two could overtake each other), for
+   the first chunk's bytes [off, sub); bytes are appended behind sub even
+   while it is in flight (the kernel reads only that range). */
+typedef struct chi_ur_chunk {
+    struct chi_ur_chunk *next;
+    uint32_t off, len, cap;    /* sent; written; room for bytes after the header */
+    uint32_t more;             /* MSG_MORE: a file body follows */
+} chi_ur_chunk;
+
+#define CHI_UR_S_SHUT 1u      /* shutdown(SHUT_WR) once the queue drains */
+#define CHI_UR_S_CLOSE 2u     /* the server closed it: close(2) once the queue drains */
+#define CHI_UR_S_ERR 4u       /* a send failed: every later one fails too */
+
+typedef struct chi_ur_orphan {
+    int fd;
+} chi_ur_orphan;
 
 typedef struct chi_ur_fd {
-    uint64_t tag;
+    uint32_t tag;              /* (every tag fits in 32 bits) */
     uint32_t gen;              /* of the registration (its receive carries it) */
     uint32_t pgen;             /* of the poll armed now */
     unsigned char ev;          /* interest: CHI_EV_READ | CHI_EV_WRITE */
@@ -7846,7 +7914,18 @@ typedef struct chi_ur_fd {
     unsigned char reg;         /* registered */
     unsigned char dirty;       /* in the list looked at before the next wait */
     unsigned char rstate;      /* the receive: CHI_UR_R_IDLE, _ARMED, _CANCELLING */
-} chi_ur_fd;
+    unsigned char sending;     /* a send of its queue's first chunk is in the kernel */
+    unsigned char sflags;      /* CHI_UR_S_* */
+    uint32_t q;                /* its output queue: p->qs[q - 1]; 0: none (an idle connection) */
+} chi_ur_fd;                   /* 24 bytes, one per descriptor number */
+
+/* A connection's output queue, while it has one. */
+typedef struct chi_ur_queue {
+    chi_ur_chunk *out;         /* the chunks, first to last */
+    uint32_t queued;           /* bytes in them */
+    uint32_t stamp;            /* the tick of the last progress */
+    uint32_t next_free;        /* a free slot: the next free one + 1 */
+} chi_ur_queue;
 
 #define CHI_UR_R_IDLE 0
 #define CHI_UR_R_ARMED 1
@@ -7882,6 +7961,15 @@ typedef struct chi_poller {
     unsigned br_tail;
     chi_ur_data data[CHI_MAX_EVENTS]; /* one per CHI_EV_DATA event of the last wait, in order */
     int data_head, data_n;
+    /* sends (chi_poller_send): spare chunks; descriptors the server closed
+       whose queue still drains; ticks seen (their deadline) */
+    chi_ur_chunk *spare;
+    unsigned nspare, ticks, nsending, nout; /* nout: descriptors with a queue */
+    chi_ur_queue *qs;          /* the queues, taken and given back (free list qfree) */
+    uint32_t nq, qcap, qfree;
+    chi_ur_orphan *orphans;
+    size_t norphans, orphan_cap;
+    size_t reaped;             /* completions the last reap took */
 } chi_poller;
 
 typedef struct chi_waker {
@@ -8012,6 +8100,8 @@ static int chi_poller_open(chi_poller *p) { return chi_ur_poller_open(p, 0); }
    the thread. */
 static int chi_poller_open_owned(chi_poller *p) { return chi_ur_poller_open(p, 1); }
 
+static void chi_ur_sends_free(chi_poller *p);
+
 static void chi_poller_close(chi_poller *p)
 {
     if (!p->uring) {
@@ -8019,6 +8109,7 @@ static void chi_poller_close(chi_poller *p)
         return;
     }
     if (!p->open) return;
+    chi_ur_sends_free(p);
     munmap(p->sqe_map, p->sqe_len);
     munmap(p->ring_map, p->ring_len);
     close(p->fd); /* the buffer ring is unregistered with the ring */
@@ -8108,7 +8199,8 @@ static int chi_ur_receives(const chi_poller *p, const chi_ur_fd *e) { return p->
 /* The interest that a poll serves: all of it, or only writing. */
 static unsigned chi_ur_poll_ev(const chi_poller *p, const chi_ur_fd *e)
 {
-    return chi_ur_receives(p, e) ? (unsigned)e->ev & CHI_EV_WRITE : (unsigned)e->ev;
+    unsigned ev = chi_ur_receives(p, e) ? (unsigned)e->ev & CHI_EV_WRITE : (unsigned)e->ev;
+    return e->q ? ev & ~CHI_EV_WRITE : ev; /* writable: said when its queued sends drain */
 }
 
 static int chi_ur_arm_recv(chi_poller *p, int fd, chi_ur_fd *e)
@@ -8206,7 +8298,7 @@ static int chi_poller_add(chi_poller *p, int fd, unsigned ev, uint64_t tag, int 
         return -1;
     }
     e->reg = 1;
-    e->tag = tag;
+    e->tag = (uint32_t)tag;
     e->ev = (unsigned char)ev;
     return ev ? chi_ur_mark(p, fd, e) : 0;
 }
@@ -8220,7 +8312,7 @@ static int chi_poller_mod(chi_poller *p, int fd, unsigned old_ev, unsigned ev, u
         return -1;
     }
     e = &p->fds[fd];
-    e->tag = tag;
+    e->tag = (uint32_t)tag;
     e->ev = (unsigned char)ev;
     return chi_ur_mark(p, fd, e); /* the poll (or receive) follows before the next wait */
 }
@@ -8252,6 +8344,329 @@ static void chi_poller_forget(chi_poller *p, int fd)
     if (fd >= 0 && (size_t)fd < p->nfds && p->fds[fd].reg) (void)chi_poller_del(p, fd, 0);
 }
 
+/* Sends. The server's send on a connection copies the bytes into chunks
+   the worker owns and queues them (the whole pass's output for a socket
+   leaves in one IORING_OP_SEND, submitted with the next wait); it reports
+   them sent, as a socket with a bigger buffer would. Past CHI_UR_SENDQ
+   queued bytes it takes part or says CHI_IO_AGAIN, and "writable" is
+   reported when the queue drains. A send that fails (the client reset)
+   comes back as CHI_EV_DATA with CHI_IO_ERROR, which closes the connection.
+   shutdown and close wait for the queue: the descriptor stays open (so its
+   number is not reused under a queued send) until the last byte is sent,
+   or CHI_UR_ORPHAN_TICKS after the server closed it. */
+static char *chi_ur_bytes(chi_ur_chunk *k) { return (char *)(void *)(k + 1); }
+
+static chi_ur_chunk *chi_ur_chunk_new(chi_poller *p, size_t want)
+{
+    const size_t std = CHI_UR_CHUNK - sizeof(chi_ur_chunk);
+    size_t cap = want <= std ? std : want;
+    chi_ur_chunk *k = NULL;
+    if (cap == std && p->spare) {
+        k = p->spare;
+        p->spare = k->next;
+        p->nspare--;
+    } else {
+        k = (chi_ur_chunk *)CHOPIN_MALLOC(sizeof *k + cap);
+        if (!k) return NULL;
+    }
+    k->next = NULL;
+    k->off = k->len = k->more = 0;
+    k->cap = (uint32_t)cap;
+    return k;
+}
+
+static void chi_ur_chunk_free(chi_poller *p, chi_ur_chunk *k)
+{
+    if (k->cap == CHI_UR_CHUNK - sizeof(chi_ur_chunk) && p->nspare < CHI_UR_SPARE) {
+        k->next = p->spare;
+        p->spare = k;
+        p->nspare++;
+        return;
+    }
+    CHOPIN_FREE(k);
+}
+
+static chi_ur_queue *chi_ur_q(const chi_poller *p, const chi_ur_fd *e) { return &p->qs[e->q - 1]; }
+
+/* A queue for e (which has none); NULL when out of memory. */
+static chi_ur_queue *chi_ur_q_take(chi_poller *p, chi_ur_fd *e)
+{
+    chi_ur_queue *q;
+    uint32_t i;
+    if (p->qfree) {
+        i = p->qfree - 1;
+        p->qfree = p->qs[i].next_free;
+    } else {
+        if (p->nq == p->qcap) {
+            uint32_t n = p->qcap ? p->qcap * 2 : 64;
+            chi_ur_queue *t = (chi_ur_queue *)CHOPIN_REALLOC(p->qs, (size_t)n * sizeof *t);
+            if (!t) return NULL;
+            p->qs = t;
+            p->qcap = n;
+        }
+        i = p->nq++;
+    }
+    q = &p->qs[i];
+    q->out = NULL;
+    q->queued = q->next_free = 0;
+    q->stamp = p->ticks;
+    e->q = i + 1;
+    p->nout++;
+    return q;
+}
+
+/* e's queue (empty or not) goes: its chunks are freed. */
+static void chi_ur_out_free(chi_poller *p, chi_ur_fd *e)
+{
+    chi_ur_queue *q;
+    if (!e->q) return;
+    q = chi_ur_q(p, e);
+    while (q->out) {
+        chi_ur_chunk *k = q->out;
+        q->out = k->next;
+        chi_ur_chunk_free(p, k);
+    }
+    q->next_free = p->qfree;
+    p->qfree = e->q;
+    e->q = 0;
+    p->nout--;
+}
+
+static uint64_t chi_ur_send_data(int fd) { return ((uint64_t)(unsigned)fd << 3) | CHI_UR_SEND; }
+
+/* The first chunk's unsent bytes go to the kernel (before the next wait). */
+static int chi_ur_issue_send(chi_poller *p, int fd, chi_ur_fd *e)
+{
+    chi_ur_chunk *k = chi_ur_q(p, e)->out;
+    struct io_uring_sqe *s = chi_ur_sqe(p);
+    if (!s) return -1;
+    s->opcode = IORING_OP_SEND;
+    s->fd = fd;
+    s->addr = (uint64_t)(uintptr_t)(chi_ur_bytes(k) + k->off);
+    s->len = k->len - k->off;
+    s->msg_flags = (uint32_t)(MSG_NOSIGNAL | (k->more ? MSG_MORE : 0));
+    s->user_data = chi_ur_send_data(fd);
+    e->sending = 1;
+    p->nsending++;
+    return 0;
+}
+
+/* The server is done with fd and closed it (its queue had drained, or ran
+   out of time): the entry is clean for the next descriptor of that number. */
+static void chi_ur_close_now(chi_poller *p, int fd, chi_ur_fd *e)
+{
+    size_t i;
+    chi_ur_out_free(p, e);
+    e->sflags = 0;
+    for (i = 0; i < p->norphans; i++)
+        if (p->orphans[i].fd == fd) {
+            p->orphans[i] = p->orphans[--p->norphans];
+            break;
+        }
+    close(fd);
+}
+
+static long chi_ur_send(chi_poller *p, int fd, const char *b, size_t n, int more)
+{
+    chi_ur_fd *e = chi_ur_entry(p, fd);
+    chi_ur_queue *q;
+    chi_ur_chunk *t;
+    size_t take, k;
+    if (!e || (e->sflags & CHI_UR_S_ERR)) return CHI_IO_ERROR;
+    if (n == 0) return 0;
+    q = e->q ? chi_ur_q(p, e) : chi_ur_q_take(p, e);
+    if (!q) return CHI_IO_ERROR;
+    if (q->queued >= CHI_UR_SENDQ) return CHI_IO_AGAIN;
+    take = n < CHI_UR_SENDQ - q->queued ? n : CHI_UR_SENDQ - q->queued;
+    for (t = q->out; t && t->next; t = t->next) {}
+    for (k = 0; k < take;) {
+        size_t room = t ? t->cap - t->len : 0, m;
+        if (room == 0) {
+            chi_ur_chunk *nk = chi_ur_chunk_new(p, take - k);
+            if (!nk) break;
+            if (t)
+                t->next = nk;
+            else
+                q->out = nk;
+            t = nk;
+            room = t->cap;
+        }
+        m = take - k < room ? take - k : room;
+        memcpy(chi_ur_bytes(t) + t->len, b + k, m);
+        t->len += (uint32_t)m;
+        t->more = (uint32_t)more;
+        k += m;
+    }
+    if (k == 0) { /* out of memory */
+        if (!q->out) chi_ur_out_free(p, e);
+        return CHI_IO_ERROR;
+    }
+    q->queued += (uint32_t)k;
+    if (!e->sending && chi_ur_mark(p, fd, e) < 0) return CHI_IO_ERROR;
+    return (long)k;
+}
+
+static long chi_poller_send(chi_poller *p, int fd, const char *b, size_t n)
+{
+    if (!p->uring) return chi_os_send(fd, b, n);
+    return chi_ur_send(p, fd, b, n, 0);
+}
+
+/* The same before a file body (MSG_MORE). */
+static long chi_poller_send_more(chi_poller *p, int fd, const char *b, size_t n)
+{
+    if (!p->uring) return chi_os_send_more(fd, b, n);
+    return chi_ur_send(p, fd, b, n, 1);
+}
+
+/* Are bytes of fd still queued? (sendfile waits for them: they go first) */
+static int chi_poller_sending(const chi_poller *p, int fd)
+{
+    return p->uring && fd >= 0 && (size_t)fd < p->nfds && p->fds[fd].q != 0;
+}
+
+static int chi_poller_shutdown_write(chi_poller *p, int fd)
+{
+    if (chi_poller_sending(p, fd)) {
+        p->fds[fd].sflags |= CHI_UR_S_SHUT;
+        return 0;
+    }
+    return chi_os_shutdown_write(fd);
+}
+
+/* The server closes fd (registered or not): with bytes still queued the
+   close waits for them, as close(2) lets a socket's buffer drain. */
+static void chi_poller_close_fd(chi_poller *p, int fd)
+{
+    chi_ur_fd *e;
+    chi_poller_forget(p, fd);
+    if (!p->uring || fd < 0 || (size_t)fd >= p->nfds) {
+        close(fd);
+        return;
+    }
+    e = &p->fds[fd];
+    if (e->q) {
+        if (p->norphans == p->orphan_cap) {
+            size_t n = p->orphan_cap ? p->orphan_cap * 2 : 64;
+            chi_ur_orphan *t = (chi_ur_orphan *)CHOPIN_REALLOC(p->orphans, n * sizeof *t);
+            if (!t) { /* no room to remember it: the bytes go when the send ends */
+                e->sflags |= CHI_UR_S_CLOSE;
+                return;
+            }
+            p->orphans = t;
+            p->orphan_cap = n;
+        }
+        p->orphans[p->norphans++].fd = fd;
+        e->sflags |= CHI_UR_S_CLOSE;
+        return;
+    }
+    chi_ur_close_now(p, fd, e);
+}
+
+/* On each tick: a closed descriptor whose queue made no progress for
+   CHI_UR_ORPHAN_TICKS ticks (a client that stopped reading; the server
+   closed it for that, most likely) has its send cancelled; the failed send
+   closes it. One that keeps reading keeps its bytes coming. */
+static void chi_ur_sweep(chi_poller *p)
+{
+    size_t i;
+    p->ticks++;
+    for (i = 0; i < p->norphans; i++) {
+        const chi_ur_orphan *o = &p->orphans[i];
+        const chi_ur_fd *e = &p->fds[o->fd];
+        struct io_uring_sqe *s;
+        if (!e->q || !e->sending || p->ticks - chi_ur_q(p, e)->stamp < CHI_UR_ORPHAN_TICKS || !(s = chi_ur_sqe(p)))
+            continue;
+        s->opcode = IORING_OP_ASYNC_CANCEL;
+        s->addr = chi_ur_send_data(o->fd);
+        s->flags = (unsigned char)p->skip;
+        s->user_data = CHI_UR_IGNORE;
+    }
+}
+
+/* A send's completion: the next bytes go (what the kernel did not take,
+   what was queued meanwhile), or the queue drained (writable; the shutdown
+   or close that waited), or it failed. */
+static int chi_ur_sent(chi_poller *p, const struct io_uring_cqe *cqe, chi_event *out)
+{
+    int fd = (int)((cqe->user_data >> 3) & 0xffffffffu);
+    chi_ur_fd *e = (size_t)fd < p->nfds ? &p->fds[fd] : NULL;
+    chi_ur_queue *q;
+    chi_ur_chunk *k;
+    if (!e || !e->sending || !e->q) return 0;
+    e->sending = 0;
+    p->nsending--;
+    q = chi_ur_q(p, e);
+    k = q->out;
+    if (cqe->res < 0 && cqe->res != -EINTR && cqe->res != -EAGAIN) {
+        chi_ur_out_free(p, e);
+        if (e->sflags & CHI_UR_S_CLOSE) {
+            chi_ur_close_now(p, fd, e);
+            return 0;
+        }
+        e->sflags |= CHI_UR_S_ERR;
+        if (!e->reg) return 0;
+        p->data[p->data_n].bid = -1;
+        p->data[p->data_n++].res = CHI_IO_ERROR;
+        out->tag = e->tag;
+        out->flags = CHI_EV_DATA;
+        return 1;
+    }
+    if (cqe->res > 0) {
+        k->off += (uint32_t)cqe->res;
+        q->queued -= (uint32_t)cqe->res;
+        q->stamp = p->ticks;
+    }
+    if (k->off == k->len) {
+        q->out = k->next;
+        chi_ur_chunk_free(p, k);
+    }
+    if (q->out) {
+        (void)chi_ur_mark(p, fd, e); /* the rest goes before the next wait */
+        return 0;
+    }
+    chi_ur_out_free(p, e); /* drained: the queue's slot goes back */
+    if (e->sflags & CHI_UR_S_CLOSE) {
+        chi_ur_close_now(p, fd, e);
+        return 0;
+    }
+    if (e->sflags & CHI_UR_S_SHUT) {
+        e->sflags &= (unsigned char)~CHI_UR_S_SHUT;
+        (void)shutdown(fd, SHUT_WR);
+    }
+    if (!e->reg || !(e->ev & CHI_EV_WRITE)) return 0;
+    (void)chi_ur_mark(p, fd, e); /* a poll for writing may follow (a file body) */
+    out->tag = e->tag;
+    out->flags = CHI_EV_WRITE;
+    return 1;
+}
+
+/* The ring is going: the descriptors the server closed whose bytes were
+   still queued are closed now, and the chunks freed (the sends left were
+   cancelled when their thread exited, or chi_poller_finish saw them end). */
+static void chi_ur_sends_free(chi_poller *p)
+{
+    size_t fd;
+    for (fd = 0; fd < p->nfds; fd++) {
+        chi_ur_fd *e = &p->fds[fd];
+        if (e->sflags & CHI_UR_S_CLOSE) close((int)fd);
+        chi_ur_out_free(p, e);
+        e->sflags = 0;
+    }
+    while (p->spare) {
+        chi_ur_chunk *k = p->spare;
+        p->spare = k->next;
+        CHOPIN_FREE(k);
+    }
+    CHOPIN_FREE(p->orphans);
+    CHOPIN_FREE(p->qs);
+    p->orphans = NULL;
+    p->qs = NULL;
+    p->nq = p->qcap = p->qfree = 0;
+    p->nspare = 0;
+    p->norphans = p->orphan_cap = 0;
+}
+
 /* Before a wait: every descriptor whose interest changed or whose poll
    fired gets the poll its interest asks for now. */
 static int chi_ur_prepare(chi_poller *p)
@@ -8262,6 +8677,7 @@ static int chi_ur_prepare(chi_poller *p)
         chi_ur_fd *e = &p->fds[fd];
         unsigned pev;
         e->dirty = 0;
+        if (e->q && !e->sending && chi_ur_issue_send(p, fd, e) < 0) return -1;
         if (!e->reg) continue;
         /* a poll that asks for more than the interest now may stay: what it
            reports is masked with the interest when it completes */
@@ -8350,6 +8766,7 @@ static int chi_ur_event(chi_poller *p, const struct io_uring_cqe *cqe, chi_event
         return 1;
     }
     if (kind == CHI_UR_RECV) return chi_ur_received(p, cqe, out);
+    if (kind == CHI_UR_SEND) return chi_ur_sent(p, cqe, out);
     if (kind == CHI_UR_WAKER) {
         chi_waker *wk = (chi_waker *)(uintptr_t)(ud & ~(uint64_t)7);
         wk->armed = 0;
@@ -8361,6 +8778,7 @@ static int chi_ur_event(chi_poller *p, const struct io_uring_cqe *cqe, chi_event
     if (kind == CHI_UR_TICKER) {
         chi_ticker *t = (chi_ticker *)(uintptr_t)(ud & ~(uint64_t)7);
         t->armed = 0;
+        chi_ur_sweep(p);
         if (cqe->res == -ECANCELED || !t->open) return 0;
         out->tag = t->tag;
         out->flags = CHI_EV_READ;
@@ -8378,6 +8796,7 @@ static int chi_ur_reap(chi_poller *p, chi_event *out, int max)
         n += chi_ur_event(p, &p->cqes[head & *p->cq_mask], &out[n]);
         head++;
     }
+    p->reaped = head - *p->cq_head;
     __atomic_store_n(p->cq_head, head, __ATOMIC_RELEASE);
     return n;
 }
@@ -8440,36 +8859,43 @@ static int chi_poller_receive(chi_poller *p)
 }
 
 /* One enter: what the pass queued goes in, and (unless completions are
-   already waiting, or timeout_ms is 0) it waits for at least one. */
+   already waiting, or timeout_ms is 0) it waits for at least one. Sends
+   that the enter issues complete in it and end the wait: when they were
+   all it brought, the wait is made again (once), now for an event. */
 static int chi_poller_wait(chi_poller *p, chi_event *out, int max, int timeout_ms)
 {
     struct io_uring_getevents_arg arg;
     struct __kernel_timespec ts;
     long r;
-    int n;
+    int n, again;
     if (!p->uring) return chi_epoll_poller_wait(&p->ep, out, max, timeout_ms);
     if (max > CHI_MAX_EVENTS) max = CHI_MAX_EVENTS;
     while (p->data_head < p->data_n) chi_poller_data_done(p); /* (all taken, normally) */
     p->data_head = p->data_n = 0;
-    if (chi_ur_prepare(p) < 0) return -1;
-    n = chi_ur_reap(p, out, max);
-    if (n > 0 || timeout_ms == 0 || chi_ur_cq_ready(p)) {
-        /* a deferred ring posts completions only in an enter that asks
-           for them: asked for here too, without waiting, or a pass that
-           never sleeps (connections left to settle) would see none */
-        r = chi_ur_submit(p, 0, p->deferred ? IORING_ENTER_GETEVENTS : 0u, NULL, 0);
-    } else if (timeout_ms < 0) {
-        r = chi_ur_submit(p, 1, IORING_ENTER_GETEVENTS, NULL, 0);
-    } else {
-        memset(&arg, 0, sizeof arg);
+    memset(&arg, 0, sizeof arg);
+    if (timeout_ms > 0) {
         ts.tv_sec = timeout_ms / 1000;
         ts.tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
         arg.ts = (uint64_t)(uintptr_t)&ts;
-        r = chi_ur_submit(p, 1, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg, sizeof arg);
     }
-    if (r < 0 && errno != EINTR && errno != ETIME && errno != EAGAIN && errno != EBUSY) return -1;
-    /* whatever completed while the pass ran, or during the wait */
-    return n + chi_ur_reap(p, out + n, max - n);
+    for (again = 0;; again++) {
+        if (chi_ur_prepare(p) < 0) return -1;
+        n = chi_ur_reap(p, out, max);
+        if (n > 0 || timeout_ms == 0 || chi_ur_cq_ready(p)) {
+            /* a deferred ring posts completions only in an enter that asks
+               for them: asked for here too, without waiting, or a pass that
+               never sleeps (connections left to settle) would see none */
+            r = chi_ur_submit(p, 0, p->deferred ? IORING_ENTER_GETEVENTS : 0u, NULL, 0);
+        } else if (timeout_ms < 0) {
+            r = chi_ur_submit(p, 1, IORING_ENTER_GETEVENTS, NULL, 0);
+        } else {
+            r = chi_ur_submit(p, 1, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg, sizeof arg);
+        }
+        if (r < 0 && errno != EINTR && errno != ETIME && errno != EAGAIN && errno != EBUSY) return -1;
+        /* whatever completed while the pass ran, or during the wait */
+        n += chi_ur_reap(p, out + n, max - n);
+        if (n > 0 || !p->reaped || timeout_ms == 0 || again) return n;
+    }
 }
 
 /* Submits what a pass queued without waiting (an embedding caller sleeps
@@ -8479,6 +8905,31 @@ static void chi_poller_flush(chi_poller *p)
 {
     if (!p->uring) return;
     if (chi_ur_prepare(p) == 0) (void)chi_ur_submit(p, 0, 0, NULL, 0);
+}
+
+/* On the loop's own thread, when it stops: the sends still queued (a
+   graceful stop's last answers, a Connection: close) get up to a second to
+   go out, since the ring's requests end with the thread that made them. */
+static void chi_poller_finish(chi_poller *p)
+{
+    chi_event ev[CHI_MAX_EVENTS];
+    struct io_uring_getevents_arg arg;
+    struct __kernel_timespec ts;
+    int64_t until = chi_os_now_ns() + 1000000000;
+    if (!p->uring || !p->open) return;
+    memset(&arg, 0, sizeof arg);
+    ts.tv_sec = 0;
+    ts.tv_nsec = 10000000;
+    arg.ts = (uint64_t)(uintptr_t)&ts;
+    while (p->nout && chi_os_now_ns() < until) {
+        if (chi_ur_prepare(p) < 0) break;
+        if (chi_ur_submit(p, 1, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg, sizeof arg) < 0 && errno != ETIME &&
+            errno != EINTR && errno != EAGAIN && errno != EBUSY)
+            break;
+        (void)chi_ur_reap(p, ev, CHI_MAX_EVENTS); /* nobody listens any more */
+        while (p->data_head < p->data_n) chi_poller_data_done(p);
+        p->data_head = p->data_n = 0;
+    }
 }
 
 static int chi_poller_fd(const chi_poller *p)
@@ -9365,6 +9816,40 @@ static int chi_signals_read(chi_signals *s)
 }
 #endif /* CHI_OS_POLL */
 
+#if !defined(CHI_OS_IO_URING)
+/* Sending on a connection goes through its worker's poller: a readiness
+   backend sends at once and needs no poller; io_uring queues the bytes on
+   its ring (>>os io_uring: chi_poller_send, and why shutdown and close
+   wait for them). */
+static inline long chi_poller_send(chi_poller *p, int fd, const char *b, size_t n)
+{
+    (void)p;
+    return chi_os_send(fd, b, n);
+}
+static inline long chi_poller_send_more(chi_poller *p, int fd, const char *b, size_t n)
+{
+    (void)p;
+    return chi_os_send_more(fd, b, n);
+}
+static inline int chi_poller_sending(const chi_poller *p, int fd)
+{
+    (void)p;
+    (void)fd;
+    return 0;
+}
+static inline int chi_poller_shutdown_write(chi_poller *p, int fd)
+{
+    (void)p;
+    return chi_os_shutdown_write(fd);
+}
+static inline void chi_poller_close_fd(chi_poller *p, int fd)
+{
+    chi_poller_forget(p, fd);
+    chi_os_close(fd);
+}
+static inline void chi_poller_finish(chi_poller *p) { (void)p; }
+#endif
+
 /* >>structs -------------------------------------------------------------------
    LAYER 3, THE SERVER. Its private types come first, all of them, so no
    function below uses a type defined further down:
@@ -9588,6 +10073,9 @@ typedef struct chi_conn {
     uint64_t file_off, file_left;
     struct chi_stream *stream; /* a body being streamed (>>uploads) */
     struct chi_passed *passed; /* the middleware let this body in (>>uploads) */
+    const void *rl_table;    /* the rate limiter's table ... (>>ratelimit) */
+    int rl_bucket;           /* ... and this client's bucket in it, */
+    uint32_t rl_gen;         /* ... still its while the generation holds */
 } chi_conn;
 
 /* A response that outlives its handler. The user holds it by a ch_defer
@@ -9741,8 +10229,8 @@ struct ch_worker {
     chi_buf decoded;         /* ch_req_param_decoded's values, per request */
     size_t decoded_at[CHOPIN_MAX_PARAMS], decoded_len[CHOPIN_MAX_PARAMS];
     uint64_t rid_next;       /* request ids: a count after ... */
-    size_t rid_prefix_len, rid_last_len;
-    char rid_last[40];       /* ... "<start second>-<worker>-": the last id made */
+    size_t rid_prefix_len, rid_last_len; /* ... "<start second>-<worker>-" */
+    char rid_line[64];       /* "X-Request-Id: <the last id made>\r\n" (>>request id) */
     int hooks_started;       /* the start hooks ran (so the stop hooks will) */
     int out_failed;          /* an answer could not be written: out of memory */
     /* answering later (>>later): nothing here is touched by a request
@@ -10436,13 +10924,13 @@ static const int chi_refusal_status[CHI_REFUSAL_KINDS - 1] = {400, 408, 413, 414
 static void chi_count_request(chi_worker *w, int status, size_t bytes, int64_t ns)
 {
     chi_metrics *m = w->metrics;
+    unsigned slot = (unsigned)status - CHI_STATUS_MIN; /* below the range: wraps, so one compare */
     int b = 0;
     if (!m) return;
-    if (status >= CHI_STATUS_MIN && status < CHI_STATUS_MIN + CHI_STATUS_SLOTS)
-        chi_stat_add(&m->by_status[status - CHI_STATUS_MIN], 1);
+    if (slot < CHI_STATUS_SLOTS) chi_stat_add(&m->by_status[slot], 1);
     chi_stat_add(&m->bytes_out, bytes);
-    if (ns < 0) ns = 0;
-    while (b < CHI_HIST_BUCKETS && ns > chi_hist_ns[b]) b++;
+    ns = ns < 0 ? 0 : ns;
+    while (b < CHI_HIST_BUCKETS && ns > chi_hist_ns[b]) b++; /* most answers: the first bound */
     chi_stat_add(&m->hist[b], 1);
     chi_stat_add(&m->dur_sum_ns, (uint64_t)ns);
 }
@@ -10928,14 +11416,21 @@ static void chi_route_request(chi_worker *w, ch_req *req)
     route->handler(req, res);
 }
 
-static void chi_run_after(chi_worker *w, const ch_req *req, size_t out_before)
+/* The after-hooks themselves, out of line: with metrics alone there are
+   none, and the caller below then keeps fewer registers. */
+CHI_OUTLINE static void chi_after_hooks(chi_worker *w, const ch_req *req)
 {
     ch_app *app = w->app;
     int i;
+    for (i = 0; i < app->nafter; i++) app->after[i].fn(req, &w->res, app->after[i].user);
+}
+
+static void chi_run_after(chi_worker *w, const ch_req *req, size_t out_before)
+{
     w->res.bytes = w->out.len - out_before + (w->res.file ? (size_t)w->res.file_len : 0);
     w->res.end_ns = chi_os_now_ns();
     chi_count_request(w, w->res.status, w->res.bytes, w->res.end_ns - w->res.start_ns);
-    for (i = 0; i < app->nafter; i++) app->after[i].fn(req, &w->res, app->after[i].user);
+    if (w->app->nafter) chi_after_hooks(w, req);
 }
 
 static void chi_dispatch(chi_worker *w, ch_req *req, int keep_alive)
@@ -11145,7 +11640,12 @@ CHOPIN_API void ch_access_log(const ch_req *req, const ch_res *res, void *user)
    X-Request-Id: a client's (or a proxy's) id is kept when it is 1-64 token
    bytes, else one is made: this worker's start second, its number and a
    counter, in hex ("65f1a2b3-0-2a"), unique per process run. It goes back
-   in the answer and into the access log line. */
+   in the answer and into the access log line.
+   The worker keeps its last id as a whole header line (w->rid_line,
+   "X-Request-Id: <id>\r\n"), the count turned in place like an odometer:
+   the usual request turns its last digit and copies the line whole. */
+
+#define CHI_RID_AT 14         /* the id's offset in w->rid_line */
 
 static int chi_rid_valid(ch_str v)
 {
@@ -11170,20 +11670,24 @@ static size_t chi_hex(uint64_t v, char *out)
 
 /* The next id, made from the last one: its hex count turned like an
    odometer (a carry moves left), with no conversion per request; a count
-   that gains a digit (ff to 100) is written anew. */
+   that gains a digit (ff to 100) is written anew. The line's "\r\n"
+   follows the id. */
 static void chi_rid_make(chi_worker *w)
 {
-    char *first = w->rid_last + w->rid_prefix_len, *d = w->rid_last + w->rid_last_len;
+    char *id = w->rid_line + CHI_RID_AT;
+    char *first = id + w->rid_prefix_len, *d = id + w->rid_last_len;
     if (!w->rid_prefix_len) { /* "<start second>-<worker>-" and a count of 0, once */
-        d = w->rid_last;
+        memcpy(w->rid_line, "X-Request-Id: ", CHI_RID_AT);
+        d = id;
         d += chi_hex((uint64_t)chi_os_wall_seconds() & 0xffffffffu, d);
         *d++ = '-';
         d += chi_hex((uint64_t)w->id, d);
         *d++ = '-';
-        w->rid_prefix_len = (size_t)(d - w->rid_last);
+        w->rid_prefix_len = (size_t)(d - id);
         first = d;
         *d++ = '0';
-        w->rid_last_len = (size_t)(d - w->rid_last);
+        w->rid_last_len = (size_t)(d - id);
+        chi_put(d, "\r\n", 2);
     }
     w->rid_next++;
     while (d > first) {
@@ -11199,31 +11703,55 @@ static void chi_rid_make(chi_worker *w)
         *d = '0';
     }
     w->rid_last_len = w->rid_prefix_len + chi_hex(w->rid_next, first);
+    chi_put(id + w->rid_last_len, "\r\n", 2);
 }
 
-CHOPIN_API int ch_mw_request_id(ch_req *req, ch_res *res, void *user)
+/* The id into res->rid and the line into the header lines: whole
+   fixed-size copies (a few wide moves, no call), of which the id's and
+   the line's lengths count. Room for the line is there. */
+static void chi_rid_put(chi_worker *w, ch_res *res)
+{
+    if (CHI_RID_AT + w->rid_last_len + 2 <= 32) { /* the first million ids or so */
+        memcpy(res->rid, w->rid_line + CHI_RID_AT, 32 - CHI_RID_AT);
+        memcpy(res->headers.ptr + res->headers.len, w->rid_line, 32);
+    } else {
+        memcpy(res->rid, w->rid_line + CHI_RID_AT, sizeof w->rid_line - CHI_RID_AT);
+        memcpy(res->headers.ptr + res->headers.len, w->rid_line, sizeof w->rid_line);
+    }
+    res->rid_len = w->rid_last_len;
+    res->headers.len += CHI_RID_AT + w->rid_last_len + 2;
+}
+
+/* A client's id, the first id, a carry, no room for the line. */
+CHI_OUTLINE static int chi_rid_slow(ch_req *req, ch_res *res)
 {
     chi_worker *w = res->w;
     ch_str v = ch_req_common(req, CH_H_X_REQUEST_ID);
-    char *p;
-    (void)user;
     if (chi_rid_valid(v)) {
         memcpy(res->rid, v.ptr, v.len);
         res->rid_len = v.len;
         chi_res_put_header(res, "X-Request-Id", 12, res->rid, res->rid_len); /* token bytes: no check needed */
         return CH_NEXT;
     }
+    if (chi_buf_reserve(&res->headers, sizeof w->rid_line) < 0) return CH_NEXT;
     chi_rid_make(w);
-    /* the id into res->rid and straight into the header lines; each copy
-       moves the whole fixed-size array (a few wide moves, no call), of
-       which the first rid_last_len bytes count */
-    memcpy(res->rid, w->rid_last, sizeof w->rid_last);
-    res->rid_len = w->rid_last_len;
-    if (chi_buf_reserve(&res->headers, 14 + sizeof w->rid_last + 2) < 0) return CH_NEXT;
-    p = chi_put(res->headers.ptr + res->headers.len, "X-Request-Id: ", 14);
-    memcpy(p, w->rid_last, sizeof w->rid_last);
-    p = chi_put(p + w->rid_last_len, "\r\n", 2);
-    res->headers.len = (size_t)(p - res->headers.ptr);
+    chi_rid_put(w, res);
+    return CH_NEXT;
+}
+
+/* The usual request (no id of its own, a last digit that does not
+   carry): the digit turned, the line copied; the rest is a tail call. */
+CHOPIN_API int ch_mw_request_id(ch_req *req, ch_res *res, void *user)
+{
+    chi_worker *w = res->w;
+    char *d = w->rid_line + CHI_RID_AT + w->rid_last_len - 1;
+    (void)user;
+    if (req->common[CH_H_X_REQUEST_ID] || !w->rid_prefix_len || *d == 'f' || /* the client sent one */
+        res->headers.cap - res->headers.len < sizeof w->rid_line)
+        return chi_rid_slow(req, res);
+    *d = *d == '9' ? 'a' : (char)(*d + 1);
+    w->rid_next++;
+    chi_rid_put(w, res);
     return CH_NEXT;
 }
 #endif
@@ -11261,7 +11789,10 @@ static int chi_value_ok(const char *v)
    CORS by the Fetch standard. The headers a preflight answer carries
    (methods, headers, max-age) are built once at registration; an origin's
    verdict (in the list, or by the callback) is cached per worker in a small
-   direct-mapped table, so a busy origin costs one hash and one compare. A
+   direct-mapped table, with the header lines an allowed origin's answers
+   carry (Access-Control-Allow-Origin, Vary, Credentials) built once: the
+   origin of the worker's last request again (a page's requests, often on
+   one connection) costs one compare and one fixed-size copy. A
    disallowed origin gets no CORS header at all, and the request goes on
    as if CORS were not there (the browser then refuses to show the answer
    to the page). A request without Origin gets no CORS header either, but
@@ -11269,6 +11800,7 @@ static int chi_value_ok(const char *v)
 
 #define CHI_CORS_CACHE 64
 #define CHI_CORS_ORIGIN_MAX 128
+#define CHI_CORS_LINES 224        /* 29 + an origin (< 128) + 16 + 40, rounded up */
 
 typedef struct chi_cors {
     ch_cors cfg;
@@ -11280,9 +11812,12 @@ typedef struct chi_cors {
 
 typedef struct chi_cors_entry {
     uint32_t hash;
-    unsigned char len;        /* 0: empty */
+    unsigned char used;
+    unsigned char len;        /* the origin's */
     unsigned char allowed;
+    unsigned char lines_len;
     char origin[CHI_CORS_ORIGIN_MAX];
+    char lines[CHI_CORS_LINES]; /* what an allowed origin's answers carry */
 } chi_cors_entry;
 
 typedef struct chi_cors_cache {
@@ -11325,80 +11860,115 @@ static int chi_cors_decide(const chi_cors *c, const char *o, size_t n)
     return c->origins && chi_cors_listed(c->origins, o, n);
 }
 
-static void chi_cache_free(void *p) { CHOPIN_FREE(p); }
-
-/* The verdict for origin, from this worker's cache when it is there. */
-static int chi_cors_allowed(chi_worker *w, const chi_cors *c, ch_str o)
-{
-    chi_cors_cache *cache = (chi_cors_cache *)chi_slot_get(w, c->slot);
-    uint32_t h;
-    chi_cors_entry *e;
-    if (o.len >= CHI_CORS_ORIGIN_MAX) return chi_cors_decide(c, o.ptr, o.len);
-    if (!cache) {
-        cache = (chi_cors_cache *)CHOPIN_MALLOC(sizeof *cache);
-        if (!cache) return chi_cors_decide(c, o.ptr, o.len);
-        memset(cache, 0, sizeof *cache);
-        cache->hdr.free_fn = chi_cache_free;
-        if (chi_slot_set(w, c->slot, cache) < 0) {
-            CHOPIN_FREE(cache);
-            return chi_cors_decide(c, o.ptr, o.len);
-        }
-    }
-    /* a page's requests come from one origin, often on one connection:
-       the same origin as the last request costs one compare, no hash */
-    e = cache->last;
-    if (e && e->len == o.len && chi_same_bytes(e->origin, o.ptr, o.len)) return e->allowed;
-    h = chi_hash(o.ptr, o.len);
-    e = &cache->e[h % CHI_CORS_CACHE];
-    cache->last = e;
-    if (e->len != o.len || e->hash != h || !chi_same_bytes(e->origin, o.ptr, o.len)) {
-        e->allowed = (unsigned char)chi_cors_decide(c, o.ptr, o.len);
-        e->hash = h;
-        e->len = (unsigned char)o.len;
-        memcpy(e->origin, o.ptr, o.len);
-    }
-    return e->allowed;
-}
-
-/* Access-Control-Allow-Origin (and Vary, Credentials), on any answer, in
-   one append. */
-static void chi_cors_origin_headers(const chi_cors *c, ch_res *res, ch_str o)
+/* Access-Control-Allow-Origin (and Vary, Credentials) for an allowed
+   origin, at p (room for CHI_CORS_LINES bytes); returns the end. */
+static char *chi_cors_origin_lines(const chi_cors *c, char *p, ch_str o)
 {
     static const char acao[] = "Access-Control-Allow-Origin: ", vary[] = "\r\nVary: Origin\r\n",
                       cred[] = "Access-Control-Allow-Credentials: true\r\n";
-    char *p;
-    if (c->any && !c->cfg.credentials) {
-        chi_res_put_lines(res, "Access-Control-Allow-Origin: *\r\n", 32);
-        return;
-    }
-    if (chi_buf_reserve(&res->headers, sizeof acao + o.len + sizeof vary + sizeof cred) < 0) return;
-    p = res->headers.ptr + res->headers.len;
+    if (c->any && !c->cfg.credentials) return chi_put(p, "Access-Control-Allow-Origin: *\r\n", 32);
     p = chi_put(p, acao, sizeof acao - 1);
     p = chi_put(p, o.ptr, o.len);
     p = chi_put(p, vary, sizeof vary - 1);
     if (c->cfg.credentials) p = chi_put(p, cred, sizeof cred - 1);
-    res->headers.len = (size_t)(p - res->headers.ptr);
+    return p;
 }
 
-static int chi_mw_cors(ch_req *req, ch_res *res, void *user)
+static void chi_cache_free(void *p) { CHOPIN_FREE(p); }
+
+/* This worker's entry for origin (shorter than CHI_CORS_ORIGIN_MAX),
+   decided and built when it is not there; NULL when out of memory. */
+CHI_OUTLINE static chi_cors_entry *chi_cors_entry_for(chi_worker *w, const chi_cors *c, ch_str o)
 {
-    const chi_cors *c = (const chi_cors *)user;
-    ch_str o = ch_req_common(req, CH_H_ORIGIN);
+    chi_cors_cache *cache = (chi_cors_cache *)chi_slot_get(w, c->slot);
+    uint32_t h;
+    chi_cors_entry *e;
+    if (!cache) {
+        cache = (chi_cors_cache *)CHOPIN_MALLOC(sizeof *cache);
+        if (!cache) return NULL;
+        memset(cache, 0, sizeof *cache);
+        cache->hdr.free_fn = chi_cache_free;
+        if (chi_slot_set(w, c->slot, cache) < 0) {
+            CHOPIN_FREE(cache);
+            return NULL;
+        }
+    }
+    h = chi_hash(o.ptr, o.len);
+    e = &cache->e[h % CHI_CORS_CACHE];
+    cache->last = e;
+    if (!e->used || e->len != o.len || e->hash != h || !chi_same_bytes(e->origin, o.ptr, o.len)) {
+        e->used = 1;
+        e->allowed = (unsigned char)chi_cors_decide(c, o.ptr, o.len);
+        e->hash = h;
+        e->len = (unsigned char)o.len;
+        memcpy(e->origin, o.ptr, o.len);
+        e->lines_len = e->allowed ? (unsigned char)(chi_cors_origin_lines(c, e->lines, o) - e->lines) : 0;
+    }
+    return e;
+}
+
+/* The rest of an allowed origin's request: a preflight is answered here,
+   before any auth middleware; anything else gets the exposed headers. */
+CHI_OUTLINE static int chi_cors_rest(const chi_cors *c, ch_req *req, ch_res *res)
+{
+    if (req->method == CH_OPTIONS && ch_req_header(req, "access-control-request-method").ptr) {
+        if (chi_buf_append(&res->headers, c->preflight, c->preflight_len) < 0) return CH_NEXT;
+        res->status = 204;
+        return CH_DONE;
+    }
+    if (c->cfg.expose) chi_res_put_header(res, "Access-Control-Expose-Headers", 29, c->cfg.expose, strlen(c->cfg.expose));
+    return CH_NEXT;
+}
+
+/* Puts an entry's lines: whole fixed-size copies (a few wide moves, no
+   call), of which lines_len bytes count. Room for CHI_CORS_LINES is there. */
+static void chi_cors_put_entry(ch_res *res, const chi_cors_entry *e)
+{
+    char *p = res->headers.ptr + res->headers.len;
+    if (e->lines_len <= 64)
+        memcpy(p, e->lines, 64);
+    else if (e->lines_len <= 128)
+        memcpy(p, e->lines, 128);
+    else
+        memcpy(p, e->lines, CHI_CORS_LINES);
+    res->headers.len += e->lines_len;
+}
+
+/* Everything but an allowed origin seen last on this worker: no Origin,
+   a new or long origin, no cache yet (or no memory for one), no room. */
+CHI_OUTLINE static int chi_cors_slow(const chi_cors *c, ch_req *req, ch_res *res, ch_str o)
+{
+    const chi_cors_entry *e;
     if (!o.ptr) { /* not a cross-origin request: no CORS header, but caches
                      must not hand this answer to one (Fetch, "CORS protocol
                      and HTTP caches": it lacks the grant a CORS request gets) */
         chi_res_put_lines(res, "Vary: Origin\r\n", 14);
         return CH_NEXT;
     }
-    if (!chi_cors_allowed(res->w, c, o)) return CH_NEXT;
-    chi_cors_origin_headers(c, res, o);
-    if (req->method == CH_OPTIONS && ch_req_header(req, "access-control-request-method").ptr) {
-        /* a preflight: answered here, before any auth middleware */
-        if (chi_buf_append(&res->headers, c->preflight, c->preflight_len) < 0) return CH_NEXT;
-        res->status = 204;
-        return CH_DONE;
-    }
-    if (c->cfg.expose) chi_res_put_header(res, "Access-Control-Expose-Headers", 29, c->cfg.expose, strlen(c->cfg.expose));
+    e = o.len < CHI_CORS_ORIGIN_MAX ? chi_cors_entry_for(res->w, c, o) : NULL;
+    if (e ? !e->allowed : !chi_cors_decide(c, o.ptr, o.len)) return CH_NEXT;
+    if (chi_buf_reserve(&res->headers, CHI_CORS_LINES + o.len) < 0) return CH_NEXT;
+    if (e)
+        chi_cors_put_entry(res, e);
+    else /* no cache entry for it (a very long origin, or out of memory): written now */
+        res->headers.len = (size_t)(chi_cors_origin_lines(c, res->headers.ptr + res->headers.len, o) - res->headers.ptr);
+    return chi_cors_rest(c, req, res);
+}
+
+/* The usual request: its origin is the worker's last one; every other
+   case is a tail call, so this stays a few instructions. */
+static int chi_mw_cors(ch_req *req, ch_res *res, void *user)
+{
+    const chi_cors *c = (const chi_cors *)user;
+    ch_str o = ch_req_common(req, CH_H_ORIGIN);
+    const chi_cors_cache *cache = (const chi_cors_cache *)chi_slot_get(res->w, c->slot);
+    const chi_cors_entry *e = cache ? cache->last : NULL;
+    if (!o.ptr || !e || e->len != o.len || !chi_same_bytes(e->origin, o.ptr, o.len) ||
+        res->headers.cap - res->headers.len < CHI_CORS_LINES)
+        return chi_cors_slow(c, req, res, o);
+    if (!e->allowed) return CH_NEXT;
+    chi_cors_put_entry(res, e);
+    if (req->method == CH_OPTIONS || c->cfg.expose) return chi_cors_rest(c, req, res);
     return CH_NEXT;
 }
 
@@ -11448,24 +12018,31 @@ CHOPIN_API int ch_use_cors(ch_app *app, const ch_cors *cfg)
    so a client is limited per worker it reaches (see ch_ratelimit in >>api
    for what that means across workers). In exact mode one table serves all
    workers behind a mutex. The 429 bodies are built once per worker and
-   Retry-After value and kept. */
+   Retry-After value and kept.
+   The fast path, a request that finds its bucket full (the usual case
+   under the limit): the connection remembers its client's bucket (index
+   and generation: a keep-alive connection's client does not change), the
+   take is a compare and a store, and the three header lines are copied
+   as built at registration. Anything else goes the whole way, out of line. */
 
 #define CHI_RL_DEFAULT_TABLE 4096
 #define CHI_RL_BODIES 64      /* Retry-After values whose 429 body is kept */
 #define CHI_RL_BODY_MAX 80
+#define CHI_RL_USUAL_SHORT 96 /* usual lines that fit are copied as 96 bytes */
 
 typedef struct chi_rl {
     ch_ratelimit cfg;
     int slot;
     double burst;
+    int64_t interval_ns;      /* one token, as the tables have it */
     char lines[80];           /* "X-RateLimit-Limit: N\r\nX-RateLimit-Remaining: " */
     size_t lines_len;
     /* the three lines most answers carry, a client under its limit whose
        bucket was full: built once, at registration */
-    long usual_remaining, usual_reset;
     char usual[160];          /* lines (< 80) + two numbers (<= 20) + 23 */
     size_t usual_len;
     int exact;
+    int cacheable;            /* the key is the peer's: a connection may keep its bucket */
     chi_mutex lock;
     chi_buckets shared;       /* exact mode */
 } chi_rl;
@@ -11525,12 +12102,32 @@ static size_t chi_rl_key(const chi_rl *rl, const ch_req *req, char *out)
     return 17;
 }
 
+/* burst 0: a second's worth of tokens, rounded up (a rate past 2^52 is
+   a whole number already). */
+static double chi_rl_default_burst(double rate)
+{
+    double whole;
+    if (rate >= 4503599627370496.0) return rate;
+    whole = (double)(int64_t)rate;
+    return whole < rate ? whole + 1.0 : whole;
+}
+
 static int chi_rl_exempt(const chi_rl *rl, const ch_req *req)
 {
     const char *const *e;
     for (e = rl->cfg.exempt; e && *e; e++)
         if (ch_str_eq(req->path, *e)) return 1;
     return 0;
+}
+
+/* The connection this request came on, when its client is its peer (no
+   key callback, no trusted proxy that could speak for several clients):
+   the one whose bucket it may keep. */
+static chi_conn *chi_rl_conn(const chi_rl *rl, const chi_worker *w, const ch_req *req)
+{
+    chi_conn *c = w->cur;
+    if (!rl->cacheable || w->app->ntrusted || !c || req->conn != (const void *)&c->peer) return NULL;
+    return c;
 }
 
 /* The 429 body for a Retry-After of n seconds, built once per worker. */
@@ -11562,55 +12159,108 @@ static char *chi_rl_lines(const chi_rl *rl, char *p, long remaining, long reset)
     return chi_put(p, "\r\n", 2);
 }
 
-/* X-RateLimit-Limit, -Remaining and -Reset, in one append: the usual
-   lines as they were built, others written now. */
-static void chi_rl_headers(const chi_rl *rl, ch_res *res, const chi_take *t)
+/* The connection's bucket, still its client's and full: a token taken,
+   the usual lines put (whole fixed-size copies, a few wide moves, no call,
+   of which usual_len bytes count). 0 when that is not the case. No call,
+   so the middleware that inlines it keeps no registers. */
+static inline int chi_rl_take_cached(const chi_rl *rl, chi_rl_worker *s, const ch_req *req, ch_res *res, int64_t now)
 {
+    const chi_conn *c = res->w->cur;
+    chi_bucket *b;
     char *p;
-    if (chi_buf_reserve(&res->headers, sizeof rl->usual + rl->lines_len + 64) < 0) return;
+    if (!s || !c || c->rl_table != (const void *)&s->t || req->conn != (const void *)&c->peer ||
+        res->headers.cap - res->headers.len < sizeof rl->usual)
+        return 0;
+    b = &s->t.e[c->rl_bucket];
+    if (b->gen != c->rl_gen || b->full_at > now) return 0;
+    b->full_at = now + s->t.interval_ns;
+    chi_lru_touch(&s->t, c->rl_bucket);
     p = res->headers.ptr + res->headers.len;
-    if (t->remaining == rl->usual_remaining && t->reset == rl->usual_reset) {
-        memcpy(p, rl->usual, sizeof rl->usual); /* the whole array: a few wide moves, no call */
-        p += rl->usual_len;
-    }
+    if (rl->usual_len <= CHI_RL_USUAL_SHORT)
+        memcpy(p, rl->usual, CHI_RL_USUAL_SHORT);
     else
-        p = chi_rl_lines(rl, p, t->remaining, t->reset);
-    res->headers.len = (size_t)(p - res->headers.ptr);
+        memcpy(p, rl->usual, sizeof rl->usual);
+    res->headers.len += rl->usual_len;
+    return 1;
 }
 
-static int chi_mw_ratelimit(ch_req *req, ch_res *res, void *user)
+/* The whole way: the key, the table (locked in exact mode), any take. */
+CHI_OUTLINE static int chi_rl_full(chi_rl *rl, chi_rl_worker *s, ch_req *req, ch_res *res, int64_t now)
 {
-    chi_rl *rl = (chi_rl *)user;
-    chi_worker *w = res->w;
-    chi_rl_worker *s;
-    char key[CHI_RL_KEY_MAX];
-    size_t klen;
-    int64_t now;
-    chi_take t;
-    if (chi_rl_exempt(rl, req)) return CH_NEXT;
-    s = chi_rl_state(w, rl);
-    if (!s) return CH_NEXT; /* out of memory: let it through rather than refuse everyone */
-    klen = chi_rl_key(rl, req, key);
-    now = w->app->timed ? res->start_ns : chi_os_now_ns(); /* read at dispatch, when it was */
-    /* one call for both modes, so the compiler can inline it */
-    if (rl->exact) chi_os_lock(&rl->lock);
-    t = chi_buckets_take(rl->exact ? &rl->shared : &s->t, key, klen, now);
-    if (rl->exact) chi_os_unlock(&rl->lock);
-    chi_rl_headers(rl, res, &t);
-    if (t.allowed) return CH_NEXT;
+    chi_buckets *t = rl->exact ? &rl->shared : &s->t;
+    chi_conn *c = rl->exact ? NULL : chi_rl_conn(rl, res->w, req);
+    chi_bucket *b;
+    chi_take tk;
+    if (c && c->rl_table == (const void *)t && t->e[c->rl_bucket].gen == c->rl_gen) {
+        /* the connection's bucket, still its client's (a busy client,
+           whose bucket is not full): no key to build or look up */
+        b = &t->e[c->rl_bucket];
+        chi_lru_touch(t, c->rl_bucket);
+        tk = chi_bucket_take(t, b, now);
+    } else {
+        char key[CHI_RL_KEY_MAX];
+        size_t klen = chi_rl_key(rl, req, key);
+        if (rl->exact) chi_os_lock(&rl->lock);
+        b = chi_buckets_get(t, key, klen, now);
+        tk = chi_bucket_take(t, b, now);
+        if (rl->exact) chi_os_unlock(&rl->lock);
+    }
+    if (c) { /* this connection's next requests find it */
+        c->rl_table = t;
+        c->rl_bucket = (int)(b - t->e);
+        c->rl_gen = b->gen;
+    }
+    if (chi_buf_reserve(&res->headers, rl->lines_len + 64) == 0)
+        res->headers.len = (size_t)(chi_rl_lines(rl, res->headers.ptr + res->headers.len, tk.remaining, tk.reset) -
+                                    res->headers.ptr);
+    if (tk.allowed) return CH_NEXT;
     {
         char tmp[CHI_RL_BODY_MAX];
-        ch_str body = chi_rl_body(s, t.retry_after, tmp);
-        chi_rl_num_header(res, "Retry-After", 11, t.retry_after);
+        ch_str body = chi_rl_body(s, tk.retry_after, tmp);
+        chi_rl_num_header(res, "Retry-After", 11, tk.retry_after);
         ch_res_send(res, 429, "application/json", body.ptr, body.len);
         if (body.ptr == tmp) ch_res_body(res, "application/json", body.ptr, body.len); /* copied: tmp is ours */
     }
     return CH_DONE;
 }
 
+/* Any request the fast path below leaves: no clock read yet, no bucket
+   kept by the connection, one that is not full. */
+CHI_OUTLINE static int chi_rl_slow(chi_rl *rl, ch_req *req, ch_res *res)
+{
+    chi_worker *w = res->w;
+    chi_rl_worker *s = (chi_rl_worker *)chi_slot_get(w, rl->slot);
+    int64_t now;
+    now = w->app->timed ? res->start_ns : chi_os_now_ns(); /* read at dispatch, when it was */
+    if (chi_rl_take_cached(rl, s, req, res, now)) return CH_NEXT;
+    if (!s && !(s = chi_rl_state(w, rl))) return CH_NEXT; /* out of memory: let it through rather than refuse everyone */
+    return chi_rl_full(rl, s, req, res, now);
+}
+
+/* The usual request: the clock read at dispatch (metrics or an access
+   log), the connection's bucket full; anything else is a tail call. */
+static int chi_mw_ratelimit(ch_req *req, ch_res *res, void *user)
+{
+    chi_rl *rl = (chi_rl *)user;
+    chi_worker *w = res->w;
+    if (w->app->timed &&
+        chi_rl_take_cached(rl, (chi_rl_worker *)chi_slot_get(w, rl->slot), req, res, res->start_ns))
+        return CH_NEXT;
+    return chi_rl_slow(rl, req, res);
+}
+
+/* The same with exempt paths, which are looked at first. */
+static int chi_mw_ratelimit_exempt(ch_req *req, ch_res *res, void *user)
+{
+    if (chi_rl_exempt((const chi_rl *)user, req)) return CH_NEXT;
+    return chi_mw_ratelimit(req, res, user);
+}
+
 CHOPIN_API int ch_use_ratelimit(ch_app *app, ch_group *g, const ch_ratelimit *cfg)
 {
     chi_rl *rl;
+    chi_buckets probe;
+    ch_middleware mw;
     if (!app) return -1;
     if (!cfg || !(cfg->rate > 0) || cfg->burst < 0 || cfg->table_size < 0)
         return chi_reg_error(app, "rate must be > 0, burst and table_size >= 0", "(ratelimit)");
@@ -11619,17 +12269,20 @@ CHOPIN_API int ch_use_ratelimit(ch_app *app, ch_group *g, const ch_ratelimit *cf
     memset(rl, 0, sizeof *rl);
     rl->cfg = *cfg;
     if (!rl->cfg.table_size) rl->cfg.table_size = CHI_RL_DEFAULT_TABLE;
-    rl->burst = cfg->burst ? (double)cfg->burst : (double)chi_ceil_seconds(cfg->rate);
+    rl->interval_ns = chi_rate_interval(cfg->rate);
+    rl->burst = cfg->burst ? (double)cfg->burst : chi_rl_default_burst(cfg->rate);
     rl->lines_len = (size_t)snprintf(rl->lines, sizeof rl->lines, "X-RateLimit-Limit: %.0f\r\nX-RateLimit-Remaining: ",
                                      rl->burst);
-    if (rl->lines_len >= sizeof rl->lines) { /* a burst of some 50 digits: not a rate limit */
+    /* a table of one key tells whether burst * interval fits */
+    if (rl->lines_len >= sizeof rl->lines || chi_buckets_init(&probe, 1, cfg->rate, rl->burst) < 0) {
         CHOPIN_FREE(rl);
         return chi_reg_error(app, "rate or burst too large", "(ratelimit)");
     }
-    /* a take from a full bucket leaves burst - 1 tokens, refilled in 1 / rate seconds */
-    rl->usual_remaining = (long)(rl->burst - 1.0);
-    rl->usual_reset = chi_ceil_seconds(1.0 / cfg->rate);
-    rl->usual_len = (size_t)(chi_rl_lines(rl, rl->usual, rl->usual_remaining, rl->usual_reset) - rl->usual);
+    chi_buckets_free(&probe);
+    /* a take from a full bucket leaves burst - 1 tokens, refilled in one interval */
+    rl->usual_len = (size_t)(chi_rl_lines(rl, rl->usual, (long)(rl->burst - 1.0), chi_ceil_sec_ns(rl->interval_ns)) -
+                             rl->usual);
+    rl->cacheable = !cfg->key;
     rl->slot = app->nslots++;
     if (cfg->exact) {
         if (chi_buckets_init(&rl->shared, rl->cfg.table_size, cfg->rate, rl->burst) < 0) {
@@ -11647,7 +12300,8 @@ CHOPIN_API int ch_use_ratelimit(ch_app *app, ch_group *g, const ch_ratelimit *cf
         chi_rl_free(rl);
         return chi_reg_error(app, "out of memory", "(ratelimit)");
     }
-    return g ? ch_group_use(g, chi_mw_ratelimit, rl) : ch_use(app, chi_mw_ratelimit, rl);
+    mw = cfg->exempt ? chi_mw_ratelimit_exempt : chi_mw_ratelimit;
+    return g ? ch_group_use(g, mw, rl) : ch_use(app, mw, rl);
 }
 #endif
 
@@ -12839,7 +13493,9 @@ CHI_COLD static int chi_take_file(chi_worker *w, chi_conn *c) { return chi_conn_
 CHI_COLD static int chi_send_file(chi_worker *w, chi_conn *c)
 {
     size_t n = c->file_left > CHI_SENDFILE_CHUNK ? CHI_SENDFILE_CHUNK : (size_t)c->file_left;
-    long r = chi_os_sendfile(c->fd, c->file_fd, &c->file_off, n, w->scratch, CHOPIN_READ_SIZE, w->sigpipe_blocked);
+    long r;
+    if (chi_poller_sending(w->poller, c->fd)) return 0; /* its queued head goes first (io_uring) */
+    r = chi_os_sendfile(c->fd, c->file_fd, &c->file_off, n, w->scratch, CHOPIN_READ_SIZE, w->sigpipe_blocked);
     if (r == CHI_IO_AGAIN) return 0;
     if (r < 0) return -1; /* the client left, or the file shrank */
     chi_touch(w, c);
@@ -12878,8 +13534,7 @@ static void chi_close(chi_worker *w, chi_conn *c)
     CHI_COUNT(w, conns_closed, 1);
     if (c->later) chi_later_detach(w, c->later, CHI_WHY_GONE); /* the client left */
     chi_q_unlink(w, c);
-    chi_poller_forget(w->poller, c->fd);
-    chi_os_close(c->fd);
+    chi_poller_close_fd(w->poller, c->fd);
     w->conns[c->fd] = NULL;
     if (c->stream) chi_stream_abort(c);
     if (c->passed) chi_passed_free(c);
@@ -13099,7 +13754,7 @@ static void chi_after_io(chi_worker *w, chi_conn *c)
         c->in.len == 0 && c->events == CHI_EV_READ && c->queue == CHI_Q_IDLE && !w->stopping)
         return;
     if (chi_pending(c) == 0 && (c->flags & CHI_F_CLOSING) && !(c->flags & (CHI_F_LINGER | CHI_F_FILE))) {
-        if (!(c->flags & CHI_F_LINGER_AFTER) || (c->flags & CHI_F_PEER_EOF) || chi_os_shutdown_write(c->fd) < 0) {
+        if (!(c->flags & CHI_F_LINGER_AFTER) || (c->flags & CHI_F_PEER_EOF) || chi_poller_shutdown_write(w->poller, c->fd) < 0) {
             chi_close(w, c);
             return;
         }
@@ -13155,8 +13810,8 @@ static void chi_flush(chi_worker *w, chi_conn *c)
             size_t sent = 0;
             if (chi_out_pending(c) == 0) {
                 /* a file body follows at once: the head waits for it (MSG_MORE) */
-                long r = (c->flags & CHI_F_FILE) ? chi_os_send_more(c->fd, w->out.ptr, w->out.len)
-                                                 : chi_os_send(c->fd, w->out.ptr, w->out.len);
+                long r = (c->flags & CHI_F_FILE) ? chi_poller_send_more(w->poller, c->fd, w->out.ptr, w->out.len)
+                                                 : chi_poller_send(w->poller, c->fd, w->out.ptr, w->out.len);
                 if (r == CHI_IO_ERROR) {
                     chi_drop(w, c);
                     return;
@@ -13357,7 +14012,7 @@ static void chi_on_writable(chi_worker *w, chi_conn *c)
         chi_flush(w, c);
         return;
     }
-    chi_conn_sent(w, c, chi_os_send(c->fd, c->out.ptr + c->out_off, chi_out_pending(c)));
+    chi_conn_sent(w, c, chi_poller_send(w->poller, c->fd, c->out.ptr + c->out_off, chi_out_pending(c)));
 }
 
 /* A timeout: a stalled request gets 408; anything else just closes. */
@@ -13544,7 +14199,7 @@ static CHI_OUTLINE void chi_out_return(chi_worker *w, chi_conn *c, const chi_buf
         c->out = w->out;
         w->out = *saved;
     } else if (w->out.len) {
-        long r = chi_os_send(c->fd, w->out.ptr, w->out.len);
+        long r = chi_poller_send(w->poller, c->fd, w->out.ptr, w->out.len);
         size_t sent = r > 0 ? (size_t)r : 0;
         /* the rest waits in c->out; a dead peer or no memory: cut off */
         if (r == CHI_IO_ERROR || (sent < w->out.len && chi_later_add(&c->out, w->out.ptr + sent, w->out.len - sent) < 0))
@@ -14132,7 +14787,7 @@ static CHI_OUTLINE void chi_settle(chi_worker *w, chi_conn *c)
         return;
     }
     if (chi_pending(c)) {
-        long r = chi_os_send(c->fd, c->out.ptr + c->out_off, chi_pending(c));
+        long r = chi_poller_send(w->poller, c->fd, c->out.ptr + c->out_off, chi_pending(c));
         if (r == CHI_IO_ERROR) {
             chi_close(w, c);
             return;
@@ -15591,6 +16246,7 @@ static void *chi_worker_main(void *arg)
             break;
         }
     chi_worker_wind_up(w);
+    chi_poller_finish(w->poller);
     return NULL;
 }
 
@@ -16454,6 +17110,7 @@ CHOPIN_API int ch_poll(ch_app *app, int timeout_ms)
 #endif
     if (chi_worker_running(w)) return 0;
     chi_worker_wind_up(w);
+    chi_poller_finish(w->poller);
     chi_embed_end(app);
     return 1;
 }

@@ -12,6 +12,9 @@
 # requests, is the figure; ROUNDS rounds (default 5) alternate the two servers
 # so drift hits both alike, and the median is printed with the ratio NEW/OLD
 # and the load average (the machine may be shared: quote it beside the figures).
+# HEADER="Name: value" adds that line to every request (e.g. an Origin, to
+# measure build/bench-cost-batteries against build/bench-cost as cost.sh's
+# batteries.keepalive does).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 [ $# -eq 2 ] || { echo "usage: $0 OLD_SERVER NEW_SERVER" >&2; exit 2; }
@@ -32,7 +35,7 @@ one() { # server path body -> CPU microseconds per request
     sleep 0.05
   done
   t0=$(awk '{print $14 + $15}' /proc/$pid/stat)
-  taskset -c "$CLIENT_CPU" build/client -p "$port" -P "$path" -n "$REQUESTS" -c "$CONNS" -d "$DEPTH" -b "$body" -q -t 120 >&2
+  taskset -c "$CLIENT_CPU" build/client -p "$port" -P "$path" -n "$REQUESTS" -c "$CONNS" -d "$DEPTH" -b "$body" ${HEADER:+-H "$HEADER"} -q -t 120 >&2
   t1=$(awk '{print $14 + $15}' /proc/$pid/stat)
   kill -TERM "$pid" 2>/dev/null
   wait "$pid" 2>/dev/null

@@ -38,7 +38,7 @@ start() { # binary
   port=$((port + 1))
   PORT=$port HOST=127.0.0.1 CHOPIN_WORKERS=1 taskset -c "$SERVER_CPU" "$1" >"$tmp/server.out" 2>&1 &
   spid=$!
-  for _ in $(seq 1 100); do grep -q listening "$tmp/server.out" && return 0; sleep 0.05; done
+  for _ in $(seq 1 400); do grep -q listening "$tmp/server.out" 2>/dev/null && return 0; sleep 0.05; done
   echo "bench-uring: $1 did not start" >&2
   return 1
 }
@@ -109,7 +109,7 @@ if [ "$STRACE" = 1 ] && command -v strace >/dev/null; then
     port=$((port + 1))
     PORT=$port HOST=127.0.0.1 CHOPIN_WORKERS=1 timeout 60 strace -c -f -o "$tmp/strace" "$bin" >"$tmp/server.out" 2>&1 &
     spid=$!
-    for _ in $(seq 1 100); do grep -q listening "$tmp/server.out" && break; sleep 0.05; done
+    for _ in $(seq 1 400); do grep -q listening "$tmp/server.out" 2>/dev/null && break; sleep 0.05; done
     ./build/client -p "$port" -P /plaintext -n 50000 -c 64 -d 1 -q >/dev/null 2>&1
     kill -INT "$spid"; wait "$spid" 2>/dev/null; spid=
     echo

@@ -256,6 +256,12 @@ static void test_proxy_v2(void)
 /* ---- token buckets ---- */
 
 #define SEC 1000000000LL
+/* One token from key's bucket at time now_ns (the middleware's two steps). */
+static chi_take chi_buckets_take(chi_buckets *t, const char *key, size_t n, int64_t now_ns)
+{
+    return chi_bucket_take(t, chi_buckets_get(t, key, n, now_ns), now_ns);
+}
+
 static void test_buckets(void)
 {
     chi_buckets t;
@@ -724,7 +730,8 @@ static void test_request_id(void)
 static void test_request_id_count(void)
 {
     chi_worker w;
-    char want[40];
+    char want[64];
+    const char *id = w.rid_line + CHI_RID_AT;
     uint64_t k;
     int bad = 0;
     memset(&w, 0, sizeof w);
@@ -732,13 +739,216 @@ static void test_request_id_count(void)
     for (k = 1; k <= 70000; k++) {
         size_t n;
         chi_rid_make(&w);
-        memcpy(want, w.rid_last, w.rid_prefix_len);
+        memcpy(want, id, w.rid_prefix_len);
         n = w.rid_prefix_len + chi_hex(k, want + w.rid_prefix_len);
-        if (w.rid_next != k || w.rid_last_len != n || memcmp(w.rid_last, want, n) != 0) bad++;
+        memcpy(want + n, "\r\n", 2); /* the line goes on after the id */
+        if (w.rid_next != k || w.rid_last_len != n || memcmp(id, want, n + 2) != 0) bad++;
     }
     CHECK(bad == 0);
-    CHECK(w.rid_prefix_len >= 4 && memcmp(w.rid_last + w.rid_prefix_len - 3, "-3-", 3) == 0);
-    CHECK(w.rid_last_len == w.rid_prefix_len + 5 && memcmp(w.rid_last + w.rid_prefix_len, "11170", 5) == 0);
+    CHECK(memcmp(w.rid_line, "X-Request-Id: ", CHI_RID_AT) == 0);
+    CHECK(w.rid_prefix_len >= 4 && memcmp(id + w.rid_prefix_len - 3, "-3-", 3) == 0);
+    CHECK(w.rid_last_len == w.rid_prefix_len + 5 && memcmp(id + w.rid_prefix_len, "11170", 5) == 0);
+}
+
+/* The made ids through the middleware's own path (a digit turned in the
+   kept line, carries and a digit gained out of line): each answer's
+   X-Request-Id is the prefix and the count, and res->rid agrees. */
+static void test_request_id_fast(void)
+{
+    ch_app *app = ch_app_new();
+    chi_worker *w;
+    uint64_t k;
+    int bad = 0;
+    ch_use(app, ch_mw_request_id, NULL);
+    ch_get(app, "/csv", h_plain, NULL);
+    w = test_worker(app);
+    for (k = 1; k <= 600; k++) { /* past 0xff: a digit gained */
+        char want[80];
+        size_t n;
+        const char *r = respond(w, "GET /csv HTTP/1.1\r\nHost: h\r\n\r\n");
+        const char *at = strstr(r, "\r\nX-Request-Id: ");
+        memcpy(want, w->rid_line + CHI_RID_AT, w->rid_prefix_len);
+        n = w->rid_prefix_len + chi_hex(k, want + w->rid_prefix_len);
+        memcpy(want + n, "\r\n", 3);
+        if (!at || strncmp(at + 16, want, n + 2) != 0 || w->res.rid_len != n || memcmp(w->res.rid, want, n) != 0)
+            bad++;
+    }
+    CHECK(bad == 0);
+    free_test_worker(w);
+    ch_app_free(app);
+}
+
+/* A connection keeps its client's bucket (index and generation): another
+   client that takes the slot over (a table of one) makes the connection
+   look its bucket up again, and a kept bucket stays the most recent (the
+   fast path touches the LRU list). Rate 1e9 a second: a bucket is full
+   again by the next request, so the fast path runs. */
+static chi_conn rl_conn_a, rl_conn_b, rl_conn_c;
+
+static const char *respond_on(chi_worker *w, chi_conn *c)
+{
+    chi_head h;
+    const char *raw = "GET /csv HTTP/1.1\r\nHost: h\r\n\r\n";
+    CHECK(chi_parse_head(raw, strlen(raw), &lim, &w->req, &h) > 0);
+    w->req.body = NULL;
+    w->req.body_len = 0;
+    w->req.ctx = NULL;
+    w->req.conn = &c->peer;
+    w->cur = c;
+    w->out.len = 0;
+    chi_dispatch(w, &w->req, 1);
+    w->cur = NULL;
+    chi_buf_append(&w->out, "", 1);
+    return w->out.ptr;
+}
+
+static void test_ratelimit_conn_bucket(void)
+{
+    ch_app *app = ch_app_new();
+    ch_ratelimit rl;
+    chi_worker *w;
+    chi_rl_worker *s;
+    const char *r;
+    uint32_t gen;
+    memset(&rl, 0, sizeof rl);
+    rl.rate = 1e9;
+    rl.burst = 3;
+    rl.table_size = 1;
+    memset(&rl_conn_a, 0, sizeof rl_conn_a);
+    memset(&rl_conn_b, 0, sizeof rl_conn_b);
+    memset(&rl_conn_c, 0, sizeof rl_conn_c);
+    rl_conn_a.peer.family = rl_conn_b.peer.family = rl_conn_c.peer.family = 4;
+    rl_conn_a.peer.addr[3] = 1;
+    rl_conn_b.peer.addr[3] = 2;
+    rl_conn_c.peer.addr[3] = 3;
+    CHECK(ch_use_ratelimit(app, NULL, &rl) == 0);
+    ch_metrics_route(app, "/metrics"); /* the clock read at dispatch: the fast path's condition */
+    ch_get(app, "/csv", h_plain, NULL);
+    w = test_worker(app);
+    r = respond_on(w, &rl_conn_a);
+    CHECK(strstr(r, "X-RateLimit-Remaining: 2\r\n") != NULL);
+    s = (chi_rl_worker *)chi_slot_get(w, ((chi_rl *)app->mw[0].user)->slot);
+    CHECK(s && rl_conn_a.rl_table == &s->t && rl_conn_a.rl_bucket == 0);
+    if (!s) return;
+    gen = s->t.e[0].gen;
+    r = respond_on(w, &rl_conn_a); /* the kept bucket, full again */
+    CHECK(strstr(r, "X-RateLimit-Remaining: 2\r\n") != NULL && s->t.e[0].gen == gen);
+    r = respond_on(w, &rl_conn_b); /* b takes the only slot over */
+    CHECK(strstr(r, "X-RateLimit-Remaining: 2\r\n") != NULL && s->t.e[0].gen != gen && s->t.e[0].key[4] == 2);
+    r = respond_on(w, &rl_conn_a); /* a's kept index is stale: looked up again, b's bucket left alone */
+    CHECK(strstr(r, "X-RateLimit-Remaining: 2\r\n") != NULL && s->t.e[0].key[4] == 1 &&
+          rl_conn_a.rl_gen == s->t.e[0].gen);
+    free_test_worker(w);
+    ch_app_free(app);
+    /* two slots: a (kept by its connection), b, a again by the fast path,
+       then c evicts the least recently used: b, not a */
+    app = ch_app_new();
+    rl.table_size = 2;
+    memset(&rl_conn_a, 0, sizeof rl_conn_a);
+    rl_conn_a.peer.family = 4;
+    rl_conn_a.peer.addr[3] = 1;
+    CHECK(ch_use_ratelimit(app, NULL, &rl) == 0);
+    ch_metrics_route(app, "/metrics");
+    ch_get(app, "/csv", h_plain, NULL);
+    w = test_worker(app);
+    respond_on(w, &rl_conn_a);
+    s = (chi_rl_worker *)chi_slot_get(w, ((chi_rl *)app->mw[0].user)->slot);
+    if (!s) return;
+    gen = s->t.e[rl_conn_a.rl_bucket].gen;
+    respond_on(w, &rl_conn_b);
+    respond_on(w, &rl_conn_a);
+    CHECK(s->t.lru_head == rl_conn_a.rl_bucket);
+    respond_on(w, &rl_conn_c);
+    CHECK(s->t.e[rl_conn_a.rl_bucket].gen == gen && s->t.e[rl_conn_a.rl_bucket].key[4] == 1);
+    free_test_worker(w);
+    ch_app_free(app);
+    /* a busy client (1 a second, bursts of 3; no clock at dispatch): its
+       bucket is not full, so the whole way, through the kept index; a
+       slot taken over is still looked up again */
+    app = ch_app_new();
+    rl.rate = 1;
+    rl.table_size = 1;
+    memset(&rl_conn_a, 0, sizeof rl_conn_a);
+    memset(&rl_conn_b, 0, sizeof rl_conn_b);
+    rl_conn_a.peer.family = rl_conn_b.peer.family = 4;
+    rl_conn_a.peer.addr[3] = 1;
+    rl_conn_b.peer.addr[3] = 2;
+    CHECK(ch_use_ratelimit(app, NULL, &rl) == 0);
+    ch_get(app, "/csv", h_plain, NULL);
+    w = test_worker(app);
+    CHECK(strstr(respond_on(w, &rl_conn_a), "X-RateLimit-Remaining: 2\r\n") != NULL);
+    CHECK(strstr(respond_on(w, &rl_conn_a), "X-RateLimit-Remaining: 1\r\n") != NULL);
+    CHECK(strstr(respond_on(w, &rl_conn_b), "X-RateLimit-Remaining: 2\r\n") != NULL); /* a forgotten */
+    CHECK(strstr(respond_on(w, &rl_conn_a), "X-RateLimit-Remaining: 2\r\n") != NULL); /* a new bucket, b's left */
+    CHECK(strstr(respond_on(w, &rl_conn_a), "X-RateLimit-Remaining: 1\r\n") != NULL);
+    CHECK(strstr(respond_on(w, &rl_conn_a), "X-RateLimit-Remaining: 0\r\n") != NULL);
+    r = respond_on(w, &rl_conn_a);
+    CHECK(strncmp(r, "HTTP/1.1 429 ", 13) == 0 && strstr(r, "\r\nRetry-After: 1\r\n") != NULL &&
+          strstr(r, "X-RateLimit-Remaining: 0\r\n") != NULL);
+    free_test_worker(w);
+    ch_app_free(app);
+}
+
+/* chi_same_bytes against memcmp: every length to 70, a difference at
+   every place (its straight-line first 24 bytes, its loop, its tail). */
+static void test_same_bytes(void)
+{
+    char a[80], b[80];
+    size_t n, i;
+    int bad = 0;
+    for (i = 0; i < sizeof a; i++) a[i] = b[i] = (char)('a' + i % 26);
+    for (n = 0; n <= 70; n++) {
+        if (!chi_same_bytes(a, b, n)) bad++;
+        for (i = 0; i < n; i++) {
+            b[i] ^= 1;
+            if (chi_same_bytes(a, b, n)) bad++;
+            b[i] ^= 1;
+        }
+    }
+    CHECK(bad == 0);
+}
+
+/* An allowed origin's lines as cached and copied whole, for origins whose
+   lines take each copy size (64, 128, 224 bytes), with credentials; the
+   same origin again (the fast path) and after another (the slow one). */
+static void test_cors_lines(void)
+{
+    static const size_t lens[] = {12, 40, 100, 127};
+    ch_app *app = ch_app_new();
+    ch_cors cors;
+    chi_worker *w;
+    char list[1024], origin[4][140], raw[400], want[400];
+    size_t k;
+    int round, bad = 0;
+    list[0] = 0;
+    for (k = 0; k < 4; k++) {
+        size_t n = lens[k], i;
+        memcpy(origin[k], "https://", 8);
+        for (i = 8; i < n; i++) origin[k][i] = (char)('a' + (i + k) % 26);
+        origin[k][n] = 0;
+        strcat(list, k ? "," : "");
+        strcat(list, origin[k]);
+    }
+    memset(&cors, 0, sizeof cors);
+    cors.origins = list;
+    cors.credentials = 1;
+    CHECK(ch_use_cors(app, &cors) == 0);
+    ch_get(app, "/csv", h_plain, NULL);
+    w = test_worker(app);
+    for (round = 0; round < 3; round++)
+        for (k = 0; k < 4; k++) {
+            const char *r;
+            snprintf(raw, sizeof raw, "GET /csv HTTP/1.1\r\nHost: h\r\nOrigin: %s\r\n\r\n", origin[k]);
+            snprintf(want, sizeof want, "\r\nAccess-Control-Allow-Origin: %s\r\nVary: Origin\r\n"
+                     "Access-Control-Allow-Credentials: true\r\n", origin[k]);
+            r = respond(w, raw);
+            if (!strstr(r, want)) bad++;
+            r = respond(w, raw); /* the same origin again: the fast path */
+            if (!strstr(r, want)) bad++;
+        }
+    CHECK(bad == 0);
+    free_test_worker(w);
+    ch_app_free(app);
 }
 
 /* The bearer token from a cookie or a query parameter, when the route asks. */
@@ -898,6 +1108,11 @@ int main(void)
     run("bug 6: buffers above the high-water mark are released", test_big_buffers_released);
     run("request id: kept when valid, else made", test_request_id);
     run("request id: the made ids count up in hex (carries, a digit gained)", test_request_id_count);
+    run("request id: the middleware's ids, turned in the kept line, in the answers", test_request_id_fast);
+    run("addresses: chi_same_bytes agrees with memcmp (every length, every place)", test_same_bytes);
+    run("cors: an allowed origin's cached lines, whole, for each copy size", test_cors_lines);
+    run("ratelimit: a connection keeps its client's bucket; a slot taken over is looked up again; LRU kept",
+        test_ratelimit_conn_bucket);
     run("bearer: the token from a cookie or a query parameter when the route asks", test_bearer_elsewhere);
     run("config: CHOPIN_LOG, trust_proxy (code beats the environment; bad values refused)", test_config);
     printf("%d passed, %d failed\n", g_passed, g_failed);

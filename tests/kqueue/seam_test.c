@@ -53,6 +53,7 @@ static void seam_free(void *p)
 #define CHOPIN_USE_IO_URING
 #define SEAM_NAME "io_uring"
 #define SEAM_HAS_FD 1
+#define SEAM_URING_SENDS 1 /* a send is queued until the next wait */
 #elif defined(SEAM_POLL)
 #define CHOPIN_USE_POLL
 #define SEAM_NAME "poll"
@@ -61,6 +62,9 @@ static void seam_free(void *p)
 #define CHOPIN_USE_EPOLL
 #define SEAM_NAME "epoll"
 #define SEAM_HAS_FD 1
+#endif
+#ifndef SEAM_URING_SENDS
+#define SEAM_URING_SENDS 0
 #endif
 #define CHOPIN_IMPLEMENTATION
 #include "../../chopin.h"
@@ -488,6 +492,98 @@ static void test_poller_fd(void)
     chi_poller_close(&p);
 }
 
+/* Sending through the poller (chi_poller_send, _shutdown_write, _close_fd):
+   every byte a send took arrives, in order, even when the descriptor is shut
+   or closed right after (io_uring queues them and sends with the next wait);
+   a send that says CHI_IO_AGAIN is followed by "writable" once the peer
+   reads. The peer's reads and the poller's waits alternate, bounded. */
+static size_t pump(chi_poller *p, int rd, char *got, size_t cap, int *eof, int ms)
+{
+    chi_event ev[CHI_MAX_EVENTS];
+    size_t have = 0;
+    long long end = now_ms() + ms;
+    *eof = 0;
+    while (!*eof && now_ms() < end) {
+        ssize_t r;
+        (void)chi_poller_wait(p, ev, CHI_MAX_EVENTS, 5);
+        while ((r = read(rd, got + have, cap - have)) > 0) have += (size_t)r;
+        if (r == 0) *eof = 1;
+    }
+    return have;
+}
+
+static void test_send(void)
+{
+    static char big[1 << 20], got[1 << 20];
+    chi_poller p;
+    int s[2], eof, seen;
+    size_t i, took, have;
+    long r;
+    for (i = 0; i < sizeof big; i++) big[i] = (char)(i * 7 + i / 251);
+    CHECK(chi_poller_open(&p) == 0);
+    /* a small send, then the peer reads it */
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, s) == 0);
+    set_nonblock(s[0]);
+    set_nonblock(s[1]);
+    CHECK(chi_poller_add(&p, s[0], CHI_EV_READ, 5, 0) == 0);
+    CHECK(chi_poller_send(&p, s[0], "hello", 5) == 5);
+    CHECK(!chi_poller_sending(&p, s[0]) || SEAM_URING_SENDS);
+    have = 0;
+    {
+        long long end = now_ms() + 1000;
+        chi_event ev[CHI_MAX_EVENTS];
+        while (have < 5 && now_ms() < end) {
+            ssize_t n;
+            (void)chi_poller_wait(&p, ev, CHI_MAX_EVENTS, 5);
+            if ((n = read(s[1], got + have, sizeof got - have)) > 0) have += (size_t)n;
+        }
+    }
+    CHECK(have == 5 && memcmp(got, "hello", 5) == 0);
+    /* sends until one would block, then writable once the peer reads */
+    took = 0;
+    while (took < sizeof big && (r = chi_poller_send(&p, s[0], big + took, sizeof big - took)) > 0) took += (size_t)r;
+    CHECK(took > 0 && took < sizeof big);
+    CHECK(chi_poller_send(&p, s[0], big + took, sizeof big - took) == CHI_IO_AGAIN);
+    CHECK(chi_poller_mod(&p, s[0], CHI_EV_READ, CHI_EV_READ | CHI_EV_WRITE, 5) == 0);
+    have = 0;
+    seen = 0;
+    {
+        long long end = now_ms() + 2000;
+        chi_event ev[CHI_MAX_EVENTS];
+        while ((!seen || have < took) && now_ms() < end) {
+            int n = chi_poller_wait(&p, ev, CHI_MAX_EVENTS, 5), k;
+            ssize_t m;
+            for (k = 0; k < n; k++)
+                if (ev[k].tag == 5 && (ev[k].flags & CHI_EV_WRITE)) seen = 1;
+            while ((m = read(s[1], got + have, sizeof got - have)) > 0) have += (size_t)m;
+        }
+    }
+    CHECK(seen);
+    CHECK(have == took && memcmp(got, big, took) == 0);
+    /* a shutdown right after a send: every byte, then the end */
+    CHECK(chi_poller_mod(&p, s[0], CHI_EV_READ | CHI_EV_WRITE, CHI_EV_READ, 5) == 0);
+    r = chi_poller_send(&p, s[0], big, 60000);
+    CHECK(r > 0);
+    CHECK(chi_poller_shutdown_write(&p, s[0]) == 0);
+    have = pump(&p, s[1], got, sizeof got, &eof, 2000);
+    CHECK(eof && r > 0 && have == (size_t)r && memcmp(got, big, have) == 0);
+    chi_poller_close_fd(&p, s[0]);
+    close(s[1]);
+    /* a close right after a send: every byte, then the end */
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, s) == 0);
+    set_nonblock(s[0]);
+    set_nonblock(s[1]);
+    CHECK(chi_poller_add(&p, s[0], CHI_EV_READ, 6, 0) == 0);
+    r = chi_poller_send(&p, s[0], big + 3, 100000);
+    CHECK(r > 0);
+    chi_poller_close_fd(&p, s[0]);
+    have = pump(&p, s[1], got, sizeof got, &eof, 2000);
+    CHECK(eof && r > 0 && have == (size_t)r && memcmp(got, big + 3, have) == 0);
+    close(s[1]);
+    chi_poller_finish(&p);
+    chi_poller_close(&p);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -503,6 +599,7 @@ int main(void)
     test_ticker();
     test_signals();
     test_poller_fd();
+    test_send();
     seam_free(seam_realloc(seam_malloc(1), 2)); /* the counter itself (the kqueue block never allocates) */
     CHECK(seam_allocs == 0);
     printf("%d passed, %d failed\n", passed, failed);

@@ -4,6 +4,9 @@
 #   CHOPIN_USE_IO_URING, release and ASan+UBSan, and embedded (ch_poll over
 #   the ring's descriptor, ASan+UBSan);
 # - the OS seam contract (tests/kqueue/seam_test.c -DSEAM_URING);
+# - queued sends (tests/uring/sendq.py): answers bigger than the queue, a
+#   close or shutdown right behind an answer, pipelining, a file after its
+#   queued head, clients that reset mid-answer;
 # - the files, async and WebSocket frame-level suites and the hardening
 #   fixture (timeouts, slow readers, limits, graceful stop) on io_uring builds;
 # - the fuzz `conn` target built with io_uring for 10 s, and a shortened soak.
@@ -36,6 +39,9 @@ if uring_why=$(./build/no-uring --probe); then
   suite "io_uring: black-box, embedded (ch_poll on the ring's descriptor), ASan+UBSan build" \
     env ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 timeout 300 ./build/blackbox ./build/embed-uring-asan
   suite "io_uring: OS seam contract" timeout 60 ./build/seam-uring
+  suite "io_uring: queued sends (big, closing, pipelined, file after head, resets), ASan+UBSan and release files" \
+    env ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 timeout 300 python3 tests/uring/sendq.py \
+      --bench ./build/bench-uring-asan --files ./build/files-uring
   suite "io_uring: files black-box (examples/files.c), release build" \
     env FILES_BIG_MB=64 timeout 300 python3 tests/files_blackbox.py ./build/files-uring
   suite "io_uring: async black-box (examples/async.c), release build" \
