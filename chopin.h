@@ -1563,6 +1563,34 @@ static const char *chi_skip_value(const char *p, const char *end)
     while (p < end && chi_is((unsigned char)*p, CHI_VALUE)) p++;
     return p;
 }
+/* Are the n bytes at a and b the same? A word at a time, inline (the
+   values compared here, paths, segments, a Host, are short, and a call to
+   memcmp costs more). */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((always_inline))
+#endif
+static inline int chi_eq_short(const char *a, const char *b, size_t n)
+{
+    size_t i;
+    uint32_t x, y;
+    if (n >= 8) {
+        for (i = 0; n - i > 8; i += 8)
+            if (chi_load8(a + i) != chi_load8(b + i)) return 0;
+        return chi_load8(a + (n - 8)) == chi_load8(b + (n - 8));
+    }
+    if (n >= 4) {
+        memcpy(&x, a, 4);
+        memcpy(&y, b, 4);
+        if (x != y) return 0;
+        memcpy(&x, a + (n - 4), 4);
+        memcpy(&y, b + (n - 4), 4);
+        return x == y;
+    }
+    for (i = 0; i < n; i++)
+        if (a[i] != b[i]) return 0;
+    return 1;
+}
+
 static char chi_lower(char c)
 {
     if (c >= 'A' && c <= 'Z') c = (char)(c + 32);
@@ -1639,7 +1667,11 @@ CHOPIN_API void ch_json_free(ch_json *j)
     ch_json_init(j);
 }
 
-/* The slow path of chi_json_reserve: grow the buffer. */
+/* The slow path of chi_json_reserve: grow the buffer. Out of line, so the
+   writer's small calls stay small. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
 static int chi_json_grow(ch_json *j, size_t extra)
 {
     chi_buf b;
@@ -1761,15 +1793,35 @@ static size_t chi_utf8_len(const unsigned char *s, size_t n)
    a control byte, a byte >= 0x80, '"' or '\\'? */
 static uint64_t chi_json_word_special(uint64_t x)
 {
-    return chi_has_below(x, 0x20) | (x & CHI_HIGHS) | chi_has_byte(x, '"') | chi_has_byte(x, '\\');
+    /* chi_has_below(x, 0x20) | chi_has_byte(x, '"') | chi_has_byte(x, '\\')
+       | (x & CHI_HIGHS), in fewer steps: the three tests share their "& ~x"
+       (x ^ '"' and x ^ '\\' keep x's high bits), and a borrow can only start
+       at a byte that is special itself, so the answer is still exact */
+    uint64_t q = x ^ (CHI_ONES * '"'), b = x ^ (CHI_ONES * '\\');
+    return ((((x - CHI_ONES * 0x20) | (q - CHI_ONES) | (b - CHI_ONES)) & ~x) | x) & CHI_HIGHS;
+}
+
+/* 0 to 3 bytes: the first, middle and last byte are all of them. */
+static inline int chi_json_plain3(char *o, const char *s, size_t n)
+{
+    size_t i = n >> 1;
+    if (n == 0) return 1;
+    if (!(chi_cclass[(unsigned char)s[0]] & chi_cclass[(unsigned char)s[i]] & chi_cclass[(unsigned char)s[n - 1]] &
+          CHI_JSON))
+        return 0;
+    o[0] = s[0];
+    o[i] = s[i];
+    o[n - 1] = s[n - 1];
+    return 1;
 }
 
 /* The usual string, with nothing to escape, checked and copied a word at a
    time: words of eight bytes, the last one overlapping the one before it
    (so a 13-byte string is two words, and no byte past the string is read);
-   4 to 7 bytes as two overlapping halves checked as one word. Writes to o
-   and returns 1, or returns 0 when a byte needs escaping (the caller then
-   starts again with the general loop, over whatever this wrote). */
+   4 to 7 bytes as two overlapping halves checked as one word; 1 to 3 bytes
+   by the table (chi_json_plain3). Writes to o and returns 1, or returns 0 when a byte
+   needs escaping (the caller then starts again with the general loop, over
+   whatever this wrote). */
 static int chi_json_plain(char *o, const char *s, size_t n)
 {
     uint32_t a, b;
@@ -1792,11 +1844,7 @@ static int chi_json_plain(char *o, const char *s, size_t n)
         memcpy(o + n - 4, &b, 4);
         return 1;
     }
-    for (i = 0; i < n; i++) {
-        if (!chi_is((unsigned char)s[i], CHI_JSON)) return 0;
-        o[i] = s[i];
-    }
-    return 1;
+    return chi_json_plain3(o, s, n);
 }
 
 /* Writes a quoted, escaped string, with the comma before it and the colon
@@ -1804,6 +1852,9 @@ static int chi_json_plain(char *o, const char *s, size_t n)
    key or value). One capacity check covers the worst case; the usual
    string takes chi_json_plain's few words, the general loop copies words of
    eight bytes that need no escape whole and escapes the rest. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline)) /* kept out of the short strings' inline path */
+#endif
 static void chi_json_quoted(ch_json *j, char before, const char *str, size_t n, char after)
 {
     static const char hex[] = "0123456789abcdef";
@@ -1827,7 +1878,7 @@ static void chi_json_quoted(ch_json *j, char before, const char *str, size_t n, 
         while (n - i >= 8) {
             uint64_t x = chi_load8(str + i);
             /* a control byte, a byte >= 0x80, '"' or '\\' needs a closer look */
-            if (chi_has_below(x, 0x20) | (x & CHI_HIGHS) | chi_has_byte(x, '"') | chi_has_byte(x, '\\')) break;
+            if (chi_json_word_special(x)) break;
             memcpy(o, str + i, 8);
             o += 8;
             i += 8;
@@ -1870,19 +1921,96 @@ static void chi_json_quoted(ch_json *j, char before, const char *str, size_t n, 
     j->len = (size_t)(o - j->buf);
 }
 
+/* chi_json_plain for 1 to 16 bytes, straight-line: two words that may
+   overlap (8 to 16 bytes), two halves (4 to 7), or three bytes (1 to 3). */
+static inline int chi_json_plain16(char *o, const char *s, size_t n)
+{
+    uint64_t x, y;
+    uint32_t a, b;
+    if (n >= 8) {
+        x = chi_load8(s);
+        y = chi_load8(s + n - 8);
+        if (chi_json_word_special(x) | chi_json_word_special(y)) return 0;
+        memcpy(o, &x, 8);
+        memcpy(o + n - 8, &y, 8);
+        return 1;
+    }
+    if (n >= 4) {
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        if (chi_json_word_special((uint64_t)a | (uint64_t)b << 32)) return 0;
+        memcpy(o, &a, 4);
+        memcpy(o + n - 4, &b, 4);
+        return 1;
+    }
+    return chi_json_plain3(o, s, n);
+}
+
+/* The usual key or value, up to 16 bytes with nothing to escape, inline:
+   one room check for the most it can write (20 bytes), no call. Returns 0
+   when it is not that string: chi_json_quoted then writes it. */
+static int chi_json_quoted_short(ch_json *j, char before, const char *str, size_t n, char after)
+{
+    char *o;
+    if (n > 16 || j->cap - j->len < 20 || j->failed) return 0;
+    o = j->buf + j->len;
+    *o = before; /* a 0 is overwritten: there is room for it */
+    o += before != 0;
+    *o++ = '"';
+    if (!chi_json_plain16(o, str, n)) return 0;
+    o += n;
+    *o++ = '"';
+    *o = after;
+    o += after != 0;
+    j->len = (size_t)(o - j->buf);
+    return 1;
+}
+
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline)) /* the words' constants would cost the tiny path its registers */
+#endif
+static void chi_json_string_more(ch_json *j, char before, const char *str, size_t n, char after)
+{
+    if (!chi_json_quoted_short(j, before, str, n, after)) chi_json_quoted(j, before, str, n, after);
+}
+
+/* A key or value: up to 3 plain bytes ("id", "42") right here, the rest
+   by the word-at-a-time path or the general writer. */
+static void chi_json_string(ch_json *j, char before, const char *str, size_t n, char after)
+{
+    char *o;
+    if (n <= 3 && j->cap - j->len >= 7 && !j->failed) {
+        o = j->buf + j->len;
+        *o = before; /* a 0 is overwritten: there is room for it */
+        o += before != 0;
+        *o++ = '"';
+        if (chi_json_plain3(o, str, n)) {
+            o += n;
+            *o++ = '"';
+            *o = after;
+            o += after != 0;
+            j->len = (size_t)(o - j->buf);
+            return;
+        }
+    }
+    chi_json_string_more(j, before, str, n, after);
+}
+
 CHOPIN_API void ch_json_keyn(ch_json *j, const char *key, size_t len)
 {
+    char before;
     if (j->depth == 0 || j->after_key || chi_json_in_array(j)) {
         j->failed = 1;
         return;
     }
-    chi_json_quoted(j, chi_json_comma(j, 1), key, len, ':');
-    j->after_key = 1;
+    before = chi_json_comma(j, 1);
+    j->after_key = 1; /* first: the string is then the last call (a jump) */
+    chi_json_string(j, before, key, len, ':');
 }
 
 CHOPIN_API void ch_json_key(ch_json *j, const char *key) { ch_json_keyn(j, key, strlen(key)); }
 
-CHOPIN_API void ch_json_strn(ch_json *j, const char *s, size_t len) { chi_json_quoted(j, chi_json_comma(j, 0), s, len, 0); }
+CHOPIN_API void ch_json_strn(ch_json *j, const char *s, size_t len) { chi_json_string(j, chi_json_comma(j, 0), s, len, 0); }
 
 CHOPIN_API void ch_json_str(ch_json *j, const char *s)
 {
@@ -2780,8 +2908,47 @@ static int chi_note_field(int id, const char *value, size_t vlen, chi_head *h, c
     return 1;
 }
 
+/* The last Host field line a worker found valid, whole ("Host: v\r\n"). A
+   keep-alive client sends the same Host line on every request, so one
+   comparison replaces the scans of its name and value: the parse of a field
+   line depends on its bytes alone, and a line is stored only once it was
+   scanned and accepted. Stateless otherwise: the memo changes no result,
+   only what a repeated line costs (tests/unit.c and the parser fuzz target
+   parse with and without it). */
+#define CHI_HOST_MEMO_MAX 64
+typedef struct chi_parse_memo {
+    unsigned char line_len; /* 0: nothing stored */
+    unsigned char value_off, value_len;
+    char line[CHI_HOST_MEMO_MAX];
+} chi_parse_memo;
+
+/* Records an accepted field line as req's next header. */
+static int chi_add_field(ch_req *req, chi_head *h, chi_fields *f, int id, const char *name, size_t nlen,
+                         const char *value, size_t vlen)
+{
+    if (req->header_count == CHOPIN_MAX_HEADERS) return -431;
+    req->headers[req->header_count].name = chi_str(name, nlen);
+    req->headers[req->header_count].value = chi_str(value, vlen);
+    req->header_count++;
+    if (id < 0) return 1;
+    if (!req->common[id]) req->common[id] = (unsigned char)req->header_count;
+    return chi_note_field(id, value, vlen, h, f);
+}
+
+/* Keeps an accepted Host line [line, line_end) in the memo when it fits. */
+static void chi_memo_host(chi_parse_memo *memo, const char *line, const char *line_end, const char *value, size_t vlen)
+{
+    size_t n = (size_t)(line_end - line);
+    if (!memo || n > CHI_HOST_MEMO_MAX) return;
+    memcpy(memo->line, line, n);
+    memo->line_len = (unsigned char)n;
+    memo->value_off = (unsigned char)(value - line);
+    memo->value_len = (unsigned char)vlen;
+}
+
 /* One field line, or the empty line that ends the head (returns 2). */
-static int chi_parse_field(const char **pp, const char *end, ch_req *req, chi_head *h, chi_fields *f)
+static int chi_parse_field(const char **pp, const char *end, ch_req *req, chi_head *h, chi_fields *f,
+                           chi_parse_memo *memo)
 {
     const char *p = *pp, *name, *value, *vend;
     size_t nlen, vlen;
@@ -2792,6 +2959,11 @@ static int chi_parse_field(const char **pp, const char *end, ch_req *req, chi_he
         if (p[1] != '\n') return -400;
         *pp = p + 2;
         return 2;
+    }
+    /* the Host line this worker accepted last, byte for byte */
+    if (memo && memo->line_len && (size_t)(end - p) >= memo->line_len && chi_eq_short(p, memo->line, memo->line_len)) {
+        *pp = p + memo->line_len;
+        return chi_add_field(req, h, f, CH_H_HOST, p, 4, p + memo->value_off, memo->value_len);
     }
     /* a line that starts with whitespace is obs-fold (RFC 9112 5.2) */
     if (*p == ' ' || *p == '\t') return -400;
@@ -2823,14 +2995,8 @@ static int chi_parse_field(const char **pp, const char *end, ch_req *req, chi_he
     while (vend > value && (vend[-1] == ' ' || vend[-1] == '\t')) vend--;
     vlen = (size_t)(vend - value);
     *pp = p + 2;
-
-    if (req->header_count == CHOPIN_MAX_HEADERS) return -431;
-    req->headers[req->header_count].name = chi_str(name, nlen);
-    req->headers[req->header_count].value = chi_str(value, vlen);
-    req->header_count++;
-    if (id < 0) return 1;
-    if (!req->common[id]) req->common[id] = (unsigned char)req->header_count;
-    return chi_note_field(id, value, vlen, h, f);
+    if (id == CH_H_HOST) chi_memo_host(memo, name, p + 2, value, vlen);
+    return chi_add_field(req, h, f, id, name, nlen, value, vlen);
 }
 
 /* After the head: Host, then the body's framing and keep-alive. */
@@ -2857,7 +3023,9 @@ static long chi_decide_framing(const ch_req *req, const chi_limits *lim, const c
     return 1;
 }
 
-static long chi_parse_head(const char *buf, size_t len, const chi_limits *lim, ch_req *req, chi_head *h)
+/* chi_parse_head with a worker's memo (NULL: none); the same answers. */
+static long chi_parse_head_memo(const char *buf, size_t len, const chi_limits *lim, ch_req *req, chi_head *h,
+                                chi_parse_memo *memo)
 {
     /* Only the first max_header bytes are looked at: a head must fit in
        them, final CRLF included. So the answer never depends on how the
@@ -2880,10 +3048,20 @@ static long chi_parse_head(const char *buf, size_t len, const chi_limits *lim, c
     if ((step = chi_parse_target(&p, end, lim, req, &q)) <= 0) return chi_step_end(step, len, lim);
     if ((step = chi_parse_version_line(&p, end, req)) <= 0) return chi_step_end(step, len, lim);
     if ((step = chi_split_target(req, q)) < 0) return step;
-    while ((step = chi_parse_field(&p, end, req, h, &f)) != 2)
+    while ((step = chi_parse_field(&p, end, req, h, &f, memo)) != 2)
         if (step <= 0) return chi_step_end(step, len, lim);
     r = chi_decide_framing(req, lim, &f, h);
     return r < 0 ? r : (long)(p - buf);
+}
+
+/* Without a memo: the parser's tests and fuzz targets (the server passes
+   its worker's memo). */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((unused))
+#endif
+static long chi_parse_head(const char *buf, size_t len, const chi_limits *lim, ch_req *req, chi_head *h)
+{
+    return chi_parse_head_memo(buf, len, lim, req, h, NULL);
 }
 
 /* >>chunked -----------------------------------------------------------------
@@ -3154,6 +3332,9 @@ static char *chi_head_length_end(char *p, uint64_t length)
 #define CHI_COMMON_LEN (CHI_DATE_AT + CHI_DATE_LEN + 2)
 #define CHI_OK_LINE_LEN 17 /* "HTTP/1.1 200 OK\r\n" */
 #define CHI_OK_LEAD_LEN (CHI_OK_LINE_LEN + CHI_COMMON_LEN)
+#define CHI_JSON_TYPE_LINE "Content-Type: application/json\r\n"
+#define CHI_OK_JSON_LEAD_LEN (CHI_OK_LEAD_LEN + sizeof(CHI_JSON_TYPE_LINE) - 1)
+#define CHI_OK_JSON_OPEN_LEN (CHI_OK_JSON_LEAD_LEN + 16) /* + "Content-Length: " */
 
 static void chi_common_init(char common[CHI_COMMON_LEN])
 {
@@ -3182,6 +3363,7 @@ typedef struct chi_head_spec {
                                   writer once per worker (CHI_FRAME_LEAD) and
                                   copied whole per answer; NULL: write them */
     size_t lead_len;
+    int lead_has_ctype;        /* the lead ends with the Content-Type line */
     const char *ctype;         /* Content-Type value; ctype_len 0: none */
     size_t ctype_len;
     const char *extra;         /* "Name: value\r\n" lines, as they are */
@@ -3241,12 +3423,13 @@ static char *chi_head_put(char *p, const chi_head_spec *h)
     } else {
         p += chi_status_line(h->status, p);
         p = chi_put(p, h->common, h->common_len);
-        if (h->framing == CHI_FRAME_LEAD) return p;
+        if (h->framing == CHI_FRAME_LEAD && !h->ctype_len) return p;
     }
-    if (h->ctype_len) {
+    if (h->ctype_len && !h->lead_has_ctype) {
         p = chi_put(p, "Content-Type: ", 14);
         p = chi_put(p, h->ctype, h->ctype_len);
         p = chi_put(p, "\r\n", 2);
+        if (h->framing == CHI_FRAME_LEAD) return p; /* a lead with its type */
     }
     p = chi_put(p, h->extra, h->extra_len);
     p = chi_put(p, conn, conn_len);
@@ -3378,7 +3561,7 @@ static chi_node *chi_node_kid(const chi_node *n, const char *p, size_t len)
     unsigned h;
     for (h = chi_seg_hash(p, len, n->index_seed) >> n->index_shift; n->index[h]; h = (h + 1) & n->index_mask) {
         chi_node *k = n->kids[n->index[h] - 1];
-        if (k->seg_len == len && memcmp(k->seg, p, len) == 0) return k;
+        if (k->seg_len == len && chi_eq_short(k->seg, p, len)) return k;
     }
     return NULL;
 }
@@ -3517,13 +3700,62 @@ static inline int chi_param_ok(const char *p, size_t len)
     return 1;
 }
 
+/* The next '/' from p, or NULL, inline (a call to memchr costs more than
+   a short segment): a word at a time where the lowest flagged byte is the
+   first '/' (little-endian, with the count of trailing zero bits), then a
+   byte at a time. */
+static const char *chi_find_slash(const char *p, const char *end)
+{
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    while (end - p >= 8) {
+        uint64_t m = chi_has_byte(chi_load8(p), '/');
+        if (m) return p + (__builtin_ctzll(m) >> 3);
+        p += 8;
+    }
+#endif
+    for (; p < end; p++)
+        if (*p == '/') return p;
+    return NULL;
+}
+
 /* Matches path (without the leading '/') below n. Parameters found on the
-   way are pushed on req->params and popped again on a dead end. */
+   way are pushed on req->params and popped again on a dead end. Where a
+   node leaves one way on (only a static child, or only a parameter), the
+   walk goes on in the same call: only a node with a choice to back up to
+   costs a nested call. */
 static chi_node *chi_node_match(chi_node *n, const char *p, const char *end, ch_req *req)
 {
-    const char *e = (const char *)memchr(p, '/', (size_t)(end - p));
-    size_t len = e ? (size_t)(e - p) : (size_t)(end - p);
-    chi_node *found, *k = n->index ? chi_node_kid(n, p, len) : NULL;
+    int base = req->param_count; /* a dead end pops what this call pushed */
+    const char *e;
+    size_t len;
+    chi_node *found, *k;
+    for (;;) {
+        e = chi_find_slash(p, end);
+        len = e ? (size_t)(e - p) : (size_t)(end - p);
+        k = n->index ? chi_node_kid(n, p, len) : NULL;
+        if (n->wild || (k && n->param)) break; /* a choice: the general way */
+        if (k) { /* the static child, nothing else */
+            if (!e) {
+                if (k->methods | k->fast_methods) return k;
+                break; /* no parameter, no wildcard here: the dead end below */
+            }
+            n = k;
+        } else if (n->param && len > 0 && req->param_count < CHOPIN_MAX_PARAMS && chi_param_ok(p, len)) {
+            ch_param *pa = &req->params[req->param_count++];
+            pa->name = chi_str(n->param_name, n->param_name_len);
+            pa->value = chi_str(p, len);
+            if (!e) {
+                if (n->param->methods | n->param->fast_methods) return n->param;
+                req->param_count = base;
+                return NULL;
+            }
+            n = n->param;
+        } else {
+            req->param_count = base;
+            return NULL;
+        }
+        p = e + 1;
+    }
     if (k) {
         found = e ? chi_node_match(k, e + 1, end, req) : k;
         if (found && (found->methods | found->fast_methods)) return found;
@@ -3543,6 +3775,7 @@ static chi_node *chi_node_match(chi_node *n, const char *p, const char *end, ch_
         if (n->wild->methods) return n->wild;
         req->param_count--;
     }
+    req->param_count = base;
     return NULL;
 }
 
@@ -9976,8 +10209,12 @@ struct ch_worker {
     chi_buf out;             /* responses of the current read batch */
     char common[CHI_COMMON_LEN]; /* "Server: ...\r\nDate: ...\r\n" */
     char ok_lead[CHI_OK_LEAD_LEN]; /* "HTTP/1.1 200 OK\r\n" + common (>>answers) */
+    char ok_json[CHI_OK_JSON_OPEN_LEN]; /* ok_lead + "Content-Type: application/json\r\n" (the
+                                          JSON lead) + "Content-Length: " (HTTP/1.1 keep-alive) */
+    chi_parse_memo parse_memo; /* the last valid Host value (>>parser) */
     chi_buf fast_bytes;      /* each FastRoute's response (or prefix) */
     chi_fast_copy *fast;
+    uint64_t fast_lens;      /* bit n: a FastRoute path of n bytes (63: 63 or more) */
     ch_json json;
     ch_req req;
     chi_req_store req_store; /* req's header lines and parameters */
@@ -10353,6 +10590,8 @@ CHOPIN_API int ch_res_headern(ch_res *res, const char *name, size_t nlen, const 
     size_t i;
     if (nlen == 0) return -1;
     for (i = 0; i < nlen; i++)
+        /* cppcheck-suppress arrayIndexOutOfBounds ; cppcheck 2.10 takes ch_res_header(res, "Upgrade", ..)
+           in >>websocket for a 6-byte name with nlen 7 (a false positive: i < nlen = strlen(name)) */
         if (!chi_is((unsigned char)name[i], CHI_TOKEN)) return -1;
     for (i = 0; i < vlen; i++)
         if (!chi_is((unsigned char)value[i], CHI_VALUE)) return -1;
@@ -10527,6 +10766,7 @@ static void chi_refresh_date(chi_worker *w)
     int i;
     chi_format_date(chi_os_wall_seconds(), w->common + CHI_DATE_AT);
     memcpy(w->ok_lead + CHI_OK_LINE_LEN + CHI_DATE_AT, w->common + CHI_DATE_AT, CHI_DATE_LEN);
+    memcpy(w->ok_json + CHI_OK_LINE_LEN + CHI_DATE_AT, w->common + CHI_DATE_AT, CHI_DATE_LEN);
     for (i = 0; w->fast && i < w->app->nfast; i++)
         memcpy(w->fast_bytes.ptr + w->fast[i].off + CHI_OK_LINE_LEN + CHI_DATE_AT, w->common + CHI_DATE_AT,
                CHI_DATE_LEN);
@@ -10815,17 +11055,75 @@ static chi_head_spec chi_spec(const chi_worker *w, int status, int keep_alive, i
     return h;
 }
 
-/* Lays out the worker's lead for 200 answers with the one head writer,
-   once at start-up (the Date is patched in with the others). */
+/* Lays out the worker's leads for 200 answers with the one head writer,
+   once at start-up (the Date is patched in with the others): the status
+   and common lines; and for the usual routed answer (ch_res_json) the
+   same with the JSON Content-Type line, then, as a dynamic FastRoute's
+   head, "Content-Length: " for HTTP/1.1 keep-alive. */
 static void chi_build_ok_lead(chi_worker *w)
 {
     chi_head_spec h;
+    char tmp[CHI_OK_JSON_OPEN_LEN + 256]; /* chi_head_size's room, more than the lead */
     memset(&h, 0, sizeof h);
     h.status = 200;
+    h.keep_alive = 1;
+    h.minor = 1;
     h.common = w->common;
     h.common_len = CHI_COMMON_LEN;
     h.framing = CHI_FRAME_LEAD;
-    chi_head_put(w->ok_lead, &h); /* fits: chi_head_size's room is for whole heads */
+    chi_head_put(tmp, &h);
+    memcpy(w->ok_lead, tmp, sizeof w->ok_lead);
+    h.ctype = "application/json";
+    h.ctype_len = 16;
+    h.framing = CHI_FRAME_LENGTH_OPEN;
+    chi_head_put(tmp, &h);
+    memcpy(w->ok_json, tmp, sizeof w->ok_json);
+}
+
+/* Is the type JSON's, as ch_res_json sets it? */
+static int chi_is_json_type(const chi_buf *ctype)
+{
+    return ctype->len == 16 && chi_eq_short(ctype->ptr, "application/json", 16);
+}
+
+/* The JSON lead in place of the plain one when the type is JSON's. */
+static void chi_spec_json_lead(const chi_worker *w, const ch_res *res, chi_head_spec *h)
+{
+    if (h->lead == w->ok_lead && chi_is_json_type(&res->ctype)) {
+        h->lead = w->ok_json;
+        h->lead_len = CHI_OK_JSON_LEAD_LEN;
+        h->lead_has_ctype = 1;
+    }
+}
+
+/* The usual routed answer: 200, JSON, HTTP/1.1 keep-alive, GET. The
+   worker's pre-built head (chi_build_ok_lead), the length, the body: what a
+   dynamic FastRoute writes; with the handler's header lines (`extra`) in
+   their place, after the Content-Type line, as the one head writer lays
+   them out. -1: out of memory. */
+static int chi_write_ok_json(chi_worker *w, const char *extra, size_t extra_len, const char *body, size_t n)
+{
+    char *p;
+    if (chi_buf_reserve(&w->out, CHI_OK_JSON_OPEN_LEN + extra_len + 24 + n) < 0) {
+        w->out_failed = 1;
+        return -1;
+    }
+    p = w->out.ptr + w->out.len;
+    memcpy(p, w->ok_json, CHI_OK_JSON_LEAD_LEN);
+    p = chi_put(p + CHI_OK_JSON_LEAD_LEN, extra, extra_len);
+    memcpy(p, w->ok_json + CHI_OK_JSON_LEAD_LEN, CHI_OK_JSON_OPEN_LEN - CHI_OK_JSON_LEAD_LEN);
+    p += CHI_OK_JSON_OPEN_LEN - CHI_OK_JSON_LEAD_LEN;
+    p = chi_head_length_end(p, n);
+    if (n >= 8 && n <= 16) { /* the usual small body: two words, no call */
+        uint64_t a = chi_load8(body), b = chi_load8(body + n - 8);
+        memcpy(p, &a, 8);
+        memcpy(p + n - 8, &b, 8);
+        p += n;
+    } else {
+        p = chi_put(p, body, n);
+    }
+    w->out.len = (size_t)(p - w->out.ptr);
+    return 0;
 }
 
 /* A head and, unless HEAD or a status without one, the body. Returns -1
@@ -10892,6 +11190,7 @@ static int chi_build_fast(chi_worker *w)
     for (i = 0; i < app->nfast; i++) {
         const chi_fast *f = &app->fast[i];
         chi_buf *b = &w->fast_bytes;
+        w->fast_lens |= (uint64_t)1 << (f->path_len < 63 ? f->path_len : 63);
         chi_head_spec h = chi_spec(w, 200, 1, 1);
         h.ctype = f->ctype;
         h.ctype_len = strlen(f->ctype);
@@ -11004,6 +11303,14 @@ static void chi_res_invalid(chi_worker *w, const ch_req *req, const ch_res *res)
         chi_json_complaint(w, res->json, method, path);
 }
 
+/* No room for an answer: a 500 and a close. */
+static void chi_res_write_failed(chi_worker *w, const ch_req *req, uint64_t length)
+{
+    chi_log(w, CH_LOG_ERROR, CH_LOGITEM_OUT_OF_MEMORY, "out of memory for a %lu-byte answer: a 500 and a close",
+            (unsigned long)length);
+    chi_write_error(w, 500, "", 0, req->method != CH_HEAD, 0, req->version_minor);
+}
+
 /* Lays out a response a handler filled (the worker's, or a deferred one's). */
 static void chi_res_write(chi_worker *w, ch_res *res, ch_req *req, int keep_alive)
 {
@@ -11021,11 +11328,20 @@ static void chi_res_write(chi_worker *w, ch_res *res, ch_req *req, int keep_aliv
         chi_res_finish_file(w, res, req, keep_alive, send_body);
         return;
     }
+    if (res->status == 200 && keep_alive && send_body && req->version_minor == 1 && w->ok_json[0] &&
+        chi_is_json_type(&res->ctype)) {
+        size_t n = res->body_is_json ? j->len : res->body_len;
+        if (chi_write_ok_json(w, res->headers.ptr, res->headers.len, res->body_is_json ? j->buf : res->body, n) == 0)
+            return;
+        chi_res_write_failed(w, req, n);
+        return;
+    }
     h = chi_spec(w, res->status, keep_alive, req->version_minor);
     h.ctype = res->ctype.ptr;
     h.ctype_len = res->ctype.len;
     h.extra = res->headers.ptr;
     h.extra_len = res->headers.len;
+    chi_spec_json_lead(w, res, &h);
     h.length = res->body_is_json ? j->len : res->body_len;
     /* HEAD: the length the handler stated (ch_res_length), else the body's;
        neither: no Content-Length (a HEAD handler that skips the body must
@@ -11037,11 +11353,8 @@ static void chi_res_write(chi_worker *w, ch_res *res, ch_req *req, int keep_aliv
             h.framing = CHI_FRAME_NONE;
     }
     if (chi_write_response(w, &h, res->body_is_json ? j->buf : res->body, send_body ? (size_t)h.length : 0,
-                           send_body) < 0) {
-        chi_log(w, CH_LOG_ERROR, CH_LOGITEM_OUT_OF_MEMORY, "out of memory for a %lu-byte answer: a 500 and a close",
-                (unsigned long)h.length);
-        chi_write_error(w, 500, "", 0, send_body, 0, req->version_minor);
-    }
+                           send_body) < 0)
+        chi_res_write_failed(w, req, h.length);
 }
 
 static void chi_res_finish(chi_worker *w, ch_req *req, int keep_alive) { chi_res_write(w, &w->res, req, keep_alive); }
@@ -11125,10 +11438,12 @@ static void chi_dispatch(chi_worker *w, ch_req *req, int keep_alive)
     ch_app *app = w->app;
     size_t out_before = w->out.len;
     int i;
-    if (req->method == CH_GET || req->method == CH_HEAD) {
+    /* a path of a length no FastRoute has skips the scan (the routed case) */
+    if ((req->method == CH_GET || req->method == CH_HEAD) &&
+        ((w->fast_lens >> (req->path.len < 63 ? req->path.len : 63)) & 1)) {
         for (i = 0; i < app->nfast; i++) {
             const chi_fast *f = &app->fast[i];
-            if (f->path_len == req->path.len && memcmp(f->path, req->path.ptr, f->path_len) == 0) {
+            if (f->path_len == req->path.len && chi_eq_short(f->path, req->path.ptr, f->path_len)) {
                 if (app->timed) w->res.start_ns = chi_os_now_ns();
                 chi_fast_respond(w, i, req->method != CH_HEAD, keep_alive, req->version_minor);
                 if (app->timed) {
@@ -13344,7 +13659,7 @@ static size_t chi_process(chi_worker *w, chi_conn *c, char *buf, size_t len)
         /* an unfinished head is parsed again only once a new line came in */
         if (c->scanned && n > c->scanned && n <= lim->max_target && !memchr(p + c->scanned, '\n', n - c->scanned))
             break;
-        hl = chi_parse_head(p, n, lim, req, &h);
+        hl = chi_parse_head_memo(p, n, lim, req, &h, &w->parse_memo);
         if (hl == 0) {
             c->scanned = n;
             break;
@@ -13407,7 +13722,7 @@ static int chi_keep_rest(chi_conn *c, const char *buf, size_t len, size_t used, 
     size_t rest = len - used;
     if (c->flags & CHI_F_CLOSING) rest = 0;
     if (rest == 0) {
-        chi_buf_free(&c->in); /* idle connections hold no input buffer */
+        if (c->in.ptr) chi_buf_free(&c->in); /* idle connections hold no input buffer (none: no call) */
         c->scanned = 0;
         c->chunk_active = 0;
         return 0;
@@ -13433,6 +13748,11 @@ static void chi_after_io(chi_worker *w, chi_conn *c)
         chi_held_io(w, c);
         return;
     }
+    /* the usual end of a keep-alive exchange: all sent, nothing kept,
+       reading and idle already; what follows would change nothing */
+    if (!(c->flags & (CHI_F_CLOSING | CHI_F_LINGER | CHI_F_FILE | CHI_F_BACKLOG | CHI_F_PAUSED)) && chi_pending(c) == 0 &&
+        c->in.len == 0 && c->events == CHI_EV_READ && c->queue == CHI_Q_IDLE && !w->stopping)
+        return;
     if (chi_pending(c) == 0 && (c->flags & CHI_F_CLOSING) && !(c->flags & (CHI_F_LINGER | CHI_F_FILE))) {
         if (!(c->flags & CHI_F_LINGER_AFTER) || (c->flags & CHI_F_PEER_EOF) || chi_poller_shutdown_write(w->poller, c->fd) < 0) {
             chi_close(w, c);

@@ -73,7 +73,7 @@ if [ -n "${COST_SERVER:-}" ]; then
   make -s "$CLIENT" >&2 || fail "build failed"
   [ -x "$SERVER" ] || fail "COST_SERVER=$SERVER is not an executable"
 else
-  make -s "$SERVER" build/bench-cost-batteries "$CLIENT" >&2 || fail "build failed"
+  make -s "$SERVER" build/bench-cost-bare build/bench-cost-batteries "$CLIENT" >&2 || fail "build failed"
 fi
 [ $((N % 16)) -eq 0 ] && [ $((W % 16)) -eq 0 ] || fail "COST_REQUESTS and COST_WARMUP must be multiples of 16"
 
@@ -166,7 +166,10 @@ one_run() {
 }
 
 # The cases: name, path, depth, expected body[, a header line the client
-# adds, the server build]. batteries.keepalive is routed.keepalive on the
+# adds, the server build]. routed.bare.keepalive is routed.keepalive on the
+# build without the route's Server-Timing middleware (examples/bench.c with
+# -DBENCH_NO_TIMING): issue 14's "routed without middleware" target.
+# batteries.keepalive is routed.keepalive on the
 # build with CORS, request ids, a rate limit and metrics (examples/bench.c
 # with -DBENCH_BATTERIES), from an allowed Origin (issue 9: within 1.3x).
 CASES=(
@@ -174,6 +177,7 @@ CASES=(
   "plaintext.pipeline16|/plaintext|16|Hello, World!"
   "json.keepalive|/json|1|{\"message\":\"Hello, World!\"}"
   "routed.keepalive|/users/42|1|{\"id\":\"42\"}"
+  "routed.bare.keepalive|/users/42|1|{\"id\":\"42\"}||build/bench-cost-bare"
   "batteries.keepalive|/users/42|1|{\"id\":\"42\"}|Origin: https://a.example|build/bench-cost-batteries"
 )
 
@@ -236,6 +240,7 @@ label() {
   shape=${shape/keepalive/keep-alive}
   shape=${shape/pipeline16/pipelined 16}
   [ "$route" = routed ] && route="/users/:id" || route="/$route"
+  case $shape in bare.*) route="$route, no middleware"; shape=${shape#bare.} ;; esac
   [ "$route" = /batteries ] && route="/users/:id + CORS, rate limit, metrics, request id"
   printf '%s %s %s' "$what" "$route" "$shape"
 }
@@ -244,14 +249,16 @@ label() {
 targets() {
   local ka=${FIG[instructions.plaintext.keepalive]} p16=${FIG[instructions.plaintext.pipeline16]}
   local js=${FIG[instructions.json.keepalive]} rt=${FIG[instructions.routed.keepalive]}
+  local bare=${FIG[instructions.routed.bare.keepalive]:-}
   local ska=${FIG[syscalls.plaintext.keepalive]} sp=${FIG[syscalls.plaintext.pipeline16]}
-  awk -v ka="$ka" -v p16="$p16" -v js="$js" -v rt="$rt" -v ska="$ska" -v sp="$sp" \
+  awk -v ka="$ka" -v p16="$p16" -v js="$js" -v rt="$rt" -v bare="$bare" -v ska="$ska" -v sp="$sp" \
     -v bt="${FIG[instructions.batteries.keepalive]:-}" 'BEGIN {
     printf "targets (issue 14):\n"
     t("instructions, /plaintext keep-alive", ka, "<= 850", ka <= 850)
     t("instructions, /plaintext pipelined 16", p16, "<= 550", p16 <= 550)
     t("instructions, /json keep-alive", js, "<= 1150", js <= 1150)
-    t("instructions, /users/:id keep-alive (+ Server-Timing)", rt, "<= 1350", rt <= 1350)
+    if (bare != "") t("instructions, /users/:id keep-alive, no middleware", bare, "<= 1350", bare <= 1350)
+    t("instructions, /users/:id keep-alive (+ Server-Timing)", rt, "-", -1)
     t("instructions the JSON writer adds (/json - /plaintext)", js - ka, "-", -1)
     t("syscalls, one sequential keep-alive connection", ska, "3", ska >= 2.995 && ska <= 3.005)
     t("syscalls, pipelined 16", sp, "<= 0.2", sp <= 0.2)
@@ -332,7 +339,7 @@ print_breakdown
 targets
 if [ "$MODE" = --check ] && [ "$failed" -gt 0 ]; then
   echo "a figure rose: see where the instructions go with"
-  echo "  bash bench/cost.sh --profile CASE   (CASE: plaintext.keepalive, plaintext.pipeline16, json.keepalive, routed.keepalive)"
+  echo "  bash bench/cost.sh --profile CASE   (CASE: plaintext.keepalive, plaintext.pipeline16, json.keepalive, routed.keepalive, routed.bare.keepalive, batteries.keepalive)"
   echo "and, if the rise is meant, rewrite the budget with: make cost-update"
 fi
 echo "$passed passed, $failed failed"

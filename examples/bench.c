@@ -8,7 +8,9 @@
      POST /echo        the request body back, with the request's Content-Type
      GET  /users/:id   {"id":"<id>"}, through the router with a parameter and
                        one middleware (Server-Timing), the routed case of the
-                       benchmarks
+                       benchmarks (built with -DBENCH_NO_TIMING: the same
+                       route without the middleware, bench/cost.sh's
+                       routed.bare case)
      GET  /health      "ok" (text/plain), through the router (ch_health):
                        the health check of a load balancer (deploy/haproxy.cfg,
                        deploy/nginx.conf and tests/ops/haproxy.sh); 503
@@ -70,7 +72,9 @@ static ch_app *bench_app(void)
     ch_health(app, "/health"); /* "ok"; 503 "draining" once it stops */
     ch_post(app, "/echo", echo, NULL);
     users = ch_group_new(app, "/users");
+#ifndef BENCH_NO_TIMING
     ch_group_use(users, ch_mw_timing, NULL);
+#endif
     ch_group_route(users, CH_GET, "/:id", user_by_id, NULL);
 #ifdef BENCH_BATTERIES
     /* the cost of the batteries (bench/cost.sh, batteries.keepalive): the

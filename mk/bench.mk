@@ -22,6 +22,11 @@ bench: build/bench build/client
 	bash bench/run.sh
 	$(MAKE) --no-print-directory bench-files bench-uring
 
+# The cost case routed.bare.keepalive: /users/:id without its Server-Timing
+# middleware (issue 14's "routed without middleware" target).
+build/bench-cost-bare: examples/bench.c chopin.h | build
+	$(CC) $(WARN) $(COST_FLAGS) -DBENCH_NO_TIMING $< -o $@ $(LIBS)
+
 cost: build/bench-cost build/client
 	bash bench/cost.sh --check
 

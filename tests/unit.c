@@ -165,6 +165,61 @@ static void test_skip_value(void)
     }
 }
 
+/* The JSON writer's word test agrees with the table: for every byte value
+   at every place in a word of plain bytes, and for random words, it says
+   "look closer" exactly when some byte is not one a string holds as it is.
+   Then the short-string path and the general writer give the same text. */
+static void test_json_word(void)
+{
+    unsigned seed = 11;
+    int i, k, v;
+    for (k = 0; k < 8; k++)
+        for (v = 0; v < 256; v++) {
+            char b[8];
+            memset(b, 'a', sizeof b);
+            b[k] = (char)v;
+            if ((chi_json_word_special(chi_load8(b)) != 0) != !chi_is((unsigned char)v, CHI_JSON)) {
+                CHECK(!"a byte misjudged");
+                return;
+            }
+        }
+    for (i = 0; i < 200000; i++) {
+        char b[8];
+        int want = 0;
+        for (k = 0; k < 8; k++) {
+            seed = seed * 1103515245u + 12345u;
+            b[k] = (char)((seed >> 16) % 5 == 0 ? (seed >> 8) & 0xff : 0x20 + (seed >> 20) % 0x60);
+            want |= !chi_is((unsigned char)b[k], CHI_JSON);
+        }
+        if ((chi_json_word_special(chi_load8(b)) != 0) != want) {
+            CHECK(!"a word misjudged");
+            return;
+        }
+    }
+    for (i = 0; i < 20000; i++) {
+        char s[20];
+        ch_json a, c;
+        size_t n = (size_t)(i % 19);
+        for (k = 0; k < (int)n; k++) {
+            seed = seed * 1103515245u + 12345u;
+            s[k] = (char)((seed >> 16) % 9 == 0 ? (seed >> 8) & 0xff : 'a' + (seed >> 20) % 26);
+        }
+        ch_json_init(&a);
+        ch_json_init(&c);
+        CHECK(chi_json_reserve(&a, 64) == 0); /* room: the short path can run */
+        ch_json_strn(&a, s, n); /* the short path when it can */
+        chi_json_quoted(&c, 0, s, n, 0); /* the general writer */
+        if (a.len != c.len || memcmp(a.buf, c.buf, a.len) != 0) {
+            CHECK(!"the short path and the general writer differ");
+            ch_json_free(&a);
+            ch_json_free(&c);
+            return;
+        }
+        ch_json_free(&a);
+        ch_json_free(&c);
+    }
+}
+
 /* Every status chopin.h answers by itself: the one head writer gives a
    status line, framing that matches the body, and an error body made from
    the same reason phrase. */
@@ -233,6 +288,11 @@ static ch_req new_req(void)
 
 static const chi_limits lim = {16 * 1024, 8 * 1024, 8 * 1024 * 1024};
 
+/* A worker's Host memo, carried from one parser test to the next as a
+   worker carries it from request to request: whatever it holds, every
+   answer must be the one without it. */
+static chi_parse_memo carried_memo;
+
 /* Parses `raw` whole and at every prefix: each prefix must say "need more"
    (or already the same error), and the whole must give `want` (a head
    length > 0, or -status). Returns the parse of the whole. */
@@ -252,8 +312,87 @@ static long parse_all_splits(const char *raw, size_t len, ch_req *req, chi_head 
             break;
         }
     }
-    r = chi_parse_head(raw, len, &lim, req, h);
+    /* with the memo that earlier tests left, then with what this one
+       stored in it: the same answer each time */
+    r = chi_parse_head_memo(raw, len, &lim, req, h, &carried_memo);
+    CHECK(chi_parse_head_memo(raw, len, &lim, req, h, &carried_memo) == r);
+    CHECK(chi_parse_head(raw, len, &lim, req, h) == r);
     return r;
+}
+
+/* Parses "GET / HTTP/1.1\r\nHost: <value>\r\n\r\n" with memo, and checks
+   the answer is the one without it. */
+static long parse_host(const char *value, chi_parse_memo *memo)
+{
+    char raw[256];
+    ch_req req = new_req();
+    chi_head h;
+    long r, plain;
+    size_t n = (size_t)snprintf(raw, sizeof raw, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", value);
+    plain = chi_parse_head(raw, n, &lim, &req, &h);
+    r = chi_parse_head_memo(raw, n, &lim, &req, &h, memo);
+    CHECK(r == plain);
+    return r;
+}
+
+static void test_parse_host_memo(void)
+{
+    chi_parse_memo memo;
+    char big[80];
+    memset(&memo, 0, sizeof memo);
+    CHECK(parse_host("a.example:80", &memo) > 0);
+    CHECK(memo.line_len == 20 && memcmp(memo.line, "Host: a.example:80\r\n", 20) == 0);
+    CHECK(memo.value_off == 6 && memo.value_len == 12);
+    /* the stored line, then other bytes: scanned as ever */
+    CHECK(parse_host("a.example:80", &memo) > 0);
+    CHECK(parse_host("a.example:80 ", &memo) > 0);
+    CHECK(parse_host("a.example:80x", &memo) == -400);
+    CHECK(parse_host("a.example:80@", &memo) == -400);
+    CHECK(parse_host("a.example:80:1", &memo) == -400);
+    CHECK(parse_host("a.example:80]", &memo) == -400);
+    CHECK(parse_host("a.example:8", &memo) > 0);
+    CHECK(parse_host("a.example", &memo) > 0);
+    CHECK(parse_host("a.exa mple:80", &memo) == -400);
+    /* a refused line is never stored */
+    memset(&memo, 0, sizeof memo);
+    CHECK(parse_host("a b", &memo) == -400 && memo.line_len == 0);
+    CHECK(parse_host("[::1", &memo) == -400 && memo.line_len == 0);
+    CHECK(parse_host("x:1:2", &memo) == -400 && memo.line_len == 0);
+    CHECK(parse_host("[::1]:8080", &memo) > 0 && memo.line_len == 18);
+    CHECK(parse_host("[::1]:8080", &memo) > 0);
+    CHECK(parse_host("[::1]:8080]", &memo) == -400);
+    /* whitespace after the value is part of the line, not of the value */
+    memset(&memo, 0, sizeof memo);
+    CHECK(parse_host("h.example  ", &memo) > 0 && memo.line_len == 19 && memo.value_len == 9);
+    {
+        const char *raw = "GET / HTTP/1.1\r\nHost: h.example  \r\n\r\n";
+        ch_req req = new_req();
+        chi_head h;
+        CHECK(chi_parse_head_memo(raw, strlen(raw), &lim, &req, &h, &memo) > 0);
+        CHECK(req.header_count == 1 && ch_str_eq(req.headers[0].value, "h.example") &&
+              ch_str_eq(req.headers[0].name, "Host") && ch_str_eq(ch_req_header(&req, "host"), "h.example"));
+    }
+    CHECK(parse_host("", &memo) > 0 && memo.line_len == 8);
+    /* a line longer than the memo is not stored */
+    memset(&memo, 0, sizeof memo);
+    memset(big, 'a', sizeof big);
+    big[CHI_HOST_MEMO_MAX] = 0;
+    CHECK(parse_host(big, &memo) > 0 && memo.line_len == 0);
+    big[CHI_HOST_MEMO_MAX - 8] = 0;
+    CHECK(parse_host(big, &memo) > 0 && memo.line_len == CHI_HOST_MEMO_MAX);
+    CHECK(parse_host(big, &memo) > 0);
+    /* the stored line cut short by the end of the bytes: need more; and a
+       second Host line, stored or not, is still refused */
+    {
+        const char *raw = "GET / HTTP/1.1\r\nHost: aaaa\r";
+        const char *two = "GET / HTTP/1.1\r\nHost: aaaa\r\nHost: aaaa\r\n\r\n";
+        ch_req req = new_req();
+        chi_head h;
+        memset(&memo, 0, sizeof memo);
+        CHECK(parse_host("aaaa", &memo) > 0 && memo.line_len == 12);
+        CHECK(chi_parse_head_memo(raw, strlen(raw), &lim, &req, &h, &memo) == 0);
+        CHECK(chi_parse_head_memo(two, strlen(two), &lim, &req, &h, &memo) == -400);
+    }
 }
 
 static void test_parse_simple_get(void)
@@ -777,6 +916,14 @@ static void test_router_match(void)
     CHECK(match(app, "/users/", &req) == NULL); /* a parameter is never empty */
     CHECK(match(app, "/nope", &req) == NULL);
     CHECK(match(app, "/users/7/posts", &req) == NULL);
+    /* a dead end several levels into a walk without choices (parameters
+       and static children only) leaves no parameter behind */
+    CHECK(match(app, "/users/7/posts/9/x", &req) == NULL && req.param_count == 0);
+    CHECK(match(app, "/users/7/comments/9", &req) == NULL && req.param_count == 0);
+    CHECK(match(app, "/a/b/c/d", &req) == NULL && req.param_count == 0);
+    CHECK(match(app, "/a/z/e", &req) == NULL && req.param_count == 0);
+    n = match(app, "/a/z/d", &req);
+    CHECK(n && n->routes[CH_GET].handler == h_other && req.param_count == 1 && ch_str_eq(ch_req_param(&req, "x"), "z"));
     ch_app_free(app);
 }
 
@@ -1462,9 +1609,11 @@ int main(void)
     run("date: IMF-fixdate", test_date);
     run("character table matches the RFC grammar", test_char_table);
     run("SWAR value scanner agrees with the table", test_skip_value);
+    run("JSON writer: the word test agrees with the table", test_json_word);
     run("header names: every case, every one-byte change", test_header_names);
     run("responses: the one head writer and error bodies", test_error_responses);
     run("parser: a GET with query and headers", test_parse_simple_get);
+    run("parser: the worker's Host memo changes no answer", test_parse_host_memo);
     run("parser: framing and keep-alive", test_parse_framing);
     run("parser: target forms", test_parse_targets);
     run("parser: every rejection", test_parse_rejects);
