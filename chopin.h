@@ -2916,11 +2916,29 @@ static int chi_note_field(int id, const char *value, size_t vlen, chi_head *h, c
    only what a repeated line costs (tests/unit.c and the parser fuzz target
    parse with and without it). */
 #define CHI_HOST_MEMO_MAX 64
-typedef struct chi_parse_memo {
+/* Other field lines a client repeats (Origin, User-Agent, Accept, ...) are
+   kept the same way, one per slot chosen by three of their first bytes; a
+   line shorter than CHI_MEMO_MIN is cheap to scan and never looked up. */
+#define CHI_MEMO_SLOTS 8 /* a power of 2 */
+#define CHI_MEMO_MIN 10
+typedef struct chi_memo_line {
     unsigned char line_len; /* 0: nothing stored */
+    unsigned char name_len, value_off, value_len;
+    signed char id; /* chi_header_id of the name, -1: none */
+    char line[CHI_HOST_MEMO_MAX];
+} chi_memo_line;
+typedef struct chi_parse_memo {
+    unsigned char line_len; /* the Host line; 0: nothing stored */
     unsigned char value_off, value_len;
     char line[CHI_HOST_MEMO_MAX];
+    chi_memo_line other[CHI_MEMO_SLOTS];
 } chi_parse_memo;
+
+/* The slot of a field line starting at p (at least CHI_MEMO_MIN bytes). */
+static unsigned chi_memo_slot(const char *p)
+{
+    return ((unsigned)(unsigned char)p[0] + 2u * (unsigned char)p[2] + (unsigned char)p[8]) & (CHI_MEMO_SLOTS - 1);
+}
 
 /* Records an accepted field line as req's next header. */
 static int chi_add_field(ch_req *req, chi_head *h, chi_fields *f, int id, const char *name, size_t nlen,
@@ -2946,6 +2964,32 @@ static void chi_memo_host(chi_parse_memo *memo, const char *line, const char *li
     memo->value_len = (unsigned char)vlen;
 }
 
+/* Keeps another accepted field line in its slot when it fits. */
+static void chi_memo_other(chi_parse_memo *memo, const char *line, const char *line_end, size_t nlen, int id,
+                           const char *value, size_t vlen)
+{
+    size_t n = (size_t)(line_end - line);
+    chi_memo_line *m;
+    if (!memo || n > CHI_HOST_MEMO_MAX || n < CHI_MEMO_MIN) return;
+    m = &memo->other[chi_memo_slot(line)];
+    memcpy(m->line, line, n);
+    m->line_len = (unsigned char)n;
+    m->name_len = (unsigned char)nlen;
+    m->value_off = (unsigned char)(value - line);
+    m->value_len = (unsigned char)vlen;
+    m->id = (signed char)id;
+}
+
+/* The field line at p if the memo holds it, byte for byte: its entry, or NULL. */
+static const chi_memo_line *chi_memo_find(const chi_parse_memo *memo, const char *p, const char *end)
+{
+    const chi_memo_line *m;
+    if (end - p < CHI_MEMO_MIN) return NULL;
+    m = &memo->other[chi_memo_slot(p)];
+    if (m->line_len && (size_t)(end - p) >= m->line_len && chi_eq_short(p, m->line, m->line_len)) return m;
+    return NULL;
+}
+
 /* One field line, or the empty line that ends the head (returns 2). */
 static int chi_parse_field(const char **pp, const char *end, ch_req *req, chi_head *h, chi_fields *f,
                            chi_parse_memo *memo)
@@ -2964,6 +3008,14 @@ static int chi_parse_field(const char **pp, const char *end, ch_req *req, chi_he
     if (memo && memo->line_len && (size_t)(end - p) >= memo->line_len && chi_eq_short(p, memo->line, memo->line_len)) {
         *pp = p + memo->line_len;
         return chi_add_field(req, h, f, CH_H_HOST, p, 4, p + memo->value_off, memo->value_len);
+    }
+    /* another line this worker accepted lately, byte for byte */
+    if (memo) {
+        const chi_memo_line *m = chi_memo_find(memo, p, end);
+        if (m) {
+            *pp = p + m->line_len;
+            return chi_add_field(req, h, f, m->id, p, m->name_len, p + m->value_off, m->value_len);
+        }
     }
     /* a line that starts with whitespace is obs-fold (RFC 9112 5.2) */
     if (*p == ' ' || *p == '\t') return -400;
@@ -2995,7 +3047,10 @@ static int chi_parse_field(const char **pp, const char *end, ch_req *req, chi_he
     while (vend > value && (vend[-1] == ' ' || vend[-1] == '\t')) vend--;
     vlen = (size_t)(vend - value);
     *pp = p + 2;
-    if (id == CH_H_HOST) chi_memo_host(memo, name, p + 2, value, vlen);
+    if (id == CH_H_HOST)
+        chi_memo_host(memo, name, p + 2, value, vlen);
+    else
+        chi_memo_other(memo, name, p + 2, nlen, id, value, vlen);
     return chi_add_field(req, h, f, id, name, nlen, value, vlen);
 }
 

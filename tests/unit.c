@@ -395,6 +395,61 @@ static void test_parse_host_memo(void)
     }
 }
 
+/* Other field lines through the memo's slots: the same requests parse to
+   the same fields with a memo that holds their lines, one that holds lines
+   differing by a byte, and none. */
+static void test_parse_other_memo(void)
+{
+    static const char *const heads[] = {
+        "GET / HTTP/1.1\r\nHost: a\r\nOrigin: https://a.example\r\nUser-Agent: t/1\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nConnection: close\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nOrigin: https://a.exampl\x01\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nOrigin : https://a.example\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nOrigin: https://a.example\r",
+        "GET / HTTP/1.1\r\nHost: a\r\nOrigin: https://a.example \r\nExpect: 100-continue\r\n\r\n",
+        "GET / HTTP/1.0\r\nConnection: keep-alive\r\nX-Long-Header-Name-Over-Sixty-Four: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n",
+    };
+    size_t i, j, k, round;
+    chi_parse_memo memo;
+    memset(&memo, 0, sizeof memo);
+    for (round = 0; round < 3; round++)
+        for (i = 0; i < sizeof heads / sizeof heads[0]; i++) {
+            ch_req a = new_req(), b = new_req();
+            chi_head ha, hb;
+            long ra = chi_parse_head(heads[i], strlen(heads[i]), &lim, &a, &ha);
+            long rb = chi_parse_head_memo(heads[i], strlen(heads[i]), &lim, &b, &hb, &memo);
+            CHECK(ra == rb);
+            if (ra <= 0 || rb != ra) continue;
+            CHECK(a.header_count == b.header_count && ha.keep_alive == hb.keep_alive &&
+                  ha.body_kind == hb.body_kind && ha.content_length == hb.content_length &&
+                  ha.expect_continue == hb.expect_continue);
+            for (j = 0; j < (size_t)a.header_count && j < (size_t)b.header_count; j++)
+                CHECK(a.headers[j].name.len == b.headers[j].name.len && a.headers[j].value.len == b.headers[j].value.len &&
+                      memcmp(a.headers[j].name.ptr, b.headers[j].name.ptr, a.headers[j].name.len) == 0 &&
+                      memcmp(a.headers[j].value.ptr, b.headers[j].value.ptr, a.headers[j].value.len) == 0);
+            for (k = 0; k < CH_H_COUNT; k++) CHECK(a.common[k] == b.common[k]);
+        }
+    /* an accepted line is stored in its slot; a refused one never */
+    {
+        const char *line = "Origin: https://a.example\r\n";
+        const chi_memo_line *m = &memo.other[chi_memo_slot(line)];
+        ch_req r = new_req();
+        chi_head h;
+        CHECK(chi_parse_head_memo(heads[0], strlen(heads[0]), &lim, &r, &h, &memo) > 0);
+        CHECK(m->line_len == strlen(line) && memcmp(m->line, line, m->line_len) == 0 && m->value_off == 8 &&
+              m->value_len == 17 && m->name_len == 6);
+        CHECK(chi_memo_find(&memo, line, line + strlen(line)) == m);
+        CHECK(chi_memo_find(&memo, line, line + strlen(line) - 1) == NULL);
+        memset(&memo, 0, sizeof memo);
+        CHECK(chi_parse_head_memo(heads[6], strlen(heads[6]), &lim, &r, &h, &memo) == -400);
+        for (k = 0; k < CHI_MEMO_SLOTS; k++) CHECK(memo.other[k].line_len == 0);
+    }
+}
+
 static void test_parse_simple_get(void)
 {
     const char *raw = "GET /users/7?x=1&y=2 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: t\r\nX-Empty:\r\nX-Pad:  a b  \r\n\r\n";
@@ -1614,6 +1669,7 @@ int main(void)
     run("responses: the one head writer and error bodies", test_error_responses);
     run("parser: a GET with query and headers", test_parse_simple_get);
     run("parser: the worker's Host memo changes no answer", test_parse_host_memo);
+    run("parser: the worker's memo of other field lines changes no answer", test_parse_other_memo);
     run("parser: framing and keep-alive", test_parse_framing);
     run("parser: target forms", test_parse_targets);
     run("parser: every rejection", test_parse_rejects);

@@ -126,7 +126,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
        one holding a common value */
     {
         chi_parse_memo memo;
-        static const char common[] = "GET / HTTP/1.1\r\nHost: localhost:8080\r\n\r\n";
+        static const char common[] = "GET / HTTP/1.1\r\nHost: localhost:8080\r\nOrigin: http://localhost:8080\r\n"
+                                     "Content-Length: 5\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n"
+                                     "Accept: */*\r\nUser-Agent: curl/7.88.1\r\nExpect: 100-continue\r\n\r\n";
         memset(&memo, 0, sizeof memo);
         FUZZ_CHECK(chi_parse_head_memo(buf, len, lim, req, &h, &memo) == whole);
         FUZZ_CHECK(chi_parse_head_memo(buf, len, lim, req, &h, &memo) == whole);
