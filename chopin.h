@@ -10064,6 +10064,7 @@ struct ch_res {
     ch_finish_fn finish[CHI_MAX_FINISHERS];
     void *finish_user[CHI_MAX_FINISHERS];
     int64_t start_ns, end_ns; /* read only when after-hooks want them */
+    int end_read;             /* end_ns already read for this answer (Server-Timing) */
     int64_t timing_ns;        /* set by ch_mw_timing */
     size_t bytes;             /* bytes this response took in the output */
     int file;                 /* the body is file_fd[file_off, +file_len) */
@@ -10598,6 +10599,7 @@ static void chi_res_reset(ch_res *res)
     res->ctype_explicit = 0;
     res->has_length = 0;
     res->rid_len = 0;
+    res->end_read = 0;
 }
 
 CHOPIN_API int ch_res_on_finish(ch_res *res, ch_finish_fn fn, void *user)
@@ -11488,7 +11490,10 @@ __attribute__((always_inline))
 static inline void chi_run_after(chi_worker *w, const ch_req *req, size_t out_before)
 {
     w->res.bytes = w->out.len - out_before + (w->res.file ? (size_t)w->res.file_len : 0);
-    w->res.end_ns = chi_os_now_ns();
+    if (w->res.end_read) /* read a moment ago by Server-Timing */
+        w->res.end_read = 0;
+    else
+        w->res.end_ns = chi_os_now_ns();
     chi_count_request(w, w->res.status, w->res.bytes, w->res.end_ns - w->res.start_ns);
     if (w->app->nafter) chi_after_hooks(w, req);
 }
@@ -11509,6 +11514,7 @@ static void chi_dispatch(chi_worker *w, ch_req *req, int keep_alive)
                 if (app->timed) {
                     w->res.status = 200;
                     w->res.rid_len = 0;
+                    w->res.end_read = 0;
                     chi_run_after(w, req, out_before);
                 }
                 return;
@@ -11623,12 +11629,10 @@ CHOPIN_API int ch_mw_bearer(ch_req *req, ch_res *res, void *user)
 #ifndef CHOPIN_NO_TIMING
 /* "Server-Timing: app;dur=<ms>.<3 digits>\r\n", written straight into the
    response's header lines (our own bytes: no check, no second copy). */
-static void chi_timing_finish(ch_req *req, ch_res *res, void *user)
+static void chi_timing_put(ch_res *res, int64_t now)
 {
     char *p;
-    int64_t us = (chi_os_now_ns() - res->timing_ns) / 1000;
-    (void)req;
-    (void)user;
+    int64_t us = (now - res->timing_ns) / 1000;
     if (us < 0) us = 0;
     if (chi_buf_reserve(&res->headers, 64) < 0) return;
     p = chi_put(res->headers.ptr + res->headers.len, "Server-Timing: app;dur=", 23);
@@ -11641,13 +11645,36 @@ static void chi_timing_finish(ch_req *req, ch_res *res, void *user)
     res->headers.len = (size_t)(p - res->headers.ptr);
 }
 
+static void chi_timing_finish(ch_req *req, ch_res *res, void *user)
+{
+    (void)req;
+    (void)user;
+    chi_timing_put(res, chi_os_now_ns());
+}
+
+/* An app that reads the clock anyway (metrics, after-hooks) times from
+   dispatch's read, and its after-hooks take this read as the end: one read
+   at each end. */
+static void chi_timing_finish_timed(ch_req *req, ch_res *res, void *user)
+{
+    (void)req;
+    (void)user;
+    res->end_ns = chi_os_now_ns();
+    res->end_read = 1;
+    chi_timing_put(res, res->end_ns);
+}
+
 CHOPIN_API int ch_mw_timing(ch_req *req, ch_res *res, void *user)
 {
     (void)req;
     (void)user;
-    /* from dispatch, where the app reads the clock anyway (metrics, after-hooks) */
-    res->timing_ns = res->w->app->timed ? res->start_ns : chi_os_now_ns();
-    ch_res_on_finish(res, chi_timing_finish, NULL);
+    if (res->w->app->timed) {
+        res->timing_ns = res->start_ns;
+        ch_res_on_finish(res, chi_timing_finish_timed, NULL);
+    } else {
+        res->timing_ns = chi_os_now_ns();
+        ch_res_on_finish(res, chi_timing_finish, NULL);
+    }
     return CH_NEXT;
 }
 #endif

@@ -32,3 +32,6 @@ fi
 suite "batteries: /metrics read by the Prometheus client's own parser (4 workers summed)" \
   bash -c 'make -s build/rest && if [ -x /usr/bin/python3 ]; then /usr/bin/python3 tests/batteries_metrics.py ./build/rest;
            else echo "skip: no /usr/bin/python3"; echo "0 passed, 0 failed"; fi'
+suite "Server-Timing on /users/:id; with metrics, the shared end read leaks into no other answer (release)" \
+  bash -c 'make -s build/bench build/bench-cost-batteries && python3 tests/timing_blackbox.py ./build/bench &&
+           python3 tests/timing_blackbox.py ./build/bench-cost-batteries --metrics'
