@@ -11871,7 +11871,10 @@ CHI_OUTLINE static int chi_rid_carry(chi_worker *w, ch_res *res, char *d)
         chi_rid_make(w);
     } else {
         d[0] = '0';
-        d[-1] = d[-1] == '9' ? 'a' : (char)(d[-1] + 1);
+        if (d[-1] == '9')
+            d[-1] = 'a';
+        else
+            ++d[-1];
         w->rid_next++;
     }
     chi_rid_put(w, res);
