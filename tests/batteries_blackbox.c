@@ -10,6 +10,7 @@
    Last line: "N passed, N failed". */
 #define CHOPIN_IMPLEMENTATION
 #include "../chopin.h"
+#include "testnet.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -158,42 +159,18 @@ static void serve(int port)
 
 /* ---- the client (the parent) ---- */
 
-static int free_port(void)
-{
-    struct sockaddr_in a;
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), p;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, (struct sockaddr *)&a, sizeof a);
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    p = ntohs(a.sin_port);
-    close(fd);
-    return p;
-}
-
+/* A connection to the server; a read waits at most 6 s. */
 static int connect_server(void)
 {
-    struct sockaddr_in a;
-    struct timeval tv = {6, 0};
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((unsigned short)g_port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
-        close(fd);
-        return -1;
-    }
+    int fd = tn_connect(g_port);
+    if (fd >= 0) tn_recv_timeout(fd, 6);
     return fd;
 }
 
 static int start_server(const char *log)
 {
     int i;
-    g_port = free_port();
+    g_port = tn_free_port();
     fflush(stdout);
     g_server = fork();
     if (g_server == 0) {
@@ -231,16 +208,7 @@ static int stop_server(void)
 
 static long server_rss_kib(void)
 {
-    char path[64], line[256];
-    long kib = -1;
-    FILE *f;
-    snprintf(path, sizeof path, "/proc/%d/status", (int)g_server);
-    f = fopen(path, "r");
-    if (!f) return -1;
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, "VmRSS:", 6) == 0) kib = atol(line + 6);
-    fclose(f);
-    return kib;
+    return tn_proc_rss_kib(g_server);
 }
 
 /* Reads one answer on fd: its status and the length of its body (read and

@@ -2,6 +2,8 @@
    real sockets: auth, CRUD, bad JSON, header injection attempts, and many
    concurrent creates across workers. Usage: rest_blackbox build/rest
    Last line: "N passed, N failed". */
+#include "testnet.h"
+
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -27,35 +29,11 @@ typedef struct response {
     size_t body_len;
 } response;
 
-static int free_port(void)
-{
-    struct sockaddr_in a;
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), p;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, (struct sockaddr *)&a, sizeof a);
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    p = ntohs(a.sin_port);
-    close(fd);
-    return p;
-}
-
+/* A connection to the server; a read waits at most 5 s. */
 static int connect_server(void)
 {
-    struct sockaddr_in a;
-    struct timeval tv = {5, 0};
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((unsigned short)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
-        close(fd);
-        return -1;
-    }
+    int fd = tn_connect(port);
+    if (fd >= 0) tn_recv_timeout(fd, 5);
     return fd;
 }
 
@@ -483,14 +461,11 @@ static void result(const char *name, int ok, const response *r)
 static int start_server_with(const char *bin, const char *token, const char *const *env, const char *log)
 {
     int i;
-    port = free_port();
+    port = tn_free_port();
     fflush(stdout); /* or the child would print our buffered lines again */
     server = fork();
     if (server == 0) {
-        char p[16];
-        snprintf(p, sizeof p, "%d", port);
-        setenv("PORT", p, 1);
-        setenv("HOST", "127.0.0.1", 1);
+        tn_server_env(port);
         setenv("ACCESS_LOG", log ? "on" : "off", 1);
         unsetenv("CORS_ORIGINS");
         unsetenv("RATE_LIMIT");
