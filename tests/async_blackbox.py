@@ -49,33 +49,14 @@ class Server(httptest.Server):
 
 
 def recv_until(s, marker, limit=5.0):
-    buf = b""
-    end = time.time() + limit * SLOW
-    while marker not in buf and time.time() < end:
-        s.settimeout(max(0.01, end - time.time()))
-        try:
-            d = s.recv(65536)
-        except socket.timeout:
-            break
-        if not d:
-            break
-        buf += d
-    return buf
+    """Bytes until marker arrives, the server closes, or limit seconds pass
+    (more for a sanitized build)."""
+    return httptest.recv_until(s, marker, limit * SLOW)
 
 
 def recv_all(s, limit=5.0):
-    buf = b""
-    end = time.time() + limit * SLOW
-    while time.time() < end:
-        s.settimeout(max(0.01, end - time.time()))
-        try:
-            d = s.recv(65536)
-        except socket.timeout:
-            break
-        if not d:
-            break
-        buf += d
-    return buf
+    """Bytes until the server closes or limit seconds pass."""
+    return httptest.recv_until(s, None, limit * SLOW)
 
 
 def read_response(s, buf=b"", head_only=False, limit=5.0):

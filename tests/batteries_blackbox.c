@@ -169,7 +169,6 @@ static int connect_server(void)
 
 static int start_server(const char *log)
 {
-    int i;
     g_port = tn_free_port();
     fflush(stdout);
     g_server = fork();
@@ -182,28 +181,13 @@ static int start_server(const char *log)
             unsetenv("CHOPIN_LOG");
         serve(g_port);
     }
-    for (i = 0; i < 500; i++) {
-        int fd = connect_server();
-        if (fd >= 0) {
-            close(fd);
-            return 0;
-        }
-        usleep(10000);
-    }
-    return -1;
+    return tn_wait_listening(g_port, g_server, 5000, NULL) == 0 ? 0 : -1;
 }
 
+/* 1 when the server exits with status 0 within 5 s of SIGTERM. */
 static int stop_server(void)
 {
-    int status = 0, i;
-    kill(g_server, SIGTERM);
-    for (i = 0; i < 500; i++) {
-        if (waitpid(g_server, &status, WNOHANG) == g_server) return WIFEXITED(status) && WEXITSTATUS(status) == 0;
-        usleep(10000);
-    }
-    kill(g_server, SIGKILL);
-    waitpid(g_server, &status, 0);
-    return 0;
+    return tn_stop_server(g_server, 5000);
 }
 
 static long server_rss_kib(void)

@@ -340,17 +340,6 @@ static long long server_cpu_ms(void)
     return tn_proc_cpu_ms(g_server_pid);
 }
 
-/* A plain blocking connect, used only to see whether the server listens. */
-static int try_connect(int port)
-{
-    int fd = tn_connect(port);
-
-    if (fd < 0)
-        return 0;
-    close(fd);
-    return 1;
-}
-
 /*
  * How the next start_server() runs the server: extra environment
  * ("NAME=value" strings, NULL-terminated) and, when non-zero, a soft and
@@ -363,8 +352,6 @@ static const char *g_server_path;
 /* fork/exec the server and wait until it accepts connections. */
 static int start_server(const char *path)
 {
-    long long deadline;
-
     g_server_path = path;
     g_server_exited = 0;
     g_death_reported = 0;
@@ -402,19 +389,15 @@ static int start_server(const char *path)
     }
 
     printf("# server %s (pid %d) on 127.0.0.1:%d\n", path, (int)g_server_pid, g_port);
-    deadline = tn_now_ms() + START_TIMEOUT_MS;
-    for (;;) {
-        if (!server_alive()) {
-            g_death_reported = 1;
-            return fail("the server exited before listening (%s)",
-                        describe_status(g_server_status));
-        }
-        if (try_connect(g_port))
-            return 0;
-        if (tn_now_ms() > deadline)
-            return fail("the server did not accept connections on port %d within %d ms",
-                        g_port, START_TIMEOUT_MS);
-        tn_sleep_us(20 * 1000);
+    switch (tn_wait_listening(g_port, g_server_pid, START_TIMEOUT_MS, &g_server_status)) {
+    case 0:
+        return 0;
+    case 1:
+        g_server_exited = 1;
+        g_death_reported = 1;
+        return fail("the server exited before listening (%s)", describe_status(g_server_status));
+    default:
+        return fail("the server did not accept connections on port %d within %d ms", g_port, START_TIMEOUT_MS);
     }
 }
 

@@ -139,6 +139,23 @@ class Server:
         return self.proc.returncode, text
 
 
+def recv_until(s, marker=None, limit=5.0):
+    """What socket s receives until `marker` (bytes) is in it (never, if
+    None), the server closes, or `limit` seconds pass: whatever came."""
+    buf = b""
+    end = time.time() + limit
+    while (marker is None or marker not in buf) and time.time() < end:
+        s.settimeout(max(0.01, end - time.time()))
+        try:
+            data = s.recv(65536)
+        except socket.timeout:
+            break
+        if not data:
+            break
+        buf += data
+    return buf
+
+
 class Response:
     """One response: status (int), version ("HTTP/1.1"), head (the status
     line and header lines as text), headers (names lower-cased; a repeated

@@ -479,30 +479,15 @@ static int start_server_with(const char *bin, const char *token, const char *con
         execl(bin, bin, (char *)NULL);
         _exit(127);
     }
-    for (i = 0; i < 500; i++) {
-        int fd = connect_server();
-        if (fd >= 0) {
-            close(fd);
-            return 0;
-        }
-        usleep(10000);
-    }
-    return -1;
+    return tn_wait_listening(port, server, 5000, NULL) == 0 ? 0 : -1;
 }
 
 static int start_server(const char *bin, const char *token) { return start_server_with(bin, token, NULL, NULL); }
 
+/* 1 when the server exits with status 0 within 5 s of SIGTERM. */
 static int stop_server(void)
 {
-    int status = 0, i;
-    kill(server, SIGTERM);
-    for (i = 0; i < 500; i++) {
-        if (waitpid(server, &status, WNOHANG) == server) return WIFEXITED(status) && WEXITSTATUS(status) == 0;
-        usleep(10000);
-    }
-    kill(server, SIGKILL);
-    waitpid(server, &status, 0);
-    return 0;
+    return tn_stop_server(server, 5000);
 }
 
 static long long id_of(const response *r)

@@ -28,6 +28,8 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/types.h>
+#include <sys/wait.h>
+#include <signal.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -152,6 +154,44 @@ static inline void tn_server_env(int port)
     snprintf(text, sizeof text, "%d", port);
     setenv("PORT", text, 1);
     setenv("HOST", "127.0.0.1", 1);
+}
+
+/* Waits until 127.0.0.1:port accepts a connection (trying every 10 ms):
+   0; or 1 when the process pid (if > 0) exited first, reaped, its wait
+   status in *status (if not NULL); or -1 after timeout_ms. */
+static inline int tn_wait_listening(int port, pid_t pid, long timeout_ms, int *status)
+{
+    long long deadline = tn_now_ms() + timeout_ms;
+    int st, fd;
+    for (;;) {
+        if (pid > 0 && waitpid(pid, &st, WNOHANG) == pid) {
+            if (status) *status = st;
+            return 1;
+        }
+        if ((fd = tn_connect(port)) >= 0) {
+            close(fd);
+            return 0;
+        }
+        if (tn_now_ms() > deadline) return -1;
+        tn_sleep_ms(10);
+    }
+}
+
+/* SIGTERM (a graceful stop), then up to timeout_ms for the process to exit:
+   1 when it exited with status 0; 0 when it ended otherwise, or did not end
+   in time (then it is killed). Reaped either way. */
+static inline int tn_stop_server(pid_t pid, long timeout_ms)
+{
+    long long deadline = tn_now_ms() + timeout_ms;
+    int status = 0;
+    kill(pid, SIGTERM);
+    while (tn_now_ms() <= deadline) {
+        if (waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+        tn_sleep_ms(10);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return 0;
 }
 
 /* A "Name:" line's number from /proc/PID/status, in KiB ("VmRSS:": resident

@@ -175,18 +175,9 @@ int main(int argc, char **argv)
         execl(server, server, (char *)NULL);
         _exit(127);
     }
-    t0 = tn_now_ms();
-    for (;;) { /* until it listens */
-        int fd = tn_connect(g_port);
-        if (fd >= 0) {
-            close(fd);
-            break;
-        }
-        if (tn_now_ms() - t0 > 10000 || waitpid(g_pid, &st, WNOHANG) == g_pid) {
-            fprintf(stderr, "idlemem: the server does not listen\n");
-            return 2;
-        }
-        usleep(20000);
+    if (tn_wait_listening(g_port, g_pid, 10000, NULL) != 0) {
+        fprintf(stderr, "idlemem: the server does not listen\n");
+        return 2;
     }
     usleep(300000);
     rss_idle = rss_kib();

@@ -74,7 +74,7 @@ static int dial(int nonblock)
 
 static void start_server(const char *path)
 {
-    long long deadline;
+    int rc;
     g_port = tn_free_port();
     g_pid = fork();
     if (g_pid < 0) die("fork: %s", strerror(errno));
@@ -84,17 +84,9 @@ static void start_server(const char *path)
         execl(path, path, (char *)NULL);
         _exit(127);
     }
-    deadline = tn_now_ms() + 10000;
-    for (;;) {
-        int fd = dial(0), st;
-        if (fd >= 0) {
-            close(fd);
-            return;
-        }
-        if (waitpid(g_pid, &st, WNOHANG) == g_pid) die("the server exited at start");
-        if (tn_now_ms() > deadline) die("the server does not listen");
-        usleep(20000);
-    }
+    rc = tn_wait_listening(g_port, g_pid, 10000, NULL);
+    if (rc == 1) die("the server exited at start");
+    if (rc < 0) die("the server does not listen");
 }
 
 static long rss_kib(void)

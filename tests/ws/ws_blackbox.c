@@ -101,7 +101,6 @@ static int server_alive(void)
 
 static int start_server(const char *path)
 {
-    long long deadline;
     g_port = tn_free_port();
     fflush(stdout);
     g_pid = fork();
@@ -113,16 +112,14 @@ static int start_server(const char *path)
         _exit(127);
     }
     printf("# server %s (pid %d) on 127.0.0.1:%d\n", path, (int)g_pid, g_port);
-    deadline = tn_now_ms() + START_TIMEOUT_MS;
-    while (tn_now_ms() < deadline) {
-        int fd;
-        if (!server_alive()) return fail("the server exited before listening");
-        fd = connect_port(g_port);
-        if (fd >= 0) {
-            close(fd);
-            return 0;
-        }
-        tn_sleep_ms(20);
+    switch (tn_wait_listening(g_port, g_pid, START_TIMEOUT_MS, &g_status)) {
+    case 0:
+        return 0;
+    case 1:
+        g_reaped = 1;
+        return fail("the server exited before listening");
+    default:
+        break;
     }
     /* never leave it behind: it holds the suite's output pipe open */
     kill(g_pid, SIGKILL);
