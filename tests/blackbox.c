@@ -1055,6 +1055,14 @@ static int expect(const struct response *r, int status, const char *content_type
     return 0;
 }
 
+/* Check that the response's Connection header lists `token`. */
+static int expect_connection(const struct response *r, const char *token)
+{
+    if (!has_token(resp_header(r, "Connection"), token))
+        return fail("expected \"Connection: %s\", got \"%s\"", token, show(resp_header(r, "Connection")));
+    return 0;
+}
+
 /* Check a (binary) body byte by byte. */
 static int expect_body_bytes(const struct response *r, const unsigned char *want, size_t len)
 {
@@ -1435,11 +1443,8 @@ static int case_http10_keep_alive(void)
             fail_ctx("keep-alive request %d", i + 1);
             goto out;
         }
-        if (!has_token(resp_header(r, "Connection"), "keep-alive")) {
-            fail("expected \"Connection: keep-alive\", got \"%s\"",
-                 show(resp_header(r, "Connection")));
+        if (expect_connection(r, "keep-alive") != 0)
             goto out;
-        }
     }
     /* a plain HTTP/1.0 request then ends the connection */
     if (request_expect(&c, "GET /json HTTP/1.0\r\n\r\n", 200, "application/json",
@@ -1465,10 +1470,8 @@ static int case_http11_connection_close(void)
                           "Connection: close\r\n\r\n")) == NULL ||
         expect(r, 200, "text/plain", HELLO) != 0)
         goto out;
-    if (!has_token(resp_header(r, "Connection"), "close")) {
-        fail("expected \"Connection: close\", got \"%s\"", show(resp_header(r, "Connection")));
+    if (expect_connection(r, "close") != 0)
         goto out;
-    }
     rc = wait_closed(&c);
 out:
     conn_close(&c);
@@ -1806,10 +1809,8 @@ static int case_close_ignores_pipelined_rest(void)
     if (conn_open(&c) != 0 || send_all(&c, both, sizeof both - 1) != 0 || (r = read_response(&c, 0)) == NULL ||
         expect(r, 200, "text/plain", HELLO) != 0)
         goto out;
-    if (!has_token(resp_header(r, "Connection"), "close")) {
-        fail("expected \"Connection: close\", got \"%s\"", show(resp_header(r, "Connection")));
+    if (expect_connection(r, "close") != 0)
         goto out;
-    }
     while (!c.eof && !c.reset) {
         if (conn_fill(&c) < 0)
             goto out;
