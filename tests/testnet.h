@@ -4,8 +4,8 @@
    /proc, and a small deterministic random number generator.
 
    Used by tests/blackbox.c, tests/rest_blackbox.c, tests/batteries_blackbox.c,
-   tests/ws/ws_blackbox.c, tests/ws/ws_load.c, tests/soak/soak.c and
-   tests/soak/idlemem.c. Every function is `static inline`: a program takes
+   tests/async_unit.c (its in-process server), tests/ws/ws_blackbox.c,
+   tests/ws/ws_load.c, tests/soak/soak.c and tests/soak/idlemem.c. Every function is `static inline`: a program takes
    what it needs and the rest costs nothing (and draws no unused-function
    warning). C99 plus POSIX: include it before any system header, or define
    _GNU_SOURCE (or _POSIX_C_SOURCE) first. Linux: the /proc readers. */
