@@ -261,6 +261,10 @@ static void test_trust_proxy(const char *bin)
     result("trust proxy: several X-Forwarded-For lines, duplicate X-Real-IP (served; the log checks who)", ok, &r);
     raw("GET /bad HTTP/1.1\r\nHost: foo:abc\r\n\r\n", &r);
     raw("\x01\x02 nonsense\r\n\r\n", &r);
+    raw("GET /two HTTP/2.0\r\nHost: h\r\n\r\n", &r);
+    ok = r.status == 505;
+    raw("GET /old HTTP/1.0\r\nHost: a b\r\n\r\n", &r);
+    result("refusals for the log: HTTP/2.0 gets 505, a bad Host in HTTP/1.0 gets 400", ok && r.status == 400, &r);
     raw("GET /api/v1/todos?q={\"a\"} HTTP/1.1\r\nHost: h\r\nX-Request-Id: abc-123\r\nConnection: close\r\n\r\n", &r);
     ok = r.status == 401 && strcmp(header(&r, "X-Request-Id"), "abc-123") == 0;
     result("request id: a client's X-Request-Id is kept; quotes and braces in a query are served", ok, &r);
@@ -275,8 +279,12 @@ static void test_trust_proxy(const char *bin)
            NULL);
     ok = !strstr(text, "\n192.0.2.77 [") && !strstr(text, "\n192.0.2.78 [") && strstr(text, "\n192.0.2.79 [");
     result("trust proxy: X-Real-IP sent twice is ambiguous and ignored; sent once it names the client", ok, NULL);
-    ok = strstr(text, "\"GET /bad HTTP/1.1\" 400 ") && strstr(text, "\"- - HTTP/1.1\" 400 ");
+    ok = strstr(text, "\"GET /bad HTTP/1.1\" 400 ") && strstr(text, "\"- - -\" 400 ");
     result("bug 2: refused requests reach the access log (method and target where known, - otherwise)", ok, NULL);
+    /* the version a refused request named, not the previous request's: - where it
+       was not read or is not HTTP/1.x */
+    ok = strstr(text, "\"GET /two -\" 505 ") && strstr(text, "\"GET /old HTTP/1.0\" 400 ");
+    result("access log: a refused request's version as it named it (HTTP/1.0; - for HTTP/2.0)", ok, NULL);
     ok = strstr(text, "\"GET /api/v1/todos?q={%22a%22} HTTP/1.1\" 401 ") && strstr(text, "us abc-123\n");
     result("access log: a quote in the target is written %22; the request id ends the line", ok, NULL);
 }
