@@ -42,7 +42,10 @@
             fewer instructions per request (a worker's memo of the field
             lines a client repeats, Host first; pre-built 200 JSON heads;
             short JSON strings inline; the router's single-way walk kept in
-            one call; Server-Timing sharing the metrics' clock reads)
+            one call; Server-Timing sharing the metrics' clock reads);
+            a header line the framework adds that finds no memory, and
+            access log lines the log refuses, are logged, not dropped; a
+            refused request's version in the access log is its own
      0.2.0  the header in three layers (core, OS seam, server); kqueue and
             poll backends beside epoll; embedding in the caller's loop
             (ch_poll); values set in code beat the environment; request
