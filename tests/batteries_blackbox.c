@@ -572,8 +572,10 @@ int main(void)
     }
     result("bug 2: both 408s reach the after-hooks: two access log lines with - for method and target", ok);
     if (!ok) printf("# log:\n%s\n", text);
-    ok = strstr(text, "\"POST /small HTTP/1.1\" 413 ") && strstr(text, "\"GET - HTTP/1.1\" 414 ") &&
-         strstr(text, "\"GET /small?big-head HTTP/1.1\" 431 ") && strstr(text, "\"GET /small?v2 HTTP/1.1\" 505 ");
+    /* the version as the refused request named it: - where it was not read
+       (a target too long) or is not HTTP/1.x (the 505) */
+    ok = strstr(text, "\"POST /small HTTP/1.1\" 413 ") && strstr(text, "\"GET - -\" 414 ") &&
+         strstr(text, "\"GET /small?big-head HTTP/1.1\" 431 ") && strstr(text, "\"GET /small?v2 -\" 505 ");
     result("bug 2: 413, 414, 431, 505 reach the access log (method and target where read, - for a target too long)",
            ok);
     if (!ok) printf("# log:\n%s\n", text);
