@@ -34,7 +34,7 @@ def main():
         print("usage: batteries_metrics.py build/rest")
         return 2
     env = {"ACCESS_LOG": "off", "CHOPIN_WORKERS": "4", "CORS_ORIGINS": None, "RATE_LIMIT": None, "TRUST_PROXY": None}
-    srv = httptest.Server([sys.argv[1]], env, start_timeout=5)
+    srv = httptest.Server([sys.argv[1]], env, start_timeout=5, own_stderr=False)
     port = srv.port
     try:
         n200, n401, n404 = 24, 5, 3

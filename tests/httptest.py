@@ -81,10 +81,11 @@ class Server:
     """A server binary run with PORT (a free one) and HOST=127.0.0.1 in its
     environment, ready once it accepts a connection. `env` adds to this
     process's environment; a value of None removes the name. Its stderr goes
-    to a temporary file, never a pipe: a chatty server (a sanitizer's or
-    valgrind's report) must not block on a pipe nobody reads."""
+    to a temporary file (stderr_text() reads it), never a pipe: a chatty
+    server (a sanitizer's or valgrind's report) must not block on a pipe
+    nobody reads; or, with own_stderr=False, to this process's stderr."""
 
-    def __init__(self, cmd, env=None, start_timeout=10.0):
+    def __init__(self, cmd, env=None, start_timeout=10.0, own_stderr=True):
         self.port = free_port()
         self.termed = False  # SIGTERM sent already: stop() must not send a second
         e = dict(os.environ)
@@ -95,7 +96,7 @@ class Server:
                 e[k] = v
         e["PORT"] = str(self.port)
         e["HOST"] = LOOPBACK
-        self.err = tempfile.TemporaryFile()
+        self.err = tempfile.TemporaryFile() if own_stderr else None
         self.proc = subprocess.Popen(cmd, env=e, stdout=subprocess.DEVNULL, stderr=self.err)
         if not wait_listening(self.port, self.proc, start_timeout):
             if self.proc.poll() is None:
@@ -107,6 +108,8 @@ class Server:
         return connect(self.port, timeout)
 
     def stderr_text(self):
+        if self.err is None:
+            return ""
         self.err.seek(0)
         return self.err.read().decode(errors="replace")
 
@@ -135,7 +138,8 @@ class Server:
             self.proc.kill()
             self.proc.wait()
         text = self.stderr_text()
-        self.err.close()
+        if self.err is not None:
+            self.err.close()
         return self.proc.returncode, text
 
 
