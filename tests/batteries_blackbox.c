@@ -33,7 +33,6 @@ static const char *g_chopin_log; /* CHOPIN_LOG for the server, or NULL */
 
 static long server_rss_kib(void);
 static int status_of(const char *bytes, size_t len);
-static void slurp(const char *path, char *buf, size_t cap);
 
 static void result(const char *name, int ok)
 {
@@ -407,7 +406,7 @@ static void test_logger(void)
     long left_out = 0;
     if (fd >= 0) close(fd);
     logger_run("info", errlog, 60, 1);
-    slurp(errlog, text, sizeof text);
+    tn_slurp(errlog, text, sizeof text);
     info = lines_with(text, "chopin: info: refused a request: 400 Bad Request\n", NULL);
     lines_with(text, "chopin: warn: ", &left_out);
     result("logger: CHOPIN_LOG=info, a flood of 61 bad requests: at most 20 lines a second on stderr, then how many "
@@ -416,10 +415,10 @@ static void test_logger(void)
     if (!(info >= 20 && info <= 41 && left_out > 0 && info + left_out == 61))
         printf("# %d info lines, %ld left out; stderr:\n%s\n", info, left_out, text);
     logger_run("off", errlog, 5, 0);
-    slurp(errlog, text, sizeof text);
+    tn_slurp(errlog, text, sizeof text);
     result("logger: CHOPIN_LOG=off: nothing on stderr", text[0] == 0);
     logger_run("", errlog, 5, 0);
-    slurp(errlog, text, sizeof text);
+    tn_slurp(errlog, text, sizeof text);
     result("logger: by default (warn) a refused request is not logged", !strstr(text, "refused"));
     unlink(errlog);
 }
@@ -523,14 +522,6 @@ static void send_refusals(void)
     result("bug 2: refusals answered 413, 414, 431, 505", ok);
 }
 
-static void slurp(const char *path, char *buf, size_t cap)
-{
-    FILE *f = fopen(path, "r");
-    size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
-    buf[n] = 0;
-    if (f) fclose(f);
-}
-
 int main(void)
 {
     char log[] = "/tmp/batteries_blackbox_XXXXXX", text[65536];
@@ -561,7 +552,7 @@ int main(void)
     if (a >= 0) close(a);
     if (b >= 0) close(b);
     result("the server stops cleanly on SIGTERM", stop_server());
-    slurp(log, text, sizeof text);
+    tn_slurp(log, text, sizeof text);
     unlink(log);
     {
         /* "- - HTTP/1.1" 408: neither request's method or target can be

@@ -124,15 +124,6 @@ static const char *header(const response *r, const char *name)
 
 static void result(const char *name, int ok, const response *r);
 
-/* Reads the whole file into buf (NUL-terminated). */
-static void slurp(const char *path, char *buf, size_t cap)
-{
-    FILE *f = fopen(path, "r");
-    size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
-    buf[n] = 0;
-    if (f) fclose(f);
-}
-
 /* The issue 9 contract: CORS_ORIGINS. */
 static void test_cors(const char *bin)
 {
@@ -269,7 +260,7 @@ static void test_trust_proxy(const char *bin)
     ok = r.status == 401 && strcmp(header(&r, "X-Request-Id"), "abc-123") == 0;
     result("request id: a client's X-Request-Id is kept; quotes and braces in a query are served", ok, &r);
     stop_server(); /* flushes the access log */
-    slurp(log, text, sizeof text);
+    tn_slurp(log, text, sizeof text);
     unlink(log);
     ok = strstr(text, "\n203.0.113.7 [") && strstr(text, "\n203.0.113.8 [") && !strstr(text, "198.51.100.1 [");
     result("trust proxy: the access log names the X-Forwarded-For client", ok, NULL);
@@ -293,11 +284,10 @@ static void test_trust_proxy(const char *bin)
    cleanly (end of stream, within 3 s) without a byte of answer. */
 static int closed_unanswered(const char *bytes, size_t len)
 {
-    struct timeval tv = {3, 0};
     char buf[256];
     int fd = connect_server(), ok;
     if (fd < 0) return 0;
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    tn_recv_timeout(fd, 3);
     ok = write(fd, bytes, len) == (ssize_t)len && read(fd, buf, sizeof buf) == 0;
     close(fd);
     return ok;
@@ -407,7 +397,7 @@ static void test_proxy_protocol(const char *bin)
     result("PROXY protocol: a trusted peer without the header is closed unanswered", ok, &r);
     test_proxy_malformed();
     stop_server();
-    slurp(log, text, sizeof text);
+    tn_slurp(log, text, sizeof text);
     unlink(log);
     ok = strstr(text, "\n192.0.2.5 [") && strstr(text, "\n198.51.100.23 [");
     result("PROXY protocol: the access log names the client from the header (v1 and v2)", ok, NULL);

@@ -1,13 +1,13 @@
 /* tests/testnet.h - what the C black-box test programs share: a clock,
    sleeps, a free loopback port, connections to 127.0.0.1, the server's
    environment, a server process's memory, descriptors and CPU time read from
-   /proc, and a small deterministic random number generator.
+   /proc, a file read whole, and a small deterministic random number generator.
 
    Used by tests/blackbox.c, tests/rest_blackbox.c, tests/batteries_blackbox.c,
    tests/async_unit.c (its in-process server), tests/ws/ws_blackbox.c,
-   tests/ws/ws_load.c, tests/soak/soak.c and tests/soak/idlemem.c. Every function is `static inline`: a program takes
-   what it needs and the rest costs nothing (and draws no unused-function
-   warning). C99 plus POSIX: include it before any system header, or define
+   tests/ws/ws_load.c, tests/soak/soak.c and tests/soak/idlemem.c. Every
+   function is `static inline`: a program takes what it needs and the rest
+   costs nothing (and draws no unused-function warning). C99 plus POSIX: include it before any system header, or define
    _GNU_SOURCE (or _POSIX_C_SOURCE) first. Linux: the /proc readers. */
 #ifndef TESTNET_H
 #define TESTNET_H
@@ -248,6 +248,18 @@ static inline long long tn_proc_cpu_ms(pid_t pid)
     if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
         return -1;
     return (long long)((utime + stime) * 1000 / (unsigned long long)(hz > 0 ? hz : 100));
+}
+
+/* ---- files ---- */
+
+/* Reads the file (a server's log) into buf, NUL-terminated, at most cap - 1
+   bytes; "" when it cannot be opened. */
+static inline void tn_slurp(const char *path, char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
+    buf[n] = 0;
+    if (f) fclose(f);
 }
 
 /* ---- deterministic randomness ---- */
