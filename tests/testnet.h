@@ -7,8 +7,9 @@
    tests/async_unit.c (its in-process server), tests/ws/ws_blackbox.c,
    tests/ws/ws_load.c, tests/soak/soak.c and tests/soak/idlemem.c. Every
    function is `static inline`: a program takes what it needs and the rest
-   costs nothing (and draws no unused-function warning). C99 plus POSIX: include it before any system header, or define
-   _GNU_SOURCE (or _POSIX_C_SOURCE) first. Linux: the /proc readers. */
+   costs nothing (and draws no unused-function warning). C99 plus POSIX:
+   include it before any system header, or define _GNU_SOURCE (or
+   _POSIX_C_SOURCE) first. Linux: the /proc readers. */
 #ifndef TESTNET_H
 #define TESTNET_H
 
