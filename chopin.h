@@ -7908,7 +7908,11 @@ static void chi_signals_close(chi_signals *s)
      IORING_OP_SEND from chunks the worker owns (chi_poller_send copies and
      queues; one send per socket in the kernel at a time; shutdown and close
      wait for the queue): no read or send call per request, one
-     io_uring_enter per pass (two when its sends ended the wait).
+     io_uring_enter per pass (a send that nothing waits on is quiet: it
+     posts no completion when it takes all its bytes, so it does not end
+     the wait it was submitted with; see chi_ur_quiet_ok).
+   - A worker's ring is registered with its thread (IORING_REGISTER_RING_FDS):
+     the enters name it by index, without a descriptor lookup.
    - The waker is an eventfd with an IORING_OP_READ on it (the read is the
      drain; the owner re-arms it); the ticker an IORING_OP_TIMEOUT re-armed
      on each tick; the stop signals a signalfd polled like a socket.
