@@ -8049,7 +8049,6 @@ typedef struct chi_poller {
     chi_ur_quiet *fast;        /* quiet sends issued, not yet known done */
     size_t nfast, fast_cap;
     int finishing;             /* chi_poller_finish: every send has a completion */
-    int flushed;               /* a full submission queue was entered during the pass */
 } chi_poller;
 
 typedef struct chi_waker {
@@ -8260,7 +8259,6 @@ static struct io_uring_sqe *chi_ur_sqe(chi_poller *p)
     struct io_uring_sqe *s;
     unsigned idx;
     if (p->tail - __atomic_load_n(p->sq_head, __ATOMIC_ACQUIRE) >= *p->sq_mask + 1) {
-        p->flushed = 1;
         if (chi_ur_submit(p, 0, 0, NULL, 0) < 0) return NULL;
         if (p->tail - __atomic_load_n(p->sq_head, __ATOMIC_ACQUIRE) >= *p->sq_mask + 1) return NULL;
     }
@@ -8967,6 +8965,9 @@ static int chi_ur_quiet_done(chi_poller *p, chi_event *out, int max)
         c.user_data = chi_ur_send_data(w.fd);
         c.res = (int32_t)chi_ur_q(p, e)->issued;
         n += chi_ur_sent(p, &c, &out[n]);
+        /* bytes queued behind it since (a pass ran before this reap): they
+           go now, with the next enter, whether or not a prepare follows */
+        if (e->q && !e->sending && chi_ur_q(p, e)->out) (void)chi_ur_issue_send(p, w.fd, e);
     }
     return n;
 }
@@ -9065,14 +9066,9 @@ static int chi_poller_wait(chi_poller *p, chi_event *out, int max, int timeout_m
         arg.ts = (uint64_t)(uintptr_t)&ts;
     }
     for (again = 0;; again++) {
-        /* first what is there (a quiet send found done may have bytes
-           left to send), then the submissions that follow from it */
-        n = chi_ur_reap(p, out, max);
-        p->flushed = 0;
         if (chi_ur_prepare(p) < 0) return -1;
-        /* flushed: the queue filled, an enter took part of it, and quiet
-           sends that it ended are only known done after a reap */
-        if (n > 0 || timeout_ms == 0 || chi_ur_cq_ready(p) || p->flushed) {
+        n = chi_ur_reap(p, out, max);
+        if (n > 0 || timeout_ms == 0 || chi_ur_cq_ready(p)) {
             /* a deferred ring posts completions only in an enter that asks
                for them: asked for here too, without waiting, or a pass that
                never sleeps (connections left to settle) would see none */
