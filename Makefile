@@ -33,13 +33,13 @@ build/bench-asan: examples/bench.c chopin.h | build
 build/unit: tests/unit.c tests/check.h chopin.h | build
 	$(CC) $(WARN) $(DEBUG) $(SAN) $< -o $@ $(LIBS)
 
-build/rest_blackbox: tests/rest_blackbox.c | build
+build/rest_blackbox: tests/rest_blackbox.c tests/testnet.h | build
 	$(CC) $(WARN) -D_GNU_SOURCE -O1 -g $< -o $@ $(LIBS)
 
 build/rest-asan: examples/rest.c chopin.h | build
 	$(CC) $(WARN) $(DEBUG) $(SAN) $< -o $@ $(LIBS)
 
-build/blackbox: tests/blackbox.c | build
+build/blackbox: tests/blackbox.c tests/testnet.h | build
 	$(CC) $(WARN) -D_GNU_SOURCE -O1 -g $< -o $@ $(LIBS)
 
 run: build/bench

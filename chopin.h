@@ -42,7 +42,10 @@
             fewer instructions per request (a worker's memo of the field
             lines a client repeats, Host first; pre-built 200 JSON heads;
             short JSON strings inline; the router's single-way walk kept in
-            one call; Server-Timing sharing the metrics' clock reads)
+            one call; Server-Timing sharing the metrics' clock reads);
+            a header line the framework adds that finds no memory, and
+            access log lines the log refuses, are logged, not dropped; a
+            refused request's version in the access log is its own
      0.2.0  the header in three layers (core, OS seam, server); kqueue and
             poll backends beside epoll; embedding in the caller's loop
             (ch_poll); values set in code beat the environment; request
@@ -410,8 +413,10 @@ typedef enum ch_log_level {
 
 typedef enum ch_log_item {
     CH_LOGITEM_NONE,
-    CH_LOGITEM_OUT_OF_MEMORY,    /* error: an answer could not be built; the
-                                    connection is closed, never left short */
+    CH_LOGITEM_OUT_OF_MEMORY,    /* error: an answer could not be built (the
+                                    connection is closed, never left short),
+                                    or a header line the framework adds
+                                    (Allow, CORS, X-Request-Id...) left out */
     CH_LOGITEM_JSON_UNFINISHED,  /* error: a handler left JSON containers open: 500 */
     CH_LOGITEM_JSON_MISUSE,      /* error: the JSON writer was misused (a value
                                     without a key, two top-level values): 500 */
@@ -419,7 +424,8 @@ typedef enum ch_log_item {
     CH_LOGITEM_REQUEST_REFUSED,  /* info: the parser refused a request (4xx, 5xx) */
     CH_LOGITEM_TIMEOUT,          /* debug: a connection timed out */
     CH_LOGITEM_BAD_PROXY_HEADER, /* warn: a trusted proxy sent no valid PROXY header */
-    CH_LOGITEM_SUPPRESSED,       /* warn: lines left out by the rate limit */
+    CH_LOGITEM_SUPPRESSED,       /* warn: lines left out by the rate limit, or
+                                    access log lines its descriptor refused */
     CH_LOGITEM_WORKER_FAILED,    /* error: a worker's event loop failed; it stopped */
     CH_LOGITEM_IO_URING_REFUSED, /* warn: CHOPIN_USE_IO_URING, but the kernel or a
                                     seccomp policy refused io_uring: epoll serves */
@@ -502,7 +508,9 @@ typedef struct ch_req {
     ch_str target;           /* as sent, e.g. "/users/7?x=1" */
     ch_str path;             /* target without the query, e.g. "/users/7" */
     ch_str query;            /* after '?', without it; empty if none */
-    int version_minor;       /* 1 for HTTP/1.1, 0 for HTTP/1.0 */
+    int version_minor;       /* 1 for HTTP/1.1, 0 for HTTP/1.0; in an after-hook's
+                                refused request, -1 when the version was not
+                                read or was not 1.x (a 505) */
     int header_count;
     ch_header *headers;      /* header_count lines, in the worker's storage
                                 (CHOPIN_MAX_HEADERS of them at most) */
@@ -10941,14 +10949,6 @@ CHOPIN_API ch_str ch_req_param_decoded(ch_req *req, const char *name)
    connections keep no buffers: input is read into the worker's scratch
    buffer and only the bytes of an unfinished request are copied aside. */
 
-/* Writes the buffered access log. A log that cannot take it (a full pipe)
-   loses those lines rather than stall the worker. */
-static void chi_log_flush(chi_worker *w)
-{
-    chi_os_write_all(w->log_fd, w->log.ptr, w->log.len);
-    w->log.len = 0;
-}
-
 /* The Date is patched into the shared prefix and into every FastRoute copy,
    each of which starts with "HTTP/1.1 200 OK\r\n" + common. */
 
@@ -11069,6 +11069,30 @@ static void chi_log(chi_worker *w, ch_log_level level, ch_log_item item, const c
     (void)vsnprintf(msg, sizeof msg, fmt, ap); /* a longer message is cut */
     va_end(ap);
     chi_log_emit(w->app, level, item, msg);
+}
+
+/* A header line the framework adds to an answer (Allow, Vary, CORS, the
+   rate limit's, X-Request-Id, SSE's Cache-Control) that finds no memory:
+   the answer goes without it, and the logger says so. */
+CHI_OUTLINE static void chi_line_lost(chi_worker *w, const char *name)
+{
+    chi_log(w, CH_LOG_ERROR, CH_LOGITEM_OUT_OF_MEMORY, "out of memory: an answer goes without its %s line", name);
+}
+
+static void chi_res_add_line(ch_res *res, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    if (chi_res_put_header(res, name, nlen, value, vlen) < 0) chi_line_lost(res->w, name);
+}
+
+/* Writes the buffered access log. A log that cannot take it (a full
+   non-blocking pipe, a closed descriptor) loses those lines rather than
+   stall the worker, and the logger says how many bytes. */
+static void chi_log_flush(chi_worker *w)
+{
+    if (chi_os_write_all(w->log_fd, w->log.ptr, w->log.len) < 0)
+        chi_log(w, CH_LOG_WARN, CH_LOGITEM_SUPPRESSED, "the access log could not take %lu bytes: left out",
+                (unsigned long)w->log.len);
+    w->log.len = 0;
 }
 
 /* >>counters ------------------------------------------------------------------
@@ -11598,7 +11622,7 @@ static void chi_route_request(chi_worker *w, ch_req *req)
             res->status = 200;
         else
             ch_res_error(res, 405);
-        chi_res_put_header(res, "Allow", 5, allow, n);
+        chi_res_add_line(res, "Allow", 5, allow, n);
         return;
     }
     route = &node->routes[m];
@@ -11823,8 +11847,10 @@ CHOPIN_API void ch_access_log(const ch_req *req, const ch_res *res, void *user)
     int64_t us = (res->end_ns - res->start_ns) / 1000;
     size_t i;
     w->log_fd = user ? *(const int *)user : 1;
-    if (chi_buf_reserve(&w->log, 64 + CHI_DATE_LEN + req->method_name.len + req->target.len * 3 + 64 + CHI_RID_MAX) < 0)
+    if (chi_buf_reserve(&w->log, 64 + CHI_DATE_LEN + req->method_name.len + req->target.len * 3 + 64 + CHI_RID_MAX) < 0) {
+        chi_log(w, CH_LOG_WARN, CH_LOGITEM_SUPPRESSED, "out of memory: an access log line left out");
         return;
+    }
     p = w->log.ptr + w->log.len;
     p += ch_req_client_addr(req, p, 46);
     p = chi_put(p, " [", 2);
@@ -11840,7 +11866,10 @@ CHOPIN_API void ch_access_log(const ch_req *req, const ch_res *res, void *user)
         else
             *p++ = req->target.ptr[i];
     }
-    p = chi_put(p, req->version_minor ? " HTTP/1.1\" " : " HTTP/1.0\" ", 11);
+    if (req->version_minor < 0) /* a refused head's unread or unknown version */
+        p = chi_put(p, " -\" ", 4);
+    else
+        p = chi_put(p, req->version_minor ? " HTTP/1.1\" " : " HTTP/1.0\" ", 11);
     p += chi_utoa((uint64_t)res->status, p);
     *p++ = ' ';
     p += chi_utoa(res->bytes, p);
@@ -11952,11 +11981,32 @@ CHI_OUTLINE static int chi_rid_slow(ch_req *req, ch_res *res)
     if (chi_rid_valid(v)) {
         memcpy(res->rid, v.ptr, v.len);
         res->rid_len = v.len;
-        chi_res_put_header(res, "X-Request-Id", 12, res->rid, res->rid_len); /* token bytes: no check needed */
+        chi_res_add_line(res, "X-Request-Id", 12, res->rid, res->rid_len); /* token bytes: no check needed */
         return CH_NEXT;
     }
-    if (chi_buf_reserve(&res->headers, sizeof w->rid_line) < 0) return CH_NEXT;
+    if (chi_buf_reserve(&res->headers, sizeof w->rid_line) < 0) {
+        chi_line_lost(w, "X-Request-Id");
+        return CH_NEXT;
+    }
     chi_rid_make(w);
+    chi_rid_put(w, res);
+    return CH_NEXT;
+}
+
+/* A last digit that carries (one id in 16): into the digit before it,
+   here; a longer carry, or a count that gains a digit, the whole way. */
+CHI_OUTLINE static int chi_rid_carry(chi_worker *w, ch_res *res, char *d)
+{
+    if (w->rid_last_len - w->rid_prefix_len < 2 || d[-1] == 'f') {
+        chi_rid_make(w);
+    } else {
+        d[0] = '0';
+        if (d[-1] == '9')
+            d[-1] = 'a';
+        else
+            ++d[-1];
+        w->rid_next++;
+    }
     chi_rid_put(w, res);
     return CH_NEXT;
 }
@@ -11968,9 +12018,10 @@ CHOPIN_API int ch_mw_request_id(ch_req *req, ch_res *res, void *user)
     chi_worker *w = res->w;
     char *d = w->rid_line + CHI_RID_AT + w->rid_last_len - 1;
     (void)user;
-    if (req->common[CH_H_X_REQUEST_ID] || !w->rid_prefix_len || *d == 'f' || /* the client sent one */
+    if (req->common[CH_H_X_REQUEST_ID] || !w->rid_prefix_len || /* the client sent one */
         res->headers.cap - res->headers.len < sizeof w->rid_line)
         return chi_rid_slow(req, res);
+    if (*d == 'f') return chi_rid_carry(w, res, d); /* one id in 16 */
     if (*d == '9')
         *d = 'a';
     else
@@ -12137,11 +12188,14 @@ CHI_OUTLINE static chi_cors_entry *chi_cors_entry_for(chi_worker *w, const chi_c
 CHI_OUTLINE static int chi_cors_rest(const chi_cors *c, ch_req *req, ch_res *res)
 {
     if (req->method == CH_OPTIONS && ch_req_header(req, "access-control-request-method").ptr) {
-        if (chi_buf_append(&res->headers, c->preflight, c->preflight_len) < 0) return CH_NEXT;
+        if (chi_buf_append(&res->headers, c->preflight, c->preflight_len) < 0) {
+            chi_line_lost(res->w, "Access-Control-Allow-Methods");
+            return CH_NEXT;
+        }
         res->status = 204;
         return CH_DONE;
     }
-    if (c->cfg.expose) chi_res_put_header(res, "Access-Control-Expose-Headers", 29, c->cfg.expose, strlen(c->cfg.expose));
+    if (c->cfg.expose) chi_res_add_line(res, "Access-Control-Expose-Headers", 29, c->cfg.expose, strlen(c->cfg.expose));
     return CH_NEXT;
 }
 
@@ -12167,12 +12221,15 @@ CHI_OUTLINE static int chi_cors_slow(const chi_cors *c, ch_req *req, ch_res *res
     if (!o.ptr) { /* not a cross-origin request: no CORS header, but caches
                      must not hand this answer to one (Fetch, "CORS protocol
                      and HTTP caches": it lacks the grant a CORS request gets) */
-        chi_res_put_lines(res, "Vary: Origin\r\n", 14);
+        if (chi_res_put_lines(res, "Vary: Origin\r\n", 14) < 0) chi_line_lost(res->w, "Vary");
         return CH_NEXT;
     }
     e = o.len < CHI_CORS_ORIGIN_MAX ? chi_cors_entry_for(res->w, c, o) : NULL;
     if (e ? !e->allowed : !chi_cors_decide(c, o.ptr, o.len)) return CH_NEXT;
-    if (chi_buf_reserve(&res->headers, CHI_CORS_LINES + o.len) < 0) return CH_NEXT;
+    if (chi_buf_reserve(&res->headers, CHI_CORS_LINES + o.len) < 0) {
+        chi_line_lost(res->w, "Access-Control-Allow-Origin"); /* the browser refuses the answer: closed, not open */
+        return CH_NEXT;
+    }
     if (e)
         chi_cors_put_entry(res, e);
     else /* no cache entry for it (a very long origin, or out of memory): written now */
@@ -12369,7 +12426,7 @@ static ch_str chi_rl_body(chi_rl_worker *s, long n, char *tmp)
 static void chi_rl_num_header(ch_res *res, const char *name, size_t nlen, long v)
 {
     char d[24];
-    chi_res_put_header(res, name, nlen, d, chi_itoa(v, d));
+    chi_res_add_line(res, name, nlen, d, chi_itoa(v, d));
 }
 
 /* "X-RateLimit-Limit: N\r\nX-RateLimit-Remaining: R\r\nX-RateLimit-Reset: S\r\n"
@@ -12438,6 +12495,8 @@ CHI_OUTLINE static int chi_rl_full(chi_rl *rl, chi_rl_worker *s, ch_req *req, ch
     if (chi_buf_reserve(&res->headers, rl->lines_len + 64) == 0)
         res->headers.len = (size_t)(chi_rl_lines(rl, res->headers.ptr + res->headers.len, tk.remaining, tk.reset) -
                                     res->headers.ptr);
+    else
+        chi_line_lost(res->w, "X-RateLimit-Limit");
     if (tk.allowed) return CH_NEXT;
     {
         char tmp[CHI_RL_BODY_MAX];
@@ -13778,12 +13837,30 @@ static size_t chi_out_pending(const chi_conn *c) { return chi_pending(c); }
 
 /* A refused request: the error goes out, then the connection closes. The
    after-hooks see it (>>dispatch). */
+/* The version a refused head named, for the after-hooks (the access log):
+   1.0 or 1.1 when the parser got past it, else -1 (not read, or not 1.x). */
+static int chi_refused_minor(const ch_req *req, const char *p, size_t n)
+{
+    const char *v;
+    if (!req->target.ptr) return -1;
+    v = req->target.ptr + req->target.len + 1;
+    if (v < p || v + 10 > p + n || memcmp(v, "HTTP/1.", 7) != 0 || v[7] < '0' || v[7] > '9') return -1;
+    return v[7] == '0' ? 0 : 1;
+}
+
 static void chi_reject(chi_worker *w, chi_conn *c, int status, int minor)
 {
     size_t before = w->out.len;
     chi_write_error(w, status, "", 0, 1, 0, minor);
     c->flags |= CHI_F_CLOSING | CHI_F_LINGER_AFTER;
     chi_dispatch_refusal(w, &w->req, &c->peer, status, before);
+}
+
+/* A head the parser refused (out of line: the loop that calls it is hot). */
+CHI_OUTLINE static void chi_reject_head(chi_worker *w, chi_conn *c, int status, const char *p, size_t n)
+{
+    w->req.version_minor = chi_refused_minor(&w->req, p, n); /* not an earlier request's */
+    chi_reject(w, c, status, 1);
 }
 
 static void chi_maybe_continue(chi_worker *w, chi_conn *c, const ch_req *req, const chi_head *h)
@@ -13891,7 +13968,7 @@ static size_t chi_process(chi_worker *w, chi_conn *c, char *buf, size_t len)
         }
         c->scanned = 0;
         if (hl < 0) {
-            chi_reject(w, c, (int)-hl, 1);
+            chi_reject_head(w, c, (int)-hl, p, n);
             return len;
         }
         if (h.body_kind != CHI_BODY_NONE && !c->early_done && (w->app->nstream || h.expect_continue)) {
@@ -15262,7 +15339,7 @@ CHOPIN_API int ch_sse_begin(ch_defer d, uint64_t heartbeat_ms)
     int rc;
     if (!l || l->state != CHI_L_WAITING) return -1;
     chi_res_set_ctype(&l->res, "text/event-stream", 17);
-    chi_res_put_header(&l->res, "Cache-Control", 13, "no-cache", 8);
+    chi_res_add_line(&l->res, "Cache-Control", 13, "no-cache", 8);
     rc = ch_defer_begin(d, -1);
     if (rc == 0) {
         l->sse = 1;

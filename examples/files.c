@@ -18,7 +18,8 @@
                               '/', no leading '.'); 201 {"bytes":N}. It is
                               written to a new file and renamed over <name>
                               once whole: a failed or abandoned upload leaves
-                              the old file as it was
+                              the old file as it was; a name held by a
+                              directory (or anything but a file) gets 409
      PUT /slow/:name?pause=MS as /raw, but the consumer pauses MS ms after
                               the first piece (CH_BODY_PAUSE, then
                               ch_body_resume from a timer): the server reads
@@ -35,6 +36,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #define MAX_UPLOAD (((uint64_t)4 << 30) + (1 << 20)) /* 4 GiB of files + the multipart framing */
 #define MAX_FIELD_BYTES (1 << 20)                     /* all non-file fields together */
@@ -348,13 +350,23 @@ static void raw_handler(ch_req *req, ch_res *res)
         ch_res_error(res, 503);
         return;
     }
+    snprintf(r->path, sizeof r->path, "%s/%s", dirs->uploads, name);
+    {
+        /* said before the body comes, not after it (the rename would fail);
+           lstat: a link is replaced by the rename, not followed */
+        struct stat st;
+        if (lstat(r->path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode)) {
+            free(r);
+            detail(res, 409, "", "that name is not a file (a directory?)");
+            return;
+        }
+    }
     r->fd = ch_file_create(dirs->uploads, tmp, sizeof tmp);
     if (r->fd < 0) {
         free(r);
         detail(res, 400, "", "cannot create that file");
         return;
     }
-    snprintf(r->path, sizeof r->path, "%s/%s", dirs->uploads, name);
     snprintf(r->tmp, sizeof r->tmp, "%s/%s", dirs->uploads, tmp);
     if (req->path.len > 6 && memcmp(req->path.ptr, "/slow/", 6) == 0) {
         char ms[16];

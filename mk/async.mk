@@ -18,7 +18,7 @@ build/async-poll: examples/async.c chopin.h | build
 build/async-kqueue: examples/async.c chopin.h $(KQ_EMU) | build
 	$(CC) $(WARN) $(RELEASE) $(KQ_FLAGS) $< $(KQ)/kqueue.c -o $@ $(LIBS)
 
-build/async_unit: tests/async_unit.c tests/check.h chopin.h | build
+build/async_unit: tests/async_unit.c tests/check.h tests/testnet.h chopin.h | build
 	$(CC) $(WARN) -Wconversion -Wshadow $(DEBUG) $(SAN) $< -o $@ $(LIBS)
 
 async-test: build/async build/async-asan build/async_unit

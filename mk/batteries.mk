@@ -45,8 +45,8 @@ batteries-m32: | build
 
 # Contracts that need a server of their own (the 408 after-hook path, a 50 MB
 # answer not kept resident): release build, since RSS is measured.
-build/batteries_blackbox: tests/batteries_blackbox.c chopin.h | build
+build/batteries_blackbox: tests/batteries_blackbox.c tests/testnet.h chopin.h | build
 	$(CC) $(WARN) -O2 -g $< -o $@ $(LIBS)
 
-build/batteries_blackbox-asan: tests/batteries_blackbox.c chopin.h | build
+build/batteries_blackbox-asan: tests/batteries_blackbox.c tests/testnet.h chopin.h | build
 	$(CC) $(WARN) $(DEBUG) $(SAN) $< -o $@ $(LIBS)

@@ -52,10 +52,10 @@ hardening: build/fixture build/fixture-asan build/blackbox
 memcheck: build/bench-memcheck build/blackbox
 	@bash tests/soak/memcheck.sh
 
-build/soak: tests/soak/soak.c | build
+build/soak: tests/soak/soak.c tests/testnet.h | build
 	$(CC) $(WARN) -D_GNU_SOURCE -O2 $< -o $@
 
-build/idlemem: tests/soak/idlemem.c | build
+build/idlemem: tests/soak/idlemem.c tests/testnet.h | build
 	$(CC) $(WARN) -D_GNU_SOURCE -O2 $< -o $@
 
 soak: build/soak $(SOAK_SERVER)

@@ -15,7 +15,7 @@ build/ws_unit: tests/ws/unit_ws.c tests/ws/ws_frames.h tests/check.h chopin.h | 
 ws-unit: build/ws_unit
 	./build/ws_unit
 
-build/ws_blackbox: tests/ws/ws_blackbox.c | build
+build/ws_blackbox: tests/ws/ws_blackbox.c tests/testnet.h | build
 	$(CC) $(WARN) -D_GNU_SOURCE -O1 -g $< -o $@ $(LIBS)
 
 # The Node.js `ws` package, installed under build/ by the test scripts.
@@ -43,7 +43,7 @@ build/ws_fixture: tests/ws/fixture.c chopin.h | build
 build/ws_fixture-asan: tests/ws/fixture.c chopin.h | build
 	$(CC) $(WARN) $(DEBUG) $(SAN) $< -o $@ $(LIBS)
 
-build/ws_load: tests/ws/ws_load.c | build
+build/ws_load: tests/ws/ws_load.c tests/testnet.h | build
 	$(CC) $(WARN) -D_GNU_SOURCE -O2 $< -o $@
 
 .PHONY: ws-test ws-bench

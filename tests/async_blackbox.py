@@ -15,163 +15,54 @@ and stderr are checked). Every case prints "ok - name" or "FAIL - name: why";
 the last line is "N passed, N failed". Nothing waits without a timeout.
 """
 import os
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import httptest  # noqa: E402 (found beside this file)
+
 BIN = sys.argv[1] if len(sys.argv) > 1 else "build/async"
 SLOW = 3 if "asan" in BIN else 1  # sanitized builds are slower
-passed = failed = 0
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+class Server(httptest.Server):
+    """examples/async.c on a free port, `workers` workers, the shutdown
+    grace `grace` seconds (its default if None)."""
 
-
-class Server:
     def __init__(self, workers=1, grace=None):
-        self.termed = False
-        self.port = free_port()
-        env = dict(os.environ, PORT=str(self.port), HOST="127.0.0.1", CHOPIN_WORKERS=str(workers))
-        env.pop("SERVER_MODE", None)
+        env = {"CHOPIN_WORKERS": str(workers), "SERVER_MODE": None}
         if grace is not None:
             env["SHUTDOWN_TIMEOUT"] = str(grace)
-        self.err = open("/tmp/async_blackbox_%d.err" % self.port, "w+")
-        self.p = subprocess.Popen([BIN], env=env, stdout=subprocess.DEVNULL, stderr=self.err)
-        t = time.time()
-        while time.time() - t < 10:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("server did not start")
+        httptest.Server.__init__(self, [BIN], env)
 
     def conn(self, timeout=5):
-        s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return s
+        return self.connect(timeout)
 
     def rss_kib(self):
-        with open("/proc/%d/status" % self.p.pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        return 0
+        return self.proc_status("VmRSS")
 
     def stop(self):
         """SIGTERM; returns (exit status, stderr)."""
-        if self.p.poll() is None and not self.termed:
-            self.p.send_signal(signal.SIGTERM)
-        try:
-            rc = self.p.wait(timeout=20 * SLOW)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            rc = self.p.wait()
-        self.err.seek(0)
-        text = self.err.read()
-        self.err.close()
-        os.unlink(self.err.name)
-        return rc, text
+        return httptest.Server.stop(self, timeout=20 * SLOW)
 
 
 def recv_until(s, marker, limit=5.0):
-    buf = b""
-    end = time.time() + limit * SLOW
-    while marker not in buf and time.time() < end:
-        s.settimeout(max(0.01, end - time.time()))
-        try:
-            d = s.recv(65536)
-        except socket.timeout:
-            break
-        if not d:
-            break
-        buf += d
-    return buf
+    """Bytes until marker arrives, the server closes, or limit seconds pass
+    (more for a sanitized build)."""
+    return httptest.recv_until(s, marker, limit * SLOW)
 
 
 def recv_all(s, limit=5.0):
-    buf = b""
-    end = time.time() + limit * SLOW
-    while time.time() < end:
-        s.settimeout(max(0.01, end - time.time()))
-        try:
-            d = s.recv(65536)
-        except socket.timeout:
-            break
-        if not d:
-            break
-        buf += d
-    return buf
-
-
-class Resp:
-    pass
+    """Bytes until the server closes or limit seconds pass."""
+    return httptest.recv_until(s, None, limit * SLOW)
 
 
 def read_response(s, buf=b"", head_only=False, limit=5.0):
-    """One response from s (buf: bytes already read). Returns (Resp, rest)."""
-    end = time.time() + limit * SLOW
-
-    def more():
-        s.settimeout(max(0.01, end - time.time()))
-        d = s.recv(65536)
-        if not d:
-            raise EOFError
-        return d
-
-    while b"\r\n\r\n" not in buf:
-        buf += more()
-    head, buf = buf.split(b"\r\n\r\n", 1)
-    lines = head.decode("latin-1").split("\r\n")
-    r = Resp()
-    r.status = int(lines[0].split()[1])
-    r.version = lines[0].split()[0]
-    r.headers = {}
-    for ln in lines[1:]:
-        k, v = ln.split(":", 1)
-        r.headers[k.strip().lower()] = v.strip()
-    r.chunks = []
-    body = b""
-    if head_only or r.status in (204, 304):
-        pass
-    elif "content-length" in r.headers:
-        n = int(r.headers["content-length"])
-        while len(buf) < n:
-            buf += more()
-        body, buf = buf[:n], buf[n:]
-    elif r.headers.get("transfer-encoding") == "chunked":
-        while True:
-            while b"\r\n" not in buf:
-                buf += more()
-            line, buf = buf.split(b"\r\n", 1)
-            n = int(line, 16)
-            while len(buf) < n + 2:
-                buf += more()
-            if buf[n:n + 2] != b"\r\n":
-                raise ValueError("bad chunk end")
-            if n == 0:
-                buf = buf[2:]
-                break
-            r.chunks.append(buf[:n])
-            body += buf[:n]
-            buf = buf[n + 2:]
-    else:  # close-delimited
-        try:
-            while True:
-                buf += more()
-        except EOFError:
-            pass
-        body, buf = buf, b""
-    r.body = body
-    return r, buf
+    """One response from s (buf: bytes already read), within limit seconds
+    (more for a sanitized build). Returns (Response, rest)."""
+    return httptest.read_response(s, buf, head_only, limit * SLOW)
 
 
 def get(srv, target, headers="", method="GET", version="1.1", limit=5.0):
@@ -183,17 +74,13 @@ def get(srv, target, headers="", method="GET", version="1.1", limit=5.0):
 
 
 def case(name, fn, *args):
-    global passed, failed
+    """Runs one case: fn returns None when it holds, else why not (or
+    raises, which fails the case with the reason)."""
     try:
         why = fn(*args)
     except Exception as e:  # a crash of the case is a failure with its reason
         why = "%s: %s" % (type(e).__name__, e)
-    if why:
-        failed += 1
-        print("FAIL - %s: %s" % (name, why))
-    else:
-        passed += 1
-        print("ok - %s" % name)
+    httptest.result(name, not why, why or "")
     sys.stdout.flush()
 
 
@@ -497,8 +384,7 @@ def c_sigterm():
     recv_until(ev, b"tick 2")
     time.sleep(0.2)
     t = time.time()
-    srv.p.send_signal(signal.SIGTERM)
-    srv.termed = True
+    srv.sigterm()
     events = recv_all(ev, 8)
     r, _ = read_response(dl, limit=8)
     subraw = recv_all(sub, 8)
@@ -515,7 +401,6 @@ def c_sigterm():
 
 
 def main():
-    global passed, failed
     srv = Server(workers=1)
     case("GET /fast answers at once", c_fast, srv)
     case("GET /delay?ms=N: a worker timer answers after N ms; bad ms: 400", c_delay, srv)
@@ -543,8 +428,7 @@ def main():
          lambda: None if rc == 0 and "Sanitizer" not in err else "exit %d: %s" % (rc, err[-3000:]))
     case("SIGTERM with streams, SSE and a deferred response in flight: last chunks, 503, exit 0 within the grace",
          c_sigterm)
-    print("%d passed, %d failed" % (passed, failed))
-    sys.exit(1 if failed else 0)
+    sys.exit(httptest.summary())
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@
    Last line: "N passed, N failed". */
 #define CHOPIN_IMPLEMENTATION
 #include "../chopin.h"
+#include "testnet.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -31,13 +32,6 @@ static unsigned rnd(void)
 {
     g_rand = g_rand * 1103515245u + 12345u;
     return (g_rand >> 8) & 0xFFFFFF;
-}
-
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ---- 1. the timer heap ---- */
@@ -186,7 +180,7 @@ static void test_timer_100k(void)
     chi_timers t;
     static uint64_t id[100000];
     int i, ok = 1;
-    long long t0 = mono_ms(), spent;
+    long long t0 = tn_now_ms(), spent;
     chi_timers_init(&t);
     fired_reset();
     for (i = 0; i < 100000; i++) id[i] = chi_timers_add(&t, 0, 1 + (uint64_t)(rnd() % 60000), 0, note, (void *)(intptr_t)i);
@@ -197,7 +191,7 @@ static void test_timer_100k(void)
     for (i = 1; i < g_fired.n; i++)
         if (g_fired.at[i] < g_fired.at[i - 1]) ok = 0;
     CHECK(ok && t.n == 0);
-    spent = mono_ms() - t0;
+    spent = tn_now_ms() - t0;
     printf("# 100,000 timers armed, a third stopped, the rest run: %lld ms\n", spent);
     chi_timers_free(&t);
 }
@@ -241,10 +235,10 @@ static void test_queue_threads(void)
 {
     pthread_t th[QP];
     int next[QP] = {0}, total = 0, ok = 1, i;
-    long long t0 = mono_ms();
+    long long t0 = tn_now_ms();
     memset(&g_q, 0, sizeof g_q);
     for (i = 0; i < QP; i++) pthread_create(&th[i], NULL, producer, (void *)(intptr_t)i);
-    while (total < QP * QN && mono_ms() - t0 < 20000) {
+    while (total < QP * QN && tn_now_ms() - t0 < 20000) {
         chi_qnode *n = chi_mpsc_take(&g_q);
         while (n) {
             chi_qnode *nx = n->next;
@@ -532,17 +526,7 @@ static void stop_server(void)
 
 static int dial(void)
 {
-    struct sockaddr_in a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)g_port);
-    a.sin_addr.s_addr = htonl(0x7F000001);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
+    return tn_connect(g_port);
 }
 
 static void send_str(int fd, const char *s)
@@ -559,11 +543,11 @@ static void send_str(int fd, const char *s)
 static size_t recv_until(int fd, char *buf, size_t cap, const char *until, int ms)
 {
     size_t len = 0;
-    long long end = mono_ms() + ms;
+    long long end = tn_now_ms() + ms;
     buf[0] = 0;
     while (len + 1 < cap && !strstr(buf, until)) {
         struct pollfd p;
-        long long left = end - mono_ms();
+        long long left = end - tn_now_ms();
         ssize_t r;
         if (left <= 0) break;
         p.fd = fd;
@@ -579,8 +563,8 @@ static size_t recv_until(int fd, char *buf, size_t cap, const char *until, int m
 
 static int wait_for(int *p, int want, int ms)
 {
-    long long end = mono_ms() + ms;
-    while (atomic_get(p) < want && mono_ms() < end) usleep(1000);
+    long long end = tn_now_ms() + ms;
+    while (atomic_get(p) < want && tn_now_ms() < end) usleep(1000);
     return atomic_get(p) >= want;
 }
 
@@ -746,8 +730,8 @@ static void *emb_client(void *arg)
     char *buf = (char *)arg;
     int fd = dial();
     send_str(fd, "GET /e HTTP/1.1\r\nHost: x\r\n\r\n");
-    long long t0 = mono_ms();
-    while (!atomic_get(&g_emb_ready) && mono_ms() - t0 < 3000) usleep(1000);
+    long long t0 = tn_now_ms();
+    while (!atomic_get(&g_emb_ready) && tn_now_ms() - t0 < 3000) usleep(1000);
     if (atomic_get(&g_emb_ready)) ch_defer_post(g_emb, emb_finish, NULL);
     recv_until(fd, buf, 4096, "later", 3000);
     close(fd);
@@ -773,15 +757,15 @@ static void test_embedded(void)
     CHECK(ch_listen(g_app, &cfg) == 0);
     g_port = ch_config_used(g_app)->port;
     pthread_create(&cl, NULL, emb_client, buf);
-    t0 = mono_ms();
-    while (rc == 0 && mono_ms() - t0 < 5000) {
+    t0 = tn_now_ms();
+    while (rc == 0 && tn_now_ms() - t0 < 5000) {
         rc = ch_poll(g_app, 1000); /* a long wait: only the waker can end it early */
         turns++;
     }
     pthread_join(cl, NULL);
     CHECK(rc == 1);
     CHECK(strstr(buf, "embedded later") != NULL);
-    CHECK(mono_ms() - t0 < 3000);
+    CHECK(tn_now_ms() - t0 < 3000);
     ch_app_free(g_app);
     g_app = NULL;
 }

@@ -10,6 +10,7 @@
    Last line: "N passed, N failed". */
 #define CHOPIN_IMPLEMENTATION
 #include "../chopin.h"
+#include "testnet.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -32,7 +33,6 @@ static const char *g_chopin_log; /* CHOPIN_LOG for the server, or NULL */
 
 static long server_rss_kib(void);
 static int status_of(const char *bytes, size_t len);
-static void slurp(const char *path, char *buf, size_t cap);
 
 static void result(const char *name, int ok)
 {
@@ -158,42 +158,17 @@ static void serve(int port)
 
 /* ---- the client (the parent) ---- */
 
-static int free_port(void)
-{
-    struct sockaddr_in a;
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), p;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, (struct sockaddr *)&a, sizeof a);
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    p = ntohs(a.sin_port);
-    close(fd);
-    return p;
-}
-
+/* A connection to the server; a read waits at most 6 s. */
 static int connect_server(void)
 {
-    struct sockaddr_in a;
-    struct timeval tv = {6, 0};
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((unsigned short)g_port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
-        close(fd);
-        return -1;
-    }
+    int fd = tn_connect(g_port);
+    if (fd >= 0) tn_recv_timeout(fd, 6);
     return fd;
 }
 
 static int start_server(const char *log)
 {
-    int i;
-    g_port = free_port();
+    g_port = tn_free_port();
     fflush(stdout);
     g_server = fork();
     if (g_server == 0) {
@@ -205,42 +180,18 @@ static int start_server(const char *log)
             unsetenv("CHOPIN_LOG");
         serve(g_port);
     }
-    for (i = 0; i < 500; i++) {
-        int fd = connect_server();
-        if (fd >= 0) {
-            close(fd);
-            return 0;
-        }
-        usleep(10000);
-    }
-    return -1;
+    return tn_wait_listening(g_port, g_server, 5000, NULL) == 0 ? 0 : -1;
 }
 
+/* 1 when the server exits with status 0 within 5 s of SIGTERM. */
 static int stop_server(void)
 {
-    int status = 0, i;
-    kill(g_server, SIGTERM);
-    for (i = 0; i < 500; i++) {
-        if (waitpid(g_server, &status, WNOHANG) == g_server) return WIFEXITED(status) && WEXITSTATUS(status) == 0;
-        usleep(10000);
-    }
-    kill(g_server, SIGKILL);
-    waitpid(g_server, &status, 0);
-    return 0;
+    return tn_stop_server(g_server, 5000);
 }
 
 static long server_rss_kib(void)
 {
-    char path[64], line[256];
-    long kib = -1;
-    FILE *f;
-    snprintf(path, sizeof path, "/proc/%d/status", (int)g_server);
-    f = fopen(path, "r");
-    if (!f) return -1;
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, "VmRSS:", 6) == 0) kib = atol(line + 6);
-    fclose(f);
-    return kib;
+    return tn_proc_rss_kib(g_server);
 }
 
 /* Reads one answer on fd: its status and the length of its body (read and
@@ -455,7 +406,7 @@ static void test_logger(void)
     long left_out = 0;
     if (fd >= 0) close(fd);
     logger_run("info", errlog, 60, 1);
-    slurp(errlog, text, sizeof text);
+    tn_slurp(errlog, text, sizeof text);
     info = lines_with(text, "chopin: info: refused a request: 400 Bad Request\n", NULL);
     lines_with(text, "chopin: warn: ", &left_out);
     result("logger: CHOPIN_LOG=info, a flood of 61 bad requests: at most 20 lines a second on stderr, then how many "
@@ -464,10 +415,10 @@ static void test_logger(void)
     if (!(info >= 20 && info <= 41 && left_out > 0 && info + left_out == 61))
         printf("# %d info lines, %ld left out; stderr:\n%s\n", info, left_out, text);
     logger_run("off", errlog, 5, 0);
-    slurp(errlog, text, sizeof text);
+    tn_slurp(errlog, text, sizeof text);
     result("logger: CHOPIN_LOG=off: nothing on stderr", text[0] == 0);
     logger_run("", errlog, 5, 0);
-    slurp(errlog, text, sizeof text);
+    tn_slurp(errlog, text, sizeof text);
     result("logger: by default (warn) a refused request is not logged", !strstr(text, "refused"));
     unlink(errlog);
 }
@@ -571,14 +522,6 @@ static void send_refusals(void)
     result("bug 2: refusals answered 413, 414, 431, 505", ok);
 }
 
-static void slurp(const char *path, char *buf, size_t cap)
-{
-    FILE *f = fopen(path, "r");
-    size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
-    buf[n] = 0;
-    if (f) fclose(f);
-}
-
 int main(void)
 {
     char log[] = "/tmp/batteries_blackbox_XXXXXX", text[65536];
@@ -609,7 +552,7 @@ int main(void)
     if (a >= 0) close(a);
     if (b >= 0) close(b);
     result("the server stops cleanly on SIGTERM", stop_server());
-    slurp(log, text, sizeof text);
+    tn_slurp(log, text, sizeof text);
     unlink(log);
     {
         /* "- - HTTP/1.1" 408: neither request's method or target can be
@@ -620,8 +563,10 @@ int main(void)
     }
     result("bug 2: both 408s reach the after-hooks: two access log lines with - for method and target", ok);
     if (!ok) printf("# log:\n%s\n", text);
-    ok = strstr(text, "\"POST /small HTTP/1.1\" 413 ") && strstr(text, "\"GET - HTTP/1.1\" 414 ") &&
-         strstr(text, "\"GET /small?big-head HTTP/1.1\" 431 ") && strstr(text, "\"GET /small?v2 HTTP/1.1\" 505 ");
+    /* the version as the refused request named it: - where it was not read
+       (a target too long) or is not HTTP/1.x (the 505) */
+    ok = strstr(text, "\"POST /small HTTP/1.1\" 413 ") && strstr(text, "\"GET - -\" 414 ") &&
+         strstr(text, "\"GET /small?big-head HTTP/1.1\" 431 ") && strstr(text, "\"GET /small?v2 -\" 505 ");
     result("bug 2: 413, 414, 431, 505 reach the access log (method and target where read, - for a target too long)",
            ok);
     if (!ok) printf("# log:\n%s\n", text);

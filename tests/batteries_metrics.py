@@ -5,10 +5,11 @@ as a scraper would: every family typed, the histogram's buckets cumulative
 and ending in +Inf equal to _count, the counts summed over all workers.
 Usage: batteries_metrics.py build/rest. Last line: "N passed, N failed"."""
 import os
-import socket
-import subprocess
 import sys
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import httptest  # noqa: E402 (found beside this file)
+from httptest import result  # noqa: E402
 
 try:
     from prometheus_client.parser import text_string_to_metric_families
@@ -17,64 +18,25 @@ except ImportError:
     print("0 passed, 0 failed")
     sys.exit(0)
 
-passed = failed = 0
-
-
-def result(name, ok, note=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print("ok - " + name)
-    else:
-        failed += 1
-        print("FAIL - " + name + (": " + note if note else ""))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
 
 def get(port, path, headers=""):
     """One request on its own connection (so the kernel spreads them over
     the workers); returns (status, content-type, body)."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s = httptest.connect(port)
     s.sendall(("GET %s HTTP/1.1\r\nHost: h\r\nConnection: close\r\n%s\r\n" % (path, headers)).encode())
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
+    r, _ = httptest.read_response(s)
     s.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    ctype = ""
-    for line in lines[1:]:
-        if line.lower().startswith("content-type:"):
-            ctype = line.split(":", 1)[1].strip()
-    return int(lines[0].split()[1]), ctype, body.decode()
+    return r.status, r.headers.get("content-type", ""), r.body.decode()
 
 
 def main():
     if len(sys.argv) < 2:
         print("usage: batteries_metrics.py build/rest")
         return 2
-    port = free_port()
-    env = dict(os.environ, PORT=str(port), HOST="127.0.0.1", ACCESS_LOG="off", CHOPIN_WORKERS="4")
-    for k in ("CORS_ORIGINS", "RATE_LIMIT", "TRUST_PROXY"):
-        env.pop(k, None)
-    srv = subprocess.Popen([sys.argv[1]], env=env, stdout=subprocess.DEVNULL)
+    env = {"ACCESS_LOG": "off", "CHOPIN_WORKERS": "4", "CORS_ORIGINS": None, "RATE_LIMIT": None, "TRUST_PROXY": None}
+    srv = httptest.Server([sys.argv[1]], env, start_timeout=5, own_stderr=False)
+    port = srv.port
     try:
-        for _ in range(500):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.01)
         n200, n401, n404 = 24, 5, 3
         for _ in range(n200):
             get(port, "/health")
@@ -127,10 +89,8 @@ def main():
         unhelped = [f.name for f in families.values() if not f.documentation]
         result("every family has HELP text", parsed and not unhelped, repr(unhelped))
     finally:
-        srv.terminate()
-        srv.wait(timeout=10)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+        srv.stop(timeout=10)
+    return httptest.summary()
 
 
 if __name__ == "__main__":

@@ -762,7 +762,7 @@ static void test_request_id_fast(void)
     ch_use(app, ch_mw_request_id, NULL);
     ch_get(app, "/csv", h_plain, NULL);
     w = test_worker(app);
-    for (k = 1; k <= 600; k++) { /* past 0xff: a digit gained */
+    for (k = 1; k <= 4400; k++) { /* carries of one digit and more, past 0xff and 0xfff: digits gained */
         char want[80];
         size_t n;
         const char *r = respond(w, "GET /csv HTTP/1.1\r\nHost: h\r\n\r\n");

@@ -48,6 +48,8 @@
  * timeout, and alarm() guards the whole run.
  */
 
+#include "testnet.h" /* the loopback sockets, clock and /proc readers the C tests share */
+
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -92,24 +94,6 @@ static int g_scale = 1;
 /* ==================================================================== */
 /* 1. Utilities                                                          */
 /* ==================================================================== */
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_us(long us)
-{
-    struct timespec ts;
-
-    ts.tv_sec = us / 1000000;
-    ts.tv_nsec = (us % 1000000) * 1000;
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
 
 /*
  * Why the current case failed.  Checks call fail() and return its -1, so a
@@ -285,12 +269,8 @@ static void fill_pattern(unsigned char *buf, size_t len, uint32_t seed)
     uint32_t x = seed ? seed : 1;
     size_t i;
 
-    for (i = 0; i < len; i++) {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        buf[i] = (unsigned char)(x >> 24);
-    }
+    for (i = 0; i < len; i++)
+        buf[i] = (unsigned char)(tn_xorshift32(&x) >> 24);
 }
 
 /* ==================================================================== */
@@ -302,26 +282,6 @@ static int g_server_exited;     /* reaped: g_server_status is valid */
 static int g_server_status;
 static int g_death_reported;    /* a death was already blamed on a case */
 static int g_port;
-
-/* Ask the kernel for a free port: bind to port 0, read it back, close. */
-static int pick_free_port(void)
-{
-    struct sockaddr_in addr;
-    socklen_t addr_len = sizeof addr;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    int port = -1;
-
-    if (fd < 0)
-        return -1;
-    memset(&addr, 0, sizeof addr);
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, (struct sockaddr *)&addr, sizeof addr) == 0 &&
-        getsockname(fd, (struct sockaddr *)&addr, &addr_len) == 0)
-        port = ntohs(addr.sin_port);
-    close(fd);
-    return port;
-}
 
 static const char *describe_status(int status)
 {
@@ -365,79 +325,19 @@ static void stop_server(void)
 /* Descriptors the server has open (/proc/PID/fd), or -1. */
 static int server_fd_count(void)
 {
-    char path[64];
-    DIR *d;
-    struct dirent *e;
-    int n = 0;
-
-    snprintf(path, sizeof path, "/proc/%d/fd", (int)g_server_pid);
-    d = opendir(path);
-    if (d == NULL)
-        return -1;
-    while ((e = readdir(d)) != NULL)
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n;
+    return tn_proc_fd_count(g_server_pid);
 }
 
 /* The server's resident memory in KiB (VmRSS of /proc/PID/status), or -1. */
 static long server_rss_kib(void)
 {
-    char path[64], line[256];
-    FILE *f;
-    long kib = -1;
-
-    snprintf(path, sizeof path, "/proc/%d/status", (int)g_server_pid);
-    f = fopen(path, "r");
-    if (f == NULL)
-        return -1;
-    while (fgets(line, sizeof line, f) != NULL)
-        if (strncmp(line, "VmRSS:", 6) == 0)
-            kib = strtol(line + 6, NULL, 10);
-    fclose(f);
-    return kib;
+    return tn_proc_rss_kib(g_server_pid);
 }
 
 /* CPU time the server has used (user + system) in ms, or -1. */
 static long long server_cpu_ms(void)
 {
-    char path[64], buf[1024], *p;
-    unsigned long long utime, stime;
-    FILE *f;
-    size_t n;
-    long hz = sysconf(_SC_CLK_TCK);
-
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)g_server_pid);
-    f = fopen(path, "r");
-    if (f == NULL)
-        return -1;
-    n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    p = strrchr(buf, ')'); /* the command name may hold spaces */
-    if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-                            &utime, &stime) != 2)
-        return -1;
-    return (long long)((utime + stime) * 1000 / (unsigned long long)(hz > 0 ? hz : 100));
-}
-
-/* A plain blocking connect, used only to see whether the server listens. */
-static int try_connect(int port)
-{
-    struct sockaddr_in addr;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    int ok;
-
-    if (fd < 0)
-        return 0;
-    memset(&addr, 0, sizeof addr);
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons((uint16_t)port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ok = connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0;
-    close(fd);
-    return ok;
+    return tn_proc_cpu_ms(g_server_pid);
 }
 
 /*
@@ -452,17 +352,13 @@ static const char *g_server_path;
 /* fork/exec the server and wait until it accepts connections. */
 static int start_server(const char *path)
 {
-    char port_str[16];
-    long long deadline;
-
     g_server_path = path;
     g_server_exited = 0;
     g_death_reported = 0;
 
-    g_port = pick_free_port();
+    g_port = tn_free_port();
     if (g_port <= 0)
         return fail("could not find a free port: %s", strerror(errno));
-    snprintf(port_str, sizeof port_str, "%d", g_port);
 
     fflush(stdout);
     fflush(stderr);
@@ -476,8 +372,7 @@ static int start_server(const char *path)
         /* The harness ignores SIGPIPE; the server must get the default so
          * that a server which forgets to handle it is caught. */
         signal(SIGPIPE, SIG_DFL);
-        setenv("PORT", port_str, 1);
-        setenv("HOST", "127.0.0.1", 1);
+        tn_server_env(g_port);
         for (i = 0; g_server_env != NULL && g_server_env[i] != NULL; i++)
             putenv((char *)g_server_env[i]);
         if (g_server_nofile > 0) {
@@ -494,19 +389,15 @@ static int start_server(const char *path)
     }
 
     printf("# server %s (pid %d) on 127.0.0.1:%d\n", path, (int)g_server_pid, g_port);
-    deadline = now_ms() + START_TIMEOUT_MS;
-    for (;;) {
-        if (!server_alive()) {
-            g_death_reported = 1;
-            return fail("the server exited before listening (%s)",
-                        describe_status(g_server_status));
-        }
-        if (try_connect(g_port))
-            return 0;
-        if (now_ms() > deadline)
-            return fail("the server did not accept connections on port %d within %d ms",
-                        g_port, START_TIMEOUT_MS);
-        sleep_us(20 * 1000);
+    switch (tn_wait_listening(g_port, g_server_pid, START_TIMEOUT_MS, &g_server_status)) {
+    case 0:
+        return 0;
+    case 1:
+        g_server_exited = 1;
+        g_death_reported = 1;
+        return fail("the server exited before listening (%s)", describe_status(g_server_status));
+    default:
+        return fail("the server did not accept connections on port %d within %d ms", g_port, START_TIMEOUT_MS);
     }
 }
 
@@ -541,27 +432,13 @@ static int g_rcvbuf; /* when set, SO_RCVBUF of the next connections */
 
 static int connect_start(int port)
 {
-    struct sockaddr_in addr;
-    int one = 1;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int fd = tn_connect_start(port, g_rcvbuf);
 
     if (fd < 0) {
-        fail("socket: %s", strerror(errno));
-        return -1;
-    }
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (g_rcvbuf > 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &g_rcvbuf, sizeof g_rcvbuf);
-    memset(&addr, 0, sizeof addr);
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons((uint16_t)port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0 && errno != EINPROGRESS) {
         fail("connect to 127.0.0.1:%d: %s", port, strerror(errno));
-        close(fd);
         return -1;
     }
+    tn_nodelay(fd);
     return fd;
 }
 
@@ -702,10 +579,10 @@ static long conn_recv_some(struct conn *c)
  */
 static int conn_fill(struct conn *c)
 {
-    long long deadline = now_ms() + IO_TIMEOUT_MS;
+    long long deadline = tn_now_ms() + IO_TIMEOUT_MS;
 
     for (;;) {
-        long left = (long)(deadline - now_ms());
+        long left = (long)(deadline - tn_now_ms());
         long n;
 
         if (left <= 0)
@@ -767,7 +644,7 @@ static int send_slow(struct conn *c, const void *data, size_t len, long delay_us
     for (i = 0; i < len; i++) {
         if (send_all(c, p + i, 1) != 0)
             return fail_ctx("slow send, byte %zu of %zu", i + 1, len);
-        sleep_us(delay_us);
+        tn_sleep_us(delay_us);
     }
     return 0;
 }
@@ -780,10 +657,10 @@ static int send_slow(struct conn *c, const void *data, size_t len, long delay_us
  */
 static int wait_closed(struct conn *c)
 {
-    long long deadline = now_ms() + CLOSE_TIMEOUT_MS;
+    long long deadline = tn_now_ms() + CLOSE_TIMEOUT_MS;
 
     while (!c->eof && !c->reset) {
-        long left = (long)(deadline - now_ms());
+        long left = (long)(deadline - tn_now_ms());
 
         if (left <= 0)
             return fail("expected the server to close the connection, "
@@ -1178,6 +1055,14 @@ static int expect(const struct response *r, int status, const char *content_type
     return 0;
 }
 
+/* Check that the response's Connection header lists `token`. */
+static int expect_connection(const struct response *r, const char *token)
+{
+    if (!has_token(resp_header(r, "Connection"), token))
+        return fail("expected \"Connection: %s\", got \"%s\"", token, show(resp_header(r, "Connection")));
+    return 0;
+}
+
 /* Check a (binary) body byte by byte. */
 static int expect_body_bytes(const struct response *r, const unsigned char *want, size_t len)
 {
@@ -1558,11 +1443,8 @@ static int case_http10_keep_alive(void)
             fail_ctx("keep-alive request %d", i + 1);
             goto out;
         }
-        if (!has_token(resp_header(r, "Connection"), "keep-alive")) {
-            fail("expected \"Connection: keep-alive\", got \"%s\"",
-                 show(resp_header(r, "Connection")));
+        if (expect_connection(r, "keep-alive") != 0)
             goto out;
-        }
     }
     /* a plain HTTP/1.0 request then ends the connection */
     if (request_expect(&c, "GET /json HTTP/1.0\r\n\r\n", 200, "application/json",
@@ -1588,10 +1470,8 @@ static int case_http11_connection_close(void)
                           "Connection: close\r\n\r\n")) == NULL ||
         expect(r, 200, "text/plain", HELLO) != 0)
         goto out;
-    if (!has_token(resp_header(r, "Connection"), "close")) {
-        fail("expected \"Connection: close\", got \"%s\"", show(resp_header(r, "Connection")));
+    if (expect_connection(r, "close") != 0)
         goto out;
-    }
     rc = wait_closed(&c);
 out:
     conn_close(&c);
@@ -1648,7 +1528,7 @@ static int check_split_pair(const char *first, const char *first_type, const cha
         rc = -1;
         if (conn_open(&c) != 0 || send_all(&c, pair.data, cut) != 0)
             goto next;
-        sleep_us(1000); /* let the first part arrive on its own */
+        tn_sleep_us(1000); /* let the first part arrive on its own */
         if (send_all(&c, pair.data + cut, pair.len - cut) != 0)
             goto next;
         if ((r = read_response(&c, 0)) == NULL || expect(r, 200, first_type, first_body) != 0) {
@@ -1929,10 +1809,8 @@ static int case_close_ignores_pipelined_rest(void)
     if (conn_open(&c) != 0 || send_all(&c, both, sizeof both - 1) != 0 || (r = read_response(&c, 0)) == NULL ||
         expect(r, 200, "text/plain", HELLO) != 0)
         goto out;
-    if (!has_token(resp_header(r, "Connection"), "close")) {
-        fail("expected \"Connection: close\", got \"%s\"", show(resp_header(r, "Connection")));
+    if (expect_connection(r, "close") != 0)
         goto out;
-    }
     while (!c.eof && !c.reset) {
         if (conn_fill(&c) < 0)
             goto out;
@@ -2148,7 +2026,7 @@ static int check_pipeline_cuts(const struct preq *script, int script_len, int n,
 
         if (send_all(&c, all.data, cut) != 0)
             goto fail_cut;
-        sleep_us(500);
+        tn_sleep_us(500);
         if (send_all(&c, all.data + cut, all.len - cut) != 0 ||
             read_script_responses(&c, script, script_len, n) != 0)
             goto fail_cut;
@@ -2503,7 +2381,7 @@ static int case_client_half_request_then_close(void)
         }
         conn_close(&c);
     }
-    sleep_us(50 * 1000);
+    tn_sleep_us(50 * 1000);
     return fresh_plaintext_ok();
 }
 
@@ -2523,7 +2401,7 @@ static int case_client_rst_after_full_request(void)
         }
         conn_reset(&c);
     }
-    sleep_us(50 * 1000);
+    tn_sleep_us(50 * 1000);
     return fresh_plaintext_ok();
 }
 
@@ -2550,7 +2428,7 @@ static int case_client_rst_during_large_response(void)
     free(data);
     if (rc != 0)
         return rc;
-    sleep_us(100 * 1000); /* give the server time to hit the failed write */
+    tn_sleep_us(100 * 1000); /* give the server time to hit the failed write */
     return fresh_plaintext_ok();
 }
 
@@ -2565,7 +2443,7 @@ static int case_concurrent_1000_connections(void)
     char *done = calloc(N, 1);
     struct pollfd *pfds = calloc(N, sizeof *pfds);
     int *index = calloc(N, sizeof *index);
-    long long deadline = now_ms() + 30 * 1000;
+    long long deadline = tn_now_ms() + 30 * 1000;
     int i, remaining = N, rc = -1;
 
     for (i = 0; cs != NULL && i < N; i++)
@@ -2585,7 +2463,7 @@ static int case_concurrent_1000_connections(void)
     while (remaining > 0) {
         int n = 0, k, ready;
 
-        if (now_ms() > deadline) {
+        if (tn_now_ms() > deadline) {
             fail("%d of %d connections still had no response after 30 s", remaining, N);
             goto out;
         }
@@ -2686,9 +2564,9 @@ static int case_sigterm_exits_cleanly(void)
     }
     g_stopping = 1;
     kill(g_server_pid, SIGTERM);
-    deadline = now_ms() + SHUTDOWN_TIMEOUT_MS;
-    while (server_alive() && now_ms() < deadline)
-        sleep_us(10 * 1000);
+    deadline = tn_now_ms() + SHUTDOWN_TIMEOUT_MS;
+    while (server_alive() && tn_now_ms() < deadline)
+        tn_sleep_us(10 * 1000);
     if (server_alive()) {
         stop_server();
         fail("the server was still running %d ms after SIGTERM (killed it)", SHUTDOWN_TIMEOUT_MS);
@@ -2838,7 +2716,7 @@ static long long wait_close_keep(struct conn *c, long long start, long max_ms)
     long long deadline = start + max_ms;
 
     while (!c->eof && !c->reset) {
-        long left = (long)(deadline - now_ms());
+        long left = (long)(deadline - tn_now_ms());
         long n;
 
         if (left <= 0) {
@@ -2855,17 +2733,17 @@ static long long wait_close_keep(struct conn *c, long long start, long max_ms)
             return -1;
         }
     }
-    return now_ms() - start;
+    return tn_now_ms() - start;
 }
 
 /* The server's descriptor count returns to `want` within max_ms. */
 static int fds_return_to(int want, long max_ms)
 {
-    long long deadline = now_ms() + max_ms;
+    long long deadline = tn_now_ms() + max_ms;
     int n;
 
-    while ((n = server_fd_count()) != want && now_ms() < deadline)
-        sleep_us(20 * 1000);
+    while ((n = server_fd_count()) != want && tn_now_ms() < deadline)
+        tn_sleep_us(20 * 1000);
     if (n != want)
         return fail("the server has %d descriptors open, expected %d", n, want);
     return 0;
@@ -2874,16 +2752,16 @@ static int fds_return_to(int want, long max_ms)
 /* SIGTERM, then wait (bounded) for the exit.  *took_ms: how long it took. */
 static int sigterm_and_wait(long max_ms, long long *took_ms, int want_status_zero)
 {
-    long long start = now_ms();
+    long long start = tn_now_ms();
 
     if (!server_alive())
         return fail("the server is not running (%s)", describe_status(g_server_status));
     g_stopping = 1;
     kill(g_server_pid, SIGTERM);
-    while (server_alive() && now_ms() - start < max_ms)
-        sleep_us(5 * 1000);
+    while (server_alive() && tn_now_ms() - start < max_ms)
+        tn_sleep_us(5 * 1000);
     if (took_ms != NULL)
-        *took_ms = now_ms() - start;
+        *took_ms = tn_now_ms() - start;
     if (server_alive()) {
         stop_server();
         return fail("the server was still running %ld ms after SIGTERM (killed it)", max_ms);
@@ -2906,7 +2784,7 @@ static int restart_fixture(const char *const *env, long nofile)
     g_server_nofile = nofile;
     if (start_server(g_server_path) != 0)
         return -1;
-    sleep_us(100 * 1000);
+    tn_sleep_us(100 * 1000);
     g_base_fds = server_fd_count();
     printf("# the fixture holds %d descriptors when idle\n", g_base_fds);
     return 0;
@@ -2927,7 +2805,7 @@ static int case_idle_timeouts(void)
     if (conn_open(&a) != 0 || request_expect(&a, GET_PLAINTEXT, 200, "text/plain", HELLO) != 0 ||
         conn_open(&b) != 0)
         goto out;
-    start = now_ms();
+    start = tn_now_ms();
     if ((ta = wait_close_keep(&a, start, FIX_MAX_MS)) < 0) {
         fail_ctx("the keep-alive connection after its request");
         goto out;
@@ -2972,8 +2850,8 @@ static int case_slowloris_header_timeout(void)
     sb_fill(&head, 'z', 200 - head.len);
     if (conn_open(&c) != 0)
         goto out;
-    start = now_ms();
-    while (!c.eof && !c.reset && now_ms() - start < FIX_MAX_MS + 1500) {
+    start = tn_now_ms();
+    while (!c.eof && !c.reset && tn_now_ms() - start < FIX_MAX_MS + 1500) {
         if (i < head.len && send(c.fd, head.data + i, 1, MSG_NOSIGNAL) == 1)
             i++;
         if (wait_for(c.fd, POLLIN, 200) > 0 && conn_recv_some(&c) == RECV_ERROR && !c.reset) {
@@ -2981,11 +2859,11 @@ static int case_slowloris_header_timeout(void)
             goto out;
         }
         if (c.len > c.off && took < 0)
-            took = now_ms() - start;
+            took = tn_now_ms() - start;
     }
     if (took < 0) {
         fail("no answer after %lld ms of dribbling (%zu bytes sent): a slowloris client is never cut off",
-             now_ms() - start, i);
+             tn_now_ms() - start, i);
         goto out;
     }
     printf("# 408 after %lld ms and %zu dribbled bytes\n", took, i);
@@ -2995,7 +2873,7 @@ static int case_slowloris_header_timeout(void)
         fail("the 408 came after %lld ms; expected %d to %d ms", took, FIX_MIN_MS, FIX_MAX_MS);
         goto out;
     }
-    if (wait_close_keep(&c, now_ms(), CLOSE_TIMEOUT_MS) < 0)
+    if (wait_close_keep(&c, tn_now_ms(), CLOSE_TIMEOUT_MS) < 0)
         goto out;
     rc = 0;
 out:
@@ -3015,7 +2893,7 @@ static int case_body_stall_timeout(void)
 
     if (conn_open(&c) != 0 || send_all(&c, part, sizeof part - 1) != 0)
         goto out;
-    start = now_ms();
+    start = tn_now_ms();
     if ((took = wait_close_keep(&c, start, FIX_MAX_MS)) < 0)
         goto out;
     printf("# 408 and close after %lld ms\n", took);
@@ -3067,10 +2945,10 @@ static int case_write_stall_timeout(void)
              g_base_fds);
         goto out;
     }
-    start = now_ms();
-    while (server_fd_count() > g_base_fds && now_ms() - start < FIX_MAX_MS)
-        sleep_us(20 * 1000);
-    took = now_ms() - start;
+    start = tn_now_ms();
+    while (server_fd_count() > g_base_fds && tn_now_ms() - start < FIX_MAX_MS)
+        tn_sleep_us(20 * 1000);
+    took = tn_now_ms() - start;
     if (server_fd_count() > g_base_fds) {
         fail("the server still holds the connection %lld ms after the client stopped reading", took);
         goto out;
@@ -3105,13 +2983,13 @@ static int case_stalled_server_no_false_timeout(void)
     if (conn_open(&a) != 0 || request_expect(&a, GET_PLAINTEXT, 200, "text/plain", HELLO) != 0 ||
         conn_open(&b) != 0 || send_all(&b, head, sizeof head - 1) != 0)
         goto out;
-    sleep_us(100 * 1000);
+    tn_sleep_us(100 * 1000);
     kill(g_server_pid, SIGSTOP);
     stopped = 1;
-    sleep_us(100 * 1000);
+    tn_sleep_us(100 * 1000);
     if (send_all(&a, GET_JSON, strlen(GET_JSON)) != 0 || send_all(&b, "world", 5) != 0)
         goto out;
-    sleep_us(3200 * 1000);
+    tn_sleep_us(3200 * 1000);
     kill(g_server_pid, SIGCONT);
     stopped = 0;
     if ((r = read_response(&a, 0)) == NULL || expect(r, 200, "application/json", JSON_HELLO) != 0) {
@@ -3166,15 +3044,15 @@ static int case_memory_bound_no_reader(void)
         }
     }
     g_rcvbuf = 0;
-    start = now_ms();
-    while (now_ms() - start < 1500) {
+    start = tn_now_ms();
+    while (tn_now_ms() - start < 1500) {
         for (i = 0; i < N; i++) {
             ssize_t w = send(cs[i].fd, req, sizeof req - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
 
             if (w > 0)
                 sent[i] += (size_t)w;
         }
-        sleep_us(2000);
+        tn_sleep_us(2000);
         rss = server_rss_kib();
         if (rss > peak)
             peak = rss;
@@ -3217,7 +3095,7 @@ static int case_resets_and_dead_sockets(void)
             conn_close(&c);
             return fail_ctx("partial request %zu", i + 1);
         }
-        sleep_us(20 * 1000);
+        tn_sleep_us(20 * 1000);
         conn_reset(&c);
     }
     for (k = 0; k < 2; k++) { /* k = 0: RST; k = 1: close with unread data */
@@ -3270,17 +3148,17 @@ static int case_interrupted_syscalls(void)
         goto out;
     }
     if (killer == 0) {
-        long long end = now_ms() + 2000;
+        long long end = tn_now_ms() + 2000;
         int i = 0;
 
-        while (now_ms() < end) {
+        while (tn_now_ms() < end) {
             kill(g_server_pid, SIGUSR1);
             if (++i % 50 == 0) {
                 kill(g_server_pid, SIGSTOP);
-                sleep_us(2000);
+                tn_sleep_us(2000);
                 kill(g_server_pid, SIGCONT);
             }
-            sleep_us(1000);
+            tn_sleep_us(1000);
         }
         kill(g_server_pid, SIGCONT);
         _exit(0);
@@ -3375,12 +3253,12 @@ static int case_max_connections(void)
         }
     }
     conn_close(&cs[0]);
-    start = now_ms();
+    start = tn_now_ms();
     if ((r = read_response(&extra, 0)) == NULL || expect(r, 200, "text/plain", HELLO) != 0) {
         fail_ctx("the waiting connection after one left");
         goto out;
     }
-    printf("# the waiting connection was served %lld ms after a slot freed\n", now_ms() - start);
+    printf("# the waiting connection was served %lld ms after a slot freed\n", tn_now_ms() - start);
     rc = 0;
 out:
     for (i = 0; i < N; i++)
@@ -3422,8 +3300,8 @@ static int case_emfile(void)
             goto out;
         }
     }
-    deadline = now_ms() + 1500;
-    while (now_ms() < deadline) {
+    deadline = tn_now_ms() + 1500;
+    while (tn_now_ms() < deadline) {
         for (i = 0; i < N; i++) {
             if (answered[i] || wait_for(cs[i].fd, POLLIN, 0) <= 0)
                 continue;
@@ -3440,17 +3318,17 @@ static int case_emfile(void)
                 goto out;
             }
         }
-        sleep_us(10 * 1000);
+        tn_sleep_us(10 * 1000);
     }
     if (n_answered == 0 || n_answered == N) {
         fail("%d of %d clients answered under a 64-descriptor limit; expected some to wait", n_answered, N);
         goto out;
     }
     cpu0 = server_cpu_ms();
-    t0 = now_ms();
-    sleep_us(2000 * 1000);
+    t0 = tn_now_ms();
+    tn_sleep_us(2000 * 1000);
     cpu1 = server_cpu_ms();
-    t1 = now_ms();
+    t1 = tn_now_ms();
     printf("# %d of %d answered; while the rest waited the server used %lld ms of CPU in %lld ms\n", n_answered, N,
            cpu1 - cpu0, t1 - t0);
     if (cpu1 - cpu0 > (t1 - t0) / 5) {
@@ -3540,8 +3418,8 @@ static int case_graceful_shutdown_under_load(void)
         goto out;
     }
     rc = -1;
-    start = now_ms();
-    while ((t = now_ms() - start) < 8000 * g_scale) {
+    start = tn_now_ms();
+    while ((t = tn_now_ms() - start) < 8000 * g_scale) {
         struct pollfd pf[NL];
 
         if (!sent_big && t >= 200) {
@@ -3555,7 +3433,7 @@ static int case_graceful_shutdown_under_load(void)
             sent_sleep = 1;
         }
         if (sigterm_at == 0 && t >= 500) {
-            sigterm_at = now_ms();
+            sigterm_at = tn_now_ms();
             g_stopping = 1;
             kill(g_server_pid, SIGTERM);
         }
@@ -3620,8 +3498,8 @@ static int case_graceful_shutdown_under_load(void)
         /* the big answer: read slowly (one recv() per 50 ms, at most the
            256 KiB window) until SIGTERM, so that it is in flight then; at
            full speed after it, so that it ends well within the grace period */
-        if (sent_big && !big_ok && (sigterm_at != 0 || now_ms() - last_big_read >= 50)) {
-            last_big_read = now_ms();
+        if (sent_big && !big_ok && (sigterm_at != 0 || tn_now_ms() - last_big_read >= 50)) {
+            last_big_read = tn_now_ms();
             while (conn_recv_some(&big) > 0 && sigterm_at != 0) {
             }
             if (parse_response(&big, 0) == PARSE_DONE) {
@@ -3635,21 +3513,21 @@ static int case_graceful_shutdown_under_load(void)
                     goto out;
                 }
                 big_ok = 1;
-                big_at = now_ms() - start;
+                big_at = tn_now_ms() - start;
             } else if (big.eof || big.reset) {
                 fail("the 4 MiB answer in flight at SIGTERM was cut after %zu bytes", big.len);
                 goto out;
             }
         }
         if (sigterm_at != 0 && exit_ms < 0 && !server_alive())
-            exit_ms = now_ms() - sigterm_at;
+            exit_ms = tn_now_ms() - sigterm_at;
         if (exit_ms >= 0 && ended == NL && big_ok)
             break;
     }
     if (exit_ms < 0) {
         if (sigterm_and_wait(SHUTDOWN_TIMEOUT_MS, NULL, 1) != 0)
             goto out;
-        exit_ms = now_ms() - sigterm_at;
+        exit_ms = tn_now_ms() - sigterm_at;
     }
     if (!WIFEXITED(g_server_status) || WEXITSTATUS(g_server_status) != 0) {
         fail("expected exit status 0 after SIGTERM, got %s", describe_status(g_server_status));
@@ -3722,7 +3600,7 @@ static int case_shutdown_grace_period(void)
         goto out;
     }
     rc = -1;
-    sleep_us(300 * 1000);
+    tn_sleep_us(300 * 1000);
     if (sigterm_and_wait(SHUTDOWN_TIMEOUT_MS, &took, 1) != 0)
         goto out;
     printf("# exit %lld ms after SIGTERM with a stalled reader and a half-sent request\n", took);
@@ -3864,12 +3742,12 @@ static int begin_case(const char *name)
 /* Print the case's line.  A server that died during the case fails it. */
 static int end_case(int rc)
 {
-    long long grace = now_ms() + 200;
+    long long grace = tn_now_ms() + 200;
 
     /* After a failure, give a crashing server a moment to finish dying, so
      * the death is reported with the case that caused it. */
-    while (rc != 0 && server_alive() && now_ms() < grace)
-        sleep_us(10 * 1000);
+    while (rc != 0 && server_alive() && tn_now_ms() < grace)
+        tn_sleep_us(10 * 1000);
     if (!g_stopping && !g_death_reported && g_server_pid > 0 && !server_alive()) {
         g_death_reported = 1;
         g_death_case = g_case_name;

@@ -24,111 +24,44 @@ import sys
 import tempfile
 import time
 
-PASSED = 0
-FAILED = 0
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import httptest  # noqa: E402 (found beside this file)
+from httptest import free_port, result  # noqa: E402
+
 SECRET = b"TOP-SECRET-OUTSIDE-ROOT"
-
-
-def result(name, ok, detail=""):
-    global PASSED, FAILED
-    if ok:
-        PASSED += 1
-        print("ok - " + name)
-    else:
-        FAILED += 1
-        print("not ok - " + name + ((": " + detail) if detail else ""))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-class Server:
-    def __init__(self, binary, env):
-        self.port = free_port()
-        e = dict(os.environ)
-        e.update(env)
-        e["PORT"] = str(self.port)
-        e["HOST"] = "127.0.0.1"
-        e.setdefault("CHOPIN_WORKERS", "1")
-        cmd = [binary]
-        if os.environ.get("FILES_VALGRIND") == "1":  # make files-memcheck
-            cmd = ["valgrind", "-q", "--error-exitcode=99", "--leak-check=full", "--errors-for-leak-kinds=definite",
-                   "--track-fds=no", binary]
-        # stderr to a file, not a pipe: a chatty server (valgrind's warnings)
-        # must never block on a pipe nobody reads
-        self.err = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(cmd, env=e, stdout=subprocess.DEVNULL, stderr=self.err)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.05)
-        raise RuntimeError("server did not start: " + self.stderr_text())
-
-    def stderr_text(self):
-        self.err.seek(0)
-        return self.err.read().decode(errors="replace")
-
-    def rss_kb(self, key="VmHWM"):
-        with open("/proc/%d/status" % self.proc.pid) as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-        return -1
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20 * SLOW)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        return self.proc.returncode, self.stderr_text()
 
 
 SLOW = 6 if os.environ.get("FILES_VALGRIND") == "1" else 1  # valgrind runs the server ~20x slower
 
 
+class Server(httptest.Server):
+    """A server binary with `env` (one worker unless it says), under
+    valgrind when FILES_VALGRIND=1 (make files-memcheck)."""
+
+    def __init__(self, binary, env):
+        env = dict(env)
+        env.setdefault("CHOPIN_WORKERS", os.environ.get("CHOPIN_WORKERS", "1"))
+        cmd = [binary]
+        if os.environ.get("FILES_VALGRIND") == "1":  # make files-memcheck
+            cmd = ["valgrind", "-q", "--error-exitcode=99", "--leak-check=full", "--errors-for-leak-kinds=definite",
+                   "--track-fds=no", binary]
+        httptest.Server.__init__(self, cmd, env, start_timeout=30)
+
+    def rss_kb(self, key="VmHWM"):
+        return self.proc_status(key)
+
+    def stop(self):
+        return httptest.Server.stop(self, timeout=20 * SLOW)
+
+
 def connect(port, timeout=10):
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout * SLOW)
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return s
+    return httptest.connect(port, timeout * SLOW)
 
 
 def read_response(s, head_only=False, buf=b""):
     """Reads one response; returns (status, headers dict lower-case, body, rest)."""
-    while b"\r\n\r\n" not in buf:
-        chunk = s.recv(65536)
-        if not chunk:
-            raise EOFError("closed before a head: %r" % buf[:200])
-        buf += chunk
-    head, buf = buf.split(b"\r\n\r\n", 1)
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {}
-    for line in lines[1:]:
-        k, v = line.split(":", 1)
-        headers[k.strip().lower()] = v.strip()
-    if status == 100:
-        return status, headers, b"", buf
-    if head_only or status in (204, 304):
-        return status, headers, b"", buf
-    n = int(headers.get("content-length", "0"))
-    while len(buf) < n:
-        chunk = s.recv(1 << 20)
-        if not chunk:
-            raise EOFError("closed in a body (%d of %d)" % (len(buf), n))
-        buf += chunk
-    return status, headers, buf[:n], buf[n:]
+    r, rest = httptest.read_response(s, buf, head_only)
+    return r.status, r.headers, r.body, rest
 
 
 def request(port, method, target, headers=None, body=b"", head_only=None):
@@ -862,12 +795,7 @@ def test_sigpipe_once(binary, root, updir, cache=True):
     p = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=rt_sigprocmask,sendfile,openat,openat2,newfstatat,close",
                           "-o", log, binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        httptest.wait_listening(port, p, timeout=10)
         time.sleep(0.2)
         with open(log) as f:
             before = f.read()
@@ -957,8 +885,7 @@ def main():
             if s:
                 s.stop()
         shutil.rmtree(base, ignore_errors=True)
-    print("%d passed, %d failed" % (PASSED, FAILED))
-    return 1 if FAILED else 0
+    return httptest.summary()
 
 
 if __name__ == "__main__":

@@ -6,49 +6,20 @@ with Server-Timing never leaks into another answer: FastRoutes, routed
 answers and /metrics interleaved on one connection keep every request
 counted with a duration >= 0.
   python3 tests/timing_blackbox.py BINARY [--metrics]"""
-import os, re, socket, subprocess, sys, time
+import os
+import re
+import sys
 
-passed = failed = 0
-
-
-def result(name, ok, why=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print("ok - " + name)
-    else:
-        failed += 1
-        print("not ok - %s%s" % (name, (": " + why) if why else ""))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def read_response(s, buf):
-    while b"\r\n\r\n" not in buf:
-        c = s.recv(65536)
-        if not c:
-            raise EOFError("closed before a head")
-        buf += c
-    head, buf = buf.split(b"\r\n\r\n", 1)
-    m = re.search(rb"\r\ncontent-length: *(\d+)", head, re.I)
-    n = int(m.group(1)) if m else 0
-    while len(buf) < n:
-        c = s.recv(65536)
-        if not c:
-            raise EOFError("closed in a body")
-        buf += c
-    return head.decode("latin-1"), buf[:n], buf[n:]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import httptest  # noqa: E402 (found beside this file)
+from httptest import result  # noqa: E402
 
 
 def get(s, buf, path, extra=""):
+    """GET path on s; returns (head text, body, the bytes read past it)."""
     s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n%s\r\n" % (path, extra)).encode())
-    return read_response(s, buf)
+    r, rest = httptest.read_response(s, buf)
+    return r.head, r.body, rest
 
 
 def metric(body, name):
@@ -59,19 +30,13 @@ def metric(body, name):
 def main():
     binary = sys.argv[1]
     with_metrics = "--metrics" in sys.argv
-    port = free_port()
-    env = dict(os.environ, PORT=str(port), HOST="127.0.0.1", CHOPIN_WORKERS="1")
-    srv = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(200):
-            try:
-                s = socket.create_connection(("127.0.0.1", port), timeout=5)
-                break
-            except OSError:
-                time.sleep(0.05)
-        else:
-            result("the server starts", False)
-            return
+        srv = httptest.Server([binary], {"CHOPIN_WORKERS": "1"})
+    except RuntimeError:
+        result("the server starts", False)
+        return
+    try:
+        s = srv.connect()
         buf = b""
         form = re.compile(r"\r\nServer-Timing: app;dur=(\d+)\.(\d{3})(\r\n|$)")
         bad = []
@@ -105,13 +70,8 @@ def main():
     except Exception as e:  # a failure of the test itself is a failure
         result("the test ran to its end", False, repr(e))
     finally:
-        srv.terminate()
-        try:
-            srv.wait(5)
-        except subprocess.TimeoutExpired:
-            srv.kill()
+        srv.stop(timeout=5)
 
 
 main()
-print("%d passed, %d failed" % (passed, failed))
-sys.exit(1 if failed else 0)
+sys.exit(httptest.summary())

@@ -8,6 +8,13 @@ OPS_TMP=$(mktemp -d "${TMPDIR:-/tmp}/chopin-ops.XXXXXX")
 
 track() { OPS_PIDS+=("$@"); }
 
+# the tally: ok and bad print a check's line and count it; a script's last
+# line is "$passed passed, $failed failed"
+passed=0
+failed=0
+ok() { echo "ok   $*"; passed=$((passed + 1)); }
+bad() { echo "FAIL $*"; failed=$((failed + 1)); }
+
 ops_cleanup() {
   local p live=()
   for p in "${OPS_PIDS[@]}"; do

@@ -38,10 +38,6 @@ LOAD_SECONDS=${LOAD_SECONDS:-12}
 KEEPALIVE=4
 CONCURRENCY=4
 BOUND=$((KEEPALIVE + CONCURRENCY))
-passed=0
-failed=0
-ok() { echo "ok   $*"; passed=$((passed + 1)); }
-bad() { echo "FAIL $*"; failed=$((failed + 1)); }
 finish() {
   echo "$passed passed, $failed failed"
   exit $((failed > 0))

@@ -18,10 +18,6 @@ set -u
 cd "$(dirname "$0")/../.." || exit 1
 . tests/ops/common.sh
 
-passed=0
-failed=0
-ok() { echo "ok   $*"; passed=$((passed + 1)); }
-bad() { echo "FAIL $*"; failed=$((failed + 1)); }
 make -s build/selfrestart || { echo "0 passed, 1 failed"; exit 1; }
 SERVER=${OPS_SERVER:-build/selfrestart}
 

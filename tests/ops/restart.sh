@@ -40,10 +40,6 @@ cd "$(dirname "$0")/../.." || exit 1
 MODES=${RESTART_MODES:-standard performance}
 HANDOVERS=5
 EVERY_MS=2000
-passed=0
-failed=0
-ok() { echo "ok   $*"; passed=$((passed + 1)); }
-bad() { echo "FAIL $*"; failed=$((failed + 1)); }
 make -s build/bench build/load build/launcher || { echo "0 passed, 1 failed"; exit 1; }
 SERVER=${OPS_SERVER:-build/bench} # another server speaking the same protocol, to test this script
 strict=

@@ -19,6 +19,8 @@
  * to the hard one) and keep idle connections longer than the run
  * (idle_timeout: 60 s by default).
  */
+#include "../testnet.h"
+
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -38,40 +40,14 @@
 static pid_t g_pid;
 static int g_port;
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int dial(void)
 {
-    struct sockaddr_in a;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    if (fd < 0) return -1;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((unsigned short)g_port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0 && errno != EINPROGRESS) {
-        close(fd);
-        return -1;
-    }
-    return fd;
+    return tn_connect_start(g_port, 0);
 }
 
 static long rss_of(int pid)
 {
-    char path[64], line[256];
-    long kib = -1;
-    FILE *f;
-    snprintf(path, sizeof path, "/proc/%d/status", pid);
-    if (!(f = fopen(path, "r"))) return -1;
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, "VmRSS:", 6) == 0) kib = strtol(line + 6, NULL, 10);
-    fclose(f);
-    return kib;
+    return tn_proc_rss_kib((pid_t)pid);
 }
 
 /* The RSS of the server and of its child processes (a server that forks
@@ -99,16 +75,7 @@ static long rss_kib(void)
 
 static int fd_count(void)
 {
-    char path[64];
-    DIR *d;
-    struct dirent *e;
-    int n = 0;
-    snprintf(path, sizeof path, "/proc/%d/fd", (int)g_pid);
-    if (!(d = opendir(path))) return -1;
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.') n++;
-    closedir(d);
-    return n;
+    return tn_proc_fd_count(g_pid);
 }
 
 /* Opens n connections, one request each, answered; returns their fds. */
@@ -117,7 +84,7 @@ static int *open_served(int n)
     static const char req[] = "GET /plaintext HTTP/1.1\r\nHost: idle\r\n\r\n";
     int *fds = calloc((size_t)n, sizeof *fds), ep = epoll_create1(0), opened = 0, done = 0, i;
     char *state = calloc((size_t)n, 1); /* 0 connecting, 1 sent, 2 answered */
-    long long deadline = now_ms() + 120000;
+    long long deadline = tn_now_ms() + 120000;
     struct epoll_event evs[256];
     while (done < n) {
         int k, m;
@@ -135,7 +102,7 @@ static int *open_served(int n)
             epoll_ctl(ep, EPOLL_CTL_ADD, fds[opened], &ev);
             opened++;
         }
-        if (now_ms() > deadline) {
+        if (tn_now_ms() > deadline) {
             fprintf(stderr, "idlemem: only %d of %d connections served in 120 s\n", done, n);
             exit(2);
         }
@@ -180,11 +147,7 @@ int main(int argc, char **argv)
     int n = 10000, i, *fds, *warm, fds0, fds1, fds2, st;
     const char *server = NULL;
     long rss_idle, rss0, rss1, rss2;
-    char port[16];
     struct rlimit rl;
-    struct sockaddr_in a;
-    socklen_t al = sizeof a;
-    int probe;
     long long t0;
 
     for (i = 1; i < argc; i++) {
@@ -205,36 +168,16 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    probe = socket(AF_INET, SOCK_STREAM, 0);
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(probe, (struct sockaddr *)&a, sizeof a);
-    getsockname(probe, (struct sockaddr *)&a, &al);
-    g_port = ntohs(a.sin_port);
-    close(probe);
-    snprintf(port, sizeof port, "%d", g_port);
+    g_port = tn_free_port();
     g_pid = fork();
     if (g_pid == 0) {
-        setenv("PORT", port, 1);
-        setenv("HOST", "127.0.0.1", 1);
+        tn_server_env(g_port);
         execl(server, server, (char *)NULL);
         _exit(127);
     }
-    t0 = now_ms();
-    for (;;) { /* until it listens */
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        a.sin_port = htons((unsigned short)g_port);
-        if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
-            close(fd);
-            break;
-        }
-        close(fd);
-        if (now_ms() - t0 > 10000 || waitpid(g_pid, &st, WNOHANG) == g_pid) {
-            fprintf(stderr, "idlemem: the server does not listen\n");
-            return 2;
-        }
-        usleep(20000);
+    if (tn_wait_listening(g_port, g_pid, 10000, NULL) != 0) {
+        fprintf(stderr, "idlemem: the server does not listen\n");
+        return 2;
     }
     usleep(300000);
     rss_idle = rss_kib();
@@ -247,19 +190,19 @@ int main(int argc, char **argv)
     printf("idlemem: server %s (pid %d): RSS %ld KiB idle, %ld KiB after 500 warm-up connections; %d descriptors\n",
            server, (int)g_pid, rss_idle, rss0, fds0);
 
-    t0 = now_ms();
+    t0 = tn_now_ms();
     fds = open_served(n);
     usleep(1000000);
     rss1 = rss_kib();
     fds1 = fd_count();
     printf("idlemem: %d keep-alive connections, each served one request, now idle (opened in %.1f s): "
-           "RSS %ld KiB, %d descriptors\n", n, (now_ms() - t0) / 1000.0, rss1, fds1);
+           "RSS %ld KiB, %d descriptors\n", n, (tn_now_ms() - t0) / 1000.0, rss1, fds1);
     printf("idlemem: RSS growth %ld KiB = %.0f bytes per idle connection\n", rss1 - rss0,
            (double)(rss1 - rss0) * 1024.0 / n);
     for (i = 0; i < n; i++) close(fds[i]);
     free(fds);
-    t0 = now_ms();
-    while (fd_count() != fds0 && now_ms() - t0 < 10000) usleep(50000);
+    t0 = tn_now_ms();
+    while (fd_count() != fds0 && tn_now_ms() - t0 < 10000) usleep(50000);
     usleep(500000);
     rss2 = rss_kib();
     fds2 = fd_count();

@@ -24,6 +24,8 @@
  * server, whose allocator keeps freed memory in quarantine): RSS is
  * reported, not checked; the exit status then carries ASan's leak check.
  */
+#include "../testnet.h"
+
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -45,13 +47,6 @@
 
 #define HOST "Host: soak\r\n"
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void die(const char *fmt, ...)
 {
     va_list ap;
@@ -68,90 +63,40 @@ static void die(const char *fmt, ...)
 static pid_t g_pid;
 static int g_port;
 
-static int free_port(void)
-{
-    struct sockaddr_in a;
-    socklen_t n = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && getsockname(fd, (struct sockaddr *)&a, &n) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
-
+/* A connection to the server with Nagle's delay off: blocking, or started
+   without waiting (nonblock). */
 static int dial(int nonblock)
 {
-    struct sockaddr_in a;
-    int one = 1, fd = socket(AF_INET, SOCK_STREAM | (nonblock ? SOCK_NONBLOCK : 0), 0);
-    if (fd < 0) return -1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)g_port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0 && errno != EINPROGRESS) {
-        close(fd);
-        return -1;
-    }
+    int fd = nonblock ? tn_connect_start(g_port, 0) : tn_connect(g_port);
+    if (fd >= 0) tn_nodelay(fd);
     return fd;
 }
 
 static void start_server(const char *path)
 {
-    char port[16];
-    long long deadline;
-    g_port = free_port();
-    snprintf(port, sizeof port, "%d", g_port);
+    int rc;
+    g_port = tn_free_port();
     g_pid = fork();
     if (g_pid < 0) die("fork: %s", strerror(errno));
     if (g_pid == 0) {
-        setenv("PORT", port, 1);
-        setenv("HOST", "127.0.0.1", 1);
+        tn_server_env(g_port);
         signal(SIGPIPE, SIG_DFL);
         execl(path, path, (char *)NULL);
         _exit(127);
     }
-    deadline = now_ms() + 10000;
-    for (;;) {
-        int fd = dial(0), st;
-        if (fd >= 0) {
-            close(fd);
-            return;
-        }
-        if (waitpid(g_pid, &st, WNOHANG) == g_pid) die("the server exited at start");
-        if (now_ms() > deadline) die("the server does not listen");
-        usleep(20000);
-    }
+    rc = tn_wait_listening(g_port, g_pid, 10000, NULL);
+    if (rc == 1) die("the server exited at start");
+    if (rc < 0) die("the server does not listen");
 }
 
 static long rss_kib(void)
 {
-    char path[64], line[256];
-    long kib = -1;
-    FILE *f;
-    snprintf(path, sizeof path, "/proc/%d/status", (int)g_pid);
-    if (!(f = fopen(path, "r"))) return -1;
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, "VmRSS:", 6) == 0) kib = strtol(line + 6, NULL, 10);
-    fclose(f);
-    return kib;
+    return tn_proc_rss_kib(g_pid);
 }
 
 static int fd_count(void)
 {
-    char path[64];
-    DIR *d;
-    struct dirent *e;
-    int n = 0;
-    snprintf(path, sizeof path, "/proc/%d/fd", (int)g_pid);
-    if (!(d = opendir(path))) return -1;
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.') n++;
-    closedir(d);
-    return n;
+    return tn_proc_fd_count(g_pid);
 }
 
 /* ---- requests ---------------------------------------------------------- */
@@ -178,10 +123,7 @@ static const size_t bad_len[] = {
 static uint32_t g_rng = 2463534242u;
 static uint32_t rnd(void)
 {
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 17;
-    g_rng ^= g_rng << 5;
-    return g_rng;
+    return tn_xorshift32(&g_rng);
 }
 
 typedef struct conn {
@@ -374,7 +316,7 @@ static void run_load(conn *cs, int nconns, unsigned long long total, long long d
     struct epoll_event evs[512];
     int i;
     for (i = 0; i < nconns; i++) conn_open(&cs[i]);
-    while (st->answered < total && now_ms() < deadline) {
+    while (st->answered < total && tn_now_ms() < deadline) {
         int n = epoll_wait(g_ep, evs, 512, 100), k;
         for (k = 0; k < n; k++) {
             conn *c = evs[k].data.ptr;
@@ -432,8 +374,8 @@ static void run_load(conn *cs, int nconns, unsigned long long total, long long d
 
 static void settle(int want_fds, int wait_ms)
 {
-    long long end = now_ms() + wait_ms;
-    while (now_ms() < end && fd_count() != want_fds) usleep(50000);
+    long long end = tn_now_ms() + wait_ms;
+    while (tn_now_ms() < end && fd_count() != want_fds) usleep(50000);
     usleep(300000);
 }
 
@@ -473,7 +415,7 @@ int main(int argc, char **argv)
     printf("soak: server %s (pid %d), idle: RSS %ld KiB, %d descriptors\n", server, (int)g_pid, rss0, fds0);
 
     memset(&warm, 0, sizeof warm);
-    run_load(cs, nconns, 200000, now_ms() + 120000, &warm, 1);
+    run_load(cs, nconns, 200000, tn_now_ms() + 120000, &warm, 1);
     if (warm.errors) die("%llu protocol errors in the warm-up", warm.errors);
     settle(fds0, 10000);
     rss1 = rss_kib();
@@ -482,9 +424,9 @@ int main(int argc, char **argv)
            warm.answered, rss1, fds1);
 
     memset(&st, 0, sizeof st);
-    t0 = now_ms();
+    t0 = tn_now_ms();
     run_load(cs, nconns, requests, t0 + (long long)seconds * 1000, &st, 1);
-    t1 = now_ms();
+    t1 = tn_now_ms();
     settle(fds1, 10000);
     rss2 = rss_kib();
     fds2 = fd_count();

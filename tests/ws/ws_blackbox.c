@@ -28,6 +28,8 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include "../testnet.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -56,22 +58,6 @@
 
 /* ---- utilities ---- */
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts;
-    ts.tv_sec = ms / 1000;
-    ts.tv_nsec = (ms % 1000) * 1000000;
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 static char g_reason[1024];
 static int fail(const char *fmt, ...)
 {
@@ -86,10 +72,7 @@ static int fail(const char *fmt, ...)
 static uint32_t g_rand = 2463534242u;
 static uint32_t rnd(void)
 {
-    g_rand ^= g_rand << 13;
-    g_rand ^= g_rand >> 17;
-    g_rand ^= g_rand << 5;
-    return g_rand;
+    return tn_xorshift32(&g_rand);
 }
 
 /* ---- the server ---- */
@@ -98,35 +81,13 @@ static int g_port;
 static pid_t g_pid = -1;
 static int g_reaped, g_status; /* the server exited and was waited for */
 
-static int pick_free_port(void)
-{
-    struct sockaddr_in a;
-    socklen_t n = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && getsockname(fd, (struct sockaddr *)&a, &n) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
-
+/* A connection to the server, Nagle's delay off, non-blocking once made. */
 static int connect_port(int port)
 {
-    struct sockaddr_in a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    int fd = tn_connect(port);
     if (fd < 0) return -1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        close(fd);
-        return -1;
-    }
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    tn_nodelay(fd);
+    tn_nonblock(fd);
     return fd;
 }
 
@@ -140,31 +101,25 @@ static int server_alive(void)
 
 static int start_server(const char *path)
 {
-    char port[16];
-    long long deadline;
-    g_port = pick_free_port();
-    snprintf(port, sizeof port, "%d", g_port);
+    g_port = tn_free_port();
     fflush(stdout);
     g_pid = fork();
     if (g_pid == 0) {
         signal(SIGPIPE, SIG_DFL);
-        setenv("PORT", port, 1);
-        setenv("HOST", "127.0.0.1", 1);
+        tn_server_env(g_port);
         setenv("CHOPIN_WORKERS", getenv("CHOPIN_WORKERS") ? getenv("CHOPIN_WORKERS") : "2", 1);
         execl(path, path, (char *)NULL);
         _exit(127);
     }
     printf("# server %s (pid %d) on 127.0.0.1:%d\n", path, (int)g_pid, g_port);
-    deadline = now_ms() + START_TIMEOUT_MS;
-    while (now_ms() < deadline) {
-        int fd;
-        if (!server_alive()) return fail("the server exited before listening");
-        fd = connect_port(g_port);
-        if (fd >= 0) {
-            close(fd);
-            return 0;
-        }
-        sleep_ms(20);
+    switch (tn_wait_listening(g_port, g_pid, START_TIMEOUT_MS, &g_status)) {
+    case 0:
+        return 0;
+    case 1:
+        g_reaped = 1;
+        return fail("the server exited before listening");
+    default:
+        break;
     }
     /* never leave it behind: it holds the suite's output pipe open */
     kill(g_pid, SIGKILL);
@@ -175,15 +130,7 @@ static int start_server(const char *path)
 
 static long server_rss_kib(void)
 {
-    char path[64], line[256];
-    long kib = -1;
-    FILE *f;
-    snprintf(path, sizeof path, "/proc/%d/status", (int)g_pid);
-    if (!(f = fopen(path, "r"))) return -1;
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, "VmRSS:", 6) == 0) kib = strtol(line + 6, NULL, 10);
-    fclose(f);
-    return kib;
+    return tn_proc_rss_kib(g_pid);
 }
 
 /* ---- connections ---- */
@@ -213,10 +160,10 @@ static void conn_close(conn *c)
    (timeout). */
 static int conn_fill(conn *c, long timeout_ms)
 {
-    long long deadline = now_ms() + timeout_ms;
+    long long deadline = tn_now_ms() + timeout_ms;
     for (;;) {
         struct pollfd p = {c->fd, POLLIN, 0};
-        long left = (long)(deadline - now_ms());
+        long left = (long)(deadline - tn_now_ms());
         ssize_t n;
         if (c->eof) return 0;
         if (left < 0) return -1;
@@ -240,7 +187,7 @@ static int conn_fill(conn *c, long timeout_ms)
 static int send_all(conn *c, const void *data, size_t len)
 {
     const char *p = (const char *)data;
-    long long deadline = now_ms() + IO_TIMEOUT_MS * 4;
+    long long deadline = tn_now_ms() + IO_TIMEOUT_MS * 4;
     while (len) {
         ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
         if (n > 0) {
@@ -250,7 +197,7 @@ static int send_all(conn *c, const void *data, size_t len)
         }
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
             struct pollfd pf = {c->fd, POLLOUT, 0};
-            if (now_ms() > deadline) return fail("send: timed out");
+            if (tn_now_ms() > deadline) return fail("send: timed out");
             poll(&pf, 1, 100);
             continue;
         }
@@ -265,7 +212,7 @@ static int send_chopped(conn *c, const unsigned char *data, size_t len, long gap
     size_t i;
     for (i = 0; i < len; i++) {
         if (send_all(c, data + i, 1) < 0) return -1;
-        if (gap_ms) sleep_ms(gap_ms);
+        if (gap_ms) tn_sleep_ms(gap_ms);
     }
     return 0;
 }
@@ -336,7 +283,7 @@ static const char *g_keys[3][2] = {
    head (cap bytes); what follows stays in c->in. */
 static int read_head(conn *c, char *head, size_t cap)
 {
-    long long deadline = now_ms() + IO_TIMEOUT_MS;
+    long long deadline = tn_now_ms() + IO_TIMEOUT_MS;
     for (;;) {
         unsigned char *end = c->len >= 4 ? (unsigned char *)memmem(c->in, c->len, "\r\n\r\n", 4) : NULL;
         if (end) {
@@ -348,7 +295,7 @@ static int read_head(conn *c, char *head, size_t cap)
             if (sscanf(head, "HTTP/1.1 %d", &status) != 1) return fail("bad status line: %.40s", head);
             return status;
         }
-        if (now_ms() > deadline) return fail("no response head within %d ms", IO_TIMEOUT_MS);
+        if (tn_now_ms() > deadline) return fail("no response head within %d ms", IO_TIMEOUT_MS);
         if (conn_fill(c, IO_TIMEOUT_MS) == 0) return fail("connection closed before a response head");
     }
 }
@@ -414,7 +361,7 @@ static int ws_open(conn *c, const char *path) { return ws_open_with(c, path, NUL
    frames. Returns 1, 0 at EOF, -1 on a timeout or a bad frame. */
 static int read_frame(conn *c, frame *f, long timeout_ms)
 {
-    long long deadline = now_ms() + timeout_ms;
+    long long deadline = tn_now_ms() + timeout_ms;
     memset(f, 0, sizeof *f);
     for (;;) {
         if (c->len >= 2) {
@@ -449,7 +396,7 @@ static int read_frame(conn *c, frame *f, long timeout_ms)
             }
         }
         {
-            long left = (long)(deadline - now_ms());
+            long left = (long)(deadline - tn_now_ms());
             int r;
             if (left < 0) return -1;
             r = conn_fill(c, left);
@@ -521,8 +468,8 @@ static int expect_message(conn *c, int opcode, const void *data, size_t len)
    (RFC 6455 7.1.1). */
 static int expect_eof(conn *c)
 {
-    long long deadline = now_ms() + CLOSE_TIMEOUT_MS;
-    while (now_ms() < deadline) {
+    long long deadline = tn_now_ms() + CLOSE_TIMEOUT_MS;
+    while (tn_now_ms() < deadline) {
         int r = conn_fill(c, CLOSE_TIMEOUT_MS);
         if (r == 0) return 0;
         if (r > 0) c->len = 0; /* nothing should come, but it is not our case */
@@ -1171,7 +1118,7 @@ static int case_chat_room(void)
     for (i = 0; i < 4; i++)
         if (ws_open(&a[i], "/ws/chat?room=alpha") < 0) return -1;
     if (ws_open(&b, "/ws/chat?room=beta") < 0) return -1;
-    sleep_ms(50); /* every member has joined on its worker */
+    tn_sleep_ms(50); /* every member has joined on its worker */
     if (send_frame(&a[0], 0x81, "hello room", 10) < 0) rc = -1;
     for (i = 0; i < 4 && rc == 0; i++)
         if (expect_message(&a[i], 1, "hello room", 10) < 0) rc = fail("(member %d of alpha)", i);
@@ -1188,7 +1135,7 @@ static int case_chat_post(void)
     int i, rc = 0, st, n;
     for (i = 0; i < 3; i++)
         if (ws_open(&a[i], "/ws/chat?room=news") < 0) return -1;
-    sleep_ms(50);
+    tn_sleep_ms(50);
     n = snprintf(req, sizeof req,
                  "POST /rooms/news HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n\r\nextra!!!!");
     st = http_request(req, (size_t)n, head, sizeof head, NULL, 0);
@@ -1236,9 +1183,9 @@ static int case_slow_subscriber(void)
         free(msg);
         return -1;
     }
-    sleep_ms(50);
+    tn_sleep_ms(50);
     rss0 = server_rss_kib();
-    t0 = now_ms();
+    t0 = tn_now_ms();
     /* 2000 messages of 64 KiB (125 MiB) posted to the room while "fast"
        reads them all and "slow" reads nothing */
     for (i = 0; i < 2000 && rc == 0; i++) {
@@ -1262,15 +1209,15 @@ static int case_slow_subscriber(void)
         if (rss > peak) peak = rss;
     }
     printf("# slow subscriber: server RSS %ld KiB before, peak %ld KiB; the fast client got %d of %d in %lld ms\n",
-           rss0, peak, got, i, now_ms() - t0);
+           rss0, peak, got, i, tn_now_ms() - t0);
     if (rc == 0 && got != 2000) rc = fail("the reading client got %d of 2000 messages", got);
     /* ASan keeps freed memory in quarantine: the bound holds for plain builds */
     if (rc == 0 && peak - rss0 > 16 * 1024 && !getenv("WS_SANITIZED"))
         rc = fail("server memory grew by %ld KiB (bound: 16 MiB)", peak - rss0);
     if (rc == 0) { /* the slow one was cut: reading now, its stream ends */
-        long long deadline = now_ms() + 10000;
+        long long deadline = tn_now_ms() + 10000;
         size_t total = 0;
-        while (now_ms() < deadline) {
+        while (tn_now_ms() < deadline) {
             int r = conn_fill(&slow, 1000);
             if (r == 0) break;
             total += slow.len;
@@ -1302,16 +1249,16 @@ static int case_graceful_shutdown(void)
     for (i = 0; i < 3; i++)
         if (ws_open(&c[i], i ? "/ws/chat?room=bye" : "/ws/echo") < 0) return -1;
     if (echo_round(&c[0], 1, "before", 6) < 0) return -1;
-    t0 = now_ms();
+    t0 = tn_now_ms();
     kill(g_pid, SIGTERM);
     for (i = 0; i < 3 && rc == 0; i++)
         if (expect_close(&c[i], 1001) < 0) rc = fail("(client %d)", i);
     for (i = 0; i < 3; i++) conn_close(&c[i]);
-    while (rc == 0 && server_alive() && now_ms() - t0 < 5000) sleep_ms(20);
+    while (rc == 0 && server_alive() && tn_now_ms() - t0 < 5000) tn_sleep_ms(20);
     if (rc == 0 && server_alive()) rc = fail("the server still runs 5 s after SIGTERM with every WebSocket closed");
     if (rc == 0 && (!WIFEXITED(g_status) || WEXITSTATUS(g_status) != 0))
         rc = fail("the server ended with status 0x%x", (unsigned)g_status);
-    if (rc == 0) printf("# the server exited %lld ms after SIGTERM\n", now_ms() - t0);
+    if (rc == 0) printf("# the server exited %lld ms after SIGTERM\n", tn_now_ms() - t0);
     return rc;
 }
 
@@ -1375,12 +1322,12 @@ static int fx_protocols(void)
 
 static int fx_ping(void)
 {
-    long long t0 = now_ms();
+    long long t0 = tn_now_ms();
     int pings = 0;
     frame f;
     WITH_ECHO_PATH(c, "/ws/ping");
     /* answering: pings keep coming and the connection stays */
-    while (now_ms() - t0 < 800) {
+    while (tn_now_ms() - t0 < 800) {
         int r = read_frame(&c, &f, 300);
         if (r == 0) return done(&c, fail("cut although every ping was answered"));
         if (r < 0) continue;
@@ -1394,14 +1341,14 @@ static int fx_ping(void)
     if (pings < 3) return done(&c, fail("%d pings in 800 ms, want one every 150 ms", pings));
     if (echo_round(&c, 1, "alive", 5) < 0) return done(&c, -1);
     /* silent: cut within the pong deadline */
-    t0 = now_ms();
+    t0 = tn_now_ms();
     for (;;) {
         int r = read_frame(&c, &f, 1500);
         if (r == 0) break;
         if (r < 0) return done(&c, fail("still connected 1.5 s after the pongs stopped"));
         free(f.data);
     }
-    printf("# %d pings answered; cut %lld ms after the pongs stopped\n", pings, now_ms() - t0);
+    printf("# %d pings answered; cut %lld ms after the pongs stopped\n", pings, tn_now_ms() - t0);
     return done(&c, 0);
 }
 
@@ -1411,12 +1358,12 @@ static int fx_idle(void)
     int i;
     WITH_ECHO_PATH(c, "/ws/idle");
     for (i = 0; i < 6; i++) { /* a frame every 100 ms keeps it open */
-        sleep_ms(100);
+        tn_sleep_ms(100);
         if (echo_round(&c, 1, "tick", 4) < 0) return done(&c, -1);
     }
-    t0 = now_ms();
+    t0 = tn_now_ms();
     if (expect_close(&c, 1001) < 0) return done(&c, -1);
-    if (now_ms() - t0 < 250) return done(&c, fail("closed %lld ms into 300 ms of silence", now_ms() - t0));
+    if (tn_now_ms() - t0 < 250) return done(&c, fail("closed %lld ms into 300 ms of silence", tn_now_ms() - t0));
     return done(&c, 0);
 }
 
@@ -1426,7 +1373,7 @@ static int fx_flood(void)
     frame m;
     WITH_ECHO_PATH(c, "/ws/flood?mib=64");
     rss0 = server_rss_kib();
-    sleep_ms(300); /* not reading: the server's queue goes over its bound */
+    tn_sleep_ms(300); /* not reading: the server's queue goes over its bound */
     for (;;) {
         long n;
         int r = read_message(&c, &m, IO_TIMEOUT_MS, 0);
@@ -1482,7 +1429,7 @@ static int fx_on_close_codes(void)
     if (ws_open(&c, "/ws/echo") < 0) return done(&c, -1);
     if (send_close(&c, 1000, NULL) < 0 || expect_close(&c, 1000) < 0) return done(&c, -1);
     conn_close(&c);
-    sleep_ms(100);
+    tn_sleep_ms(100);
     closes = stat_of("closes");
     if (stat_of("opens") != opens0 + 2) return fail("on_open ran %ld times for 2 connections", stat_of("opens") - opens0);
     if (stat_of("1006") != a0 + 1) return fail("a client that vanished: on_close 1006 ran %ld times", stat_of("1006") - a0);
@@ -1595,7 +1542,7 @@ int main(int argc, char **argv)
     }
     for (i = 0; i < ncases; i++) {
         const wcase *k = &cases[i];
-        long long t0 = now_ms();
+        long long t0 = tn_now_ms();
         int rc;
         if (only && !strstr(k->name, only)) continue;
         if (getenv("WS_SLOW") && strcmp(getenv("WS_SLOW"), "0") == 0 && k->fn == case_slow_subscriber) continue;
@@ -1604,7 +1551,7 @@ int main(int argc, char **argv)
         if (rc == 0 && !server_alive() && k->fn != case_graceful_shutdown) rc = fail("the server died");
         if (rc == 0) {
             passed++;
-            printf("ok - %s (%lld ms)\n", k->name, now_ms() - t0);
+            printf("ok - %s (%lld ms)\n", k->name, tn_now_ms() - t0);
         } else {
             failed++;
             printf("FAIL - %s: %s\n", k->name, g_reason);
@@ -1615,7 +1562,7 @@ int main(int argc, char **argv)
     if (g_pid > 0 && !g_reaped) {
         int st;
         kill(g_pid, SIGTERM);
-        for (i = 0; i < 100 && waitpid(g_pid, &st, WNOHANG) == 0; i++) sleep_ms(50);
+        for (i = 0; i < 100 && waitpid(g_pid, &st, WNOHANG) == 0; i++) tn_sleep_ms(50);
         if (i == 100) {
             kill(g_pid, SIGKILL);
             waitpid(g_pid, &st, 0);
