@@ -7959,7 +7959,11 @@ static void chi_signals_close(chi_signals *s)
      IORING_OP_SEND from chunks the worker owns (chi_poller_send copies and
      queues; one send per socket in the kernel at a time; shutdown and close
      wait for the queue): no read or send call per request, one
-     io_uring_enter per pass (two when its sends ended the wait).
+     io_uring_enter per pass (a send that nothing waits on is quiet: it
+     posts no completion when it takes all its bytes, so it does not end
+     the wait it was submitted with; see chi_ur_quiet_ok).
+   - A worker's ring is registered with its thread (IORING_REGISTER_RING_FDS):
+     the enters name it by index, without a descriptor lookup.
    - The waker is an eventfd with an IORING_OP_READ on it (the read is the
      drain; the owner re-arms it); the ticker an IORING_OP_TIMEOUT re-armed
      on each tick; the stop signals a signalfd polled like a socket.
@@ -8010,10 +8014,17 @@ typedef struct chi_ur_chunk {
 #define CHI_UR_S_SHUT 1u      /* shutdown(SHUT_WR) once the queue drains */
 #define CHI_UR_S_CLOSE 2u     /* the server closed it: close(2) once the queue drains */
 #define CHI_UR_S_ERR 4u       /* a send failed: every later one fails too */
+#define CHI_UR_S_SLOW 8u      /* the last send was short: the next one waits in the kernel */
+#define CHI_UR_S_FAST 16u     /* the send in the kernel is a quiet one (p->fast) */
 
 typedef struct chi_ur_orphan {
     int fd;
 } chi_ur_orphan;
+
+typedef struct chi_ur_quiet {
+    int fd;
+    unsigned pos;              /* its submission entry's index + 1: done once the kernel's head passed it */
+} chi_ur_quiet;
 
 typedef struct chi_ur_fd {
     uint32_t tag;              /* (every tag fits in 32 bits) */
@@ -8035,6 +8046,8 @@ typedef struct chi_ur_queue {
     uint32_t queued;           /* bytes in them */
     uint32_t stamp;            /* the tick of the last progress */
     uint32_t next_free;        /* a free slot: the next free one + 1 */
+    uint32_t issued;           /* bytes the send in the kernel was given */
+    uint32_t quiet;            /* that send's chi_ur_quiet pos, when it is quiet */
 } chi_ur_queue;
 
 #define CHI_UR_R_IDLE 0
@@ -8080,6 +8093,13 @@ typedef struct chi_poller {
     chi_ur_orphan *orphans;
     size_t norphans, orphan_cap;
     size_t reaped;             /* completions the last reap took */
+    /* the enter's descriptor: the ring's, or its index among the thread's
+       registered rings (IORING_ENTER_REGISTERED_RING in enter_flags) */
+    int enter_fd;
+    unsigned enter_flags;
+    chi_ur_quiet *fast;        /* quiet sends issued, not yet known done */
+    size_t nfast, fast_cap;
+    int finishing;             /* chi_poller_finish: every send has a completion */
 } chi_poller;
 
 typedef struct chi_waker {
@@ -8141,7 +8161,7 @@ static int chi_ur_open(chi_poller *p, int owned)
     if (fd < 0) return errno ? errno : ENOSYS;
     p->enabled = !(prm.flags & IORING_SETUP_R_DISABLED);
     p->deferred = (prm.flags & IORING_SETUP_DEFER_TASKRUN) != 0;
-    p->fd = (int)fd;
+    p->fd = p->enter_fd = (int)fd;
     if ((prm.features & CHI_UR_NEEDS) != CHI_UR_NEEDS) {
         close(p->fd);
         return EOPNOTSUPP;
@@ -8235,6 +8255,34 @@ static void chi_poller_close(chi_poller *p)
     p->open = 0;
 }
 
+/* A ring one thread alone enters (an owned one, enabled on that thread)
+   is registered with the thread (Linux 5.18): each enter then names it by
+   its index and the kernel skips looking its descriptor up. The
+   registration is the thread's: it ends with the thread, or in
+   chi_poller_finish on that thread. Refused (an older kernel): the
+   descriptor, as before. */
+static void chi_ur_register_ring(chi_poller *p)
+{
+    struct io_uring_rsrc_update up;
+    memset(&up, 0, sizeof up);
+    up.offset = (unsigned)-1; /* any free slot */
+    up.data = (uint64_t)(unsigned)p->fd;
+    if (syscall(__NR_io_uring_register, p->fd, IORING_REGISTER_RING_FDS, &up, 1) != 1) return;
+    p->enter_fd = (int)up.offset;
+    p->enter_flags = IORING_ENTER_REGISTERED_RING;
+}
+
+static void chi_ur_unregister_ring(chi_poller *p)
+{
+    struct io_uring_rsrc_update up;
+    if (!p->enter_flags) return;
+    memset(&up, 0, sizeof up);
+    up.offset = (unsigned)p->enter_fd;
+    (void)syscall(__NR_io_uring_register, p->fd, IORING_UNREGISTER_RING_FDS, &up, 1);
+    p->enter_fd = p->fd;
+    p->enter_flags = 0;
+}
+
 /* Hands the kernel what was queued and, with GETEVENTS, waits. Returns the
    enter's result (-1 with errno on failure). */
 static long chi_ur_submit(chi_poller *p, unsigned min_complete, unsigned flags, void *arg, size_t argsz)
@@ -8244,12 +8292,13 @@ static long chi_ur_submit(chi_poller *p, unsigned min_complete, unsigned flags, 
     if (!p->enabled) { /* the thread that submits first is the ring's one submitter */
         if (syscall(__NR_io_uring_register, p->fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0) return -1;
         p->enabled = 1;
+        chi_ur_register_ring(p);
     }
     __atomic_store_n(p->sq_tail, p->tail, __ATOMIC_RELEASE);
     pending = p->tail - __atomic_load_n(p->sq_head, __ATOMIC_ACQUIRE);
     if (pending == 0 && !(flags & IORING_ENTER_GETEVENTS)) return 0;
     do {
-        r = chi_ur_enter(p->fd, pending, min_complete, flags, arg, argsz);
+        r = chi_ur_enter(p->enter_fd, pending, min_complete, flags | p->enter_flags, arg, argsz);
     } while (r < 0 && errno == EINTR && !(flags & IORING_ENTER_GETEVENTS));
     return r;
 }
@@ -8544,18 +8593,57 @@ static void chi_ur_out_free(chi_poller *p, chi_ur_fd *e)
 
 static uint64_t chi_ur_send_data(int fd) { return ((uint64_t)(unsigned)fd << 3) | CHI_UR_SEND; }
 
+/* Quiet sends. A send's completion would end the wait of the enter that
+   submits it (the kernel counts every completion), so a pass that only
+   answered would take two enters. On a deferred ring, a send that nothing
+   waits on (the queue's last chunk, so nothing is left to send after it;
+   no shutdown or close behind it, no interest in writing, no file after
+   it) is made quiet: MSG_DONTWAIT (the kernel never parks it:
+   it ends inside the enter that submits it), MSG_WAITALL (a short send is
+   a failure, reported with the bytes it took) and IOSQE_CQE_SKIP_SUCCESS
+   (a whole send posts nothing). So once that enter returned, a quiet send
+   without a completion took all its bytes: chi_ur_reap says so when it has
+   taken every completion there is. A short one is followed by one that
+   waits in the kernel for room (CHI_UR_S_SLOW), until a send takes all its
+   bytes again. */
+static int chi_ur_quiet_ok(const chi_poller *p, const chi_ur_fd *e, const chi_ur_chunk *k)
+{
+    return p->deferred && p->skip && !p->finishing && !k->next && !k->more && !(e->ev & CHI_EV_WRITE) &&
+           !(e->sflags & (CHI_UR_S_SLOW | CHI_UR_S_SHUT | CHI_UR_S_CLOSE));
+}
+
 /* The first chunk's unsent bytes go to the kernel (before the next wait). */
 static int chi_ur_issue_send(chi_poller *p, int fd, chi_ur_fd *e)
 {
-    chi_ur_chunk *k = chi_ur_q(p, e)->out;
-    struct io_uring_sqe *s = chi_ur_sqe(p);
+    chi_ur_queue *q = chi_ur_q(p, e);
+    chi_ur_chunk *k = q->out;
+    struct io_uring_sqe *s;
+    int quiet = chi_ur_quiet_ok(p, e, k);
+    if (quiet && p->nfast == p->fast_cap) {
+        size_t n = p->fast_cap ? p->fast_cap * 2 : 64;
+        chi_ur_quiet *t = (chi_ur_quiet *)CHOPIN_REALLOC(p->fast, n * sizeof *t);
+        if (t) {
+            p->fast = t;
+            p->fast_cap = n;
+        } else {
+            quiet = 0;
+        }
+    }
+    s = chi_ur_sqe(p);
     if (!s) return -1;
     s->opcode = IORING_OP_SEND;
     s->fd = fd;
     s->addr = (uint64_t)(uintptr_t)(chi_ur_bytes(k) + k->off);
     s->len = k->len - k->off;
-    s->msg_flags = (uint32_t)(MSG_NOSIGNAL | (k->more ? MSG_MORE : 0));
+    s->msg_flags = (uint32_t)(MSG_NOSIGNAL | (k->more ? MSG_MORE : 0) | (quiet ? MSG_DONTWAIT | MSG_WAITALL : 0));
     s->user_data = chi_ur_send_data(fd);
+    q->issued = s->len;
+    if (quiet) {
+        s->flags = (unsigned char)p->skip;
+        p->fast[p->nfast].fd = fd;
+        p->fast[p->nfast++].pos = q->quiet = p->tail;
+        e->sflags |= CHI_UR_S_FAST;
+    }
     e->sending = 1;
     p->nsending++;
     return 0;
@@ -8705,6 +8793,7 @@ static int chi_ur_sent(chi_poller *p, const struct io_uring_cqe *cqe, chi_event 
     chi_ur_chunk *k;
     if (!e || !e->sending || !e->q) return 0;
     e->sending = 0;
+    e->sflags &= (unsigned char)~CHI_UR_S_FAST;
     p->nsending--;
     q = chi_ur_q(p, e);
     k = q->out;
@@ -8727,6 +8816,10 @@ static int chi_ur_sent(chi_poller *p, const struct io_uring_cqe *cqe, chi_event 
         q->queued -= (uint32_t)cqe->res;
         q->stamp = p->ticks;
     }
+    if (cqe->res >= 0 && (uint32_t)cqe->res >= q->issued)
+        e->sflags &= (unsigned char)~CHI_UR_S_SLOW;
+    else /* short, or EAGAIN: the socket's buffer is full */
+        e->sflags |= CHI_UR_S_SLOW;
     if (k->off == k->len) {
         q->out = k->next;
         chi_ur_chunk_free(p, k);
@@ -8770,6 +8863,9 @@ static void chi_ur_sends_free(chi_poller *p)
     }
     CHOPIN_FREE(p->orphans);
     CHOPIN_FREE(p->qs);
+    CHOPIN_FREE(p->fast);
+    p->fast = NULL;
+    p->nfast = p->fast_cap = 0;
     p->orphans = NULL;
     p->qs = NULL;
     p->nq = p->qcap = p->qfree = 0;
@@ -8897,6 +8993,36 @@ static int chi_ur_event(chi_poller *p, const struct io_uring_cqe *cqe, chi_event
     return 0;
 }
 
+/* The quiet sends that the kernel took (its head passed their entries)
+   and that posted no failure (every completion was taken) took all their
+   bytes: as if each had posted its completion. */
+static int chi_ur_quiet_done(chi_poller *p, chi_event *out, int max)
+{
+    unsigned head = __atomic_load_n(p->sq_head, __ATOMIC_ACQUIRE);
+    size_t i = 0;
+    int n = 0;
+    while (i < p->nfast && n < max) {
+        chi_ur_quiet w = p->fast[i];
+        chi_ur_fd *e = &p->fds[w.fd];
+        struct io_uring_cqe c;
+        if ((int)(head - w.pos) < 0) { /* not submitted yet */
+            i++;
+            continue;
+        }
+        p->fast[i] = p->fast[--p->nfast];
+        /* it failed (its completion came), or that was an older send */
+        if (!e->sending || !(e->sflags & CHI_UR_S_FAST) || chi_ur_q(p, e)->quiet != w.pos) continue;
+        memset(&c, 0, sizeof c);
+        c.user_data = chi_ur_send_data(w.fd);
+        c.res = (int32_t)chi_ur_q(p, e)->issued;
+        n += chi_ur_sent(p, &c, &out[n]);
+        /* bytes queued behind it since (a pass ran before this reap): they
+           go now, with the next enter, whether or not a prepare follows */
+        if (e->q && !e->sending && chi_ur_q(p, e)->out) (void)chi_ur_issue_send(p, w.fd, e);
+    }
+    return n;
+}
+
 /* Takes up to max completions as events; the rest stay for the next wait. */
 static int chi_ur_reap(chi_poller *p, chi_event *out, int max)
 {
@@ -8908,6 +9034,7 @@ static int chi_ur_reap(chi_poller *p, chi_event *out, int max)
     }
     p->reaped = head - *p->cq_head;
     __atomic_store_n(p->cq_head, head, __ATOMIC_RELEASE);
+    if (p->nfast && head == tail) n += chi_ur_quiet_done(p, out + n, max - n);
     return n;
 }
 
@@ -8969,9 +9096,10 @@ static int chi_poller_receive(chi_poller *p)
 }
 
 /* One enter: what the pass queued goes in, and (unless completions are
-   already waiting, or timeout_ms is 0) it waits for at least one. Sends
-   that the enter issues complete in it and end the wait: when they were
-   all it brought, the wait is made again (once), now for an event. */
+   already waiting, or timeout_ms is 0) it waits for at least one. Quiet
+   sends post nothing when they take all their bytes, so they do not end
+   the wait; a completion that is no event (a send that was not quiet, a
+   cancelled receive) does: then the wait is made again (once). */
 static int chi_poller_wait(chi_poller *p, chi_event *out, int max, int timeout_ms)
 {
     struct io_uring_getevents_arg arg;
@@ -9027,6 +9155,7 @@ static void chi_poller_finish(chi_poller *p)
     struct __kernel_timespec ts;
     int64_t until = chi_os_now_ns() + 1000000000;
     if (!p->uring || !p->open) return;
+    p->finishing = 1;
     memset(&arg, 0, sizeof arg);
     ts.tv_sec = 0;
     ts.tv_nsec = 10000000;
@@ -9040,6 +9169,7 @@ static void chi_poller_finish(chi_poller *p)
         while (p->data_head < p->data_n) chi_poller_data_done(p);
         p->data_head = p->data_n = 0;
     }
+    chi_ur_unregister_ring(p); /* on its thread, which may live on */
 }
 
 static int chi_poller_fd(const chi_poller *p)
