@@ -45,7 +45,10 @@
             one call; Server-Timing sharing the metrics' clock reads);
             a header line the framework adds that finds no memory, and
             access log lines the log refuses, are logged, not dropped; a
-            refused request's version in the access log is its own
+            refused request's version in the access log is its own;
+            a stream route's request without a body is an empty stream
+            (on_end runs, status 0), and a refused ch_req_body_stream
+            presets a 500, never an empty 200
      0.2.0  the header in three layers (core, OS seam, server); kqueue and
             poll backends beside epoll; embedding in the caller's loop
             (ch_poll); values set in code beat the environment; request
@@ -429,6 +432,9 @@ typedef enum ch_log_item {
     CH_LOGITEM_WORKER_FAILED,    /* error: a worker's event loop failed; it stopped */
     CH_LOGITEM_IO_URING_REFUSED, /* warn: CHOPIN_USE_IO_URING, but the kernel or a
                                     seccomp policy refused io_uring: epoll serves */
+    CH_LOGITEM_BODY_STREAM_REFUSED, /* error: ch_req_body_stream outside a
+                                    ch_route_stream handler, or without on_end:
+                                    500 unless the handler answers itself */
     CH_LOGITEM_COUNT
 } ch_log_item;
 
@@ -805,8 +811,15 @@ CHOPIN_API void ch_file_close(int fd);
    body is whole, the refusal's status (400 bad framing, 413 over max_body
    (0: 1 GiB), or on_data's) with res preset to that error, in both cases
    filling res as a handler would; or CH_BODY_ABORTED with req and res NULL
-   when the client left or timed out: release the state only. Every other
-   route reads its body whole, up to max_body_size.
+   when the client left or timed out: release the state only. A request
+   without a body (Content-Length: 0, or no Content-Length nor
+   Transfer-Encoding) is an empty stream: on_data never runs, and on_end
+   runs once with status 0 as soon as the handler returns, with res as the
+   handler left it (the middleware's headers in it). ch_req_body_stream
+   returns -1 only when misused (outside a ch_route_stream handler, or no
+   on_end): it then logs CH_LOGITEM_BODY_STREAM_REFUSED and presets res to
+   500, which an answer the handler makes instead replaces: never an empty
+   200. Every other route reads its body whole, up to max_body_size.
    Expect: 100-continue is answered only once the route's middleware let the
    request in: a refusal (401 from auth, 404, 405) goes out instead and the
    body is never read. For a buffered route the middleware's verdict is
@@ -3555,6 +3568,8 @@ typedef struct chi_route {
     void *user;
     ch_group *group;                /* its middleware, or NULL */
     uint64_t stream_max;            /* ch_route_stream: its body limit; 0: buffered */
+    ch_handler stream_handler;      /* ch_route_stream: the application's handler
+                                       (handler is then chi_stream_empty) */
 } chi_route;
 
 typedef struct chi_node {
@@ -13222,25 +13237,41 @@ struct chi_stream {
 
 static size_t chi_process(chi_worker *w, chi_conn *c, char *buf, size_t len);
 static int chi_keep_rest(chi_conn *c, const char *buf, size_t len, size_t used, int from_scratch);
+static void chi_stream_empty(ch_req *req, ch_res *res);
 
+/* The route's handler is chi_stream_empty, which only a request without a
+   body reaches (chi_early takes every other one, calling stream_handler):
+   chi_dispatch stays as it is, and the fast path pays nothing for it. */
 CHOPIN_API int ch_route_stream(ch_app *app, ch_method method, const char *pattern, ch_handler h, void *user,
                                uint64_t max_body)
 {
     chi_node *n;
     const char *err = NULL;
-    if (chi_add_route(app, NULL, method, pattern, h, user) < 0) return -1;
+    if (!h) return chi_reg_error(app, "no handler", pattern ? pattern : "(null)");
+    if (chi_add_route(app, NULL, method, pattern, chi_stream_empty, user) < 0) return -1;
     n = chi_node_insert(app->root, pattern, &err); /* finds the node just made */
     if (!n) return chi_reg_error(app, err, pattern);
+    n->routes[method].stream_handler = h;
     n->routes[method].stream_max = max_body ? max_body : CHI_DEFAULT_STREAM_MAX;
     if (n->routes[method].stream_max > app->stream_max) app->stream_max = n->routes[method].stream_max;
     app->nstream++;
     return 0;
 }
 
+/* A refusal presets a 500, so a handler that ignores the -1 never sends
+   an empty 200; one that answers itself replaces it. */
+CHI_COLD static int chi_body_stream_refused(ch_res *res, const char *why)
+{
+    chi_log(res->w, CH_LOG_ERROR, CH_LOGITEM_BODY_STREAM_REFUSED, "ch_req_body_stream: %s: 500", why);
+    ch_res_error(res, 500);
+    return -1;
+}
+
 CHOPIN_API int ch_req_body_stream(ch_res *res, ch_body_fn on_data, ch_body_end_fn on_end, void *state)
 {
     struct chi_stream *s = res->w->stream_offer;
-    if (!s || !on_end) return -1; /* only from a ch_route_stream handler */
+    if (!s) return chi_body_stream_refused(res, "not in a ch_route_stream handler");
+    if (!on_end) return chi_body_stream_refused(res, "no on_end");
     s->on_data = on_data;
     s->on_end = on_end;
     s->state = state;
@@ -13290,6 +13321,37 @@ static const chi_route *chi_route_peek(chi_worker *w, ch_req *req)
     req->param_count = 0;
     node = chi_node_match(w->app->root, req->path.ptr + 1, req->path.ptr + req->path.len, req);
     return node && node->routes[req->method].handler ? &node->routes[req->method] : NULL;
+}
+
+/* A stream route's request without a body (Content-Length: 0, or no
+   framing) never went through chi_early: chi_dispatch, having run the
+   middleware, calls this in the route's place. The application's handler
+   runs as chi_early would run it, and a body it takes is an empty stream:
+   on_data never runs, on_end runs once, now, with status 0 and res as the
+   handler left it. The route is matched again to find the handler (the
+   params come out the same; cold: only bodyless requests to stream routes
+   come here). */
+CHI_COLD static void chi_stream_empty(ch_req *req, ch_res *res)
+{
+    chi_worker *w = res->w;
+    const chi_route *route = NULL;
+    chi_node *node;
+    struct chi_stream s;
+    int m = (int)req->method;
+    req->param_count = 0;
+    node = chi_node_match(w->app->root, req->path.ptr + 1, req->path.ptr + req->path.len, req);
+    if (node && !node->routes[m].stream_handler && m == CH_HEAD) m = CH_GET; /* as chi_dispatch */
+    if (node && node->routes[m].stream_handler) route = &node->routes[m];
+    if (!route) { /* a middleware moved req->path to another route's */
+        ch_res_error(res, 500);
+        return;
+    }
+    memset(&s, 0, sizeof s);
+    s.serial = ++w->stream_serial;
+    w->stream_offer = &s;
+    route->stream_handler(req, res);
+    w->stream_offer = NULL;
+    if (s.taken) s.on_end(req, res, 0, s.state);
 }
 
 /* chi_run_group_mw's walk, for the early check: a second caller of that
@@ -13462,7 +13524,7 @@ CHI_COLD static int chi_early(chi_worker *w, chi_conn *c, ch_req *req, const chi
     s->serial = ++w->stream_serial;
     chi_chunked_init(&s->ck, hl);
     w->stream_offer = s;
-    route->handler(req, &w->res);
+    route->stream_handler(req, &w->res);
     w->stream_offer = NULL;
     if (!s->taken) { /* the handler answered at once */
         CHOPIN_FREE(s);
