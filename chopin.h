@@ -48,7 +48,8 @@
             refused request's version in the access log is its own;
             a stream route's request without a body is an empty stream
             (on_end runs, status 0), and a refused ch_req_body_stream
-            presets a 500, never an empty 200
+            presets a 500, never an empty 200; a streamed body's answer
+            keeps the middleware's lines (CORS, X-Request-Id) and finishers
      0.2.0  the header in three layers (core, OS seam, server); kqueue and
             poll backends beside epoll; embedding in the caller's loop
             (ch_poll); values set in code beat the environment; request
@@ -810,12 +811,12 @@ CHOPIN_API void ch_file_close(int fd);
    status (4xx/5xx) to refuse the rest. on_end runs once: status 0 when the
    body is whole, the refusal's status (400 bad framing, 413 over max_body
    (0: 1 GiB), or on_data's) with res preset to that error, in both cases
-   filling res as a handler would; or CH_BODY_ABORTED with req and res NULL
+   filling res as a handler would (res keeps the header lines and finishers
+   the middleware and the handler gave it); or CH_BODY_ABORTED with req and res NULL
    when the client left or timed out: release the state only. A request
    without a body (Content-Length: 0, or no Content-Length nor
    Transfer-Encoding) is an empty stream: on_data never runs, and on_end
-   runs once with status 0 as soon as the handler returns, with res as the
-   handler left it (the middleware's headers in it). ch_req_body_stream
+   runs once with status 0 as soon as the handler returns. ch_req_body_stream
    returns -1 only when misused (outside a ch_route_stream handler, or no
    on_end): it then logs CH_LOGITEM_BODY_STREAM_REFUSED and presets res to
    500, which an answer the handler makes instead replaces: never an empty
@@ -13444,23 +13445,31 @@ CHI_COLD static void chi_passed_free(chi_conn *c)
     c->passed = NULL;
 }
 
-/* chi_dispatch for a body the middleware let in before it came: the
-   response starts as the middleware left it, and only the handler runs. */
-CHI_COLD static void chi_dispatch_passed(chi_worker *w, chi_conn *c, ch_req *req, int keep_alive)
+/* w->res becomes the response c->passed kept (its buffers and w->res's
+   trade places), req->ctx the context; c->passed is freed. */
+CHI_COLD static void chi_passed_restore(chi_worker *w, chi_conn *c, ch_req *req)
 {
     struct chi_passed *v = c->passed;
     ch_res *res = &w->res;
-    const chi_route *route;
-    size_t out_before = w->out.len;
     chi_buf ct, hd;
     chi_res_reset(res);
     ct = res->ctype;
     hd = res->headers;
-    *res = v->res; /* its buffers and w->res's trade places */
+    *res = v->res;
     v->res.ctype = ct;
     v->res.headers = hd;
     req->ctx = v->ctx;
     chi_passed_free(c);
+}
+
+/* chi_dispatch for a body the middleware let in before it came: the
+   response starts as the middleware left it, and only the handler runs. */
+CHI_COLD static void chi_dispatch_passed(chi_worker *w, chi_conn *c, ch_req *req, int keep_alive)
+{
+    ch_res *res = &w->res;
+    const chi_route *route;
+    size_t out_before = w->out.len;
+    chi_passed_restore(w, c, req);
     w->decoded_mask = 0;
     w->keep_alive = keep_alive;
     route = chi_route_peek(w, req); /* the params again: the head may have moved */
@@ -13530,6 +13539,11 @@ CHI_COLD static int chi_early(chi_worker *w, chi_conn *c, ch_req *req, const chi
         CHOPIN_FREE(s);
         return chi_early_answer(w, c, req, out_before, 0);
     }
+    if (chi_keep_verdict(w, c, req) < 0) { /* for on_end: the middleware's lines, finishers */
+        s->on_end(NULL, NULL, CH_BODY_ABORTED, s->state);
+        CHOPIN_FREE(s);
+        return chi_early_answer(w, c, req, out_before, 503);
+    }
     s->ctx = req->ctx;
     s->req = *req;
     s->store = w->req_store;
@@ -13598,16 +13612,28 @@ CHI_COLD static void chi_stream_abort(chi_conn *c)
 }
 
 /* The body is whole (status 0) or refused (a 4xx, from the framing, the
-   limit or on_data): on_end fills the answer; a refused body closes the
-   connection. */
+   limit or on_data): on_end fills the answer, which starts as the
+   middleware and the handler left it (their header lines, finishers; a
+   body they set is dropped: it may have pointed at memory gone since); a
+   refused body closes the connection. */
 static void chi_stream_end(chi_worker *w, chi_conn *c, int status)
 {
     struct chi_stream *s = c->stream;
     size_t out_before = w->out.len;
     ch_req *req = chi_stream_req(w, c);
     int keep_alive = status == 0 && s->keep_alive && !w->stopping;
-    chi_res_reset(&w->res);
-    if (w->app->timed) w->res.start_ns = chi_os_now_ns();
+    if (c->passed) {
+        chi_passed_restore(w, c, req);
+        req->ctx = s->ctx; /* as on_data left it */
+        w->res.body = NULL;
+        w->res.body_len = 0;
+        w->res.body_is_json = 0;
+        if (w->res.file) chi_file_release(w, w->res.file_fd);
+        w->res.file = 0;
+    } else {
+        chi_res_reset(&w->res);
+        if (w->app->timed) w->res.start_ns = chi_os_now_ns();
+    }
     if (status) ch_res_error(&w->res, status);
     s->on_end(req, &w->res, status, s->state);
     chi_upload_finish(w, req, keep_alive);
