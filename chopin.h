@@ -46,6 +46,13 @@
             a header line the framework adds that finds no memory, and
             access log lines the log refuses, are logged, not dropped; a
             refused request's version in the access log is its own;
+            stricter: whitespace before a chunk line's CRLF, an empty Host,
+            a route pattern naming a parameter twice or with '//' refused;
+            426 names Upgrade in Connection; SSE data sent as given (a
+            trailing line end is an empty last line); /metrics typed
+            "text/plain; version=0.0.4"; HOST may be a bracketed IPv6
+            address; at most 32 CORS and rate limit registrations (their
+            per-worker state in place);
             a stream route's request without a body is an empty stream
             (on_end runs, status 0), and a refused ch_req_body_stream
             presets a 500, never an empty 200; a streamed body's answer
@@ -1349,6 +1356,7 @@ CHOPIN_API int ch_ws_publish(ch_app *app, const char *topic, ch_ws_type type, co
 #define CHI_DEFAULT_RESTART_TIMEOUT 30 /* seconds a successor has to be ready */
 #define CHI_ERROR_LEN 256             /* ch_error's message */
 #define CHI_MAX_FINISHERS 4           /* ch_res_on_finish calls per response */
+#define CHI_MAX_SLOTS 32              /* CORS and rate limit registrations per app */
 #define CHI_JSON_NUMBER_MAX 512       /* bytes of a number ch_json_get_double reads */
 #define CHI_HELD_INPUT CHOPIN_READ_SIZE /* input held behind a later response: reading pauses */
 #define CHI_STREAM_LOW (CHOPIN_STREAM_BUFFER / 4) /* a stream's queue this low: drain callback */
@@ -3058,7 +3066,9 @@ static int chi_parse_field(const char **pp, const char *end, ch_req *req, chi_he
        optional whitespace, may come before the CR */
     if (id == CH_H_HOST) {
         p = chi_skip_authority(p, end);
-        if (!p) return -400;
+        /* no host at all ("Host:", "Host: :80"): an http URI's host is never
+           empty (RFC 9110 4.2.1), so the target's authority is invalid */
+        if (!p || (p < end && (p == value || *value == ':'))) return -400;
         while (p < end && (*p == ' ' || *p == '\t')) p++;
     } else {
         p = chi_skip_value(p, end);
@@ -3157,7 +3167,7 @@ static long chi_parse_head(const char *buf, size_t len, const chi_limits *lim, c
 enum {
     CHI_CK_SIZE_FIRST, CHI_CK_SIZE, CHI_CK_EXT_WS, CHI_CK_EXT_NAME_WS, CHI_CK_EXT_NAME,
     CHI_CK_EXT_AFTER_NAME, CHI_CK_EXT_VAL_WS, CHI_CK_EXT_VAL_TOKEN, CHI_CK_EXT_VAL_QUOTED,
-    CHI_CK_EXT_VAL_ESCAPE, CHI_CK_SIZE_LF,
+    CHI_CK_EXT_VAL_ESCAPE, CHI_CK_EXT_BWS, CHI_CK_EXT_NAME_BWS, CHI_CK_SIZE_LF,
     CHI_CK_DATA, CHI_CK_DATA_CR, CHI_CK_DATA_LF,
     CHI_CK_TRAILER_START, CHI_CK_TRAILER_NAME, CHI_CK_TRAILER_VALUE,
     CHI_CK_TRAILER_LF, CHI_CK_END_LF, CHI_CK_DONE
@@ -3185,7 +3195,10 @@ static void chi_chunked_init(chi_chunked *ck, size_t body_start)
        ext-name = token; ext-val = token / quoted-string
    One byte at a time after the size; returns 0 to go on or -400. Their
    meaning is ignored, but their shape is checked: "5;", "5;a b", "5;a=" and
-   an unclosed quote are refused. */
+   an unclosed quote are refused. BWS comes only before a ';' or an '=':
+   whitespace before the CRLF ("5 \r\n", "5;a=b \r\n") is refused too, as
+   the grammar says (and as a parser that reads it otherwise could be
+   played against this one). */
 static int chi_ck_ws(unsigned char c) { return c == ' ' || c == '\t'; }
 
 static int chi_ck_ext_byte(chi_chunked *ck, unsigned char c)
@@ -3194,6 +3207,16 @@ static int chi_ck_ext_byte(chi_chunked *ck, unsigned char c)
     case CHI_CK_EXT_WS: /* after the size or a complete extension */
         if (c == ';') ck->state = CHI_CK_EXT_NAME_WS;
         else if (c == '\r') ck->state = CHI_CK_SIZE_LF;
+        else if (chi_ck_ws(c)) ck->state = CHI_CK_EXT_BWS;
+        else return -400;
+        return 0;
+    case CHI_CK_EXT_BWS: /* whitespace there: only a ';' may follow it */
+        if (c == ';') ck->state = CHI_CK_EXT_NAME_WS;
+        else if (!chi_ck_ws(c)) return -400;
+        return 0;
+    case CHI_CK_EXT_NAME_BWS: /* whitespace after a name: an '=' or a ';' next */
+        if (c == '=') ck->state = CHI_CK_EXT_VAL_WS;
+        else if (c == ';') ck->state = CHI_CK_EXT_NAME_WS;
         else if (!chi_ck_ws(c)) return -400;
         return 0;
     case CHI_CK_EXT_NAME_WS: /* after ';': BWS, then a name */
@@ -3208,7 +3231,8 @@ static int chi_ck_ext_byte(chi_chunked *ck, unsigned char c)
         if (c == '=') ck->state = CHI_CK_EXT_VAL_WS;
         else if (c == ';') ck->state = CHI_CK_EXT_NAME_WS;
         else if (c == '\r') ck->state = CHI_CK_SIZE_LF;
-        else if (!chi_ck_ws(c)) return -400;
+        else if (chi_ck_ws(c)) ck->state = CHI_CK_EXT_NAME_BWS;
+        else return -400;
         return 0;
     case CHI_CK_EXT_VAL_WS: /* after '=': BWS, then a token or a quoted string */
         if (chi_is(c, CHI_TOKEN)) ck->state = CHI_CK_EXT_VAL_TOKEN;
@@ -3248,7 +3272,7 @@ static int chi_ck_size_byte(chi_chunked *ck, unsigned char c, uint64_t max_body)
         } else if (ck->state != CHI_CK_SIZE_FIRST && c == '\r') {
             ck->state = CHI_CK_SIZE_LF;
         } else if (ck->state != CHI_CK_SIZE_FIRST && (c == ';' || c == ' ' || c == '\t')) {
-            ck->state = c == ';' ? CHI_CK_EXT_NAME_WS : CHI_CK_EXT_WS;
+            ck->state = c == ';' ? CHI_CK_EXT_NAME_WS : CHI_CK_EXT_BWS;
         } else {
             return -400; /* no digit first, or a byte a size line cannot hold */
         }
@@ -3701,6 +3725,17 @@ static int chi_node_index(chi_node *n)
     return 0;
 }
 
+/* Does pattern[0, upto) name a parameter or wildcard `name` (n bytes)? */
+static int chi_pattern_names(const char *pattern, const char *upto, const char *name, size_t n)
+{
+    const char *p;
+    for (p = pattern; p + n + 2 <= upto; p++)
+        if (p[0] == '/' && (p[1] == ':' || p[1] == '*') && memcmp(p + 2, name, n) == 0 &&
+            (p + n + 2 == upto || p[n + 2] == '/'))
+            return 1;
+    return 0;
+}
+
 /* Finds or makes the node for a pattern. Returns NULL and sets *err. */
 static chi_node *chi_node_insert(chi_node *root, const char *pattern, const char **err)
 {
@@ -3714,6 +3749,10 @@ static chi_node *chi_node_insert(chi_node *root, const char *pattern, const char
     for (;;) {
         const char *e = strchr(p, '/');
         size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (!len && e) {
+            *err = "a route pattern has an empty segment ('//')";
+            return NULL;
+        }
         if (len && (p[0] == ':' || p[0] == '*')) {
             char **name = p[0] == ':' ? &n->param_name : &n->wild_name;
             size_t *name_len = p[0] == ':' ? &n->param_name_len : &n->wild_name_len;
@@ -3724,6 +3763,10 @@ static chi_node *chi_node_insert(chi_node *root, const char *pattern, const char
             }
             if (p[0] == '*' && e) {
                 *err = "a wildcard must be the last segment";
+                return NULL;
+            }
+            if (chi_pattern_names(pattern, p - 1, p + 1, len - 1)) {
+                *err = "a route names the same parameter twice";
                 return NULL;
             }
             if (*name && (strlen(*name) != len - 1 || memcmp(*name, p + 1, len - 1) != 0)) {
@@ -10309,7 +10352,8 @@ struct ch_worker {
     unsigned decoded_mask;   /* which parameters are decoded (reset per request) */
     int64_t log_second;      /* ... and which second that is */
     chi_metrics *metrics;    /* &app->metrics[id] when counting, else NULL */
-    void **slots;            /* middleware state per worker (app->nslots) */
+    void *slots[CHI_MAX_SLOTS]; /* middleware state per worker (app->nslots):
+                                   in place, so a read is one load */
     chi_buf decoded;         /* ch_req_param_decoded's values, per request */
     size_t decoded_at[CHOPIN_MAX_PARAMS], decoded_len[CHOPIN_MAX_PARAMS];
     uint64_t rid_next;       /* request ids: a count after ... */
@@ -11058,28 +11102,28 @@ typedef struct chi_slot {
 
 #if !defined(CHOPIN_NO_CORS) || !defined(CHOPIN_NO_RATELIMIT)
 /* The worker's state for slot i, or NULL if none yet. */
-static void *chi_slot_get(chi_worker *w, int i) { return w->slots ? w->slots[i] : NULL; }
+static void *chi_slot_get(chi_worker *w, int i) { return w->slots[i]; }
 
-/* Installs state for slot i (state starts with a chi_slot). 0 or -1. */
-static int chi_slot_set(chi_worker *w, int i, void *state)
+/* Installs state for slot i (state starts with a chi_slot). */
+static void chi_slot_set(chi_worker *w, int i, void *state) { w->slots[i] = state; }
+
+/* A new slot for a registration; -1 (and the app's error) past CHI_MAX_SLOTS. */
+static int chi_slot_new(ch_app *app, const char *what)
 {
-    if (!w->slots) {
-        w->slots = (void **)CHOPIN_MALLOC(sizeof *w->slots * (size_t)w->app->nslots);
-        if (!w->slots) return -1;
-        memset(w->slots, 0, sizeof *w->slots * (size_t)w->app->nslots);
+    if (app->nslots >= CHI_MAX_SLOTS) {
+        chi_reg_error(app, "too many CORS and rate limit registrations", what);
+        return -1;
     }
-    w->slots[i] = state;
-    return 0;
+    return app->nslots++;
 }
 #endif
 
 static void chi_slots_free(chi_worker *w)
 {
     int i;
-    for (i = 0; w->slots && i < w->app->nslots; i++)
+    for (i = 0; i < w->app->nslots; i++)
         if (w->slots[i]) ((chi_slot *)w->slots[i])->free_fn(w->slots[i]);
-    CHOPIN_FREE(w->slots);
-    w->slots = NULL;
+    memset(w->slots, 0, sizeof w->slots);
 }
 
 /* >>client --------------------------------------------------------------------
@@ -12050,10 +12094,7 @@ CHI_OUTLINE static chi_cors_entry *chi_cors_entry_for(chi_worker *w, const chi_c
         if (!cache) return NULL;
         memset(cache, 0, sizeof *cache);
         cache->hdr.free_fn = chi_cache_free;
-        if (chi_slot_set(w, c->slot, cache) < 0) {
-            CHOPIN_FREE(cache);
-            return NULL;
-        }
+        chi_slot_set(w, c->slot, cache);
     }
     h = chi_hash(o.ptr, o.len);
     e = &cache->e[h % CHI_CORS_CACHE];
@@ -12170,7 +12211,10 @@ CHOPIN_API int ch_use_cors(ch_app *app, const ch_cors *cfg)
     c->origins = cfg->origins ? chi_strdup(cfg->origins) : NULL;
     c->preflight = chi_strdup(buf);
     c->preflight_len = (size_t)n;
-    c->slot = app->nslots++;
+    if ((c->slot = chi_slot_new(app, "(cors)")) < 0) {
+        chi_cors_free(c);
+        return -1;
+    }
     if ((cfg->origins && !c->origins) || !c->preflight || chi_app_own(app, c, chi_cors_free) < 0) {
         chi_cors_free(c);
         return chi_reg_error(app, "out of memory", "(cors)");
@@ -12247,11 +12291,11 @@ static chi_rl_worker *chi_rl_state(chi_worker *w, const chi_rl *rl)
     if (!s) return NULL;
     memset(s, 0, sizeof *s);
     s->hdr.free_fn = chi_rl_worker_free;
-    if ((!rl->exact && chi_buckets_init(&s->t, rl->cfg.table_size, rl->cfg.rate, rl->burst) < 0) ||
-        chi_slot_set(w, rl->slot, s) < 0) {
+    if (!rl->exact && chi_buckets_init(&s->t, rl->cfg.table_size, rl->cfg.rate, rl->burst) < 0) {
         chi_rl_worker_free(s);
         return NULL;
     }
+    chi_slot_set(w, rl->slot, s);
     return s;
 }
 
@@ -12453,7 +12497,10 @@ CHOPIN_API int ch_use_ratelimit(ch_app *app, ch_group *g, const ch_ratelimit *cf
     rl->usual_len = (size_t)(chi_rl_lines(rl, rl->usual, (long)(rl->burst - 1.0), chi_ceil_sec_ns(rl->interval_ns)) -
                              rl->usual);
     rl->cacheable = !cfg->key;
-    rl->slot = app->nslots++;
+    if ((rl->slot = chi_slot_new(app, "(ratelimit)")) < 0) {
+        CHOPIN_FREE(rl);
+        return -1;
+    }
     if (cfg->exact) {
         if (chi_buckets_init(&rl->shared, rl->cfg.table_size, cfg->rate, rl->burst) < 0) {
             CHOPIN_FREE(rl);
@@ -12553,7 +12600,9 @@ static void chi_metrics_handler(ch_req *req, ch_res *res)
     chi_prom(j, "# HELP chopin_timeouts_total Connections closed by a timeout.\n# TYPE chopin_timeouts_total counter\n"
                 "chopin_timeouts_total %llu\n", (unsigned long long)m.timeouts);
     res->status = 200;
-    chi_res_default_ctype(res, "text/plain; version=0.0.4; charset=utf-8", 40);
+    /* the exposition format's type as issue 9 names it; the text is ASCII
+       (names, numbers, status codes), so no charset is needed */
+    chi_res_default_ctype(res, "text/plain; version=0.0.4", 25);
     res->body_is_json = 1;
 }
 
@@ -15211,7 +15260,9 @@ static CHI_OUTLINE int chi_sse_put(chi_buf *b, const char *a, size_t an, const c
     return chi_later_add(b, "\n", 1);
 }
 
-/* "data: line\n" for every line of data. */
+/* "data: line\n" for every line of data. The client joins the lines with
+   LF, so what it gets is the data as sent, line ends made LF: a trailing
+   line end is an empty last line ("a\n" is "data: a", "data: "). */
 static CHI_OUTLINE int chi_sse_data(chi_buf *b, const char *data, size_t len)
 {
     size_t i = 0, start = 0;
@@ -15221,7 +15272,6 @@ static CHI_OUTLINE int chi_sse_data(chi_buf *b, const char *data, size_t len)
             if (i == len) return 0;
             if (data[i] == '\r' && i + 1 < len && data[i + 1] == '\n') i++;
             start = ++i;
-            if (i == len) return 0; /* a trailing line end ends the last line */
             continue;
         }
         i++;
@@ -15477,6 +15527,10 @@ static void chi_ws_refuse(ch_res *res, int status)
     ch_res_error(res, status);
     if (status == 426) { /* RFC 6455 4.4, RFC 9110 15.5.22 */
         ch_res_header(res, "Upgrade", "websocket");
+        /* a sender of Upgrade names it in Connection too (RFC 9110 7.8);
+           put as it is: ch_res_header keeps Connection for the head
+           writer, whose own "close", if any, is a second line of the list */
+        chi_res_add_line(res, "Connection", 10, "Upgrade", 7);
         ch_res_header(res, "Sec-WebSocket-Version", "13");
     }
 }
@@ -16697,6 +16751,16 @@ static void chi_config_defaults(ch_config *c)
     c->offload_threads = chi_def(c->offload_threads, CHI_DEFAULT_OFFLOAD_THREADS);
 }
 
+/* "[::1]", as a URL writes an IPv6 address: the address inside. */
+static void chi_host_unbracket(char *host)
+{
+    size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+        memmove(host, host + 1, n - 2);
+        host[n - 2] = 0;
+    }
+}
+
 /* Code, then environment, then defaults (see the precedence note above). */
 static int chi_resolve_config(ch_app *app, const ch_config *in)
 {
@@ -16728,6 +16792,7 @@ static int chi_resolve_config(ch_app *app, const ch_config *in)
     chi_config_defaults(&c);
     app->host_given = c.host != NULL;
     (void)snprintf(app->host, sizeof app->host, "%s", c.host ? c.host : CHI_DEFAULT_HOST); /* length checked above */
+    chi_host_unbracket(app->host);
     c.host = app->host;
     (void)snprintf(app->pid_file, sizeof app->pid_file, "%s", c.pid_file ? c.pid_file : "");
     c.pid_file = app->pid_file[0] ? app->pid_file : NULL;
