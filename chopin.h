@@ -52,7 +52,11 @@
             trailing line end is an empty last line); /metrics typed
             "text/plain; version=0.0.4"; HOST may be a bracketed IPv6
             address; at most 32 CORS and rate limit registrations (their
-            per-worker state in place)
+            per-worker state in place);
+            a stream route's request without a body is an empty stream
+            (on_end runs, status 0), and a refused ch_req_body_stream
+            presets a 500, never an empty 200; a streamed body's answer
+            keeps the middleware's lines (CORS, X-Request-Id) and finishers
      0.2.0  the header in three layers (core, OS seam, server); kqueue and
             poll backends beside epoll; embedding in the caller's loop
             (ch_poll); values set in code beat the environment; request
@@ -436,6 +440,9 @@ typedef enum ch_log_item {
     CH_LOGITEM_WORKER_FAILED,    /* error: a worker's event loop failed; it stopped */
     CH_LOGITEM_IO_URING_REFUSED, /* warn: CHOPIN_USE_IO_URING, but the kernel or a
                                     seccomp policy refused io_uring: epoll serves */
+    CH_LOGITEM_BODY_STREAM_REFUSED, /* error: ch_req_body_stream outside a
+                                    ch_route_stream handler, or without on_end:
+                                    500 unless the handler answers itself */
     CH_LOGITEM_COUNT
 } ch_log_item;
 
@@ -811,9 +818,16 @@ CHOPIN_API void ch_file_close(int fd);
    status (4xx/5xx) to refuse the rest. on_end runs once: status 0 when the
    body is whole, the refusal's status (400 bad framing, 413 over max_body
    (0: 1 GiB), or on_data's) with res preset to that error, in both cases
-   filling res as a handler would; or CH_BODY_ABORTED with req and res NULL
-   when the client left or timed out: release the state only. Every other
-   route reads its body whole, up to max_body_size.
+   filling res as a handler would (res keeps the header lines and finishers
+   the middleware and the handler gave it); or CH_BODY_ABORTED with req and res NULL
+   when the client left or timed out: release the state only. A request
+   without a body (Content-Length: 0, or no Content-Length nor
+   Transfer-Encoding) is an empty stream: on_data never runs, and on_end
+   runs once with status 0 as soon as the handler returns. ch_req_body_stream
+   returns -1 only when misused (outside a ch_route_stream handler, or no
+   on_end): it then logs CH_LOGITEM_BODY_STREAM_REFUSED and presets res to
+   500, which an answer the handler makes instead replaces: never an empty
+   200. Every other route reads its body whole, up to max_body_size.
    Expect: 100-continue is answered only once the route's middleware let the
    request in: a refusal (401 from auth, 404, 405) goes out instead and the
    body is never read. For a buffered route the middleware's verdict is
@@ -3579,6 +3593,8 @@ typedef struct chi_route {
     void *user;
     ch_group *group;                /* its middleware, or NULL */
     uint64_t stream_max;            /* ch_route_stream: its body limit; 0: buffered */
+    ch_handler stream_handler;      /* ch_route_stream: the application's handler
+                                       (handler is then chi_stream_empty) */
 } chi_route;
 
 typedef struct chi_node {
@@ -13401,25 +13417,41 @@ struct chi_stream {
 
 static size_t chi_process(chi_worker *w, chi_conn *c, char *buf, size_t len);
 static int chi_keep_rest(chi_conn *c, const char *buf, size_t len, size_t used, int from_scratch);
+static void chi_stream_empty(ch_req *req, ch_res *res);
 
+/* The route's handler is chi_stream_empty, which only a request without a
+   body reaches (chi_early takes every other one, calling stream_handler):
+   chi_dispatch stays as it is, and the fast path pays nothing for it. */
 CHOPIN_API int ch_route_stream(ch_app *app, ch_method method, const char *pattern, ch_handler h, void *user,
                                uint64_t max_body)
 {
     chi_node *n;
     const char *err = NULL;
-    if (chi_add_route(app, NULL, method, pattern, h, user) < 0) return -1;
+    if (!h) return chi_reg_error(app, "no handler", pattern ? pattern : "(null)");
+    if (chi_add_route(app, NULL, method, pattern, chi_stream_empty, user) < 0) return -1;
     n = chi_node_insert(app->root, pattern, &err); /* finds the node just made */
     if (!n) return chi_reg_error(app, err, pattern);
+    n->routes[method].stream_handler = h;
     n->routes[method].stream_max = max_body ? max_body : CHI_DEFAULT_STREAM_MAX;
     if (n->routes[method].stream_max > app->stream_max) app->stream_max = n->routes[method].stream_max;
     app->nstream++;
     return 0;
 }
 
+/* A refusal presets a 500, so a handler that ignores the -1 never sends
+   an empty 200; one that answers itself replaces it. */
+CHI_COLD static int chi_body_stream_refused(ch_res *res, const char *why)
+{
+    chi_log(res->w, CH_LOG_ERROR, CH_LOGITEM_BODY_STREAM_REFUSED, "ch_req_body_stream: %s: 500", why);
+    ch_res_error(res, 500);
+    return -1;
+}
+
 CHOPIN_API int ch_req_body_stream(ch_res *res, ch_body_fn on_data, ch_body_end_fn on_end, void *state)
 {
     struct chi_stream *s = res->w->stream_offer;
-    if (!s || !on_end) return -1; /* only from a ch_route_stream handler */
+    if (!s) return chi_body_stream_refused(res, "not in a ch_route_stream handler");
+    if (!on_end) return chi_body_stream_refused(res, "no on_end");
     s->on_data = on_data;
     s->on_end = on_end;
     s->state = state;
@@ -13469,6 +13501,37 @@ static const chi_route *chi_route_peek(chi_worker *w, ch_req *req)
     req->param_count = 0;
     node = chi_node_match(w->app->root, req->path.ptr + 1, req->path.ptr + req->path.len, req);
     return node && node->routes[req->method].handler ? &node->routes[req->method] : NULL;
+}
+
+/* A stream route's request without a body (Content-Length: 0, or no
+   framing) never went through chi_early: chi_dispatch, having run the
+   middleware, calls this in the route's place. The application's handler
+   runs as chi_early would run it, and a body it takes is an empty stream:
+   on_data never runs, on_end runs once, now, with status 0 and res as the
+   handler left it. The route is matched again to find the handler (the
+   params come out the same; cold: only bodyless requests to stream routes
+   come here). */
+CHI_COLD static void chi_stream_empty(ch_req *req, ch_res *res)
+{
+    chi_worker *w = res->w;
+    const chi_route *route = NULL;
+    chi_node *node;
+    struct chi_stream s;
+    int m = (int)req->method;
+    req->param_count = 0;
+    node = chi_node_match(w->app->root, req->path.ptr + 1, req->path.ptr + req->path.len, req);
+    if (node && !node->routes[m].stream_handler && m == CH_HEAD) m = CH_GET; /* as chi_dispatch */
+    if (node && node->routes[m].stream_handler) route = &node->routes[m];
+    if (!route) { /* a middleware moved req->path to another route's */
+        ch_res_error(res, 500);
+        return;
+    }
+    memset(&s, 0, sizeof s);
+    s.serial = ++w->stream_serial;
+    w->stream_offer = &s;
+    route->stream_handler(req, res);
+    w->stream_offer = NULL;
+    if (s.taken) s.on_end(req, res, 0, s.state);
 }
 
 /* chi_run_group_mw's walk, for the early check: a second caller of that
@@ -13561,23 +13624,31 @@ CHI_COLD static void chi_passed_free(chi_conn *c)
     c->passed = NULL;
 }
 
-/* chi_dispatch for a body the middleware let in before it came: the
-   response starts as the middleware left it, and only the handler runs. */
-CHI_COLD static void chi_dispatch_passed(chi_worker *w, chi_conn *c, ch_req *req, int keep_alive)
+/* w->res becomes the response c->passed kept (its buffers and w->res's
+   trade places), req->ctx the context; c->passed is freed. */
+CHI_COLD static void chi_passed_restore(chi_worker *w, chi_conn *c, ch_req *req)
 {
     struct chi_passed *v = c->passed;
     ch_res *res = &w->res;
-    const chi_route *route;
-    size_t out_before = w->out.len;
     chi_buf ct, hd;
     chi_res_reset(res);
     ct = res->ctype;
     hd = res->headers;
-    *res = v->res; /* its buffers and w->res's trade places */
+    *res = v->res;
     v->res.ctype = ct;
     v->res.headers = hd;
     req->ctx = v->ctx;
     chi_passed_free(c);
+}
+
+/* chi_dispatch for a body the middleware let in before it came: the
+   response starts as the middleware left it, and only the handler runs. */
+CHI_COLD static void chi_dispatch_passed(chi_worker *w, chi_conn *c, ch_req *req, int keep_alive)
+{
+    ch_res *res = &w->res;
+    const chi_route *route;
+    size_t out_before = w->out.len;
+    chi_passed_restore(w, c, req);
     w->decoded_mask = 0;
     w->keep_alive = keep_alive;
     route = chi_route_peek(w, req); /* the params again: the head may have moved */
@@ -13641,11 +13712,16 @@ CHI_COLD static int chi_early(chi_worker *w, chi_conn *c, ch_req *req, const chi
     s->serial = ++w->stream_serial;
     chi_chunked_init(&s->ck, hl);
     w->stream_offer = s;
-    route->handler(req, &w->res);
+    route->stream_handler(req, &w->res);
     w->stream_offer = NULL;
     if (!s->taken) { /* the handler answered at once */
         CHOPIN_FREE(s);
         return chi_early_answer(w, c, req, out_before, 0);
+    }
+    if (chi_keep_verdict(w, c, req) < 0) { /* for on_end: the middleware's lines, finishers */
+        s->on_end(NULL, NULL, CH_BODY_ABORTED, s->state);
+        CHOPIN_FREE(s);
+        return chi_early_answer(w, c, req, out_before, 503);
     }
     s->ctx = req->ctx;
     s->req = *req;
@@ -13715,16 +13791,28 @@ CHI_COLD static void chi_stream_abort(chi_conn *c)
 }
 
 /* The body is whole (status 0) or refused (a 4xx, from the framing, the
-   limit or on_data): on_end fills the answer; a refused body closes the
-   connection. */
+   limit or on_data): on_end fills the answer, which starts as the
+   middleware and the handler left it (their header lines, finishers; a
+   body they set is dropped: it may have pointed at memory gone since); a
+   refused body closes the connection. */
 static void chi_stream_end(chi_worker *w, chi_conn *c, int status)
 {
     struct chi_stream *s = c->stream;
     size_t out_before = w->out.len;
     ch_req *req = chi_stream_req(w, c);
     int keep_alive = status == 0 && s->keep_alive && !w->stopping;
-    chi_res_reset(&w->res);
-    if (w->app->timed) w->res.start_ns = chi_os_now_ns();
+    if (c->passed) {
+        chi_passed_restore(w, c, req);
+        req->ctx = s->ctx; /* as on_data left it */
+        w->res.body = NULL;
+        w->res.body_len = 0;
+        w->res.body_is_json = 0;
+        if (w->res.file) chi_file_release(w, w->res.file_fd);
+        w->res.file = 0;
+    } else {
+        chi_res_reset(&w->res);
+        if (w->app->timed) w->res.start_ns = chi_os_now_ns();
+    }
     if (status) ch_res_error(&w->res, status);
     s->on_end(req, &w->res, status, s->state);
     chi_upload_finish(w, req, keep_alive);

@@ -831,6 +831,79 @@ def test_sigpipe_once(binary, root, updir, cache=True):
 ROOT = ""
 
 
+def fd_count(srv):
+    return len(os.listdir("/proc/%d/fd" % srv.proc.pid))
+
+
+def settled_fds(srv, at_most=None, seconds=3.0):
+    """The server's open descriptors once its closes are done: polled until
+    at most `at_most` (or two equal readings), within `seconds`."""
+    end = time.time() + seconds * SLOW
+    last = fd_count(srv)
+    while time.time() < end:
+        time.sleep(0.05)
+        n = fd_count(srv)
+        if (at_most is not None and n <= at_most) or (at_most is None and n == last):
+            return n
+        last = n
+    return last
+
+
+def test_empty_stream_bodies(srv, updir):
+    """A stream route's request without a body (Content-Length: 0, or no
+    framing at all) is an empty stream: on_end runs (PUT /raw answers 201
+    {"bytes":0} from it and renames the file into place; POST /upload's
+    multipart check answers 400), as the chunked empty body does, and
+    nothing the handler opened is left behind."""
+    port = srv.port
+    for label, extra in (("Content-Length: 0", {"Content-Length": "0"}), ("no body framing", {})):
+        name = "empty-%s.txt" % ("cl0" if extra else "none")
+        st, h, b = request(port, "PUT", "/raw/" + name, extra)
+        path = os.path.join(updir, name)
+        ok = st == 201 and json.loads(b or b"null") == {"bytes": 0} and os.path.isfile(path) and \
+            os.path.getsize(path) == 0
+        result("PUT /raw/:name, %s: 201 {\"bytes\":0}, the empty file created" % label, ok, "%d %r" % (st, b))
+        ct = {"Content-Type": "multipart/form-data; boundary=XbOuNdArY"}
+        ct.update(extra)
+        st, h, b = request(port, "POST", "/upload", ct)
+        try:
+            j = json.loads(b)
+        except ValueError:
+            j = {}
+        result("POST /upload, %s: 400 with the reason" % label,
+               st == 400 and "final boundary" in j.get("detail", ""), "%d %r" % (st, b))
+    st, h, b = request(port, "PUT", "/raw/empty-chunked.txt", {"Transfer-Encoding": "chunked"}, b"0\r\n\r\n")
+    result("PUT /raw/:name, chunked empty body: the same 201 {\"bytes\":0}", st == 201 and
+           json.loads(b or b"null") == {"bytes": 0}, "%d %r" % (st, b))
+    # kept alive: the answers come in order and the connection serves the next request
+    s = connect(port)
+    s.sendall(b"PUT /raw/ka1.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+              b"PUT /raw/ka2.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+              b"GET /static/a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    got, rest = [], b""
+    for _ in range(3):
+        st, hd, b, rest = read_response(s, buf=rest)
+        got.append(st)
+    s.close()
+    result("two empty PUTs and a GET pipelined on one connection: 201, 201, 200", got == [201, 201, 200], repr(got))
+    # nothing leaks: descriptors and temporary files as before N empty requests
+    n = 25
+    before_tmp = set(x for x in os.listdir(updir) if x.startswith("up-"))
+    before = settled_fds(srv)
+    bad = 0
+    for i in range(n):
+        st, h, b = request(port, "PUT", "/raw/leak.txt", {"Content-Length": "0", "Connection": "close"})
+        bad += st != 201
+        st, h, b = request(port, "POST", "/upload", {"Content-Type": "multipart/form-data; boundary=XbOuNdArY",
+                                                      "Connection": "close"})
+        bad += st != 400
+    after = settled_fds(srv, at_most=before)
+    left = [x for x in os.listdir(updir) if x.startswith("up-") and x not in before_tmp]
+    result("%d empty PUTs and %d empty uploads: every answer right, the server's descriptors %d before, %d after, "
+           "no temporary file left" % (n, n, before, after), bad == 0 and after <= before and not left,
+           "%d wrong answers; %d temporary files" % (bad, len(left)))
+
+
 def main():
     global ROOT
     args = sys.argv[1:]
@@ -870,6 +943,7 @@ def main():
             rsrv = Server(rest, {"API_TOKEN": "secret", "RATE_LIMIT": "10"})
         test_continue(srv.port, rsrv.port if rsrv else 0)
         test_pause(srv, updir)
+        test_empty_stream_bodies(srv, updir)
         if big_mb > 0:
             test_big(srv, ROOT, updir, big_mb, rss_limit)
         rc, err = srv.stop()
