@@ -740,10 +740,13 @@ CHOPIN_API int ch_mime_set(ch_app *app, const char *ext, const char *type);
    If-Modified-Since (RFC 9110 13.2.2 order; If-Match and
    If-Unmodified-Since give 412; the dates in any of the three HTTP-date
    forms), one Range answered 206 (suffix and open ranges too; If-Range
-   honoured; an unsatisfiable one 416; several ranges are answered with the
-   whole file, 200, not multipart/byteranges, as RFC 9110 14.2 allows; on
-   HEAD, Range is ignored: it is defined for GET only), Accept-Ranges:
-   bytes. With
+   honoured with a strong validator: the ETag, or the Last-Modified date
+   once it is a second before the response's Date, RFC 9110 8.8.2.2; an
+   unsatisfiable one 416; several ranges are answered with the whole file,
+   200, not multipart/byteranges, as RFC 9110 14.2 allows, or 416 when none
+   of them is satisfiable; an invalid Range is ignored; on HEAD, Range is
+   ignored: it is defined for GET only), Accept-Ranges: bytes. A file named
+   with a trailing slash ("a.txt/") is 404: it is not a directory. With
    precompressed siblings (name.br, name.gz) and an Accept-Encoding that
    takes them, the sibling goes out with Content-Encoding; either way such a
    file's answers carry Vary: Accept-Encoding.
