@@ -45,7 +45,14 @@
             one call; Server-Timing sharing the metrics' clock reads);
             a header line the framework adds that finds no memory, and
             access log lines the log refuses, are logged, not dropped; a
-            refused request's version in the access log is its own
+            refused request's version in the access log is its own;
+            stricter: whitespace before a chunk line's CRLF, an empty Host,
+            a route pattern naming a parameter twice or with '//' refused;
+            426 names Upgrade in Connection; SSE data sent as given (a
+            trailing line end is an empty last line); /metrics typed
+            "text/plain; version=0.0.4"; HOST may be a bracketed IPv6
+            address; at most 32 CORS and rate limit registrations (their
+            per-worker state in place)
      0.2.0  the header in three layers (core, OS seam, server); kqueue and
             poll backends beside epoll; embedding in the caller's loop
             (ch_poll); values set in code beat the environment; request
@@ -1338,6 +1345,7 @@ CHOPIN_API int ch_ws_publish(ch_app *app, const char *topic, ch_ws_type type, co
 #define CHI_DEFAULT_RESTART_TIMEOUT 30 /* seconds a successor has to be ready */
 #define CHI_ERROR_LEN 256             /* ch_error's message */
 #define CHI_MAX_FINISHERS 4           /* ch_res_on_finish calls per response */
+#define CHI_MAX_SLOTS 32              /* CORS and rate limit registrations per app */
 #define CHI_JSON_NUMBER_MAX 512       /* bytes of a number ch_json_get_double reads */
 #define CHI_HELD_INPUT CHOPIN_READ_SIZE /* input held behind a later response: reading pauses */
 #define CHI_STREAM_LOW (CHOPIN_STREAM_BUFFER / 4) /* a stream's queue this low: drain callback */
@@ -3047,7 +3055,9 @@ static int chi_parse_field(const char **pp, const char *end, ch_req *req, chi_he
        optional whitespace, may come before the CR */
     if (id == CH_H_HOST) {
         p = chi_skip_authority(p, end);
-        if (!p) return -400;
+        /* no host at all ("Host:", "Host: :80"): an http URI's host is never
+           empty (RFC 9110 4.2.1), so the target's authority is invalid */
+        if (!p || (p < end && (p == value || *value == ':'))) return -400;
         while (p < end && (*p == ' ' || *p == '\t')) p++;
     } else {
         p = chi_skip_value(p, end);
@@ -3146,7 +3156,7 @@ static long chi_parse_head(const char *buf, size_t len, const chi_limits *lim, c
 enum {
     CHI_CK_SIZE_FIRST, CHI_CK_SIZE, CHI_CK_EXT_WS, CHI_CK_EXT_NAME_WS, CHI_CK_EXT_NAME,
     CHI_CK_EXT_AFTER_NAME, CHI_CK_EXT_VAL_WS, CHI_CK_EXT_VAL_TOKEN, CHI_CK_EXT_VAL_QUOTED,
-    CHI_CK_EXT_VAL_ESCAPE, CHI_CK_SIZE_LF,
+    CHI_CK_EXT_VAL_ESCAPE, CHI_CK_EXT_BWS, CHI_CK_EXT_NAME_BWS, CHI_CK_SIZE_LF,
     CHI_CK_DATA, CHI_CK_DATA_CR, CHI_CK_DATA_LF,
     CHI_CK_TRAILER_START, CHI_CK_TRAILER_NAME, CHI_CK_TRAILER_VALUE,
     CHI_CK_TRAILER_LF, CHI_CK_END_LF, CHI_CK_DONE
@@ -3174,7 +3184,10 @@ static void chi_chunked_init(chi_chunked *ck, size_t body_start)
        ext-name = token; ext-val = token / quoted-string
    One byte at a time after the size; returns 0 to go on or -400. Their
    meaning is ignored, but their shape is checked: "5;", "5;a b", "5;a=" and
-   an unclosed quote are refused. */
+   an unclosed quote are refused. BWS comes only before a ';' or an '=':
+   whitespace before the CRLF ("5 \r\n", "5;a=b \r\n") is refused too, as
+   the grammar says (and as a parser that reads it otherwise could be
+   played against this one). */
 static int chi_ck_ws(unsigned char c) { return c == ' ' || c == '\t'; }
 
 static int chi_ck_ext_byte(chi_chunked *ck, unsigned char c)
@@ -3183,6 +3196,16 @@ static int chi_ck_ext_byte(chi_chunked *ck, unsigned char c)
     case CHI_CK_EXT_WS: /* after the size or a complete extension */
         if (c == ';') ck->state = CHI_CK_EXT_NAME_WS;
         else if (c == '\r') ck->state = CHI_CK_SIZE_LF;
+        else if (chi_ck_ws(c)) ck->state = CHI_CK_EXT_BWS;
+        else return -400;
+        return 0;
+    case CHI_CK_EXT_BWS: /* whitespace there: only a ';' may follow it */
+        if (c == ';') ck->state = CHI_CK_EXT_NAME_WS;
+        else if (!chi_ck_ws(c)) return -400;
+        return 0;
+    case CHI_CK_EXT_NAME_BWS: /* whitespace after a name: an '=' or a ';' next */
+        if (c == '=') ck->state = CHI_CK_EXT_VAL_WS;
+        else if (c == ';') ck->state = CHI_CK_EXT_NAME_WS;
         else if (!chi_ck_ws(c)) return -400;
         return 0;
     case CHI_CK_EXT_NAME_WS: /* after ';': BWS, then a name */
@@ -3197,7 +3220,8 @@ static int chi_ck_ext_byte(chi_chunked *ck, unsigned char c)
         if (c == '=') ck->state = CHI_CK_EXT_VAL_WS;
         else if (c == ';') ck->state = CHI_CK_EXT_NAME_WS;
         else if (c == '\r') ck->state = CHI_CK_SIZE_LF;
-        else if (!chi_ck_ws(c)) return -400;
+        else if (chi_ck_ws(c)) ck->state = CHI_CK_EXT_NAME_BWS;
+        else return -400;
         return 0;
     case CHI_CK_EXT_VAL_WS: /* after '=': BWS, then a token or a quoted string */
         if (chi_is(c, CHI_TOKEN)) ck->state = CHI_CK_EXT_VAL_TOKEN;
@@ -3237,7 +3261,7 @@ static int chi_ck_size_byte(chi_chunked *ck, unsigned char c, uint64_t max_body)
         } else if (ck->state != CHI_CK_SIZE_FIRST && c == '\r') {
             ck->state = CHI_CK_SIZE_LF;
         } else if (ck->state != CHI_CK_SIZE_FIRST && (c == ';' || c == ' ' || c == '\t')) {
-            ck->state = c == ';' ? CHI_CK_EXT_NAME_WS : CHI_CK_EXT_WS;
+            ck->state = c == ';' ? CHI_CK_EXT_NAME_WS : CHI_CK_EXT_BWS;
         } else {
             return -400; /* no digit first, or a byte a size line cannot hold */
         }
@@ -3688,6 +3712,17 @@ static int chi_node_index(chi_node *n)
     return 0;
 }
 
+/* Does pattern[0, upto) name a parameter or wildcard `name` (n bytes)? */
+static int chi_pattern_names(const char *pattern, const char *upto, const char *name, size_t n)
+{
+    const char *p;
+    for (p = pattern; p + n + 2 <= upto; p++)
+        if (p[0] == '/' && (p[1] == ':' || p[1] == '*') && memcmp(p + 2, name, n) == 0 &&
+            (p + n + 2 == upto || p[n + 2] == '/'))
+            return 1;
+    return 0;
+}
+
 /* Finds or makes the node for a pattern. Returns NULL and sets *err. */
 static chi_node *chi_node_insert(chi_node *root, const char *pattern, const char **err)
 {
@@ -3701,6 +3736,10 @@ static chi_node *chi_node_insert(chi_node *root, const char *pattern, const char
     for (;;) {
         const char *e = strchr(p, '/');
         size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (!len && e) {
+            *err = "a route pattern has an empty segment ('//')";
+            return NULL;
+        }
         if (len && (p[0] == ':' || p[0] == '*')) {
             char **name = p[0] == ':' ? &n->param_name : &n->wild_name;
             size_t *name_len = p[0] == ':' ? &n->param_name_len : &n->wild_name_len;
@@ -3711,6 +3750,10 @@ static chi_node *chi_node_insert(chi_node *root, const char *pattern, const char
             }
             if (p[0] == '*' && e) {
                 *err = "a wildcard must be the last segment";
+                return NULL;
+            }
+            if (chi_pattern_names(pattern, p - 1, p + 1, len - 1)) {
+                *err = "a route names the same parameter twice";
                 return NULL;
             }
             if (*name && (strlen(*name) != len - 1 || memcmp(*name, p + 1, len - 1) != 0)) {
@@ -7954,7 +7997,11 @@ static void chi_signals_close(chi_signals *s)
      IORING_OP_SEND from chunks the worker owns (chi_poller_send copies and
      queues; one send per socket in the kernel at a time; shutdown and close
      wait for the queue): no read or send call per request, one
-     io_uring_enter per pass (two when its sends ended the wait).
+     io_uring_enter per pass (a send that nothing waits on is quiet: it
+     posts no completion when it takes all its bytes, so it does not end
+     the wait it was submitted with; see chi_ur_quiet_ok).
+   - A worker's ring is registered with its thread (IORING_REGISTER_RING_FDS):
+     the enters name it by index, without a descriptor lookup.
    - The waker is an eventfd with an IORING_OP_READ on it (the read is the
      drain; the owner re-arms it); the ticker an IORING_OP_TIMEOUT re-armed
      on each tick; the stop signals a signalfd polled like a socket.
@@ -8005,10 +8052,17 @@ typedef struct chi_ur_chunk {
 #define CHI_UR_S_SHUT 1u      /* shutdown(SHUT_WR) once the queue drains */
 #define CHI_UR_S_CLOSE 2u     /* the server closed it: close(2) once the queue drains */
 #define CHI_UR_S_ERR 4u       /* a send failed: every later one fails too */
+#define CHI_UR_S_SLOW 8u      /* the last send was short: the next one waits in the kernel */
+#define CHI_UR_S_FAST 16u     /* the send in the kernel is a quiet one (p->fast) */
 
 typedef struct chi_ur_orphan {
     int fd;
 } chi_ur_orphan;
+
+typedef struct chi_ur_quiet {
+    int fd;
+    unsigned pos;              /* its submission entry's index + 1: done once the kernel's head passed it */
+} chi_ur_quiet;
 
 typedef struct chi_ur_fd {
     uint32_t tag;              /* (every tag fits in 32 bits) */
@@ -8030,6 +8084,8 @@ typedef struct chi_ur_queue {
     uint32_t queued;           /* bytes in them */
     uint32_t stamp;            /* the tick of the last progress */
     uint32_t next_free;        /* a free slot: the next free one + 1 */
+    uint32_t issued;           /* bytes the send in the kernel was given */
+    uint32_t quiet;            /* that send's chi_ur_quiet pos, when it is quiet */
 } chi_ur_queue;
 
 #define CHI_UR_R_IDLE 0
@@ -8075,6 +8131,13 @@ typedef struct chi_poller {
     chi_ur_orphan *orphans;
     size_t norphans, orphan_cap;
     size_t reaped;             /* completions the last reap took */
+    /* the enter's descriptor: the ring's, or its index among the thread's
+       registered rings (IORING_ENTER_REGISTERED_RING in enter_flags) */
+    int enter_fd;
+    unsigned enter_flags;
+    chi_ur_quiet *fast;        /* quiet sends issued, not yet known done */
+    size_t nfast, fast_cap;
+    int finishing;             /* chi_poller_finish: every send has a completion */
 } chi_poller;
 
 typedef struct chi_waker {
@@ -8136,7 +8199,7 @@ static int chi_ur_open(chi_poller *p, int owned)
     if (fd < 0) return errno ? errno : ENOSYS;
     p->enabled = !(prm.flags & IORING_SETUP_R_DISABLED);
     p->deferred = (prm.flags & IORING_SETUP_DEFER_TASKRUN) != 0;
-    p->fd = (int)fd;
+    p->fd = p->enter_fd = (int)fd;
     if ((prm.features & CHI_UR_NEEDS) != CHI_UR_NEEDS) {
         close(p->fd);
         return EOPNOTSUPP;
@@ -8230,6 +8293,34 @@ static void chi_poller_close(chi_poller *p)
     p->open = 0;
 }
 
+/* A ring one thread alone enters (an owned one, enabled on that thread)
+   is registered with the thread (Linux 5.18): each enter then names it by
+   its index and the kernel skips looking its descriptor up. The
+   registration is the thread's: it ends with the thread, or in
+   chi_poller_finish on that thread. Refused (an older kernel): the
+   descriptor, as before. */
+static void chi_ur_register_ring(chi_poller *p)
+{
+    struct io_uring_rsrc_update up;
+    memset(&up, 0, sizeof up);
+    up.offset = (unsigned)-1; /* any free slot */
+    up.data = (uint64_t)(unsigned)p->fd;
+    if (syscall(__NR_io_uring_register, p->fd, IORING_REGISTER_RING_FDS, &up, 1) != 1) return;
+    p->enter_fd = (int)up.offset;
+    p->enter_flags = IORING_ENTER_REGISTERED_RING;
+}
+
+static void chi_ur_unregister_ring(chi_poller *p)
+{
+    struct io_uring_rsrc_update up;
+    if (!p->enter_flags) return;
+    memset(&up, 0, sizeof up);
+    up.offset = (unsigned)p->enter_fd;
+    (void)syscall(__NR_io_uring_register, p->fd, IORING_UNREGISTER_RING_FDS, &up, 1);
+    p->enter_fd = p->fd;
+    p->enter_flags = 0;
+}
+
 /* Hands the kernel what was queued and, with GETEVENTS, waits. Returns the
    enter's result (-1 with errno on failure). */
 static long chi_ur_submit(chi_poller *p, unsigned min_complete, unsigned flags, void *arg, size_t argsz)
@@ -8239,12 +8330,13 @@ static long chi_ur_submit(chi_poller *p, unsigned min_complete, unsigned flags, 
     if (!p->enabled) { /* the thread that submits first is the ring's one submitter */
         if (syscall(__NR_io_uring_register, p->fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0) return -1;
         p->enabled = 1;
+        chi_ur_register_ring(p);
     }
     __atomic_store_n(p->sq_tail, p->tail, __ATOMIC_RELEASE);
     pending = p->tail - __atomic_load_n(p->sq_head, __ATOMIC_ACQUIRE);
     if (pending == 0 && !(flags & IORING_ENTER_GETEVENTS)) return 0;
     do {
-        r = chi_ur_enter(p->fd, pending, min_complete, flags, arg, argsz);
+        r = chi_ur_enter(p->enter_fd, pending, min_complete, flags | p->enter_flags, arg, argsz);
     } while (r < 0 && errno == EINTR && !(flags & IORING_ENTER_GETEVENTS));
     return r;
 }
@@ -8539,18 +8631,57 @@ static void chi_ur_out_free(chi_poller *p, chi_ur_fd *e)
 
 static uint64_t chi_ur_send_data(int fd) { return ((uint64_t)(unsigned)fd << 3) | CHI_UR_SEND; }
 
+/* Quiet sends. A send's completion would end the wait of the enter that
+   submits it (the kernel counts every completion), so a pass that only
+   answered would take two enters. On a deferred ring, a send that nothing
+   waits on (the queue's last chunk, so nothing is left to send after it;
+   no shutdown or close behind it, no interest in writing, no file after
+   it) is made quiet: MSG_DONTWAIT (the kernel never parks it:
+   it ends inside the enter that submits it), MSG_WAITALL (a short send is
+   a failure, reported with the bytes it took) and IOSQE_CQE_SKIP_SUCCESS
+   (a whole send posts nothing). So once that enter returned, a quiet send
+   without a completion took all its bytes: chi_ur_reap says so when it has
+   taken every completion there is. A short one is followed by one that
+   waits in the kernel for room (CHI_UR_S_SLOW), until a send takes all its
+   bytes again. */
+static int chi_ur_quiet_ok(const chi_poller *p, const chi_ur_fd *e, const chi_ur_chunk *k)
+{
+    return p->deferred && p->skip && !p->finishing && !k->next && !k->more && !(e->ev & CHI_EV_WRITE) &&
+           !(e->sflags & (CHI_UR_S_SLOW | CHI_UR_S_SHUT | CHI_UR_S_CLOSE));
+}
+
 /* The first chunk's unsent bytes go to the kernel (before the next wait). */
 static int chi_ur_issue_send(chi_poller *p, int fd, chi_ur_fd *e)
 {
-    chi_ur_chunk *k = chi_ur_q(p, e)->out;
-    struct io_uring_sqe *s = chi_ur_sqe(p);
+    chi_ur_queue *q = chi_ur_q(p, e);
+    chi_ur_chunk *k = q->out;
+    struct io_uring_sqe *s;
+    int quiet = chi_ur_quiet_ok(p, e, k);
+    if (quiet && p->nfast == p->fast_cap) {
+        size_t n = p->fast_cap ? p->fast_cap * 2 : 64;
+        chi_ur_quiet *t = (chi_ur_quiet *)CHOPIN_REALLOC(p->fast, n * sizeof *t);
+        if (t) {
+            p->fast = t;
+            p->fast_cap = n;
+        } else {
+            quiet = 0;
+        }
+    }
+    s = chi_ur_sqe(p);
     if (!s) return -1;
     s->opcode = IORING_OP_SEND;
     s->fd = fd;
     s->addr = (uint64_t)(uintptr_t)(chi_ur_bytes(k) + k->off);
     s->len = k->len - k->off;
-    s->msg_flags = (uint32_t)(MSG_NOSIGNAL | (k->more ? MSG_MORE : 0));
+    s->msg_flags = (uint32_t)(MSG_NOSIGNAL | (k->more ? MSG_MORE : 0) | (quiet ? MSG_DONTWAIT | MSG_WAITALL : 0));
     s->user_data = chi_ur_send_data(fd);
+    q->issued = s->len;
+    if (quiet) {
+        s->flags = (unsigned char)p->skip;
+        p->fast[p->nfast].fd = fd;
+        p->fast[p->nfast++].pos = q->quiet = p->tail;
+        e->sflags |= CHI_UR_S_FAST;
+    }
     e->sending = 1;
     p->nsending++;
     return 0;
@@ -8700,6 +8831,7 @@ static int chi_ur_sent(chi_poller *p, const struct io_uring_cqe *cqe, chi_event 
     chi_ur_chunk *k;
     if (!e || !e->sending || !e->q) return 0;
     e->sending = 0;
+    e->sflags &= (unsigned char)~CHI_UR_S_FAST;
     p->nsending--;
     q = chi_ur_q(p, e);
     k = q->out;
@@ -8722,6 +8854,10 @@ static int chi_ur_sent(chi_poller *p, const struct io_uring_cqe *cqe, chi_event 
         q->queued -= (uint32_t)cqe->res;
         q->stamp = p->ticks;
     }
+    if (cqe->res >= 0 && (uint32_t)cqe->res >= q->issued)
+        e->sflags &= (unsigned char)~CHI_UR_S_SLOW;
+    else /* short, or EAGAIN: the socket's buffer is full */
+        e->sflags |= CHI_UR_S_SLOW;
     if (k->off == k->len) {
         q->out = k->next;
         chi_ur_chunk_free(p, k);
@@ -8765,6 +8901,9 @@ static void chi_ur_sends_free(chi_poller *p)
     }
     CHOPIN_FREE(p->orphans);
     CHOPIN_FREE(p->qs);
+    CHOPIN_FREE(p->fast);
+    p->fast = NULL;
+    p->nfast = p->fast_cap = 0;
     p->orphans = NULL;
     p->qs = NULL;
     p->nq = p->qcap = p->qfree = 0;
@@ -8892,6 +9031,36 @@ static int chi_ur_event(chi_poller *p, const struct io_uring_cqe *cqe, chi_event
     return 0;
 }
 
+/* The quiet sends that the kernel took (its head passed their entries)
+   and that posted no failure (every completion was taken) took all their
+   bytes: as if each had posted its completion. */
+static int chi_ur_quiet_done(chi_poller *p, chi_event *out, int max)
+{
+    unsigned head = __atomic_load_n(p->sq_head, __ATOMIC_ACQUIRE);
+    size_t i = 0;
+    int n = 0;
+    while (i < p->nfast && n < max) {
+        chi_ur_quiet w = p->fast[i];
+        chi_ur_fd *e = &p->fds[w.fd];
+        struct io_uring_cqe c;
+        if ((int)(head - w.pos) < 0) { /* not submitted yet */
+            i++;
+            continue;
+        }
+        p->fast[i] = p->fast[--p->nfast];
+        /* it failed (its completion came), or that was an older send */
+        if (!e->sending || !(e->sflags & CHI_UR_S_FAST) || chi_ur_q(p, e)->quiet != w.pos) continue;
+        memset(&c, 0, sizeof c);
+        c.user_data = chi_ur_send_data(w.fd);
+        c.res = (int32_t)chi_ur_q(p, e)->issued;
+        n += chi_ur_sent(p, &c, &out[n]);
+        /* bytes queued behind it since (a pass ran before this reap): they
+           go now, with the next enter, whether or not a prepare follows */
+        if (e->q && !e->sending && chi_ur_q(p, e)->out) (void)chi_ur_issue_send(p, w.fd, e);
+    }
+    return n;
+}
+
 /* Takes up to max completions as events; the rest stay for the next wait. */
 static int chi_ur_reap(chi_poller *p, chi_event *out, int max)
 {
@@ -8903,6 +9072,7 @@ static int chi_ur_reap(chi_poller *p, chi_event *out, int max)
     }
     p->reaped = head - *p->cq_head;
     __atomic_store_n(p->cq_head, head, __ATOMIC_RELEASE);
+    if (p->nfast && head == tail) n += chi_ur_quiet_done(p, out + n, max - n);
     return n;
 }
 
@@ -8964,9 +9134,10 @@ static int chi_poller_receive(chi_poller *p)
 }
 
 /* One enter: what the pass queued goes in, and (unless completions are
-   already waiting, or timeout_ms is 0) it waits for at least one. Sends
-   that the enter issues complete in it and end the wait: when they were
-   all it brought, the wait is made again (once), now for an event. */
+   already waiting, or timeout_ms is 0) it waits for at least one. Quiet
+   sends post nothing when they take all their bytes, so they do not end
+   the wait; a completion that is no event (a send that was not quiet, a
+   cancelled receive) does: then the wait is made again (once). */
 static int chi_poller_wait(chi_poller *p, chi_event *out, int max, int timeout_ms)
 {
     struct io_uring_getevents_arg arg;
@@ -9022,6 +9193,7 @@ static void chi_poller_finish(chi_poller *p)
     struct __kernel_timespec ts;
     int64_t until = chi_os_now_ns() + 1000000000;
     if (!p->uring || !p->open) return;
+    p->finishing = 1;
     memset(&arg, 0, sizeof arg);
     ts.tv_sec = 0;
     ts.tv_nsec = 10000000;
@@ -9035,6 +9207,7 @@ static void chi_poller_finish(chi_poller *p)
         while (p->data_head < p->data_n) chi_poller_data_done(p);
         p->data_head = p->data_n = 0;
     }
+    chi_ur_unregister_ring(p); /* on its thread, which may live on */
 }
 
 static int chi_poller_fd(const chi_poller *p)
@@ -10331,7 +10504,8 @@ struct ch_worker {
     unsigned decoded_mask;   /* which parameters are decoded (reset per request) */
     int64_t log_second;      /* ... and which second that is */
     chi_metrics *metrics;    /* &app->metrics[id] when counting, else NULL */
-    void **slots;            /* middleware state per worker (app->nslots) */
+    void *slots[CHI_MAX_SLOTS]; /* middleware state per worker (app->nslots):
+                                   in place, so a read is one load */
     chi_buf decoded;         /* ch_req_param_decoded's values, per request */
     size_t decoded_at[CHOPIN_MAX_PARAMS], decoded_len[CHOPIN_MAX_PARAMS];
     uint64_t rid_next;       /* request ids: a count after ... */
@@ -11080,28 +11254,28 @@ typedef struct chi_slot {
 
 #if !defined(CHOPIN_NO_CORS) || !defined(CHOPIN_NO_RATELIMIT)
 /* The worker's state for slot i, or NULL if none yet. */
-static void *chi_slot_get(chi_worker *w, int i) { return w->slots ? w->slots[i] : NULL; }
+static void *chi_slot_get(chi_worker *w, int i) { return w->slots[i]; }
 
-/* Installs state for slot i (state starts with a chi_slot). 0 or -1. */
-static int chi_slot_set(chi_worker *w, int i, void *state)
+/* Installs state for slot i (state starts with a chi_slot). */
+static void chi_slot_set(chi_worker *w, int i, void *state) { w->slots[i] = state; }
+
+/* A new slot for a registration; -1 (and the app's error) past CHI_MAX_SLOTS. */
+static int chi_slot_new(ch_app *app, const char *what)
 {
-    if (!w->slots) {
-        w->slots = (void **)CHOPIN_MALLOC(sizeof *w->slots * (size_t)w->app->nslots);
-        if (!w->slots) return -1;
-        memset(w->slots, 0, sizeof *w->slots * (size_t)w->app->nslots);
+    if (app->nslots >= CHI_MAX_SLOTS) {
+        chi_reg_error(app, "too many CORS and rate limit registrations", what);
+        return -1;
     }
-    w->slots[i] = state;
-    return 0;
+    return app->nslots++;
 }
 #endif
 
 static void chi_slots_free(chi_worker *w)
 {
     int i;
-    for (i = 0; w->slots && i < w->app->nslots; i++)
+    for (i = 0; i < w->app->nslots; i++)
         if (w->slots[i]) ((chi_slot *)w->slots[i])->free_fn(w->slots[i]);
-    CHOPIN_FREE(w->slots);
-    w->slots = NULL;
+    memset(w->slots, 0, sizeof w->slots);
 }
 
 /* >>client --------------------------------------------------------------------
@@ -12072,10 +12246,7 @@ CHI_OUTLINE static chi_cors_entry *chi_cors_entry_for(chi_worker *w, const chi_c
         if (!cache) return NULL;
         memset(cache, 0, sizeof *cache);
         cache->hdr.free_fn = chi_cache_free;
-        if (chi_slot_set(w, c->slot, cache) < 0) {
-            CHOPIN_FREE(cache);
-            return NULL;
-        }
+        chi_slot_set(w, c->slot, cache);
     }
     h = chi_hash(o.ptr, o.len);
     e = &cache->e[h % CHI_CORS_CACHE];
@@ -12192,7 +12363,10 @@ CHOPIN_API int ch_use_cors(ch_app *app, const ch_cors *cfg)
     c->origins = cfg->origins ? chi_strdup(cfg->origins) : NULL;
     c->preflight = chi_strdup(buf);
     c->preflight_len = (size_t)n;
-    c->slot = app->nslots++;
+    if ((c->slot = chi_slot_new(app, "(cors)")) < 0) {
+        chi_cors_free(c);
+        return -1;
+    }
     if ((cfg->origins && !c->origins) || !c->preflight || chi_app_own(app, c, chi_cors_free) < 0) {
         chi_cors_free(c);
         return chi_reg_error(app, "out of memory", "(cors)");
@@ -12269,11 +12443,11 @@ static chi_rl_worker *chi_rl_state(chi_worker *w, const chi_rl *rl)
     if (!s) return NULL;
     memset(s, 0, sizeof *s);
     s->hdr.free_fn = chi_rl_worker_free;
-    if ((!rl->exact && chi_buckets_init(&s->t, rl->cfg.table_size, rl->cfg.rate, rl->burst) < 0) ||
-        chi_slot_set(w, rl->slot, s) < 0) {
+    if (!rl->exact && chi_buckets_init(&s->t, rl->cfg.table_size, rl->cfg.rate, rl->burst) < 0) {
         chi_rl_worker_free(s);
         return NULL;
     }
+    chi_slot_set(w, rl->slot, s);
     return s;
 }
 
@@ -12475,7 +12649,10 @@ CHOPIN_API int ch_use_ratelimit(ch_app *app, ch_group *g, const ch_ratelimit *cf
     rl->usual_len = (size_t)(chi_rl_lines(rl, rl->usual, (long)(rl->burst - 1.0), chi_ceil_sec_ns(rl->interval_ns)) -
                              rl->usual);
     rl->cacheable = !cfg->key;
-    rl->slot = app->nslots++;
+    if ((rl->slot = chi_slot_new(app, "(ratelimit)")) < 0) {
+        CHOPIN_FREE(rl);
+        return -1;
+    }
     if (cfg->exact) {
         if (chi_buckets_init(&rl->shared, rl->cfg.table_size, cfg->rate, rl->burst) < 0) {
             CHOPIN_FREE(rl);
@@ -12575,7 +12752,9 @@ static void chi_metrics_handler(ch_req *req, ch_res *res)
     chi_prom(j, "# HELP chopin_timeouts_total Connections closed by a timeout.\n# TYPE chopin_timeouts_total counter\n"
                 "chopin_timeouts_total %llu\n", (unsigned long long)m.timeouts);
     res->status = 200;
-    chi_res_default_ctype(res, "text/plain; version=0.0.4; charset=utf-8", 40);
+    /* the exposition format's type as issue 9 names it; the text is ASCII
+       (names, numbers, status codes), so no charset is needed */
+    chi_res_default_ctype(res, "text/plain; version=0.0.4", 25);
     res->body_is_json = 1;
 }
 
@@ -15173,7 +15352,9 @@ static CHI_OUTLINE int chi_sse_put(chi_buf *b, const char *a, size_t an, const c
     return chi_later_add(b, "\n", 1);
 }
 
-/* "data: line\n" for every line of data. */
+/* "data: line\n" for every line of data. The client joins the lines with
+   LF, so what it gets is the data as sent, line ends made LF: a trailing
+   line end is an empty last line ("a\n" is "data: a", "data: "). */
 static CHI_OUTLINE int chi_sse_data(chi_buf *b, const char *data, size_t len)
 {
     size_t i = 0, start = 0;
@@ -15183,7 +15364,6 @@ static CHI_OUTLINE int chi_sse_data(chi_buf *b, const char *data, size_t len)
             if (i == len) return 0;
             if (data[i] == '\r' && i + 1 < len && data[i + 1] == '\n') i++;
             start = ++i;
-            if (i == len) return 0; /* a trailing line end ends the last line */
             continue;
         }
         i++;
@@ -15439,6 +15619,10 @@ static void chi_ws_refuse(ch_res *res, int status)
     ch_res_error(res, status);
     if (status == 426) { /* RFC 6455 4.4, RFC 9110 15.5.22 */
         ch_res_header(res, "Upgrade", "websocket");
+        /* a sender of Upgrade names it in Connection too (RFC 9110 7.8);
+           put as it is: ch_res_header keeps Connection for the head
+           writer, whose own "close", if any, is a second line of the list */
+        chi_res_add_line(res, "Connection", 10, "Upgrade", 7);
         ch_res_header(res, "Sec-WebSocket-Version", "13");
     }
 }
@@ -16659,6 +16843,16 @@ static void chi_config_defaults(ch_config *c)
     c->offload_threads = chi_def(c->offload_threads, CHI_DEFAULT_OFFLOAD_THREADS);
 }
 
+/* "[::1]", as a URL writes an IPv6 address: the address inside. */
+static void chi_host_unbracket(char *host)
+{
+    size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+        memmove(host, host + 1, n - 2);
+        host[n - 2] = 0;
+    }
+}
+
 /* Code, then environment, then defaults (see the precedence note above). */
 static int chi_resolve_config(ch_app *app, const ch_config *in)
 {
@@ -16690,6 +16884,7 @@ static int chi_resolve_config(ch_app *app, const ch_config *in)
     chi_config_defaults(&c);
     app->host_given = c.host != NULL;
     (void)snprintf(app->host, sizeof app->host, "%s", c.host ? c.host : CHI_DEFAULT_HOST); /* length checked above */
+    chi_host_unbracket(app->host);
     c.host = app->host;
     (void)snprintf(app->pid_file, sizeof app->pid_file, "%s", c.pid_file ? c.pid_file : "");
     c.pid_file = app->pid_file[0] ? app->pid_file : NULL;

@@ -8,9 +8,12 @@
    shape) and waits until a batch is fully answered before it sends the next
    one. With -c 1 the server therefore sees a strictly repeatable sequence of
    reads and writes, which is what the syscall and instruction counts need.
+   With -k 0 (churn) every request has a connection of its own: it says
+   Connection: close, and the client closes after the answer and connects
+   again; C such connections at a time, depth 1.
 
      client [-h host] [-p port] [-P path] [-n requests] [-c connections]
-            [-d depth] [-s status] [-b body] [-t seconds] [-q]
+            [-d depth] [-k 0|1] [-s status] [-b body] [-t seconds] [-q]
 
    Prints one line: "<n> responses, <n> ok, <s> s, <r> req/s". Exit status 0
    only when every response came back with the expected status (and body).
@@ -168,6 +171,25 @@ static long parse_response(const char *buf, size_t len)
 static const char *batch;  /* depth copies of the request */
 static size_t req_len;
 static int depth = 1;
+static int keep_alive = 1;
+static struct addrinfo *peer;
+
+/* A new connection for c, in ep (EPOLLIN). */
+static void open_conn(int ep, conn *c)
+{
+    int one = 1;
+    struct epoll_event ev;
+    c->fd = socket(peer->ai_family, SOCK_STREAM, 0);
+    if (c->fd < 0) die("socket");
+    if (connect(c->fd, peer->ai_addr, peer->ai_addrlen) < 0) die("connect");
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    fcntl(c->fd, F_SETFL, O_NONBLOCK);
+    c->want_write = 0;
+    memset(&ev, 0, sizeof ev);
+    ev.events = EPOLLIN;
+    ev.data.ptr = c;
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) < 0) die("epoll_ctl");
+}
 
 static void start_batch(conn *c)
 {
@@ -204,7 +226,7 @@ static int write_some(int ep, conn *c)
 static void usage(void)
 {
     fprintf(stderr, "usage: client [-h host] [-p port] [-P path] [-n requests] [-c connections] [-d depth]\n"
-                    "              [-s status] [-b body] [-t seconds] [-q] [-H \"Name: value\"]\n");
+                    "              [-k 0|1] [-s status] [-b body] [-t seconds] [-q] [-H \"Name: value\"]\n");
     exit(2);
 }
 
@@ -219,7 +241,7 @@ int main(int argc, char **argv)
     struct addrinfo hints, *ai;
     struct epoll_event evs[256];
 
-    while ((opt = getopt(argc, argv, "h:p:P:n:c:d:s:b:t:qH:")) != -1) {
+    while ((opt = getopt(argc, argv, "h:p:P:n:c:d:k:s:b:t:qH:")) != -1) {
         switch (opt) {
         case 'h': host = optarg; break;
         case 'p': port = optarg; break;
@@ -227,6 +249,7 @@ int main(int argc, char **argv)
         case 'n': total = atol(optarg); break;
         case 'c': nconn = atol(optarg); break;
         case 'd': depth = atoi(optarg); break;
+        case 'k': keep_alive = atoi(optarg) != 0; break;
         case 's': expect_status = atoi(optarg); break;
         case 'b': expect_body = optarg; expect_body_len = strlen(optarg); break;
         case 't': timeout = atof(optarg); break;
@@ -236,13 +259,14 @@ int main(int argc, char **argv)
         }
     }
     if (total < 0 || nconn < 1 || nconn > 100000 || depth < 1 || depth > 4096 || timeout <= 0) usage();
+    if (!keep_alive) depth = 1; /* one request per connection */
     if (nconn > total && total > 0) nconn = total;
 
     /* the request, as wrk sends it, and a batch of depth copies */
     req = malloc(strlen(path) + strlen(host) + strlen(port) + strlen(extra_header) + 64);
     if (!req) die("malloc");
-    req_len = (size_t)sprintf(req, "GET %s HTTP/1.1\r\nHost: %s:%s\r\n%s%s\r\n", path, host, port, extra_header,
-                              *extra_header ? "\r\n" : "");
+    req_len = (size_t)sprintf(req, "GET %s HTTP/1.1\r\nHost: %s:%s\r\n%s%s%s\r\n", path, host, port, extra_header,
+                              *extra_header ? "\r\n" : "", keep_alive ? "" : "Connection: close\r\n");
     b = malloc(req_len * (size_t)depth);
     if (!b) die("malloc");
     for (i = 0; i < depth; i++) memcpy(b + (size_t)i * req_len, req, req_len);
@@ -259,25 +283,15 @@ int main(int argc, char **argv)
     if (ep < 0) die("epoll_create1");
     conns = calloc((size_t)nconn, sizeof *conns);
     if (!conns) die("calloc");
+    peer = ai;
     for (i = 0; i < nconn; i++) {
         conn *c = &conns[i];
-        int one = 1;
-        struct epoll_event ev;
-        c->fd = socket(ai->ai_family, SOCK_STREAM, 0);
-        if (c->fd < 0) die("socket");
-        if (connect(c->fd, ai->ai_addr, ai->ai_addrlen) < 0) die("connect");
-        setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        fcntl(c->fd, F_SETFL, O_NONBLOCK);
+        open_conn(ep, c);
         c->left = total / nconn + (i < total % nconn ? 1 : 0);
         c->in_cap = 65536;
         c->in = malloc(c->in_cap);
         if (!c->in) die("malloc");
-        memset(&ev, 0, sizeof ev);
-        ev.events = EPOLLIN;
-        ev.data.ptr = c;
-        if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) < 0) die("epoll_ctl");
     }
-    freeaddrinfo(ai);
 
     t0 = now_s();
     active = 0;
@@ -347,6 +361,10 @@ int main(int argc, char **argv)
                         return 1;
                     }
                     if (c->left > 0) {
+                        if (!keep_alive) { /* the server closes after the answer: a new connection */
+                            close(c->fd);
+                            open_conn(ep, c);
+                        }
                         start_batch(c);
                         if (write_some(ep, c) < 0) die("write");
                     } else {
@@ -359,6 +377,7 @@ int main(int argc, char **argv)
         }
     }
     t1 = now_s();
+    freeaddrinfo(ai);
     if (!quiet || n_ok != total || n_bad)
         printf("%ld responses, %ld ok, %.3f s, %.0f req/s\n", n_done, n_ok, t1 - t0,
                t1 > t0 ? (double)n_done / (t1 - t0) : 0.0);

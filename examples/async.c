@@ -16,7 +16,9 @@
                                 the end; with Last-Event-ID: k it starts at k+1
      POST /publish              body = a message: 204, and every client of
      GET  /subscribe            /subscribe (an SSE stream, on any worker) gets
-                                "data: <message>"
+                                "data: <message>" (one line ending the body,
+                                as `echo msg | curl --data-binary @-` sends,
+                                is not part of the message)
 
    Environment: PORT (default 3000), HOST, CHOPIN_WORKERS, SERVER_MODE as
    for build/bench; SHUTDOWN_TIMEOUT (seconds, default 10) for the tests. */
@@ -304,16 +306,21 @@ static void publish(ch_req *req, ch_res *res)
     ch_worker *self = ch_res_worker(res);
     ch_app *app = ch_worker_app(self);
     int i, n = ch_worker_count(self);
+    size_t len = req->body_len;
+    /* a message sent as a line: its line end is not part of it (SSE sends
+       data as it is given, and a trailing line end would be an empty line) */
+    if (len && req->body[len - 1] == '\n') len--;
+    if (len && req->body[len - 1] == '\r') len--;
     for (i = 0; i < n; i++) {
         ch_worker *w = ch_app_worker(app, i);
-        message *m = (message *)malloc(sizeof *m + req->body_len);
+        message *m = (message *)malloc(sizeof *m + len);
         if (!w || !m) {
             free(m);
             continue;
         }
-        memcpy(m->text, req->body, req->body_len);
-        m->text[req->body_len] = 0;
-        m->len = req->body_len;
+        memcpy(m->text, req->body, len);
+        m->text[len] = 0;
+        m->len = len;
         if (ch_worker_post(w, deliver, m) < 0) free(m);
     }
     ch_res_status(res, 204);

@@ -355,6 +355,7 @@ static void sse_hb(ch_req *req, ch_res *res)
     bad = ch_sse_event(d, "bad\nname", NULL, "x", 1) + ch_sse_event(d, NULL, "1\r2", "x", 1);
     __atomic_store_n(&g_sse_bad, bad, __ATOMIC_RELEASE);
     ch_sse_event(d, NULL, NULL, "last", 4);
+    ch_sse_event(d, NULL, NULL, "end\r\n", 5); /* the client's data is "end\n": a last, empty line */
     ch_defer_after(d, 90, sse_end, NULL);
 }
 
@@ -609,9 +610,11 @@ static void test_abort_and_twice(void)
     CHECK(strstr(buf, "200 OK") && strstr(buf, "once") && !strstr(buf, "never"));
     CHECK(atomic_get(&g_finish_twice) == -1);
     /* SSE: the retry field, a two-line comment, two refused events (CR/LF in
-       a name or id), an event, heartbeats every 20 ms, then the end */
+       a name or id), two events (one whose data ends with a line end),
+       heartbeats every 20 ms, then the end */
     {
-        static const char want[] = "d\r\nretry: 1500\n\n\r\nf\r\n: two\n: lines\n\n\r\nc\r\ndata: last\n\n\r\n";
+        static const char want[] = "d\r\nretry: 1500\n\n\r\nf\r\n: two\n: lines\n\n\r\nc\r\ndata: last\n\n\r\n"
+                                   "12\r\ndata: end\ndata: \n\n\r\n";
         char *body;
         int beats = 0;
         char *p;

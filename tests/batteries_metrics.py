@@ -46,7 +46,7 @@ def main():
             get(port, "/api/v1/todos/999", "Authorization: Bearer secret\r\n")
         status, ctype, text = get(port, "/metrics")
         result("GET /metrics: 200, text/plain; version=0.0.4",
-               status == 200 and ctype.startswith("text/plain") and "version=0.0.4" in ctype, ctype)
+               status == 200 and ctype == "text/plain; version=0.0.4", ctype)
         try:
             families = {f.name: f for f in text_string_to_metric_families(text)}
             parsed = True

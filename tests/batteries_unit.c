@@ -778,6 +778,26 @@ static void test_request_id_fast(void)
     ch_app_free(app);
 }
 
+/* Each CORS or rate limit registration takes a per-worker slot; past
+   CHI_MAX_SLOTS a registration fails with a clear error, nothing else. */
+static void test_slots_limit(void)
+{
+    ch_app *app = ch_app_new();
+    ch_cors cors;
+    ch_ratelimit rl;
+    int i, ok = 1;
+    memset(&cors, 0, sizeof cors);
+    cors.origins = "https://a.example";
+    memset(&rl, 0, sizeof rl);
+    rl.rate = 10;
+    for (i = 0; i < CHI_MAX_SLOTS; i++)
+        if ((i % 2 ? ch_use_cors(app, &cors) : ch_use_ratelimit(app, NULL, &rl)) != 0) ok = 0;
+    CHECK(ok && app->nslots == CHI_MAX_SLOTS && !ch_error(app)[0]);
+    CHECK(ch_use_cors(app, &cors) == -1 && strstr(ch_error(app), "too many"));
+    CHECK(ch_use_ratelimit(app, NULL, &rl) == -1 && app->nslots == CHI_MAX_SLOTS);
+    ch_app_free(app);
+}
+
 /* A connection keeps its client's bucket (index and generation): another
    client that takes the slot over (a table of one) makes the connection
    look its bucket up again, and a kept bucket stays the most recent (the
@@ -1115,6 +1135,7 @@ int main(void)
         test_ratelimit_conn_bucket);
     run("bearer: the token from a cookie or a query parameter when the route asks", test_bearer_elsewhere);
     run("config: CHOPIN_LOG, trust_proxy (code beats the environment; bad values refused)", test_config);
+    run("slots: CHI_MAX_SLOTS CORS and rate limit registrations, then a clear error", test_slots_limit);
     printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed ? 1 : 0;
 }

@@ -372,7 +372,11 @@ static void test_parse_host_memo(void)
         CHECK(req.header_count == 1 && ch_str_eq(req.headers[0].value, "h.example") &&
               ch_str_eq(req.headers[0].name, "Host") && ch_str_eq(ch_req_header(&req, "host"), "h.example"));
     }
-    CHECK(parse_host("", &memo) > 0 && memo.line_len == 8);
+    /* no host (RFC 9110 4.2.1): refused, and never stored */
+    memset(&memo, 0, sizeof memo);
+    CHECK(parse_host("", &memo) == -400 && memo.line_len == 0);
+    CHECK(parse_host(":80", &memo) == -400 && memo.line_len == 0);
+    CHECK(parse_host("  ", &memo) == -400 && memo.line_len == 0);
     /* a line longer than the memo is not stored */
     memset(&memo, 0, sizeof memo);
     memset(big, 'a', sizeof big);
@@ -699,7 +703,7 @@ static void test_chunked_valid(void)
     const char *a = "5\r\nhello\r\n7;ext=1;q=\"x y\"\r\n, world\r\n0\r\nTrailer-A: 1\r\nB: two\r\n\r\nNEXT";
     const char *b = "0\r\n\r\n";
     const char *c = "A \t;e\r\n0123456789\r\n00000\r\n\r\n";
-    const char *d = "5 ; a = b ;c;d=\"q\\\"\\\\ x\" \r\nhello\r\n0;last\r\n\r\n";
+    const char *d = "5 ; a = b ;c;d=\"q\\\"\\\\ x\"\r\nhello\r\n0;last\r\n\r\n";
     CHECK(decode_dribbled(a, strlen(a), out, &n, &used) == 1);
     CHECK(n == 12 && memcmp(out, "hello, world", 12) == 0);
     CHECK(used == strlen(a) - 4);
@@ -732,6 +736,14 @@ static void test_chunked_invalid(void)
         {"5;=b\r\nhello\r\n0\r\n\r\n", -400},
         {"5;a=b c\r\nhello\r\n0\r\n\r\n", -400},
         {"5;a=\"b\"c\r\nhello\r\n0\r\n\r\n", -400},
+        /* BWS only before ';' or '=', never before the CRLF */
+        {"5 \r\nhello\r\n0\r\n\r\n", -400},
+        {"5\t\r\nhello\r\n0\r\n\r\n", -400},
+        {"5\r\nhello\r\n0 \r\n\r\n", -400},
+        {"5;a \r\nhello\r\n0\r\n\r\n", -400},
+        {"5;a=b \r\nhello\r\n0\r\n\r\n", -400},
+        {"5;a=\"b\" \r\nhello\r\n0\r\n\r\n", -400},
+        {"5 ;a \tx\r\nhello\r\n0\r\n\r\n", -400},
     };
     size_t i, n, used;
     char out[64];
@@ -1027,6 +1039,20 @@ static void test_router_errors(void)
     CHECK(ch_get(app, "no-slash", h_any, NULL) == -1);
     CHECK(ch_get(app, "/w/*rest/more", h_any, NULL) == -1);
     CHECK(ch_get(app, "/p/:", h_any, NULL) == -1);
+    {
+        /* a parameter named twice, an empty segment (each on a fresh app: the
+           first registration error is the one ch_error keeps) */
+        ch_app *a1 = ch_app_new(), *a2 = ch_app_new(), *a3 = ch_app_new(), *a4 = ch_app_new();
+        CHECK(ch_get(a1, "/d/:x/:x", h_any, NULL) == -1 && strstr(ch_error(a1), "same parameter twice"));
+        CHECK(ch_get(a2, "/d/:x/y/*x", h_any, NULL) == -1 && strstr(ch_error(a2), "same parameter twice"));
+        CHECK(ch_get(a3, "/e//f", h_any, NULL) == -1 && strstr(ch_error(a3), "empty segment"));
+        CHECK(ch_get(a4, "/d/:x/:xy", h_any, NULL) == 0 && ch_get(a4, "/d2/:xy/:x", h_any, NULL) == 0 &&
+              ch_get(a4, "/e2/", h_any, NULL) == 0 && ch_get(a4, "/", h_any, NULL) == 0 && !ch_error(a4)[0]);
+        ch_app_free(a1);
+        ch_app_free(a2);
+        ch_app_free(a3);
+        ch_app_free(a4);
+    }
     CHECK(ch_fast_text(app, "/plain", "x") == 0);
     CHECK(ch_fast_text(app, "/plain", "x") == -1);
     CHECK(ch_get(app, "/plain", h_any, NULL) == -1);
@@ -1101,6 +1127,18 @@ static void test_config_env(void)
     used = ch_config_used(app);
     CHECK(used && used->workers == 1 && used->reuseport == CH_NO && strcmp(used->host, "0.0.0.0") == 0);
     ch_app_free(app);
+    /* an IPv6 address written as in a URL, in brackets, is the address inside
+       (checked without listening: a machine may have no IPv6 loopback) */
+    {
+        char h1[] = "[::1]", h2[] = "::1", h3[] = "[]", h4[] = "[", h5[] = "a.example";
+        chi_host_unbracket(h1);
+        chi_host_unbracket(h2);
+        chi_host_unbracket(h3);
+        chi_host_unbracket(h4);
+        chi_host_unbracket(h5);
+        CHECK(strcmp(h1, "::1") == 0 && strcmp(h2, "::1") == 0 && strcmp(h3, "") == 0 && strcmp(h4, "[") == 0 &&
+              strcmp(h5, "a.example") == 0);
+    }
     unsetenv("PORT");
     unsetenv("HOST");
     unsetenv("CHOPIN_WORKERS");

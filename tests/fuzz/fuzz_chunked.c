@@ -15,16 +15,18 @@
 #define MAX_TRAILER 65536 /* inputs are at most a few KiB: never reached */
 
 /* chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] ) (RFC 9112
-   7.1.1), ext-val = token / quoted-string, then optional whitespace before
-   the CR. Returns 1 with *pos at the CR, 0 when the bytes run out first, -1
-   when refused. */
+   7.1.1), ext-val = token / quoted-string: whitespace only before a ';' or
+   an '=', never before the CR. Returns 1 with *pos at the CR, 0 when the
+   bytes run out first, -1 when refused. */
 static int ref_chunk_ext(const unsigned char *s, size_t n, size_t *pos)
 {
-    size_t p = *pos;
+    size_t p = *pos, w0;
     for (;;) {
+        w0 = p;
         while (p < n && (s[p] == ' ' || s[p] == '\t')) p++;
         if (p == n) return 0;
         if (s[p] == '\r') {
+            if (p != w0) return -1; /* BWS, then no ';' */
             *pos = p;
             return 1;
         }
@@ -33,9 +35,13 @@ static int ref_chunk_ext(const unsigned char *s, size_t n, size_t *pos)
         if (p == n) return 0;
         if (!chi_is(s[p], CHI_TOKEN)) return -1; /* a name is required */
         while (p < n && chi_is(s[p], CHI_TOKEN)) p++;
+        w0 = p;
         while (p < n && (s[p] == ' ' || s[p] == '\t')) p++;
         if (p == n) return 0;
-        if (s[p] != '=') continue; /* no value: ';' or CR must follow */
+        if (s[p] != '=') { /* no value: back to the whitespace, which a ';' must follow */
+            p = w0;
+            continue;
+        }
         p++;
         while (p < n && (s[p] == ' ' || s[p] == '\t')) p++;
         if (p == n) return 0;

@@ -203,6 +203,35 @@ def bench_tests(binary):
         result("a 6 MiB answer (48 queues' worth) arrives whole", a is not None and a[0] == 200 and a[2] == big,
                "got %s bytes" % (len(a[2]) if a else None))
 
+        # quiet sends (a whole send posts no completion) must never leave
+        # bytes waiting for the next event: the worker's tick comes once a
+        # second, so an answer that waited for it would take ~1 s here
+        s = connect(port)
+        reqs = b"GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n" * 100
+        slow = []
+        for cut in (5, 40, 41, 300, 1000, 2000, len(reqs) - 3):
+            t0 = time.time()
+            s.sendall(reqs[:cut])
+            time.sleep(0.002)
+            s.sendall(reqs[cut:])
+            r = Reader(s)
+            n = 0
+            while n < 100 and r.answer() is not None:
+                n += 1
+            if n != 100 or time.time() - t0 > 0.5:
+                slow.append("cut %d: %d answers in %.3f s" % (cut, n, time.time() - t0))
+        t0 = time.time()
+        for i in range(300):
+            s.sendall(reqs[:38] if i % 3 else echo_request(b"x" * (5000 + 3000 * (i % 4))))
+            if Reader(s).answer() is None:
+                slow.append("request %d: no answer" % i)
+                break
+        if time.time() - t0 > 0.9:
+            slow.append("300 requests one at a time took %.3f s" % (time.time() - t0))
+        s.close()
+        result("pipelined answers split over several chunks, and 300 answers one at a time, come at once (none "
+               "waits for the tick)", not slow, "; ".join(slow))
+
         mid = rnd.randbytes(3 * 1024 * 1024 + 17)
         a, _ = echo_once(port, mid, rcvbuf=8192, chunk=16384, pause=0.0005)
         result("a 3 MiB answer to a slow reader with a small receive buffer arrives whole (queue full, drained, "

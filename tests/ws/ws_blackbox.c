@@ -589,6 +589,11 @@ static int case_hs_version(void)
     if (st != 426) return fail("version 8: status %d, want 426", st);
     if (!head_value(head, "Sec-WebSocket-Version", v, sizeof v) || strcmp(v, "13") != 0)
         return fail("426 without Sec-WebSocket-Version: 13");
+    /* RFC 9110 7.8: the Upgrade it sends is named in Connection too */
+    if (!head_value(head, "Upgrade", v, sizeof v) || strcmp(v, "websocket") != 0)
+        return fail("426 without Upgrade: websocket");
+    if (!head_value(head, "Connection", v, sizeof v) || strcmp(v, "Upgrade") != 0)
+        return fail("426 without Connection: Upgrade");
     st = hs_request(UPGRADE KEY, "GET", head, sizeof head);
     if (st != 426) return fail("no version: status %d, want 426", st);
     return 0;
