@@ -754,10 +754,13 @@ CHOPIN_API int ch_mime_set(ch_app *app, const char *ext, const char *type);
    If-Modified-Since (RFC 9110 13.2.2 order; If-Match and
    If-Unmodified-Since give 412; the dates in any of the three HTTP-date
    forms), one Range answered 206 (suffix and open ranges too; If-Range
-   honoured; an unsatisfiable one 416; several ranges are answered with the
-   whole file, 200, not multipart/byteranges, as RFC 9110 14.2 allows; on
-   HEAD, Range is ignored: it is defined for GET only), Accept-Ranges:
-   bytes. With
+   honoured with a strong validator: the ETag, or the Last-Modified date
+   once it is a second before the response's Date, RFC 9110 8.8.2.2; an
+   unsatisfiable one 416; several ranges are answered with the whole file,
+   200, not multipart/byteranges, as RFC 9110 14.2 allows, or 416 when none
+   of them is satisfiable; an invalid Range is ignored; on HEAD, Range is
+   ignored: it is defined for GET only), Accept-Ranges: bytes. A file named
+   with a trailing slash ("a.txt/") is 404: it is not a directory. With
    precompressed siblings (name.br, name.gz) and an Accept-Encoding that
    takes them, the sibling goes out with Content-Encoding; either way such a
    file's answers carry Vary: Accept-Encoding.
@@ -6145,13 +6148,19 @@ static int chi_preconditions(ch_str if_match, ch_str if_unmodified, ch_str if_no
 }
 
 /* If-Range (RFC 9110 13.1.5): the range applies only when the validator
-   is this representation's strong ETag or its exact Last-Modified date. */
-static int chi_if_range_ok(ch_str v, const char *etag, size_t elen, int64_t mtime)
+   is this representation's strong ETag (a weak W/ one never matches), or
+   its exact Last-Modified date while that date is strong: at least one
+   second before `date`, the response's own Date (8.8.2.2; within the same
+   second the file may change again under the same date, which makes it
+   weak). `date` is -1 when unknown: a date then never matches. */
+static int chi_if_range_ok(ch_str v, const char *etag, size_t elen, int64_t mtime, int64_t date)
 {
     int64_t t;
     if (!v.ptr) return 1;
-    if (v.len && (v.ptr[0] == '"' || v.ptr[0] == 'W')) return v.len == elen && memcmp(v.ptr, etag, elen) == 0;
-    return chi_http_date(v.ptr, v.len, &t) == 0 && t == mtime;
+    /* an entity-tag opens with '"' or "W/"; a date may open with 'W' ("Wed") */
+    if (v.len && (v.ptr[0] == '"' || (v.len >= 2 && v.ptr[0] == 'W' && v.ptr[1] == '/')))
+        return v.len == elen && memcmp(v.ptr, etag, elen) == 0;
+    return chi_http_date(v.ptr, v.len, &t) == 0 && t == mtime && date >= 0 && mtime < date;
 }
 
 /* A decimal number; one past 18 digits stays at 10^18, beyond any file
@@ -6171,45 +6180,74 @@ static int chi_range_num(const char **pp, const char *end, uint64_t *out)
     return 0;
 }
 
-/* Range (RFC 9110 14.1.2) over `size` bytes. Returns 1 with one satisfiable
-   range [*first, *last], 0 when the header is ignored and the whole
-   representation is sent (absent, another unit, malformed, or more than one
-   range: several ranges are answered with the whole file, not multipart),
-   or 416 when the one range asked for is not satisfiable. */
-static int chi_range_parse(ch_str v, uint64_t size, uint64_t *first, uint64_t *last)
+/* One range-spec of a Range header, from *pp up to the next ',' or the end
+   (RFC 9110 14.1.1): -1 when invalid (bad syntax, or a last-byte-pos before
+   its first-byte-pos), 0 when valid but not satisfiable over `size` bytes
+   (a first-byte-pos at or past the end, a suffix of 0, an empty file), 1
+   with [*first, *last] clamped to the file. */
+static int chi_range_spec(const char **pp, const char *end, uint64_t size, uint64_t *first, uint64_t *last)
 {
-    const char *p = v.ptr, *end;
+    const char *p = *pp;
     uint64_t a = 0, b = 0;
     int suffix = 0, open = 0;
-    if (!p || v.len < 6 || !chi_ieq(p, "bytes=", 6)) return 0;
-    end = p + v.len;
-    p += 6;
-    while (p < end && (*p == ' ' || *p == '\t')) p++;
     if (p < end && *p == '-') {
         p++;
         suffix = 1;
-        if (chi_range_num(&p, end, &b) < 0) return 0;
+        if (chi_range_num(&p, end, &b) < 0) return -1;
     } else {
-        if (chi_range_num(&p, end, &a) < 0 || p == end || *p++ != '-') return 0;
+        if (chi_range_num(&p, end, &a) < 0 || p == end || *p++ != '-') return -1;
         if (p < end && *p >= '0' && *p <= '9') {
-            if (chi_range_num(&p, end, &b) < 0) return 0;
-            if (b < a) return 0; /* invalid: ignored */
+            if (chi_range_num(&p, end, &b) < 0 || b < a) return -1;
         } else {
             open = 1;
         }
     }
     while (p < end && (*p == ' ' || *p == '\t')) p++;
-    if (p != end) return 0; /* a list of ranges (or junk): the whole file */
+    if (p < end && *p != ',') return -1;
+    *pp = p;
     if (suffix) {
-        if (b == 0 || size == 0) return 416;
+        if (b == 0 || size == 0) return 0;
         *first = b >= size ? 0 : size - b;
         *last = size - 1;
         return 1;
     }
-    if (a >= size) return 416;
+    if (a >= size) return 0;
     *first = a;
     *last = (open || b >= size) ? size - 1 : b;
     return 1;
+}
+
+/* Range (RFC 9110 14.1.2) over `size` bytes. Returns 1 with one satisfiable
+   range [*first, *last]; 416 when the ranges-specifier is valid but none of
+   its ranges is satisfiable (14.2, 15.5.17: one range or several alike);
+   0 when the header is ignored and the whole representation is sent:
+   absent, another unit, invalid (any range in it malformed, or backwards
+   like 5-2), or several ranges of which one at least is satisfiable
+   (answered with the whole file, not multipart). Empty list elements are
+   skipped (5.6.1). */
+static int chi_range_parse(ch_str v, uint64_t size, uint64_t *first, uint64_t *last)
+{
+    const char *p = v.ptr, *end;
+    uint64_t a = 0, b = 0;
+    int nspecs = 0, satisfiable = 0;
+    if (!p || v.len < 6 || !chi_ieq(p, "bytes=", 6)) return 0;
+    end = p + v.len;
+    p += 6;
+    for (;;) {
+        int r;
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ',')) p++;
+        if (p == end) break;
+        r = chi_range_spec(&p, end, size, &a, &b);
+        if (r < 0) return 0;
+        if (r == 1 && satisfiable++ == 0) {
+            *first = a;
+            *last = b;
+        }
+        nspecs++;
+    }
+    if (nspecs == 0) return 0;
+    if (satisfiable == 0) return 416;
+    return nspecs == 1 ? 1 : 0;
 }
 
 /* Does Accept-Encoding allow `coding` ("gzip", "br")? Listed with q > 0, or
@@ -13055,6 +13093,14 @@ static void chi_res_set_file(ch_res *res, int fd, uint64_t first, uint64_t len)
     res->body_is_json = 0;
 }
 
+/* The Date this worker's responses carry now, in seconds (the one
+   chi_refresh_date wrote), or -1 before the first. */
+static int64_t chi_response_date(const chi_worker *w)
+{
+    int64_t t;
+    return chi_http_date(w->common + CHI_DATE_AT, CHI_DATE_LEN, &t) == 0 ? t : -1;
+}
+
 /* What a request asks of a file beyond the file: its preconditions and
    Range. Taken from the request, or, for a response answered later (whose
    request is gone), from the copy ch_res_defer kept in the chi_later. */
@@ -13156,7 +13202,8 @@ static void chi_serve_file(const chi_file_ask *ask, ch_res *res, int fd, const c
     chi_file_header(res, "Accept-Ranges", 13, "bytes", 5);
     /* Range is defined for GET only (RFC 9110 14.2): HEAD and the rest
        ignore it and describe the whole file */
-    if (ask->method == CH_GET && chi_if_range_ok(ask->v[CHI_ASK_IF_RANGE], etag, elen, fi->mtime))
+    if (ask->method == CH_GET &&
+        chi_if_range_ok(ask->v[CHI_ASK_IF_RANGE], etag, elen, fi->mtime, chi_response_date(w)))
         range = chi_range_parse(ask->v[CHI_ASK_RANGE], fi->size, &first, &last);
     if (range == 416) {
         p = chi_put(crange, "bytes */", 8);
@@ -13240,6 +13287,8 @@ static void chi_static_handler(ch_req *req, ch_res *res)
     chi_file_info fi;
     chi_file_ask ask;
     long n = chi_path_clean(want.ptr ? want.ptr : "", want.len, rel, sizeof rel - 80, m->dotfiles == CH_YES);
+    /* "a.txt/" names a directory (RFC 3986 3.3): a file is not one, 404 */
+    int dir_only = want.len > 0 && want.ptr[want.len - 1] == '/';
     int fd, vary = 0;
     const char *enc = NULL;
     if (n < 0) {
@@ -13253,6 +13302,7 @@ static void chi_static_handler(ch_req *req, ch_res *res)
     }
     if (fi.is_dir) {
         chi_file_release(res->w, fd);
+        dir_only = 0; /* it is one: its index answers */
         if (!m->index[0]) {
             ch_res_error(res, 404);
             return;
@@ -13266,7 +13316,7 @@ static void chi_static_handler(ch_req *req, ch_res *res)
             return;
         }
     }
-    if (!fi.is_reg) {
+    if (!fi.is_reg || dir_only) {
         chi_file_refuse(res, fd, 404);
         return;
     }

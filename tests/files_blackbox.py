@@ -220,8 +220,9 @@ def test_ranges(port, files):
     result("If-Range with a stale ETag: 200, whole file", st == 200 and b == data)
     st, h, b = request(port, "GET", "/static/a.txt", {"Range": "bytes=0-4", "If-Range": "W/" + etag})
     result("If-Range with a weak ETag: 200 (strong comparison)", st == 200 and b == data)
+    came = wait_date_past(port, "/static/a.txt", lm)  # a date in the Date's own second is weak (8.8.2.2)
     st, h, b = request(port, "GET", "/static/a.txt", {"Range": "bytes=0-4", "If-Range": lm})
-    result("If-Range with the Last-Modified date: 206", st == 206 and b == data[:5])
+    result("If-Range with the Last-Modified date: 206", came and st == 206 and b == data[:5])
     st, h, b = request(port, "GET", "/static/a.txt", {"Range": "bytes=0-4", "If-Range": "Sat, 01 Jan 2000 00:00:00 GMT"})
     result("If-Range with an older date: 200", st == 200 and b == data)
     big = open(os.path.join(ROOT, "big.bin"), "rb").read()
@@ -523,6 +524,14 @@ def test_uploads(port, updir):
             bad.append("%s -> %d" % (n, st))
     result("PUT /raw/:name refuses '/', '\\', NUL, a leading '.', dot segments", not bad, "; ".join(bad))
     result("nothing was written outside UPLOAD_DIR", not os.path.exists(os.path.join(os.path.dirname(updir), "b")))
+    os.mkdir(os.path.join(updir, "adir"))
+    temps = set(x for x in os.listdir(updir) if x.startswith("up-"))
+    st, h, b = request(port, "PUT", "/raw/adir", body=b"x" * 1000)
+    new_temps = set(x for x in os.listdir(updir) if x.startswith("up-")) - temps
+    result("PUT /raw/:name onto a directory's name: 409 before the body, the directory left as it was",
+           st == 409 and b"not a file" in b and os.path.isdir(os.path.join(updir, "adir")) and not new_temps,
+           "%d %r %r" % (st, b[:80], new_temps))
+    os.rmdir(os.path.join(updir, "adir"))
 
 
 def test_continue(port, rest_port):
@@ -904,6 +913,122 @@ def test_empty_stream_bodies(srv, updir):
            "%d wrong answers; %d temporary files" % (bad, len(left)))
 
 
+def wait_date_past(port, path, lm, limit=4.0):
+    """Waits (at most `limit` s) until the server's Date is past `lm`, the
+    Last-Modified of `path`: that date is then a strong validator (RFC 9110
+    8.8.2.2). Returns whether it came."""
+    import email.utils
+    t_lm = email.utils.parsedate_to_datetime(lm)
+    end = time.time() + limit * SLOW
+    while time.time() < end:
+        _, h, _ = request(port, "HEAD", path)
+        if email.utils.parsedate_to_datetime(h["date"]) > t_lm:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_rfc9110_audit(port, root):
+    """Three RFC 9110 points an audit found: several ranges none of which is
+    satisfiable (416, 14.2), If-Range with a Last-Modified of the response's
+    own second (weak, so no 206: 13.1.5, 8.8.2.2), a file named with a
+    trailing slash (404: a file is not a directory)."""
+    import email.utils
+    alpha = b"abcdefghijklmnopqrstuvwxyz"
+    with open(os.path.join(root, "s4_alpha.txt"), "wb") as f:
+        f.write(alpha)
+    # 2020-01-01, an old (strong) date, and a Wednesday: "Wed, ..." is a date, not a W/ tag
+    os.utime(os.path.join(root, "s4_alpha.txt"), (1577836800, 1577836800))
+    os.makedirs(os.path.join(root, "s4dir"))
+    with open(os.path.join(root, "s4dir", "index.html"), "wb") as f:
+        f.write(b"s4 index")
+    # 1. Range: unsatisfiable as a whole -> 416 with bytes */26, one range or several
+    cases = [
+        ("bytes=100-101,200-201", 416), ("bytes=100-101, 200-", 416), ("bytes=-0,26-", 416),
+        ("bytes=100-101,,200-201", 416), ("bytes=100-101", 416),
+        ("bytes=0-1,200-201", 200), ("bytes=100-101,-3", 200),  # one satisfiable: the whole file, as before
+        ("bytes=5-2", 200), ("bytes=100-101,5-2", 200), ("bytes=100-101,abc", 200),  # invalid: ignored
+    ]
+    for base in ("/static/", "/later/"):
+        for rng, want in cases:
+            st, h, b = request(port, "GET", base + "s4_alpha.txt", {"Range": rng})
+            if want == 416:
+                ok = st == 416 and h.get("content-range") == "bytes */26" and alpha not in b
+            else:
+                ok = st == 200 and b == alpha and "content-range" not in h
+            result("%s Range %s on 26 bytes -> %d" % (base, rng, want), ok, "%d %r" % (st, h.get("content-range")))
+    st, h, b = request(port, "HEAD", "/static/s4_alpha.txt", {"Range": "bytes=100-101,200-201"})
+    result("HEAD with an unsatisfiable Range set: ignored, 200", st == 200 and h.get("content-length") == "26", str(st))
+    # 2. If-Range
+    _, h0, _ = request(port, "GET", "/static/s4_alpha.txt")
+    etag, lm = h0["etag"], h0["last-modified"]
+    t = email.utils.parsedate_to_datetime(lm).timestamp()
+    for desc, v, want in (("the Last-Modified date", lm, 206),
+                          ("a date 1 s after Last-Modified", email.utils.formatdate(t + 1, usegmt=True), 200),
+                          ("a date 1 s before Last-Modified", email.utils.formatdate(t - 1, usegmt=True), 200),
+                          ("the strong ETag", etag, 206), ("the weak ETag W/" + etag, "W/" + etag, 200)):
+        for base in ("/static/", "/later/"):
+            st, h, b = request(port, "GET", base + "s4_alpha.txt", {"Range": "bytes=0-4", "If-Range": v})
+            ok = st == want and b == (alpha[:5] if want == 206 else alpha)
+            result("%s If-Range with %s (old file) -> %d" % (base, desc, want), ok, str(st))
+    # a file dated an hour ahead: its Last-Modified is not before the Date, so weak
+    fut = os.path.join(root, "s4_future.txt")
+    with open(fut, "wb") as f:
+        f.write(alpha)
+    ahead = time.time() + 3600
+    os.utime(fut, (ahead, ahead))
+    _, hf, _ = request(port, "GET", "/static/s4_future.txt")
+    for base in ("/static/", "/later/"):
+        st, h, b = request(port, "GET", base + "s4_future.txt", {"Range": "bytes=0-4", "If-Range": hf["last-modified"]})
+        result("%s If-Range with a Last-Modified after the Date: weak, 200 whole" % base, st == 200 and b == alpha, str(st))
+        st, h, b = request(port, "GET", base + "s4_future.txt", {"Range": "bytes=0-4", "If-Range": hf["etag"]})
+        result("%s If-Range with its strong ETag: 206 whatever the date" % base, st == 206 and b == alpha[:5], str(st))
+    # a file written in the second of the response (the audit's case): its
+    # Last-Modified is not before the Date (the Date may even lag, read once
+    # a tick), so 200; tried at a few phases of the second until one answer
+    # came within the file's own second. Once the Date has moved past it,
+    # the same If-Range gives 206.
+    fresh = os.path.join(root, "s4_fresh.txt")
+    weak, equal, lmf = [], 0, None
+    for phase in (0.1, 0.5, 0.3, 0.7, 0.9):
+        while abs(time.time() % 1.0 - phase) > 0.05:
+            time.sleep(0.01)
+        with open(fresh, "wb") as f:
+            f.write(alpha + str(time.time()).encode())
+        _, h, _ = request(port, "HEAD", "/static/s4_fresh.txt")
+        lmf = h.get("last-modified")
+        st, h, b = request(port, "GET", "/static/s4_fresh.txt", {"Range": "bytes=0-4", "If-Range": lmf})
+        d = email.utils.parsedate_to_datetime(h["date"])
+        if d <= email.utils.parsedate_to_datetime(lmf):
+            weak.append((st, b[:26] == alpha, h["date"], lmf))
+            equal += h["date"] == lmf
+        if equal:
+            break
+    result("If-Range with a Last-Modified not before the response's Date: weak, 200 whole (RFC 9110 8.8.2.2)",
+           len(weak) > 0 and all(st == 200 and whole for st, whole, _, _ in weak), repr(weak))
+    came = wait_date_past(port, "/static/s4_fresh.txt", lmf)
+    st, h, b = request(port, "GET", "/static/s4_fresh.txt", {"Range": "bytes=0-4", "If-Range": lmf})
+    result("the same If-Range once the Date is past it: strong, 206", came and st == 206 and b == alpha[:5],
+           "%s %d" % (came, st))
+    # 3. a trailing slash after a file: 404; after a directory: its index
+    for path in ("/static/s4_alpha.txt/", "/static/s4_alpha.txt//", "/static/sub/deep.txt/", "/static/a.txt/",
+                 "/later/s4_alpha.txt/"):
+        for method in ("GET", "HEAD"):
+            st, h, b = request(port, method, path)
+            result("%s %s: a file is not a directory, 404" % (method, path), st == 404 and alpha not in b, str(st))
+    st, h, b = request(port, "GET", "/static/style.css/", {"Accept-Encoding": "gzip, br"})
+    result("GET /static/style.css/ with precompressed siblings: 404", st == 404 and b"VERSION" not in b, str(st))
+    st, h, b = request(port, "GET", "/static/s4_alpha.txt/", {"Range": "bytes=0-4"})
+    result("GET /static/s4_alpha.txt/ with a Range: 404", st == 404, str(st))
+    for path, want in (("/static/s4dir/", b"s4 index"), ("/static/s4dir", b"s4 index"),
+                       ("/static/", b"<!doctype html><title>files</title>\n")):
+        st, h, b = request(port, "GET", path)
+        result("GET %s: a directory's index, 200" % path, st == 200 and b == want, "%d %r" % (st, b[:40]))
+    for name in ("s4_alpha.txt", "s4_future.txt", "s4_fresh.txt", "s4dir/index.html"):
+        os.unlink(os.path.join(root, name))
+    os.rmdir(os.path.join(root, "s4dir"))
+
+
 def main():
     global ROOT
     args = sys.argv[1:]
@@ -938,6 +1063,7 @@ def main():
         test_sigpipe_once(binary, ROOT, updir, cache=False)
         test_file_cache(srv.port, ROOT)
         test_later(srv.port, files)
+        test_rfc9110_audit(srv.port, ROOT)
         test_uploads(srv.port, updir)
         if rest:
             rsrv = Server(rest, {"API_TOKEN": "secret", "RATE_LIMIT": "10"})

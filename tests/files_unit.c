@@ -211,13 +211,25 @@ static void test_preconditions(void)
     CHECK(chi_preconditions(none, none, none, S("Sunday, 06-Nov-94 08:49:37 GMT"), e, 4, mt, 1) == 304);
     CHECK(chi_preconditions(none, none, none, S("Sun Nov  6 08:49:36 1994"), e, 4, mt, 1) == 0);
     /* If-Range */
-    CHECK(chi_if_range_ok(none, e, 4, mt));
-    CHECK(chi_if_range_ok(S("\"v1\""), e, 4, mt));
-    CHECK(!chi_if_range_ok(S("\"v0\""), e, 4, mt));
-    CHECK(!chi_if_range_ok(S("W/\"v1\""), e, 4, mt));
-    CHECK(chi_if_range_ok(same, e, 4, mt));
-    CHECK(!chi_if_range_ok(later, e, 4, mt));
-    CHECK(!chi_if_range_ok(bad, e, 4, mt));
+    CHECK(chi_if_range_ok(none, e, 4, mt, mt + 5));
+    CHECK(chi_if_range_ok(S("\"v1\""), e, 4, mt, mt + 5));
+    CHECK(chi_if_range_ok(S("\"v1\""), e, 4, mt, mt)); /* an ETag is strong whatever its age */
+    CHECK(!chi_if_range_ok(S("\"v0\""), e, 4, mt, mt + 5));
+    CHECK(!chi_if_range_ok(S("W/\"v1\""), e, 4, mt, mt + 5));
+    CHECK(chi_if_range_ok(same, e, 4, mt, mt + 5));
+    CHECK(chi_if_range_ok(same, e, 4, mt, mt + 1)); /* one second before the Date: strong */
+    CHECK(!chi_if_range_ok(later, e, 4, mt, mt + 5));
+    CHECK(!chi_if_range_ok(earlier, e, 4, mt, mt + 5)); /* exact match, not "not after" */
+    CHECK(!chi_if_range_ok(bad, e, 4, mt, mt + 5));
+    /* RFC 9110 8.8.2.2: a Last-Modified in the Date's second (or after it)
+       is weak, so If-Range with it never applies the range */
+    CHECK(!chi_if_range_ok(same, e, 4, mt, mt));
+    CHECK(!chi_if_range_ok(same, e, 4, mt, mt - 3));
+    CHECK(!chi_if_range_ok(same, e, 4, mt, -1));
+    /* a date on a Wednesday opens with 'W' and is still a date, not a weak tag */
+    CHECK(chi_if_range_ok(S("Wed, 01 Jan 2020 00:00:00 GMT"), e, 4, 1577836800, 1577836801));
+    CHECK(chi_if_range_ok(S("Wednesday, 01-Jan-20 00:00:00 GMT"), e, 4, 1577836800, 1577836801));
+    CHECK(chi_if_range_ok(S("Wed Jan  1 00:00:00 2020"), e, 4, 1577836800, 1577836801));
 }
 
 static void range_is(const char *h, uint64_t size, int want, uint64_t a, uint64_t b)
@@ -252,6 +264,21 @@ static void test_ranges(void)
     range_is("bytes=5-4", 100, 0, 0, 0);
     range_is("bytes=0-1,5-6", 100, 0, 0, 0);
     range_is("bytes=0-1, 500-600", 100, 0, 0, 0);
+    /* several ranges, none satisfiable: 416 like one (RFC 9110 14.2, 15.5.17) */
+    range_is("bytes=100-101,200-201", 26, 416, 0, 0);
+    range_is("bytes=100-101, 200-", 26, 416, 0, 0);
+    range_is("bytes=-0,26-", 26, 416, 0, 0);
+    range_is("bytes=100-101,,200-201", 26, 416, 0, 0); /* empty elements skipped (5.6.1) */
+    range_is("bytes=0-0,5-6", 0, 416, 0, 0);
+    range_is("bytes=100-101,25-", 26, 0, 0, 0); /* one satisfiable: the whole file */
+    range_is("bytes=100-101,-3", 26, 0, 0, 0);
+    range_is("bytes=100-101,5-2", 26, 0, 0, 0); /* one invalid: the header is ignored */
+    range_is("bytes=100-101,abc", 26, 0, 0, 0);
+    range_is("bytes=100-101 200-201", 26, 0, 0, 0);
+    range_is("bytes=100-101,", 26, 416, 0, 0);
+    range_is("bytes=,5-6", 26, 1, 5, 6);
+    range_is("bytes=,", 26, 0, 0, 0);
+    range_is("bytes=5-2", 26, 0, 0, 0);
     range_is("items=0-5", 100, 0, 0, 0);
     range_is("bytes=", 100, 0, 0, 0);
     range_is("bytes=-", 100, 0, 0, 0);
