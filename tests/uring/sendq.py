@@ -25,26 +25,9 @@ import sys
 import tempfile
 import time
 
-PASSED = 0
-FAILED = 0
-
-
-def result(name, ok, detail=""):
-    global PASSED, FAILED
-    if ok:
-        PASSED += 1
-        print("ok - " + name)
-    else:
-        FAILED += 1
-        print("not ok - " + name + ((": " + detail) if detail else ""))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import httptest  # noqa: E402 (tests/httptest.py)
+from httptest import free_port, result  # noqa: E402
 
 
 class Server:
@@ -412,8 +395,7 @@ def main():
             fn(b)
         except Exception as ex:  # a hang or a crash is a failure, never a silent skip
             result("%s tests ran to the end" % name, False, repr(ex))
-    print("%d passed, %d failed" % (PASSED, FAILED))
-    return 0 if FAILED == 0 else 1
+    return httptest.summary()
 
 
 if __name__ == "__main__":
